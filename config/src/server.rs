@@ -1,0 +1,103 @@
+//! `sync-server.toml`: the configuration of `sync-server`.
+
+use crate::agent::LogSection;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` or `postgres://…`. Default: `sqlite:` + `hq.db` in the platform
+    /// data directory. A relative SQLite path is relative to the config file.
+    pub database: Option<String>,
+    /// Without `[tls]` the server speaks plain HTTP, which it does only on a loopback
+    /// address unless this is true (e.g. behind a TLS-terminating load balancer).
+    pub allow_plain_http: bool,
+    /// TLS certificate and key (rustls). Absent: plain HTTP.
+    pub tls: Option<TlsSection>,
+    /// Largest request body, in bytes, after gzip decompression. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// Ledger housekeeping.
+    pub ledger: LedgerSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: None,
+            allow_plain_http: false,
+            tls: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            ledger: LedgerSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// `[ledger]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// How often the maturation/expiry/tier job runs, in seconds. Default 300.
+    pub job_interval_secs: u64,
+    /// How long a rotated-out signing key still verifies app tokens, in days.
+    /// Default 30.
+    pub key_grace_days: u32,
+    /// Most balance changes in one pull answer. Default 1000.
+    pub pull_page_size: u32,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            job_interval_secs: 300,
+            key_grace_days: 30,
+            pull_page_size: 1000,
+        }
+    }
+}
+
+/// Where a database URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string, as given.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite:PATH` or `postgres://…` / `postgresql://…`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("sqlite: needs a file path (sqlite:/var/lib/hq/hq.db)".to_owned());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
+        } else {
+            Err(format!(
+                "'{s}' is not a database URL: use sqlite:PATH or postgres://user@host/db"
+            ))
+        }
+    }
+}
