@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The whole agent configuration. Every table is optional; an empty file (or no file
 /// at all) runs a standalone till on loopback with built-in rules.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Which store and till this agent is.
@@ -28,21 +28,6 @@ pub struct AgentConfig {
     pub program: Option<ProgramRules>,
     /// Logging.
     pub log: LogSection,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            store: StoreSection::default(),
-            till_api: TillApiSection::default(),
-            journal: JournalSection::default(),
-            sync: None,
-            offline: OfflineSection::default(),
-            scanners: Vec::new(),
-            program: None,
-            log: LogSection::default(),
-        }
-    }
 }
 
 /// `[store]`.
@@ -109,6 +94,7 @@ pub fn parse_utc_offset(s: &str) -> Result<UtcOffsetText, String> {
 #[serde(deny_unknown_fields, default)]
 pub struct TillApiSection {
     /// Listen address. Default `127.0.0.1:7070`.
+    #[serde(deserialize_with = "crate::address::deserialize_listen")]
     pub listen: SocketAddr,
     /// A non-loopback `listen` is refused unless this is true: the till API has no
     /// authentication and must not be reachable from the store network by accident.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen address. Default `127.0.0.1:8080`.
+    #[serde(deserialize_with = "crate::address::deserialize_listen")]
     pub listen: SocketAddr,
     /// `sqlite:PATH` or `postgres://…`. Default: `sqlite:` + `hq.db` in the platform
     /// data directory. A relative SQLite path is relative to the config file.
