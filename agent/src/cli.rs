@@ -1,0 +1,128 @@
+//! The command line: `run`, `demo`, `check-config`, `ports`, `status`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The loyalty agent beside the till.
+#[derive(Debug, Parser)]
+#[command(name = "pos-agent", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (till API, scanners, journal, sync) until SIGINT/SIGTERM.
+    Run {
+        /// agent.toml; without it the agent runs standalone on built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address of the till API, overriding the config (port 0: any free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Write the till API's bound address to this file once the agent is ready.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Log JSON lines whatever the config says.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Run a self-contained demonstration (HQ, a virtual scanner, sales, offline, catch-up).
+    Demo,
+    /// Check a config file: prints `ok` or every error with its line; exit 1 on error.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// List serial ports, with USB ids where known, to help write `[[scanner]]`.
+    Ports,
+    /// Ask the running agent for its health.
+    Status {
+        /// agent.toml, to find the till API address.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Till API base URL (default from the config, else http://127.0.0.1:7070).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    // One TLS crypto provider for the whole process (ring; no aws-lc, no OpenSSL).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            listen,
+            ready_file,
+            log_json,
+        } => crate::daemon::run_blocking(crate::daemon::RunOptions {
+            config,
+            listen,
+            ready_file,
+            log_json,
+        }),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::Demo => Err(anyhow::anyhow!("the demo is not built yet")),
+        Command::Ports => Err(anyhow::anyhow!("port listing is not built yet")),
+        Command::Status { config, url } => status(config, url),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pos-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_agent(file) {
+        Ok(cfg) => {
+            for warning in config::check_files(&cfg, &file.display().to_string()) {
+                eprintln!("warning: {warning}");
+            }
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                println!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
+    let base = match (url, config) {
+        (Some(u), _) => u,
+        (None, Some(path)) => {
+            let cfg = config::load_agent(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            format!("http://{}", cfg.till_api.listen)
+        }
+        (None, None) => "http://127.0.0.1:7070".to_owned(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = rt.block_on(async {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?
+            .get(format!("{}/v1/health", base.trim_end_matches('/')))
+            .send()
+            .await?;
+        resp.error_for_status()?.json::<serde_json::Value>().await
+    });
+    let body = body.map_err(|e| anyhow::anyhow!("cannot reach the agent at {base}: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    Ok(())
+}

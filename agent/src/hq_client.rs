@@ -1,0 +1,258 @@
+//! HTTP client for HQ's sync server: push, pull, live balance.
+//!
+//! TLS is rustls with the ring provider; the trust anchors are the system roots, or
+//! only the `ca_file` when one is configured (a private HQ CA should not widen trust
+//! to every public CA, nor the other way round).
+
+use config::agent::SyncSection;
+use protocol::journal::JournalEntry;
+use protocol::wire::{
+    ErrorBody, LiveBalanceResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest,
+    PushResponse,
+};
+use protocol::{CardId, Seq, StoreId, TerminalId};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Push bodies larger than this are gzip-compressed.
+const GZIP_ABOVE_BYTES: usize = 8 * 1024;
+
+/// Why a request to HQ failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HqError {
+    /// No answer: network down, timeout, TLS failure, or HQ overloaded (5xx). Retry later.
+    #[error("HQ unreachable: {0}")]
+    Unreachable(String),
+    /// HQ answered and refused the request (4xx). Retrying the same request will not help.
+    #[error("HQ refused the request ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// HQ's error code.
+        code: String,
+        /// HQ's message.
+        message: String,
+        /// For sequence errors: what HQ holds for this terminal.
+        acked_through: Option<Seq>,
+    },
+    /// HQ answered something this agent cannot read (other protocol version?).
+    #[error("unreadable answer from HQ: {0}")]
+    Protocol(String),
+}
+
+/// Why the client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The token file could not be read.
+    #[error("cannot read token file {path}: {source}")]
+    Token {
+        /// Path.
+        path: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The CA file could not be read or holds no certificate.
+    #[error("cannot use CA file {path}: {message}")]
+    Ca {
+        /// Path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// TLS or HTTP client setup failed.
+    #[error("cannot set up the HTTPS client: {0}")]
+    Client(String),
+}
+
+/// A client for one terminal.
+#[derive(Clone)]
+pub struct HqClient {
+    http: reqwest::Client,
+    base: String,
+    token: Arc<str>,
+    store: StoreId,
+    terminal: TerminalId,
+}
+
+impl HqClient {
+    /// Builds the client from `[sync]`.
+    pub fn new(
+        cfg: &SyncSection,
+        store: StoreId,
+        terminal: TerminalId,
+    ) -> Result<Self, SetupError> {
+        let token = std::fs::read_to_string(&cfg.token_file).map_err(|e| SetupError::Token {
+            path: cfg.token_file.display().to_string(),
+            source: e,
+        })?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(SetupError::Token {
+                path: cfg.token_file.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is empty"),
+            });
+        }
+        let tls = tls_config(cfg.ca_file.as_deref())?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(cfg.request_timeout_secs))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .build()
+            .map_err(|e| SetupError::Client(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: cfg.url.trim_end_matches('/').to_owned(),
+            token: Arc::from(token),
+            store,
+            terminal,
+        })
+    }
+
+    /// Pushes entries (consecutive `seq`, oldest first).
+    pub async fn push(&self, entries: Vec<JournalEntry>) -> Result<PushResponse, HqError> {
+        let body = PushRequest {
+            protocol: PROTOCOL_VERSION,
+            store_id: self.store.clone(),
+            terminal_id: self.terminal.clone(),
+            entries,
+        };
+        let json = serde_json::to_vec(&body).map_err(|e| HqError::Protocol(e.to_string()))?;
+        let mut req = self
+            .http
+            .post(format!("{}/v1/sync/push", self.base))
+            .bearer_auth(&*self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        let payload = if json.len() > GZIP_ABOVE_BYTES {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            gzip(&json).map_err(|e| HqError::Protocol(e.to_string()))?
+        } else {
+            json
+        };
+        let resp = req.body(payload).send().await.map_err(unreachable)?;
+        read_json(resp).await
+    }
+
+    /// Pulls HQ's changes since `cursor`.
+    pub async fn pull(&self, cursor: &str, rules_version: u64) -> Result<PullResponse, HqError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/sync/pull", self.base))
+            .bearer_auth(&*self.token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .query(&[
+                ("cursor", cursor.to_owned()),
+                ("rules_version", rules_version.to_string()),
+            ])
+            .send()
+            .await
+            .map_err(unreachable)?;
+        read_json(resp).await
+    }
+
+    /// Asks HQ for a card's live balance, giving up after `timeout`.
+    pub async fn live_balance(
+        &self,
+        card: &CardId,
+        timeout: Duration,
+    ) -> Result<LiveBalanceResponse, HqError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/cards/{}", self.base, card.as_str()))
+            .bearer_auth(&*self.token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        read_json(resp).await
+    }
+}
+
+fn unreachable(e: reqwest::Error) -> HqError {
+    // Include the source chain: "error sending request" alone does not say why.
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    HqError::Unreachable(msg)
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, HqError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(unreachable)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| HqError::Protocol(e.to_string()));
+    }
+    if status.is_server_error() {
+        return Err(HqError::Unreachable(format!("HQ answered {status}")));
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => Err(HqError::Refused {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+            acked_through: body.error.acked_through,
+        }),
+        Err(_) => Err(HqError::Refused {
+            status: status.as_u16(),
+            code: "http_error".into(),
+            message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            acked_through: None,
+        }),
+    }
+}
+
+fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// The rustls client configuration: the CA file's certificates, or the system roots.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let ca_err = |message: String| SetupError::Ca {
+                path: path.display().to_string(),
+                message,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_err(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| ca_err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_err("no certificate in the file".into()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A malformed system certificate should not stop the agent: skip it.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}

@@ -1,0 +1,83 @@
+//! Appending journal entries with a gap-free `seq`.
+
+use super::JournalError;
+use protocol::Seq;
+use protocol::journal::{EntryBody, JournalEntry};
+use rusqlite::{Connection, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Appends an entry inside the caller's transaction (see [`super::Journal::write`])
+/// and returns it.
+///
+/// `seq` is `max(seq) + 1` read inside the same `BEGIN IMMEDIATE` transaction, so
+/// sequence numbers have no gaps and no duplicates: a rolled-back operation leaves
+/// no number behind.
+pub fn append(
+    tx: &Connection,
+    body: EntryBody,
+    at: OffsetDateTime,
+    rules_version: u64,
+) -> Result<JournalEntry, JournalError> {
+    let last: u64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
+        r.get(0)
+    })?;
+    let entry = JournalEntry {
+        id: Uuid::now_v7(),
+        seq: Seq(last + 1),
+        at,
+        rules_version,
+        body,
+    };
+    let effect = entry.effect();
+    let (kind, offline, matures_at) = match &entry.body {
+        EntryBody::Sale(s) => ("sale", s.offline, s.matures_at.map(|t| t.unix_timestamp())),
+        EntryBody::Return(_) => ("return", false, None),
+        EntryBody::Welcome(_) => ("welcome", false, None),
+    };
+    let body = serde_json::to_string(&entry).map_err(JournalError::data)?;
+    tx.prepare_cached(
+        "INSERT INTO entries (seq, id, kind, card, at_unix, offline, redeemed, delta_balance, delta_pending, matures_at_unix, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        entry.seq.get(),
+        entry.id.to_string(),
+        kind,
+        entry.card().map(|c| c.as_str().to_owned()),
+        entry.at.unix_timestamp(),
+        offline,
+        effect.redeemed.get(),
+        effect.balance.get(),
+        effect.pending.get(),
+        matures_at,
+        body,
+    ])?;
+    Ok(entry)
+}
+
+/// Reads entries with `seq > after`, oldest first, at most `limit`.
+pub fn read_after(
+    conn: &Connection,
+    after: Seq,
+    limit: u32,
+) -> Result<Vec<JournalEntry>, JournalError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT body FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let rows = stmt.query_map(params![after.get(), limit], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for body in rows {
+        let body = body?;
+        out.push(serde_json::from_str(&body).map_err(JournalError::data)?);
+    }
+    Ok(out)
+}
+
+/// The highest `seq` written (0 for an empty journal).
+pub fn last_seq(conn: &Connection) -> Result<Seq, JournalError> {
+    Ok(Seq(conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM entries",
+        [],
+        |r| r.get(0),
+    )?))
+}

@@ -1,0 +1,256 @@
+//! Opening a journal file: identity checks, pragmas and numbered migrations.
+//!
+//! A journal belongs to one terminal forever: its store and terminal ids are written
+//! at creation and checked at every start, so a journal copied to another till (or a
+//! config edited to another terminal id) is refused instead of mixing two sequences.
+//! A file that is not a pos-agent journal is refused and never overwritten.
+
+use super::JournalError;
+use protocol::{StoreId, TerminalId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use std::path::Path;
+
+/// `PRAGMA application_id` of every journal: "LOYA".
+pub const APPLICATION_ID: i32 = 0x4C4F_5941;
+
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(include_str!("migrations/001_journal.sql")),
+    M::up(include_str!("migrations/002_hq_cache.sql")),
+    M::up(include_str!("migrations/003_used_tokens.sql")),
+];
+
+/// The journal's numbered migrations, oldest first.
+pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
+
+/// Number of migrations: the schema version of a journal this build writes.
+pub fn latest_version() -> usize {
+    MIGRATION_LIST.len()
+}
+
+/// Opens (creating if needed) the journal at `path` for this terminal, migrated to the
+/// latest schema.
+pub fn open(
+    path: &Path,
+    store: &StoreId,
+    terminal: &TerminalId,
+) -> Result<Connection, JournalError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+    }
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| JournalError::open(path, e))?;
+    check_identity_of_file(&conn, path)?;
+    apply_pragmas(&conn).map_err(|e| JournalError::open(path, e))?;
+    let fresh = application_id(&conn).map_err(|e| JournalError::open(path, e))? == 0;
+    if fresh {
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|e| JournalError::open(path, e))?;
+    }
+    MIGRATIONS
+        .to_latest(&mut conn)
+        .map_err(|e| JournalError::Migration {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    claim_terminal(&conn, path, store, terminal)?;
+    Ok(conn)
+}
+
+/// WAL so readers never block the writer; `synchronous=FULL` so a committed
+/// transaction survives power loss, which is what the till's 2xx promises.
+pub fn apply_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn application_id(conn: &Connection) -> rusqlite::Result<i32> {
+    conn.pragma_query_value(None, "application_id", |r| r.get(0))
+}
+
+/// Refuses files that are not SQLite, are damaged, or are some other program's database.
+fn check_identity_of_file(conn: &Connection, path: &Path) -> Result<(), JournalError> {
+    // Reading the schema is the first access to the file's pages: a non-SQLite or
+    // damaged file fails here ("file is not a database").
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| JournalError::NotAJournal {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let app_id = application_id(conn).map_err(|e| JournalError::open(path, e))?;
+    if app_id == APPLICATION_ID {
+        let check: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| JournalError::NotAJournal {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if check != "ok" {
+            return Err(JournalError::NotAJournal {
+                path: path.display().to_string(),
+                reason: format!("integrity check failed: {check}"),
+            });
+        }
+        return Ok(());
+    }
+    if app_id == 0 && tables == 0 {
+        return Ok(()); // a new, empty file
+    }
+    Err(JournalError::NotAJournal {
+        path: path.display().to_string(),
+        reason: format!(
+            "it is a SQLite database of another program (application_id {app_id:#x}, {tables} schema objects)"
+        ),
+    })
+}
+
+/// Records the terminal on first open; afterwards refuses any other terminal.
+fn claim_terminal(
+    conn: &Connection,
+    path: &Path,
+    store: &StoreId,
+    terminal: &TerminalId,
+) -> Result<(), JournalError> {
+    let get = |key: &str| -> Result<Option<String>, JournalError> {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| JournalError::open(path, e))
+    };
+    match (get("store_id")?, get("terminal_id")?) {
+        (Some(s), Some(t)) if s == store.as_str() && t == terminal.as_str() => Ok(()),
+        (Some(s), Some(t)) => Err(JournalError::OtherTerminal {
+            path: path.display().to_string(),
+            journal: format!("{s}/{t}"),
+            config: format!("{store}/{terminal}"),
+        }),
+        _ => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', ?1), ('terminal_id', ?2), ('created_at', datetime('now'))",
+                params![store.as_str(), terminal.as_str()],
+            )
+            .map_err(|e| JournalError::open(path, e))?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (StoreId, TerminalId) {
+        (
+            StoreId::parse("s1").unwrap(),
+            TerminalId::parse("t1").unwrap(),
+        )
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn a_new_file_becomes_a_journal_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (s, t) = ids();
+        drop(open(&path, &s, &t).unwrap());
+        let conn = open(&path, &s, &t).unwrap();
+        let v: usize = MIGRATIONS.current_version(&conn).unwrap().into();
+        assert_eq!(v, latest_version());
+    }
+
+    #[test]
+    fn a_journal_of_another_terminal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (s, t) = ids();
+        drop(open(&path, &s, &t).unwrap());
+        let other = TerminalId::parse("t2").unwrap();
+        assert!(matches!(
+            open(&path, &s, &other),
+            Err(JournalError::OtherTerminal { .. })
+        ));
+    }
+
+    #[test]
+    fn a_foreign_sqlite_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE photos (x); INSERT INTO photos VALUES (1);")
+            .unwrap();
+        drop(c);
+        let (s, t) = ids();
+        assert!(matches!(
+            open(&path, &s, &t),
+            Err(JournalError::NotAJournal { .. })
+        ));
+        let c = Connection::open(&path).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM photos", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_and_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.db");
+        let junk = vec![0xAB_u8; 8192];
+        std::fs::write(&path, &junk).unwrap();
+        let (s, t) = ids();
+        assert!(matches!(
+            open(&path, &s, &t),
+            Err(JournalError::NotAJournal { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn an_old_schema_migrates_forward_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            MIGRATIONS.to_version(&mut c, 1).unwrap();
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1')",
+                [],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO entries (seq, id, kind, at_unix, body) VALUES (1, 'x', 'sale', 0, '{}')",
+                [],
+            )
+            .unwrap();
+        }
+        let (s, t) = ids();
+        let conn = open(&path, &s, &t).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        let cursor: String = conn
+            .query_row("SELECT pull_cursor FROM sync_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(cursor, "");
+    }
+}

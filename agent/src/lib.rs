@@ -1,0 +1,28 @@
+//! `pos-agent`: the loyalty daemon beside each till.
+//!
+//! It owns the till's side of the loyalty program: it reads card codes from serial
+//! scanners, answers the till API on loopback, records every operation in a local
+//! SQLite journal before answering (so the store keeps selling offline), and syncs
+//! that journal with HQ exactly once when the network allows.
+//!
+//! Map: [`daemon`] wires everything and owns shutdown; [`till_api`] is the HTTP
+//! surface; [`sales`] and [`cards`] are the till operations; [`policy`] the offline
+//! caps; [`journal`] the storage; [`program`] the rules in force; [`scan_bus`] the
+//! scan fan-out; [`hq_client`] and [`hq_link`] talk to HQ. Business arithmetic lives in
+//! the `protocol` crate, shared with HQ.
+
+pub mod cards;
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod hq_client;
+pub mod hq_link;
+pub mod journal;
+pub mod keyring;
+pub mod logging;
+pub mod metrics;
+pub mod policy;
+pub mod program;
+pub mod sales;
+pub mod scan_bus;
+pub mod till_api;

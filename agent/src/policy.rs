@@ -1,0 +1,224 @@
+//! The offline redemption policy.
+//!
+//! While HQ is unreachable a till cannot know what other stores did with a card, so
+//! redemptions are bounded the way card terminals bound offline payments: limits
+//! stack, and the first one reached refuses the redemption with a code naming it.
+//! Accrual is never limited. In a standalone store, or when HQ just confirmed the
+//! balance, none of this applies.
+
+use config::agent::OfflineSection;
+use protocol::Points;
+
+/// How a redemption is being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No HQ configured: the local journal is the whole truth.
+    Standalone,
+    /// HQ answered with the card's live balance just now.
+    Online,
+    /// HQ did not answer: cached balance and the offline caps.
+    Offline,
+}
+
+/// What this terminal has already redeemed offline, as the caps count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OfflineUsage {
+    /// Offline redemptions (committed or held) of this card today.
+    pub card_today: Points,
+    /// Offline redemptions (committed or held) of all cards today.
+    pub terminal_today: Points,
+    /// Offline redemptions of this card since HQ was last reached.
+    pub consecutive_for_card: u32,
+    /// Seconds since HQ last answered (`None`: never).
+    pub secs_since_contact: Option<i64>,
+}
+
+/// A refused redemption: a stable code and an explanation for the cashier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What limit applied.
+    pub message: String,
+}
+
+/// The most points the offline caps still allow on one receipt for this card (before
+/// the balance and the program rules, which apply separately). Zero with the reason
+/// when nothing is allowed.
+pub fn offline_headroom(usage: &OfflineUsage, limits: &OfflineSection) -> Result<Points, Refusal> {
+    let max_secs = i64::try_from(limits.max_offline_hours.saturating_mul(3600)).unwrap_or(i64::MAX);
+    match usage.secs_since_contact {
+        None => {
+            return Err(Refusal {
+                code: "offline_never_synced",
+                message: "HQ has never been reached from this till: no offline redemption".into(),
+            });
+        }
+        Some(secs) if secs > max_secs => {
+            return Err(Refusal {
+                code: "offline_too_long",
+                message: format!(
+                    "HQ unreachable for {}h, more than max_offline_hours = {}: no offline redemption",
+                    secs / 3600,
+                    limits.max_offline_hours
+                ),
+            });
+        }
+        Some(_) => {}
+    }
+    if usage.consecutive_for_card >= limits.max_consecutive_per_card {
+        return Err(Refusal {
+            code: "offline_consecutive_cap",
+            message: format!(
+                "this card already made {} offline redemptions since HQ was last reached (max_consecutive_per_card = {})",
+                usage.consecutive_for_card, limits.max_consecutive_per_card
+            ),
+        });
+    }
+    let card_left = limits.max_redeem_per_card_per_day.get() - usage.card_today.get();
+    let terminal_left = limits.max_redeem_per_terminal_per_day.get() - usage.terminal_today.get();
+    Ok(Points(
+        limits
+            .max_redeem_per_receipt
+            .get()
+            .min(card_left)
+            .min(terminal_left)
+            .max(0),
+    ))
+}
+
+/// Checks one offline redemption of `ask` points against every cap.
+pub fn check_offline(
+    ask: Points,
+    usage: &OfflineUsage,
+    limits: &OfflineSection,
+) -> Result<(), Refusal> {
+    offline_headroom(usage, limits)?;
+    if ask > limits.max_redeem_per_receipt {
+        return Err(Refusal {
+            code: "offline_receipt_cap",
+            message: format!(
+                "offline, one receipt may redeem at most {} points (max_redeem_per_receipt)",
+                limits.max_redeem_per_receipt
+            ),
+        });
+    }
+    let card_total = usage.card_today.get().saturating_add(ask.get());
+    if card_total > limits.max_redeem_per_card_per_day.get() {
+        return Err(Refusal {
+            code: "offline_card_daily_cap",
+            message: format!(
+                "offline, this card may redeem at most {} points a day here; {} already used today",
+                limits.max_redeem_per_card_per_day, usage.card_today
+            ),
+        });
+    }
+    let terminal_total = usage.terminal_today.get().saturating_add(ask.get());
+    if terminal_total > limits.max_redeem_per_terminal_per_day.get() {
+        return Err(Refusal {
+            code: "offline_terminal_daily_cap",
+            message: format!(
+                "offline, this till may redeem at most {} points a day; {} already used today",
+                limits.max_redeem_per_terminal_per_day, usage.terminal_today
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> OfflineSection {
+        OfflineSection {
+            max_redeem_per_card_per_day: Points(1_000),
+            max_redeem_per_terminal_per_day: Points(1_500),
+            max_redeem_per_receipt: Points(500),
+            max_consecutive_per_card: 2,
+            max_offline_hours: 24,
+        }
+    }
+
+    fn usage() -> OfflineUsage {
+        OfflineUsage {
+            secs_since_contact: Some(60),
+            ..OfflineUsage::default()
+        }
+    }
+
+    fn code(r: Result<(), Refusal>) -> &'static str {
+        r.err().map_or("ok", |r| r.code)
+    }
+
+    #[test]
+    fn within_every_cap_an_offline_redemption_is_allowed() {
+        assert_eq!(code(check_offline(Points(500), &usage(), &limits())), "ok");
+    }
+
+    #[test]
+    fn each_cap_refuses_with_its_own_code() {
+        assert_eq!(
+            code(check_offline(Points(501), &usage(), &limits())),
+            "offline_receipt_cap"
+        );
+        let u = OfflineUsage {
+            card_today: Points(900),
+            ..usage()
+        };
+        assert_eq!(
+            code(check_offline(Points(101), &u, &limits())),
+            "offline_card_daily_cap"
+        );
+        let u = OfflineUsage {
+            terminal_today: Points(1_400),
+            ..usage()
+        };
+        assert_eq!(
+            code(check_offline(Points(101), &u, &limits())),
+            "offline_terminal_daily_cap"
+        );
+        let u = OfflineUsage {
+            consecutive_for_card: 2,
+            ..usage()
+        };
+        assert_eq!(
+            code(check_offline(Points(1), &u, &limits())),
+            "offline_consecutive_cap"
+        );
+    }
+
+    #[test]
+    fn no_offline_redemption_after_max_offline_hours_or_before_any_contact() {
+        let u = OfflineUsage {
+            secs_since_contact: Some(24 * 3600 + 1),
+            ..usage()
+        };
+        assert_eq!(
+            code(check_offline(Points(1), &u, &limits())),
+            "offline_too_long"
+        );
+        let u = OfflineUsage {
+            secs_since_contact: None,
+            ..usage()
+        };
+        assert_eq!(
+            code(check_offline(Points(1), &u, &limits())),
+            "offline_never_synced"
+        );
+    }
+
+    #[test]
+    fn headroom_is_the_tightest_cap() {
+        let u = OfflineUsage {
+            card_today: Points(700),
+            ..usage()
+        };
+        assert_eq!(offline_headroom(&u, &limits()), Ok(Points(300)));
+        let u = OfflineUsage {
+            terminal_today: Points(2_000),
+            ..usage()
+        };
+        assert_eq!(offline_headroom(&u, &limits()), Ok(Points(0)));
+    }
+}

@@ -1,0 +1,55 @@
+//! Request extractors that answer bad input with the API's JSON errors (axum's own
+//! rejections are plain text and use 422 for some malformed bodies).
+
+use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::str::FromStr;
+
+/// A JSON body parsed into `T` (unknown fields, wrong types and bad ids are 400).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body is too large",
+                )
+            } else {
+                ApiError::bad_request("bad_body", e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("invalid request body: {e}")))
+    }
+}
+
+/// A path segment parsed with `FromStr` (e.g. a card or receipt id); 400 when invalid.
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T> FromRequestParts<S> for PathId<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
+        raw.parse::<T>()
+            .map(PathId)
+            .map_err(|e| ApiError::bad_request("bad_id", format!("'{raw}': {e}")))
+    }
+}

@@ -1,0 +1,66 @@
+//! `GET /v1/scans` (Server-Sent Events, one JSON `data:` line per scan, keep-alive
+//! comments) and `GET /v1/scans/last`.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::scan_bus::ScanEvent;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/scans", get(stream))
+        .route("/v1/scans/last", get(last))
+}
+
+async fn last(State(state): State<AppState>) -> Result<Json<ScanEvent>, ApiError> {
+    state
+        .scans
+        .last()
+        .map(|scan| Json(ScanEvent::clone(&scan)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_scan",
+                "no card has been scanned yet",
+            )
+        })
+}
+
+async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.scans.subscribe();
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(scan) => {
+                    let event = Event::default()
+                        .json_data(&*scan)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable scan"));
+                    return Some((Ok(event), rx));
+                }
+                // A listener that fell behind skips what it missed and carries on.
+                Err(RecvError::Lagged(n)) => {
+                    return Some((
+                        Ok(Event::default().comment(format!("skipped {n} scans"))),
+                        rx,
+                    ));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    )
+}

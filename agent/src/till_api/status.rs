@@ -1,0 +1,110 @@
+//! `GET /v1/health` and `GET /metrics`.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::journal::sync_state;
+use crate::scan_bus::ScannerStatus;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+}
+
+/// `GET /v1/health` answer.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+    /// `standalone` (no HQ configured) or `synced`.
+    pub mode: &'static str,
+    /// True when HQ answered the last attempt.
+    pub online: bool,
+    /// Journal entries HQ has not acknowledged.
+    pub queue_depth: u64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_unsynced_secs: i64,
+    /// Rules version in force (0: local rules).
+    pub rules_version: u64,
+    /// Scanner states.
+    pub scanners: Vec<ScannerStatus>,
+    /// Store id.
+    pub store_id: String,
+    /// Terminal id.
+    pub terminal_id: String,
+    /// Highest journal seq written.
+    pub last_seq: u64,
+    /// Highest seq HQ acknowledged.
+    pub acked_through: u64,
+    /// Seconds since HQ last answered (`null`: never).
+    pub secs_since_hq_contact: Option<i64>,
+    /// The last sync error, if the last attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync_error: Option<String>,
+    /// Why syncing is halted (needs a human), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_halted: Option<String>,
+    /// Agent version.
+    pub version: &'static str,
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let now = state.clock.now();
+    let (queue, halted) = state
+        .journal
+        .call(move |conn| -> Result<_, crate::journal::JournalError> {
+            Ok((
+                sync_state::queue_status(conn, now)?,
+                sync_state::halted_reason(conn)?,
+            ))
+        })
+        .await??;
+    state
+        .metrics
+        .queue_depth
+        .set(i64::try_from(queue.depth).unwrap_or(i64::MAX));
+    let online = state.hq.is_some() && state.link.online();
+    Ok(Json(Health {
+        status: "ok",
+        mode: if state.hq.is_some() {
+            "synced"
+        } else {
+            "standalone"
+        },
+        online,
+        queue_depth: queue.depth,
+        oldest_unsynced_secs: queue.oldest_unsynced_secs,
+        rules_version: state.rules.current().version,
+        scanners: state.scanners.snapshot(),
+        store_id: state.config.store.store_id.to_string(),
+        terminal_id: state.config.store.terminal_id.to_string(),
+        last_seq: queue.last_seq.get(),
+        acked_through: queue.acked_through.get(),
+        secs_since_hq_contact: queue.last_contact_unix.map(|t| now.unix_timestamp() - t),
+        last_sync_error: if online {
+            None
+        } else {
+            state.link.last_error()
+        },
+        sync_halted: halted,
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.online.set(i64::from(state.link.online()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
