@@ -1,0 +1,176 @@
+//! A `pos-agent` process under test.
+
+use super::http::{self, Reply};
+use super::{bin, wait_for};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running agent with its directory, config and address.
+pub struct Agent {
+    child: Option<Child>,
+    /// The agent's directory (config, journal, logs).
+    pub dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Agent {
+    /// Writes `config` to `dir/agent.toml` and starts the agent on a free port.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// Like [`Agent::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("agent.toml"), config).unwrap();
+        let mut agent = Self {
+            child: None,
+            dir: dir.to_path_buf(),
+            base: String::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        agent.launch();
+        agent
+    }
+
+    /// A minimal standalone config whose journal lives in the agent's directory.
+    pub fn standalone_config() -> String {
+        "[store]\nstore_id = \"store-1\"\nterminal_id = \"till-1\"\n[journal]\npath = \"journal.db\"\n".to_owned()
+    }
+
+    fn launch(&mut self) {
+        let ready = self.dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .unwrap();
+        let mut cmd = Command::new(bin("pos-agent"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.dir.join("agent.toml"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start pos-agent");
+        let addr = wait_for(Duration::from_secs(30), "pos-agent to be ready", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "pos-agent exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            std::fs::read_to_string(&ready)
+                .ok()
+                .filter(|s| !s.is_empty())
+        });
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Reply {
+        http::get(&self.url(path))
+    }
+
+    /// POST JSON to `path`.
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        http::post(&self.url(path), body)
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown), as a power cut would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it; returns its exit success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Starts the process again with the same config and directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// Opens and commits a sale; returns (hold answer, commit answer).
+    pub fn sell(
+        &self,
+        receipt: &str,
+        card: Option<&str>,
+        amount_minor: i64,
+        redeem: i64,
+    ) -> (Reply, Reply) {
+        let hold = self.post("/v1/sales", &sale_body(receipt, card, amount_minor, redeem));
+        assert_eq!(hold.status, 200, "hold {receipt}: {}", hold.text);
+        let commit = self.post(&format!("/v1/sales/{receipt}/commit"), &json!({}));
+        (hold, commit)
+    }
+
+    /// The card's view.
+    pub fn card(&self, card: &str) -> Value {
+        let r = self.get(&format!("/v1/cards/{card}"));
+        assert_eq!(r.status, 200, "card {card}: {}", r.text);
+        r.body
+    }
+
+    /// The health answer.
+    pub fn health(&self) -> Value {
+        let r = self.get("/v1/health");
+        assert_eq!(r.status, 200, "health: {}", r.text);
+        r.body
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A one-line receipt body.
+pub fn sale_body(receipt: &str, card: Option<&str>, amount_minor: i64, redeem: i64) -> Value {
+    json!({
+        "receipt_id": receipt,
+        "card": card,
+        "lines": [{"sku": "sku-1", "category": "grocery", "amount_minor": amount_minor, "qty": 1}],
+        "redeem_points": redeem,
+    })
+}
