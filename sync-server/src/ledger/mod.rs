@@ -1,0 +1,432 @@
+//! HQ's ledger semantics as pure functions: which pushed entries are new, what each
+//! one does to its card (ledger rows, lots, flags, welcome bonus, tier), what the
+//! periodic job matures and expires, and what `verify` checks.
+//!
+//! Nothing here touches a database. A backend loads the rows a decision needs, calls
+//! these functions, writes what they return and commits; so the SQLite backend and a
+//! later PostgreSQL backend share every business rule.
+
+pub mod apply;
+pub mod batch;
+pub mod jobs;
+pub mod lots;
+pub mod sequence;
+pub mod verify;
+
+use protocol::rules::ProgramRules;
+use protocol::{CardId, Money, Points};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Length of the rolling window over which tiers count spend.
+pub const SPEND_WINDOW: Duration = Duration::days(365);
+
+/// What a ledger row records. The text form is what the database stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LedgerKind {
+    /// Points accrued by a sale.
+    Accrual,
+    /// Points redeemed by a sale.
+    Redemption,
+    /// Redeemed points given back by a return.
+    ReturnRestore,
+    /// Accrued points taken back by a return.
+    ReturnReversal,
+    /// The welcome bonus (HQ's own, or a standalone till's welcome entry).
+    Welcome,
+    /// Pending points became spendable.
+    Maturation,
+    /// Unspent points expired.
+    Expiry,
+}
+
+impl LedgerKind {
+    /// Every kind, for parsing.
+    pub const ALL: [Self; 7] = [
+        Self::Accrual,
+        Self::Redemption,
+        Self::ReturnRestore,
+        Self::ReturnReversal,
+        Self::Welcome,
+        Self::Maturation,
+        Self::Expiry,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Accrual => "accrual",
+            Self::Redemption => "redemption",
+            Self::ReturnRestore => "return_restore",
+            Self::ReturnReversal => "return_reversal",
+            Self::Welcome => "welcome",
+            Self::Maturation => "maturation",
+            Self::Expiry => "expiry",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for LedgerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A rule an applied entry broke. HQ applies such entries anyway (the sale happened at
+/// the till) and flags them for review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlagKind {
+    /// The entry redeemed points on a card HQ had blocked.
+    BlockedCard,
+    /// The card's balance went below zero with this entry.
+    Overdraft,
+    /// A welcome entry for a card that already got its welcome (applied with no effect).
+    DuplicateWelcome,
+}
+
+impl FlagKind {
+    /// Every kind, for parsing.
+    pub const ALL: [Self; 3] = [Self::BlockedCard, Self::Overdraft, Self::DuplicateWelcome];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BlockedCard => "blocked_card",
+            Self::Overdraft => "overdraft",
+            Self::DuplicateWelcome => "duplicate_welcome",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    const fn bit(self) -> u32 {
+        match self {
+            Self::BlockedCard => 1,
+            Self::Overdraft => 2,
+            Self::DuplicateWelcome => 4,
+        }
+    }
+}
+
+impl fmt::Display for FlagKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of flag a card has ever collected, stored as a small bit set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagSet(u32);
+
+impl FlagSet {
+    /// From the stored bits (unknown bits are kept, so a newer server's flags survive).
+    pub const fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+
+    /// The stored bits.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Adds a kind.
+    pub fn insert(&mut self, kind: FlagKind) {
+        self.0 |= kind.bit();
+    }
+
+    /// True when `kind` is in the set.
+    pub const fn contains(self, kind: FlagKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// The kinds in the set.
+    pub fn kinds(self) -> impl Iterator<Item = FlagKind> {
+        FlagKind::ALL.into_iter().filter(move |k| self.contains(*k))
+    }
+}
+
+impl fmt::Display for FlagSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.kinds().map(FlagKind::as_str).collect();
+        if names.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// A card as HQ holds it: the cached totals the ledger rows add up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardState {
+    /// The card.
+    pub card: CardId,
+    /// Every point the card holds, pending included; negative is debt.
+    pub balance: Points,
+    /// Points not yet spendable.
+    pub pending: Points,
+    /// Tier name, if any.
+    pub tier: Option<String>,
+    /// Spend over the rolling window, in minor units.
+    pub spend_12m: Money,
+    /// True once the welcome bonus was given (by HQ or by a standalone till).
+    pub welcome_given: bool,
+    /// True once an entry mentioned the card (a card blocked before any sale is not
+    /// yet seen, so its first sale still earns the welcome bonus).
+    pub seen: bool,
+    /// Blocked by HQ.
+    pub blocked: bool,
+    /// Every kind of flag its entries collected.
+    pub flags: FlagSet,
+}
+
+impl CardState {
+    /// A card HQ has never held a row for.
+    pub fn new(card: CardId) -> Self {
+        Self {
+            card,
+            balance: Points::ZERO,
+            pending: Points::ZERO,
+            tier: None,
+            spend_12m: Money::ZERO,
+            welcome_given: false,
+            seen: false,
+            blocked: false,
+            flags: FlagSet::default(),
+        }
+    }
+
+    /// Points spendable now: the balance less what is still pending, never below zero.
+    pub fn available(&self) -> Points {
+        Points((self.balance.get() - self.pending.get()).max(0))
+    }
+}
+
+/// Where a lot's points came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LotKind {
+    /// Accrued by a sale.
+    Accrual,
+    /// A welcome bonus.
+    Welcome,
+    /// Redeemed points given back by a return.
+    Restore,
+}
+
+impl LotKind {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Accrual => "accrual",
+            Self::Welcome => "welcome",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Accrual, Self::Welcome, Self::Restore]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Identifies a lot: one the database holds, or one this plan creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LotKey {
+    /// The database row id.
+    Stored(i64),
+    /// Index into the plan's new lots.
+    New(usize),
+}
+
+/// A parcel of points with its own maturity and expiry, so that pending points and
+/// oldest-first expiry can be computed exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lot {
+    /// Which lot.
+    pub key: LotKey,
+    /// Its card.
+    pub card: CardId,
+    /// Where it came from.
+    pub kind: LotKind,
+    /// The entry that created it; `None` for HQ's own welcome bonus.
+    pub source_entry: Option<Uuid>,
+    /// When the points were earned (the entry's time).
+    pub earned_at: OffsetDateTime,
+    /// When they become spendable; `None`: at once.
+    pub matures_at: Option<OffsetDateTime>,
+    /// True once spendable.
+    pub matured: bool,
+    /// When what is left of it expires; `None`: never.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Points it was created with.
+    pub amount: Points,
+    /// Points not yet consumed, expired or used to pay debt.
+    pub remaining: Points,
+}
+
+/// One append-only ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    /// The card.
+    pub card: CardId,
+    /// What happened.
+    pub kind: LedgerKind,
+    /// Change of the balance.
+    pub delta_balance: Points,
+    /// Change of the pending points.
+    pub delta_pending: Points,
+    /// When (the entry's time, or the job's time for maturation and expiry).
+    pub at: OffsetDateTime,
+    /// The entry that caused it; `None` for rows HQ generated itself.
+    pub entry_id: Option<Uuid>,
+}
+
+/// A flagged entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagRow {
+    /// The entry.
+    pub entry_id: Uuid,
+    /// Its card.
+    pub card: CardId,
+    /// The broken rule.
+    pub kind: FlagKind,
+    /// Human-readable context (balance after, points redeemed, …).
+    pub detail: String,
+}
+
+/// The program rules a decision may need: the current version and the versions that
+/// pushed entries name (an entry's lots expire by the rules it was made under).
+#[derive(Debug, Clone)]
+pub struct RulesBook {
+    current: Arc<ProgramRules>,
+    versions: HashMap<u64, Arc<ProgramRules>>,
+}
+
+impl RulesBook {
+    /// A book holding the current rules and any older versions.
+    pub fn new(
+        current: Arc<ProgramRules>,
+        versions: impl IntoIterator<Item = Arc<ProgramRules>>,
+    ) -> Self {
+        let mut map: HashMap<u64, Arc<ProgramRules>> =
+            versions.into_iter().map(|r| (r.version, r)).collect();
+        map.insert(current.version, Arc::clone(&current));
+        Self {
+            current,
+            versions: map,
+        }
+    }
+
+    /// The current rules.
+    pub fn current(&self) -> &ProgramRules {
+        &self.current
+    }
+
+    /// The rules of `version`, or the current rules when HQ does not know that
+    /// version (a standalone till's local rules are version 0).
+    pub fn for_version(&self, version: u64) -> &ProgramRules {
+        self.versions.get(&version).map_or(&self.current, |r| r)
+    }
+}
+
+/// When points earned at `earned_at` under `rules` expire.
+pub fn expiry_of(rules: &ProgramRules, earned_at: OffsetDateTime) -> Option<OffsetDateTime> {
+    if rules.expiry_days == 0 {
+        None
+    } else {
+        earned_at.checked_add(Duration::days(i64::from(rules.expiry_days)))
+    }
+}
+
+/// The first instant of the spend window that ends at `now`.
+pub fn spend_window_start(now: OffsetDateTime) -> OffsetDateTime {
+    now.checked_sub(SPEND_WINDOW)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The tier name of a card with `spend` in the window.
+pub fn tier_name(rules: &ProgramRules, spend: Money) -> Option<String> {
+    rules.tier_for_spend(spend).map(|t| t.name.clone())
+}
+
+/// Why `rules set` refused a version number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version {requested} is not newer than current {current}")]
+pub struct RulesVersionError {
+    /// The version in the file.
+    pub requested: u64,
+    /// HQ's current version.
+    pub current: u64,
+}
+
+/// The version a newly set rules file gets: the file's own when it is newer than
+/// `current`, `current + 1` when the file says 0 ("next").
+pub fn next_rules_version(current: u64, requested: u64) -> Result<u64, RulesVersionError> {
+    if requested == 0 {
+        Ok(current.saturating_add(1))
+    } else if requested > current {
+        Ok(requested)
+    } else {
+        Err(RulesVersionError { requested, current })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_zero_means_next_and_older_versions_are_refused() {
+        assert_eq!(next_rules_version(4, 0), Ok(5));
+        assert_eq!(next_rules_version(4, 9), Ok(9));
+        assert_eq!(
+            next_rules_version(4, 4).unwrap_err().to_string(),
+            "version 4 is not newer than current 4"
+        );
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_stored_names() {
+        for k in LedgerKind::ALL {
+            assert_eq!(LedgerKind::parse(k.as_str()), Some(k));
+        }
+        for k in FlagKind::ALL {
+            assert_eq!(FlagKind::parse(k.as_str()), Some(k));
+        }
+        let mut set = FlagSet::default();
+        set.insert(FlagKind::Overdraft);
+        set.insert(FlagKind::BlockedCard);
+        assert_eq!(set.to_string(), "blocked_card,overdraft");
+    }
+
+    #[test]
+    fn unknown_rules_versions_fall_back_to_the_current_rules() {
+        let current = Arc::new(ProgramRules {
+            version: 7,
+            expiry_days: 100,
+            ..ProgramRules::default()
+        });
+        let old = Arc::new(ProgramRules {
+            version: 3,
+            expiry_days: 30,
+            ..ProgramRules::default()
+        });
+        let book = RulesBook::new(current, [old]);
+        assert_eq!(book.for_version(3).expiry_days, 30);
+        assert_eq!(book.for_version(0).expiry_days, 100);
+        assert_eq!(book.for_version(7).expiry_days, 100);
+    }
+}

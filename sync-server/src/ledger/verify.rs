@@ -1,0 +1,200 @@
+//! What `sync-server verify` proves: every cached card total equals what its ledger
+//! rows and lots add up to, and every terminal's `acked_through` is the top of a
+//! gap-free run of stored entries.
+
+use super::CardState;
+use protocol::{CardId, Points};
+use std::fmt;
+
+/// A card as stored, with the sums recomputed from its ledger rows and lots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardAudit {
+    /// The cached card row (`None`: ledger rows or lots exist without a card row).
+    pub card: CardId,
+    /// The cached state, if a card row exists.
+    pub cached: Option<CardState>,
+    /// Σ ledger.delta_balance.
+    pub ledger_balance: Points,
+    /// Σ ledger.delta_pending.
+    pub ledger_pending: Points,
+    /// Σ remaining of lots not yet matured.
+    pub unmatured_remaining: Points,
+    /// Σ remaining of all lots.
+    pub lots_remaining: Points,
+}
+
+/// A terminal's acknowledgement with what its stored entries really are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalAudit {
+    /// `store/terminal`.
+    pub name: String,
+    /// What the terminal row says.
+    pub acked_through: u64,
+    /// How many entries are stored.
+    pub count: u64,
+    /// Lowest stored `seq`.
+    pub min_seq: Option<u64>,
+    /// Highest stored `seq`.
+    pub max_seq: Option<u64>,
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// A card's cached value differs from its recomputation.
+    Card {
+        /// The card.
+        card: CardId,
+        /// Which value.
+        what: &'static str,
+        /// What is stored.
+        stored: i64,
+        /// What it should be.
+        recomputed: i64,
+    },
+    /// Ledger rows or lots of a card HQ holds no row for.
+    MissingCard {
+        /// The card.
+        card: CardId,
+    },
+    /// A terminal's entries are not a gap-free run up to `acked_through`.
+    Terminal {
+        /// `store/terminal`.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Card {
+                card,
+                what,
+                stored,
+                recomputed,
+            } => write!(
+                f,
+                "card {card}: {what} is {stored}, recomputed {recomputed}"
+            ),
+            Self::MissingCard { card } => {
+                write!(f, "card {card}: ledger rows or lots without a card row")
+            }
+            Self::Terminal { name, detail } => write!(f, "terminal {name}: {detail}"),
+        }
+    }
+}
+
+/// The differences of one card.
+pub fn check_card(a: &CardAudit) -> Vec<Difference> {
+    let Some(cached) = &a.cached else {
+        return vec![Difference::MissingCard {
+            card: a.card.clone(),
+        }];
+    };
+    let mut out = Vec::new();
+    let mut compare = |what: &'static str, stored: Points, recomputed: Points| {
+        if stored != recomputed {
+            out.push(Difference::Card {
+                card: a.card.clone(),
+                what,
+                stored: stored.get(),
+                recomputed: recomputed.get(),
+            });
+        }
+    };
+    compare("balance (vs ledger)", cached.balance, a.ledger_balance);
+    compare("pending (vs ledger)", cached.pending, a.ledger_pending);
+    compare(
+        "pending (vs unmatured lots)",
+        cached.pending,
+        a.unmatured_remaining,
+    );
+    compare(
+        "max(balance, 0) (vs lots)",
+        cached.balance.clamp_non_negative(),
+        a.lots_remaining,
+    );
+    out
+}
+
+/// The differences of one terminal.
+pub fn check_terminal(t: &TerminalAudit) -> Vec<Difference> {
+    let bad = |detail: String| {
+        vec![Difference::Terminal {
+            name: t.name.clone(),
+            detail,
+        }]
+    };
+    match (t.min_seq, t.max_seq) {
+        (None, _) | (_, None) if t.acked_through != 0 => bad(format!(
+            "acked_through is {} but no entry is stored",
+            t.acked_through
+        )),
+        (None, _) | (_, None) => Vec::new(),
+        (Some(min), Some(max)) => {
+            if min != 1 || t.count != max {
+                bad(format!(
+                    "stored seq {min}..={max} holds {} entries: the run has a gap",
+                    t.count
+                ))
+            } else if t.acked_through != max {
+                bad(format!(
+                    "acked_through is {} but entries are stored through {max}",
+                    t.acked_through
+                ))
+            } else {
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(balance: i64, ledger: i64) -> CardAudit {
+        let card = CardId::parse("4006381333931").unwrap();
+        let mut cached = CardState::new(card.clone());
+        cached.balance = Points(balance);
+        CardAudit {
+            card,
+            cached: Some(cached),
+            ledger_balance: Points(ledger),
+            ledger_pending: Points(0),
+            unmatured_remaining: Points(0),
+            lots_remaining: Points(ledger.max(0)),
+        }
+    }
+
+    #[test]
+    fn a_consistent_card_has_no_difference_and_a_tampered_one_does() {
+        assert!(check_card(&audit(5, 5)).is_empty());
+        assert!(check_card(&audit(-3, -3)).is_empty());
+        let diffs = check_card(&audit(6, 5));
+        assert_eq!(diffs.len(), 2);
+        assert!(
+            diffs[0]
+                .to_string()
+                .contains("balance (vs ledger) is 6, recomputed 5")
+        );
+    }
+
+    #[test]
+    fn terminals_must_hold_a_gap_free_run_up_to_their_ack() {
+        let t = |acked, count, min, max| TerminalAudit {
+            name: "s/t".into(),
+            acked_through: acked,
+            count,
+            min_seq: min,
+            max_seq: max,
+        };
+        assert!(check_terminal(&t(0, 0, None, None)).is_empty());
+        assert!(check_terminal(&t(3, 3, Some(1), Some(3))).is_empty());
+        assert_eq!(check_terminal(&t(3, 2, Some(1), Some(3))).len(), 1);
+        assert_eq!(check_terminal(&t(2, 3, Some(1), Some(3))).len(), 1);
+        assert_eq!(check_terminal(&t(1, 0, None, None)).len(), 1);
+    }
+}

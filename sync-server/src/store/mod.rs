@@ -1,0 +1,343 @@
+//! Storage: the [`Store`] trait every backend implements, and the backends.
+//!
+//! A backend loads rows, writes rows and owns transactions; every decision about
+//! what the rows mean is taken by [`crate::ledger`]. The SQLite backend
+//! ([`sqlite::SqliteStore`]) is the default; a PostgreSQL backend will implement the
+//! same trait. Cursors are opaque strings because PostgreSQL's will be snapshot-based
+//! rather than a single counter.
+
+pub mod sqlite;
+
+use crate::keys::TokenHash;
+use crate::ledger::batch::Batch;
+use crate::ledger::jobs::JobReport;
+use crate::ledger::sequence::Refusal;
+use crate::ledger::verify::{CardAudit, TerminalAudit};
+use crate::ledger::{CardState, FlagKind, LedgerKind, RulesVersionError};
+use async_trait::async_trait;
+use ed25519_dalek::SigningKey;
+use protocol::rules::ProgramRules;
+use protocol::token::KeyId;
+use protocol::wire::{LiveBalanceResponse, PullResponse};
+use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use std::fmt;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The push was refused (gap, rewind, id reuse); nothing was applied.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The pull cursor is not one this backend issued.
+    #[error("bad cursor {0:?}")]
+    BadCursor(String),
+    /// `terminal add` for a terminal that is active, without `--rotate`.
+    #[error(
+        "terminal {store}/{terminal} already exists and is active; add --rotate to replace its token"
+    )]
+    TerminalActive {
+        /// Store.
+        store: StoreId,
+        /// Terminal.
+        terminal: TerminalId,
+    },
+    /// No such terminal.
+    #[error("no terminal {store}/{terminal}")]
+    UnknownTerminal {
+        /// Store.
+        store: StoreId,
+        /// Terminal.
+        terminal: TerminalId,
+    },
+    /// `rules set` with a version that is not newer.
+    #[error(transparent)]
+    RulesVersion(#[from] RulesVersionError),
+    /// A stored value no longer parses (hand-edited database, newer server).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// The terminal was revoked while its request was under way.
+    #[error("terminal {0} is revoked")]
+    Revoked(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The terminal a bearer token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalIdentity {
+    /// The backend's key of the terminal row.
+    pub key: i64,
+    /// Store.
+    pub store: StoreId,
+    /// Terminal.
+    pub terminal: TerminalId,
+}
+
+impl fmt::Display for TerminalIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.store, self.terminal)
+    }
+}
+
+/// What `terminal add` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminalAdded {
+    /// A new terminal.
+    Created,
+    /// An active terminal got a new token (`--rotate`).
+    Rotated,
+    /// A revoked terminal is active again, with a new token and its journal position.
+    Reactivated,
+}
+
+/// A terminal, for `terminal list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalInfo {
+    /// Store.
+    pub store: StoreId,
+    /// Terminal.
+    pub terminal: TerminalId,
+    /// When it was added.
+    pub created_at: OffsetDateTime,
+    /// When it was revoked, if it is.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Highest contiguous `seq` HQ holds.
+    pub acked_through: Seq,
+    /// Last push HQ accepted.
+    pub last_push_at: Option<OffsetDateTime>,
+}
+
+/// The answer to an accepted push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Highest contiguous `seq` HQ holds, after commit.
+    pub acked_through: Seq,
+    /// Entries applied now.
+    pub applied: u32,
+    /// Entries HQ already held.
+    pub duplicates: u32,
+}
+
+/// A pull's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullRequest<'a> {
+    /// The cursor the agent got last time (`None`: from the beginning).
+    pub cursor: Option<&'a str>,
+    /// The rules version the agent holds.
+    pub rules_version: u64,
+    /// Most balances in the answer.
+    pub page_size: u32,
+}
+
+/// A refused push or other protocol anomaly, for `report anomalies`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// When.
+    pub at: OffsetDateTime,
+    /// The authenticated store.
+    pub store: StoreId,
+    /// The authenticated terminal.
+    pub terminal: TerminalId,
+    /// `gap`, `rewind`, `id_reuse`, `terminal_mismatch`.
+    pub kind: String,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A public signing key, for `keys list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Key id.
+    pub key_id: KeyId,
+    /// Base32 public key.
+    pub public_key: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// End of its validity after rotation (`None`: current).
+    pub valid_until: Option<OffsetDateTime>,
+}
+
+/// A ledger row, for `card show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerView {
+    /// What happened.
+    pub kind: LedgerKind,
+    /// Change of the balance.
+    pub delta_balance: Points,
+    /// Change of the pending points.
+    pub delta_pending: Points,
+    /// When.
+    pub at: OffsetDateTime,
+    /// The entry, if any.
+    pub entry_id: Option<Uuid>,
+}
+
+/// A card, for `card show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardReport {
+    /// Its state.
+    pub state: CardState,
+    /// Why HQ blocked it.
+    pub block_reason: Option<String>,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+    /// Its latest ledger rows, newest first.
+    pub recent: Vec<LedgerView>,
+}
+
+/// A flagged entry, for the reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlaggedEntry {
+    /// When the entry was recorded at the till.
+    pub at: OffsetDateTime,
+    /// Store.
+    pub store: StoreId,
+    /// Terminal.
+    pub terminal: TerminalId,
+    /// Its number.
+    pub seq: Seq,
+    /// Its id.
+    pub entry_id: Uuid,
+    /// Its card.
+    pub card: CardId,
+    /// The broken rule.
+    pub kind: FlagKind,
+    /// Context.
+    pub detail: String,
+}
+
+/// A card with a negative balance, for `report overdrafts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdraft {
+    /// The card.
+    pub card: CardId,
+    /// Its balance.
+    pub balance: Points,
+    /// Its flagged entries.
+    pub flagged: Vec<FlaggedEntry>,
+}
+
+/// Everything `verify` recomputes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Every card and every card that has ledger rows or lots.
+    pub cards: Vec<CardAudit>,
+    /// Every terminal.
+    pub terminals: Vec<TerminalAudit>,
+}
+
+/// HQ's storage. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The current rules version when the database answers (health check).
+    async fn health(&self) -> Result<u64, StoreError>;
+
+    /// The active terminal whose token hashes to `hash`.
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<TerminalIdentity>, StoreError>;
+
+    /// Adds a terminal, or replaces the token of an active one when `rotate`, or
+    /// re-activates a revoked one.
+    async fn add_terminal(
+        &self,
+        store: &StoreId,
+        terminal: &TerminalId,
+        hash: &TokenHash,
+        rotate: bool,
+        now: OffsetDateTime,
+    ) -> Result<TerminalAdded, StoreError>;
+
+    /// Revokes a terminal: its token stops working at once.
+    async fn revoke_terminal(
+        &self,
+        store: &StoreId,
+        terminal: &TerminalId,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Every terminal.
+    async fn list_terminals(&self) -> Result<Vec<TerminalInfo>, StoreError>;
+
+    /// Applies a batch in one transaction, or refuses all of it
+    /// ([`StoreError::Refused`]). Returns only after commit.
+    async fn push(
+        &self,
+        terminal: &TerminalIdentity,
+        batch: Batch,
+        now: OffsetDateTime,
+    ) -> Result<PushOutcome, StoreError>;
+
+    /// Records an anomaly in its own transaction.
+    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError>;
+
+    /// The change feed for a terminal, read in one snapshot.
+    async fn pull(
+        &self,
+        terminal: &TerminalIdentity,
+        request: PullRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<PullResponse, StoreError>;
+
+    /// A card's balance with the terminal's `acked_through`, read in one snapshot.
+    async fn live_balance(
+        &self,
+        terminal: &TerminalIdentity,
+        card: &CardId,
+        now: OffsetDateTime,
+    ) -> Result<LiveBalanceResponse, StoreError>;
+
+    /// The current rules (`ProgramRules::default()` before any `rules set`).
+    async fn current_rules(&self) -> Result<ProgramRules, StoreError>;
+
+    /// Stores new rules under [`crate::ledger::next_rules_version`]; returns the
+    /// version.
+    async fn set_rules(&self, rules: ProgramRules, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Blocks or unblocks a card; false when it already was in that state.
+    async fn set_blocked(
+        &self,
+        card: &CardId,
+        blocked: bool,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// A card with its latest `recent` ledger rows; `None` for a card HQ never held.
+    async fn card_report(
+        &self,
+        card: &CardId,
+        recent: u32,
+    ) -> Result<Option<CardReport>, StoreError>;
+
+    /// Makes `key` the current signing key (id = highest + 1); the previous current
+    /// key stays valid for `grace`.
+    async fn rotate_keys(
+        &self,
+        key: &SigningKey,
+        grace: Duration,
+        now: OffsetDateTime,
+    ) -> Result<KeyInfo, StoreError>;
+
+    /// Every signing key's public half.
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError>;
+
+    /// The current signing key, if any.
+    async fn current_signing_key(&self) -> Result<Option<(KeyId, SigningKey)>, StoreError>;
+
+    /// Runs maturation, expiry and tiers at `now`.
+    async fn run_jobs(&self, now: OffsetDateTime) -> Result<JobReport, StoreError>;
+
+    /// Everything `verify` compares, read in one snapshot.
+    async fn audit(&self) -> Result<Audit, StoreError>;
+
+    /// Cards with a negative balance and their flagged entries.
+    async fn overdrafts(&self) -> Result<Vec<Overdraft>, StoreError>;
+
+    /// Every flagged entry, oldest first.
+    async fn flagged_entries(&self) -> Result<Vec<FlaggedEntry>, StoreError>;
+
+    /// Every anomaly, oldest first.
+    async fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError>;
+}

@@ -1,0 +1,161 @@
+//! The SQLite schema, as numbered migrations.
+//!
+//! Times are integer microseconds since the Unix epoch; points and money are integer
+//! minor units; booleans are 0/1. The SQL stays close to what PostgreSQL accepts, so
+//! the PostgreSQL backend's schema is a translation, not a redesign.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Every migration, oldest first. Never edit a released one: add the next.
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1)])
+}
+
+const V1: &str = r#"
+-- Terminals and their bearer tokens (SHA-256 hex only). acked_through is the highest
+-- contiguous seq HQ holds for the terminal.
+CREATE TABLE terminals (
+    id            INTEGER PRIMARY KEY,
+    store         TEXT NOT NULL,
+    terminal      TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    acked_through INTEGER NOT NULL DEFAULT 0 CHECK (acked_through >= 0),
+    last_push_at  INTEGER,
+    UNIQUE (store, terminal)
+);
+
+-- Every journal entry HQ applied, exactly once: (terminal, seq) and id are unique,
+-- whatever the code above does.
+CREATE TABLE entries (
+    id            TEXT PRIMARY KEY,
+    terminal_ref  INTEGER NOT NULL REFERENCES terminals (id),
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    at            INTEGER NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('sale', 'return', 'welcome')),
+    card          TEXT,
+    spend_minor   INTEGER NOT NULL,
+    rules_version INTEGER NOT NULL,
+    content_hash  TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    UNIQUE (terminal_ref, seq)
+);
+CREATE INDEX entries_card_at ON entries (card, at) WHERE card IS NOT NULL;
+
+-- Cached card totals; the ledger is the truth, `verify` compares.
+CREATE TABLE cards (
+    card          TEXT PRIMARY KEY,
+    balance       INTEGER NOT NULL,
+    pending       INTEGER NOT NULL,
+    tier          TEXT,
+    spend_12m     INTEGER NOT NULL,
+    welcome_given INTEGER NOT NULL,
+    seen          INTEGER NOT NULL,
+    blocked       INTEGER NOT NULL DEFAULT 0,
+    block_reason  TEXT,
+    flags         INTEGER NOT NULL DEFAULT 0,
+    change_pos    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX cards_change_pos ON cards (change_pos);
+
+-- Which store's entries mentioned which card: the balance feed of a store.
+CREATE TABLE store_cards (
+    store TEXT NOT NULL,
+    card  TEXT NOT NULL REFERENCES cards (card),
+    PRIMARY KEY (store, card)
+) WITHOUT ROWID;
+
+-- Parcels of points, for pending points and oldest-first expiry.
+CREATE TABLE lots (
+    id           INTEGER PRIMARY KEY,
+    card         TEXT NOT NULL REFERENCES cards (card),
+    kind         TEXT NOT NULL CHECK (kind IN ('accrual', 'welcome', 'restore')),
+    source_entry TEXT,
+    earned_at    INTEGER NOT NULL,
+    matures_at   INTEGER,
+    matured      INTEGER NOT NULL,
+    expires_at   INTEGER,
+    amount       INTEGER NOT NULL CHECK (amount > 0),
+    remaining    INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= amount)
+);
+CREATE INDEX lots_open ON lots (card) WHERE remaining > 0;
+CREATE INDEX lots_maturing ON lots (matures_at) WHERE matured = 0;
+CREATE INDEX lots_expiring ON lots (expires_at) WHERE remaining > 0 AND expires_at IS NOT NULL;
+
+-- The append-only points ledger.
+CREATE TABLE ledger (
+    id            INTEGER PRIMARY KEY,
+    card          TEXT NOT NULL REFERENCES cards (card),
+    kind          TEXT NOT NULL CHECK (kind IN ('accrual', 'redemption', 'return_restore',
+                      'return_reversal', 'welcome', 'maturation', 'expiry')),
+    delta_balance INTEGER NOT NULL,
+    delta_pending INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    entry_id      TEXT REFERENCES entries (id)
+);
+CREATE INDEX ledger_card ON ledger (card, id);
+
+-- Entries applied although they broke a rule.
+CREATE TABLE flags (
+    id       INTEGER PRIMARY KEY,
+    entry_id TEXT NOT NULL REFERENCES entries (id),
+    card     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX flags_card ON flags (card);
+
+-- Refused pushes and other protocol anomalies.
+CREATE TABLE anomalies (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    store    TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+
+-- Block and unblock events, in change-feed order.
+CREATE TABLE block_events (
+    pos     INTEGER PRIMARY KEY,
+    card    TEXT NOT NULL,
+    blocked INTEGER NOT NULL,
+    reason  TEXT,
+    at      INTEGER NOT NULL
+);
+
+-- Every rules version ever set (entries name the version they were made under).
+CREATE TABLE rules (
+    version INTEGER PRIMARY KEY CHECK (version >= 1),
+    body    TEXT NOT NULL,
+    set_at  INTEGER NOT NULL
+);
+
+-- App-token signing keys; valid_until NULL marks the current one.
+CREATE TABLE signing_keys (
+    key_id      INTEGER PRIMARY KEY,
+    secret_hex  TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    valid_until INTEGER
+);
+
+-- The change feed's position: each card change and block event takes the next one in
+-- its writing transaction. One writer at a time, so commit order = position order.
+CREATE TABLE change_counter (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    pos INTEGER NOT NULL
+);
+INSERT INTO change_counter (id, pos) VALUES (1, 0);
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        assert!(super::migrations().validate().is_ok());
+    }
+}
