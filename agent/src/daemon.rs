@@ -164,11 +164,17 @@ pub async fn run(
 async fn release_expired_holds(state: AppState, cancel: CancellationToken) {
     let timeout = state.config.till_api.hold_timeout_secs;
     let every = Duration::from_secs((timeout / 4).clamp(1, 60));
+    // First pass at once: holds that timed out while the agent was down are released
+    // before the first till request.
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+        if !first {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
         }
+        first = false;
         let cutoff =
             state.clock.now().unix_timestamp() - i64::try_from(timeout).unwrap_or(i64::MAX / 2);
         match state

@@ -62,3 +62,30 @@ pub fn post_raw(url: &str, body: &[u8]) -> Reply {
 pub fn reachable(url: &str) -> bool {
     agent().get(url).call().is_ok()
 }
+
+/// Sends only the headers of a POST declaring a `declared_len`-byte body, and returns
+/// the status line's code: how a server treats an oversized body without the test
+/// racing the server's early close while still writing.
+pub fn post_declaring_length(url: &str, declared_len: usize) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {declared_len}\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).expect("read status line");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

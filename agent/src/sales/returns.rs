@@ -36,6 +36,16 @@ pub struct ReturnResponse {
     pub card: Option<CardView>,
 }
 
+/// The columns of the sale a return needs.
+struct SoldRow {
+    state: String,
+    card: Option<String>,
+    priced: String,
+    returned_qty: String,
+    entry_seq: Option<i64>,
+    rules_version: u64,
+}
+
 /// Records a return (idempotent on `return_id`).
 pub fn record_return(
     conn: &Connection,
@@ -67,17 +77,32 @@ pub fn record_return(
         }
         None => {}
     }
-    let sale: Option<(String, Option<String>, String, String, Option<i64>, u64)> = conn
+    let sale = conn
         .prepare_cached(
             "SELECT state, card, priced, returned_qty, entry_seq, rules_version FROM sales WHERE receipt_id = ?1",
         )
         .map_err(JournalError::from)?
         .query_row([req.receipt_id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok(SoldRow {
+                state: r.get(0)?,
+                card: r.get(1)?,
+                priced: r.get(2)?,
+                returned_qty: r.get(3)?,
+                entry_seq: r.get(4)?,
+                rules_version: r.get(5)?,
+            })
         })
         .optional()
         .map_err(JournalError::from)?;
-    let Some((state, card, priced, returned_qty, entry_seq, rules_version)) = sale else {
+    let Some(SoldRow {
+        state,
+        card,
+        priced,
+        returned_qty,
+        entry_seq,
+        rules_version,
+    }) = sale
+    else {
         return Err(SaleError::not_found(
             "unknown_receipt",
             format!("no sale for receipt {}", req.receipt_id),

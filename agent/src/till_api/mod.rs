@@ -70,6 +70,10 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint",
             )
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            reject_oversized,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -92,6 +96,27 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         state.metrics.error(code);
     }
     resp
+}
+
+/// Answers 413 at once when the declared body length is over the limit, instead of
+/// reading the body first (bodies without a length are cut by `DefaultBodyLimit`).
+async fn reject_oversized(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.config.till_api.max_body_bytes) {
+        return axum::response::IntoResponse::into_response(error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "request body is larger than {} bytes",
+                state.config.till_api.max_body_bytes
+            ),
+        ));
+    }
+    next.run(req).await
 }
 
 /// Serves the API on `listener` until `cancel` fires, then finishes in-flight requests.

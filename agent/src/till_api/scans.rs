@@ -39,24 +39,15 @@ async fn stream(
 ) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
     let rx = state.scans.subscribe();
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(scan) => {
-                    let event = Event::default()
-                        .json_data(&*scan)
-                        .unwrap_or_else(|_| Event::default().comment("unencodable scan"));
-                    return Some((Ok(event), rx));
-                }
-                // A listener that fell behind skips what it missed and carries on.
-                Err(RecvError::Lagged(n)) => {
-                    return Some((
-                        Ok(Event::default().comment(format!("skipped {n} scans"))),
-                        rx,
-                    ));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+        let event = match rx.recv().await {
+            Ok(scan) => Event::default()
+                .json_data(&*scan)
+                .unwrap_or_else(|_| Event::default().comment("unencodable scan")),
+            // A listener that fell behind skips what it missed and carries on.
+            Err(RecvError::Lagged(n)) => Event::default().comment(format!("skipped {n} scans")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
     });
     Sse::new(events).keep_alive(
         KeepAlive::new()
