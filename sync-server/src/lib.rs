@@ -7,7 +7,13 @@
 //! rows; [`http`] turns requests into store calls; `main.rs` only parses arguments
 //! and calls [`cli::run`].
 
+pub mod admin;
+pub mod cli;
 pub mod clock;
+pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod server;
 pub mod store;
+pub mod tls;

@@ -1,1 +1,29 @@
-fn main() {}
+//! `sync-server` binary: parses the command line and hands it to
+//! [`sync_server::cli::run`]. Everything else lives in the library.
+
+use anyhow::Context;
+use clap::Parser;
+use std::process::ExitCode;
+use sync_server::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sync-server: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sync-server: {:#}", anyhow::Error::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}

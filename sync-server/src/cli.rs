@@ -1,0 +1,372 @@
+//! The command line: argument parsing (clap), settings (config file, `--database`
+//! override, defaults), logging setup, and the dispatch of each command.
+
+use crate::admin::{self, AdminError, RulesFormat};
+use crate::clock::{Clock, ClockError};
+use crate::server::{self, ServeError, ServeOptions};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use clap::{Args, Parser, Subcommand};
+use config::agent::{LogFormat, LogSection};
+use config::{DatabaseUrl, ServerConfig};
+use protocol::{CardId, StoreId, TerminalId};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
+
+/// HQ sync server of the loyalty program.
+#[derive(Debug, Parser)]
+#[command(name = "sync-server", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (sync-server.toml). Default: built-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Ledger database: sqlite:PATH or postgres://… (overrides the config file).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the sync API until SIGINT/SIGTERM.
+    Run {
+        /// Address to listen on (overrides `listen`); port 0 picks a free port.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Terminals and their tokens.
+    #[command(subcommand)]
+    Terminal(TerminalCommand),
+    /// Program rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// One card.
+    #[command(subcommand)]
+    Card(CardCommand),
+    /// App-token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Recompute every balance from the ledger and compare; exit 1 on any difference.
+    Verify,
+    /// Reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// The ledger job (maturation, expiry, tiers).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+/// A store and one of its terminals.
+#[derive(Debug, Args)]
+pub struct TerminalName {
+    /// Store id (store-042).
+    #[arg(long = "store", value_name = "S")]
+    pub store: StoreId,
+    /// Terminal id (till-3).
+    #[arg(long = "terminal", value_name = "T")]
+    pub terminal: TerminalId,
+}
+
+/// `terminal …`.
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    /// Add a terminal and print its token (once, alone on the last line).
+    Add {
+        /// Which terminal.
+        #[command(flatten)]
+        name: TerminalName,
+        /// Replace the token of an existing active terminal.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// List terminals.
+    List,
+    /// Revoke a terminal's token.
+    Revoke {
+        /// Which terminal.
+        #[command(flatten)]
+        name: TerminalName,
+    },
+}
+
+/// `rules …`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load a rules file and make it current (version 0 in the file: next version).
+    Set {
+        /// The rules file (TOML).
+        file: PathBuf,
+    },
+    /// Print the current rules.
+    Show {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "toml")]
+        format: RulesFormat,
+    },
+}
+
+/// `card …`.
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// Refuse redemptions on a card at every terminal.
+    Block {
+        /// The card number.
+        card: CardId,
+        /// Why (kept for the record).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a block.
+    Unblock {
+        /// The card number.
+        card: CardId,
+    },
+    /// Balance, pending, tier, flags and recent ledger rows.
+    Show {
+        /// The card number.
+        card: CardId,
+    },
+    /// Print a signed app QR token for a card.
+    Token {
+        /// The card number.
+        card: CardId,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+}
+
+/// `keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new current signing key; the previous one stays valid for
+    /// `[ledger] key_grace_days`.
+    Rotate,
+    /// List keys.
+    List,
+}
+
+/// `report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Cards with a negative balance and their flagged entries.
+    Overdrafts,
+    /// Every flagged entry.
+    Flags,
+    /// Refused pushes: gaps, rewinds, id reuse, terminal mismatches.
+    Anomalies,
+}
+
+/// `jobs …`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Run maturation, expiry and tiers once.
+    Run {
+        /// The job's time (RFC 3339); default now.
+        #[arg(long, value_parser = parse_time)]
+        now: Option<OffsetDateTime>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time (2026-03-01T10:00:00Z): {e}"))
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config file is bad.
+    #[error("{0}")]
+    Config(String),
+    /// The database URL is bad or its backend is missing.
+    #[error("{0}")]
+    Database(String),
+    /// `LOYALTY_CLOCK_OFFSET_SECS` is bad.
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    /// Opening the store failed.
+    #[error("opening the database: {0}")]
+    Store(#[from] StoreError),
+    /// An admin command failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// The effective settings of a command.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file's content (or defaults).
+    pub config: ServerConfig,
+    /// The database to use.
+    pub database: DatabaseUrl,
+}
+
+/// Reads the config file and applies `--database`.
+pub fn settings(cli: &Cli) -> Result<Settings, CliError> {
+    let config = match &cli.config {
+        Some(path) => config::load_server(path).map_err(|e| CliError::Config(e.to_string()))?,
+        None => ServerConfig::default(),
+    };
+    let database = match cli.database.as_deref().or(config.database.as_deref()) {
+        Some(text) => DatabaseUrl::parse(text.trim()).map_err(CliError::Database)?,
+        None => DatabaseUrl::Sqlite(default_database()?),
+    };
+    Ok(Settings { config, database })
+}
+
+/// `hq.db` in the platform data directory, created if needed.
+fn default_database() -> Result<PathBuf, CliError> {
+    let dirs = directories::ProjectDirs::from("", "", "loyalty-sync-server").ok_or_else(|| {
+        CliError::Database(
+            "no home directory to put the default database in; pass --database sqlite:PATH"
+                .to_owned(),
+        )
+    })?;
+    let dir = dirs.data_dir();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        CliError::Database(format!(
+            "creating the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir.join("hq.db"))
+}
+
+/// Opens the store a database URL names.
+pub async fn open_store(url: &DatabaseUrl) -> Result<Arc<dyn Store>, CliError> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let store = SqliteStore::open(path).await.map_err(|e| {
+                CliError::Database(format!("opening SQLite database {}: {e}", path.display()))
+            })?;
+            Ok(Arc::new(store))
+        }
+        DatabaseUrl::Postgres(_) => Err(CliError::Database(
+            "PostgreSQL support is not built yet; use --database sqlite:PATH".to_owned(),
+        )),
+    }
+}
+
+/// Sets up logging to stderr: the config's level and format for `run`, warnings
+/// only for the admin commands so their stdout stays clean.
+pub fn init_logging(log: &LogSection, serving: bool) {
+    let level = if serving { log.level.as_str() } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let settings = settings(&cli)?;
+    let serving = matches!(cli.command, Command::Run { .. });
+    init_logging(&settings.config.log, serving);
+    let clock = Clock::from_env()?;
+    let shared = open_store(&settings.database).await?;
+    let store = shared.as_ref();
+    let config = &settings.config;
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
+    match cli.command {
+        Command::Run { listen } => {
+            drop(stdout);
+            let options = ServeOptions {
+                listen: listen.unwrap_or(config.listen),
+                tls: config.tls.clone(),
+                allow_plain_http: config.allow_plain_http,
+                max_body_bytes: config.max_body_bytes,
+                pull_page_size: config.ledger.pull_page_size,
+                job_interval: Duration::from_secs(config.ledger.job_interval_secs),
+            };
+            let token = CancellationToken::new();
+            tokio::spawn(shutdown_signal(token.clone()));
+            server::serve(Arc::clone(&shared), clock, options, token).await?;
+        }
+        Command::Terminal(TerminalCommand::Add { name, rotate }) => {
+            admin::terminal_add(store, clock, &name.store, &name.terminal, rotate, out).await?;
+        }
+        Command::Terminal(TerminalCommand::List) => admin::terminal_list(store, out).await?,
+        Command::Terminal(TerminalCommand::Revoke { name }) => {
+            admin::terminal_revoke(store, clock, &name.store, &name.terminal, out).await?;
+        }
+        Command::Rules(RulesCommand::Set { file }) => {
+            admin::rules_set(store, clock, &file, out).await?;
+        }
+        Command::Rules(RulesCommand::Show { format }) => {
+            admin::rules_show(store, format, out).await?;
+        }
+        Command::Card(CardCommand::Block { card, reason }) => {
+            admin::card_block(store, clock, &card, true, reason.as_deref(), out).await?;
+        }
+        Command::Card(CardCommand::Unblock { card }) => {
+            admin::card_block(store, clock, &card, false, None, out).await?;
+        }
+        Command::Card(CardCommand::Show { card }) => admin::card_show(store, &card, out).await?,
+        Command::Card(CardCommand::Token { card, ttl }) => {
+            admin::card_token(store, clock, &card, ttl, out).await?;
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            admin::keys_rotate(store, clock, config.ledger.key_grace_days, out).await?;
+        }
+        Command::Keys(KeysCommand::List) => admin::keys_list(store, out).await?,
+        Command::Verify => {
+            if !admin::verify(store, out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Report(ReportCommand::Overdrafts) => admin::report_overdrafts(store, out).await?,
+        Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
+        Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
+        Command::Jobs(JobsCommand::Run { now }) => {
+            admin::jobs_run(store, now.unwrap_or_else(|| clock.now()), out).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,61 @@
+//! Who is calling: the bearer token names the terminal, never the body. Also the
+//! protocol-version header that GET requests carry.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::keys::TokenHash;
+use crate::store::TerminalIdentity;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+
+/// The authenticated, active terminal of a request.
+#[derive(Debug, Clone)]
+pub struct Terminal(pub TerminalIdentity);
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+impl FromRequestParts<AppState> for Terminal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let identity = state
+            .store
+            .authenticate(&TokenHash::of(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self(identity))
+    }
+}
+
+/// Proof that a request without a body declared the protocol version this server
+/// speaks in [`PROTOCOL_HEADER`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolHeader;
+
+impl<S: Send + Sync> FromRequestParts<S> for ProtocolHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let value = parts.headers.get(PROTOCOL_HEADER).map(|v| v.to_str());
+        match value {
+            Some(Ok(v)) if v.trim() == PROTOCOL_VERSION.to_string() => Ok(Self),
+            Some(Ok(v)) => Err(ApiError::UnsupportedProtocol(format!(
+                "protocol {v:?} is not supported; this server speaks {PROTOCOL_VERSION}"
+            ))),
+            Some(Err(_)) => Err(ApiError::UnsupportedProtocol(format!(
+                "{PROTOCOL_HEADER} is not readable text"
+            ))),
+            None => Err(ApiError::UnsupportedProtocol(format!(
+                "missing {PROTOCOL_HEADER} header (this server speaks {PROTOCOL_VERSION})"
+            ))),
+        }
+    }
+}

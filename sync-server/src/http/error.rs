@@ -1,0 +1,144 @@
+//! One error type for the HTTP API: each variant maps to a status and a stable
+//! `code`, and the body is always `protocol::wire::ErrorBody`.
+
+use crate::ledger::batch::{BatchError, IdentityMismatch};
+use crate::ledger::sequence::Refusal;
+use crate::store::StoreError;
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use protocol::wire::ErrorBody;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing, unknown or revoked bearer token.
+    #[error("missing, unknown or revoked terminal token")]
+    Unauthorized,
+    /// The (decompressed) body is larger than `max_body_bytes`.
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Malformed request (JSON, query, cursor).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A protocol version this server does not speak.
+    #[error("{0}")]
+    UnsupportedProtocol(String),
+    /// The body names another terminal than the token.
+    #[error(transparent)]
+    TerminalMismatch(#[from] IdentityMismatch),
+    /// A malformed batch.
+    #[error(transparent)]
+    BadBatch(BatchError),
+    /// The push was refused as a whole (gap, rewind, id reuse).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// Not a card number.
+    #[error("{0}")]
+    BadCard(String),
+    /// No such endpoint.
+    #[error("no such endpoint")]
+    NotFound,
+    /// The endpoint exists with other methods.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// A `Content-Encoding` other than gzip.
+    #[error("unsupported Content-Encoding: use gzip or none")]
+    UnsupportedEncoding,
+    /// The database does not answer.
+    #[error("the database is not available")]
+    Unavailable,
+    /// A bug or a broken database; details are in the server log, not the answer.
+    #[error("internal error; see the server log")]
+    Internal,
+}
+
+impl ApiError {
+    /// Status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::UnsupportedProtocol(_) => (StatusCode::BAD_REQUEST, "unsupported_protocol"),
+            Self::TerminalMismatch(_) => (StatusCode::FORBIDDEN, "terminal_mismatch"),
+            Self::BadBatch(BatchError::RepeatedId { .. }) => (StatusCode::CONFLICT, "id_conflict"),
+            Self::BadBatch(_) => (StatusCode::BAD_REQUEST, "bad_batch"),
+            Self::Refused(Refusal::Gap { .. }) => (StatusCode::CONFLICT, "seq_gap"),
+            Self::Refused(Refusal::Conflict { .. }) => (StatusCode::CONFLICT, "seq_conflict"),
+            Self::Refused(Refusal::IdConflict { .. }) => (StatusCode::CONFLICT, "id_conflict"),
+            Self::BadCard(_) => (StatusCode::BAD_REQUEST, "bad_card"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::UnsupportedEncoding => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Maps a failure to read the body: over the limit is 413, anything else (a
+    /// broken gzip stream, a dropped connection) is a bad request.
+    pub fn from_body(rejection: BytesRejection, limit: usize) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::BodyTooLarge { limit }
+        } else {
+            Self::BadRequest(format!(
+                "could not read the body: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+
+    /// Maps a malformed query string.
+    pub fn from_query(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(r) => Self::Refused(r),
+            StoreError::BadCursor(c) => Self::BadRequest(format!("bad cursor {c:?}")),
+            StoreError::Revoked(_) => Self::Unauthorized,
+            other => {
+                tracing::error!(error = %other, "store failed");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut body = ErrorBody::new(code, self.to_string());
+        if let Self::Refused(r) = &self {
+            body.error.acked_through = Some(r.acked_through());
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Seq;
+
+    #[test]
+    fn a_gap_carries_what_hq_holds() {
+        let e = ApiError::Refused(Refusal::Gap {
+            acked_through: Seq(7),
+            first: Seq(9),
+        });
+        assert_eq!(e.status_and_code(), (StatusCode::CONFLICT, "seq_gap"));
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+    }
+}

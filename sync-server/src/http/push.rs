@@ -1,0 +1,120 @@
+//! `POST /v1/sync/push`: a terminal's batch of journal entries, applied in one
+//! transaction and acknowledged after commit.
+
+use super::AppState;
+use super::auth::Terminal;
+use super::error::ApiError;
+use crate::ledger::batch::{Batch, check_identity};
+use crate::store::{Anomaly, StoreError, TerminalIdentity};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use protocol::wire::{PROTOCOL_VERSION, PushRequest, PushResponse};
+use serde::Deserialize;
+
+/// Only the version, read before the rest so that a future protocol's body is
+/// refused as `unsupported_protocol`, not as a shape error.
+#[derive(Deserialize)]
+struct VersionProbe {
+    protocol: Option<serde_json::Value>,
+}
+
+/// Parses a push body: version first, then the exact shape.
+pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
+    let probe: VersionProbe = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
+    match probe.protocol {
+        Some(v) if v == serde_json::json!(PROTOCOL_VERSION) => {}
+        Some(v) => {
+            return Err(ApiError::UnsupportedProtocol(format!(
+                "protocol {v} is not supported; this server speaks {PROTOCOL_VERSION}"
+            )));
+        }
+        None => {
+            return Err(ApiError::UnsupportedProtocol(format!(
+                "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
+            )));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid push: {e}")))
+}
+
+async fn record(state: &AppState, terminal: &TerminalIdentity, kind: &str, detail: String) {
+    let anomaly = Anomaly {
+        at: state.clock.now(),
+        store: terminal.store.clone(),
+        terminal: terminal.terminal.clone(),
+        kind: kind.to_owned(),
+        detail,
+    };
+    if let Err(e) = state.store.record_anomaly(&anomaly).await {
+        tracing::error!(error = %e, %terminal, kind, "could not record an anomaly");
+    }
+}
+
+/// The handler.
+pub async fn push(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
+    let request = parse_push(&body)?;
+    if let Err(mismatch) = check_identity(&request, &terminal.store, &terminal.terminal) {
+        tracing::warn!(%terminal, "push refused: {mismatch}");
+        record(&state, &terminal, "terminal_mismatch", mismatch.to_string()).await;
+        return Err(mismatch.into());
+    }
+    let batch = Batch::new(request.entries).map_err(ApiError::BadBatch)?;
+    let count = batch.entries().len();
+    match state.store.push(&terminal, batch, state.clock.now()).await {
+        Ok(outcome) => {
+            tracing::debug!(
+                %terminal,
+                count,
+                applied = outcome.applied,
+                duplicates = outcome.duplicates,
+                acked_through = %outcome.acked_through,
+                "push applied"
+            );
+            Ok(Json(PushResponse {
+                protocol: PROTOCOL_VERSION,
+                acked_through: outcome.acked_through,
+                applied: outcome.applied,
+                duplicates: outcome.duplicates,
+            }))
+        }
+        Err(StoreError::Refused(refusal)) => {
+            tracing::warn!(%terminal, kind = refusal.anomaly_kind(), "push refused: {refusal}");
+            record(
+                &state,
+                &terminal,
+                refusal.anomaly_kind(),
+                refusal.to_string(),
+            )
+            .await;
+            Err(refusal.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_protocol_version_is_refused_before_the_shape_is_checked() {
+        let err = parse_push(br#"{"protocol":2,"whatever":[]}"#).unwrap_err();
+        assert!(matches!(err, ApiError::UnsupportedProtocol(_)));
+        let err =
+            parse_push(br#"{"protocol":1,"store_id":"s","terminal_id":"t","entries":[],"x":1}"#)
+                .unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(m) if m.contains("unknown field")));
+        assert!(matches!(
+            parse_push(b"{nope").unwrap_err(),
+            ApiError::BadRequest(_)
+        ));
+    }
+}

@@ -1,0 +1,151 @@
+//! `sync-server run`: binds the listener (HTTPS, or plain HTTP only where allowed),
+//! serves the API, runs the periodic job, and shuts down gracefully when the
+//! cancellation token fires (SIGINT/SIGTERM), finishing requests under way.
+
+use crate::clock::Clock;
+use crate::http::{self, AppState};
+use crate::jobs;
+use crate::store::Store;
+use crate::tls::{self, TlsError, TlsListener};
+use config::server::TlsSection;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What `run` needs besides the store.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to bind (port 0: any free port; the bound address is printed).
+    pub listen: SocketAddr,
+    /// Certificate and key; `None`: plain HTTP.
+    pub tls: Option<TlsSection>,
+    /// Plain HTTP on a non-loopback address is allowed (TLS terminated in front).
+    pub allow_plain_http: bool,
+    /// Largest request body after decompression.
+    pub max_body_bytes: usize,
+    /// Most balances per pull.
+    pub pull_page_size: u32,
+    /// Period of the ledger job.
+    pub job_interval: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Terminal tokens and balances must not cross a network in clear text.
+    #[error(
+        "refusing plain HTTP on non-loopback address {0}: configure [tls] cert_file/key_file, \
+         or set allow_plain_http = true if a TLS-terminating proxy sits in front"
+    )]
+    PlainHttpRefused(SocketAddr),
+    /// TLS files are bad.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server loop failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks that the listen address may be served without TLS.
+pub fn check_plain_http(options: &ServeOptions) -> Result<(), ServeError> {
+    if options.tls.is_none() && !options.listen.ip().is_loopback() && !options.allow_plain_http {
+        return Err(ServeError::PlainHttpRefused(options.listen));
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    check_plain_http(&options)?;
+    let tls_config = options
+        .tls
+        .as_ref()
+        .map(|t| tls::server_config(&t.cert_file, &t.key_file))
+        .transpose()?;
+    let tcp = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: options.listen,
+            source,
+        })?;
+    let local = tcp.local_addr()?;
+    let app = http::router(AppState {
+        store: Arc::clone(&store),
+        clock,
+        pull_page_size: options.pull_page_size,
+        max_body_bytes: options.max_body_bytes,
+    });
+    let job = tokio::spawn(jobs::run_periodically(
+        Arc::clone(&store),
+        clock,
+        options.job_interval,
+        shutdown.child_token(),
+    ));
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(address = %local, scheme, "sync-server listening");
+    // Scripts and tests read the bound address (port 0 picks a free one) from stdout.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "sync-server listening on {scheme}://{local}");
+    let _ = stdout.flush();
+    let stop = shutdown.clone().cancelled_owned();
+    match tls_config {
+        Some(config) => {
+            let listener = TlsListener::new(tcp, config, shutdown.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+        None => {
+            axum::serve(tcp, app).with_graceful_shutdown(stop).await?;
+        }
+    }
+    shutdown.cancel();
+    let _ = job.await;
+    tracing::info!("sync-server stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(listen: &str, allow: bool) -> ServeOptions {
+        ServeOptions {
+            listen: listen.parse().unwrap(),
+            tls: None,
+            allow_plain_http: allow,
+            max_body_bytes: 1024,
+            pull_page_size: 10,
+            job_interval: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_allowed() {
+        assert!(check_plain_http(&options("127.0.0.1:8080", false)).is_ok());
+        assert!(check_plain_http(&options("[::1]:8080", false)).is_ok());
+        let err = check_plain_http(&options("0.0.0.0:8080", false)).unwrap_err();
+        assert!(err.to_string().contains("allow_plain_http"));
+        assert!(check_plain_http(&options("0.0.0.0:8080", true)).is_ok());
+    }
+}
