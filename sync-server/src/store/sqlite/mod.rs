@@ -297,3 +297,6 @@ impl Store for SqliteStore {
         self.read(|conn, _| admin::anomalies(conn)).await
     }
 }
+
+#[cfg(test)]
+mod tests;
