@@ -136,6 +136,10 @@ pub async fn run(
         keys: KeyRingHandle::new(keys),
     };
     let reaper = tokio::spawn(release_expired_holds(state.clone(), cancel.clone()));
+    let sync = state
+        .hq
+        .clone()
+        .map(|hq| tokio::spawn(crate::sync_client::run(state.clone(), hq, cancel.clone())));
     let server = tokio::spawn(till_api::serve(listener, state.clone(), cancel.clone()));
     tracing::info!(address = %bound, "till API listening");
     if let Some(file) = ready_file {
@@ -146,6 +150,9 @@ pub async fn run(
     let served = server.await;
     cancel.cancel();
     let _ = reaper.await;
+    if let Some(sync) = sync {
+        let _ = sync.await;
+    }
     drop(state);
     drop(journal);
     // Every handle is gone: the journal thread finishes queued work and closes.

@@ -25,4 +25,5 @@ pub mod policy;
 pub mod program;
 pub mod sales;
 pub mod scan_bus;
+pub mod sync_client;
 pub mod till_api;

@@ -19,15 +19,18 @@ pub fn bin(name: &str) -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: run `cargo build --workspace` (or `cargo test --workspace`) first, or set {env}",
-        path.display()
-    );
-    path
+    // Tests run from target/<profile>/deps/, the benchmark from target/<profile>/.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .collect();
+    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
+        panic!(
+            "{name} not found in {candidates:?}: run `cargo build --workspace` (or `cargo test --workspace`) first, or set {env}"
+        )
+    })
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout` with `what`.
