@@ -76,7 +76,7 @@ pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
                     state.metrics.online.set(0);
                     state.link.mark_offline(e.to_string());
                     let delay = backoff.next_delay();
-                    if backoff.failures() == 1 || backoff.failures() % 10 == 0 {
+                    if backoff.failures() == 1 || backoff.failures().is_multiple_of(10) {
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures = backoff.failures(), "sync failed");
                     }
                     // While HQ is away, new sales do not cut the backoff short.
