@@ -179,3 +179,45 @@ pub fn sale_body(receipt: &str, card: Option<&str>, amount_minor: i64, redeem: i
         "redeem_points": redeem,
     })
 }
+
+/// Writes `token` to `dir/terminal.token` and returns an agent config syncing with
+/// HQ at `url` every second (quick retries), plus `extra` TOML.
+pub fn sync_config(
+    dir: &Path,
+    store: &str,
+    terminal: &str,
+    url: &str,
+    token: &str,
+    extra: &str,
+) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("terminal.token"), format!("{token}\n")).unwrap();
+    format!(
+        "[store]\nstore_id = \"{store}\"\nterminal_id = \"{terminal}\"\n\
+         [journal]\npath = \"journal.db\"\n\
+         [sync]\nurl = \"{url}\"\ntoken_file = \"terminal.token\"\ninterval_secs = 1\nmax_backoff_secs = 2\n\
+         live_balance_timeout_ms = 500\nrequest_timeout_secs = 5\n{extra}"
+    )
+}
+
+impl Agent {
+    /// Waits until HQ has acknowledged every entry.
+    pub fn wait_synced(&self) {
+        wait_for(
+            Duration::from_secs(60),
+            "the agent to sync everything",
+            || {
+                let h = self.health();
+                (h["queue_depth"] == 0 && h["online"] == true).then_some(())
+            },
+        );
+    }
+
+    /// Waits until `card`'s view satisfies `check`.
+    pub fn wait_card(&self, card: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        wait_for(Duration::from_secs(60), what, || {
+            let v = self.card(card);
+            check(&v).then_some(v)
+        })
+    }
+}

@@ -43,6 +43,20 @@ pub fn get(url: &str) -> Reply {
     reply(agent().get(url).call())
 }
 
+/// GET `url` with a bearer token and the sync protocol header (HQ's API).
+pub fn get_hq(url: &str, token: &str) -> Reply {
+    reply(
+        agent()
+            .get(url)
+            .header("authorization", &format!("Bearer {token}"))
+            .header(
+                protocol::wire::PROTOCOL_HEADER,
+                &protocol::wire::PROTOCOL_VERSION.to_string(),
+            )
+            .call(),
+    )
+}
+
 /// POST `body` (JSON) to `url`.
 pub fn post(url: &str, body: &Value) -> Reply {
     reply(agent().post(url).send_json(body))

@@ -8,6 +8,9 @@
 
 pub mod agent;
 pub mod http;
+pub mod proxy;
+pub mod server;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
