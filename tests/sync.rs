@@ -68,7 +68,9 @@ fn sales_reach_hq_once_and_hq_balances_flow_back_to_the_till() {
     assert_eq!(commit.status, 200, "{}", commit.text);
     s.agent.wait_synced();
     assert_eq!(
-        hq_balance(&s.server, &s.token, CARD)["balance"], 7 /* 60 - 60 redeemed + 7 accrued */);
+        hq_balance(&s.server, &s.token, CARD)["balance"],
+        7 /* 60 - 60 redeemed + 7 accrued */
+    );
     s.server.assert_verify();
 }
 
