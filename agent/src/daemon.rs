@@ -136,6 +136,12 @@ pub async fn run(
         keys: KeyRingHandle::new(keys),
     };
     let reaper = tokio::spawn(release_expired_holds(state.clone(), cancel.clone()));
+    let scanners = crate::scanner::ScannerSet::start(
+        &state.config.scanners,
+        crate::scanner::ScanContext::of(&state),
+        cancel.clone(),
+    )
+    .await;
     let sync = state
         .hq
         .clone()
@@ -150,6 +156,7 @@ pub async fn run(
     let served = server.await;
     cancel.cancel();
     let _ = reaper.await;
+    scanners.shutdown().await;
     if let Some(sync) = sync {
         let _ = sync.await;
     }

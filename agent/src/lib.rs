@@ -7,9 +7,10 @@
 //!
 //! Map: [`daemon`] wires everything and owns shutdown; [`till_api`] is the HTTP
 //! surface; [`sales`] and [`cards`] are the till operations; [`policy`] the offline
-//! caps; [`journal`] the storage; [`program`] the rules in force; [`scan_bus`] the
-//! scan fan-out; [`hq_client`] and [`hq_link`] talk to HQ. Business arithmetic lives in
-//! the `protocol` crate, shared with HQ.
+//! caps; [`journal`] the storage; [`program`] the rules in force; [`scanner`] reads
+//! the serial scanners and [`scan_bus`] fans their scans out; [`hq_client`] and
+//! [`hq_link`] talk to HQ. Business arithmetic lives in the `protocol` crate, shared
+//! with HQ.
 
 pub mod cards;
 pub mod cli;
@@ -25,5 +26,6 @@ pub mod policy;
 pub mod program;
 pub mod sales;
 pub mod scan_bus;
+pub mod scanner;
 pub mod sync_client;
 pub mod till_api;

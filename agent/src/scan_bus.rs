@@ -1,6 +1,7 @@
 //! Where decoded scans go: a broadcast to every listening till (SSE) plus the latest
 //! scan. Publishing never waits for a listener, so a slow client cannot hold up a
-//! scanner; a listener that falls behind skips the scans it missed.
+//! scanner; a listener that falls behind skips the scans it missed. Closing the bus
+//! (on shutdown) ends every listener's stream.
 
 use protocol::CardId;
 use protocol::codes::Symbology;
@@ -8,6 +9,7 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// One accepted card scan, as `/v1/scans` and `/v1/scans/last` report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,6 +30,7 @@ pub struct ScanEvent {
 pub struct ScanBus {
     tx: broadcast::Sender<Arc<ScanEvent>>,
     last: Arc<Mutex<Option<Arc<ScanEvent>>>>,
+    closed: CancellationToken,
 }
 
 impl ScanBus {
@@ -37,7 +40,18 @@ impl ScanBus {
         Self {
             tx,
             last: Arc::new(Mutex::new(None)),
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// Ends every listener's stream: the agent is stopping.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Fires once the bus is closed.
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
     }
 
     /// Publishes a scan to every listener (never blocks).

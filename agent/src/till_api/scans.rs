@@ -38,8 +38,16 @@ async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
     let rx = state.scans.subscribe();
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
+    // Ends the stream when the agent stops: an endless response would otherwise hold
+    // up the server's graceful shutdown for as long as a till stays connected.
+    let closed = state.scans.closed();
+    let events = futures_util::stream::unfold((rx, closed), |(mut rx, closed)| async move {
+        let received = tokio::select! {
+            biased;
+            () = closed.cancelled() => return None,
+            received = rx.recv() => received,
+        };
+        let event = match received {
             Ok(scan) => Event::default()
                 .json_data(&*scan)
                 .unwrap_or_else(|_| Event::default().comment("unencodable scan")),
@@ -47,7 +55,7 @@ async fn stream(
             Err(RecvError::Lagged(n)) => Event::default().comment(format!("skipped {n} scans")),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), rx))
+        Some((Ok(event), (rx, closed)))
     });
     Sse::new(events).keep_alive(
         KeepAlive::new()
