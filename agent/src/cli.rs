@@ -70,7 +70,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Demo => Err(anyhow::anyhow!("the demo is not built yet")),
-        Command::Ports => Err(anyhow::anyhow!("port listing is not built yet")),
+        Command::Ports => crate::ports::run(),
         Command::Status { config, url } => status(config, url),
     };
     match result {

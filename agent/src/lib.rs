@@ -8,9 +8,9 @@
 //! Map: [`daemon`] wires everything and owns shutdown; [`till_api`] is the HTTP
 //! surface; [`sales`] and [`cards`] are the till operations; [`policy`] the offline
 //! caps; [`journal`] the storage; [`program`] the rules in force; [`scanner`] reads
-//! the serial scanners and [`scan_bus`] fans their scans out; [`hq_client`] and
-//! [`hq_link`] talk to HQ. Business arithmetic lives in the `protocol` crate, shared
-//! with HQ.
+//! the serial scanners and [`scan_bus`] fans their scans out; [`ports`] lists serial
+//! ports; [`hq_client`] and [`hq_link`] talk to HQ. Business arithmetic lives in the
+//! `protocol` crate, shared with HQ.
 
 pub mod cards;
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod keyring;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod ports;
 pub mod program;
 pub mod sales;
 pub mod scan_bus;
