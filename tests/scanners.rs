@@ -19,10 +19,27 @@ use serialport::{SerialPort, TTYPort};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{PoisonError, RwLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// A spawned process inherits every descriptor without close-on-exec, and
+/// `TTYPort::pair` opens both sides of a PTY without it: an agent started by a
+/// parallel test would keep our PTY master open, and "unplugging" (closing it) would
+/// not hang up. PTYs are made (and re-opened close-on-exec) under the write lock,
+/// processes are spawned under the read lock.
+static SPAWN_LOCK: RwLock<()> = RwLock::new(());
+
+fn start_agent(dir: &Path, config: &str) -> Agent {
+    let _spawning = SPAWN_LOCK.read().unwrap_or_else(PoisonError::into_inner);
+    Agent::start(dir, config)
+}
+
+fn restart_agent(agent: &mut Agent) {
+    let _spawning = SPAWN_LOCK.read().unwrap_or_else(PoisonError::into_inner);
+    agent.restart();
+}
 
 /// A scanner played by the test: the master side of a PTY pair.
 struct Scanner {
@@ -35,7 +52,11 @@ struct Scanner {
 
 impl Scanner {
     fn plug() -> Self {
-        let (mut master, slave) = TTYPort::pair().expect("a PTY pair");
+        let _creating = SPAWN_LOCK.write().unwrap_or_else(PoisonError::into_inner);
+        let (master, slave) = TTYPort::pair().expect("a PTY pair");
+        // Duplicates are made with F_DUPFD_CLOEXEC; the originals close on drop.
+        let mut master = master.try_clone_native().unwrap();
+        let slave = slave.try_clone_native().unwrap();
         // A slow agent must not make the test's writes time out.
         master.set_timeout(WAIT).unwrap();
         let path = PathBuf::from(slave.name().expect("PTY slave path"));
@@ -220,14 +241,25 @@ fn scanner_states(agent: &Agent) -> Vec<(String, String)> {
 }
 
 fn wait_state(agent: &Agent, name: &str, state: &str) -> Value {
-    wait_for(WAIT, &format!("scanner {name} to be {state}"), || {
-        agent.health()["scanners"]
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = agent.health();
+        let found = health["scanners"]
             .as_array()
             .unwrap()
             .iter()
             .find(|s| s["name"] == name && s["state"] == state)
-            .cloned()
-    })
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for scanner {name} to be {state}: {health}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn wait_all_connected(agent: &Agent) {
@@ -289,7 +321,7 @@ fn four_scanners_with_every_terminator_deliver_to_the_till_at_once() {
         .zip(&scanners)
         .map(|(t, s)| scanner_toml(t, &s.path, &format!("terminator = \"{t}\"")))
         .collect();
-    let agent = Agent::start(dir.path(), &config(&tables));
+    let agent = start_agent(dir.path(), &config(&tables));
 
     let last = agent.get("/v1/scans/last");
     assert_eq!(last.status, 404);
@@ -357,7 +389,7 @@ fn aim_prefixes_name_the_symbology_and_are_required_when_configured() {
     let dir = temp_dir();
     let mut aim = Scanner::plug();
     let mut plain = Scanner::plug();
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[
             scanner_toml("aim", &aim.path, "aim_prefix = true\nterminator = \"crlf\""),
@@ -388,7 +420,7 @@ fn aim_prefixes_name_the_symbology_and_are_required_when_configured() {
 fn frames_split_across_writes_or_merged_into_one_all_arrive_in_order() {
     let dir = temp_dir();
     let mut scanner = Scanner::plug();
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[scanner_toml(
             "front",
@@ -418,7 +450,7 @@ fn frames_split_across_writes_or_merged_into_one_all_arrive_in_order() {
 fn garbage_over_long_frames_and_bad_codes_never_reach_the_till() {
     let dir = temp_dir();
     let mut scanner = Scanner::plug();
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[scanner_toml("front", &scanner.path, "max_frame_len = 32")]),
     );
@@ -462,7 +494,7 @@ fn the_same_card_from_the_same_scanner_within_the_window_is_one_scan() {
     let dir = temp_dir();
     let mut front = Scanner::plug();
     let mut side = Scanner::plug();
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[
             scanner_toml("front", &front.path, "debounce_ms = 60000"),
@@ -531,7 +563,7 @@ fn app_qr_tokens_are_verified_and_accepted_once_per_terminal_even_across_restart
     journal_with_key(dir.path(), 7, &hq);
     let mut front = Scanner::plug();
     let mut side = Scanner::plug();
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         dir.path(),
         &config(&[
             scanner_toml("front", &front.path, "aim_prefix = true\ndebounce_ms = 0"),
@@ -587,7 +619,7 @@ fn app_qr_tokens_are_verified_and_accepted_once_per_terminal_even_across_restart
     wait_for(WAIT, "the used token in the journal", || {
         (used_tokens_in_journal(dir.path()) == 1).then_some(())
     });
-    agent.restart();
+    restart_agent(&mut agent);
     wait_all_connected(&agent);
     let till = Listener::connect(&agent);
     front.scan(&format!("]Q1{valid}"));
@@ -602,7 +634,7 @@ fn an_unplugged_scanner_is_reported_and_reopened_through_its_symlink() {
     let dir = temp_dir();
     let link = dir.path().join("usb-Scanner_S123-if00");
     let mut scanner = Scanner::plug_at(&link);
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[scanner_toml("front", &link, "debounce_ms = 60000")]),
     );
@@ -640,7 +672,7 @@ fn an_unplugged_scanner_is_reported_and_reopened_through_its_symlink() {
 fn a_scanner_missing_at_start_is_not_fatal_and_is_used_once_plugged_in() {
     let dir = temp_dir();
     let link = dir.path().join("scanner");
-    let agent = Agent::start(dir.path(), &config(&[scanner_toml("front", &link, "")]));
+    let agent = start_agent(dir.path(), &config(&[scanner_toml("front", &link, "")]));
     // Registered at start, then the first attempt to open it fails with a reason.
     let down = wait_for(WAIT, "the open error in health", || {
         agent.health()["scanners"][0]
@@ -661,7 +693,7 @@ fn a_scanner_missing_at_start_is_not_fatal_and_is_used_once_plugged_in() {
 fn every_listener_gets_every_scan_and_a_stalled_one_blocks_nobody() {
     let dir = temp_dir();
     let mut scanner = Scanner::plug();
-    let agent = Agent::start(
+    let agent = start_agent(
         dir.path(),
         &config(&[scanner_toml("front", &scanner.path, "debounce_ms = 0")]),
     );
@@ -702,7 +734,7 @@ fn every_listener_gets_every_scan_and_a_stalled_one_blocks_nobody() {
 fn stopping_the_agent_ends_open_scan_streams() {
     let dir = temp_dir();
     let scanner = Scanner::plug();
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         dir.path(),
         &config(&[scanner_toml("front", &scanner.path, "")]),
     );
@@ -722,10 +754,13 @@ fn stopping_the_agent_ends_open_scan_streams() {
 
 #[test]
 fn ports_lists_serial_ports_or_says_there_are_none() {
-    let out = std::process::Command::new(e2e::bin("pos-agent"))
-        .arg("ports")
-        .output()
-        .unwrap();
+    let out = {
+        let _spawning = SPAWN_LOCK.read().unwrap_or_else(PoisonError::into_inner);
+        std::process::Command::new(e2e::bin("pos-agent"))
+            .arg("ports")
+            .output()
+            .unwrap()
+    };
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -748,7 +783,7 @@ fn bench_scan_latency_and_idle_cpu() {
         .enumerate()
         .map(|(i, s)| scanner_toml(&format!("s{i}"), &s.path, "debounce_ms = 0"))
         .collect();
-    let agent = Agent::start(dir.path(), &config(&tables));
+    let agent = start_agent(dir.path(), &config(&tables));
     wait_all_connected(&agent);
 
     let ticks = || -> u64 {
