@@ -540,3 +540,34 @@ fn offline_redemptions_at_two_stores_overdraw_a_card_and_hq_reports_it() {
     assert!(report.contains(CARD), "{report}");
     server.assert_verify();
 }
+
+#[test]
+fn a_replaced_journal_halts_sync_instead_of_touching_hq() {
+    let mut s = setup("", None);
+    s.agent.sell("J-1", Some(CARD), 20_000, 0);
+    s.agent.sell("J-2", Some(CARD), 20_000, 0);
+    s.agent.wait_synced();
+    assert!(s.agent.stop());
+    // The till's disk was replaced: a fresh journal under the same terminal.
+    for f in ["journal.db", "journal.db-wal", "journal.db-shm"] {
+        let _ = std::fs::remove_file(s.agent.dir.join(f));
+    }
+    s.agent.restart();
+    s.agent.sell("J-3", Some(CARD), 20_000, 0);
+    let halted = wait_for(Duration::from_secs(30), "sync to halt", || {
+        s.agent.health()["sync_halted"].as_str().map(str::to_owned)
+    });
+    assert!(halted.contains("seq_conflict"), "{halted}");
+    assert_eq!(hq_balance(&s.server, &s.token, CARD)["balance"], 20);
+    let anomalies = s.server.admin_ok(&["report", "anomalies"]);
+    assert!(anomalies.contains("till-1"), "{anomalies}");
+    // A human clears it; the conflict is still there, so it halts again.
+    let out = std::process::Command::new(e2e::bin("pos-agent"))
+        .arg("sync-resume")
+        .arg("--config")
+        .arg(s.agent.dir.join("agent.toml"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sync resumed"));
+    s.server.assert_verify();
+}

@@ -487,3 +487,29 @@ fn a_foreign_file_as_journal_is_refused_and_left_untouched() {
     );
     assert_eq!(std::fs::read(dir.path().join("journal.db")).unwrap(), junk);
 }
+
+#[test]
+fn json_logs_never_contain_a_full_card_number() {
+    let dir = temp_dir();
+    let config = format!(
+        "{}[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+        Agent::standalone_config()
+    );
+    let mut agent = Agent::start(dir.path(), &config);
+    agent.sell("L-1", Some(CARD), 10_000, 0);
+    let _ = agent.post("/v1/sales", &sale_body("L-2", Some(CARD), 10_000, 999));
+    let _ = agent.post(
+        "/v1/sales",
+        &json!({"receipt_id": "L-3", "card": CARD, "lines": []}),
+    );
+    assert!(agent.stop());
+    let log = agent.log();
+    assert!(log.lines().count() > 2, "{log}");
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+        assert!(!line.contains(CARD), "full card number in the log: {line}");
+    }
+}

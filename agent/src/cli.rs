@@ -41,6 +41,13 @@ pub enum Command {
     },
     /// List serial ports, with USB ids where known, to help write `[[scanner]]`.
     Ports,
+    /// Clear a halted sync (after a human resolved the conflict shown in /v1/health);
+    /// the running agent retries within a minute.
+    SyncResume {
+        /// agent.toml, to find the journal.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Ask the running agent for its health.
     Status {
         /// agent.toml, to find the till API address.
@@ -72,6 +79,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo => Err(anyhow::anyhow!("the demo is not built yet")),
         Command::Ports => crate::ports::run(),
         Command::Status { config, url } => status(config, url),
+        Command::SyncResume { config } => sync_resume(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +106,20 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sync_resume(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = crate::daemon::load_config(config.as_deref())?;
+    let path = crate::daemon::journal_path(&cfg)?;
+    let conn = crate::journal::schema::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
+    match crate::journal::sync_state::halted_reason(&conn)? {
+        Some(reason) => {
+            crate::journal::sync_state::set_halted(&conn, None)?;
+            println!("sync resumed (it was halted: {reason})");
+        }
+        None => println!("sync was not halted"),
+    }
+    Ok(())
 }
 
 fn status(config: Option<PathBuf>, url: Option<String>) -> anyhow::Result<()> {
