@@ -13,31 +13,35 @@ use axum::extract::rejection::BytesRejection;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest, PushResponse};
 use serde::Deserialize;
 
-/// Only the version, read before the rest so that a future protocol's body is
-/// refused as `unsupported_protocol`, not as a shape error.
+/// Only the version, read when a body does not parse, so that a future protocol's
+/// body is refused as `unsupported_protocol`, not as a shape error.
 #[derive(Deserialize)]
 struct VersionProbe {
     protocol: Option<serde_json::Value>,
 }
 
-/// Parses a push body: version first, then the exact shape.
+fn unsupported(version: impl std::fmt::Display) -> ApiError {
+    ApiError::UnsupportedProtocol(format!(
+        "protocol {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+    ))
+}
+
+/// Parses a push body. The exact shape is tried first (one pass over a large body on
+/// the normal path); the version decides what a failure is called.
 pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
-    let probe: VersionProbe = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))?;
-    match probe.protocol {
-        Some(v) if v == serde_json::json!(PROTOCOL_VERSION) => {}
-        Some(v) => {
-            return Err(ApiError::UnsupportedProtocol(format!(
-                "protocol {v} is not supported; this server speaks {PROTOCOL_VERSION}"
-            )));
-        }
-        None => {
-            return Err(ApiError::UnsupportedProtocol(format!(
+    match serde_json::from_slice::<PushRequest>(body) {
+        Ok(request) if request.protocol == PROTOCOL_VERSION => Ok(request),
+        Ok(request) => Err(unsupported(request.protocol)),
+        Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
+            Ok(VersionProbe { protocol: Some(v) }) if v != serde_json::json!(PROTOCOL_VERSION) => {
+                Err(unsupported(v))
+            }
+            Ok(VersionProbe { protocol: None }) => Err(ApiError::UnsupportedProtocol(format!(
                 "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
-            )));
-        }
+            ))),
+            _ => Err(ApiError::BadRequest(format!("invalid push: {e}"))),
+        },
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid push: {e}")))
 }
 
 async fn record(state: &AppState, terminal: &TerminalIdentity, kind: &str, detail: String) {

@@ -20,7 +20,8 @@ pub struct BatchInput<'a> {
     pub entries: &'a [JournalEntry],
     /// Stored state of every card the entries mention that HQ holds a row for.
     pub cards: HashMap<CardId, CardState>,
-    /// Open lots (points remaining) of those cards.
+    /// Open lots (points remaining) of the cards [`cards_that_consume`] names; other
+    /// cards only gain lots, which needs their balance, not their lots.
     pub open_lots: Vec<Lot>,
     /// Spend of each card over the window, from entries stored before this batch.
     pub spend_before: HashMap<CardId, Money>,
@@ -63,6 +64,22 @@ pub fn spend_of(entry: &JournalEntry) -> Money {
         EntryBody::Return(r) if r.card.is_some() => Money(-r.returned.refund_minor.get()),
         _ => Money::ZERO,
     }
+}
+
+/// The distinct cards whose entries take points out of lots (redemptions, return
+/// reversals): the only cards whose open lots a batch needs loaded.
+pub fn cards_that_consume(entries: &[JournalEntry]) -> Vec<&CardId> {
+    let mut seen = HashSet::new();
+    entries
+        .iter()
+        .filter(|e| match &e.body {
+            EntryBody::Sale(s) => s.sale.redeemed_points.get() > 0,
+            EntryBody::Return(r) => r.returned.reversed_accrual_points.get() > 0,
+            EntryBody::Welcome(_) => false,
+        })
+        .filter_map(JournalEntry::card)
+        .filter(|c| seen.insert(*c))
+        .collect()
 }
 
 /// The stored name of an entry's kind.
@@ -547,13 +564,14 @@ pub(crate) mod tests {
 
         pub fn push(&mut self, entries: &[JournalEntry]) -> BatchPlan {
             let now = entries.last().map_or(T0, |e| e.at);
+            let consuming = cards_that_consume(entries);
             let plan = apply_batch(BatchInput {
                 entries,
                 cards: self.cards.clone(),
                 open_lots: self
                     .lots
                     .iter()
-                    .filter(|l| l.remaining.get() > 0 || !l.matured)
+                    .filter(|l| l.remaining.get() > 0 && consuming.contains(&&l.card))
                     .cloned()
                     .collect(),
                 spend_before: self

@@ -61,7 +61,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -8,17 +8,19 @@ use super::rows::{
     uuid,
 };
 use super::rules;
-use crate::ledger::apply::{BatchInput, apply_batch, entry_kind, spend_of};
+use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume, entry_kind, spend_of};
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::{Refusal, StoredEntry, classify, held_range};
 use crate::ledger::{CardState, FlagRow, LedgerRow, Lot, spend_window_start};
 use crate::store::{PushOutcome, StoreError, TerminalIdentity};
+use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
 use protocol::{CardId, Money, Seq};
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params_from_iter,
 };
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 
@@ -133,7 +135,7 @@ fn apply_new(
     let plan = apply_batch(BatchInput {
         entries: new,
         cards: load_cards(tx, &touched)?,
-        open_lots: load_open_lots(tx, &touched)?,
+        open_lots: load_open_lots(tx, &cards_that_consume(new))?,
         spend_before: load_spend(tx, &touched, spend_window_start(now))?,
         rules: &book,
         now,
@@ -145,13 +147,96 @@ fn apply_new(
     update_lots(tx, &plan.changed_lots)?;
     insert_ledger(tx, &plan.ledger)?;
     insert_flags(tx, &plan.flags)?;
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO store_cards (store, card) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-    )?;
-    for card in touched {
-        stmt.execute((terminal.store.as_str(), card.as_str()))?;
+    let store = Value::Text(terminal.store.as_str().to_owned());
+    let known: HashSet<CardId> = query_in(
+        tx,
+        &format!(
+            "SELECT card FROM store_cards WHERE store = ?{} AND card IN ({{keys}})",
+            CHUNK + 1
+        ),
+        &touched,
+        std::slice::from_ref(&store),
+        |r| super::rows::card(&r.get::<_, String>(0)?),
+    )?
+    .into_iter()
+    .collect();
+    let missing: Vec<Vec<Value>> = touched
+        .iter()
+        .filter(|c| !known.contains(**c))
+        .map(|c| vec![store.clone(), text(c.as_str())])
+        .collect();
+    insert_many(
+        tx,
+        "INSERT INTO store_cards (store, card)",
+        "ON CONFLICT DO NOTHING",
+        &missing,
+    )
+}
+
+/// Rows per multi-row `INSERT`: one statement spreads SQLite's per-statement setup
+/// (a cursor on the table and on each index, foreign-key checks) over many rows.
+const ROWS_PER_INSERT: usize = 32;
+
+/// `head VALUES (…), (…) tail` for `rows` rows of `cols` columns.
+fn multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&placeholders(r * cols + 1, cols));
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Inserts `rows` (each the same number of values) in multi-row statements.
+fn insert_many(
+    tx: &Connection,
+    head: &str,
+    tail: &str,
+    rows: &[Vec<Value>],
+) -> Result<(), StoreError> {
+    let Some(cols) = rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = multi_insert_sql(head, tail, cols, chunk.len());
+        let params = params_from_iter(chunk.iter().flatten());
+        // Full chunks reuse one cached statement; the one short tail per call is
+        // prepared afresh so its odd sizes do not evict hot statements.
+        if chunk.len() == ROWS_PER_INSERT {
+            tx.prepare_cached(&sql)?.execute(params)?;
+        } else {
+            tx.prepare(&sql)?.execute(params)?;
+        }
     }
     Ok(())
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+fn int(n: i64) -> Value {
+    Value::Integer(n)
+}
+
+fn opt_int(n: Option<i64>) -> Value {
+    n.map_or(Value::Null, Value::Integer)
+}
+
+fn boolean(b: bool) -> Value {
+    Value::Integer(i64::from(b))
 }
 
 /// Runs `template` (whose `{keys}` becomes `?1 … ?64` and whose further parameters
@@ -246,33 +331,49 @@ pub fn write_cards(
     let last: i64 = tx
         .prepare_cached("UPDATE change_counter SET pos = pos + ?1 WHERE id = 1 RETURNING pos")?
         .query_row([n], |r| r.get(0))?;
-    let mut stmt = tx.prepare_cached(
+    let first = last - n + 1;
+    let rows: Vec<Vec<Value>> = states
+        .iter()
+        .zip(first..)
+        .map(|(s, pos)| {
+            vec![
+                text(s.card.as_str()),
+                int(s.balance.get()),
+                int(s.pending.get()),
+                opt_text(s.tier.as_deref()),
+                int(s.spend_12m.get()),
+                boolean(s.welcome_given),
+                boolean(s.seen),
+                boolean(s.blocked),
+                int(i64::from(s.flags.bits())),
+                int(pos),
+                int(to_db(now)),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
         "INSERT INTO cards (card, balance, pending, tier, spend_12m, welcome_given, seen,
-                            blocked, flags, change_pos, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (card) DO UPDATE SET
+                            blocked, flags, change_pos, updated_at)",
+        "ON CONFLICT (card) DO UPDATE SET
             balance = excluded.balance, pending = excluded.pending, tier = excluded.tier,
             spend_12m = excluded.spend_12m, welcome_given = excluded.welcome_given,
             seen = excluded.seen, flags = excluded.flags, change_pos = excluded.change_pos,
             updated_at = excluded.updated_at",
-    )?;
-    for (i, s) in states.iter().enumerate() {
-        let pos = last - n + 1 + i64::try_from(i).unwrap_or(0);
-        stmt.execute((
-            s.card.as_str(),
-            s.balance.get(),
-            s.pending.get(),
-            s.tier.as_deref(),
-            s.spend_12m.get(),
-            s.welcome_given,
-            s.seen,
-            s.blocked,
-            i64::from(s.flags.bits()),
-            pos,
-            to_db(now),
-        ))?;
-    }
-    Ok(())
+        &rows,
+    )
+}
+
+/// The entry's canonical JSON and its [`JournalEntry::content_hash_hex`], from one
+/// serialization (the protocol defines the hash as SHA-256 of exactly that JSON; a
+/// test holds the two together).
+fn body_and_hash(e: &JournalEntry) -> Result<(String, String), StoreError> {
+    let body = serde_json::to_vec(e)
+        .map_err(|err| StoreError::Corrupt(format!("entry does not serialize: {err}")))?;
+    let hash = HEXLOWER.encode(&Sha256::digest(&body));
+    let body = String::from_utf8(body)
+        .map_err(|err| StoreError::Corrupt(format!("entry JSON is not UTF-8: {err}")))?;
+    Ok((body, hash))
 }
 
 fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
@@ -293,8 +394,7 @@ fn insert_entries(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for e in entries {
-        let body = serde_json::to_string(e)
-            .map_err(|err| StoreError::Corrupt(format!("entry does not serialize: {err}")))?;
+        let (body, content_hash) = body_and_hash(e)?;
         let result = stmt.execute((
             e.id.to_string(),
             terminal.key,
@@ -304,7 +404,7 @@ fn insert_entries(
             e.card().map(CardId::as_str),
             spend_of(e).get(),
             signed(e.rules_version)?,
-            e.content_hash_hex(),
+            content_hash,
             body,
             to_db(now),
         ));
@@ -336,25 +436,29 @@ fn insert_entries(
 
 /// Inserts new lots.
 pub fn insert_lots(tx: &Connection, lots: &[Lot]) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
+    let rows: Vec<Vec<Value>> = lots
+        .iter()
+        .map(|l| {
+            vec![
+                text(l.card.as_str()),
+                text(l.kind.as_str()),
+                opt_text(l.source_entry.map(|u| u.to_string()).as_deref()),
+                int(to_db(l.earned_at)),
+                opt_int(opt_to_db(l.matures_at)),
+                boolean(l.matured),
+                opt_int(opt_to_db(l.expires_at)),
+                int(l.amount.get()),
+                int(l.remaining.get()),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
         "INSERT INTO lots (card, kind, source_entry, earned_at, matures_at, matured,
-                           expires_at, amount, remaining)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for l in lots {
-        stmt.execute((
-            l.card.as_str(),
-            l.kind.as_str(),
-            l.source_entry.map(|u| u.to_string()),
-            to_db(l.earned_at),
-            opt_to_db(l.matures_at),
-            l.matured,
-            opt_to_db(l.expires_at),
-            l.amount.get(),
-            l.remaining.get(),
-        ))?;
-    }
-    Ok(())
+                           expires_at, amount, remaining)",
+        "",
+        &rows,
+    )
 }
 
 /// Stores the new remaining points and maturity of stored lots.
@@ -371,21 +475,25 @@ pub fn update_lots(tx: &Connection, lots: &[Lot]) -> Result<(), StoreError> {
 
 /// Appends ledger rows.
 pub fn insert_ledger(tx: &Connection, rows: &[LedgerRow]) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for r in rows {
-        stmt.execute((
-            r.card.as_str(),
-            r.kind.as_str(),
-            r.delta_balance.get(),
-            r.delta_pending.get(),
-            to_db(r.at),
-            r.entry_id.map(|u| u.to_string()),
-        ))?;
-    }
-    Ok(())
+    let rows: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                text(r.card.as_str()),
+                text(r.kind.as_str()),
+                int(r.delta_balance.get()),
+                int(r.delta_pending.get()),
+                int(to_db(r.at)),
+                opt_text(r.entry_id.map(|u| u.to_string()).as_deref()),
+            ]
+        })
+        .collect();
+    insert_many(
+        tx,
+        "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)",
+        "",
+        &rows,
+    )
 }
 
 fn insert_flags(tx: &Connection, flags: &[FlagRow]) -> Result<(), StoreError> {
@@ -401,4 +509,23 @@ fn insert_flags(tx: &Connection, flags: &[FlagRow]) -> Result<(), StoreError> {
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::apply::tests::{CARD, return_of, sale, welcome};
+
+    #[test]
+    fn the_stored_hash_is_the_protocol_content_hash() {
+        for e in [
+            sale(1, CARD, 3, 5),
+            return_of(2, CARD, 1, 1, 1),
+            welcome(3, CARD, 9),
+        ] {
+            let (body, hash) = body_and_hash(&e).unwrap();
+            assert_eq!(hash, e.content_hash_hex());
+            assert_eq!(serde_json::from_str::<JournalEntry>(&body).unwrap(), e);
+        }
+    }
 }

@@ -42,7 +42,8 @@ CREATE TABLE entries (
     received_at   INTEGER NOT NULL,
     UNIQUE (terminal_ref, seq)
 );
-CREATE INDEX entries_card_at ON entries (card, at) WHERE card IS NOT NULL;
+-- Covering (spend_minor included): the tier spend of a card is read from the index alone.
+CREATE INDEX entries_card_at ON entries (card, at, spend_minor) WHERE card IS NOT NULL;
 
 -- Cached card totals; the ledger is the truth, `verify` compares.
 CREATE TABLE cards (

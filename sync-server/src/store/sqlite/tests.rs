@@ -517,3 +517,93 @@ async fn the_schema_enforces_unique_seq_per_terminal_and_unique_entry_ids() {
     assert!(copy(&entry_id(1).to_string(), 2).is_err());
     assert!(copy("another-id", 2).is_ok());
 }
+
+/// Not a test: the push path against a raw batched INSERT of the same entry rows.
+/// `cargo test -p sync-server --release -- --ignored --nocapture push_throughput`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints figures"]
+async fn push_throughput_against_raw_inserts() {
+    use crate::ledger::apply::{entry_kind, spend_of};
+    use std::time::Instant;
+    const TOTAL: u64 = 100_000;
+    const BATCH: u64 = 500;
+    let entries: Vec<JournalEntry> = (1..=TOTAL)
+        .map(|seq| {
+            let c = format!("{:013}", 4_000_000_000_000u64 + seq % 20_000);
+            let mut e = sale(seq, &c, if seq % 7 == 0 { 3 } else { 0 }, 5);
+            e.id = Uuid::from_u128(0xA000_0000_0000 + u128::from(seq));
+            e
+        })
+        .collect();
+
+    let (_dir, store) = temp_store().await;
+    let t = terminal(&store, "s1", "t1").await;
+    let batches: Vec<Batch> = entries
+        .chunks(BATCH as usize)
+        .map(|c| batch(c.to_vec()))
+        .collect();
+    let started = Instant::now();
+    for b in batches {
+        store.push(&t, b, T0).await.unwrap();
+    }
+    let push_secs = started.elapsed().as_secs_f64();
+
+    let (dir, raw_store) = temp_store().await;
+    let raw_t = terminal(&raw_store, "s1", "t1").await;
+    drop(raw_store);
+    let mut raw = super::connect(&dir.path().join("hq.db")).unwrap();
+    // The raw baseline gets its JSON and hashes for free: only the database work counts.
+    let prepared: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_string(),
+                e.content_hash_hex(),
+                serde_json::to_string(e).unwrap(),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for (chunk, rows) in entries
+        .chunks(BATCH as usize)
+        .zip(prepared.chunks(BATCH as usize))
+    {
+        let tx = raw
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
+                                          rules_version, content_hash, body, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .unwrap();
+            for (e, (id, hash, body)) in chunk.iter().zip(rows) {
+                stmt.execute((
+                    id,
+                    raw_t.key,
+                    e.seq.get() as i64,
+                    super::rows::to_db(e.at),
+                    entry_kind(e),
+                    e.card().map(CardId::as_str),
+                    spend_of(e).get(),
+                    e.rules_version as i64,
+                    hash,
+                    body,
+                    0i64,
+                ))
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+    println!(
+        "push: {:.0} entries/s ({push_secs:.2} s); raw insert: {:.0} entries/s ({raw_secs:.2} s); ratio {:.0}%",
+        TOTAL as f64 / push_secs,
+        TOTAL as f64 / raw_secs,
+        100.0 * raw_secs / push_secs
+    );
+    assert!(verify_ok(&store).await);
+}
