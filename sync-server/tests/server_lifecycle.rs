@@ -1,0 +1,110 @@
+//! Starting and stopping the real server: HTTPS with rustls, the plain-HTTP guard,
+//! graceful shutdown.
+
+mod common;
+
+use common::{Hq, client, client_trusting};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn new_ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().expect("key pair");
+    let cert = params.self_signed(&key).expect("self-signed CA");
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// Writes a server certificate for 127.0.0.1 signed by `ca`; returns the config text.
+fn tls_config(hq: &Hq, ca: &Ca) -> String {
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "hq test");
+    let key = KeyPair::generate().expect("key pair");
+    let cert = params.signed_by(&key, &ca.issuer).expect("server cert");
+    let cert_file = hq.dir.path().join("hq.crt");
+    let key_file = hq.dir.path().join("hq.key");
+    std::fs::write(&cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    "[tls]\ncert_file = \"hq.crt\"\nkey_file = \"hq.key\"\n".to_owned()
+}
+
+#[tokio::test]
+async fn https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does_not() {
+    let ca = new_ca("HQ test CA");
+    let other = new_ca("someone else");
+    let hq = Hq::new();
+    std::fs::write(&hq.config, tls_config(&hq, &ca)).unwrap();
+    let server = hq.start();
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    let ok = client_trusting(&ca.pem)
+        .get(server.at("/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(
+        client_trusting(&other.pem)
+            .get(server.at("/v1/health"))
+            .send()
+            .await
+            .is_err()
+    );
+    let plain_url = server.url.replace("https://", "http://");
+    assert!(
+        client()
+            .get(format!("{plain_url}/v1/health"))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn plain_http_on_a_non_loopback_address_is_refused_at_start() {
+    let hq = Hq::new();
+    let out = hq.run(&["run", "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing plain HTTP") && err.contains("allow_plain_http"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_tls_files_stop_the_start_with_the_file_named() {
+    let hq = Hq::with_config("[tls]\ncert_file = \"missing.crt\"\nkey_file = \"missing.key\"\n");
+    let out = hq.run(&["run", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.crt"), "{err}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let hq = Hq::new();
+    let server = hq.start();
+    let health = client().get(server.at("/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(server.terminate(), "exit status after SIGTERM");
+}
