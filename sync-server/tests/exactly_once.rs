@@ -85,5 +85,8 @@ async fn many_terminals_pushing_at_once_while_the_job_runs_stay_consistent() {
     }
     hq.ok(&["jobs", "run"]);
     let verify = hq.ok(&["verify"]);
-    assert!(verify.contains("verified 7 cards and 6 terminals"), "{verify}");
+    assert!(
+        verify.contains("verified 7 cards and 6 terminals"),
+        "{verify}"
+    );
 }

@@ -531,7 +531,7 @@ async fn push_throughput_against_raw_inserts() {
         .map(|seq| {
             let c = format!("{:013}", 4_000_000_000_000u64 + seq % 20_000);
             let mut e = sale(seq, &c, if seq % 7 == 0 { 3 } else { 0 }, 5);
-            e.id = Uuid::from_u128(0xA000_0000_0000 + u128::from(seq));
+            e.id = Uuid::new_v4();
             e
         })
         .collect();
