@@ -65,7 +65,11 @@ async fn many_terminals_pushing_at_once_while_the_job_runs_stay_consistent() {
                 let entries = (1..=10)
                     .map(|k| {
                         let card = format!("40063813339{:02}", (k + round) % 7);
-                        sale(round * 10 + k, &card, if k % 3 == 0 { 2 } else { 0 })
+                        sale(
+                            round * 10 + k,
+                            &card,
+                            if k.is_multiple_of(3) { 2 } else { 0 },
+                        )
                     })
                     .collect();
                 let body = push_body("store-1", &terminal, entries);

@@ -21,7 +21,7 @@ async fn push_100k_entries_over_http() {
                 .map(|k| {
                     let seq = b * BATCH + k;
                     let card = format!("{:013}", 4_000_000_000_000u64 + seq % 20_000);
-                    sale(seq, &card, if seq % 7 == 0 { 3 } else { 0 })
+                    sale(seq, &card, if seq.is_multiple_of(7) { 3 } else { 0 })
                 })
                 .collect();
             push_body("store-1", "till-1", entries)

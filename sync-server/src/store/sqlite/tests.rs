@@ -530,7 +530,7 @@ async fn push_throughput_against_raw_inserts() {
     let entries: Vec<JournalEntry> = (1..=TOTAL)
         .map(|seq| {
             let c = format!("{:013}", 4_000_000_000_000u64 + seq % 20_000);
-            let mut e = sale(seq, &c, if seq % 7 == 0 { 3 } else { 0 }, 5);
+            let mut e = sale(seq, &c, if seq.is_multiple_of(7) { 3 } else { 0 }, 5);
             e.id = Uuid::new_v4();
             e
         })
