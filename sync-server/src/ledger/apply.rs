@@ -4,7 +4,7 @@
 
 use super::lots::{remaining_after_debt, take};
 use super::{
-    CardState, FlagKind, FlagRow, LedgerKind, LedgerRow, Lot, LotKey, LotKind, RulesBook,
+    CardState, FlagKind, FlagRow, LedgerKind, LedgerRow, Lot, LotKey, LotKind, RulesBook, Spend,
     expiry_of, spend_window_start, tier_name,
 };
 use protocol::journal::{EntryBody, JournalEntry};
@@ -24,7 +24,7 @@ pub struct BatchInput<'a> {
     /// cards only gain lots, which needs their balance, not their lots.
     pub open_lots: Vec<Lot>,
     /// Spend of each card over the window, from entries stored before this batch.
-    pub spend_before: HashMap<CardId, Money>,
+    pub spend_before: HashMap<CardId, Spend>,
     /// Program rules.
     pub rules: &'a RulesBook,
     /// The server's time.
@@ -95,7 +95,7 @@ struct Work {
     state: CardState,
     is_new: bool,
     lots: Vec<Lot>,
-    spend: Money,
+    spend: Spend,
 }
 
 struct Planner<'a> {
@@ -263,9 +263,8 @@ impl Planner<'_> {
                 format!("balance {before} -> {after}"),
             );
         }
-        if entry.at >= self.window_start {
-            let w = &mut self.cards[i];
-            w.spend = Money(w.spend.get().saturating_add(spend_of(entry).get()));
+        if entry.at > self.window_start {
+            self.cards[i].spend.add(entry.at, spend_of(entry));
         }
     }
 
@@ -389,8 +388,9 @@ impl Planner<'_> {
                 }
             }
             let mut state = w.state;
-            state.spend_12m = w.spend;
-            state.tier = tier_name(current, w.spend);
+            state.spend_12m = w.spend.total;
+            state.spend_drops_at = w.spend.drops_at();
+            state.tier = tier_name(current, w.spend.total);
             plan.cards.push(CardPlan {
                 state,
                 is_new: w.is_new,
@@ -540,6 +540,15 @@ pub(crate) mod tests {
         )
     }
 
+    /// What a database would sum for a card: the replay keeps no entries, so the
+    /// card's own totals stand in for them.
+    pub fn replay_spend(s: &CardState) -> Spend {
+        Spend {
+            total: s.spend_12m,
+            earliest: s.spend_drops_at.map(|d| d - crate::ledger::SPEND_WINDOW),
+        }
+    }
+
     /// Applies entries one batch after another, carrying state like a database would.
     pub struct Replay {
         pub rules: RulesBook,
@@ -577,7 +586,7 @@ pub(crate) mod tests {
                 spend_before: self
                     .cards
                     .iter()
-                    .map(|(c, s)| (c.clone(), s.spend_12m))
+                    .map(|(c, s)| (c.clone(), replay_spend(s)))
                     .collect(),
                 rules: &self.rules,
                 now,
@@ -789,6 +798,11 @@ pub(crate) mod tests {
         r.push(&[sale(2, CARD, 0, 5)]);
         assert_eq!(r.card(CARD).spend_12m, Money(20_000));
         assert_eq!(r.card(CARD).tier.as_deref(), Some("silver"));
+        let first = sale(1, CARD, 0, 0).at;
+        assert_eq!(
+            r.card(CARD).spend_drops_at,
+            Some(first + Duration::days(365))
+        );
         r.push(&[return_of(3, CARD, 2, 0, 0)]);
         assert_eq!(r.card(CARD).spend_12m, Money(15_000));
         assert_eq!(r.card(CARD).tier.as_deref(), Some("silver"));

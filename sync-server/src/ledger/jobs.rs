@@ -2,9 +2,9 @@
 //! record), and tiers follow the rolling spend. Given the same `now` twice, the second
 //! run finds nothing to do.
 
-use super::{CardState, LedgerKind, LedgerRow, Lot, tier_name};
+use super::{CardState, LedgerKind, LedgerRow, Lot, Spend, tier_name};
 use protocol::rules::ProgramRules;
-use protocol::{CardId, Money, Points};
+use protocol::{CardId, Points};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 
@@ -16,11 +16,12 @@ pub struct JobInput<'a> {
     /// Lots due: not matured with `matures_at <= now`, or with points left and
     /// `expires_at <= now`.
     pub due_lots: Vec<Lot>,
-    /// Every card of a due lot, and every card whose tier may change: cards with
-    /// spend in the window and cards that still carry a spend or a tier.
+    /// Every card of a due lot, and every card whose spend or tier may have changed:
+    /// cards whose `spend_drops_at` passed, and after a rules change every card that
+    /// has a spend or a tier.
     pub cards: HashMap<CardId, CardState>,
-    /// Spend in the window per card (cards without an entry: none).
-    pub spend: HashMap<CardId, Money>,
+    /// Spend in the window of those cards (a card without an entry in it: none).
+    pub spend: HashMap<CardId, Spend>,
     /// Current rules (for tiers).
     pub rules: &'a ProgramRules,
 }
@@ -130,10 +131,12 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
     }
     for (id, (card, changed)) in cards {
         let spend = spend.get(&id).copied().unwrap_or_default();
-        let tier = tier_name(rules, spend);
+        let tier = tier_name(rules, spend.total);
+        let drops_at = spend.drops_at();
         let mut card = card;
-        if card.spend_12m != spend || card.tier != tier {
-            card.spend_12m = spend;
+        if card.spend_12m != spend.total || card.tier != tier || card.spend_drops_at != drops_at {
+            card.spend_12m = spend.total;
+            card.spend_drops_at = drops_at;
             card.tier = tier;
             plan.report.tier_updates += 1;
             plan.cards.push(card);
@@ -147,8 +150,9 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::apply::tests::{CARD, Replay, T0, pending_sale, rules, sale};
+    use crate::ledger::apply::tests::{CARD, Replay, T0, pending_sale, replay_spend, rules, sale};
     use crate::ledger::{CardState, LotKey};
+    use protocol::Money;
     use time::Duration;
 
     fn run(r: &mut Replay, now: OffsetDateTime) -> JobReport {
@@ -164,11 +168,11 @@ mod tests {
         let window = crate::ledger::spend_window_start(now);
         // Spend of the test entries: the replay keeps no entries, so recompute from
         // the card (every test sale here is inside the window unless `now` moved on).
-        let spend: HashMap<CardId, Money> = r
+        let spend: HashMap<CardId, Spend> = r
             .cards
             .iter()
-            .filter(|_| T0 >= window)
-            .map(|(c, s)| (c.clone(), s.spend_12m))
+            .filter(|_| T0 > window)
+            .map(|(c, s)| (c.clone(), replay_spend(s)))
             .collect();
         let plan = plan_jobs(JobInput {
             now,
@@ -242,6 +246,7 @@ mod tests {
         assert_eq!(report.tier_updates, 1);
         assert_eq!(r.card(CARD).tier, None);
         assert_eq!(r.card(CARD).spend_12m, Money(0));
+        assert_eq!(r.card(CARD).spend_drops_at, None);
         assert_eq!(run(&mut r, T0 + Duration::days(400)).tier_updates, 0);
     }
 }

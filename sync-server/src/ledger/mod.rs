@@ -180,6 +180,9 @@ pub struct CardState {
     pub tier: Option<String>,
     /// Spend over the rolling window, in minor units.
     pub spend_12m: Money,
+    /// When the oldest entry counted in `spend_12m` leaves the window, so the job
+    /// knows which cards' spend drops without rescanning every entry.
+    pub spend_drops_at: Option<OffsetDateTime>,
     /// True once the welcome bonus was given (by HQ or by a standalone till).
     pub welcome_given: bool,
     /// True once an entry mentioned the card (a card blocked before any sale is not
@@ -200,6 +203,7 @@ impl CardState {
             pending: Points::ZERO,
             tier: None,
             spend_12m: Money::ZERO,
+            spend_drops_at: None,
             welcome_given: false,
             seen: false,
             blocked: false,
@@ -351,10 +355,34 @@ pub fn expiry_of(rules: &ProgramRules, earned_at: OffsetDateTime) -> Option<Offs
     }
 }
 
-/// The first instant of the spend window that ends at `now`.
+/// The start of the spend window that ends at `now`. The window excludes its start:
+/// an entry counts while `at > now - 365 days`, so it stops counting exactly at
+/// [`Spend::drops_at`].
 pub fn spend_window_start(now: OffsetDateTime) -> OffsetDateTime {
     now.checked_sub(SPEND_WINDOW)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A card's spend over the window: the sum, and the time of the oldest entry in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Σ paid on sales − Σ refunded on returns, in minor units.
+    pub total: Money,
+    /// The oldest entry counted (`None`: none).
+    pub earliest: Option<OffsetDateTime>,
+}
+
+impl Spend {
+    /// Counts one more entry of `at` and `amount`.
+    pub fn add(&mut self, at: OffsetDateTime, amount: Money) {
+        self.total = Money(self.total.get().saturating_add(amount.get()));
+        self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+    }
+
+    /// When the oldest counted entry leaves the window (and the spend may drop).
+    pub fn drops_at(&self) -> Option<OffsetDateTime> {
+        self.earliest.and_then(|e| e.checked_add(SPEND_WINDOW))
+    }
 }
 
 /// The tier name of a card with `spend` in the window.

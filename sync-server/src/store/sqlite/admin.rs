@@ -222,8 +222,8 @@ pub fn card_report(
             |r| {
                 Ok((
                     card_row(r, 0)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, i64>(10)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, i64>(11)?,
                 ))
             },
         )

@@ -2,8 +2,8 @@
 //! [`crate::ledger::verify`] need, write what they decide.
 
 use super::Inner;
-use super::push::{insert_ledger, load_cards, update_lots, write_cards};
-use super::rows::{CARD_COLUMNS, LOT_COLUMNS, card, card_row, lot_row, to_db, unsigned};
+use super::push::{insert_ledger, load_cards, load_spend, update_lots, write_cards};
+use super::rows::{CARD_COLUMNS, LOT_COLUMNS, card, card_row, lot_row, signed, to_db, unsigned};
 use super::rules;
 use crate::ledger::jobs::{JobInput, JobReport, plan_jobs};
 use crate::ledger::verify::{CardAudit, TerminalAudit};
@@ -11,7 +11,7 @@ use crate::ledger::{CardState, spend_window_start, tier_name};
 use crate::store::{Audit, StoreError};
 use protocol::{CardId, Money, Points};
 use rusqlite::{Connection, TransactionBehavior};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use time::OffsetDateTime;
 
 /// See [`crate::store::Store::run_jobs`]. One write transaction, so a push waits for
@@ -37,34 +37,35 @@ pub fn run_jobs(
             due.push(lot_row(r)?.into_lot()?);
         }
     }
-    let mut spend: HashMap<CardId, Money> = HashMap::new();
+    // Cards whose spend may have changed with time: those whose oldest counted entry
+    // left the window; after a rules change, every card that has a spend or a tier.
+    let mut candidates: HashSet<CardId> = due.iter().map(|l| l.card.clone()).collect();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT card, SUM(spend_minor) FROM entries
-             WHERE card IS NOT NULL AND at >= ?1 GROUP BY card",
+            "SELECT card FROM cards WHERE spend_drops_at IS NOT NULL AND spend_drops_at <= ?1",
         )?;
-        let mut rows = stmt.query([to_db(spend_window_start(now))])?;
+        let mut rows = stmt.query([at])?;
         while let Some(r) = rows.next()? {
-            let c: String = r.get(0)?;
-            spend.insert(card(&c)?, Money(r.get(1)?));
+            candidates.insert(card(&r.get::<_, String>(0)?)?);
         }
     }
-    // Cards whose tier or spend may change: those with spend in the window, and those
-    // whose stored spend or tier is not what a card without spend has.
-    let zero_tier = tier_name(&rules, Money::ZERO);
-    let mut candidates: HashSet<CardId> = spend.keys().cloned().collect();
-    candidates.extend(due.iter().map(|l| l.card.clone()));
-    {
+    let tiers_version: i64 = tx
+        .prepare_cached("SELECT tiers_rules_version FROM job_state WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    if unsigned(tiers_version)? != rules.version {
+        let zero_tier = tier_name(&rules, Money::ZERO);
         let mut stmt =
             tx.prepare_cached("SELECT card FROM cards WHERE spend_12m != 0 OR tier IS NOT ?1")?;
         let mut rows = stmt.query([zero_tier.as_deref()])?;
         while let Some(r) = rows.next()? {
-            let c: String = r.get(0)?;
-            candidates.insert(card(&c)?);
+            candidates.insert(card(&r.get::<_, String>(0)?)?);
         }
+        tx.prepare_cached("UPDATE job_state SET tiers_rules_version = ?1 WHERE id = 1")?
+            .execute([signed(rules.version)?])?;
     }
     let keys: Vec<&CardId> = candidates.iter().collect();
     let cards = load_cards(&tx, &keys)?;
+    let spend = load_spend(&tx, &keys, spend_window_start(now))?;
     let plan = plan_jobs(JobInput {
         now,
         due_lots: due,

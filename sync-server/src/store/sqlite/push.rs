@@ -4,14 +4,14 @@
 
 use super::Inner;
 use super::rows::{
-    CARD_COLUMNS, LOT_COLUMNS, card_row, lot_row, opt_to_db, placeholders, signed, to_db, unsigned,
-    uuid,
+    CARD_COLUMNS, LOT_COLUMNS, card_row, from_db, lot_row, opt_to_db, placeholders, signed, to_db,
+    unsigned, uuid,
 };
 use super::rules;
 use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume, entry_kind, spend_of};
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::{Refusal, StoredEntry, classify, held_range};
-use crate::ledger::{CardState, FlagRow, LedgerRow, Lot, spend_window_start};
+use crate::ledger::{CardState, FlagRow, LedgerRow, Lot, Spend, spend_window_start};
 use crate::store::{PushOutcome, StoreError, TerminalIdentity};
 use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
@@ -292,25 +292,28 @@ pub fn load_open_lots(conn: &Connection, cards: &[&CardId]) -> Result<Vec<Lot>, 
     )
 }
 
-/// Spend of `cards` from stored entries at or after `since`.
+/// Spend of `cards` from stored entries after `since` (the window excludes its start).
 pub fn load_spend(
     conn: &Connection,
     cards: &[&CardId],
     since: OffsetDateTime,
-) -> Result<HashMap<CardId, Money>, StoreError> {
+) -> Result<HashMap<CardId, Spend>, StoreError> {
     let sums = query_in(
         conn,
         &format!(
-            "SELECT card, SUM(spend_minor) FROM entries
-             WHERE card IN ({{keys}}) AND at >= ?{} GROUP BY card",
+            "SELECT card, SUM(spend_minor), MIN(at) FROM entries
+             WHERE card IN ({{keys}}) AND at > ?{} GROUP BY card",
             CHUNK + 1
         ),
         cards,
         &[Value::Integer(to_db(since))],
         |r| {
             let card: String = r.get(0)?;
-            let sum: i64 = r.get(1)?;
-            Ok((super::rows::card(&card)?, Money(sum)))
+            let spend = Spend {
+                total: Money(r.get(1)?),
+                earliest: Some(from_db(r.get(2)?)?),
+            };
+            Ok((super::rows::card(&card)?, spend))
         },
     )?;
     Ok(sums.into_iter().collect())
@@ -342,6 +345,7 @@ pub fn write_cards(
                 int(s.pending.get()),
                 opt_text(s.tier.as_deref()),
                 int(s.spend_12m.get()),
+                opt_int(opt_to_db(s.spend_drops_at)),
                 boolean(s.welcome_given),
                 boolean(s.seen),
                 boolean(s.blocked),
@@ -353,11 +357,12 @@ pub fn write_cards(
         .collect();
     insert_many(
         tx,
-        "INSERT INTO cards (card, balance, pending, tier, spend_12m, welcome_given, seen,
-                            blocked, flags, change_pos, updated_at)",
+        "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
+                            welcome_given, seen, blocked, flags, change_pos, updated_at)",
         "ON CONFLICT (card) DO UPDATE SET
             balance = excluded.balance, pending = excluded.pending, tier = excluded.tier,
-            spend_12m = excluded.spend_12m, welcome_given = excluded.welcome_given,
+            spend_12m = excluded.spend_12m, spend_drops_at = excluded.spend_drops_at,
+            welcome_given = excluded.welcome_given,
             seen = excluded.seen, flags = excluded.flags, change_pos = excluded.change_pos,
             updated_at = excluded.updated_at",
         &rows,

@@ -73,7 +73,7 @@ pub fn signed(n: u64) -> Result<i64, StoreError> {
 
 /// Columns [`card_state`] reads, in order.
 pub const CARD_COLUMNS: &str =
-    "card, balance, pending, tier, spend_12m, welcome_given, seen, blocked, flags";
+    "card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen, blocked, flags";
 
 /// Raw card columns, read inside a row callback.
 pub struct CardRow {
@@ -82,6 +82,7 @@ pub struct CardRow {
     pending: i64,
     tier: Option<String>,
     spend_12m: i64,
+    spend_drops_at: Option<i64>,
     welcome_given: bool,
     seen: bool,
     blocked: bool,
@@ -96,10 +97,11 @@ pub fn card_row(row: &Row<'_>, at: usize) -> rusqlite::Result<CardRow> {
         pending: row.get(at + 2)?,
         tier: row.get(at + 3)?,
         spend_12m: row.get(at + 4)?,
-        welcome_given: row.get(at + 5)?,
-        seen: row.get(at + 6)?,
-        blocked: row.get(at + 7)?,
-        flags: row.get(at + 8)?,
+        spend_drops_at: row.get(at + 5)?,
+        welcome_given: row.get(at + 6)?,
+        seen: row.get(at + 7)?,
+        blocked: row.get(at + 8)?,
+        flags: row.get(at + 9)?,
     })
 }
 
@@ -112,6 +114,7 @@ impl CardRow {
             pending: Points(self.pending),
             tier: self.tier,
             spend_12m: Money(self.spend_12m),
+            spend_drops_at: opt_from_db(self.spend_drops_at)?,
             welcome_given: self.welcome_given,
             seen: self.seen,
             blocked: self.blocked,

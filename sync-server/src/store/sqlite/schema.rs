@@ -52,6 +52,9 @@ CREATE TABLE cards (
     pending       INTEGER NOT NULL,
     tier          TEXT,
     spend_12m     INTEGER NOT NULL,
+    -- When the oldest entry counted in spend_12m leaves the 365-day window: the job
+    -- recomputes exactly the cards whose moment has come.
+    spend_drops_at INTEGER,
     welcome_given INTEGER NOT NULL,
     seen          INTEGER NOT NULL,
     blocked       INTEGER NOT NULL DEFAULT 0,
@@ -61,6 +64,7 @@ CREATE TABLE cards (
     updated_at    INTEGER NOT NULL
 );
 CREATE INDEX cards_change_pos ON cards (change_pos);
+CREATE INDEX cards_spend_drops ON cards (spend_drops_at) WHERE spend_drops_at IS NOT NULL;
 
 -- Which store's entries mentioned which card: the balance feed of a store.
 CREATE TABLE store_cards (
@@ -151,6 +155,14 @@ CREATE TABLE change_counter (
     pos INTEGER NOT NULL
 );
 INSERT INTO change_counter (id, pos) VALUES (1, 0);
+
+-- What the ledger job last did: tiers follow the rules version they were computed
+-- with, so a new rules version makes the next run recompute every tier once.
+CREATE TABLE job_state (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    tiers_rules_version INTEGER NOT NULL
+);
+INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
 "#;
 
 #[cfg(test)]

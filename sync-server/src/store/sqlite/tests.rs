@@ -404,6 +404,76 @@ async fn the_job_matures_and_expires_lots_once_per_instant() {
 }
 
 #[tokio::test]
+async fn tiers_follow_the_spend_window_and_new_rules_through_the_job() {
+    use protocol::rules::Tier;
+    use protocol::{BasisPoints, Money};
+    let (_dir, store) = temp_store().await;
+    let t = terminal(&store, "s1", "t1").await;
+    let tier = |name: &str, min: i64| Tier {
+        name: name.into(),
+        min_spend_minor: Money(min),
+        accrual_bp: BasisPoints(700),
+    };
+    let rules = ProgramRules {
+        tiers: vec![tier("silver", 15_000)],
+        ..ProgramRules::default()
+    };
+    store.set_rules(rules.clone(), T0).await.unwrap();
+    store
+        .push(
+            &t,
+            batch(vec![sale(1, CARD, 0, 5), sale(2, CARD, 0, 5)]),
+            T0,
+        )
+        .await
+        .unwrap();
+    let tier_of = || async {
+        store
+            .card_report(&card(CARD), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .tier
+    };
+    assert_eq!(tier_of().await.as_deref(), Some("silver"));
+    assert_eq!(
+        store
+            .run_jobs(T0 + Duration::days(100))
+            .await
+            .unwrap()
+            .tier_updates,
+        0
+    );
+    // The first sale leaves the window: 100.00 remains, below silver.
+    let report = store
+        .run_jobs(T0 + Duration::days(365) + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(report.tier_updates, 1);
+    assert_eq!(tier_of().await, None);
+    let report = store.run_jobs(T0 + Duration::days(366)).await.unwrap();
+    assert_eq!(report.tier_updates, 1, "the second sale leaves too");
+    // New rules with a tier every card reaches: the next run re-tiers every card once.
+    let rules = ProgramRules {
+        tiers: vec![tier("member", 0), tier("silver", 15_000)],
+        ..rules
+    };
+    store.set_rules(rules, T0).await.unwrap();
+    let report = store.run_jobs(T0 + Duration::days(366)).await.unwrap();
+    assert_eq!(report.tier_updates, 1);
+    assert_eq!(tier_of().await.as_deref(), Some("member"));
+    assert_eq!(
+        store
+            .run_jobs(T0 + Duration::days(366))
+            .await
+            .unwrap()
+            .tier_updates,
+        0
+    );
+}
+
+#[tokio::test]
 async fn flagged_entries_are_applied_and_reported() {
     let (_dir, store) = temp_store().await;
     let t = terminal(&store, "s1", "t1").await;
@@ -604,6 +674,12 @@ async fn push_throughput_against_raw_inserts() {
         TOTAL as f64 / push_secs,
         TOTAL as f64 / raw_secs,
         100.0 * raw_secs / push_secs
+    );
+    let started = Instant::now();
+    let report = store.run_jobs(T0 + Duration::days(1)).await.unwrap();
+    println!(
+        "job over {TOTAL} entries: {:.3} s ({report})",
+        started.elapsed().as_secs_f64()
     );
     assert!(verify_ok(&store).await);
 }
