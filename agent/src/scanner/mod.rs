@@ -13,6 +13,8 @@
 pub mod debounce;
 pub mod decode;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gate;
 pub mod reader;
 pub mod replay;
