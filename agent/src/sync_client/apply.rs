@@ -21,7 +21,11 @@ pub struct Applied {
 }
 
 /// Applies one pull page: rules, blocked cards, keys, balances, cursor.
-pub fn apply_page(conn: &Connection, page: &PullResponse, now: OffsetDateTime) -> Result<Applied, JournalError> {
+pub fn apply_page(
+    conn: &Connection,
+    page: &PullResponse,
+    now: OffsetDateTime,
+) -> Result<Applied, JournalError> {
     let mut applied = Applied::default();
     if let Some(rules) = &page.rules {
         // HQ validated them too; a build that disagrees keeps the rules it has rather
@@ -31,7 +35,9 @@ pub fn apply_page(conn: &Connection, page: &PullResponse, now: OffsetDateTime) -
                 program::store_hq_rules(conn, rules, now.unix_timestamp())?;
                 applied.rules = Some(rules.clone());
             }
-            Err(e) => tracing::error!(version = rules.version, error = %e, "HQ sent rules this agent refuses; keeping the current ones"),
+            Err(e) => {
+                tracing::error!(version = rules.version, error = %e, "HQ sent rules this agent refuses; keeping the current ones")
+            }
         }
     }
     for change in &page.blocked {

@@ -14,7 +14,11 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `base`, never above `cap`.
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     /// The next delay (and counts the failure).
@@ -24,7 +28,9 @@ impl Backoff {
             .saturating_mul(2u32.saturating_pow(self.attempt.min(30)))
             .min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         // At least a tenth of the ceiling, so a retry never spins.
         Duration::from_millis(rand::random_range(millis / 10..=millis))
     }

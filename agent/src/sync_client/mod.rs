@@ -36,10 +36,15 @@ enum SyncError {
 
 /// Runs the sync loop until `cancel` fires.
 pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
-    let Some(cfg) = state.config.sync.clone() else { return };
+    let Some(cfg) = state.config.sync.clone() else {
+        return;
+    };
     let interval = Duration::from_secs(cfg.interval_secs);
     let batch = cfg.batch_size;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(cfg.max_backoff_secs));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(500),
+        Duration::from_secs(cfg.max_backoff_secs),
+    );
     let mut last_pull: Option<Instant> = None;
     loop {
         let halted = state
@@ -67,7 +72,10 @@ pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
                 Err(SyncError::Halt(reason)) => {
                     tracing::error!(reason = %reason, "sync halted");
                     let r = reason.clone();
-                    let _ = state.journal.write(move |tx| sync_state::set_halted(tx, Some(&r))).await;
+                    let _ = state
+                        .journal
+                        .write(move |tx| sync_state::set_halted(tx, Some(&r)))
+                        .await;
                     state.link.mark_offline(reason);
                     continue;
                 }
@@ -97,7 +105,12 @@ pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
 }
 
 /// One round: push everything unacknowledged, then pull if due. Returns whether it pulled.
-async fn sync_round(state: &AppState, hq: &HqClient, batch: u32, pull_due: bool) -> Result<bool, SyncError> {
+async fn sync_round(
+    state: &AppState,
+    hq: &HqClient,
+    batch: u32,
+    pull_due: bool,
+) -> Result<bool, SyncError> {
     let pushed = push_all(state, hq, batch).await?;
     if pull_due || pushed > 0 {
         pull_all(state, hq).await?;
@@ -162,9 +175,14 @@ async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, Sy
                     .await??;
             }
             Err(HqError::Refused { code, message, .. })
-                if matches!(code.as_str(), "seq_conflict" | "id_conflict" | "terminal_mismatch" | "seq_gap") =>
+                if matches!(
+                    code.as_str(),
+                    "seq_conflict" | "id_conflict" | "terminal_mismatch" | "seq_gap"
+                ) =>
             {
-                return Err(SyncError::Halt(format!("HQ refused this terminal's entries ({code}): {message}")));
+                return Err(SyncError::Halt(format!(
+                    "HQ refused this terminal's entries ({code}): {message}"
+                )));
             }
             Err(e) => return Err(e.into()),
         }
@@ -174,7 +192,10 @@ async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, Sy
 /// Pulls pages until HQ has nothing more.
 async fn pull_all(state: &AppState, hq: &HqClient) -> Result<(), SyncError> {
     loop {
-        let cursor = state.journal.call(|conn| sync_state::pull_cursor(conn)).await??;
+        let cursor = state
+            .journal
+            .call(|conn| sync_state::pull_cursor(conn))
+            .await??;
         let rules_version = state.rules.current().version;
         let page = hq.pull(&cursor, rules_version).await?;
         let more = page.more;
