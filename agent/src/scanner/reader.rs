@@ -340,6 +340,12 @@ mod tests {
     /// makes `/dev/serial/by-id` links.
     fn plug(link: &Path) -> (TTYPort, TTYPort) {
         let (master, slave) = TTYPort::pair().unwrap();
+        // `pair` opens without close-on-exec; a process spawned meanwhile would keep
+        // the master open and the unplug would never hang up. The clones have it.
+        let (master, slave) = (
+            master.try_clone_native().unwrap(),
+            slave.try_clone_native().unwrap(),
+        );
         std::os::unix::fs::symlink(slave.name().unwrap(), link).unwrap();
         (master, slave)
     }
