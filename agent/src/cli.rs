@@ -76,7 +76,17 @@ pub fn main(cli: Cli) -> ExitCode {
             log_json,
         }),
         Command::CheckConfig { file } => return check_config(&file),
-        Command::Demo => Err(anyhow::anyhow!("the demo is not built yet")),
+        Command::Demo => {
+            // The story goes to stdout; only errors are logged.
+            crate::logging::init(
+                &config::agent::LogSection {
+                    level: "error".into(),
+                    ..Default::default()
+                },
+                false,
+            );
+            crate::demo::run_blocking()
+        }
         Command::Ports => crate::ports::run(),
         Command::Status { config, url } => status(config, url),
         Command::SyncResume { config } => sync_resume(config),

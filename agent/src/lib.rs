@@ -16,6 +16,7 @@ pub mod cards;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod demo;
 pub mod hq_client;
 pub mod hq_link;
 pub mod journal;

@@ -55,3 +55,42 @@ fn run_refuses_an_invalid_config_before_touching_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
     assert!(!dir.path().join("j.db").exists());
 }
+
+#[test]
+fn demo_tells_the_whole_story_passes_verify_and_removes_its_files() {
+    let out = pos_agent().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "scan event {symbology: \"qr\"",
+        "refused as a replay",
+        "offline_card_daily_cap",
+        "sync queue:   0 entries left",
+        "every balance matches its ledger",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("4006381333931"),
+        "a full card number was printed:\n{stdout}"
+    );
+    let dir = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Done in ")
+                .and_then(|r| r.split("Removing ").nth(1))
+        })
+        .map(|d| d.trim_end_matches('.').to_owned())
+        .unwrap();
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} was left behind"
+    );
+}
