@@ -67,15 +67,28 @@ pub fn view(
         ),
         None => (0, 0, None, None, 0),
     };
-    let (local_balance, local_pending): (i64, i64) = conn
+    let running_through = |seq: Option<i64>| -> Result<i64, JournalError> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT running FROM card_running WHERE card = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![card.as_str(), seq.unwrap_or(i64::MAX)], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    };
+    // This terminal's effect on the card since HQ's figure: a difference of running
+    // totals, so the cost does not grow with the card's history.
+    let local_balance = running_through(None)? - running_through(Some(included))?;
+    // Points still pending: only entries whose maturity is in the future, which the
+    // pending period bounds.
+    let local_pending: i64 = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(delta_balance), 0),
-                    COALESCE(SUM(CASE WHEN matures_at_unix > ?3 THEN delta_pending ELSE 0 END), 0)
-             FROM entries WHERE card = ?1 AND seq > ?2",
+            "SELECT COALESCE(SUM(delta_pending), 0) FROM entries INDEXED BY entries_pending_by_card
+             WHERE card = ?1 AND matures_at_unix > ?3 AND seq > ?2",
         )?
         .query_row(
             params![card.as_str(), included, now.unix_timestamp()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )?;
     let held: i64 = conn
         .prepare_cached(
@@ -158,4 +171,69 @@ pub fn set_blocked(
             .execute([card.as_str()])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{entries, schema};
+    use protocol::journal::{EntryBody, WelcomeEntry};
+    use protocol::{StoreId, TerminalId};
+    use time::macros::datetime;
+
+    fn journal() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = schema::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    fn add(conn: &Connection, card: &CardId, points: i64) {
+        let body = EntryBody::Welcome(WelcomeEntry {
+            card: card.clone(),
+            points: Points(points),
+        });
+        entries::append(conn, body, datetime!(2026-11-24 10:00 UTC), 0).unwrap();
+    }
+
+    #[test]
+    fn the_view_adds_only_the_entries_hq_has_not_counted() {
+        let (_dir, conn) = journal();
+        let card = CardId::parse("4006381333931").unwrap();
+        let other = CardId::parse("12345678").unwrap();
+        for p in [10, 20, 30] {
+            add(&conn, &card, p);
+            add(&conn, &other, 1000);
+        }
+        let now = datetime!(2026-11-24 11:00 UTC);
+        assert_eq!(view(&conn, &card, now).unwrap().balance, Points(60));
+        // HQ reports 100 including this terminal's entries through seq 3 (10 and 20).
+        let hq = CardBalance {
+            card: card.clone(),
+            balance: Points(100),
+            pending: Points(0),
+            tier: Some("gold".into()),
+            blocked: false,
+            as_of: now,
+        };
+        apply_hq_balance(&conn, &hq, Seq(3)).unwrap();
+        let v = view(&conn, &card, now).unwrap();
+        assert_eq!(v.balance, Points(130));
+        assert_eq!(v.tier.as_deref(), Some("gold"));
+        // An older answer (through seq 1) does not roll the cache back.
+        apply_hq_balance(
+            &conn,
+            &CardBalance {
+                balance: Points(5),
+                ..hq
+            },
+            Seq(1),
+        )
+        .unwrap();
+        assert_eq!(view(&conn, &card, now).unwrap().balance, Points(130));
+    }
 }

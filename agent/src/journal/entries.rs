@@ -53,6 +53,13 @@ pub fn append(
         matures_at,
         body,
     ])?;
+    if let Some(card) = entry.card() {
+        tx.prepare_cached(
+            "INSERT INTO card_running (card, seq, running)
+             VALUES (?1, ?2, ?3 + COALESCE((SELECT running FROM card_running WHERE card = ?1 ORDER BY seq DESC LIMIT 1), 0))",
+        )?
+        .execute(params![card.as_str(), entry.seq.get(), effect.balance.get()])?;
+    }
     Ok(entry)
 }
 
