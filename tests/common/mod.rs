@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod http;
 pub mod proxy;
+pub mod scanner;
 pub mod server;
 pub mod tls;
 

@@ -1,0 +1,129 @@
+//! Many terminals at once: `terminals` simulated tills each push small batches to a
+//! real `sync-server` concurrently, each waiting for its answer before the next push
+//! (as the agent does). Throughput and push latency percentiles.
+
+use crate::workload;
+use e2e::server::Server;
+use protocol::wire::{PROTOCOL_VERSION, PushRequest};
+use protocol::{StoreId, TerminalId};
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// The figures.
+pub struct PushFigures {
+    /// Entries acknowledged per second, all terminals together.
+    pub entries_per_s: f64,
+    /// Median push latency.
+    pub p50_ms: f64,
+    /// 99th percentile push latency.
+    pub p99_ms: f64,
+    /// Pushes made.
+    pub pushes: usize,
+}
+
+/// Enrolls `n` terminals directly in the database (the CLI would start `n` processes).
+fn enroll(db: &Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = sync_server::store::sqlite::SqliteStore::open(db).await?;
+        let clock = sync_server::clock::Clock::default();
+        let mut tokens = Vec::with_capacity(n);
+        for i in 0..n {
+            let terminal = format!("till-{i}");
+            let mut out = Vec::new();
+            sync_server::admin::terminal_add(
+                &store,
+                clock,
+                &StoreId::parse(&format!("store-{}", i % 50))?,
+                &TerminalId::parse(&terminal)?,
+                false,
+                &mut out,
+            )
+            .await?;
+            let token = String::from_utf8(out)?
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            tokens.push((format!("store-{}", i % 50), token));
+        }
+        Ok(tokens)
+    })
+}
+
+/// Runs the load: `terminals` tills, `rounds` pushes each of `batch` entries.
+pub fn measure(
+    dir: &Path,
+    terminals: usize,
+    rounds: u64,
+    batch: u64,
+) -> anyhow::Result<PushFigures> {
+    let hq_dir = dir.join("hq");
+    std::fs::create_dir_all(&hq_dir)?;
+    let tokens = enroll(&hq_dir.join("hq.db"), terminals)?;
+    let server = Server::start(&hq_dir, "");
+    let url = format!("{}/v1/sync/push", server.base);
+    let barrier = Arc::new(Barrier::new(terminals + 1));
+    let mut threads = Vec::new();
+    for (i, (store, token)) in tokens.into_iter().enumerate() {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        threads.push(std::thread::spawn(
+            move || -> anyhow::Result<Vec<Duration>> {
+                let terminal = format!("till-{i}");
+                let bodies: Vec<String> = (0..rounds)
+                    .map(|r| {
+                        let entries = (1..=batch)
+                            .map(|k| workload::entry(&terminal, r * batch + k))
+                            .collect::<anyhow::Result<Vec<_>>>()?;
+                        Ok(serde_json::to_string(&PushRequest {
+                            protocol: PROTOCOL_VERSION,
+                            store_id: StoreId::parse(&store)?,
+                            terminal_id: TerminalId::parse(&terminal)?,
+                            entries,
+                        })?)
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let client = ureq::Agent::new_with_config(
+                    ureq::Agent::config_builder()
+                        .timeout_global(Some(Duration::from_secs(60)))
+                        .build(),
+                );
+                barrier.wait();
+                let mut latencies = Vec::with_capacity(bodies.len());
+                for body in bodies {
+                    let started = Instant::now();
+                    client
+                        .post(&url)
+                        .header("authorization", &format!("Bearer {token}"))
+                        .header("content-type", "application/json")
+                        .send(body.as_bytes())?;
+                    latencies.push(started.elapsed());
+                }
+                Ok(latencies)
+            },
+        ));
+    }
+    barrier.wait();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??,
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    server.assert_verify();
+    all.sort();
+    let pct = |p: usize| all[(all.len() * p / 100).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    Ok(PushFigures {
+        entries_per_s: (terminals as u64 * rounds * batch) as f64 / secs,
+        p50_ms: pct(50),
+        p99_ms: pct(99),
+        pushes: all.len(),
+    })
+}
