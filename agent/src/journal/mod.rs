@@ -31,8 +31,8 @@ pub enum JournalError {
         /// SQLite's message.
         message: String,
     },
-    /// A directory for the journal could not be created.
-    #[error("cannot create journal directory {path}: {source}")]
+    /// A directory for the journal (or the journal's thread) could not be created.
+    #[error("cannot create journal directory or thread for {path}: {source}")]
     Io {
         /// Directory path.
         path: String,
@@ -139,10 +139,11 @@ impl Journal {
         terminal: &TerminalId,
     ) -> Result<(Self, JournalThread), JournalError> {
         let conn = schema::open(path, store, terminal)?;
-        Ok(Self::start(conn, path.to_path_buf()))
+        Self::start(conn, path.to_path_buf())
     }
 
-    fn start(mut conn: Connection, path: PathBuf) -> (Self, JournalThread) {
+    fn start(mut conn: Connection, path: PathBuf) -> Result<(Self, JournalThread), JournalError> {
+        let shown = path.display().to_string();
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("journal".into())
@@ -155,9 +156,11 @@ impl Journal {
                     tracing::warn!(path = %path.display(), error = %e, "closing journal");
                 }
             })
-            // Spawning a thread only fails when the OS is out of resources at start-up.
-            .expect("spawn journal thread");
-        (Self { jobs }, JournalThread { handle })
+            .map_err(|e| JournalError::Io {
+                path: shown,
+                source: e,
+            })?;
+        Ok((Self { jobs }, JournalThread { handle }))
     }
 
     /// Runs `f` on the writer thread and returns its result.
