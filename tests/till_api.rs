@@ -513,3 +513,26 @@ fn json_logs_never_contain_a_full_card_number() {
         assert!(!line.contains(CARD), "full card number in the log: {line}");
     }
 }
+
+#[test]
+fn a_standalone_store_grants_the_welcome_bonus_once_per_card() {
+    let dir = temp_dir();
+    let config = format!(
+        "{}[program]\nwelcome_bonus_points = 50\n",
+        Agent::standalone_config()
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let (_, first) = agent.sell("W-1", Some(CARD), 10_000, 0);
+    assert_eq!(first.body["card"]["balance"], 55);
+    let (_, second) = agent.sell("W-2", Some(CARD), 10_000, 0);
+    assert_eq!(second.body["card"]["balance"], 60);
+    let kinds = journal_rows(&agent, "SELECT kind FROM entries ORDER BY seq");
+    assert_eq!(
+        kinds,
+        vec![
+            vec![json!("welcome")],
+            vec![json!("sale")],
+            vec![json!("sale")]
+        ]
+    );
+}

@@ -4,7 +4,7 @@ use super::{Answer, SaleError, from_json, to_json};
 use crate::cards::{self, CardView};
 use crate::journal::{JournalError, entries};
 use protocol::evaluate::PricedSale;
-use protocol::journal::{EntryBody, SaleEntry};
+use protocol::journal::{EntryBody, SaleEntry, WelcomeEntry};
 use protocol::{CardId, Money, Points, ReceiptId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -86,10 +86,14 @@ fn parse_card(card: Option<&str>) -> Result<Option<CardId>, SaleError> {
 }
 
 /// Commits a held sale: writes its journal entry (idempotent).
+///
+/// `welcome_bonus` is set in a standalone store (no HQ to grant it): a card's first
+/// committed sale is preceded by a welcome entry of that many points.
 pub fn commit(
     conn: &Connection,
     receipt: &ReceiptId,
     now: OffsetDateTime,
+    welcome_bonus: Option<Points>,
 ) -> Result<Answer, SaleError> {
     let row = load(conn, receipt)?;
     match row.state.as_str() {
@@ -121,6 +125,20 @@ pub fn commit(
         .map(OffsetDateTime::from_unix_timestamp)
         .transpose()
         .map_err(|e| SaleError::Journal(JournalError::data(e)))?;
+    if let (Some(points), Some(card)) = (welcome_bonus, &card)
+        && points > Points::ZERO
+        && !card_has_entries(conn, card)?
+    {
+        entries::append(
+            conn,
+            EntryBody::Welcome(WelcomeEntry {
+                card: card.clone(),
+                points,
+            }),
+            now,
+            row.rules_version,
+        )?;
+    }
     let entry = entries::append(
         conn,
         EntryBody::Sale(SaleEntry {
@@ -168,6 +186,14 @@ pub fn commit(
         json,
         replayed: false,
     })
+}
+
+fn card_has_entries(conn: &Connection, card: &CardId) -> Result<bool, SaleError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM card_running WHERE card = ?1 LIMIT 1")
+        .map_err(JournalError::from)?
+        .exists([card.as_str()])
+        .map_err(JournalError::from)?)
 }
 
 /// Cancels a held sale, releasing its points (idempotent).

@@ -128,9 +128,14 @@ async fn commit_sale(
     PathId(receipt): PathId<ReceiptId>,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
+    // Without HQ, the till grants the welcome bonus itself.
+    let welcome = state
+        .hq
+        .is_none()
+        .then(|| state.rules.current().welcome_bonus_points);
     let answer = state
         .journal
-        .write(move |tx| settle::commit(tx, &receipt, now))
+        .write(move |tx| settle::commit(tx, &receipt, now, welcome))
         .await??;
     if !answer.replayed {
         state.metrics.sale("committed");
