@@ -4,6 +4,7 @@
 use crate::admin::{self, AdminError, RulesFormat};
 use crate::clock::{Clock, ClockError};
 use crate::server::{self, ServeError, ServeOptions};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
@@ -255,9 +256,13 @@ pub async fn open_store(url: &DatabaseUrl) -> Result<Arc<dyn Store>, CliError> {
             })?;
             Ok(Arc::new(store))
         }
-        DatabaseUrl::Postgres(_) => Err(CliError::Database(
-            "PostgreSQL support is not built yet; use --database sqlite:PATH".to_owned(),
-        )),
+        DatabaseUrl::Postgres(url) => {
+            // The error names the URL (password hidden) itself.
+            let store = PgStore::open(url)
+                .await
+                .map_err(|e| CliError::Database(format!("opening PostgreSQL database: {e}")))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -107,6 +107,10 @@ impl From<StoreError> for ApiError {
             StoreError::Refused(r) => Self::Refused(r),
             StoreError::BadCursor(c) => Self::BadRequest(format!("bad cursor {c:?}")),
             StoreError::Revoked(_) => Self::Unauthorized,
+            StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable");
+                Self::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "store failed");
                 Self::Internal

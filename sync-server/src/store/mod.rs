@@ -2,11 +2,16 @@
 //!
 //! A backend loads rows, writes rows and owns transactions; every decision about
 //! what the rows mean is taken by [`crate::ledger`]. The SQLite backend
-//! ([`sqlite::SqliteStore`]) is the default; a PostgreSQL backend will implement the
-//! same trait. Cursors are opaque strings because PostgreSQL's will be snapshot-based
-//! rather than a single counter.
+//! ([`sqlite::SqliteStore`]) is the default; [`postgres::PgStore`] lets several
+//! stateless instances share one PostgreSQL database. Cursors are opaque strings
+//! because PostgreSQL's are snapshot-based rather than a single counter.
 
+pub mod encode;
+pub mod postgres;
 pub mod sqlite;
+
+#[cfg(test)]
+mod tests;
 
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
@@ -60,6 +65,13 @@ pub enum StoreError {
     /// The terminal was revoked while its request was under way.
     #[error("terminal {0} is revoked")]
     Revoked(String),
+    /// The database URL cannot be used.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// The database cannot serve the request now (unreachable, or still conflicting
+    /// after bounded retries); the client should try again later. Nothing was applied.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -1,29 +1,170 @@
-//! The SQLite backend against a temporary file: exactly-once pushes, refusals that
-//! apply nothing, the change feed, the job, and `verify`.
+//! The `Store` contract, run against every backend: exactly-once pushes, refusals
+//! that apply nothing, the change feed, the job, `verify`, and concurrency (two
+//! instances on one database, many terminals on one card while the job runs).
+//!
+//! Each test is written once against [`Db`] and instantiated for SQLite (a temporary
+//! file) and PostgreSQL (a database of its own on the local server; see
+//! [`crate::store::postgres::testdb`]) by [`on_every_backend!`].
 
-use super::SqliteStore;
 use crate::admin;
 use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::{CARD, T0, entry_id, pending_sale, sale, welcome};
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::Refusal;
+use crate::store::postgres::PgStore;
+use crate::store::postgres::testdb::TestDatabase;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{PullRequest, Store, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use std::path::PathBuf;
+use std::sync::Arc;
 use tempfile::TempDir;
 use time::Duration;
 use uuid::Uuid;
 
 const OTHER_CARD: &str = "4006381333948";
 
-async fn temp_store() -> (TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hq.db")).await.unwrap();
-    (dir, store)
+/// Where a test's database lives.
+enum Place {
+    Sqlite { _dir: TempDir, path: PathBuf },
+    Postgres(TestDatabase),
 }
 
-async fn terminal(store: &SqliteStore, s: &str, t: &str) -> TerminalIdentity {
+/// A fresh database of one backend and a store on it.
+pub(crate) struct Db {
+    store: Arc<dyn Store>,
+    place: Place,
+}
+
+impl Db {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hq.db");
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        Self {
+            store,
+            place: Place::Sqlite { _dir: dir, path },
+        }
+    }
+
+    /// `None` when `SKIP_PG_TESTS=1`; a failure when PostgreSQL is not reachable.
+    async fn postgres() -> Option<Self> {
+        let db = TestDatabase::create()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))?;
+        let store = Arc::new(PgStore::open(db.url()).await.unwrap());
+        Some(Self {
+            store,
+            place: Place::Postgres(db),
+        })
+    }
+
+    /// Another store on the same database, as a second server instance would open.
+    async fn another_store(&self) -> Arc<dyn Store> {
+        match &self.place {
+            Place::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await.unwrap()),
+            Place::Postgres(db) => Arc::new(PgStore::open(db.url()).await.unwrap()),
+        }
+    }
+
+    /// Waits until a pull can answer every change committed so far. On PostgreSQL a
+    /// pull answers only changes below its snapshot's xmin, which any transaction on
+    /// the cluster (another test's `CREATE DATABASE`) may hold back for a moment;
+    /// agents simply get such a change at their next pull.
+    async fn settle(&self) {
+        if let Place::Postgres(db) = &self.place {
+            settle(db).await;
+        }
+    }
+
+    /// Runs raw SQL on the database, as someone tampering with it would.
+    async fn exec(&self, sql: &str) -> Result<(), String> {
+        match &self.place {
+            Place::Sqlite { path, .. } => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sql))
+                .map_err(|e| e.to_string()),
+            Place::Postgres(db) => db.execute(sql).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// See [`Db::settle`].
+pub(crate) async fn settle(db: &TestDatabase) {
+    let client = db.client().await.unwrap();
+    for _ in 0..3000 {
+        let caught_up: bool = client
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >
+                        GREATEST((SELECT MAX(change_xid) FROM cards),
+                                 (SELECT MAX(xid) FROM block_events), 0)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if caught_up {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the change feed did not catch up within 30 s: a transaction stays open on the cluster");
+}
+
+impl std::ops::Deref for Db {
+    type Target = dyn Store;
+    fn deref(&self) -> &Self::Target {
+        self.store.as_ref()
+    }
+}
+
+/// Instantiates each named `async fn(Db)` once per backend, as `sqlite::NAME` and
+/// `postgres::NAME`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::Db::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    the_same_batch_twice_is_applied_once_then_reported_as_duplicates,
+    an_empty_batch_is_a_probe_for_acked_through,
+    a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied,
+    a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds,
+    an_entry_id_reused_by_another_terminal_is_an_id_conflict,
+    a_batch_that_fails_midway_applies_nothing,
+    pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through,
+    rules_are_pulled_only_when_newer_and_versions_only_go_up,
+    the_job_matures_and_expires_lots_once_per_instant,
+    tiers_follow_the_spend_window_and_new_rules_through_the_job,
+    flagged_entries_are_applied_and_reported,
+    verify_detects_a_tampered_balance_and_a_tampered_ack,
+    revoked_terminals_lose_their_token_and_rotation_replaces_it,
+    the_schema_enforces_unique_seq_per_terminal_and_unique_entry_ids,
+    blocking_twice_changes_nothing_and_keys_rotate_with_a_grace_period,
+    the_same_batches_pushed_to_two_instances_at_once_are_applied_once,
+    many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
+);
+
+async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
     let token = TerminalToken::generate().unwrap();
     let (s, t) = (StoreId::parse(s).unwrap(), TerminalId::parse(t).unwrap());
     store
@@ -47,7 +188,7 @@ fn card(s: &str) -> CardId {
     CardId::parse(s).unwrap()
 }
 
-async fn balance(store: &SqliteStore, t: &TerminalIdentity, c: &str) -> (Seq, Points, Points) {
+async fn balance(store: &dyn Store, t: &TerminalIdentity, c: &str) -> (Seq, Points, Points) {
     let live = store.live_balance(t, &card(c), T0).await.unwrap();
     (
         live.acked_through,
@@ -56,7 +197,7 @@ async fn balance(store: &SqliteStore, t: &TerminalIdentity, c: &str) -> (Seq, Po
     )
 }
 
-async fn verify_ok(store: &SqliteStore) -> bool {
+async fn verify_ok(store: &dyn Store) -> bool {
     let mut out = Vec::new();
     let ok = admin::verify(store, &mut out).await.unwrap();
     if !ok {
@@ -65,10 +206,8 @@ async fn verify_ok(store: &SqliteStore) -> bool {
     ok
 }
 
-#[tokio::test]
-async fn the_same_batch_twice_is_applied_once_then_reported_as_duplicates() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn the_same_batch_twice_is_applied_once_then_reported_as_duplicates(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     let entries = vec![sale(1, CARD, 0, 10), sale(2, CARD, 0, 5)];
     let first = store.push(&t, batch(entries.clone()), T0).await.unwrap();
     assert_eq!(
@@ -89,16 +228,14 @@ async fn the_same_batch_twice_is_applied_once_then_reported_as_duplicates() {
         (Seq(3), 1, 2)
     );
     assert_eq!(
-        balance(&store, &t, CARD).await,
+        balance(&*store, &t, CARD).await,
         (Seq(3), Points(11), Points(0))
     );
-    assert!(verify_ok(&store).await);
+    assert!(verify_ok(&*store).await);
 }
 
-#[tokio::test]
-async fn an_empty_batch_is_a_probe_for_acked_through() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn an_empty_batch_is_a_probe_for_acked_through(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -110,10 +247,8 @@ async fn an_empty_batch_is_a_probe_for_acked_through() {
     );
 }
 
-#[tokio::test]
-async fn a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -128,15 +263,13 @@ async fn a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied() {
         StoreError::Refused(Refusal::Conflict { seq: Seq(1), .. })
     ));
     assert_eq!(
-        balance(&store, &t, CARD).await,
+        balance(&*store, &t, CARD).await,
         (Seq(1), Points(10), Points(0))
     );
 }
 
-#[tokio::test]
-async fn a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -151,11 +284,9 @@ async fn a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds() {
     }
 }
 
-#[tokio::test]
-async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict() {
-    let (_dir, store) = temp_store().await;
-    let t1 = terminal(&store, "s1", "t1").await;
-    let t2 = terminal(&store, "s1", "t2").await;
+async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s1", "t2").await;
     store
         .push(&t1, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -172,16 +303,14 @@ async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict() {
         other => panic!("expected an id conflict, got {other:?}"),
     }
     assert_eq!(
-        balance(&store, &t2, CARD).await,
+        balance(&*store, &t2, CARD).await,
         (Seq(0), Points(10), Points(0))
     );
 }
 
-#[tokio::test]
-async fn a_batch_that_fails_midway_applies_nothing() {
-    let (_dir, store) = temp_store().await;
-    let t1 = terminal(&store, "s1", "t1").await;
-    let t2 = terminal(&store, "s2", "t1").await;
+async fn a_batch_that_fails_midway_applies_nothing(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s2", "t1").await;
     store
         .push(&t1, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -201,7 +330,7 @@ async fn a_batch_that_fails_midway_applies_nothing() {
         StoreError::Refused(Refusal::IdConflict { .. })
     ));
     assert_eq!(
-        balance(&store, &t2, OTHER_CARD).await,
+        balance(&*store, &t2, OTHER_CARD).await,
         (Seq(0), Points(0), Points(0))
     );
     assert!(
@@ -211,6 +340,7 @@ async fn a_batch_that_fails_midway_applies_nothing() {
             .unwrap()
             .is_none()
     );
+    store.settle().await;
     let pulled = store
         .pull(
             &t2,
@@ -224,14 +354,12 @@ async fn a_batch_that_fails_midway_applies_nothing() {
         .await
         .unwrap();
     assert!(pulled.balances.is_empty());
-    assert!(verify_ok(&store).await);
+    assert!(verify_ok(&*store).await);
 }
 
-#[tokio::test]
-async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through() {
-    let (_dir, store) = temp_store().await;
-    let t1 = terminal(&store, "s1", "t1").await;
-    let t2 = terminal(&store, "s2", "t1").await;
+async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s2", "t1").await;
     let cards = ["100000000001", "100000000002", "100000000003"];
     let entries: Vec<_> = cards
         .iter()
@@ -251,8 +379,9 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
         .set_blocked(&card("100000000002"), true, Some("fraud"), T0)
         .await
         .unwrap();
+    store.settle().await;
     let pull = |cursor: Option<String>| {
-        let store = store.clone();
+        let store = Arc::clone(&store.store);
         let t1 = t1.clone();
         async move {
             store
@@ -293,9 +422,12 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
     let blocks: Vec<_> = first.blocked.iter().chain(&second.blocked).collect();
     assert_eq!(blocks.len(), 1);
     assert!(blocks[0].blocked);
+    // Nothing changed since: nothing comes, now or from the idle answer's cursor (on
+    // PostgreSQL the cursor itself moves with other databases' transactions).
     let idle = pull(Some(second.cursor.clone())).await;
     assert!(idle.balances.is_empty() && idle.blocked.is_empty() && !idle.more);
-    assert_eq!(idle.cursor, second.cursor);
+    let again = pull(Some(idle.cursor.clone())).await;
+    assert!(again.balances.is_empty() && again.blocked.is_empty() && !again.more);
     assert!(matches!(
         store
             .pull(
@@ -312,10 +444,8 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
     ));
 }
 
-#[tokio::test]
-async fn rules_are_pulled_only_when_newer_and_versions_only_go_up() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn rules_are_pulled_only_when_newer_and_versions_only_go_up(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     let rules = ProgramRules {
         welcome_bonus_points: Points(50),
         ..ProgramRules::default()
@@ -359,14 +489,12 @@ async fn rules_are_pulled_only_when_newer_and_versions_only_go_up() {
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
         .unwrap();
-    assert_eq!(balance(&store, &t, CARD).await.1, Points(60));
+    assert_eq!(balance(&*store, &t, CARD).await.1, Points(60));
     assert_eq!(store.health().await.unwrap(), 5);
 }
 
-#[tokio::test]
-async fn the_job_matures_and_expires_lots_once_per_instant() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn the_job_matures_and_expires_lots_once_per_instant(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .set_rules(
             ProgramRules {
@@ -390,25 +518,23 @@ async fn the_job_matures_and_expires_lots_once_per_instant() {
         .await
         .unwrap();
     assert_eq!(
-        balance(&store, &t, CARD).await,
+        balance(&*store, &t, CARD).await,
         (Seq(2), Points(27), Points(20))
     );
     let report = store.run_jobs(matures).await.unwrap();
     assert_eq!(report.matured_points, Points(20));
-    assert_eq!(balance(&store, &t, CARD).await.2, Points(0));
+    assert_eq!(balance(&*store, &t, CARD).await.2, Points(0));
     assert_eq!(store.run_jobs(matures).await.unwrap(), Default::default());
     let report = store.run_jobs(T0 + Duration::days(31)).await.unwrap();
     assert_eq!(report.expired_points, Points(27));
-    assert_eq!(balance(&store, &t, CARD).await.1, Points(0));
-    assert!(verify_ok(&store).await);
+    assert_eq!(balance(&*store, &t, CARD).await.1, Points(0));
+    assert!(verify_ok(&*store).await);
 }
 
-#[tokio::test]
-async fn tiers_follow_the_spend_window_and_new_rules_through_the_job() {
+async fn tiers_follow_the_spend_window_and_new_rules_through_the_job(store: Db) {
     use protocol::rules::Tier;
     use protocol::{BasisPoints, Money};
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+    let t = terminal(&*store, "s1", "t1").await;
     let tier = |name: &str, min: i64| Tier {
         name: name.into(),
         min_spend_minor: Money(min),
@@ -473,10 +599,8 @@ async fn tiers_follow_the_spend_window_and_new_rules_through_the_job() {
     );
 }
 
-#[tokio::test]
-async fn flagged_entries_are_applied_and_reported() {
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn flagged_entries_are_applied_and_reported(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
@@ -489,7 +613,7 @@ async fn flagged_entries_are_applied_and_reported() {
         .push(&t, batch(vec![sale(2, CARD, 15, 0)]), T0)
         .await
         .unwrap();
-    assert_eq!(balance(&store, &t, CARD).await.1, Points(-5));
+    assert_eq!(balance(&*store, &t, CARD).await.1, Points(-5));
     let flags = store.flagged_entries().await.unwrap();
     let kinds: Vec<&str> = flags.iter().map(|f| f.kind.as_str()).collect();
     assert_eq!(kinds, ["blocked_card", "overdraft"]);
@@ -497,13 +621,11 @@ async fn flagged_entries_are_applied_and_reported() {
     let overdrafts = store.overdrafts().await.unwrap();
     assert_eq!(overdrafts.len(), 1);
     assert_eq!(overdrafts[0].flagged.len(), 2);
-    assert!(verify_ok(&store).await);
+    assert!(verify_ok(&*store).await);
 }
 
-#[tokio::test]
-async fn verify_detects_a_tampered_balance_and_a_tampered_ack() {
-    let (dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn verify_detects_a_tampered_balance_and_a_tampered_ack(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(
             &t,
@@ -512,27 +634,26 @@ async fn verify_detects_a_tampered_balance_and_a_tampered_ack() {
         )
         .await
         .unwrap();
-    assert!(verify_ok(&store).await);
-    let raw = rusqlite::Connection::open(dir.path().join("hq.db")).unwrap();
-    raw.execute("UPDATE cards SET balance = balance + 1", [])
+    assert!(verify_ok(&*store).await);
+    store
+        .exec("UPDATE cards SET balance = balance + 1")
+        .await
         .unwrap();
     let mut out = Vec::new();
-    assert!(!admin::verify(&store, &mut out).await.unwrap());
+    assert!(!admin::verify(&*store, &mut out).await.unwrap());
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains("balance (vs ledger) is 8, recomputed 7"),
         "{text}"
     );
-    raw.execute("UPDATE cards SET balance = balance - 1", [])
+    store
+        .exec("UPDATE cards SET balance = balance - 1; UPDATE terminals SET acked_through = 5")
+        .await
         .unwrap();
-    raw.execute("UPDATE terminals SET acked_through = 5", [])
-        .unwrap();
-    assert!(!verify_ok(&store).await);
+    assert!(!verify_ok(&*store).await);
 }
 
-#[tokio::test]
-async fn revoked_terminals_lose_their_token_and_rotation_replaces_it() {
-    let (_dir, store) = temp_store().await;
+async fn revoked_terminals_lose_their_token_and_rotation_replaces_it(store: Db) {
     let (s, t) = (
         StoreId::parse("s1").unwrap(),
         TerminalId::parse("t1").unwrap(),
@@ -565,121 +686,305 @@ async fn revoked_terminals_lose_their_token_and_rotation_replaces_it() {
     assert!(listed[0].revoked_at.is_some());
 }
 
-#[tokio::test]
-async fn the_schema_enforces_unique_seq_per_terminal_and_unique_entry_ids() {
-    let (dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
+async fn the_schema_enforces_unique_seq_per_terminal_and_unique_entry_ids(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
     store
         .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
         .unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join("hq.db")).unwrap();
-    let copy = |id: &str, seq: i64| {
-        raw.execute(
+    let copy = |id: String, seq: i64| {
+        let sql = format!(
             "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
                                   rules_version, content_hash, body, received_at)
-             SELECT ?1, terminal_ref, ?2, at, kind, card, spend_minor, rules_version,
-                    content_hash, body, received_at FROM entries LIMIT 1",
-            (id, seq),
-        )
+             SELECT '{id}', terminal_ref, {seq}, at, kind, card, spend_minor, rules_version,
+                    content_hash, body, received_at FROM entries LIMIT 1"
+        );
+        let store = &store;
+        async move { store.exec(&sql).await }
     };
-    assert!(copy("another-id", 1).is_err());
-    assert!(copy(&entry_id(1).to_string(), 2).is_err());
-    assert!(copy("another-id", 2).is_ok());
+    let another = Uuid::from_u128(0xAA).to_string();
+    assert!(copy(another.clone(), 1).await.is_err());
+    assert!(copy(entry_id(1).to_string(), 2).await.is_err());
+    assert!(copy(another, 2).await.is_ok());
 }
 
-/// Not a test: the push path against a raw batched INSERT of the same entry rows.
-/// `cargo test -p sync-server --release -- --ignored --nocapture push_throughput`
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "benchmark; prints figures"]
-async fn push_throughput_against_raw_inserts() {
-    use crate::ledger::apply::{entry_kind, spend_of};
-    use std::time::Instant;
-    const TOTAL: u64 = 100_000;
-    const BATCH: u64 = 500;
-    let entries: Vec<JournalEntry> = (1..=TOTAL)
-        .map(|seq| {
-            let c = format!("{:013}", 4_000_000_000_000u64 + seq % 20_000);
-            let mut e = sale(seq, &c, if seq.is_multiple_of(7) { 3 } else { 0 }, 5);
-            e.id = Uuid::new_v4();
-            e
-        })
-        .collect();
+async fn blocking_twice_changes_nothing_and_keys_rotate_with_a_grace_period(store: Db) {
+    let c = card(CARD);
+    assert!(store.set_blocked(&c, true, Some("lost"), T0).await.unwrap());
+    assert!(
+        !store
+            .set_blocked(&c, true, Some("again"), T0)
+            .await
+            .unwrap()
+    );
+    let report = store.card_report(&c, 5).await.unwrap().unwrap();
+    assert!(report.state.blocked);
+    assert_eq!(report.block_reason.as_deref(), Some("lost"));
+    assert!(store.set_blocked(&c, false, None, T0).await.unwrap());
+    assert!(store.current_signing_key().await.unwrap().is_none());
+    let first = crate::keys::generate_signing_key().unwrap();
+    let second = crate::keys::generate_signing_key().unwrap();
+    assert_eq!(
+        store
+            .rotate_keys(&first, Duration::days(30), T0)
+            .await
+            .unwrap()
+            .key_id
+            .0,
+        1
+    );
+    store
+        .rotate_keys(&second, Duration::days(30), T0)
+        .await
+        .unwrap();
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].valid_until, Some(T0 + Duration::days(30)));
+    assert_eq!(keys[1].valid_until, None);
+    let (id, key) = store.current_signing_key().await.unwrap().unwrap();
+    assert_eq!((id.0, key.to_bytes()), (2, second.to_bytes()));
+}
 
-    let (_dir, store) = temp_store().await;
-    let t = terminal(&store, "s1", "t1").await;
-    let batches: Vec<Batch> = entries
-        .chunks(BATCH as usize)
-        .map(|c| batch(c.to_vec()))
-        .collect();
-    let started = Instant::now();
-    for b in batches {
-        store.push(&t, b, T0).await.unwrap();
+/// A sale with a random id, as a real till makes them.
+fn fresh(mut e: JournalEntry) -> JournalEntry {
+    e.id = Uuid::new_v4();
+    e
+}
+
+async fn the_same_batches_pushed_to_two_instances_at_once_are_applied_once(store: Db) {
+    let other = store.another_store().await;
+    let t = terminal(&*store, "s1", "t1").await;
+    let mut seq = 0;
+    for _ in 0..10 {
+        let entries: Vec<_> = (0..20)
+            .map(|_| {
+                seq += 1;
+                fresh(sale(seq, CARD, 0, 5))
+            })
+            .collect();
+        let (a, b) = tokio::join!(
+            store.push(&t, batch(entries.clone()), T0),
+            other.push(&t, batch(entries), T0)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            (a.applied + b.applied, a.duplicates + b.duplicates),
+            (20, 20)
+        );
+        assert_eq!((a.acked_through, b.acked_through), (Seq(seq), Seq(seq)));
     }
-    let push_secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        balance(&*other, &t, CARD).await,
+        (Seq(200), Points(1000), Points(0))
+    );
+    assert!(verify_ok(&*store).await);
+}
 
-    let (dir, raw_store) = temp_store().await;
-    let raw_t = terminal(&raw_store, "s1", "t1").await;
-    drop(raw_store);
-    let mut raw = super::connect(&dir.path().join("hq.db")).unwrap();
-    // The raw baseline gets its JSON and hashes for free: only the database work counts.
-    let prepared: Vec<(String, String, String)> = entries
-        .iter()
-        .map(|e| {
-            (
-                e.id.to_string(),
-                e.content_hash_hex(),
-                serde_json::to_string(e).unwrap(),
-            )
-        })
-        .collect();
-    let started = Instant::now();
-    for (chunk, rows) in entries
-        .chunks(BATCH as usize)
-        .zip(prepared.chunks(BATCH as usize))
-    {
-        let tx = raw
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .unwrap();
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
-                                          rules_version, content_hash, body, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .unwrap();
-            for (e, (id, hash, body)) in chunk.iter().zip(rows) {
-                stmt.execute((
-                    id,
-                    raw_t.key,
-                    e.seq.get() as i64,
-                    super::rows::to_db(e.at),
-                    entry_kind(e),
-                    e.card().map(CardId::as_str),
-                    spend_of(e).get(),
-                    e.rules_version as i64,
-                    hash,
-                    body,
-                    0i64,
-                ))
-                .unwrap();
+async fn many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact(store: Db) {
+    const TERMINALS: u64 = 6;
+    const ROUNDS: u64 = 8;
+    let other = store.another_store().await;
+    let mut expected = 0i64;
+    let mut tasks = Vec::new();
+    for i in 0..TERMINALS {
+        let t = terminal(&*store, "s1", &format!("t{i}")).await;
+        // Half the terminals push through the second instance.
+        let target = if i % 2 == 0 {
+            Arc::clone(&store.store)
+        } else {
+            Arc::clone(&other)
+        };
+        let batches: Vec<Vec<JournalEntry>> = (0..ROUNDS)
+            .map(|round| {
+                (1..=4)
+                    .map(|k| {
+                        let seq = round * 4 + k;
+                        let e = match k {
+                            1 => pending_sale(seq, CARD, 6, T0 + Duration::minutes(30)),
+                            2 => sale(seq, CARD, 3, 0),
+                            _ => sale(seq, CARD, 1, 4),
+                        };
+                        fresh(e)
+                    })
+                    .collect()
+            })
+            .collect();
+        expected += batches.iter().flatten().map(effect).sum::<i64>();
+        tasks.push(tokio::spawn(async move {
+            for b in batches {
+                target.push(&t, batch(b), T0).await.unwrap();
             }
-        }
-        tx.commit().unwrap();
+        }));
     }
-    let raw_secs = started.elapsed().as_secs_f64();
-    println!(
-        "push: {:.0} entries/s ({push_secs:.2} s); raw insert: {:.0} entries/s ({raw_secs:.2} s); ratio {:.0}%",
-        TOTAL as f64 / push_secs,
-        TOTAL as f64 / raw_secs,
-        100.0 * raw_secs / push_secs
-    );
-    let started = Instant::now();
-    let report = store.run_jobs(T0 + Duration::days(1)).await.unwrap();
-    println!(
-        "job over {TOTAL} entries: {:.3} s ({report})",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(verify_ok(&store).await);
+    // The job runs all along, at times when the pending points have matured.
+    let job_store = Arc::clone(&other);
+    let job = tokio::spawn(async move {
+        for minute in 0..20 {
+            job_store
+                .run_jobs(T0 + Duration::minutes(25 + minute))
+                .await
+                .unwrap();
+        }
+    });
+    for t in tasks {
+        t.await.unwrap();
+    }
+    job.await.unwrap();
+    store.run_jobs(T0 + Duration::days(1)).await.unwrap();
+    let report = store.card_report(&card(CARD), 1).await.unwrap().unwrap();
+    assert_eq!(report.state.balance, Points(expected));
+    assert_eq!(report.state.pending, Points(0));
+    assert!(verify_ok(&*store).await);
+}
+
+/// Accrued minus redeemed points of a sale.
+fn effect(e: &JournalEntry) -> i64 {
+    match &e.body {
+        protocol::journal::EntryBody::Sale(s) => {
+            s.sale.accrued_points.get() - s.sale.redeemed_points.get()
+        }
+        _ => 0,
+    }
+}
+
+/// What only the PostgreSQL backend has: its snapshot cursor, concurrent migrations,
+/// and the classification of conflicts it retries.
+mod postgres_only {
+    use super::*;
+    use crate::store::postgres::retry::is_transient;
+    use crate::store::postgres::schema;
+
+    fn testdb(db: &Db) -> &TestDatabase {
+        match &db.place {
+            Place::Postgres(t) => t,
+            Place::Sqlite { .. } => unreachable!("a PostgreSQL test"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_committed_late_by_an_older_transaction_is_not_skipped() {
+        let Some(store) = Db::postgres().await else {
+            return;
+        };
+        let t = terminal(&*store, "s1", "t1").await;
+        store
+            .push(&t, batch(vec![sale(1, CARD, 0, 5)]), T0)
+            .await
+            .unwrap();
+        store.settle().await;
+        // An older transaction: it takes its transaction id now and commits last.
+        let older = testdb(&store).client().await.unwrap();
+        older
+            .batch_execute("BEGIN; SELECT loyalty_xid();")
+            .await
+            .unwrap();
+        store
+            .push(&t, batch(vec![sale(2, OTHER_CARD, 0, 7)]), T0)
+            .await
+            .unwrap();
+        let request = |cursor| PullRequest {
+            cursor,
+            rules_version: 0,
+            page_size: 100,
+        };
+        let first = store.pull(&t, request(None), T0).await.unwrap();
+        let cards: Vec<&str> = first.balances.iter().map(|b| b.card.as_str()).collect();
+        // The newer change waits until the older transaction has finished: answering
+        // it now would move the cursor past whatever the older one commits.
+        assert_eq!(cards, [CARD]);
+        assert_eq!(first.acked_through, Seq(2));
+        older
+            .batch_execute(&format!(
+                "UPDATE cards SET balance = 1005, change_xid = loyalty_xid() WHERE card = '{CARD}';
+                 COMMIT;"
+            ))
+            .await
+            .unwrap();
+        store.settle().await;
+        let second = store
+            .pull(&t, request(Some(&first.cursor)), T0)
+            .await
+            .unwrap();
+        let mut got: Vec<(&str, i64)> = second
+            .balances
+            .iter()
+            .map(|b| (b.card.as_str(), b.balance.get()))
+            .collect();
+        got.sort();
+        assert_eq!(got, [(CARD, 1005), (OTHER_CARD, 7)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_starting_together_migrate_once() {
+        let Some(db) = TestDatabase::create()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url().to_owned();
+                tokio::spawn(async move { PgStore::open(&url).await })
+            })
+            .collect();
+        for o in opens {
+            o.await.unwrap().unwrap();
+        }
+        let client = deadpool_postgres::Config {
+            url: Some(db.url().to_owned()),
+            ..Default::default()
+        }
+        .create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+        assert_eq!(schema::version(&client).await.unwrap(), 1);
+        let rows: i64 = client
+            .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deadlock_is_retried_and_a_constraint_violation_is_not() {
+        let Some(store) = Db::postgres().await else {
+            return;
+        };
+        let db = testdb(&store);
+        db.execute(
+            "CREATE TABLE d (id INT PRIMARY KEY, n INT); INSERT INTO d VALUES (1, 0), (2, 0);",
+        )
+        .await
+        .unwrap();
+        let (a, b) = (db.client().await.unwrap(), db.client().await.unwrap());
+        a.batch_execute("BEGIN; UPDATE d SET n = 1 WHERE id = 1;")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE d SET n = 1 WHERE id = 2;")
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(
+            a.batch_execute("UPDATE d SET n = 2 WHERE id = 2"),
+            b.batch_execute("UPDATE d SET n = 2 WHERE id = 1")
+        );
+        let err = ra
+            .err()
+            .or(rb.err())
+            .expect("PostgreSQL breaks the deadlock");
+        assert!(is_transient(&StoreError::from(err)));
+        a.batch_execute("ROLLBACK").await.unwrap();
+        b.batch_execute("ROLLBACK").await.unwrap();
+        let dup = a
+            .batch_execute("INSERT INTO d VALUES (1, 0)")
+            .await
+            .unwrap_err();
+        assert!(!is_transient(&StoreError::from(dup)));
+    }
 }

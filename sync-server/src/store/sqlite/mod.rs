@@ -14,6 +14,7 @@ mod rows;
 mod rules;
 mod schema;
 
+use super::encode::RulesCache;
 use super::{
     Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
     StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
@@ -28,7 +29,6 @@ use protocol::token::KeyId;
 use protocol::wire::{LiveBalanceResponse, PullResponse};
 use protocol::{CardId, StoreId, TerminalId};
 use rusqlite::Connection;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,8 +51,7 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// Rules versions never change once set, so a cache of them is never stale.
-    rules_cache: Mutex<HashMap<u64, Arc<ProgramRules>>>,
+    rules_cache: RulesCache,
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -83,7 +82,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                rules_cache: Mutex::new(HashMap::new()),
+                rules_cache: RulesCache::default(),
             }),
         })
     }
@@ -298,6 +297,3 @@ impl Store for SqliteStore {
         self.read(|conn, _| admin::anomalies(conn)).await
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -12,15 +12,14 @@ use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume, entry_ki
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::{Refusal, StoredEntry, classify, held_range};
 use crate::ledger::{CardState, FlagRow, LedgerRow, Lot, Spend, spend_window_start};
+use crate::store::encode::entry_body_and_hash;
 use crate::store::{PushOutcome, StoreError, TerminalIdentity};
-use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
 use protocol::{CardId, Money, Seq};
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params_from_iter,
 };
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 
@@ -369,18 +368,6 @@ pub fn write_cards(
     )
 }
 
-/// The entry's canonical JSON and its [`JournalEntry::content_hash_hex`], from one
-/// serialization (the protocol defines the hash as SHA-256 of exactly that JSON; a
-/// test holds the two together).
-fn body_and_hash(e: &JournalEntry) -> Result<(String, String), StoreError> {
-    let body = serde_json::to_vec(e)
-        .map_err(|err| StoreError::Corrupt(format!("entry does not serialize: {err}")))?;
-    let hash = HEXLOWER.encode(&Sha256::digest(&body));
-    let body = String::from_utf8(body)
-        .map_err(|err| StoreError::Corrupt(format!("entry JSON is not UTF-8: {err}")))?;
-    Ok((body, hash))
-}
-
 fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, Some(msg))
         if f.code == ErrorCode::ConstraintViolation && msg.contains(column))
@@ -399,7 +386,7 @@ fn insert_entries(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for e in entries {
-        let (body, content_hash) = body_and_hash(e)?;
+        let (body, content_hash) = entry_body_and_hash(e)?;
         let result = stmt.execute((
             e.id.to_string(),
             terminal.key,
@@ -514,23 +501,4 @@ fn insert_flags(tx: &Connection, flags: &[FlagRow]) -> Result<(), StoreError> {
         ))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::apply::tests::{CARD, return_of, sale, welcome};
-
-    #[test]
-    fn the_stored_hash_is_the_protocol_content_hash() {
-        for e in [
-            sale(1, CARD, 3, 5),
-            return_of(2, CARD, 1, 1, 1),
-            welcome(3, CARD, 9),
-        ] {
-            let (body, hash) = body_and_hash(&e).unwrap();
-            assert_eq!(hash, e.content_hash_hex());
-            assert_eq!(serde_json::from_str::<JournalEntry>(&body).unwrap(), e);
-        }
-    }
 }

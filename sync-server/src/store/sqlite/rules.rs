@@ -5,10 +5,11 @@ use super::Inner;
 use super::rows::{signed, to_db, unsigned};
 use crate::ledger::{RulesBook, next_rules_version};
 use crate::store::StoreError;
+use crate::store::encode::rules_to_db;
 use protocol::rules::ProgramRules;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use std::collections::HashSet;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The highest stored version, 0 before any `rules set`.
@@ -25,28 +26,15 @@ pub fn version(
     inner: &Inner,
     version: u64,
 ) -> Result<Option<Arc<ProgramRules>>, StoreError> {
-    if let Some(r) = inner
-        .rules_cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&version)
-    {
-        return Ok(Some(Arc::clone(r)));
+    if let Some(r) = inner.rules_cache.get(version) {
+        return Ok(Some(r));
     }
     let body: Option<String> = conn
         .prepare_cached("SELECT body FROM rules WHERE version = ?1")?
         .query_row([signed(version)?], |r| r.get(0))
         .optional()?;
-    let Some(body) = body else { return Ok(None) };
-    let rules: ProgramRules = serde_json::from_str(&body)
-        .map_err(|e| StoreError::Corrupt(format!("rules version {version}: {e}")))?;
-    let rules = Arc::new(rules);
-    inner
-        .rules_cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(version, Arc::clone(&rules));
-    Ok(Some(rules))
+    body.map(|body| inner.rules_cache.insert_stored(version, &body))
+        .transpose()
 }
 
 /// The current rules; the built-in defaults (version 0) before any `rules set`.
@@ -82,8 +70,7 @@ pub fn set(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version = next_rules_version(current_version(&tx)?, rules.version)?;
     rules.version = version;
-    let body = serde_json::to_string(&rules)
-        .map_err(|e| StoreError::Corrupt(format!("rules do not serialize: {e}")))?;
+    let body = rules_to_db(&rules)?;
     tx.execute(
         "INSERT INTO rules (version, body, set_at) VALUES (?1, ?2, ?3)",
         (signed(version)?, body, to_db(now)),

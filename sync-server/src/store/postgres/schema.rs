@@ -1,0 +1,247 @@
+//! The PostgreSQL schema as numbered migrations, applied at start.
+//!
+//! Several instances may start at once on a fresh database: every start takes the
+//! same transaction-level advisory lock before it even creates `schema_migrations`,
+//! so one instance migrates and the others wait, then find nothing to do. DDL is
+//! transactional in PostgreSQL, so a failed migration leaves no half-built schema, and
+//! the lock is released by the commit or rollback (never left behind on a pooled
+//! connection).
+//!
+//! The tables mirror the SQLite schema (`store/sqlite/schema.rs`): times are
+//! microseconds since the epoch, points and money are minor units in BIGINT. Entry ids
+//! are native UUIDs; card ids use the "C" collation, so that SQL and Rust sort them the
+//! same way (row locks are taken in that order).
+
+use super::sql;
+use crate::store::StoreError;
+use deadpool_postgres::Client;
+
+/// Key of the advisory lock that serializes migrations (any constant that no other
+/// application on the database uses; this one spells "loyalty" in ASCII).
+const MIGRATION_LOCK: i64 = 0x006c_6f79_616c_7479;
+
+/// A numbered schema change. Never edit a released one: add the next.
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "ledger schema",
+    sql: V1,
+}];
+
+/// Brings the database's schema up to date; safe to run from many instances at once.
+pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    sql::execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: i32 = sql::query_one(
+        &tx,
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )
+    .await?
+    .try_get(0)?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if applied > known {
+        return Err(StoreError::Corrupt(format!(
+            "the database schema is at version {applied}, newer than this server knows \
+             ({known}); run a newer sync-server"
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applying database migration"
+        );
+        tx.batch_execute(m.sql).await?;
+        sql::execute(
+            &tx,
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The schema version a database is at (0: none), for tests and diagnostics.
+pub async fn version(client: &Client) -> Result<i32, StoreError> {
+    Ok(sql::query_one(
+        client,
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )
+    .await?
+    .try_get(0)?)
+}
+
+const V1: &str = r#"
+-- The change feed's position of the writing transaction: its full 64-bit transaction
+-- id (xid8, epoch included, so it never wraps), as a BIGINT. See store/postgres/feed.rs
+-- for why the feed is ordered by transaction id and bounded by a snapshot's xmin.
+CREATE FUNCTION loyalty_xid() RETURNS BIGINT LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_current_xact_id()::text::bigint $$;
+
+-- Terminals and their bearer tokens (SHA-256 hex only). acked_through is the highest
+-- contiguous seq HQ holds for the terminal; a push locks this row first, so pushes of
+-- one terminal are serialized across every server instance.
+CREATE TABLE terminals (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    store         TEXT NOT NULL,
+    terminal      TEXT NOT NULL,
+    token_hash    TEXT NOT NULL UNIQUE,
+    created_at    BIGINT NOT NULL,
+    revoked_at    BIGINT,
+    acked_through BIGINT NOT NULL DEFAULT 0 CHECK (acked_through >= 0),
+    last_push_at  BIGINT,
+    UNIQUE (store, terminal)
+);
+
+-- Every journal entry HQ applied, exactly once: (terminal, seq) and id are unique,
+-- whatever the code above does. body is the canonical JSON as text (not jsonb, which
+-- would reorder keys): content_hash is SHA-256 of exactly these bytes.
+CREATE TABLE entries (
+    id            UUID PRIMARY KEY,
+    terminal_ref  BIGINT NOT NULL REFERENCES terminals (id),
+    seq           BIGINT NOT NULL CHECK (seq >= 1),
+    at            BIGINT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('sale', 'return', 'welcome')),
+    card          TEXT COLLATE "C",
+    spend_minor   BIGINT NOT NULL,
+    rules_version BIGINT NOT NULL,
+    content_hash  TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    received_at   BIGINT NOT NULL,
+    CONSTRAINT entries_terminal_seq UNIQUE (terminal_ref, seq)
+);
+-- Covering: the tier spend of a card is read from the index alone.
+CREATE INDEX entries_card_at ON entries (card, at) INCLUDE (spend_minor)
+    WHERE card IS NOT NULL;
+
+-- Cached card totals; the ledger is the truth, `verify` compares. change_xid is the
+-- feed position (loyalty_xid()) of the last transaction that changed the row.
+CREATE TABLE cards (
+    card           TEXT COLLATE "C" PRIMARY KEY,
+    balance        BIGINT NOT NULL,
+    pending        BIGINT NOT NULL,
+    tier           TEXT,
+    spend_12m      BIGINT NOT NULL,
+    -- When the oldest entry counted in spend_12m leaves the 365-day window.
+    spend_drops_at BIGINT,
+    welcome_given  BOOLEAN NOT NULL,
+    seen           BOOLEAN NOT NULL,
+    blocked        BOOLEAN NOT NULL DEFAULT FALSE,
+    block_reason   TEXT,
+    flags          BIGINT NOT NULL DEFAULT 0,
+    change_xid     BIGINT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+CREATE INDEX cards_change ON cards (change_xid, card);
+CREATE INDEX cards_spend_drops ON cards (spend_drops_at) WHERE spend_drops_at IS NOT NULL;
+
+-- Which store's entries mentioned which card: the balance feed of a store.
+CREATE TABLE store_cards (
+    store TEXT NOT NULL,
+    card  TEXT COLLATE "C" NOT NULL REFERENCES cards (card),
+    PRIMARY KEY (store, card)
+);
+
+-- Parcels of points, for pending points and oldest-first expiry.
+CREATE TABLE lots (
+    id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    card         TEXT COLLATE "C" NOT NULL REFERENCES cards (card),
+    kind         TEXT NOT NULL CHECK (kind IN ('accrual', 'welcome', 'restore')),
+    source_entry UUID,
+    earned_at    BIGINT NOT NULL,
+    matures_at   BIGINT,
+    matured      BOOLEAN NOT NULL,
+    expires_at   BIGINT,
+    amount       BIGINT NOT NULL CHECK (amount > 0),
+    remaining    BIGINT NOT NULL CHECK (remaining >= 0 AND remaining <= amount)
+);
+CREATE INDEX lots_open ON lots (card) WHERE remaining > 0;
+CREATE INDEX lots_maturing ON lots (matures_at) WHERE NOT matured;
+CREATE INDEX lots_expiring ON lots (expires_at) WHERE remaining > 0 AND expires_at IS NOT NULL;
+
+-- The append-only points ledger.
+CREATE TABLE ledger (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    card          TEXT COLLATE "C" NOT NULL REFERENCES cards (card),
+    kind          TEXT NOT NULL CHECK (kind IN ('accrual', 'redemption', 'return_restore',
+                      'return_reversal', 'welcome', 'maturation', 'expiry')),
+    delta_balance BIGINT NOT NULL,
+    delta_pending BIGINT NOT NULL,
+    at            BIGINT NOT NULL,
+    entry_id      UUID REFERENCES entries (id)
+);
+CREATE INDEX ledger_card ON ledger (card, id);
+
+-- Entries applied although they broke a rule.
+CREATE TABLE flags (
+    id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry_id UUID NOT NULL REFERENCES entries (id),
+    card     TEXT COLLATE "C" NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+CREATE INDEX flags_card ON flags (card);
+
+-- Refused pushes and other protocol anomalies.
+CREATE TABLE anomalies (
+    id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at       BIGINT NOT NULL,
+    store    TEXT NOT NULL,
+    terminal TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+
+-- Block and unblock events, at their transaction's feed position. id is drawn after
+-- the card row is locked, so it orders the events of one card.
+CREATE TABLE block_events (
+    id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    xid     BIGINT NOT NULL,
+    card    TEXT COLLATE "C" NOT NULL,
+    blocked BOOLEAN NOT NULL,
+    reason  TEXT,
+    at      BIGINT NOT NULL
+);
+CREATE INDEX block_events_xid ON block_events (xid, id);
+
+-- Every rules version ever set (entries name the version they were made under).
+CREATE TABLE rules (
+    version BIGINT PRIMARY KEY CHECK (version >= 1),
+    body    TEXT NOT NULL,
+    set_at  BIGINT NOT NULL
+);
+
+-- App-token signing keys; valid_until NULL marks the current one.
+CREATE TABLE signing_keys (
+    key_id      BIGINT PRIMARY KEY,
+    secret_hex  TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    valid_until BIGINT
+);
+
+-- What the ledger job last did: tiers follow the rules version they were computed
+-- with, so a new rules version makes the next run recompute every tier once.
+CREATE TABLE job_state (
+    id                  INTEGER PRIMARY KEY CHECK (id = 1),
+    tiers_rules_version BIGINT NOT NULL
+);
+INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
+"#;
