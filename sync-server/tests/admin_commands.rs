@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Hq, client, get, last_line, push, push_body, sale, sale_at};
+use common::{Backend, client, get, last_line, push, push_body, sale, sale_at};
 use protocol::token::{AppToken, KeyRing, PublicKey, TokenError, decode_public_key};
 use protocol::wire::PullResponse;
 use time::{Duration, OffsetDateTime};
@@ -14,9 +14,10 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[tokio::test]
-async fn terminal_add_prints_the_token_alone_on_its_last_line_and_rotate_replaces_it() {
-    let hq = Hq::new();
+async fn terminal_add_prints_the_token_alone_on_its_last_line_and_rotate_replaces_it(
+    backend: Backend,
+) {
+    let hq = backend.hq();
     let out = hq.ok(&[
         "terminal",
         "add",
@@ -67,9 +68,8 @@ async fn terminal_add_prints_the_token_alone_on_its_last_line_and_rotate_replace
     );
 }
 
-#[tokio::test]
-async fn verify_passes_after_traffic_and_fails_on_a_tampered_database() {
-    let hq = Hq::new();
+async fn verify_passes_after_traffic_and_fails_on_a_tampered_database(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     {
         let server = hq.start();
@@ -81,9 +81,7 @@ async fn verify_passes_after_traffic_and_fails_on_a_tampered_database() {
     let ok = hq.ok(&["verify"]);
     assert!(ok.contains("every balance matches its ledger"), "{ok}");
 
-    let db = rusqlite::Connection::open(&hq.db_path).unwrap();
-    db.execute("UPDATE cards SET balance = balance + 100", [])
-        .unwrap();
+    hq.tamper("UPDATE cards SET balance = balance + 100");
     let tampered = hq.run(&["verify"]);
     assert_eq!(tampered.status.code(), Some(1));
     let text = String::from_utf8_lossy(&tampered.stdout);
@@ -93,9 +91,8 @@ async fn verify_passes_after_traffic_and_fails_on_a_tampered_database() {
     );
 }
 
-#[tokio::test]
-async fn jobs_run_now_matures_pending_points_and_expires_old_ones() {
-    let hq = Hq::new();
+async fn jobs_run_now_matures_pending_points_and_expires_old_ones(backend: Backend) {
+    let hq = backend.hq();
     let rules = hq.dir.path().join("rules.toml");
     std::fs::write(&rules, "pending_days = 5\nexpiry_days = 30\n").unwrap();
     hq.ok(&["rules", "set", rules.to_str().unwrap()]);
@@ -146,9 +143,8 @@ async fn jobs_run_now_matures_pending_points_and_expires_old_ones() {
     assert!(!bad.status.success());
 }
 
-#[tokio::test]
-async fn the_clock_offset_moves_hq_time_for_jobs() {
-    let hq = Hq::new();
+async fn the_clock_offset_moves_hq_time_for_jobs(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let now = OffsetDateTime::now_utc();
     {
@@ -184,9 +180,10 @@ async fn the_clock_offset_moves_hq_time_for_jobs() {
     assert!(stderr(&bad).contains("LOYALTY_CLOCK_OFFSET_SECS"));
 }
 
-#[tokio::test]
-async fn card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_keys() {
-    let hq = Hq::new();
+async fn card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_keys(
+    backend: Backend,
+) {
+    let hq = backend.hq();
     let none = hq.run(&["card", "token", CARD]);
     assert!(!none.status.success());
     assert!(stderr(&none).contains("keys rotate"), "{}", stderr(&none));
@@ -245,9 +242,8 @@ async fn card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_
     assert!(AppToken::verify(shifted, &ring, now + 86_400).is_ok());
 }
 
-#[tokio::test]
-async fn rules_versions_only_go_up_and_bad_files_name_their_line() {
-    let hq = Hq::new();
+async fn rules_versions_only_go_up_and_bad_files_name_their_line(backend: Backend) {
+    let hq = backend.hq();
     let file = hq.dir.path().join("rules.toml");
     let path = file.to_str().unwrap();
     std::fs::write(&file, "accrual_bp = 700\n").unwrap();
@@ -273,9 +269,8 @@ async fn rules_versions_only_go_up_and_bad_files_name_their_line() {
     assert_eq!(json["version"], 5);
 }
 
-#[tokio::test]
-async fn overdrafts_are_reported_with_the_entries_that_caused_them() {
-    let hq = Hq::new();
+async fn overdrafts_are_reported_with_the_entries_that_caused_them(backend: Backend) {
+    let hq = backend.hq();
     let t1 = hq.add_terminal("store-1", "till-1");
     let t2 = hq.add_terminal("store-2", "till-1");
     let server = hq.start();
@@ -304,13 +299,39 @@ async fn overdrafts_are_reported_with_the_entries_that_caused_them() {
 }
 
 #[test]
-fn a_postgres_url_is_refused_clearly_for_now() {
-    let hq = Hq::new();
-    let out = std::process::Command::new(common::BIN)
-        .args(["--database", "postgres://hq@localhost/loyalty", "verify"])
-        .current_dir(hq.dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("PostgreSQL support is not built yet"));
+fn an_unreachable_postgres_server_and_a_bad_url_are_named_in_the_error() {
+    let hq = Backend::Sqlite.hq();
+    let run = |url: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["--database", url, "verify"])
+            .current_dir(hq.dir.path())
+            .output()
+            .unwrap()
+    };
+    let down = run("postgres://hq:secret@127.0.0.1:1/loyalty");
+    assert!(!down.status.success());
+    let err = stderr(&down);
+    assert!(
+        err.contains("cannot connect to postgres://hq:***@127.0.0.1:1/loyalty")
+            && err.contains("Connection refused")
+            && !err.contains("secret"),
+        "{err}"
+    );
+    let bad = run("postgres://hq@127.0.0.1/loyalty?pool_max_size=lots");
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("pool_max_size=lots"),
+        "{}",
+        stderr(&bad)
+    );
 }
+
+on_every_backend!(
+    terminal_add_prints_the_token_alone_on_its_last_line_and_rotate_replaces_it,
+    verify_passes_after_traffic_and_fails_on_a_tampered_database,
+    jobs_run_now_matures_pending_points_and_expires_old_ones,
+    the_clock_offset_moves_hq_time_for_jobs,
+    card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_keys,
+    rules_versions_only_go_up_and_bad_files_name_their_line,
+    overdrafts_are_reported_with_the_entries_that_caused_them,
+);

@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{Hq, client, push, push_body, sale};
+use common::{Backend, client, push, push_body, sale};
 use protocol::wire::LiveBalanceResponse;
 
 const CARD: &str = "4006381333931";
 
-#[tokio::test]
-async fn the_same_batch_sent_to_two_instances_on_one_database_is_applied_once() {
-    let hq = Hq::new();
+async fn the_same_batch_sent_to_two_instances_on_one_database_is_applied_once(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let a = hq.start();
     let b = hq.start();
@@ -47,9 +46,8 @@ async fn the_same_batch_sent_to_two_instances_on_one_database_is_applied_once() 
     hq.ok(&["verify"]);
 }
 
-#[tokio::test]
-async fn many_terminals_pushing_at_once_while_the_job_runs_stay_consistent() {
-    let hq = Hq::with_config("[ledger]\njob_interval_secs = 1\n");
+async fn many_terminals_pushing_at_once_while_the_job_runs_stay_consistent(backend: Backend) {
+    let hq = backend.hq_with_config("[ledger]\njob_interval_secs = 1\n");
     let server = hq.start();
     let http = client();
     let tokens: Vec<String> = (1..=6)
@@ -94,3 +92,8 @@ async fn many_terminals_pushing_at_once_while_the_job_runs_stay_consistent() {
         "{verify}"
     );
 }
+
+on_every_backend!(
+    the_same_batch_sent_to_two_instances_on_one_database_is_applied_once,
+    many_terminals_pushing_at_once_while_the_job_runs_stay_consistent,
+);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Hq, client, client_trusting};
+use common::{Backend, Hq, client, client_trusting};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 struct Ca {
@@ -43,11 +43,12 @@ fn tls_config(hq: &Hq, ca: &Ca) -> String {
     "[tls]\ncert_file = \"hq.crt\"\nkey_file = \"hq.key\"\n".to_owned()
 }
 
-#[tokio::test]
-async fn https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does_not() {
+async fn https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does_not(
+    backend: Backend,
+) {
     let ca = new_ca("HQ test CA");
     let other = new_ca("someone else");
-    let hq = Hq::new();
+    let hq = backend.hq();
     std::fs::write(&hq.config, tls_config(&hq, &ca)).unwrap();
     let server = hq.start();
     assert!(
@@ -79,9 +80,8 @@ async fn https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does
     );
 }
 
-#[test]
-fn plain_http_on_a_non_loopback_address_is_refused_at_start() {
-    let hq = Hq::new();
+fn plain_http_on_a_non_loopback_address_is_refused_at_start(backend: Backend) {
+    let hq = backend.hq();
     let out = hq.run(&["run", "--listen", "0.0.0.0:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -91,20 +91,33 @@ fn plain_http_on_a_non_loopback_address_is_refused_at_start() {
     );
 }
 
-#[test]
-fn bad_tls_files_stop_the_start_with_the_file_named() {
-    let hq = Hq::with_config("[tls]\ncert_file = \"missing.crt\"\nkey_file = \"missing.key\"\n");
+fn bad_tls_files_stop_the_start_with_the_file_named(backend: Backend) {
+    let hq =
+        backend.hq_with_config("[tls]\ncert_file = \"missing.crt\"\nkey_file = \"missing.key\"\n");
     let out = hq.run(&["run", "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.crt"), "{err}");
 }
 
-#[tokio::test]
-async fn sigterm_stops_the_server_cleanly() {
-    let hq = Hq::new();
+async fn sigterm_stops_the_server_cleanly(backend: Backend) {
+    let hq = backend.hq();
     let server = hq.start();
     let health = client().get(server.at("/v1/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(server.terminate(), "exit status after SIGTERM");
+}
+
+on_every_backend!(
+    https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does_not,
+    sigterm_stops_the_server_cleanly,
+);
+
+mod blocking {
+    use super::*;
+    on_every_backend!(
+        blocking:
+        plain_http_on_a_non_loopback_address_is_refused_at_start,
+        bad_tls_files_stop_the_start_with_the_file_named,
+    );
 }

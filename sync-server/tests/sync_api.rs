@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::{Hq, client, code, get, push, push_body, sale, welcome};
+use common::{Backend, client, code, get, push, push_body, sale, welcome};
 use protocol::wire::{LiveBalanceResponse, PullResponse, PushResponse};
 use std::io::Write;
 
 const CARD: &str = "4006381333931";
 
-#[tokio::test]
-async fn pushed_entries_show_in_the_pull_and_the_live_balance() {
-    let hq = Hq::new();
+async fn pushed_entries_show_in_the_pull_and_the_live_balance(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -36,6 +35,7 @@ async fn pushed_entries_show_in_the_pull_and_the_live_balance() {
     assert_eq!(again["applied"], 0);
     assert_eq!(again["duplicates"], 3);
 
+    hq.settle().await;
     let pull: PullResponse = get(&http, &server.at("/v1/sync/pull"), &token)
         .send()
         .await
@@ -83,9 +83,8 @@ async fn pushed_entries_show_in_the_pull_and_the_live_balance() {
     assert_eq!(code(&bad.json().await.unwrap()), "bad_card");
 }
 
-#[tokio::test]
-async fn missing_forged_and_revoked_tokens_are_unauthorized() {
-    let hq = Hq::new();
+async fn missing_forged_and_revoked_tokens_are_unauthorized(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -120,9 +119,8 @@ async fn missing_forged_and_revoked_tokens_are_unauthorized() {
     assert_eq!(pull.status(), 401);
 }
 
-#[tokio::test]
-async fn a_body_naming_another_terminal_is_forbidden_and_reported() {
-    let hq = Hq::new();
+async fn a_body_naming_another_terminal_is_forbidden_and_reported(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     hq.add_terminal("store-1", "till-2");
     let server = hq.start();
@@ -137,9 +135,8 @@ async fn a_body_naming_another_terminal_is_forbidden_and_reported() {
     );
 }
 
-#[tokio::test]
-async fn malformed_bodies_are_refused_and_change_nothing() {
-    let hq = Hq::new();
+async fn malformed_bodies_are_refused_and_change_nothing(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -212,9 +209,8 @@ async fn malformed_bodies_are_refused_and_change_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_gap_and_a_rewind_are_refused_with_what_hq_holds() {
-    let hq = Hq::new();
+async fn a_gap_and_a_rewind_are_refused_with_what_hq_holds(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -244,9 +240,8 @@ async fn a_gap_and_a_rewind_are_refused_with_what_hq_holds() {
     );
 }
 
-#[tokio::test]
-async fn a_gzip_compressed_push_is_applied() {
-    let hq = Hq::new();
+async fn a_gzip_compressed_push_is_applied(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -291,9 +286,8 @@ async fn a_gzip_compressed_push_is_applied() {
     assert_eq!(code(&brotli.json().await.unwrap()), "unsupported_encoding");
 }
 
-#[tokio::test]
-async fn a_body_over_the_limit_is_refused_even_when_it_arrives_compressed() {
-    let hq = Hq::with_config("max_body_bytes = 2048\n");
+async fn a_body_over_the_limit_is_refused_even_when_it_arrives_compressed(backend: Backend) {
+    let hq = backend.hq_with_config("max_body_bytes = 2048\n");
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -325,9 +319,8 @@ async fn a_body_over_the_limit_is_refused_even_when_it_arrives_compressed() {
     assert_eq!(compressed.status(), 413);
 }
 
-#[tokio::test]
-async fn health_needs_no_token_and_names_the_rules_version() {
-    let hq = Hq::new();
+async fn health_needs_no_token_and_names_the_rules_version(backend: Backend) {
+    let hq = backend.hq();
     std::fs::write(hq.dir.path().join("rules.toml"), "version = 4\n").unwrap();
     hq.ok(&[
         "rules",
@@ -351,9 +344,8 @@ async fn health_needs_no_token_and_names_the_rules_version() {
     assert_eq!(code(&missing.json().await.unwrap()), "not_found");
 }
 
-#[tokio::test]
-async fn blocks_and_new_rules_reach_the_terminals_of_every_store() {
-    let hq = Hq::new();
+async fn blocks_and_new_rules_reach_the_terminals_of_every_store(backend: Backend) {
+    let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
@@ -369,6 +361,7 @@ async fn blocks_and_new_rules_reach_the_terminals_of_every_store() {
         hq.dir.path().join("rules.toml").to_str().unwrap(),
     ]);
     assert!(set.contains("rules version 1"), "{set}");
+    hq.settle().await;
     let pull: PullResponse = get(&http, &server.at("/v1/sync/pull"), &token)
         .query(&[("rules_version", "0")])
         .send()
@@ -394,3 +387,15 @@ async fn blocks_and_new_rules_reach_the_terminals_of_every_store() {
     assert!(show.contains("blocked    yes (reported stolen)"), "{show}");
     assert!(show.contains("welcome"), "{show}");
 }
+
+on_every_backend!(
+    pushed_entries_show_in_the_pull_and_the_live_balance,
+    missing_forged_and_revoked_tokens_are_unauthorized,
+    a_body_naming_another_terminal_is_forbidden_and_reported,
+    malformed_bodies_are_refused_and_change_nothing,
+    a_gap_and_a_rewind_are_refused_with_what_hq_holds,
+    a_gzip_compressed_push_is_applied,
+    a_body_over_the_limit_is_refused_even_when_it_arrives_compressed,
+    health_needs_no_token_and_names_the_rules_version,
+    blocks_and_new_rules_reach_the_terminals_of_every_store,
+);

@@ -69,13 +69,11 @@ impl Db {
         }
     }
 
-    /// Waits until a pull can answer every change committed so far. On PostgreSQL a
-    /// pull answers only changes below its snapshot's xmin, which any transaction on
-    /// the cluster (another test's `CREATE DATABASE`) may hold back for a moment;
-    /// agents simply get such a change at their next pull.
+    /// Waits until a pull can answer every change committed so far (see
+    /// [`TestDatabase::settle`]; SQLite's feed has no such delay).
     async fn settle(&self) {
         if let Place::Postgres(db) = &self.place {
-            settle(db).await;
+            db.settle().await.unwrap();
         }
     }
 
@@ -88,28 +86,6 @@ impl Db {
             Place::Postgres(db) => db.execute(sql).await.map_err(|e| e.to_string()),
         }
     }
-}
-
-/// See [`Db::settle`].
-pub(crate) async fn settle(db: &TestDatabase) {
-    let client = db.client().await.unwrap();
-    for _ in 0..3000 {
-        let caught_up: bool = client
-            .query_one(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >
-                        GREATEST((SELECT MAX(change_xid) FROM cards),
-                                 (SELECT MAX(xid) FROM block_events), 0)",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if caught_up {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("the change feed did not catch up within 30 s: a transaction stays open on the cluster");
 }
 
 impl std::ops::Deref for Db {

@@ -1,6 +1,10 @@
-//! Harness of the end-to-end tests: a temp HQ (config file + SQLite database), the real
-//! `sync-server` binary started on a free loopback port, its admin commands, HTTP
-//! clients with the ring TLS provider, and journal-entry builders.
+//! Harness of the end-to-end tests: a temp HQ (config file + SQLite file or a
+//! PostgreSQL database of its own), the real `sync-server` binary started on a free
+//! loopback port, its admin commands, HTTP clients with the ring TLS provider, and
+//! journal-entry builders.
+//!
+//! Tests are written once as `async fn name(backend: Backend)` and instantiated for
+//! each backend by [`on_every_backend!`].
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
@@ -16,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
+use sync_server::store::postgres::testdb::{self, TestDatabase};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,35 +28,135 @@ use uuid::Uuid;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_sync-server");
 
+/// Instantiates each named test function (`fn(Backend)`, async unless the list
+/// starts with `blocking:`) once per backend, as `sqlite::NAME` and `postgres::NAME`.
+/// The PostgreSQL variants are skipped with `SKIP_PG_TESTS=1`.
+#[macro_export]
+macro_rules! on_every_backend {
+    (blocking: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Sqlite); } )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    if $crate::common::Backend::Postgres.enabled() {
+                        super::$name($crate::common::Backend::Postgres);
+                    }
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if $crate::common::Backend::Postgres.enabled() {
+                        super::$name($crate::common::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Which database a test's HQ uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the HQ's temp directory.
+    Sqlite,
+    /// A database of its own on the local PostgreSQL server, dropped afterwards.
+    Postgres,
+}
+
+impl Backend {
+    /// False for PostgreSQL when `SKIP_PG_TESTS=1`.
+    pub fn enabled(self) -> bool {
+        self == Self::Sqlite || !testdb::skipped()
+    }
+
+    /// An HQ with the default configuration.
+    pub fn hq(self) -> Hq {
+        self.hq_with_config("")
+    }
+
+    /// An HQ whose config file holds `extra` (TOML).
+    pub fn hq_with_config(self, extra: &str) -> Hq {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("sync-server.toml");
+        std::fs::write(&config, extra).expect("write config");
+        let db = match self {
+            Self::Sqlite => Database::Sqlite(dir.path().join("hq.db")),
+            Self::Postgres => Database::Postgres(
+                TestDatabase::create_blocking()
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .expect("PostgreSQL tests are enabled"),
+            ),
+        };
+        Hq { dir, config, db }
+    }
+}
+
+/// Where an HQ keeps its ledger.
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A throwaway PostgreSQL database.
+    Postgres(TestDatabase),
+}
+
 /// A temporary HQ: its directory, config file and database.
 pub struct Hq {
     pub dir: TempDir,
     pub config: PathBuf,
-    pub db_path: PathBuf,
+    pub db: Database,
 }
 
 impl Hq {
-    /// An HQ whose config file holds `extra` (TOML) after quiet defaults.
+    /// A SQLite HQ whose config file holds `extra` (TOML).
     pub fn with_config(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("sync-server.toml");
-        let db_path = dir.path().join("hq.db");
-        std::fs::write(&config, extra).expect("write config");
-        Self {
-            dir,
-            config,
-            db_path,
-        }
+        Backend::Sqlite.hq_with_config(extra)
     }
 
-    /// An HQ with the default configuration.
+    /// A SQLite HQ with the default configuration.
     pub fn new() -> Self {
         Self::with_config("")
     }
 
-    /// `sqlite:PATH` of the database.
+    /// The `--database` URL.
     pub fn database(&self) -> String {
-        format!("sqlite:{}", self.db_path.display())
+        match &self.db {
+            Database::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Database::Postgres(db) => db.url().to_owned(),
+        }
+    }
+
+    /// Runs raw SQL on the database behind the server's back (tampering tests).
+    pub fn tamper(&self, sql: &str) {
+        match &self.db {
+            Database::Sqlite(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sql))
+                .expect("tamper with SQLite"),
+            Database::Postgres(db) => db.execute_blocking(sql).expect("tamper with PostgreSQL"),
+        }
+    }
+
+    /// Waits until a pull answers every change committed so far (PostgreSQL's feed
+    /// answers a change once every older transaction on the cluster has finished).
+    pub async fn settle(&self) {
+        if let Database::Postgres(db) = &self.db {
+            db.settle().await.expect("the change feed catches up");
+        }
     }
 
     /// The binary with `--config` and `--database` set.

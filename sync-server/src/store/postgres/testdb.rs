@@ -146,6 +146,40 @@ impl TestDatabase {
         connect(&self.url).await
     }
 
+    /// Waits until a pull can answer every change committed so far. A pull answers
+    /// only changes below its snapshot's xmin, which any transaction on the cluster
+    /// (another test's `CREATE DATABASE`) holds back for a moment; agents simply get
+    /// such a change at their next pull, tests that pull once wait here first.
+    pub async fn settle(&self) -> Result<(), TestDbError> {
+        const SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint >
+                                  GREATEST((SELECT MAX(change_xid) FROM cards),
+                                           (SELECT MAX(xid) FROM block_events), 0)";
+        let client = connect(&self.url).await?;
+        for _ in 0..3000 {
+            let caught_up: bool = client
+                .query_one(SQL, &[])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|source| TestDbError::Sql {
+                    sql: SQL.to_owned(),
+                    source,
+                })?;
+            if caught_up {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(TestDbError::Runtime(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the change feed did not catch up within 30 s: a transaction stays open on the cluster",
+        )))
+    }
+
+    /// [`Self::settle`] for code that is not async.
+    pub fn settle_blocking(&self) -> Result<(), TestDbError> {
+        on_own_runtime(self.settle())
+    }
+
     async fn drop_database(admin_url: String, name: String) -> Result<(), TestDbError> {
         let admin = connect(&admin_url).await?;
         let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
