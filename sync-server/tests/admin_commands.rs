@@ -1,6 +1,10 @@
 //! The admin commands of the real binary: terminals, rules, verify, the ledger job,
 //! signing keys and app tokens, reports, and the injectable clock.
 
+// Test bodies are plain functions that `on_every_backend!` calls from each backend's
+// #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Backend, client, get, last_line, push, push_body, sale, sale_at};

@@ -1,6 +1,10 @@
 //! Invariant 2: every entry takes effect at HQ exactly once, whatever the retries, and
 //! with two server instances on one database.
 
+// Test bodies are plain functions that `on_every_backend!` calls from each backend's
+// #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Backend, client, push, push_body, sale};

@@ -1,6 +1,10 @@
 //! Starting and stopping the real server: HTTPS with rustls, the plain-HTTP guard,
 //! graceful shutdown.
 
+// Test bodies are plain functions that `on_every_backend!` calls from each backend's
+// #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Backend, Hq, client, client_trusting};

@@ -1,6 +1,10 @@
 //! The sync API over real HTTP against the real binary: push, pull, live balance,
 //! authentication and every refusal.
 
+// Test bodies are plain functions that `on_every_backend!` calls from each backend's
+// #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Backend, client, code, get, push, push_body, sale, welcome};
