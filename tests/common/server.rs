@@ -20,10 +20,16 @@ pub struct Server {
 impl Server {
     /// Starts a server on SQLite in `dir` with `extra_config` appended to its config.
     pub fn start(dir: &Path, extra_config: &str) -> Self {
+        Self::start_on(dir, "sqlite:hq.db", extra_config)
+    }
+
+    /// Starts a server on the database `url` (`sqlite:PATH` or `postgres://…`; several
+    /// servers may share one PostgreSQL database) with its config and logs in `dir`.
+    pub fn start_on(dir: &Path, url: &str, extra_config: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
             dir.join("sync-server.toml"),
-            format!("database = \"sqlite:hq.db\"\n{extra_config}"),
+            format!("database = \"{url}\"\n{extra_config}"),
         )
         .unwrap();
         let mut server = Self {
