@@ -131,6 +131,7 @@ on_every_backend!(
     rules_are_pulled_only_when_newer_and_versions_only_go_up,
     the_job_matures_and_expires_lots_once_per_instant,
     tiers_follow_the_spend_window_and_new_rules_through_the_job,
+    a_push_after_the_window_moved_counts_only_the_spend_still_in_it,
     flagged_entries_are_applied_and_reported,
     verify_detects_a_tampered_balance_and_a_tampered_ack,
     revoked_terminals_lose_their_token_and_rotation_replaces_it,
@@ -572,6 +573,51 @@ async fn tiers_follow_the_spend_window_and_new_rules_through_the_job(store: Db) 
             .unwrap()
             .tier_updates,
         0
+    );
+}
+
+async fn a_push_after_the_window_moved_counts_only_the_spend_still_in_it(store: Db) {
+    use protocol::rules::Tier;
+    use protocol::{BasisPoints, Money};
+    let rules = ProgramRules {
+        tiers: vec![Tier {
+            name: "silver".into(),
+            min_spend_minor: Money(15_000),
+            accrual_bp: BasisPoints(700),
+        }],
+        ..ProgramRules::default()
+    };
+    store.set_rules(rules, T0).await.unwrap();
+    let t = terminal(&*store, "s1", "t1").await;
+    store
+        .push(&t, batch(vec![sale(1, CARD, 0, 5)]), T0)
+        .await
+        .unwrap();
+    let state = |report: Option<crate::store::CardReport>| {
+        let s = report.unwrap().state;
+        (s.spend_12m, s.tier)
+    };
+    assert_eq!(
+        state(store.card_report(&card(CARD), 1).await.unwrap()),
+        (Money(10_000), None)
+    );
+    // A year and a day later, without the job having run: the first sale no longer
+    // counts, so the second alone does not reach silver.
+    let later = T0 + Duration::days(366);
+    let mut second = sale(2, CARD, 0, 5);
+    second.at = later;
+    store.push(&t, batch(vec![second]), later).await.unwrap();
+    assert_eq!(
+        state(store.card_report(&card(CARD), 1).await.unwrap()),
+        (Money(10_000), None)
+    );
+    // Within the window both count.
+    let mut third = sale(3, CARD, 0, 5);
+    third.at = later;
+    store.push(&t, batch(vec![third]), later).await.unwrap();
+    assert_eq!(
+        state(store.card_report(&card(CARD), 1).await.unwrap()),
+        (Money(20_000), Some("silver".to_owned()))
     );
 }
 

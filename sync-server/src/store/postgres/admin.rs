@@ -1,7 +1,7 @@
 //! Terminals, cards, keys and reports on PostgreSQL: what the admin commands and
 //! authentication read and write.
 
-use super::cards::lock_cards;
+use super::cards::{Missing, lock_cards};
 use super::rows::card_row;
 use super::sql;
 use crate::keys::TokenHash;
@@ -196,7 +196,9 @@ pub async fn set_blocked(
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
     let tx = client.transaction().await?;
-    let locked = lock_cards(&tx, &[card_id], now).await?;
+    let locked = lock_cards(&tx, &[card_id], Missing::Create, now)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("card {card_id} could not be locked")))?;
     let existed = !locked.created.contains(card_id.as_str());
     let already = locked
         .states

@@ -9,7 +9,9 @@
 
 use super::rows::{card_row, lot_row};
 use super::sql;
-use crate::ledger::{CardState, FlagRow, LedgerRow, Lot, LotKey, Spend};
+use crate::ledger::{
+    CardState, FlagRow, LedgerRow, Lot, LotKey, SPEND_WINDOW, Spend, spend_window_start,
+};
 use crate::store::StoreError;
 use crate::store::encode::{CARD_COLUMNS, LOT_COLUMNS, card, from_db, opt_to_db, to_db};
 use deadpool_postgres::Transaction;
@@ -26,6 +28,16 @@ pub struct Locked {
     pub created: HashSet<String>,
 }
 
+/// What [`lock_cards`] does about cards HQ holds no row for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Lock the cards only if all exist; otherwise answer `None` (nothing else was
+    /// locked out of order: the caller rolls back and comes again with `Create`).
+    Report,
+    /// Create blank rows for them first.
+    Create,
+}
+
 fn sorted_keys<'a>(cards: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut keys: Vec<&str> = cards.into_iter().collect();
     keys.sort_unstable();
@@ -33,32 +45,50 @@ fn sorted_keys<'a>(cards: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     keys
 }
 
-/// Locks `cards` for the rest of the transaction, creating blank rows for cards HQ
-/// never held (so that two first sights of one card also queue up instead of both
-/// writing a "new" card). A blank row is exactly `CardState::new`, so the ledger
-/// decides as it would for an absent card.
+/// Locks `cards` for the rest of the transaction, in card-id order.
+///
+/// Cards HQ never held get blank rows first (`Missing::Create`), in the same order, so
+/// that two first sights of one card also queue up instead of both writing a "new"
+/// card; a blank row is exactly `CardState::new`, so the ledger decides as it would
+/// for an absent card. The common case, every card known, costs only the locking
+/// query (`Missing::Report`). Either way a transaction takes its card locks in one
+/// sorted pass, so transactions never wait for each other in a cycle.
 pub async fn lock_cards(
     tx: &Transaction<'_>,
     cards: &[&CardId],
+    missing: Missing,
     now: OffsetDateTime,
-) -> Result<Locked, StoreError> {
+) -> Result<Option<Locked>, StoreError> {
     let keys = sorted_keys(cards.iter().map(|c| c.as_str()));
-    let created = sql::query(
-        tx,
-        r#"INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                              change_xid, updated_at)
-           SELECT c, 0, 0, 0, FALSE, FALSE, loyalty_xid(), $2
-           FROM unnest($1::text[]) AS u(c) ORDER BY c COLLATE "C"
-           ON CONFLICT (card) DO NOTHING
-           RETURNING card"#,
-        &[&keys, &to_db(now)],
-    )
-    .await?
-    .iter()
-    .map(|r| r.try_get::<_, String>(0))
-    .collect::<Result<HashSet<_>, _>>()?;
+    let created = match missing {
+        Missing::Report => HashSet::new(),
+        Missing::Create => sql::query(
+            tx,
+            r#"INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                  change_xid, updated_at)
+               SELECT c, 0, 0, 0, FALSE, FALSE, loyalty_xid(), $2
+               FROM unnest($1::text[]) AS u(c) ORDER BY c COLLATE "C"
+               ON CONFLICT (card) DO NOTHING
+               RETURNING card"#,
+            &[&keys, &to_db(now)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<HashSet<_>, _>>()?,
+    };
     let states = lock_sorted(tx, &keys).await?;
-    Ok(Locked { states, created })
+    if states.len() < keys.len() {
+        return match missing {
+            Missing::Report => Ok(None),
+            Missing::Create => Err(StoreError::Corrupt(format!(
+                "locked {} of {} card rows just created",
+                states.len(),
+                keys.len()
+            ))),
+        };
+    }
+    Ok(Some(Locked { states, created }))
 }
 
 /// Locks the existing rows among `cards` (the job only touches cards HQ holds).
@@ -87,6 +117,44 @@ async fn lock_sorted(
             Ok((s.card.clone(), s))
         })
         .collect()
+}
+
+/// `(store, card)` pairs known to be in `store_cards`. A pair is never deleted, so a
+/// pair seen after a commit needs no insert ever again; the cache saves a statement
+/// per push once a store's regular cards are known. Bounded: emptied when full.
+#[derive(Default)]
+pub struct Associations {
+    known: std::sync::Mutex<HashSet<(String, String)>>,
+}
+
+/// Pairs kept before the cache starts over.
+const MAX_ASSOCIATIONS: usize = 1_000_000;
+
+impl Associations {
+    /// The cards among `cards` not known to be in `store`'s feed.
+    pub fn unknown(&self, store: &str, cards: &[&CardId]) -> Vec<String> {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cards
+            .iter()
+            .filter(|c| !known.contains(&(store.to_owned(), c.as_str().to_owned())))
+            .map(|c| c.as_str().to_owned())
+            .collect()
+    }
+
+    /// Records pairs a committed transaction made sure of.
+    pub fn remember(&self, store: &str, cards: Vec<String>) {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() + cards.len() > MAX_ASSOCIATIONS {
+            known.clear();
+        }
+        known.extend(cards.into_iter().map(|c| (store.to_owned(), c)));
+    }
 }
 
 /// The lots of `cards` with points remaining.
@@ -123,6 +191,39 @@ pub async fn load_lots(tx: &Transaction<'_>, ids: &[i64]) -> Result<Vec<Lot>, St
     .iter()
     .map(|r| lot_row(r)?.into_lot())
     .collect()
+}
+
+/// Spend over the window ending at `now` of `cards` (locked), for the ledger.
+///
+/// A card's cached `spend_12m` is exact until its `spend_drops_at`: until then no
+/// entry it counts has left the window, and an entry outside the window when it was
+/// applied never enters it again. (The ledger job relies on the same fact to recompute
+/// only the cards whose moment has come.) So only the cards past that moment are
+/// summed from their entries.
+pub async fn spend_of_locked(
+    tx: &Transaction<'_>,
+    cards: &HashMap<CardId, CardState>,
+    now: OffsetDateTime,
+) -> Result<HashMap<CardId, Spend>, StoreError> {
+    let mut spend = HashMap::with_capacity(cards.len());
+    let mut stale = Vec::new();
+    for (id, state) in cards {
+        match state.spend_drops_at {
+            Some(drops) if drops <= now => stale.push(id.as_str()),
+            drops => {
+                let earliest = drops.and_then(|d| d.checked_sub(SPEND_WINDOW));
+                spend.insert(
+                    id.clone(),
+                    Spend {
+                        total: state.spend_12m,
+                        earliest,
+                    },
+                );
+            }
+        }
+    }
+    spend.extend(load_spend(tx, stale, spend_window_start(now)).await?);
+    Ok(spend)
 }
 
 /// Spend of `cards` from stored entries after `since` (the window excludes its start).
@@ -177,10 +278,11 @@ pub async fn write_cards(
         tx,
         "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
                 spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
-                seen = u.seen, flags = u.flags, change_xid = loyalty_xid(), updated_at = $10
+                seen = u.seen, flags = u.flags, change_xid = x.xid, updated_at = $10
          FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
                      $6::bigint[], $7::bool[], $8::bool[], $9::bigint[])
-              AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags)
+              AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags),
+              (SELECT loyalty_xid() AS xid) AS x
          WHERE cards.card = u.card",
         &[
             &card,

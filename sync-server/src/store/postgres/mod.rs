@@ -75,6 +75,7 @@ pub struct PgStore {
 struct Inner {
     pool: Pool,
     rules: RulesCache,
+    associations: cards::Associations,
     redacted_url: String,
 }
 
@@ -102,6 +103,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 rules: RulesCache::default(),
+                associations: cards::Associations::default(),
                 redacted_url: options.redacted,
             }),
         };
@@ -192,11 +194,18 @@ impl Store for PgStore {
         batch: Batch,
         now: OffsetDateTime,
     ) -> Result<PushOutcome, StoreError> {
+        let caches = push::PushCaches {
+            rules: &self.inner.rules,
+            associations: &self.inner.associations,
+        };
+        let batch = Arc::new(batch);
+        let mut encoded = push::Encoded::start(&batch);
         retrying!(self, |client| push::push(
             client,
-            &self.inner.rules,
+            &caches,
             terminal,
             &batch,
+            &mut encoded,
             now
         ))
     }

@@ -49,6 +49,9 @@ pub async fn current(
     cache: &RulesCache,
 ) -> Result<Arc<ProgramRules>, StoreError> {
     let v = current_version(c).await?;
+    if v == 0 {
+        return Ok(Arc::new(ProgramRules::default()));
+    }
     Ok(version(c, cache, v)
         .await?
         .unwrap_or_else(|| Arc::new(ProgramRules::default())))
