@@ -8,6 +8,7 @@
 //! and calls [`cli::run`].
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod http;

@@ -1,0 +1,107 @@
+//! Not tests: the benchmarks, one per backend, printing their figures and appending
+//! them to `target/sync-server-bench.txt`. Measure in release:
+//!
+//! `cargo test --release -p sync-server --lib bench:: -- --ignored --nocapture --test-threads 1`
+
+use super::raw::Baseline;
+use super::*;
+use crate::store::postgres::testdb::TestDatabase;
+use std::io::Write;
+
+/// Appends a line of figures to the benchmark file.
+fn record(line: &str) {
+    println!("{line}");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/sync-server-bench.txt"
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{} {line}", OffsetDateTime::now_utc());
+    }
+}
+
+async fn pg() -> Option<TestDatabase> {
+    TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const BACKLOG: u64 = 100_000;
+const BATCH: u64 = 500;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints figures"]
+async fn backlog_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = Target::Sqlite(dir.path().join("push.db"));
+    let raw = Target::Sqlite(dir.path().join("raw.db"));
+    let figures = backlog(&push, &[(Baseline::SqliteInsert, raw)], BACKLOG, BATCH)
+        .await
+        .unwrap();
+    record(&format!("SQLite {figures}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints figures"]
+async fn backlog_on_postgres() {
+    let (Some(push), Some(insert), Some(copy)) = (pg().await, pg().await, pg().await) else {
+        return;
+    };
+    let figures = backlog(
+        &Target::Postgres(push.url().to_owned()),
+        &[
+            (
+                Baseline::PgInsert,
+                Target::Postgres(insert.url().to_owned()),
+            ),
+            (Baseline::PgCopy, Target::Postgres(copy.url().to_owned())),
+        ],
+        BACKLOG,
+        BATCH,
+    )
+    .await
+    .unwrap();
+    record(&format!("PostgreSQL {figures}"));
+}
+
+const TERMINALS: usize = 500;
+const ROUNDS: u64 = 20;
+const SMALL_BATCH: u64 = 5;
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints figures"]
+async fn concurrent_terminals_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Target::Sqlite(dir.path().join("hq.db"))
+        .open()
+        .await
+        .unwrap();
+    let figures = concurrent(&[store], TERMINALS, ROUNDS, SMALL_BATCH)
+        .await
+        .unwrap();
+    record(&format!("SQLite store, {figures}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints figures"]
+async fn concurrent_terminals_on_postgres_with_two_instances() {
+    let Some(db) = pg().await else { return };
+    let target = Target::Postgres(db.url().to_owned());
+    let stores = [target.open().await.unwrap(), target.open().await.unwrap()];
+    let figures = concurrent(&stores, TERMINALS, ROUNDS, SMALL_BATCH)
+        .await
+        .unwrap();
+    record(&format!("PostgreSQL store (2 pools of 16), {figures}"));
+}
+
+#[test]
+fn quantiles_pick_from_sorted_latencies() {
+    let l: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+    assert_eq!(quantile(&l, 0.5), Duration::from_millis(51));
+    assert_eq!(quantile(&l, 0.99), Duration::from_millis(99));
+    assert_eq!(quantile(&[], 0.99), Duration::ZERO);
+}
