@@ -242,6 +242,8 @@ pub async fn backlog(
 pub struct ConcurrentFigures {
     /// Terminals pushing at once.
     pub terminals: usize,
+    /// Each terminal's push period, if paced.
+    pub pace: Option<Duration>,
     /// Pushes made, all terminals together.
     pub pushes: usize,
     /// Entries acknowledged, all terminals together.
@@ -256,9 +258,13 @@ pub struct ConcurrentFigures {
 
 impl fmt::Display for ConcurrentFigures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pace = self.pace.map_or_else(
+            || "back to back".to_owned(),
+            |p| format!("one push each per {:.1} s", p.as_secs_f64()),
+        );
         write!(
             f,
-            "{} terminals, {} pushes: {}; push latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "{} terminals ({pace}), {} pushes: {}; push latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.terminals,
             self.pushes,
             self.rate,
@@ -281,12 +287,15 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 /// `terminals` terminals (of 50 stores) each push `rounds` batches of `batch` entries
 /// through `stores` (one per server instance; terminal `i` uses `stores[i % n]`), all
-/// at once.
+/// at once. Without `pace` each pushes again as soon as it has its answer (the
+/// saturation figure: latency is then mostly queueing); with `pace` each pushes once
+/// per period, at its own phase, as agents do.
 pub async fn concurrent(
     stores: &[Arc<dyn Store>],
     terminals: usize,
     rounds: u64,
     batch: u64,
+    pace: Option<Duration>,
 ) -> Result<ConcurrentFigures, BenchError> {
     let Some(first) = stores.first() else {
         return Err(BenchError::Workload("no store".into()));
@@ -305,12 +314,25 @@ pub async fn concurrent(
     let start = Arc::new(tokio::sync::Barrier::new(terminals + 1));
     let tasks: Vec<_> = work
         .into_iter()
-        .map(|(store, identity, batches)| {
+        .enumerate()
+        .map(|(i, (store, identity, batches))| {
             let start = Arc::clone(&start);
             tokio::spawn(async move {
                 start.wait().await;
+                let mut ticks = pace.map(|period| {
+                    // Spread the terminals over the period, like agents started at
+                    // different moments.
+                    let phase = period.mul_f64(i as f64 / terminals.max(1) as f64);
+                    let mut t =
+                        tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 let mut latencies = Vec::with_capacity(batches.len());
                 for b in batches {
+                    if let Some(t) = ticks.as_mut() {
+                        t.tick().await;
+                    }
                     let began = Instant::now();
                     store.push(&identity, b, OffsetDateTime::now_utc()).await?;
                     latencies.push(began.elapsed());
@@ -329,6 +351,7 @@ pub async fn concurrent(
     all.sort_unstable();
     Ok(ConcurrentFigures {
         terminals,
+        pace,
         pushes: all.len(),
         rate: Rate {
             entries: rounds * batch * terminals as u64,

@@ -71,31 +71,40 @@ async fn backlog_on_postgres() {
 const TERMINALS: usize = 500;
 const ROUNDS: u64 = 20;
 const SMALL_BATCH: u64 = 5;
+/// Agents push every `interval_secs`; once a second is five times the default.
+const PACE: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; prints figures"]
 async fn concurrent_terminals_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Target::Sqlite(dir.path().join("hq.db"))
-        .open()
-        .await
-        .unwrap();
-    let figures = concurrent(&[store], TERMINALS, ROUNDS, SMALL_BATCH)
-        .await
-        .unwrap();
-    record(&format!("SQLite store, {figures}"));
+    for pace in [None, Some(PACE)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Target::Sqlite(dir.path().join("hq.db"))
+            .open()
+            .await
+            .unwrap();
+        let figures = concurrent(&[store], TERMINALS, ROUNDS, SMALL_BATCH, pace)
+            .await
+            .unwrap();
+        record(&format!("SQLite store, {figures}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark; prints figures"]
 async fn concurrent_terminals_on_postgres_with_two_instances() {
-    let Some(db) = pg().await else { return };
-    let target = Target::Postgres(db.url().to_owned());
-    let stores = [target.open().await.unwrap(), target.open().await.unwrap()];
-    let figures = concurrent(&stores, TERMINALS, ROUNDS, SMALL_BATCH)
-        .await
-        .unwrap();
-    record(&format!("PostgreSQL store (2 pools of 16), {figures}"));
+    for (pool, pace) in [(4, None), (8, None), (16, None), (8, Some(PACE))] {
+        let Some(db) = pg().await else { return };
+        let target = Target::Postgres(format!("{}?pool_max_size={pool}", db.url()));
+        let stores = [target.open().await.unwrap(), target.open().await.unwrap()];
+        target.checkpoint().await;
+        let figures = concurrent(&stores, TERMINALS, ROUNDS, SMALL_BATCH, pace)
+            .await
+            .unwrap();
+        record(&format!(
+            "PostgreSQL store, 2 instances x {pool} connections, {figures}"
+        ));
+    }
 }
 
 #[test]
