@@ -266,6 +266,14 @@ pub async fn open_store(url: &DatabaseUrl) -> Result<Arc<dyn Store>, CliError> {
     }
 }
 
+/// The database for the log: a SQLite path, or a PostgreSQL URL without its password.
+fn describe_database(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+        DatabaseUrl::Postgres(url) => crate::store::postgres::options::redact(url),
+    }
+}
+
 /// Sets up logging to stderr: the config's level and format for `run`, warnings
 /// only for the admin commands so their stdout stays clean.
 pub fn init_logging(log: &LogSection, serving: bool) {
@@ -322,6 +330,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run { listen } => {
             drop(stdout);
+            tracing::info!(database = %describe_database(&settings.database), "ledger database");
             let options = ServeOptions {
                 listen: listen.unwrap_or(config.listen),
                 tls: config.tls.clone(),

@@ -2,8 +2,10 @@
 //! [`crate::ledger::jobs`]) every `[ledger] job_interval_secs` while the server runs,
 //! and once on demand (`sync-server jobs run --now …`).
 //!
-//! The job is one write transaction, so it interleaves safely with pushes, and it is
-//! idempotent at a given `now`, so two server instances may both run it.
+//! The job takes the same card locks as pushes (SQLite: one write transaction;
+//! PostgreSQL: one transaction per chunk of cards, locked in card-id order), so it
+//! interleaves safely with them, and it is idempotent at a given `now`, so every
+//! server instance may run it: a second run finds the due lots already handled.
 
 use crate::clock::Clock;
 use crate::ledger::jobs::JobReport;

@@ -283,6 +283,23 @@ async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict(store: Db) {
         balance(&*store, &t2, CARD).await,
         (Seq(0), Points(10), Points(0))
     );
+    // Beside a duplicate t2 already holds, the reused id is still the one named.
+    store
+        .push(&t1, batch(vec![sale(2, CARD, 0, 10)]), T0)
+        .await
+        .unwrap();
+    let own = other_terminal(sale(1, CARD, 0, 3));
+    store.push(&t2, batch(vec![own.clone()]), T0).await.unwrap();
+    let err = store
+        .push(&t2, batch(vec![own, sale(2, CARD, 0, 10)]), T0)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Refused(Refusal::IdConflict { id, owner, .. }) => {
+            assert_eq!((id, owner.as_str()), (entry_id(2), "s1/t1 seq 2"));
+        }
+        other => panic!("expected an id conflict, got {other:?}"),
+    }
 }
 
 async fn a_batch_that_fails_midway_applies_nothing(store: Db) {

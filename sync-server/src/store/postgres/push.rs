@@ -115,23 +115,7 @@ pub async fn push(
         )),
         // The transaction is rolled back by now; name the owner for the anomaly report.
         Err(StoreError::Refused(Refusal::IdConflict { acked_through, .. })) => {
-            let ids: Vec<Uuid> = batch.entries().iter().map(|e| e.id).collect();
-            let owner = sql::query_opt(
-                &*client,
-                "SELECT e.id, t.store, t.terminal, e.seq FROM entries e
-                 JOIN terminals t ON t.id = e.terminal_ref
-                 WHERE e.id = ANY($1) ORDER BY e.seq LIMIT 1",
-                &[&ids],
-            )
-            .await?;
-            let (id, owner) = match owner {
-                Some(r) => {
-                    let (store, term, seq): (String, String, i64) =
-                        (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-                    (r.try_get(0)?, format!("{store}/{term} seq {seq}"))
-                }
-                None => (Uuid::nil(), "another entry".to_owned()),
-            };
+            let (id, owner) = id_owner(client, terminal, batch).await?;
             Err(Refusal::IdConflict {
                 id,
                 owner,
@@ -141,6 +125,40 @@ pub async fn push(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The entry id of `batch` that HQ holds under another `(terminal, seq)`, and who
+/// holds it (`store/terminal seq N`). Rows that are the batch's own duplicates (this
+/// terminal, the same seq) do not count.
+async fn id_owner(
+    client: &Client,
+    terminal: &TerminalIdentity,
+    batch: &Batch,
+) -> Result<(Uuid, String), StoreError> {
+    let own: HashMap<Uuid, i64> = batch
+        .entries()
+        .iter()
+        .map(|e| Ok((e.id, signed(e.seq.get())?)))
+        .collect::<Result<_, StoreError>>()?;
+    let ids: Vec<Uuid> = own.keys().copied().collect();
+    let rows = sql::query(
+        client,
+        "SELECT e.id, e.terminal_ref, e.seq, t.store, t.terminal FROM entries e
+         JOIN terminals t ON t.id = e.terminal_ref
+         WHERE e.id = ANY($1) ORDER BY e.seq",
+        &[&ids],
+    )
+    .await?;
+    for r in &rows {
+        let (id, terminal_ref, seq): (Uuid, i64, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        if terminal_ref == terminal.key && own.get(&id) == Some(&seq) {
+            continue;
+        }
+        let (store, term): (String, String) = (r.try_get(3)?, r.try_get(4)?);
+        return Ok((id, format!("{store}/{term} seq {seq}")));
+    }
+    Ok((Uuid::nil(), "another entry".to_owned()))
 }
 
 /// One attempt; `None` when a card has no row and `missing` is `Report` (rolled
