@@ -7,6 +7,8 @@
 
 mod common;
 
+const CARD: &str = "4006381333931";
+
 use common::{Backend, Hq, client, client_trusting};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
@@ -110,6 +112,47 @@ async fn sigterm_stops_the_server_cleanly(backend: Backend) {
     let health = client().get(server.at("/v1/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(server.terminate(), "exit status after SIGTERM");
+}
+
+/// PostgreSQL goes away under a running server (connections cut, new ones refused):
+/// pushes and health answer 503, nothing is half-applied, and the server carries on
+/// once the database is back.
+#[tokio::test]
+async fn a_database_outage_answers_503_and_the_server_recovers() {
+    if !Backend::Postgres.enabled() {
+        return;
+    }
+    let hq = Backend::Postgres.hq();
+    let token = hq.add_terminal("store-1", "till-1");
+    let server = hq.start();
+    let http = client();
+    let body = |seq| common::push_body("store-1", "till-1", vec![common::sale(seq, CARD, 0)]);
+    assert_eq!(common::push(&http, &server, &token, &body(1)).await.0, 200);
+    let common::Database::Postgres(db) = &hq.db else {
+        unreachable!("a PostgreSQL HQ")
+    };
+    db.admin_execute(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';",
+    )
+    .await
+    .unwrap();
+    let health = http.get(server.at("/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    // The first request may still meet a pooled connection that died just now;
+    // either way the answer is 503, never 500.
+    for _ in 0..2 {
+        let (status, answer) = common::push(&http, &server, &token, &body(2)).await;
+        assert_eq!((status, common::code(&answer)), (503, "unavailable"));
+    }
+    db.admin_execute("ALTER DATABASE {db} ALLOW_CONNECTIONS true")
+        .await
+        .unwrap();
+    let health = http.get(server.at("/v1/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, answer) = common::push(&http, &server, &token, &body(2)).await;
+    assert_eq!((status, answer["acked_through"].as_u64()), (200, Some(2)));
+    hq.ok(&["verify"]);
 }
 
 on_every_backend!(

@@ -145,4 +145,15 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
     }
+
+    #[test]
+    fn an_unavailable_database_is_503_and_a_broken_one_500() {
+        let busy = ApiError::from(StoreError::Unavailable("still conflicting".into()));
+        assert_eq!(
+            busy.status_and_code(),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        let broken = ApiError::from(StoreError::Corrupt("bad row".into()));
+        assert_eq!(broken.status_and_code().1, "internal");
+    }
 }

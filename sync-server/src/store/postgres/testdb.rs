@@ -141,6 +141,18 @@ impl TestDatabase {
         on_own_runtime(self.execute(sql))
     }
 
+    /// Runs `sql` on the maintenance database, with `{db}` replaced by this
+    /// database's name (tests that take the database away: `ALTER DATABASE {db}
+    /// ALLOW_CONNECTIONS false`).
+    pub async fn admin_execute(&self, sql: &str) -> Result<(), TestDbError> {
+        let sql = sql.replace("{db}", &self.name);
+        let admin = connect(&self.admin_url).await?;
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|source| TestDbError::Sql { sql, source })
+    }
+
     /// A client on the database, for tests that hold a transaction open themselves.
     pub async fn client(&self) -> Result<tokio_postgres::Client, TestDbError> {
         connect(&self.url).await
