@@ -4,11 +4,10 @@
 //! only the `ca_file` when one is configured (a private HQ CA should not widen trust
 //! to every public CA, nor the other way round).
 
+use crate::journal::entries::StoredEntry;
 use config::agent::SyncSection;
-use protocol::journal::JournalEntry;
 use protocol::wire::{
-    ErrorBody, LiveBalanceResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest,
-    PushResponse,
+    ErrorBody, LiveBalanceResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushResponse,
 };
 use protocol::{CardId, Seq, StoreId, TerminalId};
 use rustls_pki_types::CertificateDer;
@@ -114,15 +113,11 @@ impl HqClient {
         })
     }
 
-    /// Pushes entries (consecutive `seq`, oldest first).
-    pub async fn push(&self, entries: Vec<JournalEntry>) -> Result<PushResponse, HqError> {
-        let body = PushRequest {
-            protocol: PROTOCOL_VERSION,
-            store_id: self.store.clone(),
-            terminal_id: self.terminal.clone(),
-            entries,
-        };
-        let json = serde_json::to_vec(&body).map_err(|e| HqError::Protocol(e.to_string()))?;
+    /// Pushes entries (consecutive `seq`, oldest first), given as the journal stored
+    /// them. The body is a `PushRequest`, assembled around the stored JSON so that a
+    /// backlog of thousands of entries is not parsed and re-encoded on the till.
+    pub async fn push(&self, entries: &[StoredEntry]) -> Result<PushResponse, HqError> {
+        let json = push_body(&self.store, &self.terminal, entries)?;
         let mut req = self
             .http
             .post(format!("{}/v1/sync/push", self.base))
@@ -211,6 +206,30 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
     }
 }
 
+/// The JSON of a `PushRequest` whose entries are already-encoded `JournalEntry`s.
+fn push_body(
+    store: &StoreId,
+    terminal: &TerminalId,
+    entries: &[StoredEntry],
+) -> Result<Vec<u8>, HqError> {
+    let encode_err = |e: serde_json::Error| HqError::Protocol(e.to_string());
+    let size: usize = entries.iter().map(|e| e.json.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 128);
+    out.extend_from_slice(format!("{{\"protocol\":{PROTOCOL_VERSION},\"store_id\":").as_bytes());
+    out.extend(serde_json::to_vec(store).map_err(encode_err)?);
+    out.extend_from_slice(b",\"terminal_id\":");
+    out.extend(serde_json::to_vec(terminal).map_err(encode_err)?);
+    out.extend_from_slice(b",\"entries\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e.json.as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 4),
@@ -255,4 +274,51 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, SetupE
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::journal::{EntryBody, JournalEntry, WelcomeEntry};
+    use protocol::wire::PushRequest;
+
+    #[test]
+    fn the_assembled_push_body_is_the_push_request_of_the_stored_entries() {
+        let entries: Vec<JournalEntry> = (1..=3)
+            .map(|seq| JournalEntry {
+                id: uuid::Uuid::from_u128(seq),
+                seq: Seq(seq as u64),
+                at: time::macros::datetime!(2026-11-24 10:00 UTC),
+                rules_version: 2,
+                body: EntryBody::Welcome(WelcomeEntry {
+                    card: CardId::parse("4006381333931").unwrap(),
+                    points: protocol::Points(5),
+                }),
+            })
+            .collect();
+        let stored: Vec<StoredEntry> = entries
+            .iter()
+            .map(|e| StoredEntry {
+                seq: e.seq,
+                json: serde_json::to_string(e).unwrap(),
+            })
+            .collect();
+        let store = StoreId::parse("store-1").unwrap();
+        let terminal = TerminalId::parse("till-1").unwrap();
+        let body = push_body(&store, &terminal, &stored).unwrap();
+        let parsed: PushRequest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            parsed,
+            PushRequest {
+                protocol: PROTOCOL_VERSION,
+                store_id: store,
+                terminal_id: terminal,
+                entries,
+            }
+        );
+        let empty: PushRequest =
+            serde_json::from_slice(&push_body(&parsed.store_id, &parsed.terminal_id, &[]).unwrap())
+                .unwrap();
+        assert!(empty.entries.is_empty());
+    }
 }

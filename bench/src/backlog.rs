@@ -1,14 +1,15 @@
 //! Catch-up after an outage: a till whose journal holds a backlog of offline entries
-//! pushes it to a real `sync-server` on SQLite (both real binaries), timed from the
-//! agent being ready to HQ having acknowledged everything.
+//! pushes it to a real `sync-server` (both real binaries), timed from the agent being
+//! ready to HQ having acknowledged everything. Beside it, the limit: the same entry
+//! rows written raw into the same schema, with no ledger work at all.
 
-use crate::workload;
+use crate::hq::HqDb;
 use e2e::agent::{Agent, sync_config};
-use e2e::server::Server;
 use e2e::wait_for;
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use sync_server::bench::raw::Baseline;
 
 /// Writes `n` offline sales into a fresh journal for store-1/till-1 in `dir`.
 pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
@@ -18,22 +19,23 @@ pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
         &StoreId::parse("store-1")?,
         &TerminalId::parse("till-1")?,
     )?;
+    let now = time::OffsetDateTime::now_utc();
     let mut seq = 0;
     while seq < n {
         let tx = conn.transaction()?;
         for _ in 0..1_000.min(n - seq) {
             seq += 1;
-            let body = workload::sale_body("till-1", seq)?;
-            agent::journal::entries::append(&tx, body, time::OffsetDateTime::now_utc(), 0)?;
+            let body = sync_server::bench::sale("till-1", seq, now)?.body;
+            agent::journal::entries::append(&tx, body, now, 0)?;
         }
         tx.commit()?;
     }
     Ok(())
 }
 
-/// Entries per second from agent start to HQ having acknowledged all `n`.
-pub fn measure(dir: &Path, n: u64, batch_size: u32) -> anyhow::Result<f64> {
-    let server = Server::start(&dir.join("hq"), "");
+/// Entries per second from agent start to HQ (on `db`) having acknowledged all `n`.
+pub fn agent_to_hq(dir: &Path, db: &HqDb, n: u64, batch_size: u32) -> anyhow::Result<f64> {
+    let server = db.start_server(&dir.join("hq"));
     let token = server.add_terminal("store-1", "till-1");
     let adir = dir.join("till");
     write_backlog(&adir, n)?;
@@ -47,11 +49,44 @@ pub fn measure(dir: &Path, n: u64, batch_size: u32) -> anyhow::Result<f64> {
     );
     let agent = Agent::start(&adir, &config);
     let started = Instant::now();
-    wait_for(Duration::from_secs(900), "the backlog to drain", || {
+    wait_for(Duration::from_secs(1_800), "the backlog to drain", || {
         let h = agent.health();
         (h["queue_depth"] == 0 && h["acked_through"] == n).then_some(())
     });
     let rate = n as f64 / started.elapsed().as_secs_f64();
     server.assert_verify();
     Ok(rate)
+}
+
+/// Entries per second of raw batched writes of the same rows into the same schema:
+/// (name, rate) per baseline.
+pub fn raw_limits(dir: &Path, db: &HqDb, n: u64, batch: u64) -> anyhow::Result<Vec<(String, f64)>> {
+    std::fs::create_dir_all(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let journal = sync_server::bench::journal("till-1", n)?;
+    let size = usize::try_from(batch)?;
+    let mut out = Vec::new();
+    let baselines: Vec<Baseline> = match db {
+        HqDb::Sqlite => vec![Baseline::SqliteInsert],
+        HqDb::Postgres(_) => vec![Baseline::PgInsert, Baseline::PgCopy],
+    };
+    for (i, baseline) in baselines.into_iter().enumerate() {
+        // Each baseline writes into its own empty database.
+        let fresh = match (i, db) {
+            (0, _) | (_, HqDb::Sqlite) => None,
+            (_, HqDb::Postgres(_)) => Some(HqDb::postgres().map_err(|e| anyhow::anyhow!(e))?),
+        };
+        let target = fresh
+            .as_ref()
+            .unwrap_or(db)
+            .target(&dir.join(format!("raw-{i}.db")));
+        let secs = rt.block_on(sync_server::bench::raw::write(
+            baseline, &target, &journal, size,
+        ))?;
+        out.push((baseline.to_string(), n as f64 / secs));
+    }
+    Ok(out)
 }

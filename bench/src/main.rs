@@ -5,10 +5,10 @@
 
 mod agent_sales;
 mod backlog;
+mod hq;
 mod push_load;
 mod scan_latency;
 mod sqlite_limit;
-mod workload;
 
 use anyhow::Context;
 use clap::Parser;
@@ -120,44 +120,84 @@ fn main() -> anyhow::Result<()> {
     ));
 
     let backlog_n = if q { 20_000 } else { 100_000 };
-    let backlog = backlog::measure(&work.path().join("backlog"), backlog_n, 500)?;
-    figures.insert("sync_backlog_entries".into(), json!(backlog_n));
-    figures.insert("sync_backlog_entries_per_s".into(), json!(round(backlog)));
-    table.push(row(
-        "backlog sync entries/s (SQLite HQ)",
-        backlog,
-        "raw insert: see below",
-        0.0,
-        None,
-        "agent -> HQ, batches of 500",
-    ));
-
     let (terminals, rounds) = if q { (500, 4) } else { (500, 20) };
-    let push = push_load::measure(&work.path().join("push"), terminals, rounds, 10)?;
+    figures.insert("sync_backlog_entries".into(), json!(backlog_n));
     figures.insert("server_push_terminals".into(), json!(terminals));
-    figures.insert("server_pushes".into(), json!(push.pushes));
-    figures.insert(
-        "server_push_entries_per_s".into(),
-        json!(round(push.entries_per_s)),
-    );
-    figures.insert("server_push_p50_ms".into(), json!(round3(push.p50_ms)));
-    figures.insert("server_push_p99_ms".into(), json!(round3(push.p99_ms)));
-    table.push(row(
-        "500 terminals: entries/s",
-        push.entries_per_s,
-        "",
-        0.0,
-        None,
-        "pushes of 10 entries",
-    ));
-    table.push(row(
-        "500 terminals: push p99 (ms)",
-        push.p99_ms,
-        "p50 (ms)",
-        push.p50_ms,
-        None,
-        "",
-    ));
+    // Each measurement gets a fresh, empty database.
+    let mut backends: Vec<(&str, fn() -> Result<hq::HqDb, String>, usize)> =
+        vec![("", || Ok(hq::HqDb::Sqlite), 1)];
+    match hq::HqDb::postgres() {
+        Ok(_) => backends.push(("pg_", hq::HqDb::postgres, 2)),
+        Err(why) => println!("PostgreSQL not reachable ({why}): PostgreSQL figures left out"),
+    }
+    for (prefix, fresh_db, instances) in &backends {
+        let fresh = || fresh_db().map_err(|e| anyhow::anyhow!(e));
+        let name = if prefix.is_empty() {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
+        let dir = work.path().join(format!("{name}-hq"));
+        let backlog = backlog::agent_to_hq(&dir.join("backlog"), &fresh()?, backlog_n, 500)?;
+        let raws = backlog::raw_limits(&dir.join("raw"), &fresh()?, backlog_n, 500)?;
+        figures.insert(
+            format!("{prefix}sync_backlog_entries_per_s"),
+            json!(round(backlog)),
+        );
+        for (baseline, rate) in &raws {
+            let key = if baseline.contains("COPY") || baseline.contains("copy") {
+                format!("{prefix}server_raw_copy_entries_per_s")
+            } else {
+                format!("{prefix}server_raw_insert_entries_per_s")
+            };
+            figures.insert(key, json!(round(*rate)));
+            table.push(Row {
+                what: format!("backlog sync entries/s ({name} HQ)"),
+                value: backlog,
+                limit_name: format!("raw {baseline}"),
+                limit: *rate,
+                ratio: Some(backlog / rate),
+                note: format!("{backlog_n} entries, agent -> HQ, batches of 500"),
+            });
+        }
+        let push = push_load::measure(
+            &dir.join("push"),
+            &fresh()?,
+            *instances,
+            terminals,
+            rounds,
+            10,
+        )?;
+        figures.insert(
+            format!("{prefix}server_push_entries_per_s"),
+            json!(round(push.entries_per_s)),
+        );
+        figures.insert(
+            format!("{prefix}server_push_p50_ms"),
+            json!(round3(push.p50_ms)),
+        );
+        figures.insert(
+            format!("{prefix}server_push_p99_ms"),
+            json!(round3(push.p99_ms)),
+        );
+        figures.insert(format!("{prefix}server_pushes"), json!(push.pushes));
+        table.push(row(
+            &format!("{terminals} terminals, {name} ({instances} inst.): entries/s"),
+            push.entries_per_s,
+            "",
+            0.0,
+            None,
+            "pushes of 10 entries, back to back",
+        ));
+        table.push(row(
+            &format!("{terminals} terminals, {name}: push p99 (ms)"),
+            push.p99_ms,
+            "p50 (ms)",
+            push.p50_ms,
+            None,
+            "",
+        ));
+    }
 
     figures.insert("machine".into(), json!(machine()));
     figures.insert("quick".into(), json!(args.quick));
@@ -178,35 +218,35 @@ fn round3(x: f64) -> f64 {
 }
 
 struct Row {
-    what: &'static str,
+    what: String,
     value: f64,
-    limit_name: &'static str,
+    limit_name: String,
     limit: f64,
     ratio: Option<f64>,
-    note: &'static str,
+    note: String,
 }
 
 fn row(
-    what: &'static str,
+    what: &str,
     value: f64,
-    limit_name: &'static str,
+    limit_name: &str,
     limit: f64,
     ratio: Option<f64>,
-    note: &'static str,
+    note: &str,
 ) -> Row {
     Row {
-        what,
+        what: what.to_owned(),
         value,
-        limit_name,
+        limit_name: limit_name.to_owned(),
         limit,
         ratio,
-        note,
+        note: note.to_owned(),
     }
 }
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<34} {:>12}   {:<28} {:>12} {:>8}  note",
+        "{:<44} {:>12}   {:<26} {:>12} {:>8}  note",
         "figure", "value", "limit", "limit value", "ratio"
     );
     for r in rows {
@@ -214,16 +254,27 @@ fn print_table(rows: &[Row]) {
             .ratio
             .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0));
         println!(
-            "{:<34} {:>12.2}   {:<28} {:>12.2} {:>8}  {}",
+            "{:<44} {:>12.2}   {:<26} {:>12.2} {:>8}  {}",
             r.what, r.value, r.limit_name, r.limit, ratio, r.note
         );
     }
 }
 
-/// Builds the release binaries the benchmark starts (a no-op when up to date).
+/// Builds the release binaries the benchmark starts (a no-op when up to date). The
+/// package set matches `cargo run -p pos-bench`, so features unify the same way and
+/// nothing is rebuilt.
 fn build_binaries() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
+    let mut cmd = std::process::Command::new(cargo);
+    // Variables `cargo run` sets for this process would change build-script
+    // fingerprints and make the inner build recompile half the tree each time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && !matches!(key.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            cmd.env_remove(&key);
+        }
+    }
+    let status = cmd
         .args([
             "build",
             "--release",

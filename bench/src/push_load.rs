@@ -1,14 +1,14 @@
-//! Many terminals at once: `terminals` simulated tills each push small batches to a
-//! real `sync-server` concurrently, each waiting for its answer before the next push
-//! (as the agent does). Throughput and push latency percentiles.
+//! Many terminals at once: `terminals` simulated tills each push small batches to
+//! real `sync-server` processes concurrently, each waiting for its answer before the
+//! next push (as the agent does). Throughput and push latency percentiles.
 
-use crate::workload;
-use e2e::server::Server;
+use crate::hq::HqDb;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use sync_server::bench::Target;
 
 /// The figures.
 pub struct PushFigures {
@@ -22,23 +22,24 @@ pub struct PushFigures {
     pub pushes: usize,
 }
 
-/// Enrolls `n` terminals directly in the database (the CLI would start `n` processes).
-fn enroll(db: &Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+/// Enrolls `n` terminals directly in the database (the CLI would start `n` processes);
+/// returns (store id, token) per terminal `till-{i}`.
+fn enroll(target: &Target, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = sync_server::store::sqlite::SqliteStore::open(db).await?;
+        let store = target.open().await?;
         let clock = sync_server::clock::Clock::default();
         let mut tokens = Vec::with_capacity(n);
         for i in 0..n {
-            let terminal = format!("till-{i}");
+            let store_id = format!("store-{}", i % 50);
             let mut out = Vec::new();
             sync_server::admin::terminal_add(
-                &store,
+                store.as_ref(),
                 clock,
-                &StoreId::parse(&format!("store-{}", i % 50))?,
-                &TerminalId::parse(&terminal)?,
+                &StoreId::parse(&store_id)?,
+                &TerminalId::parse(&format!("till-{i}"))?,
                 false,
                 &mut out,
             )
@@ -49,36 +50,55 @@ fn enroll(db: &Path, n: usize) -> anyhow::Result<Vec<(String, String)>> {
                 .unwrap_or_default()
                 .trim()
                 .to_owned();
-            tokens.push((format!("store-{}", i % 50), token));
+            tokens.push((store_id, token));
         }
         Ok(tokens)
     })
 }
 
-/// Runs the load: `terminals` tills, `rounds` pushes each of `batch` entries.
+/// Runs the load: `terminals` tills, `rounds` pushes each of `batch` entries, spread
+/// over `instances` sync-server processes on the one database (as behind a load
+/// balancer).
 pub fn measure(
     dir: &Path,
+    db: &HqDb,
+    instances: usize,
     terminals: usize,
     rounds: u64,
     batch: u64,
 ) -> anyhow::Result<PushFigures> {
-    let hq_dir = dir.join("hq");
-    std::fs::create_dir_all(&hq_dir)?;
-    let tokens = enroll(&hq_dir.join("hq.db"), terminals)?;
-    let server = Server::start(&hq_dir, "");
-    let url = format!("{}/v1/sync/push", server.base);
+    let dirs: Vec<_> = (0..instances.max(1))
+        .map(|i| dir.join(format!("hq-{i}")))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d)?;
+    }
+    let sqlite_file = dirs[0].join("hq.db");
+    let tokens = enroll(&db.target(&sqlite_file), terminals)?;
+    let servers: Vec<_> = dirs
+        .iter()
+        .map(|d| match db {
+            // Every SQLite instance uses the one file the terminals were enrolled in.
+            HqDb::Sqlite => {
+                e2e::server::Server::start_on(d, &format!("sqlite:{}", sqlite_file.display()), "")
+            }
+            HqDb::Postgres(_) => db.start_server(d),
+        })
+        .collect();
     let barrier = Arc::new(Barrier::new(terminals + 1));
     let mut threads = Vec::new();
     for (i, (store, token)) in tokens.into_iter().enumerate() {
-        let (url, barrier) = (url.clone(), barrier.clone());
+        let url = format!("{}/v1/sync/push", servers[i % servers.len()].base);
+        let barrier = barrier.clone();
         threads.push(std::thread::spawn(
             move || -> anyhow::Result<Vec<Duration>> {
                 let terminal = format!("till-{i}");
+                let now = time::OffsetDateTime::now_utc();
                 let bodies: Vec<String> = (0..rounds)
                     .map(|r| {
                         let entries = (1..=batch)
-                            .map(|k| workload::entry(&terminal, r * batch + k))
-                            .collect::<anyhow::Result<Vec<_>>>()?;
+                            .map(|k| sync_server::bench::sale(&terminal, r * batch + k, now))
+                            .collect::<Result<Vec<_>, _>>()?;
                         Ok(serde_json::to_string(&PushRequest {
                             protocol: PROTOCOL_VERSION,
                             store_id: StoreId::parse(&store)?,
@@ -89,7 +109,7 @@ pub fn measure(
                     .collect::<anyhow::Result<_>>()?;
                 let client = ureq::Agent::new_with_config(
                     ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(60)))
+                        .timeout_global(Some(Duration::from_secs(120)))
                         .build(),
                 );
                 barrier.wait();
@@ -117,7 +137,7 @@ pub fn measure(
         );
     }
     let secs = started.elapsed().as_secs_f64();
-    server.assert_verify();
+    servers[0].assert_verify();
     all.sort();
     let pct = |p: usize| all[(all.len() * p / 100).min(all.len() - 1)].as_secs_f64() * 1000.0;
     Ok(PushFigures {

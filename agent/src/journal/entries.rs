@@ -63,21 +63,31 @@ pub fn append(
     Ok(entry)
 }
 
-/// Reads entries with `seq > after`, oldest first, at most `limit`.
+/// Entries as stored: `seq` and the entry's JSON, exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Sequence number.
+    pub seq: Seq,
+    /// The `JournalEntry` JSON.
+    pub json: String,
+}
+
+/// Reads entries with `seq > after`, oldest first, at most `limit`, as stored: the
+/// sync client sends them as they are, without parsing and re-encoding each one.
 pub fn read_after(
     conn: &Connection,
     after: Seq,
     limit: u32,
-) -> Result<Vec<JournalEntry>, JournalError> {
+) -> Result<Vec<StoredEntry>, JournalError> {
     let mut stmt =
-        conn.prepare_cached("SELECT body FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    let rows = stmt.query_map(params![after.get(), limit], |r| r.get::<_, String>(0))?;
-    let mut out = Vec::new();
-    for body in rows {
-        let body = body?;
-        out.push(serde_json::from_str(&body).map_err(JournalError::data)?);
-    }
-    Ok(out)
+        conn.prepare_cached("SELECT seq, body FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+    let rows = stmt.query_map(params![after.get(), limit], |r| {
+        Ok(StoredEntry {
+            seq: Seq(r.get(0)?),
+            json: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The highest `seq` written (0 for an empty journal).

@@ -136,7 +136,7 @@ async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, Sy
             return Ok(total);
         }
         let last = batch_entries.last().map_or(acked, |e| e.seq);
-        match hq.push(batch_entries).await {
+        match hq.push(&batch_entries).await {
             Ok(resp) => {
                 let now = state.clock.now();
                 let outcome = state
