@@ -124,8 +124,7 @@ fn main() -> anyhow::Result<()> {
     figures.insert("sync_backlog_entries".into(), json!(backlog_n));
     figures.insert("server_push_terminals".into(), json!(terminals));
     // Each measurement gets a fresh, empty database.
-    let mut backends: Vec<(&str, fn() -> Result<hq::HqDb, String>, usize)> =
-        vec![("", || Ok(hq::HqDb::Sqlite), 1)];
+    let mut backends: Vec<(&str, FreshDb, usize)> = vec![("", || Ok(hq::HqDb::Sqlite), 1)];
     match hq::HqDb::postgres() {
         Ok(_) => backends.push(("pg_", hq::HqDb::postgres, 2)),
         Err(why) => println!("PostgreSQL not reachable ({why}): PostgreSQL figures left out"),
@@ -208,6 +207,9 @@ fn main() -> anyhow::Result<()> {
     println!("\nwrote {}", args.out.display());
     Ok(())
 }
+
+/// Makes a fresh, empty HQ database for one measurement.
+type FreshDb = fn() -> Result<hq::HqDb, String>;
 
 fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
