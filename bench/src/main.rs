@@ -166,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             terminals,
             rounds,
             10,
+            None,
         )?;
         figures.insert(
             format!("{prefix}server_push_entries_per_s"),
@@ -186,7 +187,7 @@ fn main() -> anyhow::Result<()> {
             "",
             0.0,
             None,
-            "pushes of 10 entries, back to back",
+            "pushes of 10 entries, back to back (saturation)",
         ));
         table.push(row(
             &format!("{terminals} terminals, {name}: push p99 (ms)"),
@@ -194,7 +195,32 @@ fn main() -> anyhow::Result<()> {
             "p50 (ms)",
             push.p50_ms,
             None,
-            "",
+            "queueing at saturation",
+        ));
+        let paced = push_load::measure(
+            &dir.join("push-paced"),
+            &fresh()?,
+            *instances,
+            terminals,
+            rounds,
+            10,
+            Some(Duration::from_secs(1)),
+        )?;
+        figures.insert(
+            format!("{prefix}server_push_paced_p50_ms"),
+            json!(round3(paced.p50_ms)),
+        );
+        figures.insert(
+            format!("{prefix}server_push_paced_p99_ms"),
+            json!(round3(paced.p99_ms)),
+        );
+        table.push(row(
+            &format!("{terminals} terminals, {name}: paced push p99 (ms)"),
+            paced.p99_ms,
+            "p50 (ms)",
+            paced.p50_ms,
+            None,
+            "each till pushes 10 entries once a second",
         ));
     }
 

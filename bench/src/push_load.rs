@@ -58,7 +58,8 @@ fn enroll(target: &Target, n: usize) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Runs the load: `terminals` tills, `rounds` pushes each of `batch` entries, spread
 /// over `instances` sync-server processes on the one database (as behind a load
-/// balancer).
+/// balancer). With `pace`, each till pushes once per `pace`, the tills spread evenly
+/// over the period as real ones are; without, back to back (saturation).
 pub fn measure(
     dir: &Path,
     db: &HqDb,
@@ -66,6 +67,7 @@ pub fn measure(
     terminals: usize,
     rounds: u64,
     batch: u64,
+    pace: Option<Duration>,
 ) -> anyhow::Result<PushFigures> {
     let dirs: Vec<_> = (0..instances.max(1))
         .map(|i| dir.join(format!("hq-{i}")))
@@ -113,8 +115,14 @@ pub fn measure(
                         .build(),
                 );
                 barrier.wait();
+                let start = Instant::now();
+                let offset = pace.map(|p| p.mul_f64(i as f64 / terminals as f64));
                 let mut latencies = Vec::with_capacity(bodies.len());
-                for body in bodies {
+                for (round, body) in bodies.into_iter().enumerate() {
+                    if let (Some(p), Some(o)) = (pace, offset) {
+                        let due = start + o + p * u32::try_from(round).unwrap_or(u32::MAX);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
                     let started = Instant::now();
                     client
                         .post(&url)
