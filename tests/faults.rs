@@ -66,9 +66,7 @@ fn journal_card_sum(dir: &Path) -> i64 {
 }
 
 fn hq_balance(server: &Server, token: &str) -> i64 {
-    let r = http::get_hq(&format!("{}/v1/cards/{CARD}", server.base), token);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["balance"]["balance"].as_i64().unwrap()
+    server.balance(token, CARD)["balance"].as_i64().unwrap()
 }
 
 #[test]
@@ -320,16 +318,7 @@ fn a_damaged_journal_is_refused_at_start_and_left_as_it_was() {
         *b = 0x5A;
     }
     std::fs::write(&path, &bytes).unwrap();
-    let out = std::process::Command::new(e2e::bin("pos-agent"))
-        .arg("run")
-        .arg("--config")
-        .arg(adir.join("agent.toml"))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = e2e::agent::run_refused(&adir);
     assert!(
         stderr.contains("not a usable pos-agent journal"),
         "{stderr}"

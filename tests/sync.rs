@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::agent::{Agent, sale_body, sync_config};
-use e2e::http;
 use e2e::proxy::{Fault, Proxy};
 use e2e::server::Server;
 use e2e::{temp_dir, wait_for};
@@ -16,9 +15,7 @@ const CARD_B: &str = "5901234123457";
 
 /// HQ's live balance of `card`, asked with `token`.
 fn hq_balance(server: &Server, token: &str, card: &str) -> Value {
-    let r = http::get_hq(&format!("{}/v1/cards/{card}", server.base), token);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["balance"].clone()
+    server.balance(token, card)
 }
 
 struct Setup {
@@ -28,28 +25,44 @@ struct Setup {
     agent: Agent,
 }
 
-/// A server, and an agent syncing with it (through `proxy` when given).
-fn setup(extra_agent_config: &str, via: Option<&dyn Fn(&Server) -> String>) -> Setup {
+/// A server, and an agent syncing with it directly.
+fn setup(extra_agent_config: &str) -> Setup {
+    setup_on(extra_agent_config, false).0
+}
+
+/// A server, and an agent syncing with it through a fault-injecting proxy.
+fn setup_with_proxy(extra_agent_config: &str) -> (Setup, Proxy) {
+    let (s, proxy) = setup_on(extra_agent_config, true);
+    (s, proxy.expect("a proxy was asked for"))
+}
+
+fn setup_on(extra_agent_config: &str, proxied: bool) -> (Setup, Option<Proxy>) {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("hq"), "");
     let token = server.add_terminal("store-1", "till-1");
-    let url = via.map_or_else(|| server.base.clone(), |f| f(&server));
+    let proxy = proxied.then(|| Proxy::start(server.base.trim_start_matches("http://")));
+    let url = proxy
+        .as_ref()
+        .map_or_else(|| server.base.clone(), Proxy::url);
     let adir = dir.path().join("till-1");
     let agent = Agent::start(
         &adir,
         &sync_config(&adir, "store-1", "till-1", &url, &token, extra_agent_config),
     );
-    Setup {
-        _dir: dir,
-        server,
-        token,
-        agent,
-    }
+    (
+        Setup {
+            _dir: dir,
+            server,
+            token,
+            agent,
+        },
+        proxy,
+    )
 }
 
 #[test]
 fn sales_reach_hq_once_and_hq_balances_flow_back_to_the_till() {
-    let s = setup("", None);
+    let s = setup("");
     s.agent.sell("R-1", Some(CARD), 100_000, 0); // +50
     s.agent.sell("R-2", Some(CARD), 20_000, 0); // +10
     s.agent.sell("R-3", None, 5_000, 0); // anonymous
@@ -76,17 +89,7 @@ fn sales_reach_hq_once_and_hq_balances_flow_back_to_the_till() {
 
 #[test]
 fn selling_goes_on_while_hq_is_down_and_catches_up_when_it_is_back() {
-    let proxy_cell = std::cell::OnceCell::new();
-    let s = setup(
-        "",
-        Some(&|server: &Server| {
-            let p = Proxy::start(server.base.trim_start_matches("http://"));
-            let url = p.url();
-            let _ = proxy_cell.set(p);
-            url
-        }),
-    );
-    let proxy = proxy_cell.get().unwrap();
+    let (s, proxy) = setup_with_proxy("");
     s.agent.wait_synced();
     proxy.set(Fault::Refuse);
     for i in 0..20 {
@@ -111,17 +114,7 @@ fn selling_goes_on_while_hq_is_down_and_catches_up_when_it_is_back() {
 
 #[test]
 fn a_lost_answer_after_hq_committed_is_not_applied_twice() {
-    let proxy_cell = std::cell::OnceCell::new();
-    let s = setup(
-        "",
-        Some(&|server: &Server| {
-            let p = Proxy::start(server.base.trim_start_matches("http://"));
-            let url = p.url();
-            let _ = proxy_cell.set(p);
-            url
-        }),
-    );
-    let proxy = proxy_cell.get().unwrap();
+    let (s, proxy) = setup_with_proxy("");
     s.agent.wait_synced();
     proxy.set(Fault::DropResponse);
     for i in 0..5 {
@@ -147,17 +140,7 @@ fn a_lost_answer_after_hq_committed_is_not_applied_twice() {
 
 #[test]
 fn an_agent_killed_between_push_and_ack_resends_without_doubling() {
-    let proxy_cell = std::cell::OnceCell::new();
-    let mut s = setup(
-        "",
-        Some(&|server: &Server| {
-            let p = Proxy::start(server.base.trim_start_matches("http://"));
-            let url = p.url();
-            let _ = proxy_cell.set(p);
-            url
-        }),
-    );
-    let proxy = proxy_cell.get().unwrap();
+    let (mut s, proxy) = setup_with_proxy("");
     s.agent.wait_synced();
     proxy.set(Fault::DropResponse);
     for i in 0..3 {
@@ -178,18 +161,7 @@ fn an_agent_killed_between_push_and_ack_resends_without_doubling() {
 
 #[test]
 fn a_server_killed_mid_backlog_loses_and_doubles_nothing() {
-    let proxy_cell = std::cell::OnceCell::new();
-    let mut s = setup(
-        "batch_size = 20\n",
-        Some(&|server: &Server| {
-            let p = Proxy::start(server.base.trim_start_matches("http://"));
-            let url = p.url();
-            let _ = proxy_cell.set(p);
-            url
-        }),
-    );
-    // Small batches (above) so the backlog takes many pushes.
-    let proxy = proxy_cell.get().unwrap();
+    let (mut s, proxy) = setup_with_proxy("batch_size = 20\n");
     proxy.set(Fault::Refuse);
     let sales = 300;
     for i in 0..sales {
@@ -378,18 +350,10 @@ fn pending_points_mature_and_unspent_points_expire_with_the_hq_job() {
 
 #[test]
 fn offline_caps_hold_while_hq_is_down() {
-    let proxy_cell = std::cell::OnceCell::new();
-    let s = setup(
+    let (s, proxy) = setup_with_proxy(
         "[offline]\nmax_redeem_per_card_per_day = 1000\nmax_redeem_per_terminal_per_day = 1200\n\
          max_redeem_per_receipt = 500\nmax_consecutive_per_card = 3\n",
-        Some(&|server: &Server| {
-            let p = Proxy::start(server.base.trim_start_matches("http://"));
-            let url = p.url();
-            let _ = proxy_cell.set(p);
-            url
-        }),
     );
-    let proxy = proxy_cell.get().unwrap();
     s.agent.sell("F-1", Some(CARD), 4_000_000, 0); // +2000
     s.agent.sell("F-2", Some(CARD_B), 4_000_000, 0); // +2000
     s.agent.wait_synced();
@@ -483,7 +447,7 @@ fn no_offline_redemption_once_hq_has_been_away_longer_than_max_offline_hours() {
 
 #[test]
 fn a_card_blocked_at_hq_is_refused_at_the_till() {
-    let s = setup("", None);
+    let s = setup("");
     s.agent.sell("X-1", Some(CARD), 20_000, 0);
     s.agent.wait_synced();
     s.server
@@ -543,7 +507,7 @@ fn offline_redemptions_at_two_stores_overdraw_a_card_and_hq_reports_it() {
 
 #[test]
 fn a_replaced_journal_halts_sync_instead_of_touching_hq() {
-    let mut s = setup("", None);
+    let mut s = setup("");
     s.agent.sell("J-1", Some(CARD), 20_000, 0);
     s.agent.sell("J-2", Some(CARD), 20_000, 0);
     s.agent.wait_synced();

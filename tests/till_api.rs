@@ -471,16 +471,7 @@ fn a_foreign_file_as_journal_is_refused_and_left_untouched() {
     let junk = b"this is somebody's spreadsheet, not a journal".repeat(100);
     std::fs::write(dir.path().join("journal.db"), &junk).unwrap();
     std::fs::write(dir.path().join("agent.toml"), Agent::standalone_config()).unwrap();
-    let out = std::process::Command::new(e2e::bin("pos-agent"))
-        .arg("run")
-        .arg("--config")
-        .arg(dir.path().join("agent.toml"))
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = e2e::agent::run_refused(dir.path());
     assert!(
         stderr.contains("not a usable pos-agent journal"),
         "{stderr}"

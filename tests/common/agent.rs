@@ -170,6 +170,24 @@ impl Drop for Agent {
     }
 }
 
+/// Runs `pos-agent run` with `dir/agent.toml` where it is expected to refuse to start;
+/// returns its stderr after asserting it failed.
+pub fn run_refused(dir: &Path) -> String {
+    let out = Command::new(bin("pos-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .output()
+        .expect("run pos-agent");
+    assert!(
+        !out.status.success(),
+        "pos-agent started but should have refused"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A one-line receipt body.
 pub fn sale_body(receipt: &str, card: Option<&str>, amount_minor: i64, redeem: i64) -> Value {
     json!({

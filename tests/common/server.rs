@@ -154,6 +154,14 @@ impl Server {
         self.admin_ok(&["rules", "set", file.to_str().unwrap()]);
     }
 
+    /// HQ's live balance of `card` (`{card, balance, pending, …}`), asked as the
+    /// terminal whose token is `token`.
+    pub fn balance(&self, token: &str, card: &str) -> serde_json::Value {
+        let r = super::http::get_hq(&format!("{}/v1/cards/{card}", self.base), token);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["balance"].clone()
+    }
+
     /// Asserts that `sync-server verify` passes.
     pub fn assert_verify(&self) {
         let out = self.admin(&["verify"]);
