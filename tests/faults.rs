@@ -329,3 +329,48 @@ fn a_damaged_journal_is_refused_at_start_and_left_as_it_was() {
         "the damaged journal was modified"
     );
 }
+
+#[test]
+fn a_scanner_unplugged_mid_frame_never_delivers_a_spliced_code() {
+    use e2e::scanner::{Listener, Scanner, scanner_toml, start_agent, wait_state};
+    let dir = temp_dir();
+    let server = Server::start(&dir.path().join("hq"), "");
+    let token = server.add_terminal("store-1", "till-1");
+    let adir = dir.path().join("till");
+    let link = dir.path().join("usb-Scanner_FAULT-if00");
+    let mut scanner = Scanner::plug_at(&link);
+    std::fs::create_dir_all(&adir).unwrap();
+    let config = sync_config(
+        &adir,
+        "store-1",
+        "till-1",
+        &server.base,
+        &token,
+        &scanner_toml("front", &link, ""),
+    );
+    let agent = start_agent(&adir, &config);
+    wait_state(&agent, "front", "connected");
+    let till = Listener::connect(&agent);
+    // The first eight digits of a valid EAN-13, then the cable is pulled.
+    scanner.send(b"40063813");
+    std::thread::sleep(Duration::from_millis(200));
+    scanner.unplug_at(&link);
+    wait_state(&agent, "front", "disconnected");
+    let mut scanner = Scanner::plug_at(&link);
+    wait_state(&agent, "front", "connected");
+    // The rest of that code after the replug: joined to the stale half it would be
+    // the valid 4006381333931; it must not be.
+    scanner.send(b"33931\r");
+    scanner.scan("5901234123457");
+    let event = till.next();
+    assert_eq!(
+        event["card"], "5901234123457",
+        "a spliced code reached the till: {event}"
+    );
+    // The till sells on the scanned card; it reaches HQ exactly once.
+    let (_, commit) = agent.sell("U-1", Some("5901234123457"), 20_000, 0);
+    assert_eq!(commit.status, 200);
+    agent.wait_synced();
+    assert_eq!(server.balance(&token, "5901234123457")["balance"], 10);
+    server.assert_verify();
+}
