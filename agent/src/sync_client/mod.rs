@@ -104,15 +104,17 @@ pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
     }
 }
 
-/// One round: push everything unacknowledged, then pull if due. Returns whether it pulled.
+/// One round: push everything unacknowledged, then pull if due. Returns whether it
+/// pulled. A push alone does not trigger a pull: the till's view already counts its own
+/// entries, and thousands of tills pulling after every sale would load HQ for nothing.
 async fn sync_round(
     state: &AppState,
     hq: &HqClient,
     batch: u32,
     pull_due: bool,
 ) -> Result<bool, SyncError> {
-    let pushed = push_all(state, hq, batch).await?;
-    if pull_due || pushed > 0 {
+    push_all(state, hq, batch).await?;
+    if pull_due {
         pull_all(state, hq).await?;
         return Ok(true);
     }
