@@ -180,7 +180,7 @@ async fn story(till: &Till, hq: &mut Hq, scanner: &mut VirtualScanner) -> anyhow
     let scan = wait_scan(till, "qr", Some(&last_at)).await?;
     say(&format!(
         "   phone shows {}... ({} chars); scan event {}",
-        &token[..12],
+        token.get(..12).unwrap_or(&token),
         token.len(),
         masked_scan(&scan)
     ));

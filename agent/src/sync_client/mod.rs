@@ -121,9 +121,8 @@ async fn sync_round(
     Ok(false)
 }
 
-/// Pushes batches until HQ holds every entry; returns how many were acknowledged.
-async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, SyncError> {
-    let mut total = 0u64;
+/// Pushes batches until HQ holds every entry.
+async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<(), SyncError> {
     let mut gap_retries = 0;
     loop {
         let pending = state
@@ -135,7 +134,7 @@ async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, Sy
             .await??;
         let (acked, batch_entries) = pending;
         if batch_entries.is_empty() {
-            return Ok(total);
+            return Ok(());
         }
         let last = batch_entries.last().map_or(acked, |e| e.seq);
         match hq.push(&batch_entries).await {
@@ -152,7 +151,6 @@ async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<u64, Sy
                     )));
                 }
                 let newly = resp.acked_through.get().saturating_sub(acked.get());
-                total += newly;
                 state.metrics.synced_entries.inc_by(newly);
                 if resp.acked_through < last {
                     return Err(SyncError::Halt(format!(

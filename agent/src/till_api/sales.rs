@@ -205,15 +205,15 @@ async fn record_return(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QuoteRequest {
-    #[serde(default)]
-    #[allow(dead_code)]
-    receipt_id: Option<ReceiptId>,
+    // The till may send its sale body as is: the receipt id and the points it means
+    // to redeem are checked like a sale's but play no part in a quote.
+    #[serde(default, rename = "receipt_id")]
+    _receipt_id: Option<ReceiptId>,
     #[serde(default)]
     card: Option<CardId>,
     lines: Vec<Line>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    redeem_points: Points,
+    #[serde(default, rename = "redeem_points")]
+    _redeem_points: Points,
 }
 
 /// `POST /v1/quote` answer.
@@ -257,19 +257,8 @@ async fn quote_receipt(
     let state_for_rules = view.as_ref().map(hold::card_state);
     let mut q = quote(&rules, &req.lines, state_for_rules.as_ref(), day)
         .map_err(|e| ApiError::bad_request("bad_request", e.to_string()))?;
-    let rule_cap = quote(
-        &rules,
-        &req.lines,
-        view.as_ref()
-            .map(|v| protocol::evaluate::CardState {
-                available: Points(i64::MAX),
-                tier: v.tier.clone(),
-            })
-            .as_ref(),
-        day,
-    )
-    .map(|q| q.max_redeem_points)
-    .unwrap_or(Points::ZERO);
+    // The rules' cap in points: the redeemable amount in whole points.
+    let rule_cap = Points(q.redeemable_minor.get() / rules.point_value_minor.get());
     let mut limited_by = if view.is_some() && q.max_redeem_points < rule_cap {
         "balance".to_owned()
     } else {

@@ -11,6 +11,7 @@ use crate::store::StoreError;
 use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
+use protocol::wire::CardBalance;
 use protocol::{CardId, Money, Points, StoreId, TerminalId};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -207,6 +208,30 @@ impl RulesCache {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(version, Arc::clone(&rules));
         Ok(rules)
+    }
+}
+
+/// What HQ tells a terminal about a card, as of `as_of`.
+pub fn card_balance(state: CardState, as_of: OffsetDateTime) -> CardBalance {
+    CardBalance {
+        card: state.card,
+        balance: state.balance,
+        pending: state.pending,
+        tier: state.tier,
+        blocked: state.blocked,
+        as_of,
+    }
+}
+
+/// A card HQ has never seen: zero everywhere, not blocked.
+pub fn unseen_card_balance(card: &CardId, as_of: OffsetDateTime) -> CardBalance {
+    CardBalance {
+        card: card.clone(),
+        balance: Points::ZERO,
+        pending: Points::ZERO,
+        tier: None,
+        blocked: false,
+        as_of,
     }
 }
 

@@ -26,13 +26,15 @@
 
 use super::rows::card_row;
 use super::{admin, rules, sql};
-use crate::store::encode::{CARD_COLUMNS, RulesCache, card, unsigned};
+use crate::store::encode::{
+    CARD_COLUMNS, RulesCache, card, card_balance, unseen_card_balance, unsigned,
+};
 use crate::store::{PullRequest, StoreError, TerminalIdentity};
 use deadpool_postgres::{Client, GenericClient, Transaction};
 use protocol::wire::{
-    BlockChange, CardBalance, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
+    BlockChange, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
 };
-use protocol::{CardId, Points, Seq};
+use protocol::{CardId, Seq};
 use time::OffsetDateTime;
 use tokio_postgres::IsolationLevel;
 
@@ -180,14 +182,7 @@ pub async fn pull(
             xid: r.try_get(0)?,
             card: state.card.as_str().to_owned(),
         });
-        balances.push(CardBalance {
-            card: state.card,
-            balance: state.balance,
-            pending: state.pending,
-            tier: state.tier,
-            blocked: state.blocked,
-            as_of: now,
-        });
+        balances.push(card_balance(state, now));
     }
     let more = i64::try_from(balances.len()).unwrap_or(i64::MAX) >= page;
     let next = match last {
@@ -254,25 +249,8 @@ pub async fn live_balance(
     .await?;
     tx.commit().await?;
     let balance = match row {
-        Some(row) => {
-            let s = card_row(&row, 0)?.into_state()?;
-            CardBalance {
-                card: s.card,
-                balance: s.balance,
-                pending: s.pending,
-                tier: s.tier,
-                blocked: s.blocked,
-                as_of: now,
-            }
-        }
-        None => CardBalance {
-            card: card_id.clone(),
-            balance: Points::ZERO,
-            pending: Points::ZERO,
-            tier: None,
-            blocked: false,
-            as_of: now,
-        },
+        Some(row) => card_balance(card_row(&row, 0)?.into_state()?, now),
+        None => unseen_card_balance(card_id, now),
     };
     Ok(LiveBalanceResponse {
         protocol: PROTOCOL_VERSION,

@@ -8,11 +8,12 @@
 use super::Inner;
 use super::rows::{CARD_COLUMNS, card_row, unsigned};
 use super::{admin, rules};
+use crate::store::encode::{card_balance, unseen_card_balance};
 use crate::store::{PullRequest, StoreError, TerminalIdentity};
 use protocol::wire::{
-    BlockChange, CardBalance, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
+    BlockChange, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
 };
-use protocol::{CardId, Points, Seq};
+use protocol::{CardId, Seq};
 use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
 
@@ -79,14 +80,7 @@ pub fn pull(
         while let Some(r) = rows.next()? {
             last_pos = r.get(0)?;
             let state = card_row(r, 1)?.into_state()?;
-            balances.push(CardBalance {
-                card: state.card,
-                balance: state.balance,
-                pending: state.pending,
-                tier: state.tier,
-                blocked: state.blocked,
-                as_of: now,
-            });
+            balances.push(card_balance(state, now));
         }
     }
     let more = i64::try_from(balances.len()).unwrap_or(i64::MAX) >= page;
@@ -133,25 +127,8 @@ pub fn live_balance(
         .optional()?;
     tx.commit()?;
     let balance = match row {
-        Some(row) => {
-            let s = row.into_state()?;
-            CardBalance {
-                card: s.card,
-                balance: s.balance,
-                pending: s.pending,
-                tier: s.tier,
-                blocked: s.blocked,
-                as_of: now,
-            }
-        }
-        None => CardBalance {
-            card: card.clone(),
-            balance: Points::ZERO,
-            pending: Points::ZERO,
-            tier: None,
-            blocked: false,
-            as_of: now,
-        },
+        Some(row) => card_balance(row.into_state()?, now),
+        None => unseen_card_balance(card, now),
     };
     Ok(LiveBalanceResponse {
         protocol: PROTOCOL_VERSION,
