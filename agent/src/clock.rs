@@ -1,49 +1,46 @@
-//! The agent's notion of "now".
+//! The agent's notion of "now": the shared [`config::clock::Clock`] (system time plus
+//! the test offset `LOYALTY_CLOCK_OFFSET_SECS`, read in one place for both binaries)
+//! and the store's UTC offset for day boundaries.
 //!
 //! Everything that depends on time (store days for the offline caps, hold timeouts,
-//! token expiry, how long HQ has been unreachable) reads it here. The offset from the
-//! environment variable `LOYALTY_CLOCK_OFFSET_SECS` exists so end-to-end tests can
-//! start the real binary "tomorrow" without sleeping; it is 0 in production.
+//! token expiry, how long HQ has been unreachable) reads it here.
 
 use time::{Date, OffsetDateTime, UtcOffset};
 
-/// Name of the environment variable holding the clock offset in seconds.
-pub const OFFSET_ENV: &str = "LOYALTY_CLOCK_OFFSET_SECS";
-
-/// System time plus a fixed offset, and the store's UTC offset for day boundaries.
+/// The shared clock and the store's UTC offset for day boundaries.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
-    offset_secs: i64,
+    base: config::clock::Clock,
     store_offset: UtcOffset,
 }
 
 impl Clock {
-    /// A clock reading the offset from the environment and the store's UTC offset in
+    /// A clock reading the offset from the environment, with the store's UTC offset in
     /// minutes.
-    pub fn from_env(store_offset_minutes: i32) -> Self {
-        let offset_secs = std::env::var(OFFSET_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        Self::new(offset_secs, store_offset_minutes)
+    pub fn from_env(store_offset_minutes: i32) -> Result<Self, config::clock::ClockError> {
+        Ok(Self::with_base(
+            config::clock::Clock::from_env()?,
+            store_offset_minutes,
+        ))
     }
 
-    /// A clock with an explicit offset.
+    /// A clock with an explicit offset in seconds.
     pub fn new(offset_secs: i64, store_offset_minutes: i32) -> Self {
+        Self::with_base(
+            config::clock::Clock::with_offset(time::Duration::seconds(offset_secs)),
+            store_offset_minutes,
+        )
+    }
+
+    fn with_base(base: config::clock::Clock, store_offset_minutes: i32) -> Self {
         let store_offset = UtcOffset::from_whole_seconds(store_offset_minutes.saturating_mul(60))
             .unwrap_or(UtcOffset::UTC);
-        Self {
-            offset_secs,
-            store_offset,
-        }
+        Self { base, store_offset }
     }
 
-    /// The current instant (UTC), truncated to whole microseconds so it survives a
-    /// round trip through JSON and SQLite unchanged.
+    /// The current instant (UTC), in whole microseconds.
     pub fn now(&self) -> OffsetDateTime {
-        let now = OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_secs);
-        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-            .unwrap_or(now)
+        self.base.now()
     }
 
     /// The store's calendar day of an instant.

@@ -100,7 +100,7 @@ pub async fn run(
             "till API address {listen} is not loopback; set [till_api] allow_non_loopback = true to allow it"
         );
     }
-    let clock = Clock::from_env(cfg.store.utc_offset.minutes);
+    let clock = Clock::from_env(cfg.store.utc_offset.minutes)?;
     let path = journal_path(&cfg)?;
     let (journal, journal_thread) =
         Journal::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;

@@ -30,7 +30,7 @@ fn enroll(target: &Target, n: usize) -> anyhow::Result<Vec<(String, String)>> {
         .build()?;
     rt.block_on(async {
         let store = target.open().await?;
-        let clock = sync_server::clock::Clock::default();
+        let clock = config::clock::Clock::default();
         let mut tokens = Vec::with_capacity(n);
         for i in 0..n {
             let store_id = format!("store-{}", i % 50);

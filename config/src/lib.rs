@@ -16,6 +16,7 @@
 
 mod address;
 pub mod agent;
+pub mod clock;
 mod error;
 mod explain;
 mod files;

@@ -136,6 +136,97 @@ pub struct ServerHealth {
     pub rules_version: u64,
 }
 
+/// The stable `code` of every error the sync API answers with. HQ maps each of its
+/// failures to one of these; the agent parses the code back to decide what to do
+/// (resend from `acked_through`, halt, retry later). The text form is the wire form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncErrorCode {
+    /// Missing, unknown or revoked terminal token.
+    Unauthorized,
+    /// The body is larger than the server accepts.
+    BodyTooLarge,
+    /// A malformed request (JSON, query, cursor).
+    BadRequest,
+    /// A protocol version the server does not speak.
+    UnsupportedProtocol,
+    /// The body names another terminal than the token.
+    TerminalMismatch,
+    /// A malformed batch (seq order, repeated seq).
+    BadBatch,
+    /// An entry id HQ already holds under another `(terminal, seq)`.
+    IdConflict,
+    /// The batch starts after the first `seq` HQ is missing.
+    SeqGap,
+    /// A `seq` HQ holds with other content.
+    SeqConflict,
+    /// Not a card number.
+    BadCard,
+    /// No such endpoint.
+    NotFound,
+    /// The endpoint exists with other methods.
+    MethodNotAllowed,
+    /// A `Content-Encoding` other than gzip.
+    UnsupportedEncoding,
+    /// HQ cannot serve now (database unreachable); retry later.
+    Unavailable,
+    /// A bug or broken database at HQ.
+    Internal,
+}
+
+impl SyncErrorCode {
+    /// Every code, for parsing.
+    pub const ALL: [Self; 15] = [
+        Self::Unauthorized,
+        Self::BodyTooLarge,
+        Self::BadRequest,
+        Self::UnsupportedProtocol,
+        Self::TerminalMismatch,
+        Self::BadBatch,
+        Self::IdConflict,
+        Self::SeqGap,
+        Self::SeqConflict,
+        Self::BadCard,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::UnsupportedEncoding,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
+    /// The wire form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::BodyTooLarge => "body_too_large",
+            Self::BadRequest => "bad_request",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::TerminalMismatch => "terminal_mismatch",
+            Self::BadBatch => "bad_batch",
+            Self::IdConflict => "id_conflict",
+            Self::SeqGap => "seq_gap",
+            Self::SeqConflict => "seq_conflict",
+            Self::BadCard => "bad_card",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Parses the wire form; `None` for a code this build does not know (a newer HQ).
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+impl std::fmt::Display for SyncErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The JSON error body of both HTTP APIs: `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -207,6 +298,16 @@ mod tests {
             json,
             serde_json::json!({"error": {"code": "seq_gap", "message": "expected 5"}})
         );
+    }
+
+    #[test]
+    fn every_sync_error_code_parses_back_from_its_wire_form() {
+        for code in SyncErrorCode::ALL {
+            assert_eq!(SyncErrorCode::parse(code.as_str()), Some(code));
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(SyncErrorCode::parse("from_a_newer_hq"), None);
     }
 
     #[test]

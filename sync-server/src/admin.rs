@@ -3,11 +3,11 @@
 //! send it to stdout. Full card numbers appear here (HQ IT's own reports), never in
 //! logs.
 
-use crate::clock::Clock;
 use crate::keys::{RandomError, TerminalToken, generate_signing_key};
 use crate::ledger::jobs::JobReport;
 use crate::ledger::verify::{Difference, check_card, check_terminal};
 use crate::store::{Store, StoreError, TerminalAdded};
+use config::clock::Clock;
 use protocol::rules::ProgramRules;
 use protocol::token::AppToken;
 use protocol::{CardId, StoreId, TerminalId};

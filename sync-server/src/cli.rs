@@ -2,13 +2,13 @@
 //! override, defaults), logging setup, and the dispatch of each command.
 
 use crate::admin::{self, AdminError, RulesFormat};
-use crate::clock::{Clock, ClockError};
 use crate::server::{self, ServeError, ServeOptions};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use clap::{Args, Parser, Subcommand};
 use config::agent::{LogFormat, LogSection};
+use config::clock::{Clock, ClockError};
 use config::{DatabaseUrl, ServerConfig};
 use protocol::{CardId, StoreId, TerminalId};
 use std::io::{IsTerminal, Write};

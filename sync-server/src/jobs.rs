@@ -7,9 +7,9 @@
 //! interleaves safely with them, and it is idempotent at a given `now`, so every
 //! server instance may run it: a second run finds the due lots already handled.
 
-use crate::clock::Clock;
 use crate::ledger::jobs::JobReport;
 use crate::store::{Store, StoreError};
+use config::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;

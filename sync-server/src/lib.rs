@@ -10,7 +10,6 @@
 pub mod admin;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod http;
 pub mod jobs;
 pub mod keys;

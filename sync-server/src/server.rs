@@ -2,11 +2,11 @@
 //! serves the API, runs the periodic job, and shuts down gracefully when the
 //! cancellation token fires (SIGINT/SIGTERM), finishing requests under way.
 
-use crate::clock::Clock;
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::store::Store;
 use crate::tls::{self, TlsError, TlsListener};
+use config::clock::Clock;
 use config::server::TlsSection;
 use std::io::Write;
 use std::net::SocketAddr;

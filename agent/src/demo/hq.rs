@@ -3,12 +3,12 @@
 //! on the same address, as a WAN outage would.
 
 use anyhow::{Context, anyhow};
+use config::clock::Clock;
 use protocol::CardId;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_server::clock::Clock;
 use sync_server::server::{ServeOptions, serve};
 use sync_server::store::Store;
 use sync_server::store::sqlite::SqliteStore;

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::wire::ErrorBody;
+use protocol::wire::{ErrorBody, SyncErrorCode};
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -59,26 +59,27 @@ pub enum ApiError {
 
 impl ApiError {
     /// Status and stable code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_and_code(&self) -> (StatusCode, SyncErrorCode) {
+        use SyncErrorCode as C;
         match self {
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::UnsupportedProtocol(_) => (StatusCode::BAD_REQUEST, "unsupported_protocol"),
-            Self::TerminalMismatch(_) => (StatusCode::FORBIDDEN, "terminal_mismatch"),
-            Self::BadBatch(BatchError::RepeatedId { .. }) => (StatusCode::CONFLICT, "id_conflict"),
-            Self::BadBatch(_) => (StatusCode::BAD_REQUEST, "bad_batch"),
-            Self::Refused(Refusal::Gap { .. }) => (StatusCode::CONFLICT, "seq_gap"),
-            Self::Refused(Refusal::Conflict { .. }) => (StatusCode::CONFLICT, "seq_conflict"),
-            Self::Refused(Refusal::IdConflict { .. }) => (StatusCode::CONFLICT, "id_conflict"),
-            Self::BadCard(_) => (StatusCode::BAD_REQUEST, "bad_card"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, C::BadRequest),
+            Self::UnsupportedProtocol(_) => (StatusCode::BAD_REQUEST, C::UnsupportedProtocol),
+            Self::TerminalMismatch(_) => (StatusCode::FORBIDDEN, C::TerminalMismatch),
+            Self::BadBatch(BatchError::RepeatedId { .. }) => (StatusCode::CONFLICT, C::IdConflict),
+            Self::BadBatch(_) => (StatusCode::BAD_REQUEST, C::BadBatch),
+            Self::Refused(Refusal::Gap { .. }) => (StatusCode::CONFLICT, C::SeqGap),
+            Self::Refused(Refusal::Conflict { .. }) => (StatusCode::CONFLICT, C::SeqConflict),
+            Self::Refused(Refusal::IdConflict { .. }) => (StatusCode::CONFLICT, C::IdConflict),
+            Self::BadCard(_) => (StatusCode::BAD_REQUEST, C::BadCard),
+            Self::NotFound => (StatusCode::NOT_FOUND, C::NotFound),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
             Self::UnsupportedEncoding => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedEncoding)
             }
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
 
@@ -122,7 +123,7 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let mut body = ErrorBody::new(code, self.to_string());
+        let mut body = ErrorBody::new(code.as_str(), self.to_string());
         if let Self::Refused(r) = &self {
             body.error.acked_through = Some(r.acked_through());
         }
@@ -141,7 +142,10 @@ mod tests {
             acked_through: Seq(7),
             first: Seq(9),
         });
-        assert_eq!(e.status_and_code(), (StatusCode::CONFLICT, "seq_gap"));
+        assert_eq!(
+            e.status_and_code(),
+            (StatusCode::CONFLICT, SyncErrorCode::SeqGap)
+        );
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
     }
@@ -151,9 +155,9 @@ mod tests {
         let busy = ApiError::from(StoreError::Unavailable("still conflicting".into()));
         assert_eq!(
             busy.status_and_code(),
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            (StatusCode::SERVICE_UNAVAILABLE, SyncErrorCode::Unavailable)
         );
         let broken = ApiError::from(StoreError::Corrupt("bad row".into()));
-        assert_eq!(broken.status_and_code().1, "internal");
+        assert_eq!(broken.status_and_code().1, SyncErrorCode::Internal);
     }
 }

@@ -9,7 +9,6 @@ pub mod health;
 pub mod pull;
 pub mod push;
 
-use crate::clock::Clock;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -18,6 +17,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use config::clock::Clock;
 use error::ApiError;
 use protocol::wire::{ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION};
 use std::sync::Arc;

@@ -1,9 +1,10 @@
-//! The server's notion of "now".
+//! "Now" for both binaries: the system clock plus an offset that tests may set.
 //!
-//! Everything that reads the time goes through [`Clock`], so tests can move it:
-//! `LOYALTY_CLOCK_OFFSET_SECS` (an integer, default 0) is added to the system clock.
-//! It is a testing aid, for end-to-end tests that must see points mature or expire
-//! without waiting; production leaves it unset. `jobs run --now` is the other way in.
+//! `LOYALTY_CLOCK_OFFSET_SECS` (whole seconds, may be negative, default 0) is a testing
+//! aid: end-to-end tests start the real binaries "tomorrow" to see holds time out,
+//! caps reset or points mature without waiting. Production leaves it unset. This is
+//! the only place that reads it, so the agent and HQ agree on what a value means, and
+//! a value that is not a whole number is an error rather than silently zero.
 
 use time::{Duration, OffsetDateTime};
 
@@ -42,15 +43,21 @@ impl Clock {
         let secs: i64 = text.parse().map_err(|_| ClockError {
             value: text.to_owned(),
         })?;
-        Ok(Self {
-            offset: Duration::seconds(secs),
-        })
+        Ok(Self::with_offset(Duration::seconds(secs)))
     }
 
-    /// Now, shifted.
+    /// The system clock shifted by `offset`.
+    pub const fn with_offset(offset: Duration) -> Self {
+        Self { offset }
+    }
+
+    /// Now, shifted, truncated to whole microseconds: every instant the binaries
+    /// store survives a round trip through JSON, SQLite and PostgreSQL unchanged.
     pub fn now(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
-        now.checked_add(self.offset).unwrap_or(now)
+        let now = now.checked_add(self.offset).unwrap_or(now);
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
     }
 }
 
@@ -63,7 +70,17 @@ mod tests {
         let clock = Clock::with_offset_text("86400").unwrap();
         let diff = clock.now() - OffsetDateTime::now_utc();
         assert!((diff - Duration::days(1)).abs() < Duration::seconds(5));
-        assert!(Clock::with_offset_text("tomorrow").is_err());
         assert_eq!(Clock::with_offset_text(" ").unwrap(), Clock::default());
+    }
+
+    #[test]
+    fn an_offset_that_is_not_whole_seconds_is_an_error() {
+        assert!(Clock::with_offset_text("tomorrow").is_err());
+        assert!(Clock::with_offset_text("1.5").is_err());
+    }
+
+    #[test]
+    fn now_has_whole_microseconds() {
+        assert_eq!(Clock::default().now().nanosecond() % 1_000, 0);
     }
 }
