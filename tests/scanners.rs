@@ -226,21 +226,18 @@ fn the_same_card_from_the_same_scanner_within_the_window_is_one_scan() {
 
 /// Creates the agent's journal holding HQ's public key `key_id`, as a sync would.
 fn journal_with_key(dir: &Path, key_id: u32, key: &SigningKey) {
-    let conn = agent::journal::schema::open(
+    let mut journal = agent::journal::JournalFile::open(
         &dir.join("journal.db"),
         &StoreId::parse("store-1").unwrap(),
         &TerminalId::parse("till-1").unwrap(),
     )
     .unwrap();
-    agent::keyring::store(
-        &conn,
-        &[PublicKeyInfo {
-            key_id: KeyId(key_id),
-            public_key: encode_public_key(&key.verifying_key()),
-            valid_until: None,
-        }],
-    )
-    .unwrap();
+    let keys = [PublicKeyInfo {
+        key_id: KeyId(key_id),
+        public_key: encode_public_key(&key.verifying_key()),
+        valid_until: None,
+    }];
+    journal.write(|tx| tx.replace_signing_keys(&keys)).unwrap();
 }
 
 fn app_token(key: &SigningKey, key_id: u32, card: &str, issued_at: i64, expires_at: i64) -> String {

@@ -1,5 +1,6 @@
 //! The command line: `run`, `demo`, `check-config`, `ports`, `status`.
 
+use crate::journal::{JournalError, JournalFile};
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Sub-commands.
+/// What `pos-agent` can do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent (till API, scanners, journal, sync) until SIGINT/SIGTERM.
@@ -32,7 +33,8 @@ pub enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// Run a self-contained demonstration (HQ, a virtual scanner, sales, offline, catch-up).
+    /// Run the self-contained demonstration (HQ, a virtual scanner, sales, offline,
+    /// catch-up): the `loyalty-demo` program beside this one.
     Demo,
     /// Check a config file: prints `ok` or every error with its line; exit 1 on error.
     CheckConfig {
@@ -76,17 +78,7 @@ pub fn main(cli: Cli) -> ExitCode {
             log_json,
         }),
         Command::CheckConfig { file } => return check_config(&file),
-        Command::Demo => {
-            // The story goes to stdout; only errors are logged.
-            crate::logging::init(
-                &config::agent::LogSection {
-                    level: "error".into(),
-                    ..Default::default()
-                },
-                false,
-            );
-            crate::demo::run_blocking()
-        }
+        Command::Demo => crate::demo_launcher::run(),
         Command::Ports => crate::ports::run(),
         Command::Status { config, url } => status(config, url),
         Command::SyncResume { config } => sync_resume(config),
@@ -121,12 +113,16 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 fn sync_resume(config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = crate::daemon::load_config(config.as_deref())?;
     let path = crate::daemon::journal_path(&cfg)?;
-    let conn = crate::journal::schema::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
-    match crate::journal::sync_state::halted_reason(&conn)? {
-        Some(reason) => {
-            crate::journal::sync_state::set_halted(&conn, None)?;
-            println!("sync resumed (it was halted: {reason})");
+    let mut journal = JournalFile::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
+    let halted = journal.write(|tx| -> Result<_, JournalError> {
+        let reason = tx.halted_reason()?;
+        if reason.is_some() {
+            tx.set_halted(None)?;
         }
+        Ok(reason)
+    })?;
+    match halted {
+        Some(reason) => println!("sync resumed (it was halted: {reason})"),
         None => println!("sync was not halted"),
     }
     Ok(())

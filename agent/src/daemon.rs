@@ -1,16 +1,24 @@
 //! `pos-agent run`: load the config, open the journal, start every task, and shut
 //! down cleanly on SIGINT/SIGTERM (in-flight requests finish, the journal thread
 //! drains its queue and closes the database).
+//!
+//! [`run`] is the composition root: it creates the parts (journal, rules, keys, HQ
+//! client, link, metrics, scan bus) and gives the till API, the scanners, the sync
+//! client and the hold expiry each a small struct of what they use.
 
 use crate::clock::Clock;
 use crate::hq_client::HqClient;
 use crate::hq_link::HqLink;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::keyring::{self, KeyRingHandle};
 use crate::metrics::Metrics;
-use crate::program::{self, RulesHandle};
+use crate::program::RulesHandle;
+use crate::redemption::Redemption;
+use crate::sales::expiry::HoldExpiry;
 use crate::scan_bus::{ScanBus, ScannerStates};
-use crate::till_api::{self, AppState};
+use crate::scanner::{ScanContext, ScannerSet};
+use crate::sync_client::SyncClient;
+use crate::till_api::{self, TillSettings, TillState};
 use anyhow::{Context, bail};
 use config::AgentConfig;
 use std::net::SocketAddr;
@@ -88,7 +96,8 @@ async fn shutdown_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-/// Runs the agent until `cancel` fires.
+/// Runs the agent until `cancel` fires: the composition root, which creates every
+/// part and hands each task only what it uses.
 pub async fn run(
     cfg: AgentConfig,
     ready_file: Option<PathBuf>,
@@ -106,12 +115,15 @@ pub async fn run(
         Journal::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
     tracing::info!(journal = %path.display(), store = %cfg.store.store_id, terminal = %cfg.store.terminal_id, "journal open");
 
-    let (stored, keys) = journal
-        .call(|conn| -> Result<_, crate::journal::JournalError> {
-            Ok((program::stored_hq_rules(conn)?, keyring::load(conn)?))
-        })
-        .await??;
-    let rules = RulesHandle::new(stored.or_else(|| cfg.program.clone()).unwrap_or_default());
+    let (stored_rules, stored_keys) = journal
+        .read(|tx| -> Result<_, JournalError> { Ok((tx.latest_rules()?, tx.signing_keys()?)) })
+        .await?;
+    let rules = RulesHandle::new(
+        stored_rules
+            .or_else(|| cfg.program.clone())
+            .unwrap_or_default(),
+    );
+    let keys = KeyRingHandle::new(keyring::ring(&stored_keys));
     let hq = cfg
         .sync
         .as_ref()
@@ -123,30 +135,62 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr().context("reading the bound address")?;
 
-    let state = AppState {
+    let metrics = Arc::new(Metrics::new());
+    let link = Arc::new(HqLink::default());
+    let scans = ScanBus::new(256);
+    let scanner_states = ScannerStates::default();
+    let live_timeout =
+        Duration::from_millis(cfg.sync.as_ref().map_or(800, |s| s.live_balance_timeout_ms));
+    let till = TillState {
         journal: journal.clone(),
-        rules,
-        config: Arc::new(cfg),
+        rules: rules.clone(),
         clock,
-        metrics: Arc::new(Metrics::new()),
-        scans: ScanBus::new(256),
-        scanners: ScannerStates::default(),
-        hq,
-        link: Arc::new(HqLink::default()),
-        keys: KeyRingHandle::new(keys),
+        metrics: metrics.clone(),
+        scans: scans.clone(),
+        scanners: scanner_states.clone(),
+        link: link.clone(),
+        redemption: Redemption::new(hq.clone(), link.clone(), live_timeout),
+        settings: Arc::new(TillSettings {
+            store_id: cfg.store.store_id.clone(),
+            terminal_id: cfg.store.terminal_id.clone(),
+            offline: cfg.offline.clone(),
+            hold_timeout_secs: cfg.till_api.hold_timeout_secs,
+            max_body_bytes: cfg.till_api.max_body_bytes,
+        }),
     };
-    let reaper = tokio::spawn(release_expired_holds(state.clone(), cancel.clone()));
-    let scanners = crate::scanner::ScannerSet::start(
-        &state.config.scanners,
-        crate::scanner::ScanContext::of(&state),
-        cancel.clone(),
-    )
-    .await;
-    let sync = state
-        .hq
-        .clone()
-        .map(|hq| tokio::spawn(crate::sync_client::run(state.clone(), hq, cancel.clone())));
-    let server = tokio::spawn(till_api::serve(listener, state.clone(), cancel.clone()));
+    let expiry = HoldExpiry {
+        journal: journal.clone(),
+        clock,
+        metrics: metrics.clone(),
+        timeout_secs: cfg.till_api.hold_timeout_secs,
+    };
+    let expiry = tokio::spawn(expiry.run(cancel.clone()));
+    let scan_context = ScanContext {
+        bus: scans,
+        states: scanner_states,
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        journal: journal.clone(),
+        clock,
+    };
+    let scanners = ScannerSet::start(&cfg.scanners, scan_context, cancel.clone()).await;
+    let sync = match (hq, &cfg.sync) {
+        (Some(hq), Some(sync_config)) => {
+            let client = SyncClient {
+                journal: journal.clone(),
+                hq,
+                link,
+                rules,
+                keys,
+                metrics,
+                clock,
+                config: sync_config.clone(),
+            };
+            Some(tokio::spawn(client.run(cancel.clone())))
+        }
+        _ => None,
+    };
+    let server = tokio::spawn(till_api::serve(listener, till, cancel.clone()));
     tracing::info!(address = %bound, "till API listening");
     if let Some(file) = ready_file {
         std::fs::write(&file, bound.to_string())
@@ -155,12 +199,15 @@ pub async fn run(
 
     let served = server.await;
     cancel.cancel();
-    let _ = reaper.await;
-    scanners.shutdown().await;
-    if let Some(sync) = sync {
-        let _ = sync.await;
+    if let Err(e) = expiry.await {
+        tracing::error!(error = %e, "hold expiry task failed");
     }
-    drop(state);
+    scanners.shutdown().await;
+    if let Some(sync) = sync
+        && let Err(e) = sync.await
+    {
+        tracing::error!(error = %e, "sync task failed");
+    }
     drop(journal);
     // Every handle is gone: the journal thread finishes queued work and closes.
     tokio::task::spawn_blocking(move || journal_thread.join())
@@ -171,39 +218,5 @@ pub async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("till API server failed"),
         Err(e) => Err(e).context("till API task failed"),
-    }
-}
-
-/// Releases holds the till never committed, so their points become available again.
-async fn release_expired_holds(state: AppState, cancel: CancellationToken) {
-    let timeout = state.config.till_api.hold_timeout_secs;
-    let every = Duration::from_secs((timeout / 4).clamp(1, 60));
-    // First pass at once: holds that timed out while the agent was down are released
-    // before the first till request.
-    let mut first = true;
-    loop {
-        if !first {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-        }
-        first = false;
-        let cutoff =
-            state.clock.now().unix_timestamp() - i64::try_from(timeout).unwrap_or(i64::MAX / 2);
-        match state
-            .journal
-            .write(move |tx| crate::sales::settle::release_expired(tx, cutoff))
-            .await
-        {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(released = n, "released expired holds");
-                for _ in 0..n {
-                    state.metrics.sale("expired");
-                }
-            }
-            Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "releasing expired holds"),
-        }
     }
 }

@@ -8,6 +8,7 @@ use crate::journal::entries::StoredEntry;
 use config::agent::SyncSection;
 use protocol::wire::{
     ErrorBody, LiveBalanceResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushResponse,
+    SyncErrorCode,
 };
 use protocol::{CardId, Seq, StoreId, TerminalId};
 use rustls_pki_types::CertificateDer;
@@ -32,7 +33,7 @@ pub enum HqError {
         /// HTTP status.
         status: u16,
         /// HQ's error code.
-        code: String,
+        code: RefusalCode,
         /// HQ's message.
         message: String,
         /// For sequence errors: what HQ holds for this terminal.
@@ -41,6 +42,32 @@ pub enum HqError {
     /// HQ answered something this agent cannot read (other protocol version?).
     #[error("unreadable answer from HQ: {0}")]
     Protocol(String),
+}
+
+/// The code of a refusal: one of the sync API's codes, or the text of one this build
+/// does not know (a newer HQ, or an answer that is not HQ's JSON, such as a proxy's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefusalCode {
+    /// A code of the sync API.
+    Known(SyncErrorCode),
+    /// Anything else, as received.
+    Unknown(String),
+}
+
+impl RefusalCode {
+    /// Parses HQ's code.
+    pub fn parse(code: String) -> Self {
+        SyncErrorCode::parse(&code).map_or(Self::Unknown(code), Self::Known)
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(code) => code.fmt(f),
+            Self::Unknown(code) => f.write_str(code),
+        }
+    }
 }
 
 /// Why the client could not be set up.
@@ -193,13 +220,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => Err(HqError::Refused {
             status: status.as_u16(),
-            code: body.error.code,
+            code: RefusalCode::parse(body.error.code),
             message: body.error.message,
             acked_through: body.error.acked_through,
         }),
         Err(_) => Err(HqError::Refused {
             status: status.as_u16(),
-            code: "http_error".into(),
+            code: RefusalCode::Unknown("http_error".into()),
             message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
             acked_through: None,
         }),
@@ -281,6 +308,21 @@ mod tests {
     use super::*;
     use protocol::journal::{EntryBody, JournalEntry, WelcomeEntry};
     use protocol::wire::PushRequest;
+
+    #[test]
+    fn refusal_codes_of_the_sync_api_parse_and_others_are_kept_as_sent() {
+        assert_eq!(
+            RefusalCode::parse("seq_gap".into()),
+            RefusalCode::Known(SyncErrorCode::SeqGap)
+        );
+        let newer = RefusalCode::parse("quarantined".into());
+        assert_eq!(newer, RefusalCode::Unknown("quarantined".into()));
+        assert_eq!(newer.to_string(), "quarantined");
+        assert_eq!(
+            RefusalCode::Known(SyncErrorCode::SeqConflict).to_string(),
+            "seq_conflict"
+        );
+    }
 
     #[test]
     fn the_assembled_push_body_is_the_push_request_of_the_stored_entries() {

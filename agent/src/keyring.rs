@@ -1,12 +1,9 @@
 //! The HQ public keys that verify app QR tokens at this till, kept in the journal
 //! (so they survive restarts and work offline) and shared with the scanner threads.
 
-use crate::journal::JournalError;
-use protocol::token::{KeyId, KeyRing, PublicKey, decode_public_key};
+use protocol::token::{KeyRing, PublicKey, decode_public_key};
 use protocol::wire::PublicKeyInfo;
-use rusqlite::{Connection, params};
 use std::sync::{Arc, RwLock};
-use time::OffsetDateTime;
 
 /// Shared handle to the key ring.
 #[derive(Clone, Debug, Default)]
@@ -29,45 +26,25 @@ impl KeyRingHandle {
     }
 }
 
-/// Loads the stored keys. A key that no longer parses is skipped with a warning.
-pub fn load(conn: &Connection) -> Result<KeyRing, JournalError> {
-    let mut stmt = conn.prepare("SELECT key_id, public_key, valid_until FROM signing_keys")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, u32>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-        ))
-    })?;
+/// The key ring of HQ's keys as stored. A key that no longer parses is skipped with a
+/// warning: the others still verify their tokens.
+pub fn ring(keys: &[PublicKeyInfo]) -> KeyRing {
     let mut ring = KeyRing::new();
-    for row in rows {
-        let (id, key, until) = row?;
-        let Ok(key) = decode_public_key(&key) else {
-            tracing::warn!(key_id = id, "stored HQ key does not parse; skipped");
+    for info in keys {
+        let Ok(key) = decode_public_key(&info.public_key) else {
+            tracing::warn!(
+                key_id = info.key_id.0,
+                "stored HQ key does not parse; skipped"
+            );
             continue;
         };
-        let valid_until = until
-            .map(|u| OffsetDateTime::parse(&u, &time::format_description::well_known::Rfc3339))
-            .transpose()
-            .map_err(JournalError::data)?;
-        ring.insert(KeyId(id), PublicKey { key, valid_until });
+        ring.insert(
+            info.key_id,
+            PublicKey {
+                key,
+                valid_until: info.valid_until,
+            },
+        );
     }
-    Ok(ring)
-}
-
-/// Replaces the stored keys with HQ's list (HQ always sends every key).
-pub fn store(conn: &Connection, keys: &[PublicKeyInfo]) -> Result<(), JournalError> {
-    conn.execute("DELETE FROM signing_keys", [])?;
-    for k in keys {
-        let until = k
-            .valid_until
-            .map(|u| u.format(&time::format_description::well_known::Rfc3339))
-            .transpose()
-            .map_err(JournalError::data)?;
-        conn.execute(
-            "INSERT INTO signing_keys (key_id, public_key, valid_until) VALUES (?1, ?2, ?3)",
-            params![k.key_id.0, k.public_key, until],
-        )?;
-    }
-    Ok(())
+    ring
 }

@@ -1,5 +1,8 @@
-//! Prometheus metrics of the agent, served at `GET /metrics`.
+//! Prometheus metrics of the agent, served at `GET /metrics`. Label values come from
+//! enums ([`SaleState`], [`ScanResult`], the till API's error codes), never from
+//! free text.
 
+use crate::sales::SaleState;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -9,10 +12,38 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// What became of one scanner frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanResult {
+    /// A card, published to the till.
+    Accepted,
+    /// The same card again within the debounce window.
+    Debounced,
+    /// Not a card (bad code, bad token, replayed token).
+    Invalid,
+    /// Bytes dropped by the framer (too long, control garbage, incomplete).
+    Dropped,
+}
+
+impl ScanResult {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Debounced => "debounced",
+            Self::Invalid => "invalid",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// The `outcome` of holds released by the hold timeout.
+const EXPIRED: &str = "expired";
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
-    /// Sales by outcome (`held`, `committed`, `cancelled`, `expired`).
+    /// Sales by outcome: the state the till moved them to, or `expired`.
     pub sales: Family<Labels, Counter>,
     /// Committed sales that redeemed points.
     pub redemptions: Counter,
@@ -131,26 +162,35 @@ impl Metrics {
         Self { registry, ..m }
     }
 
-    /// Counts an error answer.
-    pub fn error(&self, code: &str) {
+    /// Counts an error answer of the till API by its stable code.
+    pub fn error(&self, code: &'static str) {
         self.errors
             .get_or_create(&vec![("code", code.to_owned())])
             .inc();
     }
 
-    /// Counts a sale outcome.
-    pub fn sale(&self, outcome: &'static str) {
-        self.sales
-            .get_or_create(&vec![("outcome", outcome.to_owned())])
-            .inc();
+    /// Counts a sale that reached `state` at the till's request.
+    pub fn sale(&self, state: SaleState) {
+        self.sale_outcome(state.as_str(), 1);
     }
 
-    /// Counts a scanner frame result.
-    pub fn scan(&self, scanner: &str, result: &'static str) {
+    /// Counts holds released by the hold timeout.
+    pub fn holds_expired(&self, n: usize) {
+        self.sale_outcome(EXPIRED, u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    fn sale_outcome(&self, outcome: &'static str, n: u64) {
+        self.sales
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc_by(n);
+    }
+
+    /// Counts what became of a scanner frame.
+    pub fn scan(&self, scanner: &str, result: ScanResult) {
         self.scans
             .get_or_create(&vec![
                 ("scanner", scanner.to_owned()),
-                ("result", result.to_owned()),
+                ("result", result.as_str().to_owned()),
             ])
             .inc();
     }

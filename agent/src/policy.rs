@@ -9,17 +9,6 @@
 use config::agent::OfflineSection;
 use protocol::Points;
 
-/// How a redemption is being decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// No HQ configured: the local journal is the whole truth.
-    Standalone,
-    /// HQ answered with the card's live balance just now.
-    Online,
-    /// HQ did not answer: cached balance and the offline caps.
-    Offline,
-}
-
 /// What this terminal has already redeemed offline, as the caps count it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OfflineUsage {
@@ -33,12 +22,44 @@ pub struct OfflineUsage {
     pub secs_since_contact: Option<i64>,
 }
 
-/// A refused redemption: a stable code and an explanation for the cashier.
+/// The offline limit that refused a redemption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineLimit {
+    /// HQ was never reached from this till.
+    NeverSynced,
+    /// HQ unreachable for longer than `max_offline_hours`.
+    TooLong,
+    /// `max_consecutive_per_card` offline redemptions since HQ was last reached.
+    ConsecutiveCap,
+    /// `max_redeem_per_receipt`.
+    ReceiptCap,
+    /// `max_redeem_per_card_per_day`.
+    CardDailyCap,
+    /// `max_redeem_per_terminal_per_day`.
+    TerminalDailyCap,
+}
+
+impl OfflineLimit {
+    /// The stable code naming the limit (the till API's error code, and what a quote
+    /// reports in `limited_by`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NeverSynced => "offline_never_synced",
+            Self::TooLong => "offline_too_long",
+            Self::ConsecutiveCap => "offline_consecutive_cap",
+            Self::ReceiptCap => "offline_receipt_cap",
+            Self::CardDailyCap => "offline_card_daily_cap",
+            Self::TerminalDailyCap => "offline_terminal_daily_cap",
+        }
+    }
+}
+
+/// A refused redemption: the limit and an explanation for the cashier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// What limit applied.
+    /// The limit that applied.
+    pub limit: OfflineLimit,
+    /// What the limit is and how much of it is used.
     pub message: String,
 }
 
@@ -50,13 +71,13 @@ pub fn offline_headroom(usage: &OfflineUsage, limits: &OfflineSection) -> Result
     match usage.secs_since_contact {
         None => {
             return Err(Refusal {
-                code: "offline_never_synced",
+                limit: OfflineLimit::NeverSynced,
                 message: "HQ has never been reached from this till: no offline redemption".into(),
             });
         }
         Some(secs) if secs > max_secs => {
             return Err(Refusal {
-                code: "offline_too_long",
+                limit: OfflineLimit::TooLong,
                 message: format!(
                     "HQ unreachable for {}h, more than max_offline_hours = {}: no offline redemption",
                     secs / 3600,
@@ -68,7 +89,7 @@ pub fn offline_headroom(usage: &OfflineUsage, limits: &OfflineSection) -> Result
     }
     if usage.consecutive_for_card >= limits.max_consecutive_per_card {
         return Err(Refusal {
-            code: "offline_consecutive_cap",
+            limit: OfflineLimit::ConsecutiveCap,
             message: format!(
                 "this card already made {} offline redemptions since HQ was last reached (max_consecutive_per_card = {})",
                 usage.consecutive_for_card, limits.max_consecutive_per_card
@@ -96,7 +117,7 @@ pub fn check_offline(
     offline_headroom(usage, limits)?;
     if ask > limits.max_redeem_per_receipt {
         return Err(Refusal {
-            code: "offline_receipt_cap",
+            limit: OfflineLimit::ReceiptCap,
             message: format!(
                 "offline, one receipt may redeem at most {} points (max_redeem_per_receipt)",
                 limits.max_redeem_per_receipt
@@ -106,7 +127,7 @@ pub fn check_offline(
     let card_total = usage.card_today.get().saturating_add(ask.get());
     if card_total > limits.max_redeem_per_card_per_day.get() {
         return Err(Refusal {
-            code: "offline_card_daily_cap",
+            limit: OfflineLimit::CardDailyCap,
             message: format!(
                 "offline, this card may redeem at most {} points a day here; {} already used today",
                 limits.max_redeem_per_card_per_day, usage.card_today
@@ -116,7 +137,7 @@ pub fn check_offline(
     let terminal_total = usage.terminal_today.get().saturating_add(ask.get());
     if terminal_total > limits.max_redeem_per_terminal_per_day.get() {
         return Err(Refusal {
-            code: "offline_terminal_daily_cap",
+            limit: OfflineLimit::TerminalDailyCap,
             message: format!(
                 "offline, this till may redeem at most {} points a day; {} already used today",
                 limits.max_redeem_per_terminal_per_day, usage.terminal_today
@@ -148,7 +169,7 @@ mod tests {
     }
 
     fn code(r: Result<(), Refusal>) -> &'static str {
-        r.err().map_or("ok", |r| r.code)
+        r.err().map_or("ok", |r| r.limit.as_str())
     }
 
     #[test]

@@ -171,7 +171,6 @@ pub fn render(ports: &Result<Vec<PortRow>, String>, names: &[StableName]) -> Str
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

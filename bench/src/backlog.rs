@@ -14,7 +14,7 @@ use sync_server::bench::raw::Baseline;
 /// Writes `n` offline sales into a fresh journal for store-1/till-1 in `dir`.
 pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut conn = agent::journal::schema::open(
+    let mut journal = agent::journal::JournalFile::open(
         &dir.join("journal.db"),
         &StoreId::parse("store-1")?,
         &TerminalId::parse("till-1")?,
@@ -22,13 +22,15 @@ pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     let mut seq = 0;
     while seq < n {
-        let tx = conn.transaction()?;
-        for _ in 0..1_000.min(n - seq) {
-            seq += 1;
-            let body = sync_server::bench::sale("till-1", seq, now)?.body;
-            agent::journal::entries::append(&tx, body, now, 0)?;
-        }
-        tx.commit()?;
+        let first = seq + 1;
+        seq += 1_000.min(n - seq);
+        journal.write(|tx| -> anyhow::Result<()> {
+            for s in first..=seq {
+                let body = sync_server::bench::sale("till-1", s, now)?.body;
+                tx.append(body, now, 0)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -1,22 +1,33 @@
-//! The local SQLite journal: the till's source of truth while HQ is away.
+//! The local SQLite journal: the till's source of truth while HQ is away, and the only
+//! module of the agent that speaks SQL.
 //!
 //! One dedicated thread owns the only connection (one writer, and SQLite work never
 //! runs on tokio's worker threads). Async code sends it closures through
-//! [`Journal::call`]; each operation runs in its own `BEGIN IMMEDIATE` transaction
-//! and is committed before the caller (and so the till) gets an answer.
+//! [`Journal::write`] and [`Journal::read`]; each runs in its own transaction, a
+//! write in `BEGIN IMMEDIATE`, committed before the caller (and so the till) gets an
+//! answer. The closures get a [`Tx`]: the typed operations of the schema, grouped by
+//! table, so a function that must run inside a transaction says so in its signature.
 //!
-//! Submodules: [`schema`] (open, identity checks, migrations), [`entries`] (append
-//! with a gap-free `seq`), [`sync_state`] (unsynced entries, acks, HQ contact, the
-//! pull cursor). The till operations that run inside these transactions live in
-//! `crate::sales` and `crate::cards`.
+//! Submodules: [`schema`] (open, identity checks, migrations), [`entries`] (append with
+//! a gap-free `seq`, running totals per card), [`sales`] and [`returns`] (the till's
+//! sales and their stored answers), [`card_views`] (the figures of a card's view),
+//! [`offline_usage`] (what the offline caps count), [`hq_cache`] (HQ's balances,
+//! blocked cards, rules, signing keys), [`used_tokens`] (app tokens seen here),
+//! [`sync_state`] (acks, HQ contact, the pull cursor).
 
+pub mod card_views;
 pub mod entries;
+pub mod hq_cache;
+pub mod offline_usage;
+pub mod returns;
+pub mod sales;
 pub mod schema;
 pub mod sync_state;
+pub mod used_tokens;
 
 use protocol::{StoreId, TerminalId};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,10 +83,14 @@ pub enum JournalError {
     /// The disk is full: nothing was written.
     #[error("journal disk is full; nothing was written")]
     DiskFull,
+    /// Another process holds the file locked (a backup tool, a second agent): nothing
+    /// was written; retrying later may succeed.
+    #[error("journal error: {0}")]
+    Busy(rusqlite::Error),
     /// Any other SQLite failure: nothing was written.
     #[error("journal error: {0}")]
     Sqlite(rusqlite::Error),
-    /// A stored JSON document could not be read back or written.
+    /// A stored JSON document or value could not be read back or written.
     #[error("journal data error: {0}")]
     Data(String),
     /// The writer thread has stopped (shutting down).
@@ -90,10 +105,8 @@ impl JournalError {
             message: e.to_string(),
         }
     }
-}
 
-impl JournalError {
-    /// A JSON (de)serialization failure of stored data.
+    /// A stored value that does not read back as its type.
     pub fn data(e: impl std::fmt::Display) -> Self {
         Self::Data(e.to_string())
     }
@@ -103,12 +116,74 @@ impl From<rusqlite::Error> for JournalError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => Self::DiskFull,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Self::Busy(e),
             _ => Self::Sqlite(e),
         }
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// One open transaction on the journal: every read and write of the schema is a
+/// method of this type (in the submodule of its table), so nothing touches the journal
+/// outside a transaction.
+pub struct Tx<'c> {
+    inner: Transaction<'c>,
+}
+
+/// The journal file, opened and migrated, for synchronous use: the writer thread owns
+/// one, and so do commands that run without the daemon (`sync-resume`) and tools that
+/// prepare a journal (tests, benchmarks).
+pub struct JournalFile {
+    conn: Connection,
+}
+
+impl JournalFile {
+    /// Opens (creating if needed) the journal at `path` for this terminal, migrated to
+    /// the latest schema.
+    pub fn open(path: &Path, store: &StoreId, terminal: &TerminalId) -> Result<Self, JournalError> {
+        Ok(Self {
+            conn: schema::open(path, store, terminal)?,
+        })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed when `f` returns `Ok`,
+    /// rolled back (nothing written) otherwise.
+    pub fn write<R, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<JournalError>,
+    {
+        self.run(TransactionBehavior::Immediate, f)
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot).
+    pub fn read<R, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<JournalError>,
+    {
+        self.run(TransactionBehavior::Deferred, f)
+    }
+
+    fn run<R, E>(
+        &mut self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<JournalError>,
+    {
+        let inner = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| E::from(JournalError::from(e)))?;
+        let tx = Tx { inner };
+        let out = f(&tx)?;
+        tx.inner
+            .commit()
+            .map_err(|e| E::from(JournalError::from(e)))?;
+        Ok(out)
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut JournalFile) + Send>;
 
 /// Handle to the journal's writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -138,68 +213,65 @@ impl Journal {
         store: &StoreId,
         terminal: &TerminalId,
     ) -> Result<(Self, JournalThread), JournalError> {
-        let conn = schema::open(path, store, terminal)?;
-        Self::start(conn, path.to_path_buf())
-    }
-
-    fn start(mut conn: Connection, path: PathBuf) -> Result<(Self, JournalThread), JournalError> {
+        let file = JournalFile::open(path, store, terminal)?;
         let shown = path.display().to_string();
         let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
+                let mut file = file;
                 while let Some(job) = rx.blocking_recv() {
-                    job(&mut conn);
+                    job(&mut file);
                 }
                 // A clean close checkpoints the WAL into the main file.
-                if let Err((_, e)) = conn.close() {
-                    tracing::warn!(path = %path.display(), error = %e, "closing journal");
+                if let Err((_, e)) = file.conn.close() {
+                    tracing::warn!(path = %shown, error = %e, "closing journal");
                 }
             })
             .map_err(|e| JournalError::Io {
-                path: shown,
+                path: path.display().to_string(),
                 source: e,
             })?;
         Ok((Self { jobs }, JournalThread { handle }))
     }
 
-    /// Runs `f` on the writer thread and returns its result.
-    pub async fn call<R, F>(&self, f: F) -> Result<R, JournalError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Connection) -> R + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move |conn| {
-                let _ = tx.send(f(conn));
-            }))
-            .map_err(|_| JournalError::Closed)?;
-        rx.await.map_err(|_| JournalError::Closed)
-    }
-
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer thread: committed
-    /// when `f` returns `Ok`, rolled back (nothing written) otherwise.
-    pub async fn write<R, E, F>(&self, f: F) -> Result<Result<R, E>, JournalError>
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer thread:
+    /// committed when `f` returns `Ok`, rolled back (nothing written) otherwise.
+    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<JournalError> + Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
     {
-        self.call(move |conn| in_transaction(conn, f)).await
+        self.on_thread(move |file| file.write(f)).await
     }
-}
 
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing on `Ok`.
-pub fn in_transaction<R, E, F>(conn: &mut Connection, f: F) -> Result<R, E>
-where
-    E: From<JournalError>,
-    F: FnOnce(&Transaction<'_>) -> Result<R, E>,
-{
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| E::from(JournalError::from(e)))?;
-    let out = f(&tx)?;
-    tx.commit().map_err(|e| E::from(JournalError::from(e)))?;
-    Ok(out)
+    /// Runs `f` inside one read transaction on the writer thread.
+    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<JournalError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
+    {
+        self.on_thread(move |file| file.read(f)).await
+    }
+
+    async fn on_thread<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<JournalError> + Send + 'static,
+        F: FnOnce(&mut JournalFile) -> Result<R, E> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |file| {
+                // The caller may have gone (its request was cancelled): the work is
+                // done or rolled back either way.
+                let _ = answer.send(f(file));
+            }))
+            .map_err(|_| E::from(JournalError::Closed))?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err(E::from(JournalError::Closed)))
+    }
 }

@@ -31,7 +31,7 @@ pub fn latest_version() -> usize {
 
 /// Opens (creating if needed) the journal at `path` for this terminal, migrated to the
 /// latest schema.
-pub fn open(
+pub(super) fn open(
     path: &Path,
     store: &StoreId,
     terminal: &TerminalId,

@@ -1,48 +1,16 @@
 //! Opening a sale: price it and reserve the points it redeems.
 
-use super::{Answer, SaleError, SaleRequest, to_json};
-use crate::cards::{self, CardView};
-use crate::journal::{JournalError, sync_state};
-use crate::policy::{self, Mode, OfflineUsage};
-use config::agent::OfflineSection;
-use protocol::evaluate::{CardState, EvalError, PricedLine, price_sale};
-use protocol::rules::ProgramRules;
-use protocol::wire::CardBalance;
-use protocol::{CardId, Money, Points, Seq};
-use rusqlite::{Connection, OptionalExtension, params};
+use super::idempotency::{self, IdempotencyKey};
+use super::{Answer, SaleContext, SaleError, SaleRequest, SaleState};
+use crate::cards::CardView;
+use crate::journal::Tx;
+use crate::journal::sales::NewHold;
+use crate::policy::{self, OfflineUsage};
+use crate::redemption::Mode;
+use protocol::evaluate::{EvalError, PricedLine, PricedSale, price_sale};
+use protocol::{CardId, Money, Points};
 use serde::Serialize;
-use std::sync::Arc;
-use time::{Date, OffsetDateTime};
-
-/// A balance HQ returned just now, with the terminal's `acked_through` read with it.
-#[derive(Debug, Clone)]
-pub struct LiveBalance {
-    /// HQ's figures.
-    pub balance: CardBalance,
-    /// This terminal's entries HQ's figures include.
-    pub acked_through: Seq,
-}
-
-/// Everything a hold needs besides the request.
-#[derive(Debug, Clone)]
-pub struct HoldContext {
-    /// Now.
-    pub now: OffsetDateTime,
-    /// The store's calendar day (promotions).
-    pub day: Date,
-    /// Unix time the store day started (daily caps).
-    pub day_start_unix: i64,
-    /// The rules in force.
-    pub rules: Arc<ProgramRules>,
-    /// How redemptions are decided.
-    pub mode: Mode,
-    /// HQ's live balance of the card, when `mode` is `Online`.
-    pub live: Option<LiveBalance>,
-    /// Offline caps.
-    pub limits: OfflineSection,
-    /// Seconds before an uncommitted hold is released.
-    pub hold_timeout_secs: u64,
-}
+use time::OffsetDateTime;
 
 /// The answer to `POST /v1/sales`.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +18,7 @@ pub struct HoldResponse {
     /// Receipt number.
     pub receipt_id: String,
     /// Always `held`.
-    pub state: &'static str,
+    pub state: SaleState,
     /// The card, if any.
     pub card: Option<CardId>,
     /// Points reserved.
@@ -72,197 +40,333 @@ pub struct HoldResponse {
     pub lines: Vec<PricedLine>,
 }
 
+/// A hold as decided: the answer, and what is recorded with it.
+#[derive(Debug, Clone)]
+pub struct DecidedHold {
+    /// The till's answer.
+    pub response: HoldResponse,
+    /// The priced receipt.
+    pub priced: PricedSale,
+    /// When the accrued points become spendable, if there is a pending period.
+    pub matures_at: Option<OffsetDateTime>,
+}
+
 /// Opens a sale for `req` (idempotent on `receipt_id`).
 pub fn hold(
-    conn: &Connection,
+    tx: &Tx<'_>,
     req: &SaleRequest,
     hash: &str,
-    ctx: &HoldContext,
+    ctx: &SaleContext,
 ) -> Result<Answer, SaleError> {
-    if let Some(answer) = replay(conn, req, hash)? {
+    let stored = tx.hold_request(&req.receipt_id)?;
+    let key = || IdempotencyKey::Receipt(req.receipt_id.clone());
+    if let Some(answer) = idempotency::replay(stored, hash, key)? {
         return Ok(answer);
     }
     if let Some(live) = &ctx.live {
-        cards::apply_hq_balance(conn, &live.balance, live.acked_through)?;
-        sync_state::record_contact(conn, ctx.now)?;
+        live.record(tx, ctx.now)?;
     }
-    let view = match &req.card {
-        Some(card) => Some(cards::view(conn, card, ctx.now)?),
-        None => None,
+    let view = req
+        .card
+        .as_ref()
+        .map(|card| CardView::read(tx, card, ctx.now))
+        .transpose()?;
+    let usage = match &req.card {
+        Some(card) if redeems_offline(req.redeem_points, ctx.mode) => {
+            Some(tx.offline_usage(card, ctx.day_start_unix, ctx.now)?)
+        }
+        _ => None,
     };
-    if let Some(v) = &view
+    let decided = decide(req, view.as_ref(), usage.as_ref(), ctx)?;
+    let answer = Answer::fresh(&decided.response)?;
+    tx.insert_hold(&NewHold {
+        receipt_id: &req.receipt_id,
+        request_hash: hash,
+        card: req.card.as_ref(),
+        redeem_points: req.redeem_points,
+        offline: decided.response.offline,
+        held_at: ctx.now,
+        rules_version: ctx.rules.version,
+        matures_at: decided.matures_at,
+        priced: &decided.priced,
+        answer: &answer.json,
+    })?;
+    Ok(answer)
+}
+
+/// True when a redemption of `redeem` points is decided by the offline caps.
+fn redeems_offline(redeem: Points, mode: Mode) -> bool {
+    redeem > Points::ZERO && mode == Mode::Offline
+}
+
+/// Decides a hold: refusals in the order the till sees them (blocked card, bad
+/// request, balance, offline caps, program rules), then the price. `view` is the
+/// card's view when the request names a card; `usage` is what the offline caps count,
+/// needed when the redemption is decided offline (without it, nothing is allowed).
+pub fn decide(
+    req: &SaleRequest,
+    view: Option<&CardView>,
+    usage: Option<&OfflineUsage>,
+    ctx: &SaleContext,
+) -> Result<DecidedHold, SaleError> {
+    if let Some(v) = view
         && v.blocked
     {
-        return Err(SaleError::refused(
-            "card_blocked",
-            format!("card {} is blocked by HQ", v.card.masked()),
-        ));
+        return Err(SaleError::CardBlocked {
+            card: v.card.masked().to_string(),
+        });
     }
     let redeem = req.redeem_points;
     if redeem.is_negative() {
-        return Err(SaleError::bad(
-            "bad_request",
-            "redeem_points must not be negative",
-        ));
+        return Err(SaleError::Invalid(EvalError::NegativeRedeem));
     }
-    let offline = redeem > Points::ZERO && ctx.mode == Mode::Offline;
+    let offline = redeems_offline(redeem, ctx.mode);
     if redeem > Points::ZERO {
-        let Some(v) = &view else {
-            return Err(SaleError::bad(
-                "card_required",
-                "redeem_points needs a card",
-            ));
+        let Some(v) = view else {
+            return Err(SaleError::CardRequired);
         };
-        check_balance(v, redeem)?;
+        if redeem > v.available {
+            return Err(SaleError::InsufficientPoints {
+                card: v.card.masked().to_string(),
+                available: v.available,
+                requested: redeem,
+            });
+        }
         if offline {
-            let usage = offline_usage(conn, &v.card, ctx)?;
-            policy::check_offline(redeem, &usage, &ctx.limits)
-                .map_err(|r| SaleError::refused(r.code, r.message))?;
+            policy::check_offline(redeem, &usage.copied().unwrap_or_default(), &ctx.limits)
+                .map_err(SaleError::Offline)?;
         }
     }
-    let tier = view.as_ref().and_then(|v| v.tier.clone());
+    let tier = view.and_then(|v| v.tier.as_deref());
     let priced =
-        price_sale(&ctx.rules, &req.lines, redeem, tier.as_deref(), ctx.day).map_err(eval_error)?;
-    let matures_at = (ctx.rules.pending_days > 0 && req.card.is_some())
+        price_sale(&ctx.rules, &req.lines, redeem, tier, ctx.day).map_err(|e| match e {
+            EvalError::RedeemAboveRuleCap { max } => SaleError::RedeemAboveRuleCap { max },
+            other => SaleError::Invalid(other),
+        })?;
+    let with_card = req.card.is_some();
+    let matures_at = (ctx.rules.pending_days > 0 && with_card)
         .then(|| ctx.now + time::Duration::days(i64::from(ctx.rules.pending_days)));
+    let hold_timeout = i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2);
     let response = HoldResponse {
         receipt_id: req.receipt_id.to_string(),
-        state: "held",
+        state: SaleState::Held,
         card: req.card.clone(),
         redeem_points: redeem,
         total_minor: priced.total_minor,
         discount_minor: priced.discount_minor,
         to_pay_minor: priced.paid_minor,
-        accrual_points: if req.card.is_some() {
+        accrual_points: if with_card {
             priced.accrued_points
         } else {
             Points::ZERO
         },
         offline,
-        hold_expires_at: ctx.now
-            + time::Duration::seconds(i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2)),
+        hold_expires_at: ctx.now + time::Duration::seconds(hold_timeout),
         lines: priced.lines.clone(),
     };
-    let json = to_json(&response)?;
-    conn.prepare_cached(
-        "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
-                            rules_version, matures_at_unix, priced, hold_response)
-         VALUES (?1, ?2, 'held', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .map_err(JournalError::from)?
-    .execute(params![
-        req.receipt_id.as_str(),
-        hash,
-        req.card.as_ref().map(CardId::as_str),
-        redeem.get(),
-        offline,
-        ctx.now.unix_timestamp(),
-        ctx.rules.version,
-        matures_at.map(OffsetDateTime::unix_timestamp),
-        to_json(&priced)?,
-        json,
-    ])
-    .map_err(JournalError::from)?;
-    Ok(Answer {
-        json,
-        replayed: false,
+    Ok(DecidedHold {
+        response,
+        priced,
+        matures_at,
     })
 }
 
-/// The stored answer when the receipt was opened before with the same body.
-fn replay(conn: &Connection, req: &SaleRequest, hash: &str) -> Result<Option<Answer>, SaleError> {
-    let existing: Option<(String, String)> = conn
-        .prepare_cached("SELECT request_hash, hold_response FROM sales WHERE receipt_id = ?1")
-        .map_err(JournalError::from)?
-        .query_row([req.receipt_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(JournalError::from)?;
-    match existing {
-        None => Ok(None),
-        Some((stored, json)) if stored == hash => Ok(Some(Answer {
-            json,
-            replayed: true,
-        })),
-        Some(_) => Err(SaleError::conflict(
-            "idempotency_conflict",
-            format!(
-                "receipt {} was already opened with a different body",
-                req.receipt_id
-            ),
-        )),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::OfflineLimit;
+    use config::agent::OfflineSection;
+    use protocol::ReceiptId;
+    use protocol::receipt::Line;
+    use protocol::rules::ProgramRules;
+    use std::sync::Arc;
+    use time::macros::datetime;
 
-fn check_balance(view: &CardView, redeem: Points) -> Result<(), SaleError> {
-    if redeem > view.available {
-        return Err(SaleError::refused(
-            "insufficient_points",
-            format!(
-                "card {} has {} points available, {} requested",
-                view.card.masked(),
-                view.available,
-                redeem
-            ),
+    const CARD: &str = "4006381333931";
+
+    fn ctx(mode: Mode) -> SaleContext {
+        let now = datetime!(2026-11-24 10:00 UTC);
+        SaleContext {
+            now,
+            day: now.date(),
+            day_start_unix: datetime!(2026-11-24 00:00 UTC).unix_timestamp(),
+            rules: Arc::new(ProgramRules::default()),
+            mode,
+            live: None,
+            limits: OfflineSection {
+                max_redeem_per_card_per_day: Points(100),
+                max_redeem_per_terminal_per_day: Points(1_000),
+                max_redeem_per_receipt: Points(50),
+                max_consecutive_per_card: 3,
+                max_offline_hours: 24,
+            },
+            hold_timeout_secs: 600,
+        }
+    }
+
+    fn request(card: bool, redeem: i64) -> SaleRequest {
+        SaleRequest {
+            receipt_id: ReceiptId::parse("R-1").unwrap(),
+            card: card.then(|| CardId::parse(CARD).unwrap()),
+            lines: vec![Line {
+                sku: "milk".into(),
+                category: "dairy".into(),
+                amount_minor: Money(10_000),
+                qty: 1,
+            }],
+            redeem_points: Points(redeem),
+        }
+    }
+
+    fn view(available: i64, blocked: bool) -> CardView {
+        CardView {
+            card: CardId::parse(CARD).unwrap(),
+            balance: Points(available),
+            available: Points(available),
+            pending: Points::ZERO,
+            held: Points::ZERO,
+            tier: None,
+            as_of: None,
+            offline: false,
+            blocked,
+        }
+    }
+
+    fn usage(card_today: i64) -> OfflineUsage {
+        OfflineUsage {
+            card_today: Points(card_today),
+            secs_since_contact: Some(60),
+            ..OfflineUsage::default()
+        }
+    }
+
+    #[test]
+    fn a_hold_prices_the_receipt_and_reserves_the_points() {
+        let d = decide(
+            &request(true, 20),
+            Some(&view(100, false)),
+            None,
+            &ctx(Mode::Online),
+        )
+        .unwrap();
+        assert_eq!(d.response.state, SaleState::Held);
+        assert_eq!(d.response.discount_minor, Money(2_000));
+        assert_eq!(d.response.to_pay_minor, Money(8_000));
+        assert_eq!(d.response.accrual_points, Points(4));
+        assert!(!d.response.offline);
+        assert_eq!(d.response.hold_expires_at, datetime!(2026-11-24 10:10 UTC));
+        assert_eq!(d.matures_at, None);
+    }
+
+    #[test]
+    fn a_sale_without_a_card_accrues_nothing_and_cannot_redeem() {
+        let d = decide(&request(false, 0), None, None, &ctx(Mode::Standalone)).unwrap();
+        assert_eq!(d.response.accrual_points, Points::ZERO);
+        assert!(matches!(
+            decide(&request(false, 5), None, None, &ctx(Mode::Standalone)),
+            Err(SaleError::CardRequired)
         ));
     }
-    Ok(())
-}
 
-fn eval_error(e: EvalError) -> SaleError {
-    match e {
-        EvalError::RedeemAboveRuleCap { max } => SaleError::refused(
-            "redeem_above_rule_cap",
-            format!("the program allows at most {max} points on this receipt"),
-        ),
-        other => SaleError::bad("bad_request", other.to_string()),
+    #[test]
+    fn a_blocked_card_is_refused_even_without_a_redemption() {
+        let e = decide(
+            &request(true, 0),
+            Some(&view(100, true)),
+            None,
+            &ctx(Mode::Online),
+        )
+        .unwrap_err();
+        assert!(matches!(e, SaleError::CardBlocked { .. }));
+        assert_eq!(e.to_string(), "card ****3931 is blocked by HQ");
     }
-}
 
-/// What this terminal redeemed offline, as the caps count it (committed entries and
-/// open holds alike).
-pub fn offline_usage(
-    conn: &Connection,
-    card: &CardId,
-    ctx: &HoldContext,
-) -> Result<OfflineUsage, JournalError> {
-    let last_contact = sync_state::last_contact(conn)?;
-    let since_contact = last_contact.unwrap_or(i64::MIN);
-    let sum = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<i64, JournalError> {
-        Ok(conn.prepare_cached(sql)?.query_row(args, |r| r.get(0))?)
-    };
-    let card_today = sum(
-        "SELECT COALESCE(SUM(redeemed), 0) FROM entries WHERE offline = 1 AND redeemed > 0 AND card = ?1 AND at_unix >= ?2",
-        &[&card.as_str(), &ctx.day_start_unix],
-    )? + sum(
-        "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE state = 'held' AND offline = 1 AND card = ?1",
-        &[&card.as_str()],
-    )?;
-    let terminal_today = sum(
-        "SELECT COALESCE(SUM(redeemed), 0) FROM entries WHERE offline = 1 AND redeemed > 0 AND at_unix >= ?1",
-        &[&ctx.day_start_unix],
-    )? + sum(
-        "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE state = 'held' AND offline = 1",
-        &[],
-    )?;
-    let consecutive = sum(
-        "SELECT COUNT(*) FROM entries WHERE offline = 1 AND redeemed > 0 AND card = ?1 AND at_unix > ?2",
-        &[&card.as_str(), &since_contact],
-    )? + sum(
-        "SELECT COUNT(*) FROM sales WHERE state = 'held' AND offline = 1 AND card = ?1",
-        &[&card.as_str()],
-    )?;
-    Ok(OfflineUsage {
-        card_today: Points(card_today),
-        terminal_today: Points(terminal_today),
-        consecutive_for_card: u32::try_from(consecutive).unwrap_or(u32::MAX),
-        secs_since_contact: last_contact.map(|t| ctx.now.unix_timestamp() - t),
-    })
-}
+    #[test]
+    fn more_points_than_available_are_refused() {
+        let e = decide(
+            &request(true, 30),
+            Some(&view(20, false)),
+            None,
+            &ctx(Mode::Online),
+        )
+        .unwrap_err();
+        assert!(matches!(e, SaleError::InsufficientPoints { .. }));
+    }
 
-/// The card state rule evaluation needs, from a view.
-pub fn card_state(view: &CardView) -> CardState {
-    CardState {
-        available: view.available,
-        tier: view.tier.clone(),
+    #[test]
+    fn offline_the_caps_apply_and_online_they_do_not() {
+        let over_card_cap = usage(90);
+        let e = decide(
+            &request(true, 20),
+            Some(&view(100, false)),
+            Some(&over_card_cap),
+            &ctx(Mode::Offline),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            SaleError::Offline(ref r) if r.limit == OfflineLimit::CardDailyCap
+        ));
+        let d = decide(
+            &request(true, 20),
+            Some(&view(100, false)),
+            Some(&usage(0)),
+            &ctx(Mode::Offline),
+        )
+        .unwrap();
+        assert!(d.response.offline);
+        assert!(
+            decide(
+                &request(true, 20),
+                Some(&view(100, false)),
+                None,
+                &ctx(Mode::Online)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn offline_without_what_the_caps_count_nothing_is_allowed() {
+        let e = decide(
+            &request(true, 1),
+            Some(&view(100, false)),
+            None,
+            &ctx(Mode::Offline),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            SaleError::Offline(ref r) if r.limit == OfflineLimit::NeverSynced
+        ));
+    }
+
+    #[test]
+    fn more_than_the_rules_allow_is_refused_with_the_cap() {
+        // Points pay at most half of 100.00: 50 points.
+        let e = decide(
+            &request(true, 60),
+            Some(&view(100, false)),
+            None,
+            &ctx(Mode::Online),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            SaleError::RedeemAboveRuleCap { max } if max == Points(50)
+        ));
+    }
+
+    #[test]
+    fn a_pending_period_sets_when_the_points_mature() {
+        let mut c = ctx(Mode::Standalone);
+        c.rules = Arc::new(ProgramRules {
+            pending_days: 14,
+            ..ProgramRules::default()
+        });
+        let d = decide(&request(true, 0), Some(&view(0, false)), None, &c).unwrap();
+        assert_eq!(d.matures_at, Some(datetime!(2026-12-08 10:00 UTC)));
+        let d = decide(&request(false, 0), None, None, &c).unwrap();
+        assert_eq!(d.matures_at, None);
     }
 }

@@ -1,24 +1,46 @@
-//! The till's operations on sales: hold, commit, cancel, return. Each runs inside one
-//! journal transaction ([`crate::journal::Journal::write`]) and produces the JSON
-//! answer the till gets, which is stored with the sale so that a repeated request
-//! (same idempotency key, same body) gets the very same answer.
+//! The till's operations on sales: quote, hold, commit, cancel, hold expiry, return.
 //!
+//! Each operation that writes runs inside one journal transaction
+//! ([`crate::journal::Journal::write`]) in four steps: read what it needs through the
+//! [`Tx`](crate::journal::Tx), decide with a pure function (unit-tested without SQLite),
+//! write what was decided, and answer. The JSON answer is stored with the sale, so a
+//! repeated request (same idempotency key, same body) gets the very same answer
+//! ([`idempotency`]).
+//!
+//! - [`quote`]: what a receipt would accrue and may redeem, nothing written;
 //! - [`hold`]: open a sale, price it, reserve `redeem_points` (policy checks);
-//! - [`settle`]: commit (writes the sale's journal entry), cancel, release expired holds;
+//! - [`commit`]: capture the hold, writing the sale's journal entry;
+//! - [`cancel`]: release the hold; [`expiry`]: release holds the till forgot;
 //! - [`returns`]: full or partial returns (writes a return entry).
 
+pub mod cancel;
+pub mod commit;
+pub mod error;
+pub mod expiry;
+#[cfg(test)]
+mod fixtures;
 pub mod hold;
+pub mod idempotency;
+pub mod quote;
 pub mod returns;
-pub mod settle;
+pub mod state;
+
+pub use error::SaleError;
+pub use state::{CancelReason, SaleState};
 
 use crate::journal::JournalError;
+use crate::redemption::{LiveBalance, Mode};
+use config::agent::OfflineSection;
 use protocol::evaluate::ReturnLineRequest;
 use protocol::receipt::Line;
+use protocol::rules::ProgramRules;
 use protocol::{CardId, Points, ReceiptId, ReturnId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use time::{Date, OffsetDateTime};
 
-/// `POST /v1/sales` and `POST /v1/quote` body.
+/// `POST /v1/sales` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaleRequest {
@@ -48,6 +70,28 @@ pub struct ReturnRequest {
     pub lines: Vec<ReturnLineRequest>,
 }
 
+/// What a hold or a quote needs besides the request: the time, the rules and how
+/// redemptions are decided.
+#[derive(Debug, Clone)]
+pub struct SaleContext {
+    /// The instant of the request.
+    pub now: OffsetDateTime,
+    /// The store's calendar day (promotions).
+    pub day: Date,
+    /// Unix time the store day started (daily caps).
+    pub day_start_unix: i64,
+    /// The rules in force.
+    pub rules: Arc<ProgramRules>,
+    /// How redemptions are decided.
+    pub mode: Mode,
+    /// HQ's live balance of the card, when `mode` is `Online`.
+    pub live: Option<LiveBalance>,
+    /// Offline caps.
+    pub limits: OfflineSection,
+    /// Seconds before an uncommitted hold is released.
+    pub hold_timeout_secs: u64,
+}
+
 /// SHA-256 of a request's canonical JSON: what "the same request" means for
 /// idempotency keys.
 pub fn request_hash<T: Serialize>(req: &T) -> String {
@@ -65,78 +109,21 @@ pub struct Answer {
     pub replayed: bool,
 }
 
-/// Why an operation was refused. Nothing was written.
-#[derive(Debug, thiserror::Error)]
-pub enum SaleError {
-    /// Malformed or inconsistent request.
-    #[error("{message}")]
-    BadRequest {
-        /// Stable code.
-        code: &'static str,
-        /// Explanation.
-        message: String,
-    },
-    /// Unknown receipt.
-    #[error("{message}")]
-    NotFound {
-        /// Stable code.
-        code: &'static str,
-        /// Explanation.
-        message: String,
-    },
-    /// The request conflicts with what happened before (key reused with another
-    /// body, commit of a cancelled sale, …).
-    #[error("{message}")]
-    Conflict {
-        /// Stable code.
-        code: &'static str,
-        /// Explanation.
-        message: String,
-    },
-    /// A rule refused it (insufficient points, an offline cap, a blocked card).
-    #[error("{message}")]
-    Refused {
-        /// Stable code.
-        code: &'static str,
-        /// Explanation.
-        message: String,
-    },
-    /// The journal failed; nothing was written.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-}
+impl Answer {
+    /// A fresh answer: `body` as JSON.
+    fn fresh<T: Serialize>(body: &T) -> Result<Self, SaleError> {
+        Ok(Self {
+            json: serde_json::to_string(body)
+                .map_err(|e| SaleError::Journal(JournalError::data(e)))?,
+            replayed: false,
+        })
+    }
 
-impl SaleError {
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest {
-            code,
-            message: message.into(),
+    /// The stored answer of an earlier identical request.
+    fn replayed(json: String) -> Self {
+        Self {
+            json,
+            replayed: true,
         }
     }
-    fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
-        }
-    }
-    fn refused(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Refused {
-            code,
-            message: message.into(),
-        }
-    }
-    fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::NotFound {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<String, SaleError> {
-    serde_json::to_string(value).map_err(|e| SaleError::Journal(JournalError::data(e)))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SaleError> {
-    serde_json::from_str(text).map_err(|e| SaleError::Journal(JournalError::data(e)))
 }

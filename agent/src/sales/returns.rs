@@ -1,12 +1,14 @@
 //! Returns: full, or chosen lines and quantities, of a committed sale.
 
-use super::{Answer, ReturnRequest, SaleError, from_json, to_json};
-use crate::cards::{self, CardView};
-use crate::journal::{JournalError, entries};
-use protocol::evaluate::{EvalError, PricedSale, ReturnedLine, price_return};
+use super::idempotency::{self, IdempotencyKey};
+use super::{Answer, ReturnRequest, SaleError, SaleState};
+use crate::cards::CardView;
+use crate::journal::returns::NewReturn;
+use crate::journal::sales::SaleRecord;
+use crate::journal::{JournalError, Tx};
+use protocol::evaluate::{EvalError, ReturnedLine, price_return};
 use protocol::journal::{EntryBody, ReturnEntry};
-use protocol::{CardId, Money, Points};
-use rusqlite::{Connection, OptionalExtension, params};
+use protocol::{Money, Points};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,171 +33,216 @@ pub struct ReturnResponse {
     /// Per line.
     pub lines: Vec<ReturnedLine>,
     /// `returned` when nothing is left to return, else `committed`.
-    pub sale_state: &'static str,
+    pub sale_state: SaleState,
     /// The card right after the return.
     pub card: Option<CardView>,
 }
 
-/// The columns of the sale a return needs.
-struct SoldRow {
-    state: String,
-    card: Option<String>,
-    priced: String,
-    returned_qty: String,
-    entry_seq: Option<i64>,
-    rules_version: u64,
+/// What a return does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnPlan {
+    /// The return's journal entry.
+    pub entry: ReturnEntry,
+    /// Units returned per line of the sale, this return included.
+    pub returned_qty: Vec<u32>,
+    /// The sale's state after the return.
+    pub sale_state: SaleState,
 }
 
 /// Records a return (idempotent on `return_id`).
 pub fn record_return(
-    conn: &Connection,
+    tx: &Tx<'_>,
     req: &ReturnRequest,
     hash: &str,
     now: OffsetDateTime,
 ) -> Result<Answer, SaleError> {
-    let existing: Option<(String, String)> = conn
-        .prepare_cached("SELECT request_hash, response FROM returns WHERE return_id = ?1")
-        .map_err(JournalError::from)?
-        .query_row([req.return_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(JournalError::from)?;
-    match existing {
-        Some((stored, json)) if stored == hash => {
-            return Ok(Answer {
-                json,
-                replayed: true,
-            });
-        }
-        Some(_) => {
-            return Err(SaleError::conflict(
-                "idempotency_conflict",
-                format!(
-                    "return {} was already recorded with a different body",
-                    req.return_id
-                ),
-            ));
-        }
-        None => {}
+    let stored = tx.return_request(&req.return_id)?;
+    let key = || IdempotencyKey::Return(req.return_id.clone());
+    if let Some(answer) = idempotency::replay(stored, hash, key)? {
+        return Ok(answer);
     }
-    let sale = conn
-        .prepare_cached(
-            "SELECT state, card, priced, returned_qty, entry_seq, rules_version FROM sales WHERE receipt_id = ?1",
-        )
-        .map_err(JournalError::from)?
-        .query_row([req.receipt_id.as_str()], |r| {
-            Ok(SoldRow {
-                state: r.get(0)?,
-                card: r.get(1)?,
-                priced: r.get(2)?,
-                returned_qty: r.get(3)?,
-                entry_seq: r.get(4)?,
-                rules_version: r.get(5)?,
-            })
-        })
-        .optional()
-        .map_err(JournalError::from)?;
-    let Some(SoldRow {
-        state,
-        card,
-        priced,
-        returned_qty,
-        entry_seq,
-        rules_version,
-    }) = sale
-    else {
-        return Err(SaleError::not_found(
-            "unknown_receipt",
-            format!("no sale for receipt {}", req.receipt_id),
-        ));
+    let sale = tx
+        .sale(&req.receipt_id)?
+        .ok_or_else(|| SaleError::UnknownReceipt(req.receipt_id.clone()))?;
+    let sale_entry = match sale.entry_seq {
+        Some(seq) => Some(
+            tx.entry_id(seq)?
+                .ok_or_else(|| JournalError::data(format!("the sale's entry {seq} is missing")))?,
+        ),
+        None => None,
     };
-    let entry_seq = match (state.as_str(), entry_seq) {
-        ("committed" | "returned", Some(seq)) => seq,
-        _ => {
-            return Err(SaleError::conflict(
-                "sale_not_committed",
-                format!(
-                    "receipt {} is {state}; only committed sales can be returned",
-                    req.receipt_id
-                ),
-            ));
-        }
-    };
-    let priced: PricedSale = from_json(&priced)?;
-    let mut returned: Vec<u32> = from_json(&returned_qty)?;
-    returned.resize(priced.lines.len(), 0);
-    let outcome = price_return(&priced, &returned, &req.lines).map_err(return_error)?;
-    let sale_entry: String = conn
-        .prepare_cached("SELECT id FROM entries WHERE seq = ?1")
-        .map_err(JournalError::from)?
-        .query_row([entry_seq], |r| r.get(0))
-        .map_err(JournalError::from)?;
-    let sale_entry =
-        Uuid::parse_str(&sale_entry).map_err(|e| SaleError::Journal(JournalError::data(e)))?;
-    let card = card
-        .as_deref()
-        .map(CardId::parse)
-        .transpose()
-        .map_err(|e| SaleError::Journal(JournalError::data(e)))?;
-    let entry = entries::append(
-        conn,
-        EntryBody::Return(ReturnEntry {
-            return_id: req.return_id.clone(),
-            receipt_id: req.receipt_id.clone(),
-            sale_entry,
-            card: card.clone(),
-            returned: outcome.clone(),
-        }),
-        now,
-        rules_version,
-    )?;
-    for line in &outcome.lines {
-        returned[line.line] += line.qty;
-    }
-    let all_back = returned.iter().zip(&priced.lines).all(|(r, l)| *r >= l.qty);
-    let sale_state = if all_back { "returned" } else { "committed" };
-    conn.prepare_cached("UPDATE sales SET returned_qty = ?2, state = ?3 WHERE receipt_id = ?1")
-        .map_err(JournalError::from)?
-        .execute(params![
-            req.receipt_id.as_str(),
-            to_json(&returned)?,
-            sale_state
-        ])
-        .map_err(JournalError::from)?;
-    let view = card
+    let plan = decide(req, &sale, sale_entry)?;
+    let returned = plan.entry.returned.clone();
+    let entry = tx.append(EntryBody::Return(plan.entry), now, sale.rules_version)?;
+    tx.record_returned(&req.receipt_id, &plan.returned_qty, plan.sale_state)?;
+    let view = sale
+        .card
         .as_ref()
-        .map(|c| cards::view(conn, c, now))
+        .map(|card| CardView::read(tx, card, now))
         .transpose()?;
     let response = ReturnResponse {
         return_id: req.return_id.to_string(),
         receipt_id: req.receipt_id.to_string(),
         entry_seq: entry.seq.get(),
         entry_id: entry.id.to_string(),
-        refund_minor: outcome.refund_minor,
-        reversed_accrual_points: if card.is_some() {
-            outcome.reversed_accrual_points
+        refund_minor: returned.refund_minor,
+        reversed_accrual_points: if sale.card.is_some() {
+            returned.reversed_accrual_points
         } else {
             Points::ZERO
         },
-        restored_points: outcome.restored_points,
-        lines: outcome.lines,
-        sale_state,
+        restored_points: returned.restored_points,
+        lines: returned.lines,
+        sale_state: plan.sale_state,
         card: view,
     };
-    let json = to_json(&response)?;
-    conn.prepare_cached("INSERT INTO returns (return_id, receipt_id, request_hash, entry_seq, response) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .map_err(JournalError::from)?
-        .execute(params![req.return_id.as_str(), req.receipt_id.as_str(), hash, entry.seq.get(), json])
-        .map_err(JournalError::from)?;
-    Ok(Answer {
-        json,
-        replayed: false,
+    let answer = Answer::fresh(&response)?;
+    tx.insert_return(&NewReturn {
+        return_id: &req.return_id,
+        receipt_id: &req.receipt_id,
+        request_hash: hash,
+        entry_seq: entry.seq,
+        answer: &answer.json,
+    })?;
+    Ok(answer)
+}
+
+/// Decides a return of `req` from `sale`, whose journal entry is `sale_entry` once
+/// committed: only committed sales can be returned, and never more than was sold.
+pub fn decide(
+    req: &ReturnRequest,
+    sale: &SaleRecord,
+    sale_entry: Option<Uuid>,
+) -> Result<ReturnPlan, SaleError> {
+    let sale_entry = match sale_entry {
+        Some(id) if sale.state.is_committed() => id,
+        _ => {
+            return Err(SaleError::SaleNotCommitted {
+                receipt: req.receipt_id.clone(),
+                state: sale.state,
+            });
+        }
+    };
+    let mut returned_qty = sale.returned_qty.clone();
+    returned_qty.resize(sale.priced.lines.len(), 0);
+    let returned = price_return(&sale.priced, &returned_qty, &req.lines).map_err(|e| match e {
+        EvalError::NothingToReturn => SaleError::AlreadyReturned(e),
+        EvalError::QtyExceeds { .. } => SaleError::ReturnExceedsSale(e),
+        other => SaleError::Invalid(other),
+    })?;
+    for line in &returned.lines {
+        if let Some(qty) = returned_qty.get_mut(line.line) {
+            *qty += line.qty;
+        }
+    }
+    let all_back = returned_qty
+        .iter()
+        .zip(&sale.priced.lines)
+        .all(|(r, l)| *r >= l.qty);
+    Ok(ReturnPlan {
+        entry: ReturnEntry {
+            return_id: req.return_id.clone(),
+            receipt_id: req.receipt_id.clone(),
+            sale_entry,
+            card: sale.card.clone(),
+            returned,
+        },
+        returned_qty,
+        sale_state: if all_back {
+            SaleState::Returned
+        } else {
+            SaleState::Committed
+        },
     })
 }
 
-fn return_error(e: EvalError) -> SaleError {
-    match e {
-        EvalError::NothingToReturn => SaleError::conflict("already_returned", e.to_string()),
-        EvalError::QtyExceeds { .. } => SaleError::refused("return_exceeds_sale", e.to_string()),
-        other => SaleError::bad("bad_request", other.to_string()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sales::CancelReason;
+    use crate::sales::fixtures::sale_record;
+    use protocol::evaluate::ReturnLineRequest;
+    use protocol::{ReceiptId, ReturnId};
+
+    fn request(lines: &[(usize, u32)]) -> ReturnRequest {
+        ReturnRequest {
+            return_id: ReturnId::parse("X-1").unwrap(),
+            receipt_id: ReceiptId::parse("R-1").unwrap(),
+            lines: lines
+                .iter()
+                .map(|&(line, qty)| ReturnLineRequest { line, qty })
+                .collect(),
+        }
+    }
+
+    fn entry() -> Option<Uuid> {
+        Some(Uuid::from_u128(7))
+    }
+
+    #[test]
+    fn a_partial_return_keeps_the_sale_committed_and_counts_the_units() {
+        let sale = sale_record(SaleState::Committed, true);
+        let plan = decide(&request(&[(0, 1)]), &sale, entry()).unwrap();
+        assert_eq!(plan.sale_state, SaleState::Committed);
+        assert_eq!(plan.returned_qty, vec![1, 0]);
+        assert_eq!(plan.entry.sale_entry, Uuid::from_u128(7));
+        assert_eq!(plan.entry.card, sale.card);
+    }
+
+    #[test]
+    fn returning_everything_left_makes_the_sale_returned() {
+        let mut sale = sale_record(SaleState::Committed, true);
+        sale.returned_qty = vec![1];
+        let plan = decide(&request(&[]), &sale, entry()).unwrap();
+        assert_eq!(plan.returned_qty, vec![2, 1]);
+        assert_eq!(plan.sale_state, SaleState::Returned);
+        let e = decide(
+            &request(&[]),
+            &sale_record(SaleState::Returned, true),
+            entry(),
+        );
+        assert!(
+            e.is_ok(),
+            "a returned sale with units left to return: {e:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_left_or_too_many_units_are_refused() {
+        let mut sale = sale_record(SaleState::Returned, true);
+        sale.returned_qty = vec![2, 1];
+        assert!(matches!(
+            decide(&request(&[]), &sale, entry()),
+            Err(SaleError::AlreadyReturned(_))
+        ));
+        assert!(matches!(
+            decide(
+                &request(&[(1, 2)]),
+                &sale_record(SaleState::Committed, true),
+                entry()
+            ),
+            Err(SaleError::ReturnExceedsSale(_))
+        ));
+        assert!(matches!(
+            decide(
+                &request(&[(5, 1)]),
+                &sale_record(SaleState::Committed, true),
+                entry()
+            ),
+            Err(SaleError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn only_committed_sales_can_be_returned() {
+        for state in [SaleState::Held, SaleState::Cancelled(CancelReason::Till)] {
+            let e = decide(&request(&[]), &sale_record(state, true), None).unwrap_err();
+            assert!(matches!(e, SaleError::SaleNotCommitted { .. }));
+        }
+        let e = decide(&request(&[]), &sale_record(SaleState::Held, true), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "receipt R-1 is held; only committed sales can be returned"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! they are counted (`pos_agent_scans_total{result="invalid"}`) and logged with the
 //! reason and a masked payload, so a log never holds a whole card number or token.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScanResult};
 use protocol::codes::{CardScan, CodeError, decode_frame};
 use protocol::token::{KeyRing, TokenError};
 
@@ -20,7 +20,7 @@ pub fn decode(
         Ok(scan) => Some(scan),
         Err(error) => {
             refused(scanner, frame, &error.to_string(), is_suspicious(&error));
-            metrics.scan(scanner, "invalid");
+            metrics.scan(scanner, ScanResult::Invalid);
             None
         }
     }
@@ -63,7 +63,6 @@ pub fn masked_payload(frame: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

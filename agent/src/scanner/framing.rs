@@ -325,7 +325,6 @@ pub fn encode(terminator: Terminator, payload: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

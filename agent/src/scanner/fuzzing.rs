@@ -122,7 +122,6 @@ fn cut<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -8,9 +8,9 @@
 //! journal by a second task, so publishing never waits for an fsync.
 
 use super::debounce::Debouncer;
-use super::replay::{self, UsedToken, UsedTokens};
+use super::replay::{UsedToken, UsedTokens};
 use crate::journal::{Journal, JournalError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScanResult};
 use crate::scan_bus::{ScanBus, ScanEvent};
 use protocol::codes::CardScan;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub async fn run(
         let name = names.get(d.scanner).map_or("?", String::as_str);
         match gate.admit(&d) {
             Verdict::Accepted => {
-                metrics.scan(name, "accepted");
+                metrics.scan(name, ScanResult::Accepted);
                 tracing::info!(
                     scanner = name,
                     symbology = d.scan.symbology.as_str(),
@@ -118,11 +118,11 @@ pub async fn run(
                 }
             }
             Verdict::Debounced => {
-                metrics.scan(name, "debounced");
+                metrics.scan(name, ScanResult::Debounced);
                 tracing::debug!(scanner = name, card = %d.scan.card.masked(), "repeat read debounced");
             }
             Verdict::Replayed => {
-                metrics.scan(name, "invalid");
+                metrics.scan(name, ScanResult::Invalid);
                 tracing::warn!(
                     scanner = name,
                     reason = "replayed: app token already used at this terminal",
@@ -148,12 +148,12 @@ async fn persist(journal: Journal, mut rx: mpsc::UnboundedReceiver<(UsedToken, i
         let written = journal
             .write(move |tx| -> Result<(), JournalError> {
                 for (token, now) in &batch {
-                    replay::persist(tx, token, *now)?;
+                    tx.record_used_token(token, UsedToken::expired_by(*now))?;
                 }
                 Ok(())
             })
             .await;
-        if let Ok(Err(e)) | Err(e) = written {
+        if let Err(e) = written {
             // The in-memory set still refuses the replay until the agent restarts.
             tracing::warn!(error = %e, "cannot record used app tokens in the journal");
         }
@@ -161,7 +161,6 @@ async fn persist(journal: Journal, mut rx: mpsc::UnboundedReceiver<(UsedToken, i
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use protocol::CardId;

@@ -25,11 +25,10 @@ use crate::journal::Journal;
 use crate::keyring::KeyRingHandle;
 use crate::metrics::Metrics;
 use crate::scan_bus::{ScanBus, ScannerState, ScannerStates};
-use crate::till_api::AppState;
 use config::agent::ScannerSection;
 use gate::Gate;
 use reader::Reader;
-use replay::UsedTokens;
+use replay::{UsedToken, UsedTokens};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -50,26 +49,12 @@ pub struct ScanContext {
     pub states: ScannerStates,
     /// HQ keys for app tokens.
     pub keys: KeyRingHandle,
-    /// Metrics.
+    /// Where frames are counted by result.
     pub metrics: Arc<Metrics>,
     /// The journal (used app tokens).
     pub journal: Journal,
-    /// Time.
+    /// The time a scan was read at, and token expiry.
     pub clock: Clock,
-}
-
-impl ScanContext {
-    /// The scanners' share of the agent's state.
-    pub fn of(state: &AppState) -> Self {
-        Self {
-            bus: state.scans.clone(),
-            states: state.scanners.clone(),
-            keys: state.keys.clone(),
-            metrics: state.metrics.clone(),
-            journal: state.journal.clone(),
-            clock: state.clock,
-        }
-    }
 }
 
 /// The running scanners: one thread per port plus the gate task.
@@ -96,9 +81,13 @@ impl ScannerSet {
             .map(|c| ctx.states.register(&c.name, &c.port.display().to_string()))
             .collect();
         let now = ctx.clock.now().unix_timestamp();
-        let used = match ctx.journal.call(move |conn| replay::load(conn, now)).await {
-            Ok(Ok(used)) => used,
-            Ok(Err(e)) | Err(e) => {
+        let used = ctx
+            .journal
+            .write(move |tx| tx.used_tokens(UsedToken::expired_by(now)))
+            .await;
+        let used = match used {
+            Ok(used) => used,
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot load used app tokens; replays before this start are not refused");
                 Vec::new()
             }

@@ -20,9 +20,10 @@ use super::decode;
 use super::framing::{DEFAULT_IDLE_TIMEOUT, Dropped, FrameEvent, Framer};
 use super::gate::Decoded;
 use super::stop::StopSignal;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::keyring::KeyRingHandle;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScanResult};
 use crate::scan_bus::{ScannerState, ScannerStates};
 use config::agent::{FlowControl, Parity, ScannerSection};
 use serialport::SerialPort;
@@ -41,35 +42,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connection that lasted this long was a real one: the next failure starts the
 /// backoff afresh. (A port that opens and hangs up at once keeps backing off.)
 const STABLE_CONNECTION: Duration = Duration::from_secs(5);
-
-/// Exponential backoff between reconnection attempts.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
-    }
-}
-
-impl Backoff {
-    /// The pause before the next attempt; each call doubles the following one, up to
-    /// [`BACKOFF_MAX`].
-    pub fn next_pause(&mut self) -> Duration {
-        let pause = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        pause
-    }
-
-    /// Starts again from [`BACKOFF_START`].
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-}
 
 /// Everything one scanner thread needs.
 pub struct Reader {
@@ -117,7 +89,7 @@ impl Reader {
             self.config.max_frame_len,
             DEFAULT_IDLE_TIMEOUT,
         );
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
         let mut last_error: Option<String> = None;
         let port_path = self.config.port.display().to_string();
         while !self.stop.is_stopped() {
@@ -276,7 +248,7 @@ impl Reader {
     }
 
     fn dropped(&self, dropped: Dropped) {
-        self.metrics.scan(self.name(), "dropped");
+        self.metrics.scan(self.name(), ScanResult::Dropped);
         tracing::warn!(
             scanner = self.name(),
             reason = %dropped.reason,
@@ -297,7 +269,6 @@ fn data_bits(bits: u8) -> serialport::DataBits {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::scan_bus::ScannerStatus;
@@ -407,7 +378,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_resets() {
-        let mut b = Backoff::default();
+        let mut b = Backoff::new(BACKOFF_START, BACKOFF_MAX);
         let pauses: Vec<u128> = (0..7).map(|_| b.next_pause().as_millis()).collect();
         assert_eq!(pauses, [100, 200, 400, 800, 1600, 2000, 2000]);
         b.reset();

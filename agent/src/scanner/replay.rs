@@ -8,16 +8,9 @@
 //! the token has expired (plus the tolerated clock skew: a till whose clock is
 //! corrected backwards must not see a pruned token as fresh).
 
-use crate::journal::JournalError;
 use protocol::token::{AppToken, CLOCK_SKEW_SECS};
-use rusqlite::{Connection, Transaction, params};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-
-const SELECT_LIVE: &str = "SELECT token_hash, expires_at_unix FROM used_tokens";
-const INSERT: &str =
-    "INSERT OR IGNORE INTO used_tokens (token_hash, expires_at_unix) VALUES (?1, ?2)";
-const PRUNE: &str = "DELETE FROM used_tokens WHERE expires_at_unix <= ?1";
 
 /// In-memory pruning runs at most this often (seconds).
 const PRUNE_EVERY_SECS: i64 = 60;
@@ -39,6 +32,13 @@ impl UsedToken {
             expires_at: token.expires_at,
         }
     }
+
+    /// Tokens that expired at or before this unix time can be forgotten at `now`:
+    /// verification refuses them anyway, even on a clock corrected backwards by the
+    /// tolerated skew.
+    pub fn expired_by(now: i64) -> i64 {
+        now.saturating_sub(CLOCK_SKEW_SECS)
+    }
 }
 
 /// Identifies a token by its signed claims rather than its text, so the same token
@@ -50,11 +50,6 @@ pub fn token_hash(token: &AppToken) -> String {
         token.key_id, token.issued_at, token.expires_at, token.card
     );
     data_encoding::HEXLOWER.encode(&Sha256::digest(claims.as_bytes()))
-}
-
-/// Last instant (unix seconds) a token expiring at `expires_at` must be remembered.
-fn forget_after(expires_at: i64) -> i64 {
-    expires_at.saturating_add(CLOCK_SKEW_SECS)
 }
 
 /// The tokens accepted at this terminal and not yet expired.
@@ -76,13 +71,14 @@ impl UsedTokens {
     /// Marks `token` used at `now` (unix seconds). True on its first use; false when
     /// it was already used (a replay).
     pub fn first_use(&mut self, token: &UsedToken, now: i64) -> bool {
+        let expired_by = UsedToken::expired_by(now);
         if now >= self.next_prune {
             self.expiry_by_hash
-                .retain(|_, expires_at| forget_after(*expires_at) > now);
+                .retain(|_, expires_at| *expires_at > expired_by);
             self.next_prune = now.saturating_add(PRUNE_EVERY_SECS);
         }
         match self.expiry_by_hash.get(&token.hash) {
-            Some(expires_at) if forget_after(*expires_at) > now => false,
+            Some(expires_at) if *expires_at > expired_by => false,
             _ => {
                 self.expiry_by_hash
                     .insert(token.hash.clone(), token.expires_at);
@@ -102,30 +98,7 @@ impl UsedTokens {
     }
 }
 
-/// Prunes expired rows and loads the rest.
-pub fn load(conn: &Connection, now: i64) -> Result<Vec<UsedToken>, JournalError> {
-    conn.execute(PRUNE, params![now.saturating_sub(CLOCK_SKEW_SECS)])?;
-    let mut stmt = conn.prepare(SELECT_LIVE)?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UsedToken {
-            hash: r.get(0)?,
-            expires_at: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Records a used token and prunes expired ones, in the caller's transaction.
-pub fn persist(tx: &Transaction<'_>, token: &UsedToken, now: i64) -> Result<(), JournalError> {
-    tx.prepare_cached(INSERT)?
-        .execute(params![token.hash, token.expires_at])?;
-    tx.prepare_cached(PRUNE)?
-        .execute(params![now.saturating_sub(CLOCK_SKEW_SECS)])?;
-    Ok(())
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use protocol::CardId;
@@ -173,24 +146,5 @@ mod tests {
         let fresh = UsedToken::of(&token("5901234123457", 9_000));
         assert!(used.first_use(&fresh, 5_000));
         assert_eq!(used.len(), 1);
-    }
-
-    #[test]
-    fn used_tokens_survive_in_the_table_until_they_expire() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("../journal/migrations/003_used_tokens.sql"))
-            .unwrap();
-        let live = UsedToken::of(&token("4006381333931", 5_000));
-        let dead = UsedToken::of(&token("5901234123457", 1_200));
-        let tx = conn.transaction().unwrap();
-        persist(&tx, &live, 1_100).unwrap();
-        persist(&tx, &dead, 1_100).unwrap();
-        persist(&tx, &live, 1_100).unwrap();
-        tx.commit().unwrap();
-        assert_eq!(load(&conn, 1_150).unwrap().len(), 2);
-        let loaded = load(&conn, 1_200 + CLOCK_SKEW_SECS).unwrap();
-        assert_eq!(loaded, vec![live.clone()]);
-        let mut used = UsedTokens::new(loaded);
-        assert!(!used.first_use(&live, 1_300 + CLOCK_SKEW_SECS));
     }
 }

@@ -1,12 +1,8 @@
 //! Applying HQ's change feed to the journal's cache, in one transaction per page.
 
-use crate::cards;
-use crate::journal::{JournalError, sync_state};
-use crate::keyring;
-use crate::program;
+use crate::journal::{JournalError, Tx};
 use protocol::rules::ProgramRules;
-use protocol::wire::PullResponse;
-use rusqlite::Connection;
+use protocol::wire::{PublicKeyInfo, PullResponse};
 use time::OffsetDateTime;
 
 /// What a page changed, for the in-memory handles.
@@ -14,15 +10,15 @@ use time::OffsetDateTime;
 pub struct Applied {
     /// New rules to put in force.
     pub rules: Option<ProgramRules>,
-    /// True when the key list changed.
-    pub keys_changed: bool,
+    /// HQ's new key list, when it changed.
+    pub keys: Option<Vec<PublicKeyInfo>>,
     /// Balances stored.
     pub balances: usize,
 }
 
 /// Applies one pull page: rules, blocked cards, keys, balances, cursor.
 pub fn apply_page(
-    conn: &Connection,
+    tx: &Tx<'_>,
     page: &PullResponse,
     now: OffsetDateTime,
 ) -> Result<Applied, JournalError> {
@@ -32,7 +28,7 @@ pub fn apply_page(
         // than evaluate sales with values it considers out of bounds.
         match rules.validate() {
             Ok(()) => {
-                program::store_hq_rules(conn, rules, now.unix_timestamp())?;
+                tx.store_rules(rules, now.unix_timestamp())?;
                 applied.rules = Some(rules.clone());
             }
             Err(e) => {
@@ -41,17 +37,17 @@ pub fn apply_page(
         }
     }
     for change in &page.blocked {
-        cards::set_blocked(conn, &change.card, change.blocked, now)?;
+        tx.set_blocked(&change.card, change.blocked, now)?;
     }
     if !page.keys.is_empty() {
-        keyring::store(conn, &page.keys)?;
-        applied.keys_changed = true;
+        tx.replace_signing_keys(&page.keys)?;
+        applied.keys = Some(page.keys.clone());
     }
     for balance in &page.balances {
-        cards::apply_hq_balance(conn, balance, page.acked_through)?;
+        tx.apply_hq_balance(balance, page.acked_through)?;
     }
     applied.balances = page.balances.len();
-    sync_state::set_pull_cursor(conn, &page.cursor)?;
-    sync_state::record_contact(conn, now)?;
+    tx.set_pull_cursor(&page.cursor)?;
+    tx.record_contact(now)?;
     Ok(applied)
 }

@@ -10,17 +10,24 @@
 //! `/v1/health` for a human to resolve.
 
 pub mod apply;
-pub mod backoff;
 
-use crate::hq_client::{HqClient, HqError};
-use crate::journal::sync_state::{self, AckOutcome};
-use crate::journal::{JournalError, entries};
-use crate::keyring;
-use crate::till_api::AppState;
-use backoff::Backoff;
-use protocol::Seq;
+use crate::backoff::Backoff;
+use crate::clock::Clock;
+use crate::hq_client::{HqClient, HqError, RefusalCode};
+use crate::hq_link::HqLink;
+use crate::journal::sync_state::AckOutcome;
+use crate::journal::{Journal, JournalError};
+use crate::keyring::{self, KeyRingHandle};
+use crate::metrics::Metrics;
+use crate::program::RulesHandle;
+use config::agent::SyncSection;
+use protocol::wire::SyncErrorCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+/// How often a seq gap is resent from HQ's position before syncing halts.
+const GAP_RETRIES: u32 = 3;
 
 /// Why a sync round stopped.
 #[derive(Debug, thiserror::Error)]
@@ -34,186 +41,210 @@ enum SyncError {
     Halt(String),
 }
 
-/// Runs the sync loop until `cancel` fires.
-pub async fn run(state: AppState, hq: HqClient, cancel: CancellationToken) {
-    let Some(cfg) = state.config.sync.clone() else {
-        return;
-    };
-    let interval = Duration::from_secs(cfg.interval_secs);
-    let batch = cfg.batch_size;
-    let mut backoff = Backoff::new(
-        Duration::from_millis(500),
-        Duration::from_secs(cfg.max_backoff_secs),
-    );
-    let mut last_pull: Option<Instant> = None;
-    loop {
-        let halted = state
-            .journal
-            .call(|conn| sync_state::halted_reason(conn))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten();
-        let wait = if let Some(reason) = halted {
-            tracing::error!(reason = %reason, "sync halted; fix the conflict and clear it (see README)");
-            interval.max(Duration::from_secs(60))
-        } else {
-            let pull_due = last_pull.is_none_or(|t| t.elapsed() >= interval);
-            match sync_round(&state, &hq, batch, pull_due).await {
-                Ok(pulled) => {
-                    if pulled {
-                        last_pull = Some(Instant::now());
+/// Everything the sync task works with.
+pub struct SyncClient {
+    /// The journal pushed from and pulled into.
+    pub journal: Journal,
+    /// The client of HQ's sync API.
+    pub hq: HqClient,
+    /// HQ's reachability (updated here; a commit wakes the task through it).
+    pub link: Arc<HqLink>,
+    /// The rules in force, replaced when HQ sends new ones.
+    pub rules: RulesHandle,
+    /// The app-token keys, replaced when HQ sends new ones.
+    pub keys: KeyRingHandle,
+    /// Sync counters.
+    pub metrics: Arc<Metrics>,
+    /// The time acks and contacts are recorded at.
+    pub clock: Clock,
+    /// `[sync]`.
+    pub config: SyncSection,
+}
+
+impl SyncClient {
+    /// Runs the sync loop until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let interval = Duration::from_secs(self.config.interval_secs);
+        let mut backoff = Backoff::new(
+            Duration::from_millis(500),
+            Duration::from_secs(self.config.max_backoff_secs),
+        );
+        let mut last_pull: Option<Instant> = None;
+        loop {
+            let wait = if let Some(reason) = self.halted_reason().await {
+                tracing::error!(reason = %reason, "sync halted; fix the conflict and clear it (see README)");
+                interval.max(Duration::from_secs(60))
+            } else {
+                let pull_due = last_pull.is_none_or(|t| t.elapsed() >= interval);
+                match self.round(pull_due).await {
+                    Ok(pulled) => {
+                        if pulled {
+                            last_pull = Some(Instant::now());
+                        }
+                        self.link.mark_online();
+                        self.metrics.online.set(1);
+                        backoff.reset();
+                        interval
                     }
-                    state.link.mark_online();
-                    state.metrics.online.set(1);
-                    backoff.reset();
-                    interval
+                    Err(SyncError::Halt(reason)) => {
+                        tracing::error!(reason = %reason, "sync halted");
+                        let recorded = reason.clone();
+                        if let Err(e) = self
+                            .journal
+                            .write(move |tx| tx.set_halted(Some(&recorded)))
+                            .await
+                        {
+                            // The halt holds for this run; after a restart the
+                            // conflict is found again and recorded then.
+                            tracing::error!(error = %e, "cannot record the sync halt in the journal");
+                        }
+                        self.link.mark_offline(reason);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.metrics.sync_failures.inc();
+                        self.metrics.online.set(0);
+                        self.link.mark_offline(e.to_string());
+                        let delay = backoff.next_jittered_pause();
+                        if backoff.failures() == 1 || backoff.failures().is_multiple_of(10) {
+                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures = backoff.failures(), "sync failed");
+                        }
+                        // While HQ is away, new sales do not cut the backoff short.
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        continue;
+                    }
                 }
-                Err(SyncError::Halt(reason)) => {
-                    tracing::error!(reason = %reason, "sync halted");
-                    let r = reason.clone();
-                    let _ = state
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.link.woken() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Why syncing is halted, if it is. A journal that cannot say is taken as not
+    /// halted: the next round finds the conflict again.
+    async fn halted_reason(&self) -> Option<String> {
+        match self.journal.read(|tx| tx.halted_reason()).await {
+            Ok(reason) => reason,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read whether sync is halted");
+                None
+            }
+        }
+    }
+
+    /// One round: push everything unacknowledged, then pull if due. Returns whether it
+    /// pulled. A push alone does not trigger a pull: the till's view already counts
+    /// its own entries, and thousands of tills pulling after every sale would load HQ
+    /// for nothing.
+    async fn round(&self, pull_due: bool) -> Result<bool, SyncError> {
+        self.push_all().await?;
+        if pull_due {
+            self.pull_all().await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Pushes batches until HQ holds every entry.
+    async fn push_all(&self) -> Result<(), SyncError> {
+        let batch = self.config.batch_size;
+        let mut gap_retries = 0;
+        loop {
+            let (acked, entries) = self
+                .journal
+                .read(move |tx| -> Result<_, JournalError> {
+                    let acked = tx.acked_through()?;
+                    Ok((acked, tx.entries_after(acked, batch)?))
+                })
+                .await?;
+            let Some(last) = entries.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            match self.hq.push(&entries).await {
+                Ok(resp) => {
+                    let now = self.clock.now();
+                    let outcome = self
                         .journal
-                        .write(move |tx| sync_state::set_halted(tx, Some(&r)))
-                        .await;
-                    state.link.mark_offline(reason);
-                    continue;
-                }
-                Err(e) => {
-                    state.metrics.sync_failures.inc();
-                    state.metrics.online.set(0);
-                    state.link.mark_offline(e.to_string());
-                    let delay = backoff.next_delay();
-                    if backoff.failures() == 1 || backoff.failures().is_multiple_of(10) {
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures = backoff.failures(), "sync failed");
+                        .write(move |tx| tx.record_ack(resp.acked_through, now))
+                        .await?;
+                    if let AckOutcome::AheadOfJournal { hq, local } = outcome {
+                        return Err(SyncError::Halt(format!(
+                            "HQ holds entries up to seq {hq} for this terminal but this journal ends at {local}: \
+                             this is not the journal HQ knows (restored from a backup or copied?)"
+                        )));
                     }
-                    // While HQ is away, new sales do not cut the backoff short.
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
+                    let newly = resp.acked_through.get().saturating_sub(acked.get());
+                    self.metrics.synced_entries.inc_by(newly);
+                    if resp.acked_through < last {
+                        return Err(SyncError::Halt(format!(
+                            "HQ acknowledged only through seq {} of a batch ending at {last}",
+                            resp.acked_through
+                        )));
                     }
-                    continue;
+                    gap_retries = 0;
                 }
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = state.link.woken() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-/// One round: push everything unacknowledged, then pull if due. Returns whether it
-/// pulled. A push alone does not trigger a pull: the till's view already counts its own
-/// entries, and thousands of tills pulling after every sale would load HQ for nothing.
-async fn sync_round(
-    state: &AppState,
-    hq: &HqClient,
-    batch: u32,
-    pull_due: bool,
-) -> Result<bool, SyncError> {
-    push_all(state, hq, batch).await?;
-    if pull_due {
-        pull_all(state, hq).await?;
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-/// Pushes batches until HQ holds every entry.
-async fn push_all(state: &AppState, hq: &HqClient, batch: u32) -> Result<(), SyncError> {
-    let mut gap_retries = 0;
-    loop {
-        let pending = state
-            .journal
-            .call(move |conn| -> Result<_, JournalError> {
-                let acked = sync_state::acked_through(conn)?;
-                Ok((acked, entries::read_after(conn, acked, batch)?))
-            })
-            .await??;
-        let (acked, batch_entries) = pending;
-        if batch_entries.is_empty() {
-            return Ok(());
-        }
-        let last = batch_entries.last().map_or(acked, |e| e.seq);
-        match hq.push(&batch_entries).await {
-            Ok(resp) => {
-                let now = state.clock.now();
-                let outcome = state
-                    .journal
-                    .write(move |tx| sync_state::record_ack(tx, resp.acked_through, now))
-                    .await??;
-                if let AckOutcome::AheadOfJournal { hq, local } = outcome {
+                // HQ holds less than we thought (its acked_through is authoritative):
+                // resend from there.
+                Err(HqError::Refused {
+                    code: RefusalCode::Known(SyncErrorCode::SeqGap),
+                    acked_through: Some(hq_acked),
+                    ..
+                }) if gap_retries < GAP_RETRIES => {
+                    gap_retries += 1;
+                    tracing::warn!(hq_acked = %hq_acked, local_acked = %acked, "HQ is missing entries; resending from its position");
+                    let now = self.clock.now();
+                    self.journal
+                        .write(move |tx| tx.record_ack(hq_acked, now))
+                        .await?;
+                }
+                Err(HqError::Refused {
+                    code:
+                        code @ RefusalCode::Known(
+                            SyncErrorCode::SeqConflict
+                            | SyncErrorCode::IdConflict
+                            | SyncErrorCode::TerminalMismatch
+                            | SyncErrorCode::SeqGap,
+                        ),
+                    message,
+                    ..
+                }) => {
                     return Err(SyncError::Halt(format!(
-                        "HQ holds entries up to seq {hq} for this terminal but this journal ends at {local}: \
-                         this is not the journal HQ knows (restored from a backup or copied?)"
+                        "HQ refused this terminal's entries ({code}): {message}"
                     )));
                 }
-                let newly = resp.acked_through.get().saturating_sub(acked.get());
-                state.metrics.synced_entries.inc_by(newly);
-                if resp.acked_through < last {
-                    return Err(SyncError::Halt(format!(
-                        "HQ acknowledged only through seq {} of a batch ending at {last}",
-                        resp.acked_through
-                    )));
-                }
-                gap_retries = 0;
+                Err(e) => return Err(e.into()),
             }
-            // HQ holds less than we thought (its acked_through is authoritative): resend from there.
-            Err(HqError::Refused {
-                code,
-                acked_through: Some(hq_acked),
-                ..
-            }) if code == "seq_gap" && gap_retries < 3 => {
-                gap_retries += 1;
-                tracing::warn!(hq_acked = %hq_acked, local_acked = %acked, "HQ is missing entries; resending from its position");
-                let now = state.clock.now();
-                state
-                    .journal
-                    .write(move |tx| sync_state::record_ack(tx, Seq(hq_acked.get()), now))
-                    .await??;
-            }
-            Err(HqError::Refused { code, message, .. })
-                if matches!(
-                    code.as_str(),
-                    "seq_conflict" | "id_conflict" | "terminal_mismatch" | "seq_gap"
-                ) =>
-            {
-                return Err(SyncError::Halt(format!(
-                    "HQ refused this terminal's entries ({code}): {message}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
         }
     }
-}
 
-/// Pulls pages until HQ has nothing more.
-async fn pull_all(state: &AppState, hq: &HqClient) -> Result<(), SyncError> {
-    loop {
-        let cursor = state
-            .journal
-            .call(|conn| sync_state::pull_cursor(conn))
-            .await??;
-        let rules_version = state.rules.current().version;
-        let page = hq.pull(&cursor, rules_version).await?;
-        let more = page.more;
-        let now = state.clock.now();
-        let applied = state
-            .journal
-            .write(move |tx| apply::apply_page(tx, &page, now))
-            .await??;
-        if let Some(rules) = applied.rules {
-            tracing::info!(version = rules.version, "new program rules from HQ");
-            state.rules.replace(rules);
-        }
-        if applied.keys_changed {
-            let ring = state.journal.call(|conn| keyring::load(conn)).await??;
-            state.keys.replace(ring);
-        }
-        if !more {
-            return Ok(());
+    /// Pulls pages until HQ has nothing more.
+    async fn pull_all(&self) -> Result<(), SyncError> {
+        loop {
+            let cursor = self.journal.read(|tx| tx.pull_cursor()).await?;
+            let rules_version = self.rules.current().version;
+            let page = self.hq.pull(&cursor, rules_version).await?;
+            let more = page.more;
+            let now = self.clock.now();
+            let applied = self
+                .journal
+                .write(move |tx| apply::apply_page(tx, &page, now))
+                .await?;
+            if let Some(rules) = applied.rules {
+                tracing::info!(version = rules.version, "new program rules from HQ");
+                self.rules.replace(rules);
+            }
+            if let Some(keys) = applied.keys {
+                self.keys.replace(keyring::ring(&keys));
+            }
+            if !more {
+                return Ok(());
+            }
         }
     }
 }

@@ -18,18 +18,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "request body is too large",
-                )
+                ApiError::BodyTooLarge { limit: None }
             } else {
-                ApiError::bad_request("bad_body", e.body_text())
+                ApiError::BadBody(e.body_text())
             }
         })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request("bad_json", format!("invalid request body: {e}")))
+            .map_err(|e| ApiError::BadJson(e.to_string()))
     }
 }
 
@@ -47,9 +43,13 @@ where
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
-        raw.parse::<T>()
-            .map(PathId)
-            .map_err(|e| ApiError::bad_request("bad_id", format!("'{raw}': {e}")))
+                .map_err(|e| ApiError::BadPath(e.body_text()))?;
+        match raw.parse::<T>() {
+            Ok(id) => Ok(PathId(id)),
+            Err(e) => Err(ApiError::BadId {
+                reason: e.to_string(),
+                raw,
+            }),
+        }
     }
 }

@@ -1,40 +1,36 @@
 //! `GET /v1/cards/{card}`: the balance the till shows.
 
-use super::AppState;
+use super::TillState;
 use super::body::PathId;
 use super::error::ApiError;
-use crate::cards;
-use crate::journal::sync_state;
+use crate::cards::CardView;
+use crate::journal::JournalError;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use protocol::CardId;
 
 /// The routes of this module.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<TillState> {
     Router::new().route("/v1/cards/{card}", get(card))
 }
 
 async fn card(
-    State(state): State<AppState>,
+    State(state): State<TillState>,
     PathId(card): PathId<CardId>,
-) -> Result<Json<cards::CardView>, ApiError> {
+) -> Result<Json<CardView>, ApiError> {
     // Online, HQ's live figures replace the cache first; offline, the cache answers.
-    let live = match &state.hq {
-        Some(hq) => state.live_balance(hq, &card).await,
-        None => None,
-    };
-    let offline = state.hq.is_some() && live.is_none();
+    let live = state.redemption.live_balance(&card).await;
+    let offline = !state.redemption.standalone() && live.is_none();
     let now = state.clock.now();
     let view = state
         .journal
-        .write(move |tx| -> Result<_, crate::journal::JournalError> {
+        .write(move |tx| -> Result<_, JournalError> {
             if let Some(live) = &live {
-                cards::apply_hq_balance(tx, &live.balance, live.acked_through)?;
-                sync_state::record_contact(tx, now)?;
+                live.record(tx, now)?;
             }
-            cards::view(tx, &card, now)
+            CardView::read(tx, &card, now)
         })
-        .await??;
-    Ok(Json(cards::CardView { offline, ..view }))
+        .await?;
+    Ok(Json(CardView { offline, ..view }))
 }

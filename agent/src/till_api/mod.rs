@@ -1,9 +1,10 @@
 //! The till API: HTTP/JSON on loopback, the till integration's only way in.
 //!
 //! Handlers parse and validate at the edge ([`body`]), ask HQ for a live balance
-//! when a redemption needs it, then run one journal transaction and answer only
-//! after it committed. Routes: [`cards`], [`sales`] (quote, sales, commit, cancel,
-//! returns), [`status`] (health, metrics), [`scans`] (SSE).
+//! when a redemption needs it ([`crate::redemption`]), then run one journal
+//! transaction and answer only after it committed. Routes: [`cards`], [`sales`]
+//! (quote, sales, commit, cancel, returns), [`status`] (health, metrics), [`scans`]
+//! (SSE). Every error is an [`error::ApiError`].
 
 pub mod body;
 pub mod cards;
@@ -13,63 +14,71 @@ pub mod scans;
 pub mod status;
 
 use crate::clock::Clock;
-use crate::hq_client::HqClient;
 use crate::hq_link::HqLink;
 use crate::journal::Journal;
-use crate::keyring::KeyRingHandle;
 use crate::metrics::Metrics;
 use crate::program::RulesHandle;
+use crate::redemption::Redemption;
 use crate::scan_bus::{ScanBus, ScannerStates};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use config::AgentConfig;
+use axum::response::{IntoResponse, Response};
+use config::agent::OfflineSection;
+use error::{ApiError, ErrorCodeOf};
+use protocol::{StoreId, TerminalId};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Everything a handler may need, cheap to clone.
+/// The settings of the till API, from the config.
+#[derive(Debug, Clone)]
+pub struct TillSettings {
+    /// This store, for `/v1/health`.
+    pub store_id: StoreId,
+    /// This terminal, for `/v1/health`.
+    pub terminal_id: TerminalId,
+    /// Offline caps.
+    pub offline: OfflineSection,
+    /// Seconds before an uncommitted hold is released.
+    pub hold_timeout_secs: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// What the handlers work with. Cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
-    /// The journal.
+pub struct TillState {
+    /// The journal every operation is recorded in.
     pub journal: Journal,
     /// Rules in force.
     pub rules: RulesHandle,
-    /// The loaded configuration.
-    pub config: Arc<AgentConfig>,
-    /// Time.
+    /// The time of each request.
     pub clock: Clock,
-    /// Metrics.
+    /// Counters and latencies, also served at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Scan fan-out.
     pub scans: ScanBus,
     /// Scanner states.
     pub scanners: ScannerStates,
-    /// HQ client, when `[sync]` is configured.
-    pub hq: Option<HqClient>,
-    /// HQ reachability.
+    /// HQ reachability; a commit wakes the sync client through it.
     pub link: Arc<HqLink>,
-    /// HQ public keys for app tokens.
-    pub keys: KeyRingHandle,
+    /// How redemptions are decided (standalone, online, offline).
+    pub redemption: Redemption,
+    /// Settings from the config.
+    pub settings: Arc<TillSettings>,
 }
 
 /// The router with every route and the latency middleware.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.till_api.max_body_bytes;
+pub fn router(state: TillState) -> Router {
+    let limit = state.settings.max_body_bytes;
     Router::new()
         .merge(cards::routes())
         .merge(sales::routes())
         .merge(status::routes())
         .merge(scans::routes())
-        .fallback(|| async {
-            error::ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            )
-        })
+        .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             reject_oversized,
@@ -80,7 +89,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Records latency per route and counts error answers by code.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<TillState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -92,29 +101,23 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
             .metrics
             .observe_request(&route, started.elapsed().as_secs_f64());
     }
-    if let Some(error::ErrorCode(code)) = resp.extensions().get::<error::ErrorCode>() {
-        state.metrics.error(code);
+    if let Some(ErrorCodeOf(code)) = resp.extensions().get::<ErrorCodeOf>() {
+        state.metrics.error(code.as_str());
     }
     resp
 }
 
 /// Answers 413 at once when the declared body length is over the limit, instead of
 /// reading the body first (bodies without a length are cut by `DefaultBodyLimit`).
-async fn reject_oversized(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn reject_oversized(State(state): State<TillState>, req: Request, next: Next) -> Response {
+    let limit = state.settings.max_body_bytes;
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > state.config.till_api.max_body_bytes) {
-        return axum::response::IntoResponse::into_response(error::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "request body is larger than {} bytes",
-                state.config.till_api.max_body_bytes
-            ),
-        ));
+    if declared.is_some_and(|n| n > limit) {
+        return ApiError::BodyTooLarge { limit: Some(limit) }.into_response();
     }
     next.run(req).await
 }
@@ -122,7 +125,7 @@ async fn reject_oversized(State(state): State<AppState>, req: Request, next: Nex
 /// Serves the API on `listener` until `cancel` fires, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    state: TillState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))

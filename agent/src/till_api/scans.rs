@@ -1,11 +1,10 @@
 //! `GET /v1/scans` (Server-Sent Events, one JSON `data:` line per scan, keep-alive
 //! comments) and `GET /v1/scans/last`.
 
-use super::AppState;
+use super::TillState;
 use super::error::ApiError;
 use crate::scan_bus::ScanEvent;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,28 +13,22 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// The routes of this module.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<TillState> {
     Router::new()
         .route("/v1/scans", get(stream))
         .route("/v1/scans/last", get(last))
 }
 
-async fn last(State(state): State<AppState>) -> Result<Json<ScanEvent>, ApiError> {
+async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, ApiError> {
     state
         .scans
         .last()
         .map(|scan| Json(ScanEvent::clone(&scan)))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_scan",
-                "no card has been scanned yet",
-            )
-        })
+        .ok_or(ApiError::NoScan)
 }
 
 async fn stream(
-    State(state): State<AppState>,
+    State(state): State<TillState>,
 ) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
     let rx = state.scans.subscribe();
     // Ends the stream when the agent stops: an endless response would otherwise hold

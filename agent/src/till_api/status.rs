@@ -1,8 +1,8 @@
 //! `GET /v1/health` and `GET /metrics`.
 
-use super::AppState;
+use super::TillState;
 use super::error::ApiError;
-use crate::journal::sync_state;
+use crate::journal::JournalError;
 use crate::scan_bus::ScannerStatus;
 use axum::extract::State;
 use axum::http::header;
@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 /// The routes of this module.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<TillState> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/metrics", get(metrics))
@@ -55,36 +55,30 @@ pub struct Health {
     pub version: &'static str,
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
     let now = state.clock.now();
     let (queue, halted) = state
         .journal
-        .call(move |conn| -> Result<_, crate::journal::JournalError> {
-            Ok((
-                sync_state::queue_status(conn, now)?,
-                sync_state::halted_reason(conn)?,
-            ))
+        .read(move |tx| -> Result<_, JournalError> {
+            Ok((tx.queue_status(now)?, tx.halted_reason()?))
         })
-        .await??;
+        .await?;
     state
         .metrics
         .queue_depth
         .set(i64::try_from(queue.depth).unwrap_or(i64::MAX));
-    let online = state.hq.is_some() && state.link.online();
+    let synced = !state.redemption.standalone();
+    let online = synced && state.link.online();
     Ok(Json(Health {
         status: "ok",
-        mode: if state.hq.is_some() {
-            "synced"
-        } else {
-            "standalone"
-        },
+        mode: if synced { "synced" } else { "standalone" },
         online,
         queue_depth: queue.depth,
         oldest_unsynced_secs: queue.oldest_unsynced_secs,
         rules_version: state.rules.current().version,
         scanners: state.scanners.snapshot(),
-        store_id: state.config.store.store_id.to_string(),
-        terminal_id: state.config.store.terminal_id.to_string(),
+        store_id: state.settings.store_id.to_string(),
+        terminal_id: state.settings.terminal_id.to_string(),
         last_seq: queue.last_seq.get(),
         acked_through: queue.acked_through.get(),
         secs_since_hq_contact: queue.last_contact_unix.map(|t| now.unix_timestamp() - t),
@@ -98,7 +92,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
     }))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<TillState>) -> impl IntoResponse {
     state.metrics.online.set(i64::from(state.link.online()));
     (
         [(

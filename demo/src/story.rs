@@ -1,29 +1,19 @@
-//! `pos-agent demo`: the whole product in one process, for a newcomer with no config,
-//! no hardware and no network.
-//!
-//! It runs a real HQ (the `sync-server` library on SQLite), a real agent
-//! ([`crate::daemon::run`]) with a virtual scanner on a kernel pseudo-terminal, and a
-//! till that calls the real till API. It tells the story on stdout: scans, sales,
-//! an app QR token (and its replay refused), HQ cut off, offline selling within the
-//! caps, HQ back, the backlog draining, and `verify`. Everything lives in a temp dir
-//! that is removed at the end.
+//! The demo's story on stdout: scans, sales, an app QR token (and its replay
+//! refused), HQ cut off, offline selling within the caps, HQ back, the backlog
+//! draining, and `verify`. Everything lives in a temp dir that is removed at the end.
 
-mod hq;
-mod scanner;
-mod till;
-
-use crate::daemon;
+use crate::hq::Hq;
+use crate::scanner::VirtualScanner;
+use crate::till::{Till, line};
+use agent::daemon;
 use anyhow::{Context, bail};
 use config::AgentConfig;
 use config::agent::{OfflineSection, ScannerSection, SyncSection, Terminator};
-use hq::Hq;
 use protocol::{CardId, Points};
-use scanner::VirtualScanner;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use till::{Till, line};
 use tokio_util::sync::CancellationToken;
 
 const CARD: &str = "4006381333931";
@@ -106,9 +96,12 @@ async fn run() -> anyhow::Result<()> {
 
     let result = story(&till, &mut hq, &mut scanner).await;
     cancel.cancel();
-    let _ = agent_task.await;
+    let stopped = agent_task.await;
     hq.stop().await;
     result?;
+    stopped
+        .context("the agent's task failed")?
+        .context("the agent failed")?;
     say(&format!(
         "\nDone in {:.1} s. Removing {}.",
         started.elapsed().as_secs_f64(),

@@ -82,7 +82,9 @@ impl Hq {
     pub async fn stop(&mut self) {
         if let Some((cancel, task)) = self.running.take() {
             cancel.cancel();
-            let _ = task.await;
+            if let Err(e) = task.await {
+                eprintln!("demo HQ task failed: {e}");
+            }
         }
     }
 

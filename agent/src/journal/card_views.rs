@@ -1,0 +1,177 @@
+//! The figures behind a card's view: HQ's cached part, this terminal's own entries HQ
+//! has not counted yet (a difference of running totals, so the cost does not grow
+//! with the card's history), pending points, open holds and the blocked flag.
+//! `crate::cards` turns them into the view the till sees.
+
+use super::{JournalError, Tx};
+use protocol::{CardId, Points};
+use rusqlite::{OptionalExtension, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// HQ's last figures of a card, as cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HqFigures {
+    /// Every point HQ counts, pending included.
+    pub balance: Points,
+    /// Points HQ counts as pending.
+    pub pending: Points,
+    /// Tier name from HQ.
+    pub tier: Option<String>,
+    /// When HQ computed them (`None` if the stored instant does not parse).
+    pub as_of: Option<OffsetDateTime>,
+}
+
+/// Everything a card's view is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardFigures {
+    /// HQ's part (`None`: HQ never reported the card).
+    pub hq: Option<HqFigures>,
+    /// Points this terminal's entries added after HQ's figures.
+    pub local_balance: Points,
+    /// Points of those entries still pending at the time asked.
+    pub local_pending: Points,
+    /// Points reserved by open holds at this terminal.
+    pub held: Points,
+    /// True when HQ blocked the card.
+    pub blocked: bool,
+}
+
+impl Tx<'_> {
+    /// The figures of `card` at `now`.
+    pub fn card_figures(
+        &self,
+        card: &CardId,
+        now: OffsetDateTime,
+    ) -> Result<CardFigures, JournalError> {
+        let cached = self
+            .inner
+            .prepare_cached(
+                "SELECT balance, pending, tier, as_of, included_seq FROM cards WHERE card = ?1",
+            )?
+            .query_row([card.as_str()], |r| {
+                Ok((
+                    HqFigures {
+                        balance: Points(r.get(0)?),
+                        pending: Points(r.get(1)?),
+                        tier: r.get(2)?,
+                        as_of: OffsetDateTime::parse(&r.get::<_, String>(3)?, &Rfc3339).ok(),
+                    },
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let included = cached.as_ref().map_or(0, |(_, seq)| *seq);
+        let running_through = |seq: Option<i64>| -> Result<i64, JournalError> {
+            Ok(self
+                .inner
+                .prepare_cached(
+                    "SELECT running FROM card_running WHERE card = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![card.as_str(), seq.unwrap_or(i64::MAX)], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0))
+        };
+        let local_balance = running_through(None)? - running_through(Some(included))?;
+        // Only entries whose maturity is in the future, which the pending period bounds.
+        let local_pending: i64 = self
+            .inner
+            .prepare_cached(
+                "SELECT COALESCE(SUM(delta_pending), 0) FROM entries INDEXED BY entries_pending_by_card
+                 WHERE card = ?1 AND matures_at_unix > ?3 AND seq > ?2",
+            )?
+            .query_row(
+                params![card.as_str(), included, now.unix_timestamp()],
+                |r| r.get(0),
+            )?;
+        let held = self.held_points(card)?;
+        let blocked = self
+            .inner
+            .prepare_cached("SELECT 1 FROM blocked_cards WHERE card = ?1")?
+            .exists([card.as_str()])?;
+        Ok(CardFigures {
+            hq: cached.map(|(figures, _)| figures),
+            local_balance: Points(local_balance),
+            local_pending: Points(local_pending),
+            held,
+            blocked,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cards::CardView;
+    use crate::journal::{JournalError, JournalFile};
+    use protocol::journal::{EntryBody, WelcomeEntry};
+    use protocol::wire::CardBalance;
+    use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    fn journal() -> (tempfile::TempDir, JournalFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = JournalFile::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        (dir, file)
+    }
+
+    fn add(file: &mut JournalFile, card: &CardId, points: i64) {
+        let body = EntryBody::Welcome(WelcomeEntry {
+            card: card.clone(),
+            points: Points(points),
+        });
+        file.write(|tx| tx.append(body, datetime!(2026-11-24 10:00 UTC), 0))
+            .unwrap();
+    }
+
+    fn view(file: &mut JournalFile, card: &CardId, now: OffsetDateTime) -> CardView {
+        file.read(|tx| Ok::<_, JournalError>(CardView::new(card, tx.card_figures(card, now)?)))
+            .unwrap()
+    }
+
+    fn apply(file: &mut JournalFile, balance: &CardBalance, acked_through: Seq) {
+        file.write(|tx| tx.apply_hq_balance(balance, acked_through))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_view_adds_only_the_entries_hq_has_not_counted() {
+        let (_dir, mut file) = journal();
+        let card = CardId::parse("4006381333931").unwrap();
+        let other = CardId::parse("12345678").unwrap();
+        for p in [10, 20, 30] {
+            add(&mut file, &card, p);
+            add(&mut file, &other, 1000);
+        }
+        let now = datetime!(2026-11-24 11:00 UTC);
+        assert_eq!(view(&mut file, &card, now).balance, Points(60));
+        // HQ reports 100 including this terminal's entries through seq 3 (10 and 20).
+        let hq = CardBalance {
+            card: card.clone(),
+            balance: Points(100),
+            pending: Points(0),
+            tier: Some("gold".into()),
+            blocked: false,
+            as_of: now,
+        };
+        apply(&mut file, &hq, Seq(3));
+        let v = view(&mut file, &card, now);
+        assert_eq!(v.balance, Points(130));
+        assert_eq!(v.tier.as_deref(), Some("gold"));
+        // An older answer (through seq 1) does not roll the cache back.
+        apply(
+            &mut file,
+            &CardBalance {
+                balance: Points(5),
+                ..hq
+            },
+            Seq(1),
+        );
+        assert_eq!(view(&mut file, &card, now).balance, Points(130));
+    }
+}

@@ -1,0 +1,295 @@
+//! The `sales` table: one row per receipt the till opened, with its state, its priced
+//! lines and the answers the till got (kept so that a repeated request gets the very
+//! same answer). This is the one place where a sale's state is written as text.
+
+use super::{JournalError, Tx};
+use crate::sales::{CancelReason, SaleState};
+use protocol::evaluate::PricedSale;
+use protocol::{CardId, Points, ReceiptId, Seq};
+use rusqlite::{OptionalExtension, params};
+use time::OffsetDateTime;
+
+impl SaleState {
+    /// The state's name: in the journal's `sales.state` column, in the till's JSON
+    /// answers and in the metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Committed => "committed",
+            Self::Cancelled(_) => "cancelled",
+            Self::Returned => "returned",
+        }
+    }
+
+    /// The state stored as `state` and `cancel_reason`.
+    fn from_columns(state: &str, reason: Option<&str>) -> Result<Self, JournalError> {
+        // A cancel without a (known) reason was the till's: the only other canceller,
+        // the hold timeout, always records its reason.
+        let reason = match reason {
+            Some(r) if r == CancelReason::HoldTimeout.as_str() => CancelReason::HoldTimeout,
+            _ => CancelReason::Till,
+        };
+        [
+            Self::Held,
+            Self::Committed,
+            Self::Cancelled(reason),
+            Self::Returned,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .ok_or_else(|| JournalError::data(format!("unknown sale state {state:?}")))
+    }
+}
+
+impl CancelReason {
+    /// The reason's name in the journal's `sales.cancel_reason` column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Till => "till",
+            Self::HoldTimeout => "hold_timeout",
+        }
+    }
+}
+
+/// A request stored under its idempotency key, with the answer it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequest {
+    /// Hash of the request body (see `crate::sales::request_hash`).
+    pub request_hash: String,
+    /// The JSON answer the till got.
+    pub answer: String,
+}
+
+/// A sale as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleRecord {
+    /// Where the sale stands.
+    pub state: SaleState,
+    /// The card, if any.
+    pub card: Option<CardId>,
+    /// Points the hold reserved.
+    pub redeem_points: Points,
+    /// True when the redemption was decided offline (caps applied).
+    pub offline: bool,
+    /// Rules version the sale was priced with.
+    pub rules_version: u64,
+    /// When the accrued points become spendable, if there is a pending period.
+    pub matures_at: Option<OffsetDateTime>,
+    /// The priced receipt.
+    pub priced: PricedSale,
+    /// Units returned so far, per line.
+    pub returned_qty: Vec<u32>,
+    /// The sale's journal entry, once committed.
+    pub entry_seq: Option<Seq>,
+    /// The commit's answer, once committed.
+    pub commit_answer: Option<String>,
+}
+
+/// A new hold to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewHold<'a> {
+    /// Receipt number.
+    pub receipt_id: &'a ReceiptId,
+    /// Hash of the request body.
+    pub request_hash: &'a str,
+    /// The card, if any.
+    pub card: Option<&'a CardId>,
+    /// Points reserved.
+    pub redeem_points: Points,
+    /// True when the redemption was decided offline.
+    pub offline: bool,
+    /// When the hold was opened.
+    pub held_at: OffsetDateTime,
+    /// Rules version the sale was priced with.
+    pub rules_version: u64,
+    /// When the accrued points become spendable, if there is a pending period.
+    pub matures_at: Option<OffsetDateTime>,
+    /// The priced receipt.
+    pub priced: &'a PricedSale,
+    /// The JSON answer the till gets.
+    pub answer: &'a str,
+}
+
+impl Tx<'_> {
+    /// The sale opened for `receipt`, if any.
+    pub fn sale(&self, receipt: &ReceiptId) -> Result<Option<SaleRecord>, JournalError> {
+        let row = self
+            .inner
+            .prepare_cached(
+                "SELECT state, cancel_reason, card, redeem_points, offline, rules_version, matures_at_unix,
+                        priced, returned_qty, entry_seq, commit_response
+                 FROM sales WHERE receipt_id = ?1",
+            )?
+            .query_row([receipt.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, u64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<u64>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })
+            .optional()?;
+        let Some((
+            state,
+            reason,
+            card,
+            redeem_points,
+            offline,
+            rules_version,
+            matures_at,
+            priced,
+            returned_qty,
+            entry_seq,
+            commit_answer,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(SaleRecord {
+            state: SaleState::from_columns(&state, reason.as_deref())?,
+            card: card
+                .map(|c| CardId::parse(&c).map_err(JournalError::data))
+                .transpose()?,
+            redeem_points: Points(redeem_points),
+            offline,
+            rules_version,
+            matures_at: matures_at
+                .map(|t| OffsetDateTime::from_unix_timestamp(t).map_err(JournalError::data))
+                .transpose()?,
+            priced: serde_json::from_str(&priced).map_err(JournalError::data)?,
+            returned_qty: serde_json::from_str(&returned_qty).map_err(JournalError::data)?,
+            entry_seq: entry_seq.map(Seq),
+            commit_answer,
+        }))
+    }
+
+    /// The request that opened `receipt` and the answer it got, if it was opened.
+    pub fn hold_request(&self, receipt: &ReceiptId) -> Result<Option<StoredRequest>, JournalError> {
+        Ok(self
+            .inner
+            .prepare_cached("SELECT request_hash, hold_response FROM sales WHERE receipt_id = ?1")?
+            .query_row([receipt.as_str()], |r| {
+                Ok(StoredRequest {
+                    request_hash: r.get(0)?,
+                    answer: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Records a new hold.
+    pub fn insert_hold(&self, hold: &NewHold<'_>) -> Result<(), JournalError> {
+        let priced = serde_json::to_string(hold.priced).map_err(JournalError::data)?;
+        self.inner
+            .prepare_cached(
+                "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
+                                    rules_version, matures_at_unix, priced, hold_response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                hold.receipt_id.as_str(),
+                hold.request_hash,
+                SaleState::Held.as_str(),
+                hold.card.map(CardId::as_str),
+                hold.redeem_points.get(),
+                hold.offline,
+                hold.held_at.unix_timestamp(),
+                hold.rules_version,
+                hold.matures_at.map(OffsetDateTime::unix_timestamp),
+                priced,
+                hold.answer,
+            ])?;
+        Ok(())
+    }
+
+    /// Marks a held sale committed with its journal entry: the hold is captured and no
+    /// longer counts as held.
+    pub fn capture_hold(&self, receipt: &ReceiptId, entry_seq: Seq) -> Result<(), JournalError> {
+        self.inner
+            .prepare_cached("UPDATE sales SET state = ?3, entry_seq = ?2 WHERE receipt_id = ?1")?
+            .execute(params![
+                receipt.as_str(),
+                entry_seq.get(),
+                SaleState::Committed.as_str()
+            ])?;
+        Ok(())
+    }
+
+    /// Stores the commit's answer, for repeated commits.
+    pub fn store_commit_answer(
+        &self,
+        receipt: &ReceiptId,
+        answer: &str,
+    ) -> Result<(), JournalError> {
+        self.inner
+            .prepare_cached("UPDATE sales SET commit_response = ?2 WHERE receipt_id = ?1")?
+            .execute(params![receipt.as_str(), answer])?;
+        Ok(())
+    }
+
+    /// Cancels a held sale, releasing its points.
+    pub fn cancel_hold(
+        &self,
+        receipt: &ReceiptId,
+        reason: CancelReason,
+    ) -> Result<(), JournalError> {
+        self.inner
+            .prepare_cached(
+                "UPDATE sales SET state = ?2, cancel_reason = ?3 WHERE receipt_id = ?1 AND state = 'held'",
+            )?
+            .execute(params![
+                receipt.as_str(),
+                SaleState::Cancelled(reason).as_str(),
+                reason.as_str()
+            ])?;
+        Ok(())
+    }
+
+    /// Cancels every hold opened before `held_before_unix` (the hold timeout); returns
+    /// how many.
+    pub fn expire_holds(&self, held_before_unix: i64) -> Result<usize, JournalError> {
+        let reason = CancelReason::HoldTimeout;
+        Ok(self
+            .inner
+            .prepare_cached(
+                "UPDATE sales SET state = ?2, cancel_reason = ?3 WHERE state = 'held' AND held_at_unix < ?1",
+            )?
+            .execute(params![
+                held_before_unix,
+                SaleState::Cancelled(reason).as_str(),
+                reason.as_str()
+            ])?)
+    }
+
+    /// Records what has been returned of a committed sale, and its state after it.
+    pub fn record_returned(
+        &self,
+        receipt: &ReceiptId,
+        returned_qty: &[u32],
+        state: SaleState,
+    ) -> Result<(), JournalError> {
+        let returned = serde_json::to_string(returned_qty).map_err(JournalError::data)?;
+        self.inner
+            .prepare_cached("UPDATE sales SET returned_qty = ?2, state = ?3 WHERE receipt_id = ?1")?
+            .execute(params![receipt.as_str(), returned, state.as_str()])?;
+        Ok(())
+    }
+
+    /// Points reserved by open holds at this terminal for `card`.
+    pub fn held_points(&self, card: &CardId) -> Result<Points, JournalError> {
+        Ok(Points(
+            self.inner
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE state = 'held' AND card = ?1",
+                )?
+                .query_row([card.as_str()], |r| r.get(0))?,
+        ))
+    }
+}

@@ -1,0 +1,248 @@
+//! Quoting a receipt: what it would accrue and the most points it may redeem, and
+//! what bounds that (the rules, the balance, an offline cap, a blocked card). Nothing
+//! is written.
+
+use super::{SaleContext, SaleError};
+use crate::cards::CardView;
+use crate::journal::Tx;
+use crate::policy::{self, OfflineLimit, OfflineUsage};
+use crate::redemption::Mode;
+use config::agent::OfflineSection;
+use protocol::evaluate::{Quote, quote as evaluate};
+use protocol::receipt::Line;
+use protocol::rules::ProgramRules;
+use protocol::{CardId, Points, ReceiptId};
+use serde::{Deserialize, Serialize, Serializer};
+use time::Date;
+
+/// `POST /v1/quote` body: a receipt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    // The till may send its sale body as is: the receipt id and the points it means
+    // to redeem are checked like a sale's but play no part in a quote.
+    #[serde(default, rename = "receipt_id")]
+    _receipt_id: Option<ReceiptId>,
+    /// The card, if the customer showed one.
+    #[serde(default)]
+    pub card: Option<CardId>,
+    /// Receipt lines.
+    pub lines: Vec<Line>,
+    #[serde(default, rename = "redeem_points")]
+    _redeem_points: Points,
+}
+
+/// What bounds a quote's `max_redeem_points`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedBy {
+    /// The program rules (share of the receipt, excluded lines, minimum receipt).
+    Rules,
+    /// The card's available points.
+    Balance,
+    /// The offline caps' headroom.
+    OfflineCaps,
+    /// An offline limit that allows nothing at all now.
+    Offline(OfflineLimit),
+    /// HQ blocked the card.
+    CardBlocked,
+}
+
+impl LimitedBy {
+    /// The wire form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Rules => "rules",
+            Self::Balance => "balance",
+            Self::OfflineCaps => "offline_caps",
+            Self::Offline(limit) => limit.as_str(),
+            Self::CardBlocked => "card_blocked",
+        }
+    }
+}
+
+impl Serialize for LimitedBy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// `POST /v1/quote` answer.
+#[derive(Debug, Serialize)]
+pub struct QuoteResponse {
+    /// The rules' evaluation, capped as `limited_by` says.
+    #[serde(flatten)]
+    pub quote: Quote,
+    /// What bounds `max_redeem_points`.
+    pub limited_by: LimitedBy,
+    /// True when HQ is unreachable and the offline caps apply.
+    pub offline: bool,
+    /// The card, if one was given.
+    pub card: Option<CardView>,
+}
+
+/// Quotes `req`, reading the card in the caller's (read) transaction. The offline
+/// caps apply when `ctx.mode` is offline.
+pub fn quote(
+    tx: &Tx<'_>,
+    req: &QuoteRequest,
+    ctx: &SaleContext,
+) -> Result<QuoteResponse, SaleError> {
+    let offline = ctx.mode == Mode::Offline;
+    let view = req
+        .card
+        .as_ref()
+        .map(|card| CardView::read(tx, card, ctx.now))
+        .transpose()?;
+    let usage = match &req.card {
+        Some(card) if offline => Some(tx.offline_usage(card, ctx.day_start_unix, ctx.now)?),
+        _ => None,
+    };
+    let (quote, limited_by) = decide(
+        &ctx.rules,
+        &req.lines,
+        view.as_ref(),
+        usage.as_ref(),
+        &ctx.limits,
+        ctx.day,
+    )?;
+    Ok(QuoteResponse {
+        quote,
+        limited_by,
+        offline,
+        card: view.map(|v| CardView { offline, ..v }),
+    })
+}
+
+/// The rules' quote, capped by the card's balance, the offline caps (when `usage`
+/// is given) and a blocked card, with what bounds it.
+pub fn decide(
+    rules: &ProgramRules,
+    lines: &[Line],
+    view: Option<&CardView>,
+    usage: Option<&OfflineUsage>,
+    limits: &OfflineSection,
+    day: Date,
+) -> Result<(Quote, LimitedBy), SaleError> {
+    let mut q = evaluate(rules, lines, view.map(CardView::rule_state).as_ref(), day)
+        .map_err(SaleError::Invalid)?;
+    // The rules' cap in points: the redeemable amount in whole points.
+    let rule_cap = Points(
+        q.redeemable_minor
+            .get()
+            .checked_div(rules.point_value_minor.get())
+            .unwrap_or(0),
+    );
+    let mut limited_by = if view.is_some() && q.max_redeem_points < rule_cap {
+        LimitedBy::Balance
+    } else {
+        LimitedBy::Rules
+    };
+    if let Some(usage) = usage {
+        let headroom = policy::offline_headroom(usage, limits);
+        let cap = headroom.as_ref().map_or(Points::ZERO, |p| *p);
+        if cap < q.max_redeem_points {
+            q.max_redeem_points = cap;
+            limited_by = match headroom {
+                Err(refusal) => LimitedBy::Offline(refusal.limit),
+                Ok(_) => LimitedBy::OfflineCaps,
+            };
+        }
+    }
+    if view.is_some_and(|v| v.blocked) {
+        q.max_redeem_points = Points::ZERO;
+        limited_by = LimitedBy::CardBlocked;
+    }
+    Ok((q, limited_by))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Money;
+    use time::macros::date;
+
+    fn lines() -> Vec<Line> {
+        vec![
+            Line {
+                sku: "milk".into(),
+                category: "dairy".into(),
+                amount_minor: Money(5_000),
+                qty: 2,
+            },
+            Line {
+                sku: "cig".into(),
+                category: "tobacco".into(),
+                amount_minor: Money(9_000),
+                qty: 1,
+            },
+        ]
+    }
+
+    fn view(available: i64, blocked: bool) -> CardView {
+        CardView {
+            card: CardId::parse("4006381333931").unwrap(),
+            balance: Points(available),
+            available: Points(available),
+            pending: Points::ZERO,
+            held: Points::ZERO,
+            tier: None,
+            as_of: None,
+            offline: false,
+            blocked,
+        }
+    }
+
+    fn limits() -> OfflineSection {
+        OfflineSection {
+            max_redeem_per_card_per_day: Points(10),
+            max_redeem_per_terminal_per_day: Points(1_000),
+            max_redeem_per_receipt: Points(500),
+            max_consecutive_per_card: 3,
+            max_offline_hours: 24,
+        }
+    }
+
+    fn quote_with(view: Option<&CardView>, usage: Option<&OfflineUsage>) -> (Points, &'static str) {
+        let (q, by) = decide(
+            &ProgramRules::default(),
+            &lines(),
+            view,
+            usage,
+            &limits(),
+            date!(2026 - 11 - 24),
+        )
+        .unwrap();
+        (q.max_redeem_points, by.as_str())
+    }
+
+    #[test]
+    fn the_tightest_bound_names_itself() {
+        // Points may pay the 50.00 of milk (tobacco is excluded; half the receipt
+        // would be 70.00): 50 points.
+        assert_eq!(quote_with(None, None), (Points::ZERO, "rules"));
+        assert_eq!(
+            quote_with(Some(&view(100, false)), None),
+            (Points(50), "rules")
+        );
+        assert_eq!(
+            quote_with(Some(&view(7, false)), None),
+            (Points(7), "balance")
+        );
+        let usage = OfflineUsage {
+            secs_since_contact: Some(60),
+            ..OfflineUsage::default()
+        };
+        assert_eq!(
+            quote_with(Some(&view(100, false)), Some(&usage)),
+            (Points(10), "offline_caps")
+        );
+        assert_eq!(
+            quote_with(Some(&view(100, false)), Some(&OfflineUsage::default())),
+            (Points::ZERO, "offline_never_synced")
+        );
+        assert_eq!(
+            quote_with(Some(&view(100, true)), None),
+            (Points::ZERO, "card_blocked")
+        );
+    }
+}
