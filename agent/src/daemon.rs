@@ -31,13 +31,13 @@ use tokio_util::sync::CancellationToken;
 /// Options of `pos-agent run`.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Config file.
+    /// agent.toml (`None`: standalone on built-in defaults).
     pub config: Option<PathBuf>,
-    /// Listen address override.
+    /// The till API's address, overriding the config.
     pub listen: Option<SocketAddr>,
     /// Where to write the bound address once ready.
     pub ready_file: Option<PathBuf>,
-    /// JSON logs.
+    /// Log JSON lines whatever the config says.
     pub log_json: bool,
 }
 

@@ -76,7 +76,7 @@ pub enum SetupError {
     /// The token file could not be read.
     #[error("cannot read token file {path}: {source}")]
     Token {
-        /// Path.
+        /// The token file's path.
         path: String,
         /// OS error.
         source: std::io::Error,
@@ -84,7 +84,7 @@ pub enum SetupError {
     /// The CA file could not be read or holds no certificate.
     #[error("cannot use CA file {path}: {message}")]
     Ca {
-        /// Path.
+        /// The CA file's path.
         path: String,
         /// What went wrong.
         message: String,

@@ -24,7 +24,7 @@ pub struct QueueStatus {
 /// What an acknowledgement from HQ did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
-    /// Recorded.
+    /// HQ's position is recorded, with the contact.
     Recorded,
     /// HQ claims entries this journal never wrote: it is not the journal HQ knows for
     /// this terminal (restored from an old backup, or copied). Syncing stops.

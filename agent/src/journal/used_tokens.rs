@@ -48,15 +48,13 @@ impl Tx<'_> {
 mod tests {
     use crate::journal::JournalFile;
     use crate::scanner::replay::{UsedToken, UsedTokens};
-    use protocol::token::{AppToken, CLOCK_SKEW_SECS, KeyId};
-    use protocol::{CardId, StoreId, TerminalId};
+    use protocol::token::CLOCK_SKEW_SECS;
+    use protocol::{StoreId, TerminalId};
 
-    fn token(card: &str, expires_at: i64) -> AppToken {
-        AppToken {
-            card: CardId::parse(card).unwrap(),
-            issued_at: 1_000,
+    fn token(hash: char, expires_at: i64) -> UsedToken {
+        UsedToken {
+            hash: hash.to_string().repeat(64),
             expires_at,
-            key_id: KeyId(1),
         }
     }
 
@@ -69,8 +67,8 @@ mod tests {
             &TerminalId::parse("t").unwrap(),
         )
         .unwrap();
-        let live = UsedToken::of(&token("4006381333931", 5_000));
-        let dead = UsedToken::of(&token("5901234123457", 1_200));
+        let live = token('a', 5_000);
+        let dead = token('b', 1_200);
         file.write(|tx| {
             tx.record_used_token(&live, UsedToken::expired_by(1_100))?;
             tx.record_used_token(&dead, UsedToken::expired_by(1_100))?;

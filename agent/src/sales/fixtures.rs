@@ -1,12 +1,32 @@
-//! Sales as the journal would return them, for the unit tests of the decisions.
+//! Sales and cards as the journal would return them, for the unit tests of the
+//! decisions.
 
 use super::SaleState;
+use crate::cards::CardView;
 use crate::journal::sales::SaleRecord;
 use protocol::evaluate::price_sale;
 use protocol::receipt::Line;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Money, Points};
 use time::macros::date;
+
+/// The card of these tests.
+pub const CARD: &str = "4006381333931";
+
+/// The view of [`CARD`] with `available` points, nothing pending or held.
+pub fn card_view(available: i64, blocked: bool) -> CardView {
+    CardView {
+        card: CardId::parse(CARD).unwrap(),
+        balance: Points(available),
+        available: Points(available),
+        pending: Points::ZERO,
+        held: Points::ZERO,
+        tier: None,
+        as_of: None,
+        offline: false,
+        blocked,
+    }
+}
 
 /// A sale of two lines (2 x 50.00 dairy, 1 x 30.00 grocery) that redeemed 10 points,
 /// priced with the default rules, in `state`, with or without a card.
@@ -31,7 +51,7 @@ pub fn sale_record(state: SaleState, card: bool) -> SaleRecord {
     .unwrap();
     SaleRecord {
         state,
-        card: card.then(|| CardId::parse("4006381333931").unwrap()),
+        card: card.then(|| CardId::parse(CARD).unwrap()),
         redeem_points: Points(10),
         offline: false,
         rules_version: 3,

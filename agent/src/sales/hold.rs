@@ -1,7 +1,7 @@
 //! Opening a sale: price it and reserve the points it redeems.
 
 use super::idempotency::{self, IdempotencyKey};
-use super::{Answer, SaleContext, SaleError, SaleRequest, SaleState};
+use super::{Answer, SaleContext, SaleError, SaleRequest, SaleState, read_card};
 use crate::cards::CardView;
 use crate::journal::Tx;
 use crate::journal::sales::NewHold;
@@ -66,17 +66,8 @@ pub fn hold(
     if let Some(live) = &ctx.live {
         live.record(tx, ctx.now)?;
     }
-    let view = req
-        .card
-        .as_ref()
-        .map(|card| CardView::read(tx, card, ctx.now))
-        .transpose()?;
-    let usage = match &req.card {
-        Some(card) if redeems_offline(req.redeem_points, ctx.mode) => {
-            Some(tx.offline_usage(card, ctx.day_start_unix, ctx.now)?)
-        }
-        _ => None,
-    };
+    let offline = redeems_offline(req.redeem_points, ctx.mode);
+    let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
     let decided = decide(req, view.as_ref(), usage.as_ref(), ctx)?;
     let answer = Answer::fresh(&decided.response)?;
     tx.insert_hold(&NewHold {
@@ -175,14 +166,13 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::policy::OfflineLimit;
+    use crate::sales::fixtures::{CARD, card_view as view};
     use config::agent::OfflineSection;
     use protocol::ReceiptId;
     use protocol::receipt::Line;
     use protocol::rules::ProgramRules;
     use std::sync::Arc;
     use time::macros::datetime;
-
-    const CARD: &str = "4006381333931";
 
     fn ctx(mode: Mode) -> SaleContext {
         let now = datetime!(2026-11-24 10:00 UTC);
@@ -218,20 +208,6 @@ mod tests {
         }
     }
 
-    fn view(available: i64, blocked: bool) -> CardView {
-        CardView {
-            card: CardId::parse(CARD).unwrap(),
-            balance: Points(available),
-            available: Points(available),
-            pending: Points::ZERO,
-            held: Points::ZERO,
-            tier: None,
-            as_of: None,
-            offline: false,
-            blocked,
-        }
-    }
-
     fn usage(card_today: i64) -> OfflineUsage {
         OfflineUsage {
             card_today: Points(card_today),
@@ -240,15 +216,26 @@ mod tests {
         }
     }
 
+    /// Decides a hold of `redeem` points, with the card (`available` points, or blocked)
+    /// when `available` is given.
+    fn hold(
+        redeem: i64,
+        card: Option<(i64, bool)>,
+        usage: Option<&OfflineUsage>,
+        mode: Mode,
+    ) -> Result<DecidedHold, SaleError> {
+        let view = card.map(|(available, blocked)| view(available, blocked));
+        decide(
+            &request(card.is_some(), redeem),
+            view.as_ref(),
+            usage,
+            &ctx(mode),
+        )
+    }
+
     #[test]
     fn a_hold_prices_the_receipt_and_reserves_the_points() {
-        let d = decide(
-            &request(true, 20),
-            Some(&view(100, false)),
-            None,
-            &ctx(Mode::Online),
-        )
-        .unwrap();
+        let d = hold(20, Some((100, false)), None, Mode::Online).unwrap();
         assert_eq!(d.response.state, SaleState::Held);
         assert_eq!(d.response.discount_minor, Money(2_000));
         assert_eq!(d.response.to_pay_minor, Money(8_000));
@@ -260,81 +247,45 @@ mod tests {
 
     #[test]
     fn a_sale_without_a_card_accrues_nothing_and_cannot_redeem() {
-        let d = decide(&request(false, 0), None, None, &ctx(Mode::Standalone)).unwrap();
+        let d = hold(0, None, None, Mode::Standalone).unwrap();
         assert_eq!(d.response.accrual_points, Points::ZERO);
         assert!(matches!(
-            decide(&request(false, 5), None, None, &ctx(Mode::Standalone)),
+            hold(5, None, None, Mode::Standalone),
             Err(SaleError::CardRequired)
         ));
     }
 
     #[test]
     fn a_blocked_card_is_refused_even_without_a_redemption() {
-        let e = decide(
-            &request(true, 0),
-            Some(&view(100, true)),
-            None,
-            &ctx(Mode::Online),
-        )
-        .unwrap_err();
+        let e = hold(0, Some((100, true)), None, Mode::Online).unwrap_err();
         assert!(matches!(e, SaleError::CardBlocked { .. }));
         assert_eq!(e.to_string(), "card ****3931 is blocked by HQ");
     }
 
     #[test]
     fn more_points_than_available_are_refused() {
-        let e = decide(
-            &request(true, 30),
-            Some(&view(20, false)),
-            None,
-            &ctx(Mode::Online),
-        )
-        .unwrap_err();
-        assert!(matches!(e, SaleError::InsufficientPoints { .. }));
+        assert!(matches!(
+            hold(30, Some((20, false)), None, Mode::Online),
+            Err(SaleError::InsufficientPoints { .. })
+        ));
     }
 
     #[test]
     fn offline_the_caps_apply_and_online_they_do_not() {
-        let over_card_cap = usage(90);
-        let e = decide(
-            &request(true, 20),
-            Some(&view(100, false)),
-            Some(&over_card_cap),
-            &ctx(Mode::Offline),
-        )
-        .unwrap_err();
+        let card = Some((100, false));
+        let e = hold(20, card, Some(&usage(90)), Mode::Offline).unwrap_err();
         assert!(matches!(
             e,
             SaleError::Offline(ref r) if r.limit == OfflineLimit::CardDailyCap
         ));
-        let d = decide(
-            &request(true, 20),
-            Some(&view(100, false)),
-            Some(&usage(0)),
-            &ctx(Mode::Offline),
-        )
-        .unwrap();
+        let d = hold(20, card, Some(&usage(0)), Mode::Offline).unwrap();
         assert!(d.response.offline);
-        assert!(
-            decide(
-                &request(true, 20),
-                Some(&view(100, false)),
-                None,
-                &ctx(Mode::Online)
-            )
-            .is_ok()
-        );
+        assert!(hold(20, card, None, Mode::Online).is_ok());
     }
 
     #[test]
     fn offline_without_what_the_caps_count_nothing_is_allowed() {
-        let e = decide(
-            &request(true, 1),
-            Some(&view(100, false)),
-            None,
-            &ctx(Mode::Offline),
-        )
-        .unwrap_err();
+        let e = hold(1, Some((100, false)), None, Mode::Offline).unwrap_err();
         assert!(matches!(
             e,
             SaleError::Offline(ref r) if r.limit == OfflineLimit::NeverSynced
@@ -344,16 +295,9 @@ mod tests {
     #[test]
     fn more_than_the_rules_allow_is_refused_with_the_cap() {
         // Points pay at most half of 100.00: 50 points.
-        let e = decide(
-            &request(true, 60),
-            Some(&view(100, false)),
-            None,
-            &ctx(Mode::Online),
-        )
-        .unwrap_err();
         assert!(matches!(
-            e,
-            SaleError::RedeemAboveRuleCap { max } if max == Points(50)
+            hold(60, Some((100, false)), None, Mode::Online),
+            Err(SaleError::RedeemAboveRuleCap { max }) if max == Points(50)
         ));
     }
 

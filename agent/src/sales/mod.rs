@@ -28,7 +28,9 @@ pub mod state;
 pub use error::SaleError;
 pub use state::{CancelReason, SaleState};
 
-use crate::journal::JournalError;
+use crate::cards::CardView;
+use crate::journal::{JournalError, Tx};
+use crate::policy::OfflineUsage;
 use crate::redemption::{LiveBalance, Mode};
 use config::agent::OfflineSection;
 use protocol::evaluate::ReturnLineRequest;
@@ -90,6 +92,24 @@ pub struct SaleContext {
     pub limits: OfflineSection,
     /// Seconds before an uncommitted hold is released.
     pub hold_timeout_secs: u64,
+}
+
+/// What a hold or a quote reads about `card`: its view, and what the offline caps
+/// count when `offline` (the caps decide the redemption).
+fn read_card(
+    tx: &Tx<'_>,
+    card: Option<&CardId>,
+    offline: bool,
+    ctx: &SaleContext,
+) -> Result<(Option<CardView>, Option<OfflineUsage>), JournalError> {
+    let Some(card) = card else {
+        return Ok((None, None));
+    };
+    let view = CardView::read(tx, card, ctx.now)?;
+    let usage = offline
+        .then(|| tx.offline_usage(card, ctx.day_start_unix, ctx.now))
+        .transpose()?;
+    Ok((Some(view), usage))
 }
 
 /// SHA-256 of a request's canonical JSON: what "the same request" means for

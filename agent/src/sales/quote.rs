@@ -2,7 +2,7 @@
 //! what bounds that (the rules, the balance, an offline cap, a blocked card). Nothing
 //! is written.
 
-use super::{SaleContext, SaleError};
+use super::{SaleContext, SaleError, read_card};
 use crate::cards::CardView;
 use crate::journal::Tx;
 use crate::policy::{self, OfflineLimit, OfflineUsage};
@@ -88,15 +88,7 @@ pub fn quote(
     ctx: &SaleContext,
 ) -> Result<QuoteResponse, SaleError> {
     let offline = ctx.mode == Mode::Offline;
-    let view = req
-        .card
-        .as_ref()
-        .map(|card| CardView::read(tx, card, ctx.now))
-        .transpose()?;
-    let usage = match &req.card {
-        Some(card) if offline => Some(tx.offline_usage(card, ctx.day_start_unix, ctx.now)?),
-        _ => None,
-    };
+    let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
     let (quote, limited_by) = decide(
         &ctx.rules,
         &req.lines,
@@ -158,6 +150,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sales::fixtures::card_view as view;
     use protocol::Money;
     use time::macros::date;
 
@@ -176,20 +169,6 @@ mod tests {
                 qty: 1,
             },
         ]
-    }
-
-    fn view(available: i64, blocked: bool) -> CardView {
-        CardView {
-            card: CardId::parse("4006381333931").unwrap(),
-            balance: Points(available),
-            available: Points(available),
-            pending: Points::ZERO,
-            held: Points::ZERO,
-            tier: None,
-            as_of: None,
-            offline: false,
-            blocked,
-        }
     }
 
     fn limits() -> OfflineSection {

@@ -70,7 +70,7 @@ impl fmt::Display for DropReason {
 /// Bytes the framer threw away, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dropped {
-    /// Why.
+    /// Why the bytes were dropped.
     pub reason: DropReason,
     /// How many bytes of the frame (or garbage run) had been seen when it was dropped.
     pub len: usize,

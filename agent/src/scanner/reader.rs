@@ -55,13 +55,13 @@ pub struct Reader {
     pub states: ScannerStates,
     /// HQ keys for app tokens.
     pub keys: KeyRingHandle,
-    /// Metrics.
+    /// Where dropped and refused frames are counted.
     pub metrics: Arc<Metrics>,
-    /// Time.
+    /// The time each frame was read at.
     pub clock: Clock,
     /// To the gate.
     pub to_gate: mpsc::Sender<Decoded>,
-    /// Shutdown.
+    /// Set once when the agent stops.
     pub stop: Arc<StopSignal>,
 }
 

@@ -21,7 +21,7 @@ pub fn routes() -> Router<TillState> {
 /// `GET /v1/health` answer.
 #[derive(Debug, Serialize)]
 pub struct Health {
-    /// `ok`.
+    /// Always `ok` (the agent answers, so it runs).
     pub status: &'static str,
     /// `standalone` (no HQ configured) or `synced`.
     pub mode: &'static str,
