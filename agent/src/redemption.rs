@@ -113,3 +113,71 @@ impl Redemption {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::agent::SyncSection;
+
+    fn card() -> CardId {
+        CardId::parse("4006381333931").unwrap()
+    }
+
+    /// A client of an HQ that is not there: a loopback port nobody listens on.
+    fn unreachable_hq(dir: &std::path::Path) -> HqClient {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token_file = dir.join("terminal.token");
+        std::fs::write(&token_file, "token").unwrap();
+        let section = SyncSection {
+            url: format!("http://127.0.0.1:{port}"),
+            token_file,
+            ca_file: None,
+            interval_secs: 5,
+            batch_size: 10,
+            max_backoff_secs: 1,
+            live_balance_timeout_ms: 300,
+            request_timeout_secs: 1,
+        };
+        HqClient::new(
+            &section,
+            "store-1".parse().unwrap(),
+            "till-1".parse().unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_standalone_store_decides_alone() {
+        let r = Redemption::new(None, Arc::default(), Duration::from_millis(300));
+        assert!(r.standalone());
+        assert!(!r.offline_now());
+        let (mode, live) = r.mode(Some(&card()), Points(10)).await;
+        assert_eq!(mode, Mode::Standalone);
+        assert!(live.is_none());
+    }
+
+    #[tokio::test]
+    async fn without_an_answer_from_hq_a_redemption_is_decided_offline() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let link = Arc::new(HqLink::default());
+        link.mark_online();
+        let r = Redemption::new(
+            Some(unreachable_hq(dir.path())),
+            link.clone(),
+            Duration::from_millis(300),
+        );
+        // Nothing to redeem: HQ is not asked.
+        assert_eq!(r.mode(Some(&card()), Points::ZERO).await.0, Mode::Online);
+        assert!(link.online());
+        let (mode, live) = r.mode(Some(&card()), Points(10)).await;
+        assert_eq!(mode, Mode::Offline);
+        assert!(live.is_none());
+        assert!(!link.online());
+        assert!(r.offline_now());
+    }
+}

@@ -275,3 +275,54 @@ impl Journal {
             .unwrap_or_else(|_| Err(E::from(JournalError::Closed)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::journal::{EntryBody, WelcomeEntry};
+    use protocol::{CardId, Points, Seq};
+    use time::macros::datetime;
+
+    fn welcome() -> EntryBody {
+        EntryBody::Welcome(WelcomeEntry {
+            card: CardId::parse("4006381333931").unwrap(),
+            points: Points(5),
+        })
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Refused {
+        #[error("refused")]
+        Refused,
+        #[error(transparent)]
+        Journal(#[from] JournalError),
+    }
+
+    #[tokio::test]
+    async fn a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, thread) = Journal::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let refused = journal
+            .write(move |tx| -> Result<(), Refused> {
+                tx.append(welcome(), at, 0)?;
+                Err(Refused::Refused)
+            })
+            .await;
+        assert!(matches!(refused, Err(Refused::Refused)));
+        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(0));
+        let entry = journal
+            .write(move |tx| tx.append(welcome(), at, 0))
+            .await
+            .unwrap();
+        assert_eq!(entry.seq, Seq(1));
+        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(1));
+        drop(journal);
+        thread.join();
+    }
+}

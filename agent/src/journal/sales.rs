@@ -293,3 +293,100 @@ impl Tx<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalFile;
+    use crate::sales::fixtures::sale_record;
+    use protocol::{StoreId, TerminalId};
+    use time::macros::datetime;
+
+    fn journal() -> (tempfile::TempDir, JournalFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = JournalFile::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        (dir, file)
+    }
+
+    fn hold(file: &mut JournalFile, receipt: &str, held_at: OffsetDateTime) -> ReceiptId {
+        let receipt = ReceiptId::parse(receipt).unwrap();
+        let sale = sale_record(SaleState::Held, true);
+        file.write(|tx| {
+            tx.insert_hold(&NewHold {
+                receipt_id: &receipt,
+                request_hash: "h",
+                card: sale.card.as_ref(),
+                redeem_points: sale.redeem_points,
+                offline: false,
+                held_at,
+                rules_version: sale.rules_version,
+                matures_at: None,
+                priced: &sale.priced,
+                answer: "{}",
+            })
+        })
+        .unwrap();
+        receipt
+    }
+
+    fn state(file: &mut JournalFile, receipt: &ReceiptId) -> SaleState {
+        file.read(|tx| tx.sale(receipt)).unwrap().unwrap().state
+    }
+
+    #[test]
+    fn every_state_reads_back_as_written() {
+        let (_dir, mut file) = journal();
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let sold = hold(&mut file, "R-1", at);
+        let stored = file.read(|tx| tx.sale(&sold)).unwrap().unwrap();
+        assert_eq!(stored, sale_record(SaleState::Held, true));
+        let card = stored.card.clone().unwrap();
+        assert_eq!(
+            file.read(|tx| tx.held_points(&card)).unwrap(),
+            stored.redeem_points
+        );
+
+        let welcome = protocol::journal::EntryBody::Welcome(protocol::journal::WelcomeEntry {
+            card: card.clone(),
+            points: Points(1),
+        });
+        file.write(|tx| {
+            let entry = tx.append(welcome, at, 0)?;
+            tx.capture_hold(&sold, entry.seq)
+        })
+        .unwrap();
+        assert_eq!(state(&mut file, &sold), SaleState::Committed);
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points::ZERO);
+        file.write(|tx| tx.record_returned(&sold, &[2, 1], SaleState::Returned))
+            .unwrap();
+        assert_eq!(state(&mut file, &sold), SaleState::Returned);
+
+        let cancelled = hold(&mut file, "R-2", at);
+        file.write(|tx| tx.cancel_hold(&cancelled, CancelReason::Till))
+            .unwrap();
+        assert_eq!(
+            state(&mut file, &cancelled),
+            SaleState::Cancelled(CancelReason::Till)
+        );
+    }
+
+    #[test]
+    fn only_holds_older_than_the_cutoff_expire() {
+        let (_dir, mut file) = journal();
+        let old = hold(&mut file, "R-old", datetime!(2026-11-24 09:00 UTC));
+        let new = hold(&mut file, "R-new", datetime!(2026-11-24 10:00 UTC));
+        let cutoff = datetime!(2026-11-24 09:30 UTC).unix_timestamp();
+        assert_eq!(file.write(|tx| tx.expire_holds(cutoff)).unwrap(), 1);
+        assert_eq!(
+            state(&mut file, &old),
+            SaleState::Cancelled(CancelReason::HoldTimeout)
+        );
+        assert_eq!(state(&mut file, &new), SaleState::Held);
+        assert_eq!(file.write(|tx| tx.expire_holds(cutoff)).unwrap(), 0);
+    }
+}

@@ -18,7 +18,7 @@ pub mod commit;
 pub mod error;
 pub mod expiry;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod hold;
 pub mod idempotency;
 pub mod quote;
