@@ -40,6 +40,7 @@
 use libm::lgamma;
 
 use crate::error::{Error, Model};
+use crate::frequency_groups::{FrequencyGroup, group_by_frequency};
 use crate::mle;
 
 /// A repeat buyer's spend: x ≥ 1 repeat purchases with mean value m̄ > 0 (minor units).
@@ -198,53 +199,42 @@ pub fn fit(spends: &[RepeatSpend]) -> Result<GammaGammaFit, Error> {
     })
 }
 
-/// Repeat buyers grouped by frequency (ln Γ terms once per x), identical means merged,
-/// with Σ ln m̄ per group precomputed: one logarithm per distinct buyer per evaluation.
+/// Repeat buyers grouped by frequency ([`crate::frequency_groups`]), with Σ ln m̄ of each
+/// group precomputed: one logarithm per distinct buyer per evaluation.
 struct Spends {
-    groups: Vec<SameFrequency>,
-}
-
-struct SameFrequency {
-    frequency: f64,
-    customers: f64,
-    sum_ln_mean: f64,
-    /// (m̄, customers with that m̄)
-    means: Vec<(f64, f64)>,
+    groups: Vec<FrequencyGroup<f64>>,
+    sum_ln_mean: Vec<f64>,
 }
 
 impl Spends {
     fn new(spends: &[RepeatSpend]) -> Self {
-        let mut sorted: Vec<&RepeatSpend> = spends.iter().collect();
-        sorted.sort_by(|x, y| {
-            x.frequency
-                .cmp(&y.frequency)
-                .then(x.mean_value.total_cmp(&y.mean_value))
-        });
-        let groups = sorted
-            .chunk_by(|x, y| x.frequency == y.frequency)
-            .map(|same| SameFrequency {
-                frequency: f64::from(same[0].frequency),
-                customers: same.len() as f64,
-                sum_ln_mean: same.iter().map(|s| s.mean_value.ln()).sum(),
-                means: same
-                    .chunk_by(|x, y| x.mean_value == y.mean_value)
-                    .map(|identical| (identical[0].mean_value, identical.len() as f64))
-                    .collect(),
+        let rows = spends.iter().map(|s| (s.frequency, s.mean_value)).collect();
+        let groups = group_by_frequency(rows, f64::total_cmp);
+        let sum_ln_mean = groups
+            .iter()
+            .map(|g| {
+                g.distinct
+                    .iter()
+                    .map(|(m, customers)| customers * m.ln())
+                    .sum()
             })
             .collect();
-        Spends { groups }
+        Spends {
+            groups,
+            sum_ln_mean,
+        }
     }
 
     fn log_likelihood(&self, params: &GammaGammaParams) -> f64 {
         let &GammaGammaParams { p, q, gamma } = params;
         let common = q * gamma.ln() - lgamma(q);
         let mut total = 0.0;
-        for group in &self.groups {
+        for (group, sum_ln_mean) in self.groups.iter().zip(&self.sum_ln_mean) {
             let x = group.frequency;
             let px = p * x;
             total += group.customers * (common + lgamma(px + q) - lgamma(px) + px * x.ln())
-                + (px - 1.0) * group.sum_ln_mean;
-            for &(mean, customers) in &group.means {
+                + (px - 1.0) * sum_ln_mean;
+            for &(mean, customers) in &group.distinct {
                 total -= customers * (px + q) * (gamma + mean * x).ln();
             }
         }

@@ -5,8 +5,8 @@
 //! members ([`bgnbd`]), the Gamma-Gamma model of what their purchases are worth
 //! ([`gamma_gamma`]), the lifetime value and per-member forecast combining both ([`clv`]),
 //! and the "members at risk" list ([`at_risk`]). Their numerical parts are a
-//! hypergeometric series ([`hypergeometric`]), a Nelder–Mead minimiser and a log-space
-//! maximum-likelihood driver shared by both fits.
+//! hypergeometric series ([`hypergeometric`]), a Nelder–Mead minimiser, a log-space
+//! maximum-likelihood driver and the customer grouping both likelihoods share.
 //!
 //! It does no I/O and knows no database: purchases come in as values, fitted parameters
 //! and forecasts go out. Loading purchases from the ledger and printing the report is the
@@ -41,6 +41,7 @@ pub mod at_risk;
 pub mod bgnbd;
 pub mod clv;
 mod error;
+mod frequency_groups;
 pub mod gamma_gamma;
 pub mod hypergeometric;
 mod mle;
