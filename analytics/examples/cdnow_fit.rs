@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = Instant::now();
     let summaries = summarise(&purchases, end)?;
     let summary_time = clock.elapsed();
-    let repeat_buyers = summaries.iter().filter(|s| s.frequency > 0).count();
+    let repeat_buyers = summaries.iter().filter(|s| s.frequency() > 0).count();
     println!(
         "{file}: {} purchases, {} customers ({repeat_buyers} repeat buyers) by {end}; summary {summary_time:.1?}",
         purchases.len(),
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for activity in &activities {
         predicted += bg.expected_purchases(activity, holdout_weeks)?;
     }
-    let actual: u32 = summaries.iter().map(|s| s.holdout_frequency).sum();
+    let actual: u32 = summaries.iter().map(|s| s.holdout_frequency()).sum();
     println!(
         "hold-out {holdout_weeks} weeks: predicted {predicted:.1} repeat purchase days, actual {actual} ({:+.1} %), {:.1?}",
         (predicted / f64::from(actual) - 1.0) * 100.0,

@@ -81,10 +81,7 @@ impl CustomerValueModel {
         let activities: Vec<Activity> = summaries.iter().map(CustomerSummary::activity).collect();
         let spends: Vec<RepeatSpend> = summaries
             .iter()
-            .filter_map(|s| {
-                let mean = s.mean_repeat_value_minor()?;
-                RepeatSpend::new(s.frequency, mean).ok()
-            })
+            .filter_map(|s| RepeatSpend::new(s.frequency(), s.mean_repeat_value_minor()?).ok())
             .collect();
         Ok(CustomerValueModel {
             purchases: bgnbd::fit(&activities)?,
@@ -92,7 +89,9 @@ impl CustomerValueModel {
         })
     }
 
-    /// Forecasts every summarised customer, in the summaries' order.
+    /// Forecasts every summarised customer, in the summaries' order. Fails as a whole if
+    /// one member cannot be forecast (an invalid option, or a horizon so long that the
+    /// hypergeometric series cannot be summed): a report is complete or not produced.
     pub fn forecast<K: Clone>(
         &self,
         summaries: &[CustomerSummary<K>],
@@ -117,7 +116,7 @@ impl CustomerValueModel {
         let spend = self
             .spend
             .params
-            .expected_spend(summary.frequency, own_mean)?;
+            .expected_spend(summary.frequency(), own_mean)?;
         let value = lifetime_value(
             purchases,
             &activity,
@@ -126,8 +125,8 @@ impl CustomerValueModel {
             options.monthly_discount_rate,
         )?;
         Ok(MemberForecast {
-            customer: summary.customer.clone(),
-            historical_value_minor: summary.historical_value_minor,
+            customer: summary.customer().clone(),
+            historical_value_minor: summary.historical_value_minor(),
             p_alive: purchases.p_alive(&activity),
             expected_purchases: purchases
                 .expected_purchases(&activity, options.purchase_horizon_weeks)?,

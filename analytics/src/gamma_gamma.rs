@@ -33,6 +33,9 @@
 //! Assumption worth checking on new data: spend per purchase is independent of how often
 //! a customer buys (on CDNOW the correlation is about 0.11).
 //!
+//! The lifetime value combining this with the BG/NBD purchase forecast is in
+//! [`crate::clv`].
+//!
 //! Only customers with at least one repeat purchase and a positive mean enter the fit
 //! (ln m̄ must exist). A repeat buyer whose refunds leave a mean ≤ 0 is forecast with
 //! m̄ = 0, which the posterior mean handles: it pulls them below the population mean.

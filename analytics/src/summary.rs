@@ -48,27 +48,63 @@ pub struct Purchase<K> {
 }
 
 /// One customer's history up to the calibration end; see the module doc for definitions.
+///
+/// Built only by [`summarise`], so its figures are consistent (recency ≤ age, recency > 0
+/// exactly when there are repeat purchases) and [`CustomerSummary::activity`] needs no
+/// check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerSummary<K> {
-    /// The customer.
-    pub customer: K,
-    /// Their first purchase day.
-    pub first_purchase: Date,
-    /// Repeat purchase days (x).
-    pub frequency: u32,
-    /// Days from the first to the last purchase day (tₓ).
-    pub recency_days: u32,
-    /// Days from the first purchase day to the calibration end (T).
-    pub age_days: u32,
-    /// Summed value of the repeat purchase days, minor units.
-    pub repeat_value_minor: i64,
-    /// Net value of all sales and refunds up to the calibration end, minor units.
-    pub historical_value_minor: i64,
-    /// Purchase days after the calibration end.
-    pub holdout_frequency: u32,
+    customer: K,
+    first_purchase: Date,
+    frequency: u32,
+    recency_days: u32,
+    age_days: u32,
+    repeat_value_minor: i64,
+    historical_value_minor: i64,
+    holdout_frequency: u32,
 }
 
 impl<K> CustomerSummary<K> {
+    /// The customer.
+    pub fn customer(&self) -> &K {
+        &self.customer
+    }
+
+    /// Their first purchase day.
+    pub fn first_purchase(&self) -> Date {
+        self.first_purchase
+    }
+
+    /// Repeat purchase days (x).
+    pub fn frequency(&self) -> u32 {
+        self.frequency
+    }
+
+    /// Days from the first to the last purchase day (tₓ).
+    pub fn recency_days(&self) -> u32 {
+        self.recency_days
+    }
+
+    /// Days from the first purchase day to the calibration end (T).
+    pub fn age_days(&self) -> u32 {
+        self.age_days
+    }
+
+    /// Summed value of the repeat purchase days, minor units.
+    pub fn repeat_value_minor(&self) -> i64 {
+        self.repeat_value_minor
+    }
+
+    /// Net value of all sales and refunds up to the calibration end, minor units.
+    pub fn historical_value_minor(&self) -> i64 {
+        self.historical_value_minor
+    }
+
+    /// Purchase days after the calibration end.
+    pub fn holdout_frequency(&self) -> u32 {
+        self.holdout_frequency
+    }
+
     /// Recency in weeks.
     pub fn recency_weeks(&self) -> f64 {
         f64::from(self.recency_days) / 7.0
