@@ -188,6 +188,7 @@ mod tests {
     use super::*;
     use crate::gamma_gamma::GammaGammaParams;
     use crate::summary::{Purchase, summarise};
+    use proptest::prelude::*;
     use time::macros::date;
 
     fn cdnow_purchases() -> BgNbdParams {
@@ -300,5 +301,47 @@ mod tests {
         assert_eq!(b.p_alive, 1.0);
         assert_eq!(b.expected_spend_minor, 3000);
         assert!(b.lifetime_value_minor > 0);
+    }
+
+    proptest! {
+        // Each case fits both models; degenerate histories can spend the whole evaluation
+        // budget, so fewer cases than the default keep the suite quick.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// From raw purchases (refunds, zero amounts, same-day baskets, one-time buyers)
+        /// to forecasts: every step gives finite figures or an error, never NaN or a panic.
+        #[test]
+        fn random_small_histories_forecast_finite_figures_or_fail_cleanly(
+            rows in proptest::collection::vec((0u8..12, 0i64..120, -3_000i64..30_000), 0..80),
+        ) {
+            let start = date!(2024 - 01 - 01);
+            let purchases: Vec<Purchase<u8>> = rows
+                .iter()
+                .map(|&(customer, offset, amount_minor)| Purchase {
+                    customer,
+                    day: start + time::Duration::days(offset),
+                    amount_minor,
+                })
+                .collect();
+            let summaries = summarise(&purchases, date!(2024 - 03 - 31)).unwrap();
+            let activities: Vec<Activity> = summaries.iter().map(CustomerSummary::activity).collect();
+            if !activities.is_empty() {
+                let params = BgNbdParams::new(0.5, 4.0, 0.8, 2.5).unwrap();
+                prop_assert!(params.log_likelihood(&activities).is_finite());
+            }
+            let Ok(model) = CustomerValueModel::fit(&summaries) else {
+                return Ok(());
+            };
+            for fitted in [model.purchases.log_likelihood, model.spend.log_likelihood] {
+                prop_assert!(fitted.is_finite());
+            }
+            if let Ok(rows) = model.forecast(&summaries, &ForecastOptions::default()) {
+                for row in rows {
+                    prop_assert!((0.0..=1.0).contains(&row.p_alive));
+                    prop_assert!(row.expected_purchases.is_finite() && row.expected_purchases >= 0.0);
+                    prop_assert!(row.expected_spend_minor >= 0 && row.lifetime_value_minor >= 0);
+                }
+            }
+        }
     }
 }

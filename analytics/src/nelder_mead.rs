@@ -11,12 +11,12 @@
 //! (argmin 0.11 tests only the values' standard deviation, which can stop on a flat ridge
 //! far from the optimum), and a clear "did not converge" outcome; argmin would bring seven
 //! crates (anyhow, a second rand_core, web-time …) and unwraps the cost of its first
-//! simplex. This is ~100 lines, tested below on functions with known minima.
+//! simplex. This is ~130 lines, tested below on functions with known minima.
 //!
 //! Non-finite function values are treated as +∞, so a caller can wall off a region by
-//! returning ∞ or NaN there. A converged run is restarted once from its best point with a
-//! fresh simplex (a collapsed simplex can stall short of a minimum); the result stands
-//! only when the restart does not improve it.
+//! returning ∞ or NaN there. A converged run is restarted from its best point with a
+//! fresh simplex (a collapsed simplex can stall short of a minimum) until a restart no
+//! longer improves it, at most five times.
 
 use std::cell::Cell;
 
