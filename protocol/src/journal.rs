@@ -36,6 +36,12 @@ pub enum EntryBody {
     Return(ReturnEntry),
     /// A welcome bonus granted by a standalone terminal (HQ grants its own once per card).
     Welcome(WelcomeEntry),
+    /// A hold whose points HQ reserved was cancelled or timed out: HQ releases the
+    /// reservation. No effect on points.
+    Release(ReleaseEntry),
+    /// A lease ended at the till: what it spent is final, HQ returns the rest to the
+    /// card. No effect on the balance.
+    LeaseClosed(LeaseClosedEntry),
 }
 
 /// A committed sale.
@@ -53,6 +59,20 @@ pub struct SaleEntry {
     pub matures_at: Option<OffsetDateTime>,
     /// True when the terminal could not reach HQ when the redemption was held.
     pub offline: bool,
+    /// The part of the redemption drawn from the till's lease of the card (escrow).
+    /// Absent from the JSON when `None`, so entries without one keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseDraw>,
+}
+
+/// Points of a sale drawn from a lease HQ granted the till.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseDraw {
+    /// The lease.
+    pub lease_id: Uuid,
+    /// Points drawn from it (at most the sale's redeemed points).
+    pub points: Points,
 }
 
 /// A return.
@@ -81,6 +101,42 @@ pub struct WelcomeEntry {
     pub points: Points,
 }
 
+/// Why a hold with reserved points ended without a sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    /// The till cancelled the sale.
+    Cancelled,
+    /// The hold was not committed within the hold timeout.
+    Expired,
+}
+
+/// A released reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseEntry {
+    /// The receipt whose hold ended (the reservation's key with the terminal).
+    pub receipt_id: ReceiptId,
+    /// The card.
+    pub card: CardId,
+    /// The points HQ reserved for it.
+    pub points: Points,
+    /// Why.
+    pub reason: ReleaseReason,
+}
+
+/// A lease the till closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseClosedEntry {
+    /// The lease.
+    pub lease_id: Uuid,
+    /// The card.
+    pub card: CardId,
+    /// Points the till's committed sales drew from it, in all.
+    pub spent: Points,
+}
+
 /// What an entry does to its card's points.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PointsEffect {
@@ -99,6 +155,8 @@ impl JournalEntry {
             EntryBody::Sale(s) => s.card.as_ref(),
             EntryBody::Return(r) => r.card.as_ref(),
             EntryBody::Welcome(w) => Some(&w.card),
+            EntryBody::Release(r) => Some(&r.card),
+            EntryBody::LeaseClosed(l) => Some(&l.card),
         }
     }
 
@@ -186,6 +244,7 @@ mod tests {
                 sale,
                 matures_at: None,
                 offline: false,
+                lease: None,
             }),
         }
     }
@@ -214,6 +273,52 @@ mod tests {
         let a = sample_sale(10, Some("4006381333931"));
         let b = sample_sale(11, Some("4006381333931"));
         assert_ne!(a.content_hash(), b.content_hash());
+    }
+
+    #[test]
+    fn a_sale_without_a_lease_draw_serializes_as_before() {
+        // Entries written before leases existed must keep their content hash.
+        let e = sample_sale(10, Some("4006381333931"));
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("lease"));
+        let mut with = e.clone();
+        if let EntryBody::Sale(s) = &mut with.body {
+            s.lease = Some(LeaseDraw {
+                lease_id: Uuid::from_u128(7),
+                points: Points(10),
+            });
+        }
+        assert_ne!(with.content_hash(), e.content_hash());
+        let back: JournalEntry =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
+    }
+
+    #[test]
+    fn release_and_lease_close_entries_have_no_points_effect() {
+        let card = CardId::parse("4006381333931").unwrap();
+        for body in [
+            EntryBody::Release(ReleaseEntry {
+                receipt_id: ReceiptId::parse("R-9").unwrap(),
+                card: card.clone(),
+                points: Points(30),
+                reason: ReleaseReason::Expired,
+            }),
+            EntryBody::LeaseClosed(LeaseClosedEntry {
+                lease_id: Uuid::from_u128(3),
+                card: card.clone(),
+                spent: Points(12),
+            }),
+        ] {
+            let e = JournalEntry {
+                body,
+                ..sample_sale(0, None)
+            };
+            assert_eq!(e.effect(), PointsEffect::default());
+            assert_eq!(e.card(), Some(&card));
+            let json = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<JournalEntry>(&json).unwrap(), e);
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! This crate owns the product's vocabulary and arithmetic: money and points
 //! ([`money`]), identifiers ([`ids`]), scanner codes and app tokens ([`codes`],
 //! [`token`]), program rules and their evaluation ([`rules`], [`receipt`],
-//! [`evaluate`]), journal entries ([`journal`]) and the sync wire format ([`wire`]).
+//! [`evaluate`]), the rules that keep points from being spent twice ([`escrow`]), journal entries ([`journal`]) and the sync wire format ([`wire`]).
 //!
 //! It does no I/O and has no async runtime: the agent and the server call the same
 //! pure functions, so they compute the same points, and property tests can hammer them.
 //! Time comes in as arguments.
 
 pub mod codes;
+pub mod escrow;
 pub mod evaluate;
 pub mod ids;
 pub mod journal;

@@ -182,6 +182,21 @@ impl AppToken {
         Ok(token)
     }
 
+    /// The token's id: the first 16 bytes of SHA-256 over its claims, in hex. Two
+    /// tokens with the same id are the same token (Ed25519 signing is deterministic),
+    /// so HQ records uses by id without ever storing the token, which would let anyone
+    /// reading the database replay it.
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"loyalty-app-token-id/v1");
+        h.update(self.key_id.0.to_be_bytes());
+        h.update(self.issued_at.to_be_bytes());
+        h.update(self.expires_at.to_be_bytes());
+        h.update(self.card.as_str().as_bytes());
+        data_encoding::HEXLOWER.encode(&h.finalize()[..16])
+    }
+
     /// True when `text` looks like a token (its prefix), whether valid or not.
     pub fn looks_like_token(text: &str) -> bool {
         text.starts_with(TOKEN_PREFIX)
@@ -247,6 +262,25 @@ fn split(bytes: &[u8]) -> Result<(AppToken, &[u8], Signature), TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_id_names_the_claims_and_nothing_else() {
+        let card = CardId::parse("4006381333931").unwrap();
+        let t = AppToken {
+            card: card.clone(),
+            issued_at: 1_000,
+            expires_at: 1_060,
+            key_id: KeyId(1),
+        };
+        assert_eq!(t.id().len(), 32);
+        assert_eq!(t.id(), t.clone().id());
+        let later = AppToken {
+            issued_at: 1_001,
+            ..t.clone()
+        };
+        assert_ne!(t.id(), later.id());
+        assert!(!t.id().contains(card.as_str()));
+    }
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])

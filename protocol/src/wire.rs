@@ -5,14 +5,18 @@
 //! field, GET requests in the [`PROTOCOL_HEADER`] header, responses in their
 //! `protocol` field. A peer refuses a version it does not speak with
 //! `unsupported_protocol`.
+//!
+//! Requests are parsed strictly (unknown fields refused); responses are read
+//! tolerantly (unknown fields ignored), so HQ can add a field before every till knows it.
 
-use crate::ids::{CardId, Seq, StoreId, TerminalId};
+use crate::ids::{CardId, ReceiptId, Seq, StoreId, TerminalId};
 use crate::journal::JournalEntry;
 use crate::money::Points;
 use crate::rules::ProgramRules;
 use crate::token::KeyId;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -36,7 +40,6 @@ pub struct PushRequest {
 
 /// Answer to a push, sent only after HQ committed the batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PushResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -50,7 +53,6 @@ pub struct PushResponse {
 
 /// `GET /v1/sync/pull?cursor=…`: what changed at HQ since `cursor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PullResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -73,7 +75,6 @@ pub struct PullResponse {
 
 /// A card blocked or unblocked by HQ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BlockChange {
     /// The card.
     pub card: CardId,
@@ -83,7 +84,6 @@ pub struct BlockChange {
 
 /// An HQ public key for app tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PublicKeyInfo {
     /// Key id, as in the tokens.
     pub key_id: KeyId,
@@ -96,7 +96,6 @@ pub struct PublicKeyInfo {
 
 /// A card's balance as HQ knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CardBalance {
     /// The card.
     pub card: CardId,
@@ -108,6 +107,14 @@ pub struct CardBalance {
     pub tier: Option<String>,
     /// True when HQ blocked the card.
     pub blocked: bool,
+    /// Points held by open reservations of OTHER terminals than the one asking (all
+    /// terminals in admin views). The asking till counts its own holds itself.
+    #[serde(default)]
+    pub reserved: Points,
+    /// Points in open leases of OTHER terminals than the one asking (all terminals in
+    /// admin views). The asking till's own lease is points it may spend.
+    #[serde(default)]
+    pub leased: Points,
     /// When HQ computed it.
     #[serde(with = "time::serde::rfc3339")]
     pub as_of: OffsetDateTime,
@@ -115,7 +122,6 @@ pub struct CardBalance {
 
 /// `GET /v1/cards/{card}` at HQ: a live balance for an online agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LiveBalanceResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -123,6 +129,126 @@ pub struct LiveBalanceResponse {
     pub acked_through: Seq,
     /// The balance; a card HQ has never seen has zero everywhere.
     pub balance: CardBalance,
+}
+
+/// `POST /v1/reservations`: hold points of a card at HQ for a receipt being sold.
+/// Idempotent per (terminal, `receipt_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The card.
+    pub card: CardId,
+    /// The receipt being sold (with the terminal, the reservation's key).
+    pub receipt_id: ReceiptId,
+    /// Points to hold (at least 1).
+    pub points: Points,
+    /// When the till releases the hold if it is not committed (till clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub hold_expires_at: OffsetDateTime,
+}
+
+/// A reservation HQ holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// The receipt.
+    pub receipt_id: ReceiptId,
+    /// The card.
+    pub card: CardId,
+    /// Points held.
+    pub points: Points,
+    /// The till's hold deadline, as sent.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Answer to a granted reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveResponse {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The reservation.
+    pub reservation: Reservation,
+    /// As in [`PullResponse::acked_through`], read with `balance`.
+    pub acked_through: Seq,
+    /// The card after the reservation (reserved/leased of other terminals).
+    pub balance: CardBalance,
+}
+
+/// `POST /v1/sync/leases`: the till reports the leases it holds and asks for more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseSyncRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Per-terminal counter, higher than every earlier request's (HQ refuses older).
+    pub epoch: u64,
+    /// The till's last journal `seq`; HQ must hold all of it (`acked_through`).
+    pub through_seq: Seq,
+    /// The open leases the till's journal holds.
+    pub held: Vec<Uuid>,
+    /// Most points all of this till's open leases may hold together.
+    pub max_total: Points,
+    /// Cards the till wants a lease of (or a held lease extended).
+    pub want: Vec<LeaseWant>,
+}
+
+/// One card a till wants a lease of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseWant {
+    /// The card.
+    pub card: CardId,
+    /// Most points the lease may hold.
+    pub max_points: Points,
+}
+
+/// A lease: points of a card HQ moved into one till's escrow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Its id.
+    pub lease_id: Uuid,
+    /// The card.
+    pub card: CardId,
+    /// Points leased.
+    pub points: Points,
+    /// The till may draw on it until then (its own clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// Answer to a lease sync: every open lease of the terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseSyncResponse {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Held leases (expiry possibly extended) and new ones.
+    pub leases: Vec<Lease>,
+}
+
+/// `POST /v1/tokens/use`: record that an app token was scanned at this terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenUseRequest {
+    /// Protocol version.
+    pub protocol: u32,
+    /// The token's id ([`crate::token::AppToken::id`]).
+    pub token_id: String,
+    /// The card it stands for.
+    pub card: CardId,
+    /// Its expiry (HQ forgets the use a day after).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The scan at the till: the same scan retried is the same use.
+    pub scan_id: Uuid,
+}
+
+/// Answer to a first use (or a retry of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUseResponse {
+    /// Protocol version.
+    pub protocol: u32,
 }
 
 /// `GET /v1/health` at HQ.
@@ -172,11 +298,23 @@ pub enum SyncErrorCode {
     Unavailable,
     /// A bug or broken database at HQ.
     Internal,
+    /// A reservation asked for more points than the card may spend.
+    InsufficientPoints,
+    /// A reservation on a card HQ blocked.
+    CardBlocked,
+    /// A reservation for a receipt whose reservation was already captured or released.
+    ReservationSettled,
+    /// A lease sync older than one HQ already answered.
+    StaleEpoch,
+    /// A lease sync before HQ holds every entry of the till: push first.
+    PushFirst,
+    /// An app token already used at another till or in another scan.
+    TokenUsed,
 }
 
 impl SyncErrorCode {
     /// Every code, for parsing.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 21] = [
         Self::Unauthorized,
         Self::BodyTooLarge,
         Self::BadRequest,
@@ -192,6 +330,12 @@ impl SyncErrorCode {
         Self::UnsupportedEncoding,
         Self::Unavailable,
         Self::Internal,
+        Self::InsufficientPoints,
+        Self::CardBlocked,
+        Self::ReservationSettled,
+        Self::StaleEpoch,
+        Self::PushFirst,
+        Self::TokenUsed,
     ];
 
     /// The wire form.
@@ -212,6 +356,12 @@ impl SyncErrorCode {
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::InsufficientPoints => "insufficient_points",
+            Self::CardBlocked => "card_blocked",
+            Self::ReservationSettled => "reservation_settled",
+            Self::StaleEpoch => "stale_epoch",
+            Self::PushFirst => "push_first",
+            Self::TokenUsed => "token_used",
         }
     }
 
@@ -284,6 +434,8 @@ mod tests {
                 pending: Points(0),
                 tier: None,
                 blocked: true,
+                reserved: Points(0),
+                leased: Points(3),
                 as_of: datetime!(2026-11-24 10:00:00 UTC),
             }],
         };
@@ -308,6 +460,14 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
         assert_eq!(SyncErrorCode::parse("from_a_newer_hq"), None);
+    }
+
+    #[test]
+    fn a_card_balance_from_an_older_hq_reads_with_nothing_reserved_or_leased() {
+        let old = r#"{"card":"4006381333931","balance":5,"pending":0,"tier":null,
+            "blocked":false,"as_of":"2026-11-24T10:00:00Z","added_later":1}"#;
+        let b: CardBalance = serde_json::from_str(old).unwrap();
+        assert_eq!((b.reserved, b.leased), (Points(0), Points(0)));
     }
 
     #[test]
