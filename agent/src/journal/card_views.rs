@@ -157,6 +157,8 @@ mod tests {
             pending: Points(0),
             tier: Some("gold".into()),
             blocked: false,
+            reserved: Points(0),
+            leased: Points(0),
             as_of: now,
         };
         apply(&mut file, &hq, Seq(3));

@@ -42,6 +42,8 @@ impl Tx<'_> {
             EntryBody::Sale(s) => ("sale", s.offline, s.matures_at.map(|t| t.unix_timestamp())),
             EntryBody::Return(_) => ("return", false, None),
             EntryBody::Welcome(_) => ("welcome", false, None),
+            EntryBody::Release(_) => ("release", false, None),
+            EntryBody::LeaseClosed(_) => ("lease_closed", false, None),
         };
         let body = serde_json::to_string(&entry).map_err(JournalError::data)?;
         self.inner

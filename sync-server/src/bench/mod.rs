@@ -111,6 +111,7 @@ pub fn sale(terminal: &str, seq: u64, at: OffsetDateTime) -> Result<JournalEntry
             sale: priced,
             matures_at: None,
             offline: true,
+            lease: None,
         }),
     })
 }

@@ -75,7 +75,7 @@ pub fn cards_that_consume(entries: &[JournalEntry]) -> Vec<&CardId> {
         .filter(|e| match &e.body {
             EntryBody::Sale(s) => s.sale.redeemed_points.get() > 0,
             EntryBody::Return(r) => r.returned.reversed_accrual_points.get() > 0,
-            EntryBody::Welcome(_) => false,
+            EntryBody::Welcome(_) | EntryBody::Release(_) | EntryBody::LeaseClosed(_) => false,
         })
         .filter_map(JournalEntry::card)
         .filter(|c| seen.insert(*c))
@@ -88,6 +88,8 @@ pub fn entry_kind(entry: &JournalEntry) -> &'static str {
         EntryBody::Sale(_) => "sale",
         EntryBody::Return(_) => "return",
         EntryBody::Welcome(_) => "welcome",
+        EntryBody::Release(_) => "release",
+        EntryBody::LeaseClosed(_) => "lease_closed",
     }
 }
 
@@ -251,6 +253,8 @@ impl Planner<'_> {
                     }
                 }
             }
+            // Settlement of reservations and leases; no effect on points.
+            EntryBody::Release(_) | EntryBody::LeaseClosed(_) => {}
         }
         let after = self.cards[i].state.balance;
         // Only an entry that pushed the balance further down is an overdraft; an
@@ -460,6 +464,7 @@ pub(crate) mod tests {
                 },
                 matures_at: None,
                 offline: false,
+                lease: None,
             }),
         }
     }

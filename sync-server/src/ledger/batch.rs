@@ -139,6 +139,8 @@ fn check_amounts(e: &JournalEntry) -> Result<(), BatchError> {
             }
         }
         EntryBody::Welcome(w) => negative("points", w.points)?,
+        EntryBody::Release(r) => negative("release.points", r.points)?,
+        EntryBody::LeaseClosed(l) => negative("lease_closed.spent", l.spent)?,
     }
     Ok(())
 }

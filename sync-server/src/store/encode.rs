@@ -219,6 +219,8 @@ pub fn card_balance(state: CardState, as_of: OffsetDateTime) -> CardBalance {
         pending: state.pending,
         tier: state.tier,
         blocked: state.blocked,
+        reserved: Points::ZERO,
+        leased: Points::ZERO,
         as_of,
     }
 }
@@ -231,6 +233,8 @@ pub fn unseen_card_balance(card: &CardId, as_of: OffsetDateTime) -> CardBalance 
         pending: Points::ZERO,
         tier: None,
         blocked: false,
+        reserved: Points::ZERO,
+        leased: Points::ZERO,
         as_of,
     }
 }

@@ -340,6 +340,7 @@ pub fn sale_at(
             sale,
             matures_at,
             offline: false,
+            lease: None,
         }),
     }
 }
