@@ -60,7 +60,7 @@ fn rows(entries: &[JournalEntry]) -> Result<Vec<Row>, BenchError> {
                 id: e.id,
                 seq: signed(e.seq.get())?,
                 at: to_db(e.at),
-                kind: entry_kind(e),
+                kind: entry_kind(e).as_str(),
                 card: e.card().map(|c: &CardId| c.as_str().to_owned()),
                 spend: spend_of(e).get(),
                 rules_version: signed(e.rules_version)?,

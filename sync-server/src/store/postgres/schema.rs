@@ -14,7 +14,7 @@
 
 use super::sql;
 use crate::store::StoreError;
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, GenericClient};
 
 /// Key of the advisory lock that serializes migrations (any constant that no other
 /// application on the database uses; this one spells "loyalty" in ASCII).
@@ -45,13 +45,7 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
          )",
     )
     .await?;
-    let applied: i32 = sql::query_one(
-        &tx,
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        &[],
-    )
-    .await?
-    .try_get(0)?;
+    let applied = version(&tx).await?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     if applied > known {
         return Err(StoreError::Corrupt(format!(
@@ -78,14 +72,14 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// The schema version a database is at (0: none), for tests and diagnostics.
-pub async fn version(client: &Client) -> Result<i32, StoreError> {
-    Ok(sql::query_one(
+pub async fn version(client: &impl GenericClient) -> Result<i32, StoreError> {
+    sql::one(
         client,
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         &[],
+        |r| Ok(r.try_get(0)?),
     )
-    .await?
-    .try_get(0)?)
+    .await
 }
 
 const V1: &str = r#"
