@@ -35,7 +35,7 @@ pub struct JobPlan {
     pub changed_lots: Vec<Lot>,
     /// Ledger rows to append.
     pub ledger: Vec<LedgerRow>,
-    /// Summary.
+    /// What the run did, in counts.
     pub report: JobReport,
 }
 

@@ -18,9 +18,9 @@
 //! machine: the flow then reads top to bottom like the transaction it is, and the
 //! only cost on SQLite is a future that is ready at its first poll.
 
-use super::StoreError;
 use super::caches::Caches;
 use super::statements::{Fut, Statements};
+use crate::store::Result;
 
 /// What kind of connection and transaction an operation needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub trait Session: Statements {
 /// Runs `op` on `session` in the transaction its [`Op::ACCESS`] asks for: commits
 /// only what answered [`Attempt::Done`], and rolls back and runs it again on
 /// [`Attempt::StartOver`].
-pub async fn drive<S: Session, O: Op>(session: &mut S, op: &mut O) -> Result<O::Out, StoreError> {
+pub async fn drive<S: Session, O: Op>(session: &mut S, op: &mut O) -> Result<O::Out> {
     loop {
         let kind = O::ACCESS.transaction();
         if let Some(kind) = kind {

@@ -5,6 +5,7 @@
 //! * [`RulesCache`]: a rules version never changes once stored;
 //! * [`Associations`]: a `(store, card)` pair of the balance feed is never deleted.
 
+use crate::store::Result;
 use crate::store::StoreError;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, StoreId};
@@ -37,7 +38,7 @@ impl RulesCache {
     }
 
     /// Parses the stored JSON of `version` and keeps it.
-    pub fn insert_stored(&self, version: u64, body: &str) -> Result<Arc<ProgramRules>, StoreError> {
+    pub fn insert_stored(&self, version: u64, body: &str) -> Result<Arc<ProgramRules>> {
         let rules: ProgramRules = serde_json::from_str(body)
             .map_err(|e| StoreError::Corrupt(format!("rules version {version}: {e}")))?;
         let rules = Arc::new(rules);

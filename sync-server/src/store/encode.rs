@@ -4,6 +4,7 @@
 //! are read back with these in [`super::rows`].
 
 use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::StoreError;
 use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
@@ -25,50 +26,50 @@ pub fn opt_to_db(t: Option<OffsetDateTime>) -> Option<i64> {
 }
 
 /// A stored time.
-pub fn from_db(micros: i64) -> Result<OffsetDateTime, StoreError> {
+pub fn from_db(micros: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .map_err(|_| StoreError::Corrupt(format!("time {micros} out of range")))
 }
 
 /// A stored optional time.
-pub fn opt_from_db(micros: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+pub fn opt_from_db(micros: Option<i64>) -> Result<Option<OffsetDateTime>> {
     micros.map(from_db).transpose()
 }
 
 /// A stored card id.
-pub fn card(s: &str) -> Result<CardId, StoreError> {
+pub fn card(s: &str) -> Result<CardId> {
     CardId::parse(s).map_err(|_| StoreError::Corrupt(format!("card id {s:?}")))
 }
 
 /// A stored store id.
-pub fn store_id(s: &str) -> Result<StoreId, StoreError> {
+pub fn store_id(s: &str) -> Result<StoreId> {
     StoreId::parse(s).map_err(|_| StoreError::Corrupt(format!("store id {s:?}")))
 }
 
 /// A stored terminal id.
-pub fn terminal_id(s: &str) -> Result<TerminalId, StoreError> {
+pub fn terminal_id(s: &str) -> Result<TerminalId> {
     TerminalId::parse(s).map_err(|_| StoreError::Corrupt(format!("terminal id {s:?}")))
 }
 
 /// A stored entry id.
-pub fn uuid(s: &str) -> Result<Uuid, StoreError> {
+pub fn uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("entry id {s:?}")))
 }
 
 /// A stored non-negative counter (seq, version).
-pub fn unsigned(n: i64) -> Result<u64, StoreError> {
+pub fn unsigned(n: i64) -> Result<u64> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative counter {n}")))
 }
 
 /// A counter as stored.
-pub fn signed(n: u64) -> Result<i64, StoreError> {
+pub fn signed(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("counter {n} exceeds 2^63")))
 }
 
 /// The entry's canonical JSON and its [`JournalEntry::content_hash_hex`], from one
 /// serialization (the protocol defines the hash as SHA-256 of exactly that JSON; a
 /// test holds the two together).
-pub fn entry_body_and_hash(e: &JournalEntry) -> Result<(String, String), StoreError> {
+pub fn entry_body_and_hash(e: &JournalEntry) -> Result<(String, String)> {
     let body = serde_json::to_vec(e)
         .map_err(|err| StoreError::Corrupt(format!("entry does not serialize: {err}")))?;
     let hash = HEXLOWER.encode(&Sha256::digest(&body));
@@ -78,7 +79,7 @@ pub fn entry_body_and_hash(e: &JournalEntry) -> Result<(String, String), StoreEr
 }
 
 /// Rules as stored: their JSON.
-pub fn rules_to_db(rules: &ProgramRules) -> Result<String, StoreError> {
+pub fn rules_to_db(rules: &ProgramRules) -> Result<String> {
     serde_json::to_string(rules)
         .map_err(|e| StoreError::Corrupt(format!("rules do not serialize: {e}")))
 }

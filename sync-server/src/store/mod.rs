@@ -37,6 +37,9 @@ use std::fmt;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+/// A storage operation's result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

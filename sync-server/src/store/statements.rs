@@ -10,12 +10,13 @@
 //! (they run on the store's blocking thread; see `sqlite::session`).
 
 use super::caches::Caches;
-use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError};
+use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
 use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::TerminalAudit;
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, Spend};
+use crate::store::Result;
 use protocol::journal::JournalEntry;
 use protocol::wire::BlockChange;
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
@@ -26,9 +27,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The future of a statement: `Send`, failing with a [`StoreError`].
-pub trait Fut<T>: Future<Output = Result<T, StoreError>> + Send {}
+pub trait Fut<T>: Future<Output = Result<T>> + Send {}
 
-impl<T, F: Future<Output = Result<T, StoreError>> + Send> Fut<T> for F {}
+impl<T, F: Future<Output = Result<T>> + Send> Fut<T> for F {}
 
 /// A terminal's row as a push finds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,64 @@ pub enum Clash {
     Id(Option<Uuid>),
     /// A `(terminal, seq)` HQ already holds, written concurrently.
     Seq(Seq),
+}
+
+/// A terminal as the admin commands name it.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalName<'a> {
+    /// Its store.
+    pub store: &'a StoreId,
+    /// Its name in the store.
+    pub terminal: &'a TerminalId,
+}
+
+/// A terminal `terminal add` creates.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTerminal<'a> {
+    /// Its name.
+    pub name: TerminalName<'a>,
+    /// Its token's hash.
+    pub hash: &'a TokenHash,
+    /// The server's time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A signing key `keys rotate` stores as the current one.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    /// Its id, the highest so far plus one.
+    pub id: i64,
+    /// The secret half, hex.
+    pub secret_hex: &'a str,
+    /// The public half, as agents get it.
+    pub public_key: &'a str,
+    /// The server's time.
+    pub created_at: OffsetDateTime,
+}
+
+/// The entry rows a push inserts.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntries<'a> {
+    /// The backend's key of the pushing terminal.
+    pub terminal: i64,
+    /// The entries, in seq order.
+    pub entries: &'a [JournalEntry],
+    /// Their canonical JSON and content hash, in the same order.
+    pub encoded: &'a [(String, String)],
+    /// When HQ received them.
+    pub received_at: OffsetDateTime,
+}
+
+/// HQ blocking or unblocking a card.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking<'a> {
+    /// The card's state with `blocked` set as it is to be: the state
+    /// [`CardRows::lock_cards`] gave, or a blank one for a card HQ never held.
+    pub card: &'a CardRecord,
+    /// Why, kept only while blocked.
+    pub reason: Option<&'a str>,
+    /// The server's time.
+    pub at: OffsetDateTime,
 }
 
 /// An entry HQ holds, with the terminal that pushed it.
@@ -68,8 +127,8 @@ pub enum Missing {
     /// Lock the cards only if all exist; otherwise answer `None` (nothing was locked
     /// out of order: the caller starts over with `Create`).
     Report,
-    /// Create blank rows for them first.
-    Create,
+    /// Create blank rows for them first, updated at this time.
+    Create(OffsetDateTime),
 }
 
 /// Cards a transaction holds.
@@ -97,7 +156,7 @@ pub trait FeedPosition: Clone + Display + Send + Sync + Sized {
     /// The start of the feed.
     fn start() -> Self;
     /// Parses a cursor this backend issued (`None` or empty: the start).
-    fn parse(cursor: Option<&str>) -> Result<Self, StoreError>;
+    fn parse(cursor: Option<&str>) -> Result<Self>;
     /// True when this position lies beyond `head`: a cursor from the future (HQ
     /// restored from a backup), which cannot be trusted.
     fn is_past(&self, head: &Self) -> bool;
@@ -115,47 +174,24 @@ pub trait TerminalRows: Send {
     /// Records a push: `acked_through` and the time.
     fn ack(&mut self, key: i64, acked_through: Seq, now: OffsetDateTime) -> impl Fut<()>;
     /// Inserts a terminal unless one of that name exists; true when inserted.
-    fn insert_terminal(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> impl Fut<bool>;
+    fn insert_terminal(&mut self, new: &NewTerminal<'_>) -> impl Fut<bool>;
     /// The key of a named terminal and whether it is revoked, locked.
-    fn lock_named_terminal(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-    ) -> impl Fut<(i64, bool)>;
+    fn lock_named_terminal(&mut self, name: TerminalName<'_>) -> impl Fut<(i64, bool)>;
     /// Gives a terminal a new token and makes it active.
     fn set_token(&mut self, key: i64, hash: &TokenHash) -> impl Fut<()>;
     /// Revokes a named terminal (keeping an earlier revocation time); the rows changed.
-    fn revoke(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-        now: OffsetDateTime,
-    ) -> impl Fut<u64>;
+    fn revoke(&mut self, name: TerminalName<'_>, now: OffsetDateTime) -> impl Fut<u64>;
     /// Every terminal, by store and name.
     fn list_terminals(&mut self) -> impl Fut<Vec<TerminalInfo>>;
 }
 
 /// Journal entries as HQ holds them.
 pub trait EntryRows: Send {
-    /// What a terminal holds for `from..=to`, by seq.
-    fn held_entries(&mut self, key: i64, from: Seq, to: Seq)
-    -> impl Fut<HashMap<u64, StoredEntry>>;
-    /// Inserts new entries with their canonical JSON and content hash (`encoded`, in
-    /// the same order). A clash with the uniqueness constraints is answered, not
+    /// What a terminal holds for `from..=to`: `(seq, entry)`.
+    fn held(&mut self, key: i64, from: Seq, to: Seq) -> impl Fut<Vec<(u64, StoredEntry)>>;
+    /// Inserts new entries. A clash with the uniqueness constraints is answered, not
     /// failed: the transaction is then unusable and the caller rolls it back.
-    fn insert_entries(
-        &mut self,
-        key: i64,
-        entries: &[JournalEntry],
-        encoded: &[(String, String)],
-        now: OffsetDateTime,
-    ) -> impl Fut<Option<Clash>>;
+    fn insert_entries(&mut self, new: &NewEntries<'_>) -> impl Fut<Option<Clash>>;
     /// The entries among `ids` HQ holds, ordered by seq.
     fn entry_holders(&mut self, ids: &[Uuid]) -> impl Fut<Vec<EntryHolder>>;
 }
@@ -164,12 +200,7 @@ pub trait EntryRows: Send {
 pub trait CardRows: Send {
     /// The stored states of `cards`, locked for the rest of the transaction in card-id
     /// order where the backend has row locks; see [`Missing`] for absent cards.
-    fn lock_cards(
-        &mut self,
-        cards: &[&CardId],
-        missing: Missing,
-        now: OffsetDateTime,
-    ) -> impl Fut<Option<Locked>>;
+    fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> impl Fut<Option<Locked>>;
     /// The stored states of the existing cards among `cards`, locked likewise.
     fn lock_existing_cards(&mut self, cards: &[&CardId]) -> impl Fut<HashMap<CardId, CardRecord>>;
     /// Spend of `cards` from stored entries after `since` (the window excludes its
@@ -178,7 +209,7 @@ pub trait CardRows: Send {
         &mut self,
         cards: &[&CardId],
         since: OffsetDateTime,
-    ) -> impl Fut<HashMap<CardId, Spend>>;
+    ) -> impl Fut<Vec<(CardId, Spend)>>;
     /// The lots of `cards` with points remaining.
     fn open_lots(&mut self, cards: &[&CardId]) -> impl Fut<Vec<Lot>>;
     /// The lots with these ids.
@@ -245,13 +276,7 @@ pub trait KeyRows: Send {
     /// The highest key id plus one.
     fn next_key_id(&mut self) -> impl Fut<i64>;
     /// Stores a new current key.
-    fn insert_key(
-        &mut self,
-        id: i64,
-        secret_hex: &str,
-        public_key: &str,
-        now: OffsetDateTime,
-    ) -> impl Fut<()>;
+    fn insert_key(&mut self, key: &NewKey<'_>) -> impl Fut<()>;
     /// Every key's public half, oldest first.
     fn list_keys(&mut self) -> impl Fut<Vec<KeyInfo>>;
     /// The current key's id and hex secret.
@@ -272,23 +297,9 @@ pub trait AdminRows: Send {
     fn card_detail(&mut self, card: &CardId) -> impl Fut<Option<CardDetail>>;
     /// A card's latest `n` ledger rows, newest first.
     fn recent_ledger(&mut self, card: &CardId, n: u32) -> impl Fut<Vec<LedgerView>>;
-    /// Appends a block or unblock event to the feed.
-    fn record_block(
-        &mut self,
-        card: &CardId,
-        blocked: bool,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> impl Fut<()>;
-    /// Stores `card.blocked` with its reason (kept only while blocked) under a fresh
-    /// feed position; `card` is the state [`CardRows::lock_cards`] gave, or a blank
-    /// one for a card HQ never held.
-    fn set_card_blocked(
-        &mut self,
-        card: &CardRecord,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> impl Fut<()>;
+    /// Stores a block or unblock: an event in the change feed, and the card row
+    /// (`blocked`, the reason) under a fresh feed position, so agents see both.
+    fn store_block(&mut self, block: &Blocking<'_>) -> impl Fut<()>;
 }
 
 /// What the periodic job looks for.

@@ -3,9 +3,10 @@
 
 use super::done;
 use crate::ledger::verify::CardAudit;
+use crate::store::Audit;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::Statements;
-use crate::store::{Audit, StoreError};
 use protocol::{CardId, Points};
 use std::collections::BTreeMap;
 
@@ -27,7 +28,7 @@ impl Op for Read {
     type Out = Audit;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Audit>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Audit>> {
         // Every card, and every card that has ledger rows or lots (a row without its
         // card is a difference too).
         let mut cards: BTreeMap<CardId, CardAudit> = BTreeMap::new();

@@ -2,8 +2,9 @@
 
 use super::done;
 use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
-use crate::store::statements::{Missing, Statements};
+use crate::store::statements::{Blocking, Missing, Statements};
 use crate::store::{CardReport, StoreError};
 use protocol::CardId;
 use time::OffsetDateTime;
@@ -28,9 +29,9 @@ impl Op for SetBlocked {
     type Out = bool;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<bool>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<bool>> {
         let locked = c
-            .lock_cards(&[&self.card], Missing::Create, self.now)
+            .lock_cards(&[&self.card], Missing::Create(self.now))
             .await?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("card {} could not be locked", self.card))
@@ -42,10 +43,12 @@ impl Op for SetBlocked {
             None => CardRecord::new(self.card.clone()),
         };
         card.blocked = self.blocked;
-        let reason = self.reason.as_deref();
-        c.record_block(&self.card, self.blocked, reason, self.now)
-            .await?;
-        c.set_card_blocked(&card, reason, self.now).await?;
+        c.store_block(&Blocking {
+            card: &card,
+            reason: self.reason.as_deref(),
+            at: self.now,
+        })
+        .await?;
         done(Ok(true))
     }
 }
@@ -62,10 +65,7 @@ impl Op for Report {
     type Out = Option<CardReport>;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Option<CardReport>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Option<CardReport>>> {
         let Some(detail) = c.card_detail(&self.card).await? else {
             return done(Ok(None));
         };

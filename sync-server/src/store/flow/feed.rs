@@ -10,19 +10,17 @@
 
 use super::push::revoked;
 use super::{done, rules};
+use crate::store::Result;
+use crate::store::TerminalIdentity;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::encode::{card_balance, unseen_card_balance};
 use crate::store::statements::{FeedPosition, FeedRows, Statements};
-use crate::store::{StoreError, TerminalIdentity};
 use protocol::wire::{LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse};
 use protocol::{CardId, Seq};
 use time::OffsetDateTime;
 
 /// `acked_through` of the terminal, refused once it was revoked.
-async fn acked_through<C: Statements>(
-    c: &mut C,
-    terminal: &TerminalIdentity,
-) -> Result<Seq, StoreError> {
+async fn acked_through<C: Statements>(c: &mut C, terminal: &TerminalIdentity) -> Result<Seq> {
     c.active_acked_through(terminal.key)
         .await?
         .ok_or_else(|| revoked(terminal))
@@ -46,7 +44,7 @@ impl Op for Pull {
     type Out = PullResponse;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PullResponse>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PullResponse>> {
         let cursor = <C as FeedRows>::Position::parse(self.cursor.as_deref())?;
         let page = i64::from(self.page_size.max(1));
         let head = c.feed_head().await?;
@@ -110,10 +108,7 @@ impl Op for LiveBalance {
     type Out = LiveBalanceResponse;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<LiveBalanceResponse>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<LiveBalanceResponse>> {
         let acked = acked_through(c, &self.terminal).await?;
         let balance = match c.card(&self.card).await? {
             Some(card) => card_balance(card, self.now),

@@ -14,7 +14,7 @@
 use super::done;
 use crate::ledger::jobs::{JobInput, JobReport, plan_jobs};
 use crate::ledger::{CardRecord, spend_window_start, tier_name};
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::Statements;
 use protocol::rules::ProgramRules;
@@ -49,7 +49,7 @@ impl Op for FindCandidates {
     type Out = Candidates;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Candidates>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Candidates>> {
         let mut out = Candidates::default();
         for (card, lot) in c.due_lots(self.now).await? {
             out.cards.entry(card).or_default().push(lot);
@@ -83,7 +83,7 @@ impl Op for Chunk {
     type Out = JobReport;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<JobReport>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<JobReport>> {
         let keys: Vec<&CardId> = self.cards.iter().map(|(card, _)| card).collect();
         let cards = c.lock_existing_cards(&keys).await?;
         let lot_ids: Vec<i64> = self
@@ -94,7 +94,11 @@ impl Op for Chunk {
         // Read after the locks: a push may have consumed these lots since the
         // candidates were found; the ledger skips lots that are no longer due.
         let due_lots = c.lots(&lot_ids).await?;
-        let spend = c.spend_since(&keys, spend_window_start(self.now)).await?;
+        let spend = c
+            .spend_since(&keys, spend_window_start(self.now))
+            .await?
+            .into_iter()
+            .collect();
         let plan = plan_jobs(JobInput {
             now: self.now,
             due_lots,
@@ -117,7 +121,7 @@ impl Op for MarkTiers {
     type Out = ();
     const ACCESS: Access = Access::WriteOne;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>> {
         done(c.mark_tiers(self.0).await)
     }
 }

@@ -2,9 +2,10 @@
 //! and the current secret `card token` signs with.
 
 use super::done;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::rows::key_id;
-use crate::store::statements::Statements;
+use crate::store::statements::{NewKey, Statements};
 use crate::store::{KeyInfo, StoreError};
 use data_encoding::HEXLOWER;
 use ed25519_dalek::SigningKey;
@@ -25,7 +26,7 @@ impl Op for Rotate {
     type Out = KeyInfo;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<KeyInfo>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<KeyInfo>> {
         // One rotation at a time: two would both pick "highest + 1".
         c.lock_keys().await?;
         c.end_current_key(self.now.checked_add(self.grace).unwrap_or(self.now))
@@ -33,12 +34,12 @@ impl Op for Rotate {
         let next = c.next_key_id().await?;
         let key_id = key_id(next)?;
         let public_key = encode_public_key(&self.key.verifying_key());
-        c.insert_key(
-            next,
-            &HEXLOWER.encode(&self.key.to_bytes()),
-            &public_key,
-            self.now,
-        )
+        c.insert_key(&NewKey {
+            id: next,
+            secret_hex: &HEXLOWER.encode(&self.key.to_bytes()),
+            public_key: &public_key,
+            created_at: self.now,
+        })
         .await?;
         done(Ok(KeyInfo {
             key_id,
@@ -56,7 +57,7 @@ impl Op for List {
     type Out = Vec<KeyInfo>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<KeyInfo>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<KeyInfo>>> {
         done(c.list_keys().await)
     }
 }
@@ -71,7 +72,7 @@ impl Op for Current {
     async fn run<C: Statements>(
         &mut self,
         c: &mut C,
-    ) -> Result<Attempt<Option<(KeyId, SigningKey)>>, StoreError> {
+    ) -> Result<Attempt<Option<(KeyId, SigningKey)>>> {
         let Some((id, hex)) = c.current_key().await? else {
             return done(Ok(None));
         };

@@ -20,6 +20,7 @@ use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::jobs::JobReport;
 use crate::ledger::sequence::Refusal;
+use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
 use crate::store::{
     Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
@@ -35,17 +36,17 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 /// An op's answer, done (no [`Attempt::StartOver`]).
-fn done<T>(result: Result<T, StoreError>) -> Result<Attempt<T>, StoreError> {
+fn done<T>(result: Result<T>) -> Result<Attempt<T>> {
     result.map(Attempt::Done)
 }
 
 #[async_trait]
 impl<B: Backend> Store for B {
-    async fn health(&self) -> Result<u64, StoreError> {
+    async fn health(&self) -> Result<u64> {
         self.run(rules::CurrentVersion).await
     }
 
-    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<TerminalIdentity>, StoreError> {
+    async fn authenticate(&self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         self.run(terminals::Authenticate(hash.clone())).await
     }
 
@@ -56,7 +57,7 @@ impl<B: Backend> Store for B {
         hash: &TokenHash,
         rotate: bool,
         now: OffsetDateTime,
-    ) -> Result<TerminalAdded, StoreError> {
+    ) -> Result<TerminalAdded> {
         self.run(terminals::Add {
             store: store.clone(),
             terminal: terminal.clone(),
@@ -72,7 +73,7 @@ impl<B: Backend> Store for B {
         store: &StoreId,
         terminal: &TerminalId,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         self.run(terminals::Revoke {
             store: store.clone(),
             terminal: terminal.clone(),
@@ -81,7 +82,7 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn list_terminals(&self) -> Result<Vec<TerminalInfo>, StoreError> {
+    async fn list_terminals(&self) -> Result<Vec<TerminalInfo>> {
         self.run(terminals::List).await
     }
 
@@ -90,7 +91,7 @@ impl<B: Backend> Store for B {
         terminal: &TerminalIdentity,
         batch: Batch,
         now: OffsetDateTime,
-    ) -> Result<PushOutcome, StoreError> {
+    ) -> Result<PushOutcome> {
         let batch = Arc::new(batch);
         let op = push::Push::new(terminal.clone(), Arc::clone(&batch), now);
         match self.run(op).await {
@@ -112,7 +113,7 @@ impl<B: Backend> Store for B {
         }
     }
 
-    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError> {
+    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<()> {
         self.run(reports::RecordAnomaly(anomaly.clone())).await
     }
 
@@ -121,7 +122,7 @@ impl<B: Backend> Store for B {
         terminal: &TerminalIdentity,
         request: PullRequest<'_>,
         now: OffsetDateTime,
-    ) -> Result<PullResponse, StoreError> {
+    ) -> Result<PullResponse> {
         self.run(feed::Pull {
             terminal: terminal.clone(),
             cursor: request.cursor.map(str::to_owned),
@@ -137,7 +138,7 @@ impl<B: Backend> Store for B {
         terminal: &TerminalIdentity,
         card: &CardId,
         now: OffsetDateTime,
-    ) -> Result<LiveBalanceResponse, StoreError> {
+    ) -> Result<LiveBalanceResponse> {
         self.run(feed::LiveBalance {
             terminal: terminal.clone(),
             card: card.clone(),
@@ -146,11 +147,11 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn current_rules(&self) -> Result<ProgramRules, StoreError> {
+    async fn current_rules(&self) -> Result<ProgramRules> {
         Ok((*self.run(rules::Current).await?).clone())
     }
 
-    async fn set_rules(&self, rules: ProgramRules, now: OffsetDateTime) -> Result<u64, StoreError> {
+    async fn set_rules(&self, rules: ProgramRules, now: OffsetDateTime) -> Result<u64> {
         self.run(rules::Set { rules, now }).await
     }
 
@@ -160,7 +161,7 @@ impl<B: Backend> Store for B {
         blocked: bool,
         reason: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool> {
         self.run(cards::SetBlocked {
             card: card.clone(),
             blocked,
@@ -170,11 +171,7 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn card_report(
-        &self,
-        card: &CardId,
-        recent: u32,
-    ) -> Result<Option<CardReport>, StoreError> {
+    async fn card_report(&self, card: &CardId, recent: u32) -> Result<Option<CardReport>> {
         self.run(cards::Report {
             card: card.clone(),
             recent,
@@ -187,7 +184,7 @@ impl<B: Backend> Store for B {
         key: &SigningKey,
         grace: Duration,
         now: OffsetDateTime,
-    ) -> Result<KeyInfo, StoreError> {
+    ) -> Result<KeyInfo> {
         self.run(keys::Rotate {
             key: key.clone(),
             grace,
@@ -196,15 +193,15 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+    async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         self.run(keys::List).await
     }
 
-    async fn current_signing_key(&self) -> Result<Option<(KeyId, SigningKey)>, StoreError> {
+    async fn current_signing_key(&self) -> Result<Option<(KeyId, SigningKey)>> {
         self.run(keys::Current).await
     }
 
-    async fn run_jobs(&self, now: OffsetDateTime) -> Result<JobReport, StoreError> {
+    async fn run_jobs(&self, now: OffsetDateTime) -> Result<JobReport> {
         let rules = self.run(rules::Current).await?;
         let candidates = self
             .run(jobs::FindCandidates {
@@ -228,19 +225,19 @@ impl<B: Backend> Store for B {
         Ok(report)
     }
 
-    async fn audit(&self) -> Result<Audit, StoreError> {
+    async fn audit(&self) -> Result<Audit> {
         self.run(audit::Read).await
     }
 
-    async fn overdrafts(&self) -> Result<Vec<Overdraft>, StoreError> {
+    async fn overdrafts(&self) -> Result<Vec<Overdraft>> {
         self.run(reports::Overdrafts).await
     }
 
-    async fn flagged_entries(&self) -> Result<Vec<FlaggedEntry>, StoreError> {
+    async fn flagged_entries(&self) -> Result<Vec<FlaggedEntry>> {
         self.run(reports::Flagged).await
     }
 
-    async fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError> {
+    async fn anomalies(&self) -> Result<Vec<Anomaly>> {
         self.run(reports::Anomalies).await
     }
 }

@@ -28,10 +28,11 @@ use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::{Refusal, classify, held_range};
 use crate::ledger::{CardRecord, cached_spend, spend_window_start};
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
-use crate::store::statements::{Clash, Missing, Statements};
+use crate::store::statements::{Clash, Missing, NewEntries, Statements};
 use crate::store::{PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::{CardId, Seq};
@@ -45,8 +46,8 @@ use uuid::Uuid;
 /// blocking thread.
 pub enum Encoded {
     /// Still being computed.
-    Pending(JoinHandle<Result<Vec<(String, String)>, StoreError>>),
-    /// Done.
+    Pending(JoinHandle<Result<Vec<(String, String)>>>),
+    /// Computed, in batch order.
     Ready(Vec<(String, String)>),
 }
 
@@ -60,7 +61,7 @@ impl Encoded {
     }
 
     /// The encodings (waiting for them the first time).
-    async fn get(&mut self) -> Result<&[(String, String)], StoreError> {
+    async fn get(&mut self) -> Result<&[(String, String)]> {
         if let Self::Pending(handle) = self {
             let done = handle
                 .await
@@ -104,7 +105,7 @@ impl Op for Push {
     type Out = PushOutcome;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PushOutcome>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PushOutcome>> {
         let Self {
             terminal,
             batch,
@@ -118,7 +119,7 @@ impl Op for Push {
             _ => return Err(revoked(terminal)),
         };
         let held = match held_range(batch, acked) {
-            Some((from, to)) => c.held_entries(terminal.key, from, to).await?,
+            Some((from, to)) => c.held(terminal.key, from, to).await?.into_iter().collect(),
             None => HashMap::new(),
         };
         let classified = classify(batch, acked, &held)?;
@@ -134,12 +135,12 @@ impl Op for Push {
             let Some(cards) =
                 apply_new(c, terminal, batch, encoded, &to_apply, *missing, *now).await?
             else {
-                if *missing == Missing::Create {
+                if matches!(missing, Missing::Create(_)) {
                     return Err(StoreError::Corrupt(
                         "cards created for a push were not there to lock".to_owned(),
                     ));
                 }
-                *missing = Missing::Create;
+                *missing = Missing::Create(*now);
                 return Ok(Attempt::StartOver);
             };
             *associated = cards;
@@ -184,7 +185,7 @@ async fn apply_new<C: Statements>(
     new: &New<'_>,
     missing: Missing,
     now: OffsetDateTime,
-) -> Result<Option<Vec<String>>, StoreError> {
+) -> Result<Option<Vec<String>>> {
     let book = rules::book(c, batch.rules_versions()).await?;
     let mut seen = HashSet::new();
     let touched: Vec<&CardId> = new
@@ -193,7 +194,7 @@ async fn apply_new<C: Statements>(
         .filter_map(JournalEntry::card)
         .filter(|card| seen.insert(*card))
         .collect();
-    let Some(locked) = c.lock_cards(&touched, missing, now).await? else {
+    let Some(locked) = c.lock_cards(&touched, missing).await? else {
         return Ok(None);
     };
     let open_lots = c.open_lots(&cards_that_consume(new.entries)).await?;
@@ -210,10 +211,13 @@ async fn apply_new<C: Statements>(
     // After the spend was read: it must not count this batch, the ledger adds each
     // entry as it applies it.
     let encoded = &encoded.get().await?[new.from..];
-    if let Some(clash) = c
-        .insert_entries(terminal.key, new.entries, encoded, now)
-        .await?
-    {
+    let rows = NewEntries {
+        terminal: terminal.key,
+        entries: new.entries,
+        encoded,
+        received_at: now,
+    };
+    if let Some(clash) = c.insert_entries(&rows).await? {
         return Err(refusal(clash, new.acked));
     }
     let cards: Vec<&CardRecord> = plan.cards.iter().map(|p| &p.state).collect();
@@ -272,10 +276,7 @@ impl Op for IdOwner {
     type Out = (Uuid, String);
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<(Uuid, String)>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<(Uuid, String)>> {
         let own: HashMap<Uuid, Seq> = self.batch.entries().iter().map(|e| (e.id, e.seq)).collect();
         let ids: Vec<Uuid> = if self.clashed.is_nil() {
             own.keys().copied().collect()

@@ -1,9 +1,10 @@
 //! What HQ IT reviews: anomalies (refused pushes), flagged entries, overdrawn cards.
 
 use super::done;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::Statements;
-use crate::store::{Anomaly, FlaggedEntry, Overdraft, StoreError};
+use crate::store::{Anomaly, FlaggedEntry, Overdraft};
 
 /// Records an anomaly in its own transaction.
 pub struct RecordAnomaly(pub Anomaly);
@@ -12,7 +13,7 @@ impl Op for RecordAnomaly {
     type Out = ();
     const ACCESS: Access = Access::WriteOne;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>> {
         done(c.insert_anomaly(&self.0).await)
     }
 }
@@ -24,7 +25,7 @@ impl Op for Anomalies {
     type Out = Vec<Anomaly>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<Anomaly>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<Anomaly>>> {
         done(c.anomalies().await)
     }
 }
@@ -36,10 +37,7 @@ impl Op for Flagged {
     type Out = Vec<FlaggedEntry>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Vec<FlaggedEntry>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<FlaggedEntry>>> {
         done(c.flagged_entries(None).await)
     }
 }
@@ -52,10 +50,7 @@ impl Op for Overdrafts {
     type Out = Vec<Overdraft>;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Vec<Overdraft>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<Overdraft>>> {
         let cards = c.overdrawn_cards().await?;
         let mut out = Vec::with_capacity(cards.len());
         for (card, balance) in cards {

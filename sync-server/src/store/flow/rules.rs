@@ -5,7 +5,7 @@
 
 use super::done;
 use crate::ledger::{RulesBook, next_rules_version};
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::encode::rules_to_db;
 use crate::store::statements::Statements;
@@ -15,10 +15,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The rules of `version`, if stored.
-pub async fn version<C: Statements>(
-    c: &mut C,
-    version: u64,
-) -> Result<Option<Arc<ProgramRules>>, StoreError> {
+pub async fn version<C: Statements>(c: &mut C, version: u64) -> Result<Option<Arc<ProgramRules>>> {
     if let Some(r) = c.caches().rules.get(version) {
         return Ok(Some(r));
     }
@@ -29,7 +26,7 @@ pub async fn version<C: Statements>(
 }
 
 /// The current rules; the built-in defaults (version 0) before any `rules set`.
-pub async fn current<C: Statements>(c: &mut C) -> Result<Arc<ProgramRules>, StoreError> {
+pub async fn current<C: Statements>(c: &mut C) -> Result<Arc<ProgramRules>> {
     let v = c.rules_version().await?;
     if v == 0 {
         return Ok(Arc::new(ProgramRules::default()));
@@ -40,7 +37,7 @@ pub async fn current<C: Statements>(c: &mut C) -> Result<Arc<ProgramRules>, Stor
 }
 
 /// The current rules and the stored versions among `wanted`.
-pub async fn book<C: Statements>(c: &mut C, wanted: HashSet<u64>) -> Result<RulesBook, StoreError> {
+pub async fn book<C: Statements>(c: &mut C, wanted: HashSet<u64>) -> Result<RulesBook> {
     let current = current(c).await?;
     let mut versions = Vec::new();
     for v in wanted {
@@ -60,7 +57,7 @@ impl Op for CurrentVersion {
     type Out = u64;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>> {
         done(c.rules_version().await)
     }
 }
@@ -72,10 +69,7 @@ impl Op for Current {
     type Out = Arc<ProgramRules>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Arc<ProgramRules>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Arc<ProgramRules>>> {
         done(current(c).await)
     }
 }
@@ -92,7 +86,7 @@ impl Op for Set {
     type Out = u64;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>> {
         c.lock_rules().await?;
         let version = next_rules_version(c.rules_version().await?, self.rules.version)?;
         let mut rules = self.rules.clone();

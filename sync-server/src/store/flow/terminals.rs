@@ -2,8 +2,9 @@
 
 use super::done;
 use crate::keys::TokenHash;
+use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
-use crate::store::statements::Statements;
+use crate::store::statements::{NewTerminal, Statements, TerminalName};
 use crate::store::{StoreError, TerminalAdded, TerminalIdentity, TerminalInfo};
 use protocol::{StoreId, TerminalId};
 use time::OffsetDateTime;
@@ -15,10 +16,7 @@ impl Op for Authenticate {
     type Out = Option<TerminalIdentity>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Option<TerminalIdentity>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Option<TerminalIdentity>>> {
         done(c.authenticate(&self.0).await)
     }
 }
@@ -41,17 +39,21 @@ impl Op for Add {
     type Out = TerminalAdded;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<TerminalAdded>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<TerminalAdded>> {
         // Insert-or-nothing first: two `terminal add` at once cannot both create it.
-        if c.insert_terminal(&self.store, &self.terminal, &self.hash, self.now)
-            .await?
-        {
+        let name = TerminalName {
+            store: &self.store,
+            terminal: &self.terminal,
+        };
+        let new = NewTerminal {
+            name,
+            hash: &self.hash,
+            created_at: self.now,
+        };
+        if c.insert_terminal(&new).await? {
             return done(Ok(TerminalAdded::Created));
         }
-        let (key, revoked) = c.lock_named_terminal(&self.store, &self.terminal).await?;
+        let (key, revoked) = c.lock_named_terminal(name).await?;
         if !revoked && !self.rotate {
             return Err(StoreError::TerminalActive {
                 store: self.store.clone(),
@@ -81,8 +83,12 @@ impl Op for Revoke {
     type Out = ();
     const ACCESS: Access = Access::WriteOne;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>, StoreError> {
-        if c.revoke(&self.store, &self.terminal, self.now).await? == 0 {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>> {
+        let name = TerminalName {
+            store: &self.store,
+            terminal: &self.terminal,
+        };
+        if c.revoke(name, self.now).await? == 0 {
             return Err(StoreError::UnknownTerminal {
                 store: self.store.clone(),
                 terminal: self.terminal.clone(),
@@ -99,10 +105,7 @@ impl Op for List {
     type Out = Vec<TerminalInfo>;
     const ACCESS: Access = Access::Read;
 
-    async fn run<C: Statements>(
-        &mut self,
-        c: &mut C,
-    ) -> Result<Attempt<Vec<TerminalInfo>>, StoreError> {
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Vec<TerminalInfo>>> {
         done(c.list_terminals().await)
     }
 }

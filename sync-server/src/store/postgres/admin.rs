@@ -2,24 +2,24 @@
 
 use super::session::PgSession;
 use super::sql;
-use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
-use crate::store::statements::{AdminRows, CardDetail, KeyRows};
-use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError};
+use crate::store::statements::{AdminRows, Blocking, CardDetail, KeyRows, NewKey};
+use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl KeyRows for PgSession<'_> {
-    async fn lock_keys(&mut self) -> Result<(), StoreError> {
+    async fn lock_keys(&mut self) -> Result<()> {
         self.client()
             .batch_execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
     }
 
-    async fn end_current_key(&mut self, until: OffsetDateTime) -> Result<(), StoreError> {
+    async fn end_current_key(&mut self, until: OffsetDateTime) -> Result<()> {
         sql::execute(
             self.client(),
             "UPDATE signing_keys SET valid_until = $1 WHERE valid_until IS NULL",
@@ -29,7 +29,7 @@ impl KeyRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn next_key_id(&mut self) -> Result<i64, StoreError> {
+    async fn next_key_id(&mut self) -> Result<i64> {
         sql::one(
             self.client(),
             "SELECT COALESCE(MAX(key_id), 0) + 1 FROM signing_keys",
@@ -39,24 +39,23 @@ impl KeyRows for PgSession<'_> {
         .await
     }
 
-    async fn insert_key(
-        &mut self,
-        id: i64,
-        secret_hex: &str,
-        public_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn insert_key(&mut self, key: &NewKey<'_>) -> Result<()> {
         sql::execute(
             self.client(),
             "INSERT INTO signing_keys (key_id, secret_hex, public_key, created_at, valid_until)
              VALUES ($1, $2, $3, $4, NULL)",
-            &[&id, &secret_hex, &public_key, &to_db(now)],
+            &[
+                &key.id,
+                &key.secret_hex,
+                &key.public_key,
+                &to_db(key.created_at),
+            ],
         )
         .await?;
         Ok(())
     }
 
-    async fn list_keys(&mut self) -> Result<Vec<KeyInfo>, StoreError> {
+    async fn list_keys(&mut self) -> Result<Vec<KeyInfo>> {
         sql::all(
             self.client(),
             "SELECT key_id, public_key, created_at, valid_until FROM signing_keys ORDER BY key_id",
@@ -66,7 +65,7 @@ impl KeyRows for PgSession<'_> {
         .await
     }
 
-    async fn current_key(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+    async fn current_key(&mut self) -> Result<Option<(i64, String)>> {
         sql::first(
             self.client(),
             "SELECT key_id, secret_hex FROM signing_keys
@@ -79,7 +78,7 @@ impl KeyRows for PgSession<'_> {
 }
 
 impl AdminRows for PgSession<'_> {
-    async fn insert_anomaly(&mut self, a: &Anomaly) -> Result<(), StoreError> {
+    async fn insert_anomaly(&mut self, a: &Anomaly) -> Result<()> {
         sql::execute(
             self.client(),
             "INSERT INTO anomalies (at, store, terminal, kind, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -95,7 +94,7 @@ impl AdminRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn anomalies(&mut self) -> Result<Vec<Anomaly>, StoreError> {
+    async fn anomalies(&mut self) -> Result<Vec<Anomaly>> {
         sql::all(
             self.client(),
             "SELECT at, store, terminal, kind, detail FROM anomalies ORDER BY id",
@@ -105,10 +104,7 @@ impl AdminRows for PgSession<'_> {
         .await
     }
 
-    async fn flagged_entries(
-        &mut self,
-        card: Option<&CardId>,
-    ) -> Result<Vec<FlaggedEntry>, StoreError> {
+    async fn flagged_entries(&mut self, card: Option<&CardId>) -> Result<Vec<FlaggedEntry>> {
         sql::all(
             self.client(),
             "SELECT e.at, t.store, t.terminal, e.seq, f.entry_id, f.card, f.kind, f.detail
@@ -123,7 +119,7 @@ impl AdminRows for PgSession<'_> {
         .await
     }
 
-    async fn overdrawn_cards(&mut self) -> Result<Vec<(CardId, Points)>, StoreError> {
+    async fn overdrawn_cards(&mut self) -> Result<Vec<(CardId, Points)>> {
         sql::all(
             self.client(),
             "SELECT card, balance FROM cards WHERE balance < 0 ORDER BY balance, card",
@@ -133,7 +129,7 @@ impl AdminRows for PgSession<'_> {
         .await
     }
 
-    async fn card_detail(&mut self, card: &CardId) -> Result<Option<CardDetail>, StoreError> {
+    async fn card_detail(&mut self, card: &CardId) -> Result<Option<CardDetail>> {
         sql::first(
             self.client(),
             &format!("SELECT {CARD_COLUMNS}, block_reason, updated_at FROM cards WHERE card = $1"),
@@ -143,11 +139,7 @@ impl AdminRows for PgSession<'_> {
         .await
     }
 
-    async fn recent_ledger(
-        &mut self,
-        card: &CardId,
-        n: u32,
-    ) -> Result<Vec<LedgerView>, StoreError> {
+    async fn recent_ledger(&mut self, card: &CardId, n: u32) -> Result<Vec<LedgerView>> {
         sql::all(
             self.client(),
             "SELECT kind, delta_balance, delta_pending, at, entry_id FROM ledger
@@ -158,32 +150,23 @@ impl AdminRows for PgSession<'_> {
         .await
     }
 
-    /// At this transaction's feed position; the event's id is drawn after the card
-    /// row was locked, so it orders the events of one card.
-    async fn record_block(
-        &mut self,
-        card: &CardId,
-        blocked: bool,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    /// At this transaction's feed position. The card row exists (locked, or
+    /// created blank, by this transaction), so the event's id, drawn now, orders the
+    /// events of one card.
+    async fn store_block(&mut self, block: &Blocking<'_>) -> Result<()> {
+        let card = block.card;
         sql::execute(
             self.client(),
             "INSERT INTO block_events (xid, card, blocked, reason, at)
              VALUES (loyalty_xid(), $1, $2, $3, $4)",
-            &[&card.as_str(), &blocked, &reason, &to_db(now)],
+            &[
+                &card.card.as_str(),
+                &card.blocked,
+                &block.reason,
+                &to_db(block.at),
+            ],
         )
         .await?;
-        Ok(())
-    }
-
-    /// The row exists (locked, or created blank, by this transaction).
-    async fn set_card_blocked(
-        &mut self,
-        card: &CardRecord,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
         sql::execute(
             self.client(),
             "UPDATE cards SET blocked = $2, block_reason = $3, change_xid = loyalty_xid(),
@@ -192,8 +175,8 @@ impl AdminRows for PgSession<'_> {
             &[
                 &card.card.as_str(),
                 &card.blocked,
-                &if card.blocked { reason } else { None },
-                &to_db(now),
+                &block.reason.filter(|_| card.blocked),
+                &to_db(block.at),
             ],
         )
         .await?;

@@ -11,6 +11,7 @@
 use super::session::PgSession;
 use super::sql;
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
+use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::encode::{opt_to_db, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS};
@@ -33,7 +34,7 @@ fn keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
 
 impl PgSession<'_> {
     /// Locks the rows of `keys` (sorted), in that order.
-    async fn lock_sorted(&self, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>, StoreError> {
+    async fn lock_sorted(&self, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
         // ORDER BY below the locking step: rows are locked in this order.
         let cards = sql::all(
             self.client(),
@@ -44,7 +45,7 @@ impl PgSession<'_> {
             |r| rows::card_record(r, 0),
         )
         .await?;
-        Ok(cards.into_iter().map(|c| (c.card.clone(), c)).collect())
+        Ok(rows::by_card(cards))
     }
 }
 
@@ -56,16 +57,11 @@ impl CardRows for PgSession<'_> {
     /// costs only the locking query (`Missing::Report`). Either way a transaction
     /// takes its card locks in one sorted pass, so transactions never wait for each
     /// other in a cycle.
-    async fn lock_cards(
-        &mut self,
-        cards: &[&CardId],
-        missing: Missing,
-        now: OffsetDateTime,
-    ) -> Result<Option<Locked>, StoreError> {
+    async fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> Result<Option<Locked>> {
         let keys = sorted_keys(cards);
         let created = match missing {
             Missing::Report => HashSet::new(),
-            Missing::Create => sql::all(
+            Missing::Create(now) => sql::all(
                 self.client(),
                 r#"INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
                                       change_xid, updated_at)
@@ -84,7 +80,7 @@ impl CardRows for PgSession<'_> {
         if locked.len() < keys.len() {
             return match missing {
                 Missing::Report => Ok(None),
-                Missing::Create => Err(StoreError::Corrupt(format!(
+                Missing::Create(_) => Err(StoreError::Corrupt(format!(
                     "locked {} of {} card rows just created",
                     locked.len(),
                     keys.len()
@@ -100,7 +96,7 @@ impl CardRows for PgSession<'_> {
     async fn lock_existing_cards(
         &mut self,
         cards: &[&CardId],
-    ) -> Result<HashMap<CardId, CardRecord>, StoreError> {
+    ) -> Result<HashMap<CardId, CardRecord>> {
         self.lock_sorted(&sorted_keys(cards)).await
     }
 
@@ -108,22 +104,21 @@ impl CardRows for PgSession<'_> {
         &mut self,
         cards: &[&CardId],
         since: OffsetDateTime,
-    ) -> Result<HashMap<CardId, Spend>, StoreError> {
+    ) -> Result<Vec<(CardId, Spend)>> {
         if cards.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
-        let sums = sql::all(
+        sql::all(
             self.client(),
             "SELECT card, SUM(spend_minor)::bigint, MIN(at) FROM entries
              WHERE card = ANY($1) AND at > $2 GROUP BY card",
             &[&keys(cards), &to_db(since)],
             rows::spend,
         )
-        .await?;
-        Ok(sums.into_iter().collect())
+        .await
     }
 
-    async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>, StoreError> {
+    async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>> {
         if cards.is_empty() {
             return Ok(Vec::new());
         }
@@ -136,7 +131,7 @@ impl CardRows for PgSession<'_> {
         .await
     }
 
-    async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>, StoreError> {
+    async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -151,11 +146,7 @@ impl CardRows for PgSession<'_> {
 
     /// The rows are locked by this transaction; each takes this transaction's feed
     /// position.
-    async fn write_cards(
-        &mut self,
-        cards: &[&CardRecord],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> Result<()> {
         if cards.is_empty() {
             return Ok(());
         }
@@ -201,7 +192,7 @@ impl CardRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn insert_lots(&mut self, lots: &[Lot]) -> Result<(), StoreError> {
+    async fn insert_lots(&mut self, lots: &[Lot]) -> Result<()> {
         if lots.is_empty() {
             return Ok(());
         }
@@ -229,7 +220,7 @@ impl CardRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn update_lots(&mut self, lots: &[Lot]) -> Result<(), StoreError> {
+    async fn update_lots(&mut self, lots: &[Lot]) -> Result<()> {
         let mut id = Vec::with_capacity(lots.len());
         let mut remaining = Vec::with_capacity(lots.len());
         let mut matured = Vec::with_capacity(lots.len());
@@ -254,7 +245,7 @@ impl CardRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<(), StoreError> {
+    async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -279,7 +270,7 @@ impl CardRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn insert_flags(&mut self, flags: &[FlagRow]) -> Result<(), StoreError> {
+    async fn insert_flags(&mut self, flags: &[FlagRow]) -> Result<()> {
         if flags.is_empty() {
             return Ok(());
         }
@@ -302,7 +293,7 @@ impl CardRows for PgSession<'_> {
 
     /// `ON CONFLICT`: most pairs are there already (the cache only knows what this
     /// instance saw), or another terminal of the store associated one concurrently.
-    async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<(), StoreError> {
+    async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<()> {
         if cards.is_empty() {
             return Ok(());
         }

@@ -25,6 +25,7 @@
 use super::session::PgSession;
 use super::sql;
 use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::rows::{self, CARD_COLUMNS};
 use crate::store::statements::{FeedPosition, FeedRows};
@@ -56,7 +57,7 @@ impl FeedPosition for Cursor {
 
     /// A plain number is a cursor of the SQLite backend (an agent of an HQ that moved
     /// to PostgreSQL): such an agent starts over and receives every balance once.
-    fn parse(cursor: Option<&str>) -> Result<Self, StoreError> {
+    fn parse(cursor: Option<&str>) -> Result<Self> {
         let s = match cursor.map(str::trim) {
             None | Some("") => return Ok(Self::START),
             Some(s) => s,
@@ -101,7 +102,7 @@ impl FeedRows for PgSession<'_> {
     type Position = Cursor;
 
     /// The first statement takes the transaction's snapshot; its xmin bounds the page.
-    async fn feed_head(&mut self) -> Result<Cursor, StoreError> {
+    async fn feed_head(&mut self) -> Result<Cursor> {
         sql::one(
             self.client(),
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
@@ -122,7 +123,7 @@ impl FeedRows for PgSession<'_> {
         after: &Cursor,
         head: &Cursor,
         page: i64,
-    ) -> Result<Vec<(Cursor, CardRecord)>, StoreError> {
+    ) -> Result<Vec<(Cursor, CardRecord)>> {
         sql::all(
             self.client(),
             &format!(
@@ -147,11 +148,7 @@ impl FeedRows for PgSession<'_> {
 
     /// Block events of transactions wholly behind `upto` and not behind `after`,
     /// each with the card's current state in the snapshot.
-    async fn block_changes(
-        &mut self,
-        after: &Cursor,
-        upto: &Cursor,
-    ) -> Result<Vec<BlockChange>, StoreError> {
+    async fn block_changes(&mut self, after: &Cursor, upto: &Cursor) -> Result<Vec<BlockChange>> {
         sql::all(
             self.client(),
             "SELECT e.card, c.blocked FROM block_events e JOIN cards c ON c.card = e.card
@@ -162,7 +159,7 @@ impl FeedRows for PgSession<'_> {
         .await
     }
 
-    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>, StoreError> {
+    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
         sql::first(
             self.client(),
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = $1"),

@@ -4,7 +4,7 @@ use super::session::PgSession;
 use super::sql;
 use crate::ledger::CardRecord;
 use crate::ledger::verify::TerminalAudit;
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
 use crate::store::statements::{AuditRows, JobRows};
@@ -12,7 +12,7 @@ use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl JobRows for PgSession<'_> {
-    async fn due_lots(&mut self, now: OffsetDateTime) -> Result<Vec<(CardId, i64)>, StoreError> {
+    async fn due_lots(&mut self, now: OffsetDateTime) -> Result<Vec<(CardId, i64)>> {
         sql::all(
             self.client(),
             "SELECT card, id FROM lots WHERE NOT matured AND matures_at <= $1
@@ -25,10 +25,7 @@ impl JobRows for PgSession<'_> {
         .await
     }
 
-    async fn cards_with_spend_dropping(
-        &mut self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<CardId>, StoreError> {
+    async fn cards_with_spend_dropping(&mut self, now: OffsetDateTime) -> Result<Vec<CardId>> {
         sql::all(
             self.client(),
             "SELECT card FROM cards WHERE spend_drops_at IS NOT NULL AND spend_drops_at <= $1",
@@ -38,7 +35,7 @@ impl JobRows for PgSession<'_> {
         .await
     }
 
-    async fn tiers_version(&mut self) -> Result<u64, StoreError> {
+    async fn tiers_version(&mut self) -> Result<u64> {
         sql::one(
             self.client(),
             "SELECT tiers_rules_version FROM job_state WHERE id = 1",
@@ -48,10 +45,7 @@ impl JobRows for PgSession<'_> {
         .await
     }
 
-    async fn cards_with_spend_or_tier(
-        &mut self,
-        zero_tier: Option<&str>,
-    ) -> Result<Vec<CardId>, StoreError> {
+    async fn cards_with_spend_or_tier(&mut self, zero_tier: Option<&str>) -> Result<Vec<CardId>> {
         sql::all(
             self.client(),
             "SELECT card FROM cards WHERE spend_12m <> 0 OR tier IS DISTINCT FROM $1",
@@ -61,7 +55,7 @@ impl JobRows for PgSession<'_> {
         .await
     }
 
-    async fn mark_tiers(&mut self, version: u64) -> Result<(), StoreError> {
+    async fn mark_tiers(&mut self, version: u64) -> Result<()> {
         sql::execute(
             self.client(),
             "UPDATE job_state SET tiers_rules_version = $1
@@ -74,7 +68,7 @@ impl JobRows for PgSession<'_> {
 }
 
 impl AuditRows for PgSession<'_> {
-    async fn all_cards(&mut self) -> Result<Vec<CardRecord>, StoreError> {
+    async fn all_cards(&mut self) -> Result<Vec<CardRecord>> {
         sql::all(
             self.client(),
             &format!("SELECT {CARD_COLUMNS} FROM cards"),
@@ -84,7 +78,7 @@ impl AuditRows for PgSession<'_> {
         .await
     }
 
-    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>, StoreError> {
+    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
         sql::all(
             self.client(),
             "SELECT card, SUM(delta_balance)::bigint, SUM(delta_pending)::bigint
@@ -95,7 +89,7 @@ impl AuditRows for PgSession<'_> {
         .await
     }
 
-    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>, StoreError> {
+    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
         sql::all(
             self.client(),
             "SELECT card, SUM(remaining)::bigint,
@@ -107,7 +101,7 @@ impl AuditRows for PgSession<'_> {
         .await
     }
 
-    async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>, StoreError> {
+    async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>> {
         sql::all(
             self.client(),
             "SELECT t.store, t.terminal, t.acked_through, COUNT(e.seq), MIN(e.seq), MAX(e.seq)

@@ -26,6 +26,7 @@ pub mod testdb;
 use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
+use crate::store::Result;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use retry::{Next, Retry};
 use session::PgSession;
@@ -50,7 +51,7 @@ struct Inner {
 impl PgStore {
     /// Connects to the database `url` names (`postgres://…`, see [`options::parse`])
     /// and brings its schema up to date.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str) -> Result<Self> {
         let options = options::parse(url)?;
         let manager = Manager::from_config(
             options.config,
@@ -85,7 +86,7 @@ impl PgStore {
     }
 
     /// A pooled connection.
-    async fn connection(&self) -> Result<Client, StoreError> {
+    async fn connection(&self) -> Result<Client> {
         self.inner.pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot connect to {}: {}",
@@ -99,7 +100,7 @@ impl PgStore {
 impl Backend for PgStore {
     /// Runs `op` on a pooled connection, and again from the start on [`retry`]'s
     /// terms.
-    async fn run<O: Op>(&self, mut op: O) -> Result<O::Out, StoreError> {
+    async fn run<O: Op>(&self, mut op: O) -> Result<O::Out> {
         let mut retry = Retry::default();
         loop {
             let mut session = PgSession::new(self.connection().await?, &self.inner.caches);

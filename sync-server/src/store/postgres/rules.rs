@@ -2,7 +2,7 @@
 
 use super::session::PgSession;
 use super::sql;
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::Columns;
 use crate::store::statements::RulesRows;
@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
 impl RulesRows for PgSession<'_> {
-    async fn rules_version(&mut self) -> Result<u64, StoreError> {
+    async fn rules_version(&mut self) -> Result<u64> {
         sql::one(
             self.client(),
             "SELECT COALESCE(MAX(version), 0) FROM rules",
@@ -20,7 +20,7 @@ impl RulesRows for PgSession<'_> {
         .await
     }
 
-    async fn rules_body(&mut self, version: u64) -> Result<Option<String>, StoreError> {
+    async fn rules_body(&mut self, version: u64) -> Result<Option<String>> {
         sql::first(
             self.client(),
             "SELECT body FROM rules WHERE version = $1",
@@ -31,19 +31,14 @@ impl RulesRows for PgSession<'_> {
     }
 
     /// Readers are not blocked by this mode.
-    async fn lock_rules(&mut self) -> Result<(), StoreError> {
+    async fn lock_rules(&mut self) -> Result<()> {
         self.client()
             .batch_execute("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
     }
 
-    async fn insert_rules(
-        &mut self,
-        version: u64,
-        body: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn insert_rules(&mut self, version: u64, body: &str, now: OffsetDateTime) -> Result<()> {
         sql::execute(
             self.client(),
             "INSERT INTO rules (version, body, set_at) VALUES ($1, $2, $3)",

@@ -13,6 +13,7 @@
 //! same way (row locks are taken in that order).
 
 use super::sql;
+use crate::store::Result;
 use crate::store::StoreError;
 use deadpool_postgres::{Client, GenericClient};
 
@@ -34,7 +35,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
-pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
     sql::execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
@@ -72,7 +73,7 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// The schema version a database is at (0: none), for tests and diagnostics.
-pub async fn version(client: &impl GenericClient) -> Result<i32, StoreError> {
+pub async fn version(client: &impl GenericClient) -> Result<i32> {
     sql::one(
         client,
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",

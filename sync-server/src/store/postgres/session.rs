@@ -9,13 +9,14 @@
 //! and closes it: the server rolls the transaction back, and no later request ever
 //! finds itself inside it.
 
-use crate::store::StoreError;
 use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
-use crate::store::rows::Columns;
+use crate::store::rows::{Columns, Raw};
 use crate::store::statements::Statements;
+use crate::store::{Result, StoreError};
 use deadpool_postgres::{Client, GenericClient};
 use tokio_postgres::Row;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// A pooled connection lent to one operation, inside a transaction when `open`.
@@ -45,7 +46,7 @@ impl<'c> PgSession<'c> {
 
     /// Sends `sql`, counting the transaction as open until it answered: a session
     /// dropped while waiting discards its connection.
-    async fn end(&mut self, sql: &str) -> Result<(), StoreError> {
+    async fn end(&mut self, sql: &str) -> Result<()> {
         self.client().batch_execute(sql).await?;
         self.open = false;
         Ok(())
@@ -53,7 +54,7 @@ impl<'c> PgSession<'c> {
 }
 
 impl Session for PgSession<'_> {
-    async fn begin(&mut self, kind: TxKind) -> Result<(), StoreError> {
+    async fn begin(&mut self, kind: TxKind) -> Result<()> {
         self.open = true;
         self.client()
             .batch_execute(match kind {
@@ -66,11 +67,11 @@ impl Session for PgSession<'_> {
         Ok(())
     }
 
-    async fn commit(&mut self) -> Result<(), StoreError> {
+    async fn commit(&mut self) -> Result<()> {
         self.end("COMMIT").await
     }
 
-    async fn rollback(&mut self) -> Result<(), StoreError> {
+    async fn rollback(&mut self) -> Result<()> {
         if self.open {
             self.end("ROLLBACK").await?;
         }
@@ -96,25 +97,28 @@ impl Statements for PgSession<'_> {
 }
 
 impl Columns for Row {
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn boolean(&self, i: usize) -> Result<bool, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>, StoreError> {
-        Ok(self.try_get(i)?)
+    /// Read by the column's type: the schema uses only these.
+    fn raw(&self, i: usize) -> Result<Raw> {
+        let ty = self
+            .columns()
+            .get(i)
+            .map(|c| c.type_())
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {i}")))?;
+        Ok(if *ty == Type::INT8 {
+            self.try_get::<_, Option<i64>>(i)?
+                .map_or(Raw::Null, Raw::Int)
+        } else if *ty == Type::INT4 {
+            self.try_get::<_, Option<i32>>(i)?
+                .map_or(Raw::Null, |n| Raw::Int(i64::from(n)))
+        } else if *ty == Type::BOOL {
+            self.try_get::<_, Option<bool>>(i)?
+                .map_or(Raw::Null, Raw::Bool)
+        } else if *ty == Type::UUID {
+            self.try_get::<_, Option<Uuid>>(i)?
+                .map_or(Raw::Null, Raw::Uuid)
+        } else {
+            self.try_get::<_, Option<String>>(i)?
+                .map_or(Raw::Null, Raw::Text)
+        })
     }
 }

@@ -2,7 +2,7 @@
 //! turned into [`StoreError`] and rows decoded by [`crate::store::rows`]. Every
 //! helper takes a connection or a transaction.
 
-use crate::store::StoreError;
+use crate::store::Result;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -11,11 +11,7 @@ use tokio_postgres::types::ToSql;
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// Every row of a cached statement.
-pub async fn query(
-    c: &impl GenericClient,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<Vec<Row>, StoreError> {
+pub async fn query(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.query(&stmt, params).await?)
 }
@@ -25,8 +21,8 @@ pub async fn all<T>(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
-    decode: impl Fn(&Row) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
+    decode: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
     query(c, sql, params).await?.iter().map(decode).collect()
 }
 
@@ -35,8 +31,8 @@ pub async fn one<T>(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
-    decode: impl FnOnce(&Row) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
+    decode: impl FnOnce(&Row) -> Result<T>,
+) -> Result<T> {
     let stmt = c.prepare_cached(sql).await?;
     decode(&c.query_one(&stmt, params).await?)
 }
@@ -46,8 +42,8 @@ pub async fn first<T>(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
-    decode: impl FnOnce(&Row) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
+    decode: impl FnOnce(&Row) -> Result<T>,
+) -> Result<Option<T>> {
     let stmt = c.prepare_cached(sql).await?;
     c.query_opt(&stmt, params)
         .await?
@@ -57,11 +53,7 @@ pub async fn first<T>(
 }
 
 /// Runs a cached statement; returns the rows it changed.
-pub async fn execute(
-    c: &impl GenericClient,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<u64, StoreError> {
+pub async fn execute(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.execute(&stmt, params).await?)
 }

@@ -11,23 +11,22 @@ use super::sql;
 use crate::keys::TokenHash;
 use crate::ledger::apply::{entry_kind, spend_of};
 use crate::ledger::sequence::StoredEntry;
+use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{Clash, EntryHolder, EntryRows, TerminalRows, TerminalState};
-use crate::store::{StoreError, TerminalIdentity, TerminalInfo};
+use crate::store::statements::{
+    Clash, EntryHolder, EntryRows, NewEntries, NewTerminal, TerminalName, TerminalRows,
+    TerminalState,
+};
+use crate::store::{TerminalIdentity, TerminalInfo};
 use deadpool_postgres::GenericClient;
-use protocol::journal::JournalEntry;
-use protocol::{CardId, Seq, StoreId, TerminalId};
-use std::collections::HashMap;
+use protocol::{CardId, Seq};
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 impl TerminalRows for PgSession<'_> {
-    async fn authenticate(
-        &mut self,
-        hash: &TokenHash,
-    ) -> Result<Option<TerminalIdentity>, StoreError> {
+    async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         sql::first(
             self.client(),
             "SELECT id, store, terminal FROM terminals WHERE token_hash = $1 AND revoked_at IS NULL",
@@ -37,7 +36,7 @@ impl TerminalRows for PgSession<'_> {
         .await
     }
 
-    async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>, StoreError> {
+    async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
         sql::first(
             self.client(),
             "SELECT acked_through, revoked_at IS NOT NULL FROM terminals WHERE id = $1 FOR UPDATE",
@@ -52,7 +51,7 @@ impl TerminalRows for PgSession<'_> {
         .await
     }
 
-    async fn active_acked_through(&mut self, key: i64) -> Result<Option<Seq>, StoreError> {
+    async fn active_acked_through(&mut self, key: i64) -> Result<Option<Seq>> {
         sql::first(
             self.client(),
             "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL",
@@ -62,7 +61,7 @@ impl TerminalRows for PgSession<'_> {
         .await
     }
 
-    async fn ack(&mut self, key: i64, acked: Seq, now: OffsetDateTime) -> Result<(), StoreError> {
+    async fn ack(&mut self, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
         sql::execute(
             self.client(),
             "UPDATE terminals SET acked_through = $2, last_push_at = $3 WHERE id = $1",
@@ -72,44 +71,34 @@ impl TerminalRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn insert_terminal(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    async fn insert_terminal(&mut self, new: &NewTerminal<'_>) -> Result<bool> {
         let n = sql::execute(
             self.client(),
             "INSERT INTO terminals (store, terminal, token_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (store, terminal) DO NOTHING",
             &[
-                &store.as_str(),
-                &terminal.as_str(),
-                &hash.as_str(),
-                &to_db(now),
+                &new.name.store.as_str(),
+                &new.name.terminal.as_str(),
+                &new.hash.as_str(),
+                &to_db(new.created_at),
             ],
         )
         .await?;
         Ok(n == 1)
     }
 
-    async fn lock_named_terminal(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-    ) -> Result<(i64, bool), StoreError> {
+    async fn lock_named_terminal(&mut self, name: TerminalName<'_>) -> Result<(i64, bool)> {
         sql::one(
             self.client(),
             "SELECT id, revoked_at IS NOT NULL FROM terminals
              WHERE store = $1 AND terminal = $2 FOR UPDATE",
-            &[&store.as_str(), &terminal.as_str()],
+            &[&name.store.as_str(), &name.terminal.as_str()],
             |r| Ok((r.int(0)?, r.boolean(1)?)),
         )
         .await
     }
 
-    async fn set_token(&mut self, key: i64, hash: &TokenHash) -> Result<(), StoreError> {
+    async fn set_token(&mut self, key: i64, hash: &TokenHash) -> Result<()> {
         sql::execute(
             self.client(),
             "UPDATE terminals SET token_hash = $2, revoked_at = NULL WHERE id = $1",
@@ -119,22 +108,17 @@ impl TerminalRows for PgSession<'_> {
         Ok(())
     }
 
-    async fn revoke(
-        &mut self,
-        store: &StoreId,
-        terminal: &TerminalId,
-        now: OffsetDateTime,
-    ) -> Result<u64, StoreError> {
+    async fn revoke(&mut self, name: TerminalName<'_>, now: OffsetDateTime) -> Result<u64> {
         sql::execute(
             self.client(),
             "UPDATE terminals SET revoked_at = COALESCE(revoked_at, $3)
              WHERE store = $1 AND terminal = $2",
-            &[&store.as_str(), &terminal.as_str(), &to_db(now)],
+            &[&name.store.as_str(), &name.terminal.as_str(), &to_db(now)],
         )
         .await
     }
 
-    async fn list_terminals(&mut self) -> Result<Vec<TerminalInfo>, StoreError> {
+    async fn list_terminals(&mut self) -> Result<Vec<TerminalInfo>> {
         sql::all(
             self.client(),
             "SELECT store, terminal, created_at, revoked_at, acked_through, last_push_at
@@ -147,34 +131,23 @@ impl TerminalRows for PgSession<'_> {
 }
 
 impl EntryRows for PgSession<'_> {
-    async fn held_entries(
-        &mut self,
-        key: i64,
-        from: Seq,
-        to: Seq,
-    ) -> Result<HashMap<u64, StoredEntry>, StoreError> {
-        let held = sql::all(
+    async fn held(&mut self, key: i64, from: Seq, to: Seq) -> Result<Vec<(u64, StoredEntry)>> {
+        sql::all(
             self.client(),
             "SELECT seq, id, content_hash FROM entries
              WHERE terminal_ref = $1 AND seq BETWEEN $2 AND $3",
             &[&key, &signed(from.get())?, &signed(to.get())?],
             rows::stored_entry,
         )
-        .await?;
-        Ok(held.into_iter().collect())
+        .await
     }
 
     /// One statement for the whole batch (arrays through `unnest`). A plain INSERT
     /// (no `ON CONFLICT`, whose speculative insertion costs as much again): the
     /// unique constraints abort the transaction on a reused id or seq, and the flow
     /// names the owner after the rollback.
-    async fn insert_entries(
-        &mut self,
-        key: i64,
-        entries: &[JournalEntry],
-        encoded: &[(String, String)],
-        now: OffsetDateTime,
-    ) -> Result<Option<Clash>, StoreError> {
+    async fn insert_entries(&mut self, new: &NewEntries<'_>) -> Result<Option<Clash>> {
+        let entries = new.entries;
         let n = entries.len();
         let mut id = Vec::with_capacity(n);
         let mut seq = Vec::with_capacity(n);
@@ -185,7 +158,7 @@ impl EntryRows for PgSession<'_> {
         let mut rules_version = Vec::with_capacity(n);
         let mut hash = Vec::with_capacity(n);
         let mut body = Vec::with_capacity(n);
-        for (e, (b, h)) in entries.iter().zip(encoded) {
+        for (e, (b, h)) in entries.iter().zip(new.encoded) {
             id.push(e.id);
             seq.push(signed(e.seq.get())?);
             at.push(to_db(e.at));
@@ -211,8 +184,8 @@ impl EntryRows for PgSession<'_> {
             .execute(
                 &stmt,
                 &[
-                    &key,
-                    &to_db(now),
+                    &new.terminal,
+                    &to_db(new.received_at),
                     &id,
                     &seq,
                     &at,
@@ -242,7 +215,7 @@ impl EntryRows for PgSession<'_> {
         }
     }
 
-    async fn entry_holders(&mut self, ids: &[Uuid]) -> Result<Vec<EntryHolder>, StoreError> {
+    async fn entry_holders(&mut self, ids: &[Uuid]) -> Result<Vec<EntryHolder>> {
         sql::all(
             self.client(),
             "SELECT e.id, e.terminal_ref, e.seq, t.store, t.terminal FROM entries e

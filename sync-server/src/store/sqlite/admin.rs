@@ -2,20 +2,20 @@
 //! already keeps a second key rotation out, so locking the keys is nothing here.
 
 use super::session::SqliteSession;
-use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
-use crate::store::statements::{AdminRows, CardDetail, CardRows, KeyRows};
-use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError};
+use crate::store::statements::{AdminRows, Blocking, CardDetail, CardRows, KeyRows, NewKey};
+use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
 use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl KeyRows for SqliteSession<'_> {
-    async fn lock_keys(&mut self) -> Result<(), StoreError> {
+    async fn lock_keys(&mut self) -> Result<()> {
         Ok(())
     }
 
-    async fn end_current_key(&mut self, until: OffsetDateTime) -> Result<(), StoreError> {
+    async fn end_current_key(&mut self, until: OffsetDateTime) -> Result<()> {
         self.execute(
             "UPDATE signing_keys SET valid_until = ?1 WHERE valid_until IS NULL",
             [to_db(until)],
@@ -23,7 +23,7 @@ impl KeyRows for SqliteSession<'_> {
         Ok(())
     }
 
-    async fn next_key_id(&mut self) -> Result<i64, StoreError> {
+    async fn next_key_id(&mut self) -> Result<i64> {
         self.one(
             "SELECT COALESCE(MAX(key_id), 0) + 1 FROM signing_keys",
             [],
@@ -31,22 +31,21 @@ impl KeyRows for SqliteSession<'_> {
         )
     }
 
-    async fn insert_key(
-        &mut self,
-        id: i64,
-        secret_hex: &str,
-        public_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn insert_key(&mut self, key: &NewKey<'_>) -> Result<()> {
         self.execute(
             "INSERT INTO signing_keys (key_id, secret_hex, public_key, created_at, valid_until)
              VALUES (?1, ?2, ?3, ?4, NULL)",
-            (id, secret_hex, public_key, to_db(now)),
+            (
+                key.id,
+                key.secret_hex,
+                key.public_key,
+                to_db(key.created_at),
+            ),
         )?;
         Ok(())
     }
 
-    async fn list_keys(&mut self) -> Result<Vec<KeyInfo>, StoreError> {
+    async fn list_keys(&mut self) -> Result<Vec<KeyInfo>> {
         self.all(
             "SELECT key_id, public_key, created_at, valid_until FROM signing_keys ORDER BY key_id",
             [],
@@ -54,7 +53,7 @@ impl KeyRows for SqliteSession<'_> {
         )
     }
 
-    async fn current_key(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+    async fn current_key(&mut self) -> Result<Option<(i64, String)>> {
         self.first(
             "SELECT key_id, secret_hex FROM signing_keys
              WHERE valid_until IS NULL ORDER BY key_id DESC LIMIT 1",
@@ -65,7 +64,7 @@ impl KeyRows for SqliteSession<'_> {
 }
 
 impl AdminRows for SqliteSession<'_> {
-    async fn insert_anomaly(&mut self, a: &Anomaly) -> Result<(), StoreError> {
+    async fn insert_anomaly(&mut self, a: &Anomaly) -> Result<()> {
         self.execute(
             "INSERT INTO anomalies (at, store, terminal, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             (
@@ -79,7 +78,7 @@ impl AdminRows for SqliteSession<'_> {
         Ok(())
     }
 
-    async fn anomalies(&mut self) -> Result<Vec<Anomaly>, StoreError> {
+    async fn anomalies(&mut self) -> Result<Vec<Anomaly>> {
         self.all(
             "SELECT at, store, terminal, kind, detail FROM anomalies ORDER BY id",
             [],
@@ -87,10 +86,7 @@ impl AdminRows for SqliteSession<'_> {
         )
     }
 
-    async fn flagged_entries(
-        &mut self,
-        card: Option<&CardId>,
-    ) -> Result<Vec<FlaggedEntry>, StoreError> {
+    async fn flagged_entries(&mut self, card: Option<&CardId>) -> Result<Vec<FlaggedEntry>> {
         self.all(
             "SELECT e.at, t.store, t.terminal, e.seq, f.entry_id, f.card, f.kind, f.detail
              FROM flags f
@@ -103,7 +99,7 @@ impl AdminRows for SqliteSession<'_> {
         )
     }
 
-    async fn overdrawn_cards(&mut self) -> Result<Vec<(CardId, Points)>, StoreError> {
+    async fn overdrawn_cards(&mut self) -> Result<Vec<(CardId, Points)>> {
         self.all(
             "SELECT card, balance FROM cards WHERE balance < 0 ORDER BY balance, card",
             [],
@@ -111,7 +107,7 @@ impl AdminRows for SqliteSession<'_> {
         )
     }
 
-    async fn card_detail(&mut self, card: &CardId) -> Result<Option<CardDetail>, StoreError> {
+    async fn card_detail(&mut self, card: &CardId) -> Result<Option<CardDetail>> {
         self.first(
             &format!("SELECT {CARD_COLUMNS}, block_reason, updated_at FROM cards WHERE card = ?1"),
             [card.as_str()],
@@ -119,11 +115,7 @@ impl AdminRows for SqliteSession<'_> {
         )
     }
 
-    async fn recent_ledger(
-        &mut self,
-        card: &CardId,
-        n: u32,
-    ) -> Result<Vec<LedgerView>, StoreError> {
+    async fn recent_ledger(&mut self, card: &CardId, n: u32) -> Result<Vec<LedgerView>> {
         self.all(
             "SELECT kind, delta_balance, delta_pending, at, entry_id FROM ledger
              WHERE card = ?1 ORDER BY id DESC LIMIT ?2",
@@ -132,14 +124,11 @@ impl AdminRows for SqliteSession<'_> {
         )
     }
 
-    /// The event takes the next change position.
-    async fn record_block(
-        &mut self,
-        card: &CardId,
-        blocked: bool,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    /// The event takes the next change position; the card row is then written
+    /// whole (taking another, and inserting a card HQ never held), and `blocked` set
+    /// on its own, as `write_cards` never changes it.
+    async fn store_block(&mut self, block: &Blocking<'_>) -> Result<()> {
+        let card = block.card;
         let pos: i64 = self.one(
             "UPDATE change_counter SET pos = pos + 1 WHERE id = 1 RETURNING pos",
             [],
@@ -147,27 +136,21 @@ impl AdminRows for SqliteSession<'_> {
         )?;
         self.execute(
             "INSERT INTO block_events (pos, card, blocked, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            (pos, card.as_str(), blocked, reason, to_db(now)),
+            (
+                pos,
+                card.card.as_str(),
+                card.blocked,
+                block.reason,
+                to_db(block.at),
+            ),
         )?;
-        Ok(())
-    }
-
-    /// The card row is written whole (taking a change position, inserting a card HQ
-    /// never held); `blocked` is then set on its own, as `write_cards` never changes
-    /// it.
-    async fn set_card_blocked(
-        &mut self,
-        card: &CardRecord,
-        reason: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.write_cards(&[card], now).await?;
+        self.write_cards(&[card], block.at).await?;
         self.execute(
             "UPDATE cards SET blocked = ?2, block_reason = ?3 WHERE card = ?1",
             (
                 card.card.as_str(),
                 card.blocked,
-                if card.blocked { reason } else { None },
+                block.reason.filter(|_| card.blocked),
             ),
         )?;
         Ok(())

@@ -8,7 +8,7 @@
 
 use super::session::{CHUNK, SqliteSession, boolean, int, opt_int, opt_text, text};
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::encode::{opt_to_db, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS};
 use crate::store::statements::{CardRows, Locked, Missing};
@@ -23,24 +23,19 @@ fn card_keys(cards: &[&CardId]) -> Vec<Value> {
 
 impl SqliteSession<'_> {
     /// The stored states of `cards` (absent cards are left out).
-    fn load_cards(&self, cards: &[&CardId]) -> Result<HashMap<CardId, CardRecord>, StoreError> {
+    fn load_cards(&self, cards: &[&CardId]) -> Result<HashMap<CardId, CardRecord>> {
         let states = self.query_in(
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card IN ({{keys}})"),
             &card_keys(cards),
             &[],
             |r| rows::card_record(r, 0),
         )?;
-        Ok(states.into_iter().map(|s| (s.card.clone(), s)).collect())
+        Ok(rows::by_card(states))
     }
 }
 
 impl CardRows for SqliteSession<'_> {
-    async fn lock_cards(
-        &mut self,
-        cards: &[&CardId],
-        _missing: Missing,
-        _now: OffsetDateTime,
-    ) -> Result<Option<Locked>, StoreError> {
+    async fn lock_cards(&mut self, cards: &[&CardId], _missing: Missing) -> Result<Option<Locked>> {
         Ok(Some(Locked {
             cards: self.load_cards(cards)?,
             created: Default::default(),
@@ -50,7 +45,7 @@ impl CardRows for SqliteSession<'_> {
     async fn lock_existing_cards(
         &mut self,
         cards: &[&CardId],
-    ) -> Result<HashMap<CardId, CardRecord>, StoreError> {
+    ) -> Result<HashMap<CardId, CardRecord>> {
         self.load_cards(cards)
     }
 
@@ -58,8 +53,8 @@ impl CardRows for SqliteSession<'_> {
         &mut self,
         cards: &[&CardId],
         since: OffsetDateTime,
-    ) -> Result<HashMap<CardId, Spend>, StoreError> {
-        let sums = self.query_in(
+    ) -> Result<Vec<(CardId, Spend)>> {
+        self.query_in(
             &format!(
                 "SELECT card, SUM(spend_minor), MIN(at) FROM entries
                  WHERE card IN ({{keys}}) AND at > ?{} GROUP BY card",
@@ -68,11 +63,10 @@ impl CardRows for SqliteSession<'_> {
             &card_keys(cards),
             &[int(to_db(since))],
             |r| rows::spend(r),
-        )?;
-        Ok(sums.into_iter().collect())
+        )
     }
 
-    async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>, StoreError> {
+    async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>> {
         self.query_in(
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE card IN ({{keys}}) AND remaining > 0"),
             &card_keys(cards),
@@ -81,7 +75,7 @@ impl CardRows for SqliteSession<'_> {
         )
     }
 
-    async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>, StoreError> {
+    async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>> {
         let keys: Vec<Value> = ids.iter().map(|id| int(*id)).collect();
         self.query_in(
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id IN ({{keys}})"),
@@ -92,11 +86,7 @@ impl CardRows for SqliteSession<'_> {
     }
 
     /// Each card takes a fresh change position (all reserved in one statement).
-    async fn write_cards(
-        &mut self,
-        cards: &[&CardRecord],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> Result<()> {
         if cards.is_empty() {
             return Ok(());
         }
@@ -139,7 +129,7 @@ impl CardRows for SqliteSession<'_> {
         )
     }
 
-    async fn insert_lots(&mut self, lots: &[Lot]) -> Result<(), StoreError> {
+    async fn insert_lots(&mut self, lots: &[Lot]) -> Result<()> {
         let values: Vec<Vec<Value>> = lots
             .iter()
             .map(|l| {
@@ -164,7 +154,7 @@ impl CardRows for SqliteSession<'_> {
         )
     }
 
-    async fn update_lots(&mut self, lots: &[Lot]) -> Result<(), StoreError> {
+    async fn update_lots(&mut self, lots: &[Lot]) -> Result<()> {
         for l in lots {
             if let LotKey::Stored(id) = l.key {
                 self.execute(
@@ -176,7 +166,7 @@ impl CardRows for SqliteSession<'_> {
         Ok(())
     }
 
-    async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<(), StoreError> {
+    async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<()> {
         let values: Vec<Vec<Value>> = rows
             .iter()
             .map(|r| {
@@ -197,7 +187,7 @@ impl CardRows for SqliteSession<'_> {
         )
     }
 
-    async fn insert_flags(&mut self, flags: &[FlagRow]) -> Result<(), StoreError> {
+    async fn insert_flags(&mut self, flags: &[FlagRow]) -> Result<()> {
         for f in flags {
             self.execute(
                 "INSERT INTO flags (entry_id, card, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -212,7 +202,7 @@ impl CardRows for SqliteSession<'_> {
         Ok(())
     }
 
-    async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<(), StoreError> {
+    async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<()> {
         let values: Vec<Vec<Value>> = cards
             .iter()
             .map(|c| vec![text(store.as_str()), text(c)])

@@ -5,6 +5,7 @@
 
 use super::session::SqliteSession;
 use crate::ledger::CardRecord;
+use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::rows::{self, CARD_COLUMNS};
 use crate::store::statements::{FeedPosition, FeedRows};
@@ -27,7 +28,7 @@ impl FeedPosition for ChangePos {
         Self(0)
     }
 
-    fn parse(cursor: Option<&str>) -> Result<Self, StoreError> {
+    fn parse(cursor: Option<&str>) -> Result<Self> {
         match cursor.map(str::trim) {
             None | Some("") => Ok(Self::start()),
             Some(s) => s
@@ -47,7 +48,7 @@ impl FeedPosition for ChangePos {
 impl FeedRows for SqliteSession<'_> {
     type Position = ChangePos;
 
-    async fn feed_head(&mut self) -> Result<ChangePos, StoreError> {
+    async fn feed_head(&mut self) -> Result<ChangePos> {
         self.one("SELECT pos FROM change_counter WHERE id = 1", [], |r| {
             Ok(ChangePos(r.get(0)?))
         })
@@ -61,7 +62,7 @@ impl FeedRows for SqliteSession<'_> {
         after: &ChangePos,
         _head: &ChangePos,
         page: i64,
-    ) -> Result<Vec<(ChangePos, CardRecord)>, StoreError> {
+    ) -> Result<Vec<(ChangePos, CardRecord)>> {
         self.all(
             &format!(
                 "SELECT c.change_pos, {CARD_COLUMNS} FROM cards c
@@ -78,7 +79,7 @@ impl FeedRows for SqliteSession<'_> {
         &mut self,
         after: &ChangePos,
         upto: &ChangePos,
-    ) -> Result<Vec<BlockChange>, StoreError> {
+    ) -> Result<Vec<BlockChange>> {
         self.all(
             "SELECT card, blocked FROM block_events WHERE pos > ?1 AND pos <= ?2 ORDER BY pos",
             (after.0, upto.0),
@@ -86,7 +87,7 @@ impl FeedRows for SqliteSession<'_> {
         )
     }
 
-    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>, StoreError> {
+    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
         self.first(
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"),
             [card.as_str()],

@@ -3,7 +3,7 @@
 use super::session::SqliteSession;
 use crate::ledger::CardRecord;
 use crate::ledger::verify::TerminalAudit;
-use crate::store::StoreError;
+use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
 use crate::store::statements::{AuditRows, JobRows};
@@ -11,7 +11,7 @@ use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl JobRows for SqliteSession<'_> {
-    async fn due_lots(&mut self, now: OffsetDateTime) -> Result<Vec<(CardId, i64)>, StoreError> {
+    async fn due_lots(&mut self, now: OffsetDateTime) -> Result<Vec<(CardId, i64)>> {
         self.all(
             "SELECT card, id FROM lots WHERE matured = 0 AND matures_at <= ?1
              UNION
@@ -22,10 +22,7 @@ impl JobRows for SqliteSession<'_> {
         )
     }
 
-    async fn cards_with_spend_dropping(
-        &mut self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<CardId>, StoreError> {
+    async fn cards_with_spend_dropping(&mut self, now: OffsetDateTime) -> Result<Vec<CardId>> {
         self.all(
             "SELECT card FROM cards WHERE spend_drops_at IS NOT NULL AND spend_drops_at <= ?1",
             [to_db(now)],
@@ -33,7 +30,7 @@ impl JobRows for SqliteSession<'_> {
         )
     }
 
-    async fn tiers_version(&mut self) -> Result<u64, StoreError> {
+    async fn tiers_version(&mut self) -> Result<u64> {
         self.one(
             "SELECT tiers_rules_version FROM job_state WHERE id = 1",
             [],
@@ -41,10 +38,7 @@ impl JobRows for SqliteSession<'_> {
         )
     }
 
-    async fn cards_with_spend_or_tier(
-        &mut self,
-        zero_tier: Option<&str>,
-    ) -> Result<Vec<CardId>, StoreError> {
+    async fn cards_with_spend_or_tier(&mut self, zero_tier: Option<&str>) -> Result<Vec<CardId>> {
         self.all(
             "SELECT card FROM cards WHERE spend_12m != 0 OR tier IS NOT ?1",
             [zero_tier],
@@ -52,7 +46,7 @@ impl JobRows for SqliteSession<'_> {
         )
     }
 
-    async fn mark_tiers(&mut self, version: u64) -> Result<(), StoreError> {
+    async fn mark_tiers(&mut self, version: u64) -> Result<()> {
         self.execute(
             "UPDATE job_state SET tiers_rules_version = ?1
              WHERE id = 1 AND tiers_rules_version < ?1",
@@ -63,13 +57,13 @@ impl JobRows for SqliteSession<'_> {
 }
 
 impl AuditRows for SqliteSession<'_> {
-    async fn all_cards(&mut self) -> Result<Vec<CardRecord>, StoreError> {
+    async fn all_cards(&mut self) -> Result<Vec<CardRecord>> {
         self.all(&format!("SELECT {CARD_COLUMNS} FROM cards"), [], |r| {
             rows::card_record(r, 0)
         })
     }
 
-    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>, StoreError> {
+    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
         self.all(
             "SELECT card, SUM(delta_balance), SUM(delta_pending) FROM ledger GROUP BY card",
             [],
@@ -77,7 +71,7 @@ impl AuditRows for SqliteSession<'_> {
         )
     }
 
-    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>, StoreError> {
+    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
         self.all(
             "SELECT card, SUM(remaining), SUM(CASE WHEN matured = 0 THEN remaining ELSE 0 END)
              FROM lots GROUP BY card",
@@ -86,7 +80,7 @@ impl AuditRows for SqliteSession<'_> {
         )
     }
 
-    async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>, StoreError> {
+    async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>> {
         self.all(
             "SELECT t.store, t.terminal, t.acked_through, COUNT(e.seq), MIN(e.seq), MAX(e.seq)
              FROM terminals t LEFT JOIN entries e ON e.terminal_ref = t.id

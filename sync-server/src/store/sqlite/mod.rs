@@ -21,6 +21,7 @@ mod terminals;
 use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
+use crate::store::Result;
 use rusqlite::Connection;
 use session::{SqliteSession, block_on};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ struct Inner {
     caches: Caches,
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
@@ -63,7 +64,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up
     /// to date. Blocking.
-    pub fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+    pub fn open_blocking(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
         schema::migrations().to_latest(&mut writer)?;
         let readers = (0..READERS)
@@ -81,7 +82,7 @@ impl SqliteStore {
     }
 
     /// [`Self::open_blocking`] on a blocking thread.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    pub async fn open(path: &Path) -> Result<Self> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
@@ -97,7 +98,7 @@ impl SqliteStore {
 impl Backend for SqliteStore {
     /// Runs `op` on a blocking thread, on the writer connection when it writes and
     /// on the next reader otherwise.
-    async fn run<O: Op>(&self, mut op: O) -> Result<O::Out, StoreError> {
+    async fn run<O: Op>(&self, mut op: O) -> Result<O::Out> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
             let conn = if O::ACCESS.writes() {

@@ -10,20 +10,19 @@
 //! is not); dropping a session inside a transaction rolls it back, also when a flow
 //! panics.
 
+use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
-use crate::store::encode::uuid;
-use crate::store::rows::Columns;
+use crate::store::rows::{Columns, Raw};
 use crate::store::statements::Statements;
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Params, Row, params_from_iter};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use uuid::Uuid;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -80,7 +79,7 @@ impl<'c> SqliteSession<'c> {
 }
 
 impl Session for SqliteSession<'_> {
-    async fn begin(&mut self, kind: TxKind) -> Result<(), StoreError> {
+    async fn begin(&mut self, kind: TxKind) -> Result<()> {
         self.conn.execute_batch(match kind {
             TxKind::Snapshot => "BEGIN DEFERRED",
             // The write lock up front: the transaction never fails half-way for
@@ -92,13 +91,13 @@ impl Session for SqliteSession<'_> {
     }
 
     /// A failed commit leaves the transaction open: the drop rolls it back.
-    async fn commit(&mut self) -> Result<(), StoreError> {
+    async fn commit(&mut self) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         self.open = false;
         Ok(())
     }
 
-    async fn rollback(&mut self) -> Result<(), StoreError> {
+    async fn rollback(&mut self) -> Result<()> {
         if self.open {
             self.conn.execute_batch("ROLLBACK")?;
             self.open = false;
@@ -142,8 +141,8 @@ impl SqliteSession<'_> {
         &self,
         sql: &str,
         params: impl Params,
-        mut decode: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
+        mut decode: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         let mut out = Vec::new();
@@ -158,8 +157,8 @@ impl SqliteSession<'_> {
         &self,
         sql: &str,
         params: impl Params,
-        decode: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
+        decode: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params)?;
         rows.next()?.map(decode).transpose()
@@ -170,8 +169,8 @@ impl SqliteSession<'_> {
         &self,
         sql: &str,
         params: impl Params,
-        decode: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        decode: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.first(sql, params, decode)?
             .ok_or(StoreError::Backend(Box::new(
                 rusqlite::Error::QueryReturnedNoRows,
@@ -179,7 +178,7 @@ impl SqliteSession<'_> {
     }
 
     /// Runs a cached statement; returns the rows it changed.
-    pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
         Ok(self.conn.prepare_cached(sql)?.execute(params)?)
     }
 
@@ -190,8 +189,8 @@ impl SqliteSession<'_> {
         template: &str,
         keys: &[Value],
         extra: &[Value],
-        mut decode: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
+        mut decode: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -212,12 +211,7 @@ impl SqliteSession<'_> {
 
     /// Inserts `rows` (each the same number of values) in multi-row statements
     /// `head VALUES (…), (…) tail`.
-    pub fn insert_many(
-        &self,
-        head: &str,
-        tail: &str,
-        rows: &[Vec<Value>],
-    ) -> Result<(), StoreError> {
+    pub fn insert_many(&self, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<()> {
         let Some(cols) = rows.first().map(Vec::len) else {
             return Ok(());
         };
@@ -288,27 +282,21 @@ pub fn boolean(b: bool) -> Value {
 }
 
 impl Columns for Row<'_> {
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn boolean(&self, i: usize) -> Result<bool, StoreError> {
-        Ok(self.get(i)?)
-    }
-    // Entry ids are stored as text.
-    fn uuid(&self, i: usize) -> Result<Uuid, StoreError> {
-        uuid(&self.text(i)?)
-    }
-    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>, StoreError> {
-        self.opt_text(i)?.as_deref().map(uuid).transpose()
+    fn raw(&self, i: usize) -> Result<Raw> {
+        Ok(match self.get_ref(i)? {
+            ValueRef::Null => Raw::Null,
+            ValueRef::Integer(n) => Raw::Int(n),
+            ValueRef::Text(t) => Raw::Text(
+                std::str::from_utf8(t)
+                    .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?
+                    .to_owned(),
+            ),
+            ValueRef::Real(_) | ValueRef::Blob(_) => {
+                return Err(StoreError::Corrupt(format!(
+                    "column {i}: a real or a blob, which HQ never stores"
+                )));
+            }
+        })
     }
 }
 
