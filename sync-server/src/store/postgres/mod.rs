@@ -23,6 +23,8 @@ mod sql;
 mod terminals;
 pub mod testdb;
 
+pub use terminals::INSERT_ENTRIES;
+
 use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;

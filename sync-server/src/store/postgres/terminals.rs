@@ -25,6 +25,17 @@ use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+/// A batch of entry rows: the terminal's key, the time received, then one array
+/// per column (ids, seqs, times, kinds, cards, spends, rules versions, hashes,
+/// bodies). The benchmark's raw baseline writes the same statement.
+pub const INSERT_ENTRIES: &str =
+    "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
+                             rules_version, content_hash, body, received_at)
+    SELECT u.id, $1, u.seq, u.at, u.kind, u.card, u.spend, u.rv, u.hash, u.body, $2
+    FROM unnest($3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+                $8::bigint[], $9::bigint[], $10::text[], $11::text[])
+         AS u(id, seq, at, kind, card, spend, rv, hash, body)";
+
 impl TerminalRows for PgSession<'_> {
     async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         sql::first(
@@ -170,16 +181,7 @@ impl EntryRows for PgSession<'_> {
             body.push(b.as_str());
         }
         let c = self.client();
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
-                                      rules_version, content_hash, body, received_at)
-                 SELECT u.id, $1, u.seq, u.at, u.kind, u.card, u.spend, u.rv, u.hash, u.body, $2
-                 FROM unnest($3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-                             $8::bigint[], $9::bigint[], $10::text[], $11::text[])
-                      AS u(id, seq, at, kind, card, spend, rv, hash, body)",
-            )
-            .await?;
+        let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
         let result = c
             .execute(
                 &stmt,
