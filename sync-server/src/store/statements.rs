@@ -26,7 +26,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// The future of a statement: `Send`, failing with a [`StoreError`].
+/// The future of a statement: `Send`, failing with a [`StoreError`](super::StoreError).
 pub trait Fut<T>: Future<Output = Result<T>> + Send {}
 
 impl<T, F: Future<Output = Result<T>> + Send> Fut<T> for F {}

@@ -1,6 +1,6 @@
 //! Every operation of the [`Store`] contract, written once for every backend.
 //!
-//! Each submodule holds the flows of one area as [`Op`]s: which statements run, in
+//! Each submodule holds the flows of one area as [`Op`](crate::store::backend::Op)s: which statements run, in
 //! which order, in which kind of transaction, and what the pure [`crate::ledger`]
 //! decides in between. The backends provide the statements
 //! ([`crate::store::statements`]) and run the ops ([`Backend`]); `Store` itself is

@@ -4,8 +4,8 @@
 //! Every operation is one transaction (the job: one per chunk of cards), run again
 //! from the start when PostgreSQL reports a serialization failure or a deadlock
 //! ([`retry`]). Exactly-once and consistent balances rest on row locks taken in a
-//! fixed order (terminal row, then card rows by id; see [`terminals`] and
-//! [`cards`]); the change feed rests on transaction ids and snapshots ([`feed`]).
+//! fixed order (terminal row, then card rows by id; see `terminals.rs` and
+//! `cards.rs`); the change feed rests on transaction ids and snapshots (`feed.rs`).
 //!
 //! Only SQL lives here: the flows (and the business decisions, [`crate::ledger`]'s)
 //! are [`crate::store::flow`]'s, exactly as on SQLite.

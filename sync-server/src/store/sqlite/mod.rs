@@ -7,7 +7,7 @@
 //! `synchronous=FULL` makes every acknowledged push survive a power cut.
 //!
 //! Only SQL lives here: the flows are [`crate::store::flow`]'s, run by
-//! [`Backend::run`] on a blocking thread through [`session::block_on`].
+//! [`Backend::run`] on a blocking thread through `session::block_on`.
 
 mod admin;
 mod cards;
