@@ -59,7 +59,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Recompute every balance from the ledger and compare; exit 1 on any difference.
     Verify,
-    /// Reports.
+    /// Reports for review: overdrawn cards, flagged entries, refused pushes.
     #[command(subcommand)]
     Report(ReportCommand),
     /// The ledger job (maturation, expiry, tiers).

@@ -49,7 +49,7 @@ pub enum ServeError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's refusal.
         source: std::io::Error,
     },
     /// The server loop failed.

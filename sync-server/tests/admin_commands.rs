@@ -3,7 +3,7 @@
 
 // Test bodies are plain functions that `on_every_backend!` calls from each backend's
 // #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

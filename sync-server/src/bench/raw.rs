@@ -6,6 +6,7 @@
 use super::{BenchError, Target};
 use crate::ledger::apply::{entry_kind, spend_of};
 use crate::store::encode::{entry_body_and_hash, signed, to_db};
+use crate::store::postgres::INSERT_ENTRIES;
 use crate::store::postgres::retry::describe;
 use futures_util::SinkExt;
 use protocol::CardId;
@@ -60,7 +61,7 @@ fn rows(entries: &[JournalEntry]) -> Result<Vec<Row>, BenchError> {
                 id: e.id,
                 seq: signed(e.seq.get())?,
                 at: to_db(e.at),
-                kind: entry_kind(e),
+                kind: entry_kind(e).as_str(),
                 card: e.card().map(|c: &CardId| c.as_str().to_owned()),
                 spend: spend_of(e).get(),
                 rules_version: signed(e.rules_version)?,
@@ -170,17 +171,7 @@ async fn pg_insert(
     received: i64,
 ) -> Result<f64, BenchError> {
     let fail = |e: tokio_postgres::Error| BenchError::Raw(describe(&e));
-    let stmt = client
-        .prepare(
-            "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
-                                  rules_version, content_hash, body, received_at)
-             SELECT u.id, $1, u.seq, u.at, u.kind, u.card, u.spend, u.rv, u.hash, u.body, $2
-             FROM unnest($3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-                         $8::bigint[], $9::bigint[], $10::text[], $11::text[])
-                  AS u(id, seq, at, kind, card, spend, rv, hash, body)",
-        )
-        .await
-        .map_err(fail)?;
+    let stmt = client.prepare(INSERT_ENTRIES).await.map_err(fail)?;
     let started = Instant::now();
     for chunk in rows.chunks(batch) {
         let id: Vec<Uuid> = chunk.iter().map(|r| r.id).collect();

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Terminal;
 use super::error::ApiError;
+use crate::ledger::AnomalyKind;
 use crate::ledger::batch::{Batch, check_identity};
 use crate::store::{Anomaly, StoreError, TerminalIdentity};
 use axum::Json;
@@ -44,16 +45,16 @@ pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
     }
 }
 
-async fn record(state: &AppState, terminal: &TerminalIdentity, kind: &str, detail: String) {
+async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind, detail: String) {
     let anomaly = Anomaly {
         at: state.clock.now(),
         store: terminal.store.clone(),
         terminal: terminal.terminal.clone(),
-        kind: kind.to_owned(),
+        kind,
         detail,
     };
     if let Err(e) = state.store.record_anomaly(&anomaly).await {
-        tracing::error!(error = %e, %terminal, kind, "could not record an anomaly");
+        tracing::error!(error = %e, %terminal, %kind, "could not record an anomaly");
     }
 }
 
@@ -67,7 +68,13 @@ pub async fn push(
     let request = parse_push(&body)?;
     if let Err(mismatch) = check_identity(&request, &terminal.store, &terminal.terminal) {
         tracing::warn!(%terminal, "push refused: {mismatch}");
-        record(&state, &terminal, "terminal_mismatch", mismatch.to_string()).await;
+        record(
+            &state,
+            &terminal,
+            AnomalyKind::TerminalMismatch,
+            mismatch.to_string(),
+        )
+        .await;
         return Err(mismatch.into());
     }
     let batch = Batch::new(request.entries).map_err(ApiError::BadBatch)?;
@@ -90,7 +97,7 @@ pub async fn push(
             }))
         }
         Err(StoreError::Refused(refusal)) => {
-            tracing::warn!(%terminal, kind = refusal.anomaly_kind(), "push refused: {refusal}");
+            tracing::warn!(%terminal, kind = %refusal.anomaly_kind(), "push refused: {refusal}");
             record(
                 &state,
                 &terminal,

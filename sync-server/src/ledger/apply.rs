@@ -4,8 +4,8 @@
 
 use super::lots::{remaining_after_debt, take};
 use super::{
-    CardState, FlagKind, FlagRow, LedgerKind, LedgerRow, Lot, LotKey, LotKind, RulesBook, Spend,
-    expiry_of, spend_window_start, tier_name,
+    CardRecord, EntryKind, FlagKind, FlagRow, LedgerKind, LedgerRow, Lot, LotKey, LotKind,
+    RulesBook, Spend, expiry_of, spend_window_start, tier_name,
 };
 use protocol::journal::{EntryBody, JournalEntry};
 use protocol::{CardId, Money, Points};
@@ -19,7 +19,7 @@ pub struct BatchInput<'a> {
     /// The new entries, in `seq` order (duplicates already removed).
     pub entries: &'a [JournalEntry],
     /// Stored state of every card the entries mention that HQ holds a row for.
-    pub cards: HashMap<CardId, CardState>,
+    pub cards: HashMap<CardId, CardRecord>,
     /// Open lots (points remaining) of the cards [`cards_that_consume`] names; other
     /// cards only gain lots, which needs their balance, not their lots.
     pub open_lots: Vec<Lot>,
@@ -35,7 +35,7 @@ pub struct BatchInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardPlan {
     /// The state to store.
-    pub state: CardState,
+    pub state: CardRecord,
     /// True when HQ held no row for the card before.
     pub is_new: bool,
 }
@@ -82,19 +82,19 @@ pub fn cards_that_consume(entries: &[JournalEntry]) -> Vec<&CardId> {
         .collect()
 }
 
-/// The stored name of an entry's kind.
-pub fn entry_kind(entry: &JournalEntry) -> &'static str {
+/// What an entry is.
+pub fn entry_kind(entry: &JournalEntry) -> EntryKind {
     match &entry.body {
-        EntryBody::Sale(_) => "sale",
-        EntryBody::Return(_) => "return",
-        EntryBody::Welcome(_) => "welcome",
-        EntryBody::Release(_) => "release",
-        EntryBody::LeaseClosed(_) => "lease_closed",
+        EntryBody::Sale(_) => EntryKind::Sale,
+        EntryBody::Return(_) => EntryKind::Return,
+        EntryBody::Welcome(_) => EntryKind::Welcome,
+        EntryBody::Release(_) => EntryKind::Release,
+        EntryBody::LeaseClosed(_) => EntryKind::LeaseClosed,
     }
 }
 
 struct Work {
-    state: CardState,
+    state: CardRecord,
     is_new: bool,
     lots: Vec<Lot>,
     spend: Spend,
@@ -144,7 +144,7 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
             None => {
                 let (state, is_new) = match cards.remove(card) {
                     Some(s) => (s, false),
-                    None => (CardState::new(card.clone()), true),
+                    None => (CardRecord::new(card.clone()), true),
                 };
                 p.cards.push(Work {
                     state,
@@ -547,7 +547,7 @@ pub(crate) mod tests {
 
     /// What a database would sum for a card: the replay keeps no entries, so the
     /// card's own totals stand in for them.
-    pub fn replay_spend(s: &CardState) -> Spend {
+    pub fn replay_spend(s: &CardRecord) -> Spend {
         Spend {
             total: s.spend_12m,
             earliest: s.spend_drops_at.map(|d| d - crate::ledger::SPEND_WINDOW),
@@ -557,7 +557,7 @@ pub(crate) mod tests {
     /// Applies entries one batch after another, carrying state like a database would.
     pub struct Replay {
         pub rules: RulesBook,
-        pub cards: HashMap<CardId, CardState>,
+        pub cards: HashMap<CardId, CardRecord>,
         pub lots: Vec<Lot>,
         pub ledger: Vec<LedgerRow>,
         pub flags: Vec<FlagRow>,
@@ -629,7 +629,7 @@ pub(crate) mod tests {
             self.ledger.extend(ledger.iter().cloned());
         }
 
-        pub fn card(&self, card: &str) -> &CardState {
+        pub fn card(&self, card: &str) -> &CardRecord {
             &self.cards[&CardId::parse(card).unwrap()]
         }
 

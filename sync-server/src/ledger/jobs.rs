@@ -2,7 +2,7 @@
 //! record), and tiers follow the rolling spend. Given the same `now` twice, the second
 //! run finds nothing to do.
 
-use super::{CardState, LedgerKind, LedgerRow, Lot, Spend, tier_name};
+use super::{CardRecord, LedgerKind, LedgerRow, Lot, Spend, tier_name};
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Points};
 use std::collections::{BTreeMap, HashMap};
@@ -19,7 +19,7 @@ pub struct JobInput<'a> {
     /// Every card of a due lot, and every card whose spend or tier may have changed:
     /// cards whose `spend_drops_at` passed, and after a rules change every card that
     /// has a spend or a tier.
-    pub cards: HashMap<CardId, CardState>,
+    pub cards: HashMap<CardId, CardRecord>,
     /// Spend in the window of those cards (a card without an entry in it: none).
     pub spend: HashMap<CardId, Spend>,
     /// Current rules (for tiers).
@@ -30,12 +30,12 @@ pub struct JobInput<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobPlan {
     /// Cards whose state changed (each gets a new change position).
-    pub cards: Vec<CardState>,
+    pub cards: Vec<CardRecord>,
     /// Lots that changed, in their final state.
     pub changed_lots: Vec<Lot>,
     /// Ledger rows to append.
     pub ledger: Vec<LedgerRow>,
-    /// Summary.
+    /// What the run did, in counts.
     pub report: JobReport,
 }
 
@@ -68,6 +68,17 @@ impl std::fmt::Display for JobReport {
     }
 }
 
+impl JobReport {
+    /// Adds what another part of the same run did.
+    pub fn add(&mut self, part: JobReport) {
+        self.matured_lots += part.matured_lots;
+        self.matured_points = Points(self.matured_points.get() + part.matured_points.get());
+        self.expired_lots += part.expired_lots;
+        self.expired_points = Points(self.expired_points.get() + part.expired_points.get());
+        self.tier_updates += part.tier_updates;
+    }
+}
+
 /// Plans one run of the job.
 pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
     let JobInput {
@@ -78,7 +89,7 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
         rules,
     } = input;
     // BTreeMap: a deterministic order of cards, so two runs write the same rows.
-    let mut cards: BTreeMap<CardId, (CardState, bool)> =
+    let mut cards: BTreeMap<CardId, (CardRecord, bool)> =
         cards.into_iter().map(|(k, v)| (k, (v, false))).collect();
     let mut plan = JobPlan::default();
     due_lots.sort_by(|a, b| (&a.card, a.key).cmp(&(&b.card, b.key)));
@@ -151,7 +162,7 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
 mod tests {
     use super::*;
     use crate::ledger::apply::tests::{CARD, Replay, T0, pending_sale, replay_spend, rules, sale};
-    use crate::ledger::{CardState, LotKey};
+    use crate::ledger::{CardRecord, LotKey};
     use protocol::Money;
     use time::Duration;
 
@@ -184,7 +195,7 @@ mod tests {
         let cards: Vec<_> = plan
             .cards
             .iter()
-            .map(|s: &CardState| crate::ledger::apply::CardPlan {
+            .map(|s: &CardRecord| crate::ledger::apply::CardPlan {
                 state: s.clone(),
                 is_new: false,
             })

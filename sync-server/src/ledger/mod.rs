@@ -167,9 +167,89 @@ impl fmt::Display for FlagSet {
     }
 }
 
+/// What a journal entry is. The text form is what the database stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A sale (with or without a card).
+    Sale,
+    /// A return of some or all of a sale's lines.
+    Return,
+    /// A standalone till's welcome bonus.
+    Welcome,
+    /// A released reservation (a hold cancelled or timed out).
+    Release,
+    /// A lease the till closed.
+    LeaseClosed,
+}
+
+impl EntryKind {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sale => "sale",
+            Self::Return => "return",
+            Self::Welcome => "welcome",
+            Self::Release => "release",
+            Self::LeaseClosed => "lease_closed",
+        }
+    }
+}
+
+impl fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why HQ refused a push as a whole, as `report anomalies` lists it. The text form
+/// is what the database stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AnomalyKind {
+    /// The batch started after the next expected seq.
+    Gap,
+    /// A seq HQ holds came again with another id or content: the journal was
+    /// rewound or rewritten.
+    Rewind,
+    /// An entry id HQ holds under another `(terminal, seq)`.
+    IdReuse,
+    /// The body named another store or terminal than the token.
+    TerminalMismatch,
+}
+
+impl AnomalyKind {
+    /// Every kind, for parsing.
+    pub const ALL: [Self; 4] = [
+        Self::Gap,
+        Self::Rewind,
+        Self::IdReuse,
+        Self::TerminalMismatch,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Gap => "gap",
+            Self::Rewind => "rewind",
+            Self::IdReuse => "id_reuse",
+            Self::TerminalMismatch => "terminal_mismatch",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A card as HQ holds it: the cached totals the ledger rows add up to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CardState {
+pub struct CardRecord {
     /// The card.
     pub card: CardId,
     /// Every point the card holds, pending included; negative is debt.
@@ -194,7 +274,7 @@ pub struct CardState {
     pub flags: FlagSet,
 }
 
-impl CardState {
+impl CardRecord {
     /// A card HQ has never held a row for.
     pub fn new(card: CardId) -> Self {
         Self {
@@ -385,6 +465,38 @@ impl Spend {
     }
 }
 
+/// The spend of each of `cards` over the window ending at `now` that its cached
+/// `spend_12m` gives exactly, and the cards whose spend must be summed from their
+/// entries instead.
+///
+/// A cached spend is exact until the card's `spend_drops_at`: until then no entry it
+/// counts has left the window, and an entry outside the window when it was applied
+/// never enters it again. (The ledger job relies on the same fact to recompute only
+/// the cards whose moment has come.)
+pub fn cached_spend(
+    cards: &HashMap<CardId, CardRecord>,
+    now: OffsetDateTime,
+) -> (HashMap<CardId, Spend>, Vec<&CardId>) {
+    let mut spend = HashMap::with_capacity(cards.len());
+    let mut stale = Vec::new();
+    for (id, card) in cards {
+        match card.spend_drops_at {
+            Some(drops) if drops <= now => stale.push(id),
+            drops => {
+                let earliest = drops.and_then(|d| d.checked_sub(SPEND_WINDOW));
+                spend.insert(
+                    id.clone(),
+                    Spend {
+                        total: card.spend_12m,
+                        earliest,
+                    },
+                );
+            }
+        }
+    }
+    (spend, stale)
+}
+
 /// The tier name of a card with `spend` in the window.
 pub fn tier_name(rules: &ProgramRules, spend: Money) -> Option<String> {
     rules.tier_for_spend(spend).map(|t| t.name.clone())
@@ -433,6 +545,9 @@ mod tests {
         }
         for k in FlagKind::ALL {
             assert_eq!(FlagKind::parse(k.as_str()), Some(k));
+        }
+        for k in AnomalyKind::ALL {
+            assert_eq!(AnomalyKind::parse(k.as_str()), Some(k));
         }
         let mut set = FlagSet::default();
         set.insert(FlagKind::Overdraft);

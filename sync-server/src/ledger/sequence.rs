@@ -1,6 +1,7 @@
 //! Exactly-once: which entries of a batch HQ already holds, which are new, and when a
 //! batch must be refused because the terminal's sequence went wrong (gap, rewind).
 
+use super::AnomalyKind;
 use super::batch::Batch;
 use protocol::Seq;
 use protocol::journal::JournalEntry;
@@ -51,12 +52,12 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Stable name of the anomaly, as `report anomalies` shows it.
-    pub fn anomaly_kind(&self) -> &'static str {
+    /// The anomaly it is, as `report anomalies` shows it.
+    pub fn anomaly_kind(&self) -> AnomalyKind {
         match self {
-            Self::Gap { .. } => "gap",
-            Self::Conflict { .. } => "rewind",
-            Self::IdConflict { .. } => "id_reuse",
+            Self::Gap { .. } => AnomalyKind::Gap,
+            Self::Conflict { .. } => AnomalyKind::Rewind,
+            Self::IdConflict { .. } => AnomalyKind::IdReuse,
         }
     }
 
@@ -199,7 +200,7 @@ mod tests {
         changed.rules_version += 1;
         let err = classify(&Batch::new(vec![changed]).unwrap(), Seq(1), &held).unwrap_err();
         assert!(matches!(err, Refusal::Conflict { seq: Seq(1), .. }));
-        assert_eq!(err.anomaly_kind(), "rewind");
+        assert_eq!(err.anomaly_kind().as_str(), "rewind");
         let mut other_id = original;
         other_id.id = Uuid::from_u128(999);
         let err = classify(&Batch::new(vec![other_id]).unwrap(), Seq(1), &held).unwrap_err();

@@ -2,7 +2,7 @@
 //! rows and lots add up to, and every terminal's `acked_through` is the top of a
 //! gap-free run of stored entries.
 
-use super::CardState;
+use super::CardRecord;
 use protocol::{CardId, Points};
 use std::fmt;
 
@@ -12,7 +12,7 @@ pub struct CardAudit {
     /// The cached card row (`None`: ledger rows or lots exist without a card row).
     pub card: CardId,
     /// The cached state, if a card row exists.
-    pub cached: Option<CardState>,
+    pub cached: Option<CardRecord>,
     /// Σ ledger.delta_balance.
     pub ledger_balance: Points,
     /// Σ ledger.delta_pending.
@@ -157,7 +157,7 @@ mod tests {
 
     fn audit(balance: i64, ledger: i64) -> CardAudit {
         let card = CardId::parse("4006381333931").unwrap();
-        let mut cached = CardState::new(card.clone());
+        let mut cached = CardRecord::new(card.clone());
         cached.balance = Points(balance);
         CardAudit {
             card,

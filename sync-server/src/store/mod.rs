@@ -1,14 +1,22 @@
-//! Storage: the [`Store`] trait every backend implements, and the backends.
+//! Storage: the [`Store`] contract and the backends behind it.
 //!
-//! A backend loads rows, writes rows and owns transactions; every decision about
-//! what the rows mean is taken by [`crate::ledger`]. The SQLite backend
-//! ([`sqlite::SqliteStore`]) is the default; [`postgres::PgStore`] lets several
-//! stateless instances share one PostgreSQL database. Cursors are opaque strings
-//! because PostgreSQL's are snapshot-based rather than a single counter.
+//! Every operation is written once, in [`flow`]: which rows it loads and writes, in
+//! which transaction, with every decision about what the rows mean taken by the pure
+//! [`crate::ledger`]. A backend provides only its SQL ([`statements`]) and the way it
+//! runs an operation ([`backend`]); rows are decoded once ([`rows`]), values encoded
+//! once ([`encode`]). The SQLite backend ([`sqlite::SqliteStore`]) is the default;
+//! [`postgres::PgStore`] lets several stateless instances share one PostgreSQL
+//! database. Cursors are opaque strings because PostgreSQL's are snapshot-based
+//! rather than a single counter.
 
+pub mod backend;
+pub mod caches;
 pub mod encode;
+pub mod flow;
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
+pub mod statements;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +26,7 @@ use crate::ledger::batch::Batch;
 use crate::ledger::jobs::JobReport;
 use crate::ledger::sequence::Refusal;
 use crate::ledger::verify::{CardAudit, TerminalAudit};
-use crate::ledger::{CardState, FlagKind, LedgerKind, RulesVersionError};
+use crate::ledger::{AnomalyKind, CardRecord, FlagKind, LedgerKind, RulesVersionError};
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
@@ -28,6 +36,9 @@ use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::fmt;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
+
+/// A storage operation's result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +54,17 @@ pub enum StoreError {
         "terminal {store}/{terminal} already exists and is active; add --rotate to replace its token"
     )]
     TerminalActive {
-        /// Store.
+        /// The terminal's store.
         store: StoreId,
-        /// Terminal.
+        /// The terminal's name in its store.
         terminal: TerminalId,
     },
     /// No such terminal.
     #[error("no terminal {store}/{terminal}")]
     UnknownTerminal {
-        /// Store.
+        /// The store named.
         store: StoreId,
-        /// Terminal.
+        /// The terminal named.
         terminal: TerminalId,
     },
     /// `rules set` with a version that is not newer.
@@ -62,7 +73,7 @@ pub enum StoreError {
     /// A stored value no longer parses (hand-edited database, newer server).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-    /// The terminal was revoked while its request was under way.
+    /// The terminal (`store/terminal`) was revoked while its request was under way.
     #[error("terminal {0} is revoked")]
     Revoked(String),
     /// The database URL cannot be used.
@@ -82,9 +93,9 @@ pub enum StoreError {
 pub struct TerminalIdentity {
     /// The backend's key of the terminal row.
     pub key: i64,
-    /// Store.
+    /// The store the terminal sells for.
     pub store: StoreId,
-    /// Terminal.
+    /// The terminal's name in its store.
     pub terminal: TerminalId,
 }
 
@@ -108,9 +119,9 @@ pub enum TerminalAdded {
 /// A terminal, for `terminal list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminalInfo {
-    /// Store.
+    /// The store the terminal sells for.
     pub store: StoreId,
-    /// Terminal.
+    /// The terminal's name in its store.
     pub terminal: TerminalId,
     /// When it was added.
     pub created_at: OffsetDateTime,
@@ -147,14 +158,14 @@ pub struct PullRequest<'a> {
 /// A refused push or other protocol anomaly, for `report anomalies`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anomaly {
-    /// When.
+    /// When HQ saw it.
     pub at: OffsetDateTime,
     /// The authenticated store.
     pub store: StoreId,
     /// The authenticated terminal.
     pub terminal: TerminalId,
-    /// `gap`, `rewind`, `id_reuse`, `terminal_mismatch`.
-    pub kind: String,
+    /// What went wrong.
+    pub kind: AnomalyKind,
     /// What happened.
     pub detail: String,
 }
@@ -162,7 +173,7 @@ pub struct Anomaly {
 /// A public signing key, for `keys list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
-    /// Key id.
+    /// The id tokens name the key by.
     pub key_id: KeyId,
     /// Base32 public key.
     pub public_key: String,
@@ -181,17 +192,17 @@ pub struct LedgerView {
     pub delta_balance: Points,
     /// Change of the pending points.
     pub delta_pending: Points,
-    /// When.
+    /// When it took effect (the entry's time, or the job's).
     pub at: OffsetDateTime,
-    /// The entry, if any.
+    /// The entry that caused it; `None` for HQ's own rows.
     pub entry_id: Option<Uuid>,
 }
 
 /// A card, for `card show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardReport {
-    /// Its state.
-    pub state: CardState,
+    /// Its cached totals.
+    pub state: CardRecord,
     /// Why HQ blocked it.
     pub block_reason: Option<String>,
     /// Last change.
@@ -205,11 +216,11 @@ pub struct CardReport {
 pub struct FlaggedEntry {
     /// When the entry was recorded at the till.
     pub at: OffsetDateTime,
-    /// Store.
+    /// The store of the terminal that recorded it.
     pub store: StoreId,
-    /// Terminal.
+    /// The terminal that recorded it.
     pub terminal: TerminalId,
-    /// Its number.
+    /// Its number at that terminal.
     pub seq: Seq,
     /// Its id.
     pub entry_id: Uuid,
@@ -217,7 +228,7 @@ pub struct FlaggedEntry {
     pub card: CardId,
     /// The broken rule.
     pub kind: FlagKind,
-    /// Context.
+    /// What the rule saw (balance after, points redeemed, …).
     pub detail: String,
 }
 

@@ -1,6 +1,4 @@
-//! What agents read on PostgreSQL: the change feed (`pull`) and live balances, each in
-//! one REPEATABLE READ read-only transaction, so `acked_through` and the balances come
-//! from the same snapshot.
+//! The change feed on PostgreSQL, read in one REPEATABLE READ read-only transaction.
 //!
 //! # The cursor
 //!
@@ -24,19 +22,15 @@
 //! the snapshot, so events that arrive out of their commit order still leave the
 //! agent with HQ's latest word.
 
-use super::rows::card_row;
-use super::{admin, rules, sql};
-use crate::store::encode::{
-    CARD_COLUMNS, RulesCache, card, card_balance, unseen_card_balance, unsigned,
-};
-use crate::store::{PullRequest, StoreError, TerminalIdentity};
-use deadpool_postgres::{Client, GenericClient, Transaction};
-use protocol::wire::{
-    BlockChange, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
-};
-use protocol::{CardId, Seq};
-use time::OffsetDateTime;
-use tokio_postgres::IsolationLevel;
+use super::session::PgSession;
+use super::sql;
+use crate::ledger::CardRecord;
+use crate::store::Result;
+use crate::store::StoreError;
+use crate::store::rows::{self, CARD_COLUMNS};
+use crate::store::statements::{FeedPosition, FeedRows};
+use protocol::wire::BlockChange;
+use protocol::{CardId, StoreId};
 
 /// A feed position; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +48,16 @@ impl Cursor {
         xid: 0,
         card: String::new(),
     };
+}
 
-    /// Parses a cursor this backend issued. A plain number is a cursor of the SQLite
-    /// backend (an agent of an HQ that moved to PostgreSQL): such an agent starts
-    /// over and receives every balance once.
-    pub fn parse(cursor: Option<&str>) -> Result<Self, StoreError> {
+impl FeedPosition for Cursor {
+    fn start() -> Self {
+        Self::START
+    }
+
+    /// A plain number is a cursor of the SQLite backend (an agent of an HQ that moved
+    /// to PostgreSQL): such an agent starts over and receives every balance once.
+    fn parse(cursor: Option<&str>) -> Result<Self> {
         let s = match cursor.map(str::trim) {
             None | Some("") => return Ok(Self::START),
             Some(s) => s,
@@ -82,6 +81,11 @@ impl Cursor {
             card: card.to_owned(),
         })
     }
+
+    /// By transaction id only: a page cut inside a transaction is below its xmin.
+    fn is_past(&self, head: &Self) -> bool {
+        self.xid > head.xid
+    }
 }
 
 impl std::fmt::Display for Cursor {
@@ -94,133 +98,76 @@ impl std::fmt::Display for Cursor {
     }
 }
 
-/// A read-only transaction on one snapshot.
-async fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
-    Ok(client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?)
-}
+impl FeedRows for PgSession<'_> {
+    type Position = Cursor;
 
-async fn acked_through(
-    tx: &impl GenericClient,
-    terminal: &TerminalIdentity,
-) -> Result<Seq, StoreError> {
-    let row = sql::query_opt(
-        tx,
-        "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL",
-        &[&terminal.key],
-    )
-    .await?;
-    match row {
-        Some(r) => Ok(Seq(unsigned(r.try_get(0)?)?)),
-        None => Err(StoreError::Revoked(terminal.to_string())),
+    /// The first statement takes the transaction's snapshot; its xmin bounds the page.
+    async fn feed_head(&mut self) -> Result<Cursor> {
+        sql::one(
+            self.client(),
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+            |r| {
+                Ok(Cursor {
+                    xid: r.try_get(0)?,
+                    card: String::new(),
+                })
+            },
+        )
+        .await
     }
-}
 
-/// See [`crate::store::Store::pull`].
-pub async fn pull(
-    client: &mut Client,
-    cache: &RulesCache,
-    terminal: &TerminalIdentity,
-    request: PullRequest<'_>,
-    now: OffsetDateTime,
-) -> Result<PullResponse, StoreError> {
-    let mut cursor = Cursor::parse(request.cursor)?;
-    let page = i64::from(request.page_size.max(1));
-    let tx = snapshot(client).await?;
-    // The first statement takes the transaction's snapshot; its xmin bounds the page.
-    let upper: i64 = sql::query_one(
-        &tx,
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        &[],
-    )
-    .await?
-    .try_get(0)?;
-    let acked = acked_through(&tx, terminal).await?;
-    // A cursor from the future (HQ restored from a backup, or another database)
-    // cannot be trusted: the agent gets everything again.
-    if cursor.xid > upper {
-        cursor = Cursor::START;
+    async fn changed_cards(
+        &mut self,
+        store: &StoreId,
+        after: &Cursor,
+        head: &Cursor,
+        page: i64,
+    ) -> Result<Vec<(Cursor, CardRecord)>> {
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT c.change_xid, {} FROM cards c
+                 WHERE (c.change_xid, c.card) > ($2, $3) AND c.change_xid < $4
+                   AND EXISTS (SELECT 1 FROM store_cards s WHERE s.store = $1 AND s.card = c.card)
+                 ORDER BY c.change_xid, c.card LIMIT $5",
+                prefixed(CARD_COLUMNS, "c.")
+            ),
+            &[&store.as_str(), &after.xid, &after.card, &head.xid, &page],
+            |r| {
+                let card = rows::card_record(r, 1)?;
+                let at = Cursor {
+                    xid: r.try_get(0)?,
+                    card: card.card.as_str().to_owned(),
+                };
+                Ok((at, card))
+            },
+        )
+        .await
     }
-    let current = rules::current(&tx, cache).await?;
-    let rules = (current.version > request.rules_version).then(|| (*current).clone());
-    let keys = admin::list_keys(&tx)
-        .await?
-        .into_iter()
-        .map(|k| PublicKeyInfo {
-            key_id: k.key_id,
-            public_key: k.public_key,
-            valid_until: k.valid_until,
-        })
-        .collect();
-    let rows = sql::query(
-        &tx,
-        &format!(
-            "SELECT c.change_xid, {} FROM cards c
-             WHERE (c.change_xid, c.card) > ($2, $3) AND c.change_xid < $4
-               AND EXISTS (SELECT 1 FROM store_cards s WHERE s.store = $1 AND s.card = c.card)
-             ORDER BY c.change_xid, c.card LIMIT $5",
-            prefixed(CARD_COLUMNS, "c.")
-        ),
-        &[
-            &terminal.store.as_str(),
-            &cursor.xid,
-            &cursor.card,
-            &upper,
-            &page,
-        ],
-    )
-    .await?;
-    let mut balances = Vec::with_capacity(rows.len());
-    let mut last = None;
-    for r in &rows {
-        let state = card_row(r, 1)?.into_state()?;
-        last = Some(Cursor {
-            xid: r.try_get(0)?,
-            card: state.card.as_str().to_owned(),
-        });
-        balances.push(card_balance(state, now));
+
+    /// Block events of transactions wholly behind `upto` and not behind `after`,
+    /// each with the card's current state in the snapshot.
+    async fn block_changes(&mut self, after: &Cursor, upto: &Cursor) -> Result<Vec<BlockChange>> {
+        sql::all(
+            self.client(),
+            "SELECT e.card, c.blocked FROM block_events e JOIN cards c ON c.card = e.card
+             WHERE e.xid >= $1 AND e.xid < $2 ORDER BY e.xid, e.id",
+            &[&after.xid, &upto.xid],
+            rows::block_change,
+        )
+        .await
     }
-    let more = i64::try_from(balances.len()).unwrap_or(i64::MAX) >= page;
-    let next = match last {
-        Some(last) if more => last,
-        _ => Cursor {
-            xid: upper,
-            card: String::new(),
-        },
-    };
-    // Block events of transactions wholly behind the new cursor and not behind the old.
-    let rows = sql::query(
-        &tx,
-        "SELECT e.card, c.blocked FROM block_events e JOIN cards c ON c.card = e.card
-         WHERE e.xid >= $1 AND e.xid < $2 ORDER BY e.xid, e.id",
-        &[&cursor.xid, &next.xid],
-    )
-    .await?;
-    let blocked = rows
-        .iter()
-        .map(|r| {
-            let c: String = r.try_get(0)?;
-            Ok(BlockChange {
-                card: card(&c)?,
-                blocked: r.try_get(1)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    tx.commit().await?;
-    Ok(PullResponse {
-        protocol: PROTOCOL_VERSION,
-        cursor: next.to_string(),
-        more,
-        acked_through: acked,
-        rules,
-        blocked,
-        keys,
-        balances,
-    })
+
+    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
+        sql::first(
+            self.client(),
+            &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = $1"),
+            &[&card.as_str()],
+            |r| rows::card_record(r, 0),
+        )
+        .await
+    }
 }
 
 /// `a, b` with each column prefixed (`c.a, c.b`).
@@ -230,33 +177,6 @@ fn prefixed(columns: &str, prefix: &str) -> String {
         .map(|c| format!("{prefix}{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// See [`crate::store::Store::live_balance`].
-pub async fn live_balance(
-    client: &mut Client,
-    terminal: &TerminalIdentity,
-    card_id: &CardId,
-    now: OffsetDateTime,
-) -> Result<LiveBalanceResponse, StoreError> {
-    let tx = snapshot(client).await?;
-    let acked = acked_through(&tx, terminal).await?;
-    let row = sql::query_opt(
-        &tx,
-        &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = $1"),
-        &[&card_id.as_str()],
-    )
-    .await?;
-    tx.commit().await?;
-    let balance = match row {
-        Some(row) => card_balance(card_row(&row, 0)?.into_state()?, now),
-        None => unseen_card_balance(card_id, now),
-    };
-    Ok(LiveBalanceResponse {
-        protocol: PROTOCOL_VERSION,
-        acked_through: acked,
-        balance,
-    })
 }
 
 #[cfg(test)]

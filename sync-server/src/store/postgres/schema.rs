@@ -13,8 +13,9 @@
 //! same way (row locks are taken in that order).
 
 use super::sql;
+use crate::store::Result;
 use crate::store::StoreError;
-use deadpool_postgres::Client;
+use deadpool_postgres::{Client, GenericClient};
 
 /// Key of the advisory lock that serializes migrations (any constant that no other
 /// application on the database uses; this one spells "loyalty" in ASCII).
@@ -34,7 +35,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
-pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
     sql::execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
@@ -45,13 +46,7 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
          )",
     )
     .await?;
-    let applied: i32 = sql::query_one(
-        &tx,
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        &[],
-    )
-    .await?
-    .try_get(0)?;
+    let applied = version(&tx).await?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     if applied > known {
         return Err(StoreError::Corrupt(format!(
@@ -78,14 +73,14 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 /// The schema version a database is at (0: none), for tests and diagnostics.
-pub async fn version(client: &Client) -> Result<i32, StoreError> {
-    Ok(sql::query_one(
+pub async fn version(client: &impl GenericClient) -> Result<i32> {
+    sql::one(
         client,
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         &[],
+        |r| Ok(r.try_get(0)?),
     )
-    .await?
-    .try_get(0)?)
+    .await
 }
 
 const V1: &str = r#"

@@ -1,7 +1,8 @@
 //! Statements through each connection's prepared-statement cache, with driver errors
-//! turned into [`StoreError`]. Every helper takes a connection or a transaction.
+//! turned into [`StoreError`] and rows decoded by [`crate::store::rows`]. Every
+//! helper takes a connection or a transaction.
 
-use crate::store::StoreError;
+use crate::store::Result;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -10,41 +11,49 @@ use tokio_postgres::types::ToSql;
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 /// Every row of a cached statement.
-pub async fn query(
-    c: &impl GenericClient,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<Vec<Row>, StoreError> {
+pub async fn query(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.query(&stmt, params).await?)
 }
 
-/// The one row of a cached statement.
-pub async fn query_one(
+/// Every row of a cached statement, decoded.
+pub async fn all<T>(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
-) -> Result<Row, StoreError> {
-    let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query_one(&stmt, params).await?)
+    decode: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    query(c, sql, params).await?.iter().map(decode).collect()
 }
 
-/// The row of a cached statement, if any.
-pub async fn query_opt(
+/// The one row of a cached statement, decoded.
+pub async fn one<T>(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
-) -> Result<Option<Row>, StoreError> {
+    decode: impl FnOnce(&Row) -> Result<T>,
+) -> Result<T> {
     let stmt = c.prepare_cached(sql).await?;
-    Ok(c.query_opt(&stmt, params).await?)
+    decode(&c.query_one(&stmt, params).await?)
+}
+
+/// The row of a cached statement, decoded, if any.
+pub async fn first<T>(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+    decode: impl FnOnce(&Row) -> Result<T>,
+) -> Result<Option<T>> {
+    let stmt = c.prepare_cached(sql).await?;
+    c.query_opt(&stmt, params)
+        .await?
+        .as_ref()
+        .map(decode)
+        .transpose()
 }
 
 /// Runs a cached statement; returns the rows it changed.
-pub async fn execute(
-    c: &impl GenericClient,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<u64, StoreError> {
+pub async fn execute(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.execute(&stmt, params).await?)
 }

@@ -34,7 +34,7 @@ pub enum TestDbError {
     Sql {
         /// The statement.
         sql: String,
-        /// Why.
+        /// The server's refusal.
         source: tokio_postgres::Error,
     },
     /// No runtime for a blocking call.

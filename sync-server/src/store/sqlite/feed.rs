@@ -1,138 +1,116 @@
-//! What agents read: the change feed (`pull`) and live balances, each in one read
-//! transaction so `acked_through` and the balances come from the same snapshot.
-//!
-//! The cursor is the decimal change position: every card change and block event
-//! takes the next position in its writing transaction, and with a single writer
-//! commit order is position order, so "everything after position N" is exact.
+//! The change feed in SQLite. The cursor is the decimal change position: every card
+//! change and block event takes the next position in its writing transaction, and
+//! with a single writer commit order is position order, so "everything after
+//! position N" is exact.
 
-use super::Inner;
-use super::rows::{CARD_COLUMNS, card_row, unsigned};
-use super::{admin, rules};
-use crate::store::encode::{card_balance, unseen_card_balance};
-use crate::store::{PullRequest, StoreError, TerminalIdentity};
-use protocol::wire::{
-    BlockChange, LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse,
-};
-use protocol::{CardId, Seq};
-use rusqlite::{Connection, OptionalExtension};
-use time::OffsetDateTime;
+use super::session::SqliteSession;
+use crate::ledger::CardRecord;
+use crate::store::Result;
+use crate::store::StoreError;
+use crate::store::rows::{self, CARD_COLUMNS};
+use crate::store::statements::{FeedPosition, FeedRows};
+use protocol::wire::BlockChange;
+use protocol::{CardId, StoreId};
+use std::fmt;
 
-fn acked_through(conn: &Connection, terminal: &TerminalIdentity) -> Result<Seq, StoreError> {
-    let acked: Option<i64> = conn
-        .prepare_cached("SELECT acked_through FROM terminals WHERE id = ?1 AND revoked_at IS NULL")?
-        .query_row([terminal.key], |r| r.get(0))
-        .optional()?;
-    match acked {
-        Some(a) => Ok(Seq(unsigned(a)?)),
-        None => Err(StoreError::Revoked(terminal.to_string())),
+/// A change position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangePos(i64);
+
+impl fmt::Display for ChangePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
-fn parse_cursor(cursor: Option<&str>) -> Result<i64, StoreError> {
-    match cursor.map(str::trim) {
-        None | Some("") => Ok(0),
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| StoreError::BadCursor(s.to_owned())),
+impl FeedPosition for ChangePos {
+    fn start() -> Self {
+        Self(0)
+    }
+
+    fn parse(cursor: Option<&str>) -> Result<Self> {
+        match cursor.map(str::trim) {
+            None | Some("") => Ok(Self::start()),
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Self)
+                .ok_or_else(|| StoreError::BadCursor(s.to_owned())),
+        }
+    }
+
+    fn is_past(&self, head: &Self) -> bool {
+        self.0 > head.0
     }
 }
 
-/// See [`crate::store::Store::pull`].
-pub fn pull(
-    conn: &mut Connection,
-    inner: &Inner,
-    terminal: &TerminalIdentity,
-    request: PullRequest<'_>,
-    now: OffsetDateTime,
-) -> Result<PullResponse, StoreError> {
-    let cursor = parse_cursor(request.cursor)?;
-    let page = i64::from(request.page_size.max(1));
-    let tx = conn.transaction()?;
-    let acked = acked_through(&tx, terminal)?;
-    let head: i64 = tx
-        .prepare_cached("SELECT pos FROM change_counter WHERE id = 1")?
-        .query_row([], |r| r.get(0))?;
-    // A cursor from the future (HQ restored from a backup) cannot be trusted: the
-    // agent gets everything again.
-    let cursor = if cursor > head { 0 } else { cursor };
-    let current = rules::current(&tx, inner)?;
-    let rules = (current.version > request.rules_version).then(|| (*current).clone());
-    let keys = admin::list_keys(&tx)?
-        .into_iter()
-        .map(|k| PublicKeyInfo {
-            key_id: k.key_id,
-            public_key: k.public_key,
-            valid_until: k.valid_until,
+impl FeedRows for SqliteSession<'_> {
+    type Position = ChangePos;
+
+    async fn feed_head(&mut self) -> Result<ChangePos> {
+        self.one("SELECT pos FROM change_counter WHERE id = 1", [], |r| {
+            Ok(ChangePos(r.get(0)?))
         })
-        .collect();
-    let mut balances = Vec::new();
-    let mut last_pos = cursor;
-    {
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT c.change_pos, {CARD_COLUMNS} FROM cards c
-             WHERE c.change_pos > ?2
-               AND EXISTS (SELECT 1 FROM store_cards s WHERE s.store = ?1 AND s.card = c.card)
-             ORDER BY c.change_pos LIMIT ?3"
-        ))?;
-        let mut rows = stmt.query((terminal.store.as_str(), cursor, page))?;
-        while let Some(r) = rows.next()? {
-            last_pos = r.get(0)?;
-            let state = card_row(r, 1)?.into_state()?;
-            balances.push(card_balance(state, now));
-        }
     }
-    let more = i64::try_from(balances.len()).unwrap_or(i64::MAX) >= page;
-    let upto = if more { last_pos } else { head };
-    let mut blocked = Vec::new();
-    {
-        let mut stmt = tx.prepare_cached(
+
+    /// Every position up to the head is committed (one writer), so `head` bounds
+    /// nothing here.
+    async fn changed_cards(
+        &mut self,
+        store: &StoreId,
+        after: &ChangePos,
+        _head: &ChangePos,
+        page: i64,
+    ) -> Result<Vec<(ChangePos, CardRecord)>> {
+        self.all(
+            &format!(
+                "SELECT c.change_pos, {CARD_COLUMNS} FROM cards c
+                 WHERE c.change_pos > ?2
+                   AND EXISTS (SELECT 1 FROM store_cards s WHERE s.store = ?1 AND s.card = c.card)
+                 ORDER BY c.change_pos LIMIT ?3"
+            ),
+            (store.as_str(), after.0, page),
+            |r| Ok((ChangePos(r.get(0)?), rows::card_record(r, 1)?)),
+        )
+    }
+
+    async fn block_changes(
+        &mut self,
+        after: &ChangePos,
+        upto: &ChangePos,
+    ) -> Result<Vec<BlockChange>> {
+        self.all(
             "SELECT card, blocked FROM block_events WHERE pos > ?1 AND pos <= ?2 ORDER BY pos",
-        )?;
-        let mut rows = stmt.query((cursor, upto))?;
-        while let Some(r) = rows.next()? {
-            let card: String = r.get(0)?;
-            blocked.push(BlockChange {
-                card: super::rows::card(&card)?,
-                blocked: r.get(1)?,
-            });
-        }
+            (after.0, upto.0),
+            |r| rows::block_change(r),
+        )
     }
-    tx.commit()?;
-    Ok(PullResponse {
-        protocol: PROTOCOL_VERSION,
-        cursor: upto.to_string(),
-        more,
-        acked_through: acked,
-        rules,
-        blocked,
-        keys,
-        balances,
-    })
+
+    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
+        self.first(
+            &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"),
+            [card.as_str()],
+            |r| rows::card_record(r, 0),
+        )
+    }
 }
 
-/// See [`crate::store::Store::live_balance`].
-pub fn live_balance(
-    conn: &mut Connection,
-    terminal: &TerminalIdentity,
-    card: &CardId,
-    now: OffsetDateTime,
-) -> Result<LiveBalanceResponse, StoreError> {
-    let tx = conn.transaction()?;
-    let acked = acked_through(&tx, terminal)?;
-    let row = tx
-        .prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"))?
-        .query_row([card.as_str()], |r| card_row(r, 0))
-        .optional()?;
-    tx.commit()?;
-    let balance = match row {
-        Some(row) => card_balance(row.into_state()?, now),
-        None => unseen_card_balance(card, now),
-    };
-    Ok(LiveBalanceResponse {
-        protocol: PROTOCOL_VERSION,
-        acked_through: acked,
-        balance,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_non_negative_numbers() {
+        assert_eq!(ChangePos::parse(None).unwrap(), ChangePos(0));
+        assert_eq!(ChangePos::parse(Some(" 42 ")).unwrap(), ChangePos(42));
+        assert_eq!(ChangePos(42).to_string(), "42");
+        for bad in ["-1", "x12", "1.5"] {
+            assert!(matches!(
+                ChangePos::parse(Some(bad)),
+                Err(StoreError::BadCursor(_))
+            ));
+        }
+        assert!(ChangePos(5).is_past(&ChangePos(4)));
+    }
 }

@@ -1,0 +1,294 @@
+//! The push: one write transaction per batch, on every backend.
+//!
+//! 1. Lock the terminal's row (PostgreSQL: `SELECT … FOR UPDATE`, so a second push of
+//!    the same terminal, on this instance or another, waits and then reads what the
+//!    first one committed; SQLite: its single writer already serializes pushes).
+//! 2. Read what HQ holds of the batch's seq range and classify the entries
+//!    ([`crate::ledger::sequence`]): duplicates, new, or a refusal of the whole batch.
+//! 3. Lock the touched cards in card-id order ([`CardRows::lock_cards`]); a card HQ
+//!    never held makes the attempt start over with blank rows created first
+//!    ([`Missing`]), so that two first sights of a card queue up too.
+//! 4. After the locks, read the consuming cards' open lots and the spend of cards
+//!    whose cached spend is stale ([`crate::ledger::cached_spend`]), so each batch
+//!    computes from the state the previous writer committed.
+//! 5. Let [`apply_batch`] decide, then write: entries (the database's uniqueness is
+//!    the last word on exactly-once: a clash refuses the batch), cards, lots, ledger,
+//!    flags, and the store's feed membership of cards not known to be in it.
+//! 6. Record `acked_through`; after commit the caches learn the new associations.
+//!
+//! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
+//! thread from the moment the push arrives, so the hashing overlaps with the
+//! transaction's first statements instead of adding to them.
+//!
+//! [`CardRows::lock_cards`]: crate::store::statements::CardRows::lock_cards
+
+use super::done;
+use super::rules;
+use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume};
+use crate::ledger::batch::Batch;
+use crate::ledger::sequence::{Refusal, classify, held_range};
+use crate::ledger::{CardRecord, cached_spend, spend_window_start};
+use crate::store::Result;
+use crate::store::backend::{Access, Attempt, Op};
+use crate::store::caches::Caches;
+use crate::store::encode::entry_body_and_hash;
+use crate::store::statements::{Clash, Missing, NewEntries, Statements};
+use crate::store::{PushOutcome, StoreError, TerminalIdentity};
+use protocol::journal::JournalEntry;
+use protocol::{CardId, Seq};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// The entries' canonical JSON and content hashes, in batch order, computed on a
+/// blocking thread.
+pub enum Encoded {
+    /// Still being computed.
+    Pending(JoinHandle<Result<Vec<(String, String)>>>),
+    /// Computed, in batch order.
+    Ready(Vec<(String, String)>),
+}
+
+impl Encoded {
+    /// Starts encoding `batch`.
+    pub fn start(batch: &Arc<Batch>) -> Self {
+        let batch = Arc::clone(batch);
+        Self::Pending(tokio::task::spawn_blocking(move || {
+            batch.entries().iter().map(entry_body_and_hash).collect()
+        }))
+    }
+
+    /// The encodings (waiting for them the first time).
+    async fn get(&mut self) -> Result<&[(String, String)]> {
+        if let Self::Pending(handle) = self {
+            let done = handle
+                .await
+                .map_err(|e| StoreError::Backend(Box::new(e)))??;
+            *self = Self::Ready(done);
+        }
+        match self {
+            Self::Ready(v) => Ok(v),
+            Self::Pending(_) => Err(StoreError::Corrupt("entry encoding vanished".to_owned())),
+        }
+    }
+}
+
+/// Applies a batch or refuses it; see [`crate::store::Store::push`].
+pub struct Push {
+    terminal: TerminalIdentity,
+    batch: Arc<Batch>,
+    encoded: Encoded,
+    now: OffsetDateTime,
+    /// `Report` first: almost always every card is known and one attempt locks them.
+    missing: Missing,
+    /// Cards whose feed membership the committed attempt made sure of.
+    associated: Vec<String>,
+}
+
+impl Push {
+    /// A push of `batch` (whose encoding starts now).
+    pub fn new(terminal: TerminalIdentity, batch: Arc<Batch>, now: OffsetDateTime) -> Self {
+        Self {
+            encoded: Encoded::start(&batch),
+            terminal,
+            batch,
+            now,
+            missing: Missing::Report,
+            associated: Vec::new(),
+        }
+    }
+}
+
+impl Op for Push {
+    type Out = PushOutcome;
+    const ACCESS: Access = Access::Write;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PushOutcome>> {
+        let Self {
+            terminal,
+            batch,
+            encoded,
+            now,
+            missing,
+            associated,
+        } = self;
+        let acked = match c.lock_terminal(terminal.key).await? {
+            Some(t) if !t.revoked => t.acked_through,
+            _ => return Err(revoked(terminal)),
+        };
+        let held = match held_range(batch, acked) {
+            Some((from, to)) => c.held(terminal.key, from, to).await?.into_iter().collect(),
+            None => HashMap::new(),
+        };
+        let classified = classify(batch, acked, &held)?;
+        let new = classified.new_entries(batch);
+        let acked_after = new.last().map_or(acked, |e| e.seq);
+        associated.clear();
+        if !new.is_empty() {
+            let to_apply = New {
+                entries: new,
+                from: classified.new_from,
+                acked,
+            };
+            let Some(cards) =
+                apply_new(c, terminal, batch, encoded, &to_apply, *missing, *now).await?
+            else {
+                if matches!(missing, Missing::Create(_)) {
+                    return Err(StoreError::Corrupt(
+                        "cards created for a push were not there to lock".to_owned(),
+                    ));
+                }
+                *missing = Missing::Create(*now);
+                return Ok(Attempt::StartOver);
+            };
+            *associated = cards;
+        }
+        c.ack(terminal.key, acked_after, *now).await?;
+        done(Ok(PushOutcome {
+            acked_through: acked_after,
+            applied: u32::try_from(new.len()).unwrap_or(u32::MAX),
+            duplicates: classified.duplicates,
+        }))
+    }
+
+    fn committed(&mut self, caches: &Caches) {
+        caches
+            .associations
+            .remember(&self.terminal.store, std::mem::take(&mut self.associated));
+    }
+}
+
+/// The revocation of a terminal whose request was under way.
+pub fn revoked(terminal: &TerminalIdentity) -> StoreError {
+    StoreError::Revoked(terminal.to_string())
+}
+
+/// The entries a push applies.
+struct New<'a> {
+    entries: &'a [JournalEntry],
+    /// Index of the first in the batch.
+    from: usize,
+    /// What HQ held before.
+    acked: Seq,
+}
+
+/// Writes the new entries and their effects; answers the cards whose feed
+/// membership it made sure of, or `None` when a card has no row and `missing` is
+/// `Report` (nothing written).
+async fn apply_new<C: Statements>(
+    c: &mut C,
+    terminal: &TerminalIdentity,
+    batch: &Batch,
+    encoded: &mut Encoded,
+    new: &New<'_>,
+    missing: Missing,
+    now: OffsetDateTime,
+) -> Result<Option<Vec<String>>> {
+    let book = rules::book(c, batch.rules_versions()).await?;
+    let mut seen = HashSet::new();
+    let touched: Vec<&CardId> = new
+        .entries
+        .iter()
+        .filter_map(JournalEntry::card)
+        .filter(|card| seen.insert(*card))
+        .collect();
+    let Some(locked) = c.lock_cards(&touched, missing).await? else {
+        return Ok(None);
+    };
+    let open_lots = c.open_lots(&cards_that_consume(new.entries)).await?;
+    let (mut spend_before, stale) = cached_spend(&locked.cards, now);
+    spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
+    let plan = apply_batch(BatchInput {
+        entries: new.entries,
+        cards: locked.cards,
+        open_lots,
+        spend_before,
+        rules: &book,
+        now,
+    });
+    // After the spend was read: it must not count this batch, the ledger adds each
+    // entry as it applies it.
+    let encoded = &encoded.get().await?[new.from..];
+    let rows = NewEntries {
+        terminal: terminal.key,
+        entries: new.entries,
+        encoded,
+        received_at: now,
+    };
+    if let Some(clash) = c.insert_entries(&rows).await? {
+        return Err(refusal(clash, new.acked));
+    }
+    let cards: Vec<&CardRecord> = plan.cards.iter().map(|p| &p.state).collect();
+    c.write_cards(&cards, now).await?;
+    c.insert_lots(&plan.new_lots).await?;
+    c.update_lots(&plan.changed_lots).await?;
+    c.insert_ledger(&plan.ledger).await?;
+    c.insert_flags(&plan.flags).await?;
+    let unknown = c.caches().associations.unknown(&terminal.store, &touched);
+    if !unknown.is_empty() {
+        c.associate(&terminal.store, &unknown).await?;
+    }
+    Ok(Some(unknown))
+}
+
+/// The refusal a clash with the database's uniqueness means; the owner of a reused
+/// id is named after the rollback ([`IdOwner`]).
+fn refusal(clash: Clash, acked_through: Seq) -> StoreError {
+    match clash {
+        Clash::Id(id) => Refusal::IdConflict {
+            id: id.unwrap_or_else(Uuid::nil),
+            owner: String::new(),
+            acked_through,
+        },
+        Clash::Seq(seq) => Refusal::Conflict {
+            seq,
+            detail: "HQ already holds this seq (written concurrently)".to_owned(),
+            acked_through,
+        },
+    }
+    .into()
+}
+
+/// Names who holds an entry id a refused push reused: the id that clashed when the
+/// backend knows it, else the first of the batch's ids HQ holds under another
+/// `(terminal, seq)` (the batch's own duplicates do not count).
+pub struct IdOwner {
+    terminal: TerminalIdentity,
+    batch: Arc<Batch>,
+    clashed: Uuid,
+}
+
+impl IdOwner {
+    /// For a push of `batch` that clashed on `clashed` (nil: not known).
+    pub fn new(terminal: TerminalIdentity, batch: Arc<Batch>, clashed: Uuid) -> Self {
+        Self {
+            terminal,
+            batch,
+            clashed,
+        }
+    }
+}
+
+impl Op for IdOwner {
+    /// The id and `store/terminal seq N`, or `"another entry"`.
+    type Out = (Uuid, String);
+    const ACCESS: Access = Access::Read;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<(Uuid, String)>> {
+        let own: HashMap<Uuid, Seq> = self.batch.entries().iter().map(|e| (e.id, e.seq)).collect();
+        let ids: Vec<Uuid> = if self.clashed.is_nil() {
+            own.keys().copied().collect()
+        } else {
+            vec![self.clashed]
+        };
+        for h in c.entry_holders(&ids).await? {
+            if h.terminal_key == self.terminal.key && own.get(&h.id) == Some(&h.seq) {
+                continue;
+            }
+            return done(Ok((h.id, format!("{} seq {}", h.name, h.seq))));
+        }
+        done(Ok((self.clashed, "another entry".to_owned())))
+    }
+}

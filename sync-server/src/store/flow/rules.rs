@@ -1,0 +1,98 @@
+//! Program rules versions: read through the store's [`RulesCache`] (a version never
+//! changes once stored), and `rules set`.
+//!
+//! [`RulesCache`]: crate::store::caches::RulesCache
+
+use super::done;
+use crate::ledger::{RulesBook, next_rules_version};
+use crate::store::Result;
+use crate::store::backend::{Access, Attempt, Op};
+use crate::store::encode::rules_to_db;
+use crate::store::statements::Statements;
+use protocol::rules::ProgramRules;
+use std::collections::HashSet;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// The rules of `version`, if stored.
+pub async fn version<C: Statements>(c: &mut C, version: u64) -> Result<Option<Arc<ProgramRules>>> {
+    if let Some(r) = c.caches().rules.get(version) {
+        return Ok(Some(r));
+    }
+    match c.rules_body(version).await? {
+        Some(body) => c.caches().rules.insert_stored(version, &body).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The current rules; the built-in defaults (version 0) before any `rules set`.
+pub async fn current<C: Statements>(c: &mut C) -> Result<Arc<ProgramRules>> {
+    let v = c.rules_version().await?;
+    if v == 0 {
+        return Ok(Arc::new(ProgramRules::default()));
+    }
+    Ok(version(c, v)
+        .await?
+        .unwrap_or_else(|| Arc::new(ProgramRules::default())))
+}
+
+/// The current rules and the stored versions among `wanted`.
+pub async fn book<C: Statements>(c: &mut C, wanted: HashSet<u64>) -> Result<RulesBook> {
+    let current = current(c).await?;
+    let mut versions = Vec::new();
+    for v in wanted {
+        if v != current.version
+            && let Some(r) = version(c, v).await?
+        {
+            versions.push(r);
+        }
+    }
+    Ok(RulesBook::new(current, versions))
+}
+
+/// The current rules version (the health check).
+pub struct CurrentVersion;
+
+impl Op for CurrentVersion {
+    type Out = u64;
+    const ACCESS: Access = Access::Read;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>> {
+        done(c.rules_version().await)
+    }
+}
+
+/// The current rules.
+pub struct Current;
+
+impl Op for Current {
+    type Out = Arc<ProgramRules>;
+    const ACCESS: Access = Access::Read;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Arc<ProgramRules>>> {
+        done(current(c).await)
+    }
+}
+
+/// `rules set`: stores new rules under [`next_rules_version`].
+pub struct Set {
+    /// The rules; their version is replaced by the one they are stored under.
+    pub rules: ProgramRules,
+    /// The server's time.
+    pub now: OffsetDateTime,
+}
+
+impl Op for Set {
+    type Out = u64;
+    const ACCESS: Access = Access::Write;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<u64>> {
+        c.lock_rules().await?;
+        let version = next_rules_version(c.rules_version().await?, self.rules.version)?;
+        let mut rules = self.rules.clone();
+        rules.version = version;
+        c.insert_rules(version, &rules_to_db(&rules)?, self.now)
+            .await?;
+        done(Ok(version))
+    }
+}

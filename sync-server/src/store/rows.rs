@@ -1,0 +1,320 @@
+//! Rows into domain values, once for every backend. A backend's driver reads a
+//! column as one of a handful of raw values ([`Raw`]); what each query's columns
+//! mean (their order, their encoding: see [`super::encode`]) is decided here, so the
+//! two backends cannot drift apart in how they read a card, a lot or a report line.
+//!
+//! Each decoder names the columns it expects, in order; the backends' SQL selects
+//! exactly those (the `*_COLUMNS` constants where a list is shared by several
+//! queries).
+
+use super::TerminalInfo;
+use super::encode::{card, from_db, opt_from_db, store_id, terminal_id, unsigned, uuid};
+use super::statements::{CardDetail, EntryHolder};
+use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError, TerminalIdentity};
+use crate::ledger::sequence::StoredEntry;
+use crate::ledger::verify::TerminalAudit;
+use crate::ledger::{
+    AnomalyKind, CardRecord, FlagKind, FlagSet, LedgerKind, Lot, LotKey, LotKind, Spend,
+};
+use crate::store::Result;
+use protocol::token::KeyId;
+use protocol::wire::BlockChange;
+use protocol::{CardId, Money, Points, Seq, StoreId, TerminalId};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A column as a driver read it: one of the few SQL types HQ's schemas use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    /// `NULL`.
+    Null,
+    /// An integer (SQLite also keeps booleans as 0/1).
+    Int(i64),
+    /// Text (SQLite also keeps entry ids as text).
+    Text(String),
+    /// A boolean (PostgreSQL).
+    Bool(bool),
+    /// A UUID (PostgreSQL's entry ids).
+    Uuid(Uuid),
+}
+
+fn mismatch(i: usize, wanted: &str, got: &Raw) -> StoreError {
+    StoreError::Corrupt(format!("column {i}: expected {wanted}, found {got:?}"))
+}
+
+/// One row as a driver reads it. A backend only says how its driver reads a column
+/// ([`Columns::raw`]); what the raw value stands for is decided here.
+pub trait Columns {
+    /// Column `i`.
+    fn raw(&self, i: usize) -> Result<Raw>;
+
+    /// A nullable integer column.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        match self.raw(i)? {
+            Raw::Null => Ok(None),
+            Raw::Int(n) => Ok(Some(n)),
+            other => Err(mismatch(i, "an integer", &other)),
+        }
+    }
+    /// An integer column.
+    fn int(&self, i: usize) -> Result<i64> {
+        self.opt_int(i)?
+            .ok_or_else(|| mismatch(i, "an integer", &Raw::Null))
+    }
+    /// A nullable text column.
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.raw(i)? {
+            Raw::Null => Ok(None),
+            Raw::Text(s) => Ok(Some(s)),
+            other => Err(mismatch(i, "text", &other)),
+        }
+    }
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String> {
+        self.opt_text(i)?
+            .ok_or_else(|| mismatch(i, "text", &Raw::Null))
+    }
+    /// A boolean column (stored as 0/1 where the database has no booleans).
+    fn boolean(&self, i: usize) -> Result<bool> {
+        match self.raw(i)? {
+            Raw::Bool(b) => Ok(b),
+            Raw::Int(n) => Ok(n != 0),
+            other => Err(mismatch(i, "a boolean", &other)),
+        }
+    }
+    /// A nullable entry id column (stored as text where the database has no UUIDs).
+    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
+        match self.raw(i)? {
+            Raw::Null => Ok(None),
+            Raw::Uuid(u) => Ok(Some(u)),
+            Raw::Text(s) => uuid(&s).map(Some),
+            other => Err(mismatch(i, "an entry id", &other)),
+        }
+    }
+    /// An entry id column.
+    fn uuid(&self, i: usize) -> Result<Uuid> {
+        self.opt_uuid(i)?
+            .ok_or_else(|| mismatch(i, "an entry id", &Raw::Null))
+    }
+    /// A time column (microseconds since the epoch).
+    fn time(&self, i: usize) -> Result<OffsetDateTime> {
+        from_db(self.int(i)?)
+    }
+    /// A nullable time column.
+    fn opt_time(&self, i: usize) -> Result<Option<OffsetDateTime>> {
+        opt_from_db(self.opt_int(i)?)
+    }
+    /// A non-negative counter column (seq, version).
+    fn counter(&self, i: usize) -> Result<u64> {
+        unsigned(self.int(i)?)
+    }
+    /// A card id column.
+    fn card(&self, i: usize) -> Result<CardId> {
+        card(&self.text(i)?)
+    }
+    /// A store id column.
+    fn store(&self, i: usize) -> Result<StoreId> {
+        store_id(&self.text(i)?)
+    }
+    /// A terminal id column.
+    fn terminal(&self, i: usize) -> Result<TerminalId> {
+        terminal_id(&self.text(i)?)
+    }
+    /// A points column.
+    fn points(&self, i: usize) -> Result<Points> {
+        Ok(Points(self.int(i)?))
+    }
+}
+
+/// Columns [`card_record`] reads, in order.
+pub const CARD_COLUMNS: &str =
+    "card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen, blocked, flags";
+
+/// Columns [`lot`] reads, in order.
+pub const LOT_COLUMNS: &str =
+    "id, card, kind, source_entry, earned_at, matures_at, matured, expires_at, amount, remaining";
+
+/// A card from [`CARD_COLUMNS`] starting at column `at`.
+pub fn card_record(r: &impl Columns, at: usize) -> Result<CardRecord> {
+    Ok(CardRecord {
+        card: r.card(at)?,
+        balance: r.points(at + 1)?,
+        pending: r.points(at + 2)?,
+        tier: r.opt_text(at + 3)?,
+        spend_12m: Money(r.int(at + 4)?),
+        spend_drops_at: r.opt_time(at + 5)?,
+        welcome_given: r.boolean(at + 6)?,
+        seen: r.boolean(at + 7)?,
+        blocked: r.boolean(at + 8)?,
+        flags: FlagSet::from_bits(u32::try_from(r.int(at + 9)?).unwrap_or(u32::MAX)),
+    })
+}
+
+/// Cards by their id.
+pub fn by_card(cards: Vec<CardRecord>) -> HashMap<CardId, CardRecord> {
+    cards.into_iter().map(|c| (c.card.clone(), c)).collect()
+}
+
+/// A lot from [`LOT_COLUMNS`].
+pub fn lot(r: &impl Columns) -> Result<Lot> {
+    let kind = r.text(2)?;
+    Ok(Lot {
+        key: LotKey::Stored(r.int(0)?),
+        card: r.card(1)?,
+        kind: LotKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("lot kind {kind:?}")))?,
+        source_entry: r.opt_uuid(3)?,
+        earned_at: r.time(4)?,
+        matures_at: r.opt_time(5)?,
+        matured: r.boolean(6)?,
+        expires_at: r.opt_time(7)?,
+        amount: r.points(8)?,
+        remaining: r.points(9)?,
+    })
+}
+
+/// `id, store, terminal` of a terminal.
+pub fn terminal_identity(r: &impl Columns) -> Result<TerminalIdentity> {
+    Ok(TerminalIdentity {
+        key: r.int(0)?,
+        store: r.store(1)?,
+        terminal: r.terminal(2)?,
+    })
+}
+
+/// `store, terminal, created_at, revoked_at, acked_through, last_push_at`.
+pub fn terminal_info(r: &impl Columns) -> Result<TerminalInfo> {
+    Ok(TerminalInfo {
+        store: r.store(0)?,
+        terminal: r.terminal(1)?,
+        created_at: r.time(2)?,
+        revoked_at: r.opt_time(3)?,
+        acked_through: Seq(r.counter(4)?),
+        last_push_at: r.opt_time(5)?,
+    })
+}
+
+/// `seq, id, content_hash` of a held entry.
+pub fn stored_entry(r: &impl Columns) -> Result<(u64, StoredEntry)> {
+    Ok((
+        r.counter(0)?,
+        StoredEntry {
+            id: r.uuid(1)?,
+            content_hash: r.text(2)?,
+        },
+    ))
+}
+
+/// `id, terminal_ref, seq, store, terminal` of an entry and its terminal.
+pub fn entry_holder(r: &impl Columns) -> Result<EntryHolder> {
+    Ok(EntryHolder {
+        id: r.uuid(0)?,
+        terminal_key: r.int(1)?,
+        seq: Seq(r.counter(2)?),
+        name: format!("{}/{}", r.text(3)?, r.text(4)?),
+    })
+}
+
+/// `card, SUM(spend_minor), MIN(at)` of a card's entries in the window.
+pub fn spend(r: &impl Columns) -> Result<(CardId, Spend)> {
+    Ok((
+        r.card(0)?,
+        Spend {
+            total: Money(r.int(1)?),
+            earliest: Some(r.time(2)?),
+        },
+    ))
+}
+
+/// `card, a, b`: two sums of points per card.
+pub fn card_sums(r: &impl Columns) -> Result<(CardId, Points, Points)> {
+    Ok((r.card(0)?, r.points(1)?, r.points(2)?))
+}
+
+/// `store, terminal, acked_through, COUNT(seq), MIN(seq), MAX(seq)`.
+pub fn terminal_audit(r: &impl Columns) -> Result<TerminalAudit> {
+    Ok(TerminalAudit {
+        name: format!("{}/{}", r.text(0)?, r.text(1)?),
+        acked_through: r.counter(2)?,
+        count: r.counter(3)?,
+        min_seq: r.opt_int(4)?.map(unsigned).transpose()?,
+        max_seq: r.opt_int(5)?.map(unsigned).transpose()?,
+    })
+}
+
+/// `at, store, terminal, kind, detail`.
+pub fn anomaly(r: &impl Columns) -> Result<Anomaly> {
+    let kind = r.text(3)?;
+    Ok(Anomaly {
+        at: r.time(0)?,
+        store: r.store(1)?,
+        terminal: r.terminal(2)?,
+        kind: AnomalyKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("anomaly kind {kind:?}")))?,
+        detail: r.text(4)?,
+    })
+}
+
+/// `e.at, t.store, t.terminal, e.seq, f.entry_id, f.card, f.kind, f.detail`.
+pub fn flagged_entry(r: &impl Columns) -> Result<FlaggedEntry> {
+    let kind = r.text(6)?;
+    Ok(FlaggedEntry {
+        at: r.time(0)?,
+        store: r.store(1)?,
+        terminal: r.terminal(2)?,
+        seq: Seq(r.counter(3)?),
+        entry_id: r.uuid(4)?,
+        card: r.card(5)?,
+        kind: FlagKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("flag kind {kind:?}")))?,
+        detail: r.text(7)?,
+    })
+}
+
+/// A key id as stored.
+pub fn key_id(id: i64) -> Result<KeyId> {
+    u32::try_from(id)
+        .map(KeyId)
+        .map_err(|_| StoreError::Corrupt(format!("key id {id}")))
+}
+
+/// `key_id, public_key, created_at, valid_until`.
+pub fn key_info(r: &impl Columns) -> Result<KeyInfo> {
+    Ok(KeyInfo {
+        key_id: key_id(r.int(0)?)?,
+        public_key: r.text(1)?,
+        created_at: r.time(2)?,
+        valid_until: r.opt_time(3)?,
+    })
+}
+
+/// `kind, delta_balance, delta_pending, at, entry_id` of a ledger row.
+pub fn ledger_view(r: &impl Columns) -> Result<LedgerView> {
+    let kind = r.text(0)?;
+    Ok(LedgerView {
+        kind: LedgerKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind:?}")))?,
+        delta_balance: r.points(1)?,
+        delta_pending: r.points(2)?,
+        at: r.time(3)?,
+        entry_id: r.opt_uuid(4)?,
+    })
+}
+
+/// `card, blocked`: a block event with the card's blocked state.
+pub fn block_change(r: &impl Columns) -> Result<BlockChange> {
+    Ok(BlockChange {
+        card: r.card(0)?,
+        blocked: r.boolean(1)?,
+    })
+}
+
+/// [`CARD_COLUMNS`], then `block_reason, updated_at`.
+pub fn card_detail(r: &impl Columns) -> Result<CardDetail> {
+    Ok(CardDetail {
+        record: card_record(r, 0)?,
+        block_reason: r.opt_text(10)?,
+        updated_at: r.time(11)?,
+    })
+}

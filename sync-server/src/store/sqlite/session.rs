@@ -1,0 +1,323 @@
+//! A SQLite connection as the flows see it: [`SqliteSession`] runs statements
+//! (through the connection's prepared-statement cache) and transactions, and
+//! [`block_on`] polls a flow's future on the store's blocking thread.
+//!
+//! SQLite's statements are synchronous, so every statement future is ready at its
+//! first poll and `block_on` only ever parks for a future that is not SQLite's (the
+//! push waiting for its entries' encoding). Transactions are `BEGIN`/`COMMIT`
+//! statements on the connection the session borrows mutably, which keeps a session
+//! `Send` (a rusqlite `Transaction` holds a shared reference to a connection, which
+//! is not); dropping a session inside a transaction rolls it back, also when a flow
+//! panics.
+
+use crate::store::Result;
+use crate::store::StoreError;
+use crate::store::backend::{Session, TxKind};
+use crate::store::caches::Caches;
+use crate::store::rows::{Columns, Raw};
+use crate::store::statements::Statements;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, Params, Row, params_from_iter};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(Box::new(e))
+    }
+}
+
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        Self::Backend(Box::new(e))
+    }
+}
+
+/// Wakes the thread that polls.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this (blocking) thread.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            // A wake-up may come before the park or spuriously; either way the
+            // future is polled again.
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// A connection lent to one operation, inside a transaction when `open`.
+pub struct SqliteSession<'c> {
+    conn: &'c mut Connection,
+    caches: &'c Caches,
+    open: bool,
+}
+
+impl<'c> SqliteSession<'c> {
+    /// A session on `conn`.
+    pub fn new(conn: &'c mut Connection, caches: &'c Caches) -> Self {
+        Self {
+            conn,
+            caches,
+            open: false,
+        }
+    }
+}
+
+impl Session for SqliteSession<'_> {
+    async fn begin(&mut self, kind: TxKind) -> Result<()> {
+        self.conn.execute_batch(match kind {
+            TxKind::Snapshot => "BEGIN DEFERRED",
+            // The write lock up front: the transaction never fails half-way for
+            // want of it.
+            TxKind::Write => "BEGIN IMMEDIATE",
+        })?;
+        self.open = true;
+        Ok(())
+    }
+
+    /// A failed commit leaves the transaction open: the drop rolls it back.
+    async fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        if self.open {
+            self.conn.execute_batch("ROLLBACK")?;
+            self.open = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SqliteSession<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // Nothing more to do about a failed rollback: the connection's next
+            // BEGIN fails and says so.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Keys per chunked `IN (…)` query; short chunks are padded with NULL so that one
+/// cached statement serves every chunk.
+pub const CHUNK: usize = 64;
+
+/// Rows per multi-row `INSERT`: one statement spreads SQLite's per-statement setup
+/// (a cursor on the table and on each index, foreign-key checks) over many rows.
+const ROWS_PER_INSERT: usize = 32;
+
+impl Statements for SqliteSession<'_> {
+    fn caches(&self) -> &Caches {
+        self.caches
+    }
+}
+
+impl SqliteSession<'_> {
+    /// The connection.
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// Every row of a cached statement, decoded.
+    pub fn all<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut decode: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(decode(r)?);
+        }
+        Ok(out)
+    }
+
+    /// The first row of a cached statement, decoded, if any.
+    pub fn first<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        rows.next()?.map(decode).transpose()
+    }
+
+    /// The one row of a cached statement, decoded.
+    pub fn one<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        decode: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.first(sql, params, decode)?
+            .ok_or(StoreError::Backend(Box::new(
+                rusqlite::Error::QueryReturnedNoRows,
+            )))
+    }
+
+    /// Runs a cached statement; returns the rows it changed.
+    pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
+        Ok(self.conn.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// Runs `template` (whose `{keys}` becomes `?1 … ?64` and whose further
+    /// parameters are `?65 …`) once per chunk of `keys`.
+    pub fn query_in<T>(
+        &self,
+        template: &str,
+        keys: &[Value],
+        extra: &[Value],
+        mut decode: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = template.replace("{keys}", &placeholders(1, CHUNK));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut out = Vec::new();
+        for chunk in keys.chunks(CHUNK) {
+            let mut params = chunk.to_vec();
+            params.resize(CHUNK, Value::Null);
+            params.extend(extra.iter().cloned());
+            let mut rows = stmt.query(params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                out.push(decode(r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts `rows` (each the same number of values) in multi-row statements
+    /// `head VALUES (…), (…) tail`.
+    pub fn insert_many(&self, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<()> {
+        let Some(cols) = rows.first().map(Vec::len) else {
+            return Ok(());
+        };
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let sql = multi_insert_sql(head, tail, cols, chunk.len());
+            let params = params_from_iter(chunk.iter().flatten());
+            // Full chunks reuse one cached statement; the one short tail per call is
+            // prepared afresh so its odd sizes do not evict hot statements.
+            if chunk.len() == ROWS_PER_INSERT {
+                self.conn.prepare_cached(&sql)?.execute(params)?;
+            } else {
+                self.conn.prepare(&sql)?.execute(params)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `?first, …` for `n` parameters.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `head VALUES (…), (…) tail` for `rows` rows of `cols` columns.
+fn multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&placeholders(r * cols + 1, cols));
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// A text value.
+pub fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+/// A nullable text value.
+pub fn opt_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+/// An integer value.
+pub fn int(n: i64) -> Value {
+    Value::Integer(n)
+}
+
+/// A nullable integer value.
+pub fn opt_int(n: Option<i64>) -> Value {
+    n.map_or(Value::Null, Value::Integer)
+}
+
+/// A boolean value (0/1).
+pub fn boolean(b: bool) -> Value {
+    Value::Integer(i64::from(b))
+}
+
+impl Columns for Row<'_> {
+    fn raw(&self, i: usize) -> Result<Raw> {
+        Ok(match self.get_ref(i)? {
+            ValueRef::Null => Raw::Null,
+            ValueRef::Integer(n) => Raw::Int(n),
+            ValueRef::Text(t) => Raw::Text(
+                std::str::from_utf8(t)
+                    .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?
+                    .to_owned(),
+            ),
+            ValueRef::Real(_) | ValueRef::Blob(_) => {
+                return Err(StoreError::Corrupt(format!(
+                    "column {i}: a real or a blob, which HQ never stores"
+                )));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_count_from_the_first() {
+        assert_eq!(placeholders(2, 3), "?2, ?3, ?4");
+        assert_eq!(
+            multi_insert_sql("INSERT INTO t (a, b)", "", 2, 2),
+            "INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
+        );
+    }
+
+    #[test]
+    fn block_on_waits_for_a_future_woken_from_another_thread() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sender = thread::spawn(move || tx.send(7));
+        assert_eq!(block_on(rx), Ok(7));
+        sender.join().unwrap().unwrap();
+    }
+}

@@ -1,0 +1,347 @@
+//! The loads and writes a backend provides: one method per statement (or per bulk
+//! statement), in the backend's own SQL dialect, answering domain values (decoded
+//! with [`super::rows`]). Which of them run, in which order and in which transaction
+//! is decided once, by the flows in [`super::flow`]; a backend only knows how to run
+//! its SQL.
+//!
+//! The traits are grouped by what they touch; [`Statements`] is all of them, what a
+//! flow is given. Every method returns a `Send` future ([`Fut`]) so that one flow
+//! serves both backends: PostgreSQL's methods await the driver, SQLite's never wait
+//! (they run on the store's blocking thread; see `sqlite::session`).
+
+use super::caches::Caches;
+use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
+use super::{TerminalIdentity, TerminalInfo};
+use crate::keys::TokenHash;
+use crate::ledger::sequence::StoredEntry;
+use crate::ledger::verify::TerminalAudit;
+use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, Spend};
+use crate::store::Result;
+use protocol::journal::JournalEntry;
+use protocol::wire::BlockChange;
+use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::future::Future;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The future of a statement: `Send`, failing with a [`StoreError`](super::StoreError).
+pub trait Fut<T>: Future<Output = Result<T>> + Send {}
+
+impl<T, F: Future<Output = Result<T>> + Send> Fut<T> for F {}
+
+/// A terminal's row as a push finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalState {
+    /// Highest contiguous `seq` HQ holds.
+    pub acked_through: Seq,
+    /// True once revoked.
+    pub revoked: bool,
+}
+
+/// Why the database refused new entry rows: its uniqueness constraints, the last word
+/// on exactly-once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    /// An entry id HQ already holds (the id when the backend knows which).
+    Id(Option<Uuid>),
+    /// A `(terminal, seq)` HQ already holds, written concurrently.
+    Seq(Seq),
+}
+
+/// A terminal as the admin commands name it.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminalName<'a> {
+    /// Its store.
+    pub store: &'a StoreId,
+    /// Its name in the store.
+    pub terminal: &'a TerminalId,
+}
+
+/// A terminal `terminal add` creates.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTerminal<'a> {
+    /// Its name.
+    pub name: TerminalName<'a>,
+    /// Its token's hash.
+    pub hash: &'a TokenHash,
+    /// The server's time.
+    pub created_at: OffsetDateTime,
+}
+
+/// A signing key `keys rotate` stores as the current one.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    /// Its id, the highest so far plus one.
+    pub id: i64,
+    /// The secret half, hex.
+    pub secret_hex: &'a str,
+    /// The public half, as agents get it.
+    pub public_key: &'a str,
+    /// The server's time.
+    pub created_at: OffsetDateTime,
+}
+
+/// The entry rows a push inserts.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntries<'a> {
+    /// The backend's key of the pushing terminal.
+    pub terminal: i64,
+    /// The entries, in seq order.
+    pub entries: &'a [JournalEntry],
+    /// Their canonical JSON and content hash, in the same order.
+    pub encoded: &'a [(String, String)],
+    /// When HQ received them.
+    pub received_at: OffsetDateTime,
+}
+
+/// HQ blocking or unblocking a card.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking<'a> {
+    /// The card's state with `blocked` set as it is to be: the state
+    /// [`CardRows::lock_cards`] gave, or a blank one for a card HQ never held.
+    pub card: &'a CardRecord,
+    /// Why, kept only while blocked.
+    pub reason: Option<&'a str>,
+    /// The server's time.
+    pub at: OffsetDateTime,
+}
+
+/// An entry HQ holds, with the terminal that pushed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryHolder {
+    /// The entry id.
+    pub id: Uuid,
+    /// The backend's key of the terminal.
+    pub terminal_key: i64,
+    /// Its number at that terminal.
+    pub seq: Seq,
+    /// `store/terminal`.
+    pub name: String,
+}
+
+/// What [`CardRows::lock_cards`] does about cards HQ holds no row for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Lock the cards only if all exist; otherwise answer `None` (nothing was locked
+    /// out of order: the caller starts over with `Create`).
+    Report,
+    /// Create blank rows for them first, updated at this time.
+    Create(OffsetDateTime),
+}
+
+/// Cards a transaction holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locked {
+    /// The stored state of every card that has a row.
+    pub cards: HashMap<CardId, CardRecord>,
+    /// Cards whose (blank) row this transaction created.
+    pub created: HashSet<String>,
+}
+
+/// A card with what only `card show` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardDetail {
+    /// The card.
+    pub record: CardRecord,
+    /// Why HQ blocked it.
+    pub block_reason: Option<String>,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+/// A position in a backend's change feed, as the pull cursor carries it.
+pub trait FeedPosition: Clone + Display + Send + Sync + Sized {
+    /// The start of the feed.
+    fn start() -> Self;
+    /// Parses a cursor this backend issued (`None` or empty: the start).
+    fn parse(cursor: Option<&str>) -> Result<Self>;
+    /// True when this position lies beyond `head`: a cursor from the future (HQ
+    /// restored from a backup), which cannot be trusted.
+    fn is_past(&self, head: &Self) -> bool;
+}
+
+/// Terminals: authentication, the push's lock and ack, the admin commands.
+pub trait TerminalRows: Send {
+    /// The active terminal whose token hashes to `hash`.
+    fn authenticate(&mut self, hash: &TokenHash) -> impl Fut<Option<TerminalIdentity>>;
+    /// The terminal's row, locked for the rest of the transaction (PostgreSQL:
+    /// `FOR UPDATE`, so pushes of one terminal are serialized across instances).
+    fn lock_terminal(&mut self, key: i64) -> impl Fut<Option<TerminalState>>;
+    /// `acked_through` of an active terminal (`None`: revoked or gone).
+    fn active_acked_through(&mut self, key: i64) -> impl Fut<Option<Seq>>;
+    /// Records a push: `acked_through` and the time.
+    fn ack(&mut self, key: i64, acked_through: Seq, now: OffsetDateTime) -> impl Fut<()>;
+    /// Inserts a terminal unless one of that name exists; true when inserted.
+    fn insert_terminal(&mut self, new: &NewTerminal<'_>) -> impl Fut<bool>;
+    /// The key of a named terminal and whether it is revoked, locked.
+    fn lock_named_terminal(&mut self, name: TerminalName<'_>) -> impl Fut<(i64, bool)>;
+    /// Gives a terminal a new token and makes it active.
+    fn set_token(&mut self, key: i64, hash: &TokenHash) -> impl Fut<()>;
+    /// Revokes a named terminal (keeping an earlier revocation time); the rows changed.
+    fn revoke(&mut self, name: TerminalName<'_>, now: OffsetDateTime) -> impl Fut<u64>;
+    /// Every terminal, by store and name.
+    fn list_terminals(&mut self) -> impl Fut<Vec<TerminalInfo>>;
+}
+
+/// Journal entries as HQ holds them.
+pub trait EntryRows: Send {
+    /// What a terminal holds for `from..=to`: `(seq, entry)`.
+    fn held(&mut self, key: i64, from: Seq, to: Seq) -> impl Fut<Vec<(u64, StoredEntry)>>;
+    /// Inserts new entries. A clash with the uniqueness constraints is answered, not
+    /// failed: the transaction is then unusable and the caller rolls it back.
+    fn insert_entries(&mut self, new: &NewEntries<'_>) -> impl Fut<Option<Clash>>;
+    /// The entries among `ids` HQ holds, ordered by seq.
+    fn entry_holders(&mut self, ids: &[Uuid]) -> impl Fut<Vec<EntryHolder>>;
+}
+
+/// Cards and what hangs off them: lots, ledger rows, flags, spend, feed membership.
+pub trait CardRows: Send {
+    /// The stored states of `cards`, locked for the rest of the transaction in card-id
+    /// order where the backend has row locks; see [`Missing`] for absent cards.
+    fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> impl Fut<Option<Locked>>;
+    /// The stored states of the existing cards among `cards`, locked likewise.
+    fn lock_existing_cards(&mut self, cards: &[&CardId]) -> impl Fut<HashMap<CardId, CardRecord>>;
+    /// Spend of `cards` from stored entries after `since` (the window excludes its
+    /// start); cards without an entry in it are left out.
+    fn spend_since(
+        &mut self,
+        cards: &[&CardId],
+        since: OffsetDateTime,
+    ) -> impl Fut<Vec<(CardId, Spend)>>;
+    /// The lots of `cards` with points remaining.
+    fn open_lots(&mut self, cards: &[&CardId]) -> impl Fut<Vec<Lot>>;
+    /// The lots with these ids.
+    fn lots(&mut self, ids: &[i64]) -> impl Fut<Vec<Lot>>;
+    /// Stores card states under a fresh feed position, inserting cards HQ did not
+    /// hold. `blocked` belongs to the admin commands and is never written here.
+    fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> impl Fut<()>;
+    /// Inserts new lots.
+    fn insert_lots(&mut self, lots: &[Lot]) -> impl Fut<()>;
+    /// Stores the remaining points and maturity of stored lots.
+    fn update_lots(&mut self, lots: &[Lot]) -> impl Fut<()>;
+    /// Appends ledger rows, in order (`card show` lists them in id order).
+    fn insert_ledger(&mut self, rows: &[LedgerRow]) -> impl Fut<()>;
+    /// Inserts flagged entries, in order.
+    fn insert_flags(&mut self, flags: &[FlagRow]) -> impl Fut<()>;
+    /// Adds cards to a store's balance feed, leaving pairs that exist.
+    fn associate(&mut self, store: &StoreId, cards: &[String]) -> impl Fut<()>;
+}
+
+/// Program rules versions.
+pub trait RulesRows: Send {
+    /// The highest stored version, 0 before any `rules set`.
+    fn rules_version(&mut self) -> impl Fut<u64>;
+    /// The stored JSON of `version`.
+    fn rules_body(&mut self, version: u64) -> impl Fut<Option<String>>;
+    /// Keeps other `rules set` out until commit, so two cannot pick one version.
+    fn lock_rules(&mut self) -> impl Fut<()>;
+    /// Stores a version.
+    fn insert_rules(&mut self, version: u64, body: &str, now: OffsetDateTime) -> impl Fut<()>;
+}
+
+/// The change feed agents pull.
+pub trait FeedRows: Send {
+    /// A position in this backend's feed.
+    type Position: FeedPosition;
+    /// Everything committed that a pull may answer now. On PostgreSQL this is the
+    /// first statement of the pull's snapshot: its xmin bounds the page.
+    fn feed_head(&mut self) -> impl Fut<Self::Position>;
+    /// Up to `page` cards of `store`'s feed changed after `after` and not after
+    /// `head`, in feed order, each with its position.
+    fn changed_cards(
+        &mut self,
+        store: &StoreId,
+        after: &Self::Position,
+        head: &Self::Position,
+        page: i64,
+    ) -> impl Fut<Vec<(Self::Position, CardRecord)>>;
+    /// Block and unblock events after `after` up to `upto`, in feed order.
+    fn block_changes(
+        &mut self,
+        after: &Self::Position,
+        upto: &Self::Position,
+    ) -> impl Fut<Vec<BlockChange>>;
+    /// One card's stored state.
+    fn card(&mut self, card: &CardId) -> impl Fut<Option<CardRecord>>;
+}
+
+/// App-token signing keys.
+pub trait KeyRows: Send {
+    /// Keeps other rotations out until commit, so two cannot pick one key id.
+    fn lock_keys(&mut self) -> impl Fut<()>;
+    /// Ends the validity of the current key at `until`.
+    fn end_current_key(&mut self, until: OffsetDateTime) -> impl Fut<()>;
+    /// The highest key id plus one.
+    fn next_key_id(&mut self) -> impl Fut<i64>;
+    /// Stores a new current key.
+    fn insert_key(&mut self, key: &NewKey<'_>) -> impl Fut<()>;
+    /// Every key's public half, oldest first.
+    fn list_keys(&mut self) -> impl Fut<Vec<KeyInfo>>;
+    /// The current key's id and hex secret.
+    fn current_key(&mut self) -> impl Fut<Option<(i64, String)>>;
+}
+
+/// What the admin commands and reports read and write besides terminals and keys.
+pub trait AdminRows: Send {
+    /// Appends an anomaly.
+    fn insert_anomaly(&mut self, anomaly: &Anomaly) -> impl Fut<()>;
+    /// Every anomaly, oldest first.
+    fn anomalies(&mut self) -> impl Fut<Vec<Anomaly>>;
+    /// Flagged entries, oldest first; of one card when `card` is given.
+    fn flagged_entries(&mut self, card: Option<&CardId>) -> impl Fut<Vec<FlaggedEntry>>;
+    /// Cards with a negative balance, most negative first.
+    fn overdrawn_cards(&mut self) -> impl Fut<Vec<(CardId, Points)>>;
+    /// A card with its block reason and last change.
+    fn card_detail(&mut self, card: &CardId) -> impl Fut<Option<CardDetail>>;
+    /// A card's latest `n` ledger rows, newest first.
+    fn recent_ledger(&mut self, card: &CardId, n: u32) -> impl Fut<Vec<LedgerView>>;
+    /// Stores a block or unblock: an event in the change feed, and the card row
+    /// (`blocked`, the reason) under a fresh feed position, so agents see both.
+    fn store_block(&mut self, block: &Blocking<'_>) -> impl Fut<()>;
+}
+
+/// What the periodic job looks for.
+pub trait JobRows: Send {
+    /// `(card, lot id)` of every lot due at `now`: to mature, or to expire.
+    fn due_lots(&mut self, now: OffsetDateTime) -> impl Fut<Vec<(CardId, i64)>>;
+    /// Cards whose oldest counted entry leaves the spend window by `now`.
+    fn cards_with_spend_dropping(&mut self, now: OffsetDateTime) -> impl Fut<Vec<CardId>>;
+    /// The rules version every tier follows.
+    fn tiers_version(&mut self) -> impl Fut<u64>;
+    /// Cards with a spend, or with a tier other than `zero_tier`.
+    fn cards_with_spend_or_tier(&mut self, zero_tier: Option<&str>) -> impl Fut<Vec<CardId>>;
+    /// Records that every tier follows `version` (never going back, should an
+    /// instance with older rules finish later).
+    fn mark_tiers(&mut self, version: u64) -> impl Fut<()>;
+}
+
+/// What `verify` sums.
+pub trait AuditRows: Send {
+    /// Every card.
+    fn all_cards(&mut self) -> impl Fut<Vec<CardRecord>>;
+    /// Per card: the sums of its ledger's balance and pending deltas.
+    fn ledger_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
+    /// Per card: the points left in its lots, and in its unmatured lots.
+    fn lot_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
+    /// Every terminal with the count and range of the seqs HQ holds.
+    fn terminal_audits(&mut self) -> impl Fut<Vec<TerminalAudit>>;
+}
+
+/// Every statement of a backend, on one connection (inside a transaction or not, as
+/// the flow's [`super::backend::Access`] says), with the store's caches.
+pub trait Statements:
+    TerminalRows
+    + EntryRows
+    + CardRows
+    + RulesRows
+    + FeedRows
+    + KeyRows
+    + AdminRows
+    + JobRows
+    + AuditRows
+{
+    /// The store's caches.
+    fn caches(&self) -> &Caches;
+}
