@@ -54,6 +54,7 @@ impl Hq {
             max_body_bytes: 16 * 1024 * 1024,
             pull_page_size: 1000,
             job_interval: Duration::from_secs(300),
+            admin: None,
         };
         let (store, clock, token) = (self.store.clone(), self.clock, cancel.clone());
         let task = tokio::spawn(async move {

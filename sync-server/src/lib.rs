@@ -10,10 +10,13 @@
 pub mod admin;
 pub mod bench;
 pub mod cli;
+pub mod dashboard;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod reports;
 pub mod server;
 pub mod store;
 pub mod tls;

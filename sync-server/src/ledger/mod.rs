@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod batch;
 pub mod jobs;
+pub mod kpi;
 pub mod lots;
 pub mod sequence;
 pub mod verify;

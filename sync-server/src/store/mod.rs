@@ -24,6 +24,7 @@ mod tests;
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::jobs::JobReport;
+use crate::ledger::kpi::{KpiInputs, Period};
 use crate::ledger::sequence::Refusal;
 use crate::ledger::verify::{CardAudit, TerminalAudit};
 use crate::ledger::{AnomalyKind, CardRecord, FlagKind, LedgerKind, RulesVersionError};
@@ -32,7 +33,8 @@ use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
 use protocol::wire::{LiveBalanceResponse, PullResponse};
-use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use protocol::{CardId, Money, Points, Seq, StoreId, TerminalId};
+use std::collections::HashSet;
 use std::fmt;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -363,4 +365,20 @@ pub trait Store: Send + Sync {
 
     /// Every anomaly, oldest first.
     async fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError>;
+
+    /// The entries among `ids` HQ holds (under any terminal).
+    async fn held_entry_ids(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>, StoreError>;
+
+    /// Every member purchase and refund, `(card, at, money)`, ordered by card and
+    /// time, from one snapshot (see [`statements::AnalyticsRows`]).
+    async fn member_purchases(&self) -> Result<Vec<(CardId, OffsetDateTime, Money)>, StoreError>;
+
+    /// Everything a KPI report of `period` reads (one store's, or the chain's), from
+    /// one snapshot; `now` dates the liability and the points expiring soon.
+    async fn kpi_inputs(
+        &self,
+        period: Period,
+        store: Option<&StoreId>,
+        now: OffsetDateTime,
+    ) -> Result<KpiInputs, StoreError>;
 }

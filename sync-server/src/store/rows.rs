@@ -11,6 +11,7 @@ use super::TerminalInfo;
 use super::encode::{card, from_db, opt_from_db, store_id, terminal_id, unsigned, uuid};
 use super::statements::{CardDetail, EntryHolder};
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError, TerminalIdentity};
+use crate::ledger::kpi::DailyTotals;
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::TerminalAudit;
 use crate::ledger::{
@@ -214,6 +215,30 @@ pub fn entry_holder(r: &impl Columns) -> Result<EntryHolder> {
         seq: Seq(r.counter(2)?),
         name: format!("{}/{}", r.text(3)?, r.text(4)?),
     })
+}
+
+/// `card, at, spend_minor` of a member's purchase or refund.
+pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Money)> {
+    Ok((r.card(0)?, r.time(1)?, Money(r.int(2)?)))
+}
+
+/// `day, member, receipts, revenue_minor, items, discount_minor, points_accrued,
+/// points_redeemed` of summed KPI aggregate rows.
+pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {
+    let day = i32::try_from(r.int(0)?)
+        .map_err(|_| StoreError::Corrupt("kpi day out of range".to_owned()))?;
+    Ok((
+        day,
+        r.boolean(1)?,
+        DailyTotals {
+            receipts: r.int(2)?,
+            revenue_minor: r.int(3)?,
+            items: r.int(4)?,
+            discount_minor: r.int(5)?,
+            points_accrued: r.int(6)?,
+            points_redeemed: r.int(7)?,
+        },
+    ))
 }
 
 /// `card, SUM(spend_minor), MIN(at)` of a card's entries in the window.

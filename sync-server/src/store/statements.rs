@@ -13,13 +13,14 @@ use super::caches::Caches;
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
 use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
+use crate::ledger::kpi::{DailyTotals, KpiDelta};
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::TerminalAudit;
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, Spend};
 use crate::store::Result;
 use protocol::journal::JournalEntry;
 use protocol::wire::BlockChange;
-use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use protocol::{CardId, Money, Points, Seq, StoreId, TerminalId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
@@ -329,6 +330,44 @@ pub trait AuditRows: Send {
     fn terminal_audits(&mut self) -> impl Fut<Vec<TerminalAudit>>;
 }
 
+/// Which aggregate rows a KPI figure reads: days `from..=to` (Julian day numbers of
+/// UTC dates), of one store or of all.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiScope<'a> {
+    /// First day.
+    pub from: i32,
+    /// Last day.
+    pub to: i32,
+    /// One store, or the chain.
+    pub store: Option<&'a StoreId>,
+}
+
+/// The KPI aggregates (written by each push) and what the marketing reports read.
+pub trait AnalyticsRows: Send {
+    /// Every purchase and refund of a member, as the CLV models see them: sale
+    /// entries with at least one line (an opening balance has none) and returns, each
+    /// as `(card, at, money paid or refunded)`, ordered by card and time.
+    fn member_purchases(&mut self) -> impl Fut<Vec<(CardId, OffsetDateTime, Money)>>;
+    /// Adds a push's KPI delta to the aggregates (rows in key order, so concurrent
+    /// pushes lock them in one order).
+    fn add_kpi(&mut self, delta: &KpiDelta) -> impl Fut<()>;
+    /// The scope's aggregate rows summed per day and member flag, by day.
+    fn kpi_days(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, bool, DailyTotals)>>;
+    /// Distinct members with a receipt in the scope.
+    fn active_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Members with a receipt in `before` and none in `scope`.
+    fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Members whose first receipt day is in the scope (for a store: who also bought
+    /// there in it).
+    fn new_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Points the ledger job expired at times in `from..to`.
+    fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
+    /// Positive balances and pending points of every card, summed.
+    fn points_outstanding(&mut self) -> impl Fut<(i64, i64)>;
+    /// Points left in lots that expire at times in `from..to`.
+    fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
+}
+
 /// Every statement of a backend, on one connection (inside a transaction or not, as
 /// the flow's [`super::backend::Access`] says), with the store's caches.
 pub trait Statements:
@@ -341,6 +380,7 @@ pub trait Statements:
     + AdminRows
     + JobRows
     + AuditRows
+    + AnalyticsRows
 {
     /// The store's caches.
     fn caches(&self) -> &Caches;

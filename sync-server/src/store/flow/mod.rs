@@ -6,9 +6,11 @@
 //! ([`crate::store::statements`]) and run the ops ([`Backend`]); `Store` itself is
 //! implemented here, once, for any backend.
 
+pub mod analytics;
 pub mod audit;
 pub mod cards;
 pub mod feed;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod push;
@@ -19,6 +21,7 @@ pub mod terminals;
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::jobs::JobReport;
+use crate::ledger::kpi::{KpiInputs, Period};
 use crate::ledger::sequence::Refusal;
 use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
@@ -31,9 +34,11 @@ use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
 use protocol::wire::{LiveBalanceResponse, PullResponse};
-use protocol::{CardId, StoreId, TerminalId};
+use protocol::{CardId, Money, StoreId, TerminalId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 /// An op's answer, done (no [`Attempt::StartOver`]).
 fn done<T>(result: Result<T>) -> Result<Attempt<T>> {
@@ -239,5 +244,27 @@ impl<B: Backend> Store for B {
 
     async fn anomalies(&self) -> Result<Vec<Anomaly>> {
         self.run(reports::Anomalies).await
+    }
+
+    async fn held_entry_ids(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
+        self.run(import::HeldIds(ids)).await
+    }
+
+    async fn member_purchases(&self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
+        self.run(analytics::MemberPurchases).await
+    }
+
+    async fn kpi_inputs(
+        &self,
+        period: Period,
+        store: Option<&StoreId>,
+        now: OffsetDateTime,
+    ) -> Result<KpiInputs> {
+        self.run(analytics::KpiRead {
+            period,
+            store: store.cloned(),
+            now,
+        })
+        .await
     }
 }

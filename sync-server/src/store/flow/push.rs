@@ -13,7 +13,8 @@
 //!    computes from the state the previous writer committed.
 //! 5. Let [`apply_batch`] decide, then write: entries (the database's uniqueness is
 //!    the last word on exactly-once: a clash refuses the batch), cards, lots, ledger,
-//!    flags, and the store's feed membership of cards not known to be in it.
+//!    flags, the KPI aggregates ([`crate::ledger::kpi`]), and the store's feed
+//!    membership of cards not known to be in it.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
@@ -26,6 +27,7 @@ use super::done;
 use super::rules;
 use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
+use crate::ledger::kpi;
 use crate::ledger::sequence::{Refusal, classify, held_range};
 use crate::ledger::{CardRecord, cached_spend, spend_window_start};
 use crate::store::Result;
@@ -226,6 +228,11 @@ async fn apply_new<C: Statements>(
     c.update_lots(&plan.changed_lots).await?;
     c.insert_ledger(&plan.ledger).await?;
     c.insert_flags(&plan.flags).await?;
+    // The KPI aggregates move with the entries, in the same transaction.
+    let kpi = kpi::delta(new.entries, &terminal.store);
+    if !kpi.is_empty() {
+        c.add_kpi(&kpi).await?;
+    }
     let unknown = c.caches().associations.unknown(&terminal.store, &touched);
     if !unknown.is_empty() {
         c.associate(&terminal.store, &unknown).await?;

@@ -11,6 +11,7 @@
 //! are [`crate::store::flow`]'s, exactly as on SQLite.
 
 mod admin;
+mod analytics;
 mod cards;
 mod feed;
 mod jobs;

@@ -28,11 +28,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger schema",
-    sql: V1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger schema",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        name: "kpi aggregates",
+        sql: V2,
+    },
+];
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
@@ -245,4 +252,36 @@ CREATE TABLE job_state (
     tiers_rules_version BIGINT NOT NULL
 );
 INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
+"#;
+
+/// The KPI aggregates (see the SQLite schema's V2), kept current by each push.
+const V2: &str = r#"
+CREATE TABLE kpi_daily (
+    day             INTEGER NOT NULL,
+    store           TEXT NOT NULL,
+    member          BOOLEAN NOT NULL,
+    receipts        BIGINT NOT NULL,
+    revenue_minor   BIGINT NOT NULL,
+    items           BIGINT NOT NULL,
+    discount_minor  BIGINT NOT NULL,
+    points_accrued  BIGINT NOT NULL,
+    points_redeemed BIGINT NOT NULL,
+    PRIMARY KEY (day, store, member)
+);
+
+CREATE TABLE kpi_member_days (
+    day   INTEGER NOT NULL,
+    card  TEXT COLLATE "C" NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (day, card, store)
+);
+CREATE INDEX kpi_member_days_card ON kpi_member_days (card, day);
+
+CREATE TABLE kpi_members (
+    card      TEXT COLLATE "C" PRIMARY KEY,
+    first_day INTEGER NOT NULL
+);
+CREATE INDEX kpi_members_first ON kpi_members (first_day);
+
+CREATE INDEX ledger_kind_at ON ledger (kind, at);
 "#;

@@ -10,6 +10,7 @@
 //! [`Backend::run`] on a blocking thread through `session::block_on`.
 
 mod admin;
+mod analytics;
 mod cards;
 mod feed;
 mod jobs;

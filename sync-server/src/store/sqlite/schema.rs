@@ -8,7 +8,7 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. Never edit a released one: add the next.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 const V1: &str = r#"
@@ -163,6 +163,43 @@ CREATE TABLE job_state (
     tiers_rules_version INTEGER NOT NULL
 );
 INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
+"#;
+
+/// The KPI aggregates, kept current by each push in its own transaction
+/// (`ledger::kpi` says what each entry adds). Days are Julian day numbers of the UTC
+/// date. Entries applied before this migration are not in them.
+const V2: &str = r#"
+CREATE TABLE kpi_daily (
+    day             INTEGER NOT NULL,
+    store           TEXT NOT NULL,
+    member          INTEGER NOT NULL,
+    receipts        INTEGER NOT NULL,
+    revenue_minor   INTEGER NOT NULL,
+    items           INTEGER NOT NULL,
+    discount_minor  INTEGER NOT NULL,
+    points_accrued  INTEGER NOT NULL,
+    points_redeemed INTEGER NOT NULL,
+    PRIMARY KEY (day, store, member)
+) WITHOUT ROWID;
+
+-- Which member bought on which day at which store: active, churned and new members.
+CREATE TABLE kpi_member_days (
+    day   INTEGER NOT NULL,
+    card  TEXT NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (day, card, store)
+) WITHOUT ROWID;
+CREATE INDEX kpi_member_days_card ON kpi_member_days (card, day);
+
+-- Each member's first receipt day.
+CREATE TABLE kpi_members (
+    card      TEXT PRIMARY KEY,
+    first_day INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX kpi_members_first ON kpi_members (first_day);
+
+-- Points expired in a period: the job's expiry rows by time.
+CREATE INDEX ledger_kind_at ON ledger (kind, at);
 "#;
 
 #[cfg(test)]
