@@ -8,8 +8,6 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
-pub mod browser;
-
 use protocol::evaluate::price_sale;
 use protocol::journal::{EntryBody, JournalEntry, SaleEntry, WelcomeEntry};
 use protocol::receipt::Line;
