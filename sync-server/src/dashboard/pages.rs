@@ -43,6 +43,8 @@ fn with_cookie(mut r: Response, cookie: &str) -> Response {
 }
 
 /// The request's session, or the redirect to the login page.
+// The error is the page's whole answer, built once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn session(d: &Dashboard, headers: &HeaderMap) -> Result<Session, Response> {
     d.sessions
         .find(headers)
@@ -50,6 +52,7 @@ fn session(d: &Dashboard, headers: &HeaderMap) -> Result<Session, Response> {
 }
 
 /// The session, if the form carries its CSRF token.
+#[allow(clippy::result_large_err)] // As for `session`.
 fn checked(d: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<Session, Response> {
     let s = session(d, headers)?;
     if same_secret(&s.csrf, csrf) {
