@@ -263,7 +263,7 @@ impl Redemption {
                         reserved: split.reserve,
                         draw: split.draw,
                     },
-                    live: (resp.balance.card == *card).then(|| LiveBalance {
+                    live: (resp.balance.card == *card).then_some(LiveBalance {
                         balance: resp.balance,
                         acked_through: resp.acked_through,
                     }),
