@@ -24,7 +24,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Ledger housekeeping.
     pub ledger: LedgerSection,
-    /// Logging.
+    /// `[log]`: level and format of the server's log lines.
     pub log: LogSection,
 }
 

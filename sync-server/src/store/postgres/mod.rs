@@ -21,7 +21,6 @@ pub mod schema;
 mod session;
 mod sql;
 mod terminals;
-pub mod testdb;
 
 pub use terminals::INSERT_ENTRIES;
 
