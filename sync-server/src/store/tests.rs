@@ -1027,3 +1027,5 @@ mod postgres_only {
         assert!(!is_transient(&StoreError::from(dup)));
     }
 }
+
+mod escrow;
