@@ -1008,3 +1008,5 @@ mod postgres_only {
         assert!(!is_transient(&StoreError::from(dup)));
     }
 }
+
+mod escrow;

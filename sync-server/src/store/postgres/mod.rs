@@ -12,6 +12,7 @@
 
 mod admin;
 mod cards;
+mod escrow;
 mod feed;
 mod jobs;
 pub mod options;

@@ -11,6 +11,7 @@
 
 mod admin;
 mod cards;
+mod escrow;
 mod feed;
 mod jobs;
 mod rules;
@@ -54,11 +55,17 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Foreign keys on, for every connection once the schema is up to date (migrations
+/// that rebuild a table run with them off and check them before commit).
+fn enforce_foreign_keys(conn: &Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -67,9 +74,14 @@ impl SqliteStore {
     pub fn open_blocking(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
         schema::migrations().to_latest(&mut writer)?;
+        enforce_foreign_keys(&writer)?;
         let readers = (0..READERS)
-            .map(|_| connect(path).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| {
+                let conn = connect(path)?;
+                enforce_foreign_keys(&conn)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
