@@ -1,7 +1,7 @@
 //! Exactly-once reconciliation between real `pos-agent` and `sync-server` processes,
 //! through a fault-injecting proxy. `sync-server verify` passes at the end of each test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::agent::{Agent, sale_body, sync_config};
 use e2e::proxy::{Fault, Proxy};

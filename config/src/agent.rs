@@ -26,7 +26,7 @@ pub struct AgentConfig {
     pub scanners: Vec<ScannerSection>,
     /// Rules for a standalone store (HQ's rules replace them once pulled).
     pub program: Option<ProgramRules>,
-    /// Logging.
+    /// `[log]`: level and format of the agent's log lines.
     pub log: LogSection,
 }
 
@@ -240,7 +240,7 @@ pub enum Parity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
-    /// None.
+    /// No flow control.
     None,
     /// XON/XOFF.
     Software,
