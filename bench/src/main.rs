@@ -10,6 +10,7 @@ mod kpi_report;
 mod push_load;
 mod scan_latency;
 mod sqlite_limit;
+mod store_load;
 
 use anyhow::Context;
 use clap::Parser;

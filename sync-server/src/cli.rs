@@ -7,6 +7,7 @@ use crate::ledger::kpi::Period;
 use crate::reports::clv::{self, ClvOptions};
 use crate::reports::{self, kpi};
 use crate::server::{self, ServeError, ServeOptions};
+use crate::store::flow::escrow::AbandonAfter;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -202,8 +203,14 @@ pub enum CardCommand {
     Token {
         /// The card number.
         card: CardId,
-        /// Validity in seconds.
-        #[arg(long, default_value_t = 300)]
+        /// Validity in seconds, 1 to 300: offline, a till can only refuse a token
+        /// it saw itself, so the validity bounds what a screenshot can do.
+        #[arg(
+            long = "ttl-secs",
+            alias = "ttl",
+            default_value_t = 60,
+            value_parser = clap::value_parser!(u32).range(1..=300)
+        )]
         ttl: u32,
     },
 }
@@ -460,6 +467,12 @@ fn hash_password_from_stdin(out: &mut dyn Write) -> Result<ExitCode, CliError> {
     let hash = crate::dashboard::session::hash_password(password).map_err(CliError::Report)?;
     writeln!(out, "{hash}").map_err(|e| CliError::Report(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
+/// When the job takes back what tills abandoned, from `[ledger]`.
+fn abandon_after(ledger: &config::server::LedgerSection) -> AbandonAfter {
+    AbandonAfter {
+        reservation: time::Duration::hours(i64::from(ledger.reservation_abandon_hours)),
+        lease: time::Duration::hours(i64::from(ledger.lease_abandon_hours)),
+    }
 }
 
 /// Runs a parsed command line.
@@ -489,6 +502,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 pull_page_size: config.ledger.pull_page_size,
                 job_interval: Duration::from_secs(config.ledger.job_interval_secs),
                 admin: config.admin.clone(),
+                lease_duration: time::Duration::hours(i64::from(config.ledger.lease_hours)),
+                abandon_after: abandon_after(&config.ledger),
             };
             let token = CancellationToken::new();
             tokio::spawn(shutdown_signal(token.clone()));
@@ -530,7 +545,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
         Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
         Command::Jobs(JobsCommand::Run { now }) => {
-            admin::jobs_run(store, now.unwrap_or_else(|| clock.now()), out).await?;
+            let now = now.unwrap_or_else(|| clock.now());
+            admin::jobs_run(store, now, abandon_after(&config.ledger), out).await?;
         }
         // Answered above, before the store opens.
         Command::Admin(AdminCommand::HashPassword) => {}

@@ -7,6 +7,7 @@ use crate::dashboard::{self, Dashboard};
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::store::Store;
+use crate::store::flow::escrow::AbandonAfter;
 use crate::tls::{self, TlsError, TlsListener};
 use config::clock::Clock;
 use config::server::{AdminSection, TlsSection};
@@ -34,6 +35,10 @@ pub struct ServeOptions {
     pub job_interval: Duration,
     /// The dashboard's login; `None`: no dashboard.
     pub admin: Option<AdminSection>,
+    /// How long a lease HQ grants lives.
+    pub lease_duration: time::Duration,
+    /// When the job takes back what tills abandoned.
+    pub abandon_after: AbandonAfter,
 }
 
 /// Why the server could not start.
@@ -97,6 +102,7 @@ pub async fn serve(
         clock,
         pull_page_size: options.pull_page_size,
         max_body_bytes: options.max_body_bytes,
+        lease_duration: options.lease_duration,
     });
     if let Some(admin) = &options.admin {
         // Browsers reach the dashboard over TLS here, or at a proxy in front when
@@ -109,6 +115,7 @@ pub async fn serve(
         Arc::clone(&store),
         clock,
         options.job_interval,
+        options.abandon_after,
         shutdown.child_token(),
     ));
     let scheme = if tls_config.is_some() {
@@ -152,6 +159,8 @@ mod tests {
             pull_page_size: 10,
             job_interval: Duration::from_secs(60),
             admin: None,
+            lease_duration: crate::store::flow::escrow::DEFAULT_LEASE_DURATION,
+            abandon_after: AbandonAfter::default(),
         }
     }
 

@@ -75,6 +75,21 @@ pub(crate) fn check_server(config: &ServerConfig) -> Problems {
             " minutes (up to a week)",
         );
     }
+    problems.range("ledger.lease_hours", ledger.lease_hours, 1, 720, " hours");
+    problems.range(
+        "ledger.reservation_abandon_hours",
+        ledger.reservation_abandon_hours,
+        1,
+        8_760,
+        " hours",
+    );
+    problems.range(
+        "ledger.lease_abandon_hours",
+        ledger.lease_abandon_hours,
+        1,
+        8_760,
+        " hours",
+    );
     problems.log(&config.log);
     problems
 }
