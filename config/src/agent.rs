@@ -1,5 +1,6 @@
 //! `agent.toml`: the configuration of `pos-agent`.
 
+use protocol::limits::Limits;
 use protocol::rules::ProgramRules;
 use protocol::{Points, StoreId, TerminalId};
 use serde::Deserialize;
@@ -21,6 +22,9 @@ pub struct AgentConfig {
     pub sync: Option<SyncSection>,
     /// Limits on redemptions while HQ is unreachable.
     pub offline: OfflineSection,
+    /// Maximums of money and points a sale may carry (`[limits]`; each at most its
+    /// hard ceiling, [`Limits::CEILING`]).
+    pub limits: Limits,
     /// Serial scanners (`[[scanner]]`).
     #[serde(rename = "scanner")]
     pub scanners: Vec<ScannerSection>,

@@ -29,6 +29,9 @@ pub(crate) fn check_agent(config: &AgentConfig) -> Problems {
         sync_section(&mut problems, sync);
     }
     offline(&mut problems, &config.offline);
+    if let Err(e) = config.limits.check() {
+        problems.add(format!("limits.{}", e.key), e.reason);
+    }
     for (i, scanner) in config.scanners.iter().enumerate() {
         scanner_section(&mut problems, i, scanner, &config.scanners[..i]);
     }
