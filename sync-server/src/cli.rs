@@ -59,9 +59,13 @@ pub enum Command {
     Keys(KeysCommand),
     /// Recompute every balance from the ledger and compare; exit 1 on any difference.
     Verify,
-    /// Reports for review: overdrawn cards, flagged entries, refused pushes.
+    /// Reports for review: overdrawn cards, flagged entries, refused pushes,
+    /// quarantined entries.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Entries HQ stored without applying them (see `report quarantine`).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// The ledger job (maturation, expiry, tiers).
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -166,6 +170,19 @@ pub enum ReportCommand {
     Flags,
     /// Refused pushes: gaps, rewinds, id reuse, terminal mismatches.
     Anomalies,
+    /// Entries HQ stored and acknowledged but could not apply, and their retries.
+    Quarantine,
+}
+
+/// `quarantine …`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Apply a quarantined entry now, after its cause was fixed; exactly once (a
+    /// second retry does nothing). Exits 1 when it still cannot be applied.
+    Retry {
+        /// The id `report quarantine` lists.
+        id: i64,
+    },
 }
 
 /// `jobs …`.
@@ -378,6 +395,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Report(ReportCommand::Overdrafts) => admin::report_overdrafts(store, out).await?,
         Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
         Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
+        Command::Report(ReportCommand::Quarantine) => admin::report_quarantine(store, out).await?,
+        Command::Quarantine(QuarantineCommand::Retry { id }) => {
+            if !admin::quarantine_retry(store, clock, id, out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Jobs(JobsCommand::Run { now }) => {
             admin::jobs_run(store, now.unwrap_or_else(|| clock.now()), out).await?;
         }

@@ -10,9 +10,11 @@ pub mod apply;
 pub mod batch;
 pub mod jobs;
 pub mod lots;
+pub mod quarantine;
 pub mod sequence;
 pub mod verify;
 
+use protocol::money::AmountError;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Money, Points};
 use std::collections::HashMap;
@@ -293,7 +295,8 @@ impl CardRecord {
 
     /// Points spendable now: the balance less what is still pending, never below zero.
     pub fn available(&self) -> Points {
-        Points((self.balance.get() - self.pending.get()).max(0))
+        // Saturating is exact here: a difference below i64::MIN is below zero anyway.
+        Points(self.balance.get().saturating_sub(self.pending.get()).max(0))
     }
 }
 
@@ -453,10 +456,11 @@ pub struct Spend {
 }
 
 impl Spend {
-    /// Counts one more entry of `at` and `amount`.
-    pub fn add(&mut self, at: OffsetDateTime, amount: Money) {
-        self.total = Money(self.total.get().saturating_add(amount.get()));
+    /// Counts one more entry of `at` and `amount`; on overflow nothing is counted.
+    pub fn add(&mut self, at: OffsetDateTime, amount: Money) -> Result<(), AmountError> {
+        self.total = self.total.checked_add(amount)?;
         self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        Ok(())
     }
 
     /// When the oldest counted entry leaves the window (and the spend may drop).

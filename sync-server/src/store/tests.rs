@@ -141,6 +141,9 @@ on_every_backend!(
     many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
 );
 
+mod extremes;
+mod quarantine;
+
 async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
     let token = TerminalToken::generate().unwrap();
     let (s, t) = (StoreId::parse(s).unwrap(), TerminalId::parse(t).unwrap());

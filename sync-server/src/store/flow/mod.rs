@@ -12,6 +12,7 @@ pub mod feed;
 pub mod jobs;
 pub mod keys;
 pub mod push;
+pub mod quarantine;
 pub mod reports;
 pub mod rules;
 pub mod terminals;
@@ -19,12 +20,13 @@ pub mod terminals;
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::jobs::JobReport;
+use crate::ledger::quarantine::RetryOutcome;
 use crate::ledger::sequence::Refusal;
 use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
 use crate::store::{
-    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
-    StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
+    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome,
+    QuarantinedEntry, Store, StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
 };
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
@@ -108,6 +110,10 @@ impl<B: Backend> Store for B {
                     acked_through,
                 }
                 .into())
+            }
+            // Rolled back: find the entries that fail alone and quarantine them.
+            Err(e) if quarantine::is_internal(&e) => {
+                quarantine::push_one_by_one(self, terminal, &batch, now).await
             }
             other => other,
         }
@@ -239,5 +245,13 @@ impl<B: Backend> Store for B {
 
     async fn anomalies(&self) -> Result<Vec<Anomaly>> {
         self.run(reports::Anomalies).await
+    }
+
+    async fn quarantined(&self) -> Result<Vec<QuarantinedEntry>> {
+        self.run(quarantine::List).await
+    }
+
+    async fn retry_quarantined(&self, id: i64, now: OffsetDateTime) -> Result<RetryOutcome> {
+        self.run(quarantine::Retry { id, now }).await
     }
 }

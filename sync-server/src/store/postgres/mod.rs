@@ -15,6 +15,7 @@ mod cards;
 mod feed;
 mod jobs;
 pub mod options;
+mod quarantine;
 pub mod retry;
 mod rules;
 pub mod schema;

@@ -28,11 +28,32 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger schema",
-    sql: V1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger schema",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        name: "quarantine",
+        sql: V2_QUARANTINE,
+    },
+];
+
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V2_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry_id       UUID NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT COLLATE "C",
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at BIGINT NOT NULL,
+    released_at    BIGINT
+);
+"#;
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {

@@ -13,6 +13,7 @@ mod admin;
 mod cards;
 mod feed;
 mod jobs;
+mod quarantine;
 mod rules;
 mod schema;
 mod session;

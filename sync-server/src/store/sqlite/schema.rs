@@ -8,8 +8,22 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. Never edit a released one: add the next.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2_QUARANTINE)])
 }
+
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V2_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             INTEGER PRIMARY KEY,
+    entry_id       TEXT NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT,
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at INTEGER NOT NULL,
+    released_at    INTEGER
+);
+"#;
 
 const V1: &str = r#"
 -- Terminals and their bearer tokens (SHA-256 hex only). acked_through is the highest
