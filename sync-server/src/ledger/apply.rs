@@ -173,12 +173,15 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
         quarantined: Vec::new(),
     };
     for entry in entries {
-        if let Err(e) = validate(entry, limits) {
-            let why = Unappliable::OutOfLimits(e.to_string());
-            p.quarantined.push(QuarantineRow::new(entry, &why));
+        let refused = |e: protocol::limits::LimitError| {
+            QuarantineRow::new(entry, &Unappliable::OutOfLimits(e.to_string()))
+        };
+        let Some(card) = entry.card() else {
+            if let Err(e) = validate(entry, limits) {
+                p.quarantined.push(refused(e));
+            }
             continue;
-        }
-        let Some(card) = entry.card() else { continue };
+        };
         let i = match p.index.get(card) {
             Some(&i) => i,
             None => {
@@ -196,6 +199,12 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
                 p.cards.len() - 1
             }
         };
+        // The card is planned even when its entry is refused: the push locked (or
+        // created) its row and makes sure of its feed membership.
+        if let Err(e) = validate(entry, limits) {
+            p.quarantined.push(refused(e));
+            continue;
+        }
         let saved = p.checkpoint(i);
         if let Err(why) = p.apply(i, entry) {
             p.restore(i, saved);
