@@ -55,6 +55,11 @@ CREATE TABLE quarantine (
 );
 "#;
 
+/// The version the newest migration brings a database to.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
@@ -68,7 +73,7 @@ pub async fn migrate(client: &mut Client) -> Result<()> {
     )
     .await?;
     let applied = version(&tx).await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = latest();
     if applied > known {
         return Err(StoreError::Corrupt(format!(
             "the database schema is at version {applied}, newer than this server knows \
