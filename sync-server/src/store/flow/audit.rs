@@ -23,15 +23,25 @@ fn blank(card: CardId) -> CardAudit {
         ledger_pending: 0,
         unmatured_remaining: 0,
         lots_remaining: 0,
+        open_reserved: 0,
+        open_leased: 0,
     }
 }
 
-/// The card `stored` names, or `None` after setting it aside as unreadable.
-fn parse(stored: String, unreadable: &mut BTreeMap<String, String>) -> Option<CardId> {
+/// The audit of the card `stored` names (blank when first seen), or `None` when the
+/// card does not read: it is set aside as unreadable, once, with the reason.
+fn audit_of<'a>(
+    stored: String,
+    cards: &'a mut BTreeMap<CardId, CardAudit>,
+    unreadable: &mut BTreeMap<String, String>,
+) -> Option<&'a mut CardAudit> {
+    if unreadable.contains_key(&stored) {
+        return None;
+    }
     match CardId::parse(&stored) {
-        Ok(card) => Some(card),
+        Ok(card) => Some(cards.entry(card.clone()).or_insert_with(|| blank(card))),
         Err(e) => {
-            unreadable.entry(stored).or_insert_with(|| e.to_string());
+            unreadable.insert(stored, e.to_string());
             None
         }
     }
@@ -59,26 +69,22 @@ impl Op for Read {
             }
         }
         for (stored, balance, pending) in c.ledger_sums().await? {
-            if unreadable.contains_key(&stored) {
-                continue;
+            if let Some(a) = audit_of(stored, &mut cards, &mut unreadable) {
+                a.ledger_balance = balance;
+                a.ledger_pending = pending;
             }
-            let Some(card) = parse(stored, &mut unreadable) else {
-                continue;
-            };
-            let a = cards.entry(card.clone()).or_insert_with(|| blank(card));
-            a.ledger_balance = balance;
-            a.ledger_pending = pending;
         }
         for (stored, remaining, unmatured) in c.lot_sums().await? {
-            if unreadable.contains_key(&stored) {
-                continue;
+            if let Some(a) = audit_of(stored, &mut cards, &mut unreadable) {
+                a.lots_remaining = remaining;
+                a.unmatured_remaining = unmatured;
             }
-            let Some(card) = parse(stored, &mut unreadable) else {
-                continue;
-            };
-            let a = cards.entry(card.clone()).or_insert_with(|| blank(card));
-            a.lots_remaining = remaining;
-            a.unmatured_remaining = unmatured;
+        }
+        for (stored, reserved, leased) in c.hold_sums().await? {
+            if let Some(a) = audit_of(stored, &mut cards, &mut unreadable) {
+                a.open_reserved = reserved;
+                a.open_leased = leased;
+            }
         }
         let terminals = c.terminal_audits().await?;
         done(Ok(Audit {

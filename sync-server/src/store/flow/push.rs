@@ -14,6 +14,10 @@
 //! 5. Let [`apply_batch`] decide, then write: entries (the database's uniqueness is
 //!    the last word on exactly-once: a clash refuses the batch), cards, lots, ledger,
 //!    flags, and the store's feed membership of cards not known to be in it.
+//!    Settle reservations and leases first ([`settle`]: capture, release, lease
+//!    charge and close, on the cards' `reserved`/`leased`), reading their rows after
+//!    the card locks; a lease settlement that does not add up is recorded as an
+//!    anomaly, never a refusal.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
@@ -26,14 +30,15 @@ use super::done;
 use super::rules;
 use crate::ledger::apply::{BatchInput, BatchPlan, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
+use crate::ledger::escrow::{Settlement, settle, settlement_keys};
 use crate::ledger::sequence::{Refusal, classify, held_range};
-use crate::ledger::{CardRecord, RulesBook, cached_spend, spend_window_start};
+use crate::ledger::{AnomalyKind, CardRecord, RulesBook, cached_spend, spend_window_start};
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
 use crate::store::statements::{Clash, Missing, NewEntries, Statements};
-use crate::store::{PushOutcome, StoreError, TerminalIdentity};
+use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::limits::Limits;
 use protocol::{CardId, Seq};
@@ -209,7 +214,23 @@ async fn apply_new<C: Statements>(
     let Some(locked) = c.lock_cards(&touched, missing).await? else {
         return Ok(None);
     };
-    let plan = plan(c, new.entries, locked.cards, &book, now).await?;
+    // Reservations and leases are read after the card locks, like lots: every
+    // writer of them holds the card's lock. Every stored entry settles them once,
+    // a quarantined one included: HQ holds it, so the till's hold has ended (its
+    // points move when a retry applies it).
+    let keys = settlement_keys(new.entries);
+    let reservations = c.reservations(terminal.key, &keys.receipts).await?;
+    let leases = c.leases(&keys.leases).await?;
+    let mut cards = locked.cards;
+    let settlement = settle(
+        terminal.key,
+        new.entries,
+        reservations,
+        leases,
+        &mut cards,
+        now,
+    );
+    let plan = plan(c, new.entries, cards, &book, now).await?;
     // After the spend was read: it must not count this batch, the ledger adds each
     // entry as it applies it.
     let encoded = &encoded.get().await?[new.from..];
@@ -225,6 +246,7 @@ async fn apply_new<C: Statements>(
     }
     write_effects(c, &plan, now).await?;
     c.insert_quarantine(&plan.quarantined, now).await?;
+    write_settlement(c, terminal, &settlement, now).await?;
     let unknown = c.caches().associations.unknown(&terminal.store, &touched);
     if !unknown.is_empty() {
         c.associate(&terminal.store, &unknown).await?;
@@ -273,6 +295,30 @@ pub(super) async fn write_effects<C: Statements>(
     c.update_lots(&plan.changed_lots).await?;
     c.insert_ledger(&plan.ledger).await?;
     c.insert_flags(&plan.flags).await?;
+    Ok(())
+}
+
+/// Writes the reservations and leases a push settled; a lease settlement that does
+/// not add up is an anomaly, never a refusal.
+async fn write_settlement<C: Statements>(
+    c: &mut C,
+    terminal: &TerminalIdentity,
+    settlement: &Settlement,
+    now: OffsetDateTime,
+) -> Result<()> {
+    c.write_reservations(&settlement.reservations).await?;
+    c.write_leases(&settlement.leases).await?;
+    for mismatch in &settlement.mismatches {
+        tracing::warn!(%terminal, "lease settlement does not add up: {mismatch}");
+        c.insert_anomaly(&Anomaly {
+            at: now,
+            store: terminal.store.clone(),
+            terminal: terminal.terminal.clone(),
+            kind: AnomalyKind::LeaseMismatch,
+            detail: mismatch.to_string(),
+        })
+        .await?;
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! Quarantined entries in SQLite. `BEGIN IMMEDIATE` already serializes retries, so
-//! locking a record is reading it.
+//! Quarantined entries in SQLite. The one writer thread already runs retries one
+//! after the other (`group`), so locking a record is reading it.
 
 use super::session::{SqliteSession, int, opt_text, text};
 use crate::ledger::quarantine::QuarantineRow;
