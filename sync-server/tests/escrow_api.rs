@@ -213,7 +213,8 @@ async fn reservations_survive_kill_9_of_hq(backend: Backend) {
     assert_eq!(push(&http, &server, &t1, &body).await.0, 200);
     assert_eq!(reserve(&http, &server, &t1, "R-1", 100).await.0, 200);
     // SIGKILL: no shutdown of any kind.
-    drop(server);
+    let mut server = server;
+    server.kill9();
     let server = hq.start();
     let (status, refused) = reserve(&http, &server, &t2, "R-1", 1).await;
     assert_eq!((status, code(&refused)), (409, "insufficient_points"));
