@@ -92,6 +92,8 @@ pub enum ErrorCode {
     RedeemAboveRuleCap,
     /// Return of more units than remain.
     ReturnExceedsSale,
+    /// HQ settled a reservation under this receipt before.
+    ReservationSettled,
     /// An offline cap.
     Offline(OfflineLimit),
     /// The journal's disk is full.
@@ -127,6 +129,7 @@ impl ErrorCode {
             Self::InsufficientPoints => "insufficient_points",
             Self::RedeemAboveRuleCap => "redeem_above_rule_cap",
             Self::ReturnExceedsSale => "return_exceeds_sale",
+            Self::ReservationSettled => "reservation_settled",
             Self::Offline(limit) => limit.as_str(),
             Self::JournalFull => "journal_full",
             Self::ShuttingDown => "shutting_down",
@@ -149,6 +152,7 @@ impl ApiError {
                 SaleError::IdempotencyConflict(_) => (S::CONFLICT, C::IdempotencyConflict),
                 SaleError::SaleCancelled { .. } => (S::CONFLICT, C::SaleCancelled),
                 SaleError::SaleCommitted(_) => (S::CONFLICT, C::SaleCommitted),
+                SaleError::ReservationSettled(_) => (S::CONFLICT, C::ReservationSettled),
                 SaleError::SaleNotCommitted { .. } => (S::CONFLICT, C::SaleNotCommitted),
                 SaleError::AlreadyReturned(_) => (S::CONFLICT, C::AlreadyReturned),
                 SaleError::CardBlocked { .. } => (S::UNPROCESSABLE_ENTITY, C::CardBlocked),
