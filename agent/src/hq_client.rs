@@ -270,7 +270,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
             code: RefusalCode::parse(body.error.code),
             message: body.error.message,
             acked_through: body.error.acked_through,
-            spendable: spendable_of(&bytes),
+            spendable: body.error.spendable,
         }),
         Err(_) => Err(HqError::Refused {
             status: status.as_u16(),
@@ -280,16 +280,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
             spendable: None,
         }),
     }
-}
-
-/// The `spendable` an `insufficient_points` refusal carries (in the error or beside
-/// it), if any.
-fn spendable_of(bytes: &[u8]) -> Option<Points> {
-    let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let value = body
-        .pointer("/error/spendable")
-        .or_else(|| body.get("spendable"))?;
-    value.as_i64().map(Points)
 }
 
 /// The JSON of a `PushRequest` whose entries are already-encoded `JournalEntry`s.
