@@ -15,7 +15,8 @@ use std::sync::Arc;
 use time::Duration;
 use uuid::Uuid;
 
-on_every_backend!(
+testkit::on_every_backend!(
+    open: Db::open;
     a_reservation_is_idempotent_and_a_refusal_changes_nothing,
     two_terminals_racing_for_the_same_points_on_two_instances_exactly_one_wins,
     a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push,
