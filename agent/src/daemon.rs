@@ -44,8 +44,16 @@ pub struct RunOptions {
 
 /// Loads the config (or the defaults).
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<AgentConfig> {
+    load_with(path, config::load_agent)
+}
+
+/// Loads the config `path` with `load` (or the defaults).
+fn load_with(
+    path: Option<&Path>,
+    load: fn(&Path) -> Result<AgentConfig, config::ConfigErrors>,
+) -> anyhow::Result<AgentConfig> {
     match path {
-        Some(p) => config::load_agent(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}")),
+        Some(p) => load(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}")),
         None => Ok(AgentConfig::default()),
     }
 }
@@ -62,7 +70,9 @@ pub fn journal_path(cfg: &AgentConfig) -> anyhow::Result<PathBuf> {
 
 /// Runs the agent on a new tokio runtime until a shutdown signal.
 pub fn run_blocking(opts: RunOptions) -> anyhow::Result<()> {
-    let mut cfg = load_config(opts.config.as_deref())?;
+    // The files the config names (token, CA) too: a missing one is named once, before
+    // the journal is created.
+    let mut cfg = load_with(opts.config.as_deref(), config::load_agent_ready)?;
     crate::logging::init(&cfg.log, opts.log_json);
     if let Some(listen) = opts.listen {
         cfg.till_api.listen = listen;

@@ -78,7 +78,8 @@ impl std::fmt::Display for RefusalCode {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The token file could not be read.
-    #[error("cannot read token file {path}: {source}")]
+    // The OS error is the source: callers print the chain, which names it once.
+    #[error("cannot read token file {path}")]
     Token {
         /// The token file's path.
         path: String,

@@ -443,7 +443,7 @@ async fn rules_are_pulled_only_when_newer_and_versions_only_go_up(store: Db) {
         store
             .set_rules(
                 ProgramRules {
-                    version: 5,
+                    version: 4,
                     ..rules.clone()
                 },
                 T0
