@@ -48,6 +48,7 @@ impl TillState {
             mode,
             live,
             limits: self.settings.offline.clone(),
+            figure_limits: self.settings.figure_limits,
             hold_timeout_secs: self.settings.hold_timeout_secs,
         }
     }
