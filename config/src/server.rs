@@ -22,12 +22,6 @@ pub struct ServerConfig {
     pub tls: Option<TlsSection>,
     /// Largest request body, in bytes, after gzip decompression. Default 16 MiB.
     pub max_body_bytes: usize,
-    /// Connections open at once (TLS handshakes included); more are closed at once
-    /// (plain HTTP: answered 503 `too_many_connections`). Default 8192.
-    pub max_connections: usize,
-    /// Seconds a connection has to send a request's headers, from its start or its
-    /// previous answer (also how long an idle connection stays open). Default 30.
-    pub header_timeout_secs: u64,
     /// Ledger housekeeping.
     pub ledger: LedgerSection,
     /// Logging.
@@ -42,8 +36,6 @@ impl Default for ServerConfig {
             allow_plain_http: false,
             tls: None,
             max_body_bytes: 16 * 1024 * 1024,
-            max_connections: 8192,
-            header_timeout_secs: 30,
             ledger: LedgerSection::default(),
             log: LogSection::default(),
         }
