@@ -5,7 +5,7 @@
 //! Randomness is seeded: set `FAULT_SEED` to replay a run; the seed is printed at the
 //! start of each test and in every assertion message.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::agent::{Agent, sale_body, sync_config};
 use e2e::http;

@@ -8,17 +8,17 @@
 //! Needs PostgreSQL on 127.0.0.1:5432 (`$LOYALTY_PG_ADMIN_URL`); the test makes its
 //! own database and drops it. `SKIP_PG_TESTS=1` skips it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::agent::{Agent, sale_body, sync_config};
 use e2e::http;
+use e2e::pg::TestDatabase;
 use e2e::server::Server;
 use e2e::temp_dir;
 use serde_json::json;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use sync_server::store::postgres::testdb::TestDatabase;
 
 const CARD: &str = "4006381333931";
 const SALES_PER_TILL: usize = 60;

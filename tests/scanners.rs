@@ -6,7 +6,7 @@
 //! No test asserts on timing: things that must *not* arrive are proven absent by a
 //! sentinel scan sent after them that must be the next event.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::scanner::*;
 use e2e::{temp_dir, wait_for};

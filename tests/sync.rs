@@ -1,7 +1,7 @@
 //! Exactly-once reconciliation between real `pos-agent` and `sync-server` processes,
 //! through a fault-injecting proxy. `sync-server verify` passes at the end of each test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::agent::{Agent, sale_body, sync_config};
 use e2e::proxy::{Fault, Proxy};
@@ -12,6 +12,8 @@ use std::time::Duration;
 
 const CARD: &str = "4006381333931";
 const CARD_B: &str = "5901234123457";
+/// Offline redemption by the caps (the escrow default needs leases granted first).
+const CAPS_MODE: &str = "[offline]\nredemption = \"caps\"\n";
 
 /// HQ's live balance of `card`, asked with `token`.
 fn hq_balance(server: &Server, token: &str, card: &str) -> Value {
@@ -351,7 +353,7 @@ fn pending_points_mature_and_unspent_points_expire_with_the_hq_job() {
 #[test]
 fn offline_caps_hold_while_hq_is_down() {
     let (s, proxy) = setup_with_proxy(
-        "[offline]\nmax_redeem_per_card_per_day = 1000\nmax_redeem_per_terminal_per_day = 1200\n\
+        "[offline]\nredemption = \"caps\"\nmax_redeem_per_card_per_day = 1000\nmax_redeem_per_terminal_per_day = 1200\n\
          max_redeem_per_receipt = 500\nmax_consecutive_per_card = 3\n",
     );
     s.agent.sell("F-1", Some(CARD), 4_000_000, 0); // +2000
@@ -426,7 +428,7 @@ fn no_offline_redemption_once_hq_has_been_away_longer_than_max_offline_hours() {
     let token = server.add_terminal("store-1", "till-1");
     let proxy = Proxy::start(server.base.trim_start_matches("http://"));
     let adir = dir.path().join("till");
-    let config = sync_config(&adir, "store-1", "till-1", &proxy.url(), &token, "");
+    let config = sync_config(&adir, "store-1", "till-1", &proxy.url(), &token, CAPS_MODE);
     let mut agent = Agent::start(&adir, &config);
     agent.sell("H-1", Some(CARD), 200_000, 0);
     agent.wait_synced();
@@ -477,11 +479,11 @@ fn offline_redemptions_at_two_stores_overdraw_a_card_and_hq_reports_it() {
     let (d1, d2) = (dir.path().join("s1"), dir.path().join("s2"));
     let a = Agent::start(
         &d1,
-        &sync_config(&d1, "store-1", "till-1", &p1.url(), &t1, ""),
+        &sync_config(&d1, "store-1", "till-1", &p1.url(), &t1, CAPS_MODE),
     );
     let b = Agent::start(
         &d2,
-        &sync_config(&d2, "store-2", "till-1", &p2.url(), &t2, ""),
+        &sync_config(&d2, "store-2", "till-1", &p2.url(), &t2, CAPS_MODE),
     );
     a.sell("A-0", Some(CARD), 1_000_000, 0); // +500
     a.wait_synced();

@@ -1,6 +1,6 @@
 //! The till API of the real `pos-agent` binary against a real journal file.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use e2e::agent::{Agent, sale_body};
 use e2e::http;

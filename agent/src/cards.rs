@@ -5,6 +5,10 @@
 //! (`included_seq`, the terminal's `acked_through` read together with the balance), so
 //! a sale never disappears and reappears in the balance while it travels to HQ.
 //! In a standalone store there is no HQ row and the journal alone is the balance.
+//!
+//! Available = balance − pending − what other terminals hold of the card at HQ (open
+//! reservations and leases, as HQ last reported them) − this till's open holds. This
+//! till's own lease is part of the balance HQ reports and stays available here.
 //! The journal reads the figures ([`crate::journal::card_views`]); this module adds
 //! them up.
 
@@ -22,7 +26,8 @@ pub struct CardView {
     pub card: CardId,
     /// Every point the card holds, pending included.
     pub balance: Points,
-    /// Spendable now: balance minus pending points and this till's open holds.
+    /// Spendable now: balance minus pending points, what other terminals reserved or
+    /// leased at HQ, and this till's open holds.
     pub available: Points,
     /// Accrued points not yet spendable.
     pub pending: Points,
@@ -49,16 +54,28 @@ impl CardView {
             held,
             blocked,
         } = figures;
-        let (hq_balance, hq_pending, tier, as_of) = match hq {
-            Some(f) => (f.balance, f.pending, f.tier, f.as_of),
-            None => (Points::ZERO, Points::ZERO, None, None),
+        let (hq_balance, hq_pending, elsewhere, tier, as_of) = match hq {
+            Some(f) => (
+                f.balance,
+                f.pending,
+                f.reserved_elsewhere
+                    .get()
+                    .saturating_add(f.leased_elsewhere.get()),
+                f.tier,
+                f.as_of,
+            ),
+            None => (Points::ZERO, Points::ZERO, 0, None, None),
         };
         let balance = hq_balance.get().saturating_add(local_balance.get());
         let pending = hq_pending.get().saturating_add(local_pending.get());
+        let available = balance
+            .saturating_sub(pending)
+            .saturating_sub(elsewhere)
+            .saturating_sub(held.get());
         Self {
             card: card.clone(),
             balance: Points(balance),
-            available: Points(balance.saturating_sub(pending).saturating_sub(held.get())),
+            available: Points(available),
             pending: Points(pending),
             held,
             tier,
@@ -92,13 +109,15 @@ mod tests {
     }
 
     #[test]
-    fn available_is_the_balance_less_pending_points_and_open_holds() {
+    fn available_is_the_balance_less_pending_points_what_others_hold_and_open_holds() {
         let v = CardView::new(
             &card(),
             CardFigures {
                 hq: Some(HqFigures {
                     balance: Points(100),
                     pending: Points(10),
+                    reserved_elsewhere: Points(7),
+                    leased_elsewhere: Points(3),
                     tier: Some("gold".into()),
                     as_of: None,
                 }),
@@ -110,7 +129,7 @@ mod tests {
         );
         assert_eq!(v.balance, Points(130));
         assert_eq!(v.pending, Points(15));
-        assert_eq!(v.available, Points(95));
+        assert_eq!(v.available, Points(85));
         assert_eq!(v.tier.as_deref(), Some("gold"));
     }
 

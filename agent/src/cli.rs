@@ -63,7 +63,8 @@ pub enum Command {
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
-    // One TLS crypto provider for the whole process (ring; no aws-lc, no OpenSSL).
+    // One TLS crypto provider for the whole process (ring; no aws-lc, no OpenSSL);
+    // installing fails only when one is installed already, which is as good.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Run {

@@ -16,6 +16,7 @@ use crate::program::RulesHandle;
 use crate::redemption::Redemption;
 use crate::sales::expiry::HoldExpiry;
 use crate::scan_bus::{ScanBus, ScannerStates};
+use crate::scanner::gate::TokenUses;
 use crate::scanner::{ScanContext, ScannerSet};
 use crate::sync_client::SyncClient;
 use crate::till_api::{self, TillSettings, TillState};
@@ -150,7 +151,12 @@ pub async fn run(
         scans: scans.clone(),
         scanners: scanner_states.clone(),
         link: link.clone(),
-        redemption: Redemption::new(hq.clone(), link.clone(), live_timeout),
+        redemption: Redemption::new(
+            hq.clone(),
+            link.clone(),
+            live_timeout,
+            cfg.offline.redemption,
+        ),
         settings: Arc::new(TillSettings {
             store_id: cfg.store.store_id.clone(),
             terminal_id: cfg.store.terminal_id.clone(),
@@ -174,6 +180,10 @@ pub async fn run(
         metrics: metrics.clone(),
         journal: journal.clone(),
         clock,
+        token_uses: hq.clone().map(|hq| TokenUses {
+            hq,
+            timeout: live_timeout,
+        }),
     };
     let scanners = ScannerSet::start(&cfg.scanners, scan_context, cancel.clone()).await;
     let sync = match (hq, &cfg.sync) {
@@ -187,6 +197,7 @@ pub async fn run(
                 metrics,
                 clock,
                 config: sync_config.clone(),
+                offline: cfg.offline.clone(),
             };
             Some(tokio::spawn(client.run(cancel.clone())))
         }

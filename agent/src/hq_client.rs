@@ -1,4 +1,5 @@
-//! HTTP client for HQ's sync server: push, pull, live balance.
+//! HTTP client for HQ's sync server: push, pull, live balance, reservations, lease
+//! syncs and app token uses.
 //!
 //! TLS is rustls with the ring provider; the trust anchors are the system roots, or
 //! only the `ca_file` when one is configured (a private HQ CA should not widen trust
@@ -7,10 +8,11 @@
 use crate::journal::entries::StoredEntry;
 use config::agent::SyncSection;
 use protocol::wire::{
-    ErrorBody, LiveBalanceResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushResponse,
-    SyncErrorCode,
+    ErrorBody, LeaseSyncRequest, LeaseSyncResponse, LiveBalanceResponse, PROTOCOL_HEADER,
+    PROTOCOL_VERSION, PullResponse, PushResponse, ReserveRequest, ReserveResponse, SyncErrorCode,
+    TokenUseRequest, TokenUseResponse,
 };
-use protocol::{CardId, Seq, StoreId, TerminalId};
+use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::io::Write;
@@ -76,6 +78,12 @@ impl Scrubbed {
     }
 }
 
+impl From<&str> for Scrubbed {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
 impl std::fmt::Display for Scrubbed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -99,6 +107,8 @@ pub enum HqError {
         message: Scrubbed,
         /// For sequence errors: what HQ holds for this terminal.
         acked_through: Option<Seq>,
+        /// For `insufficient_points`: what the card may still spend at HQ.
+        spendable: Option<Points>,
     },
     /// HQ answered something this agent cannot read (other protocol version?).
     #[error("unreadable answer from HQ: {0}")]
@@ -248,6 +258,49 @@ impl HqClient {
         read_json(resp).await
     }
 
+    /// Reserves points of a card at HQ for a receipt being sold, giving up after
+    /// `timeout` (the till then decides offline).
+    pub async fn reserve(
+        &self,
+        req: &ReserveRequest,
+        timeout: Duration,
+    ) -> Result<ReserveResponse, HqError> {
+        self.post_json("/v1/reservations", req, Some(timeout)).await
+    }
+
+    /// Reports the leases this till holds and asks for more.
+    pub async fn sync_leases(&self, req: &LeaseSyncRequest) -> Result<LeaseSyncResponse, HqError> {
+        self.post_json("/v1/sync/leases", req, None).await
+    }
+
+    /// Records the use of an app token at this till, giving up after `timeout` (the
+    /// till's own replay guard then decides alone).
+    pub async fn use_token(
+        &self,
+        req: &TokenUseRequest,
+        timeout: Duration,
+    ) -> Result<TokenUseResponse, HqError> {
+        self.post_json("/v1/tokens/use", req, Some(timeout)).await
+    }
+
+    async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Option<Duration>,
+    ) -> Result<T, HqError> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&*self.token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .json(body);
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
+        read_json(req.send().await.map_err(unreachable)?).await
+    }
+
     /// Asks HQ for a card's live balance, giving up after `timeout`.
     pub async fn live_balance(
         &self,
@@ -296,6 +349,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
             code: RefusalCode::parse(body.error.code),
             message: Scrubbed::new(body.error.message),
             acked_through: body.error.acked_through,
+            spendable: spendable_of(&bytes),
         }),
         Err(_) => Err(HqError::Refused {
             status: status.as_u16(),
@@ -307,8 +361,19 @@ async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> R
                     .collect::<String>(),
             ),
             acked_through: None,
+            spendable: None,
         }),
     }
+}
+
+/// The `spendable` an `insufficient_points` refusal carries (in the error or beside
+/// it), if any.
+fn spendable_of(bytes: &[u8]) -> Option<Points> {
+    let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let value = body
+        .pointer("/error/spendable")
+        .or_else(|| body.get("spendable"))?;
+    value.as_i64().map(Points)
 }
 
 /// The JSON of a `PushRequest` whose entries are already-encoded `JournalEntry`s.

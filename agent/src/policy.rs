@@ -8,6 +8,7 @@
 
 use config::agent::OfflineSection;
 use protocol::Points;
+use protocol::escrow::LeaseRefusal;
 
 /// What this terminal has already redeemed offline, as the caps count it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,6 +38,14 @@ pub enum OfflineLimit {
     CardDailyCap,
     /// `max_redeem_per_terminal_per_day`.
     TerminalDailyCap,
+    /// Escrow mode: this till holds no lease of the card.
+    NoAllowance,
+    /// Escrow mode: the card's lease here holds fewer points than asked.
+    AllowanceShort,
+    /// Escrow mode: the card's lease here expires before the hold would.
+    AllowanceExpiring,
+    /// `redemption = "none"`: no redemption while HQ is unreachable.
+    RedemptionOff,
 }
 
 impl OfflineLimit {
@@ -50,6 +59,10 @@ impl OfflineLimit {
             Self::ReceiptCap => "offline_receipt_cap",
             Self::CardDailyCap => "offline_card_daily_cap",
             Self::TerminalDailyCap => "offline_terminal_daily_cap",
+            Self::NoAllowance => "offline_no_allowance",
+            Self::AllowanceShort => "offline_allowance_short",
+            Self::AllowanceExpiring => "offline_allowance_expiring",
+            Self::RedemptionOff => "offline_redemption_off",
         }
     }
 }
@@ -61,6 +74,29 @@ pub struct Refusal {
     pub limit: OfflineLimit,
     /// What the limit is and how much of it is used.
     pub message: String,
+}
+
+impl From<LeaseRefusal> for Refusal {
+    /// Escrow mode's refusals, as the till sees them.
+    fn from(r: LeaseRefusal) -> Self {
+        let limit = match r {
+            LeaseRefusal::NoLease => OfflineLimit::NoAllowance,
+            LeaseRefusal::Insufficient { .. } => OfflineLimit::AllowanceShort,
+            LeaseRefusal::Expiring => OfflineLimit::AllowanceExpiring,
+        };
+        Self {
+            limit,
+            message: format!("HQ is unreachable: {r}"),
+        }
+    }
+}
+
+/// The refusal of every offline redemption when `redemption = "none"`.
+pub fn redemption_off() -> Refusal {
+    Refusal {
+        limit: OfflineLimit::RedemptionOff,
+        message: "HQ is unreachable and this till redeems no points offline ([offline] redemption = \"none\")".into(),
+    }
 }
 
 /// The most points the offline caps still allow on one receipt for this card (before
@@ -158,6 +194,7 @@ mod tests {
             max_redeem_per_receipt: Points(500),
             max_consecutive_per_card: 2,
             max_offline_hours: 24,
+            ..OfflineSection::default()
         }
     }
 

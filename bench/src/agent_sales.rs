@@ -1,9 +1,9 @@
 //! Till sale throughput of the real agent, and its idle memory.
 
-use e2e::agent::{Agent, sale_body};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::agent::{Agent, sale_body};
 
 /// Results of the agent benchmark.
 pub struct SalesFigures {

@@ -4,12 +4,12 @@
 //! rows written raw into the same schema, with no ledger work at all.
 
 use crate::hq::HqDb;
-use e2e::agent::{Agent, sync_config};
-use e2e::wait_for;
+use crate::store_load::raw::Baseline;
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use sync_server::bench::raw::Baseline;
+use testkit::agent::{Agent, sync_config};
+use testkit::wait_for;
 
 /// Writes `n` offline sales into a fresh journal for store-1/till-1 in `dir`.
 pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub fn write_backlog(dir: &Path, n: u64) -> anyhow::Result<()> {
         seq += 1_000.min(n - seq);
         journal.write(|tx| -> anyhow::Result<()> {
             for s in first..=seq {
-                let body = sync_server::bench::sale("till-1", s, now)?.body;
+                let body = crate::store_load::sale("till-1", s, now).body;
                 tx.append(body, now, 0)?;
             }
             Ok(())
@@ -68,7 +68,7 @@ pub fn raw_limits(dir: &Path, db: &HqDb, n: u64, batch: u64) -> anyhow::Result<V
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let journal = sync_server::bench::journal("till-1", n)?;
+    let journal = crate::store_load::journal("till-1", n);
     let size = usize::try_from(batch)?;
     let mut out = Vec::new();
     let baselines: Vec<Baseline> = match db {
@@ -85,7 +85,7 @@ pub fn raw_limits(dir: &Path, db: &HqDb, n: u64, batch: u64) -> anyhow::Result<V
             .as_ref()
             .unwrap_or(db)
             .target(&dir.join(format!("raw-{i}.db")));
-        let secs = rt.block_on(sync_server::bench::raw::write(
+        let secs = rt.block_on(crate::store_load::raw::write(
             baseline, &target, &journal, size,
         ))?;
         out.push((baseline.to_string(), n as f64 / secs));

@@ -1,10 +1,10 @@
 //! Which database HQ runs on in a benchmark: a SQLite file in the run's directory,
 //! or a fresh PostgreSQL database made for the run and dropped after it.
 
-use e2e::server::Server;
+use crate::store_load::Target;
 use std::path::Path;
-use sync_server::bench::Target;
-use sync_server::store::postgres::testdb::TestDatabase;
+use testkit::hq::Server;
+use testkit::pg::TestDatabase;
 
 /// HQ's database for one measurement.
 pub enum HqDb {

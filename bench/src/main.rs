@@ -9,6 +9,7 @@ mod hq;
 mod push_load;
 mod scan_latency;
 mod sqlite_limit;
+mod store_load;
 
 use anyhow::Context;
 use clap::Parser;

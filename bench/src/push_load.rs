@@ -3,12 +3,12 @@
 //! next push (as the agent does). Throughput and push latency percentiles.
 
 use crate::hq::HqDb;
+use crate::store_load::Target;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use sync_server::bench::Target;
 
 /// The figures.
 pub struct PushFigures {
@@ -82,7 +82,7 @@ pub fn measure(
         .map(|d| match db {
             // Every SQLite instance uses the one file the terminals were enrolled in.
             HqDb::Sqlite => {
-                e2e::server::Server::start_on(d, &format!("sqlite:{}", sqlite_file.display()), "")
+                testkit::hq::Server::start_on(d, &format!("sqlite:{}", sqlite_file.display()), "")
             }
             HqDb::Postgres(_) => db.start_server(d),
         })
@@ -99,8 +99,8 @@ pub fn measure(
                 let bodies: Vec<String> = (0..rounds)
                     .map(|r| {
                         let entries = (1..=batch)
-                            .map(|k| sync_server::bench::sale(&terminal, r * batch + k, now))
-                            .collect::<Result<Vec<_>, _>>()?;
+                            .map(|k| crate::store_load::sale(&terminal, r * batch + k, now))
+                            .collect();
                         Ok(serde_json::to_string(&PushRequest {
                             protocol: PROTOCOL_VERSION,
                             store_id: StoreId::parse(&store)?,

@@ -3,12 +3,12 @@
 //! The physical limit is the serial line itself (a 16-byte frame at 9600 baud takes
 //! about 17 ms on a real wire); a PTY has no baud delay, so this is the agent's own share.
 
-use e2e::agent::Agent;
-use e2e::scanner::{
-    Listener, Scanner, config, ean13, scanner_toml, start_agent, wait_all_connected,
-};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::agent::Agent;
+use testkit::scanner::{
+    Listener, Scanner, config, ean13, scanner_toml, start_agent, wait_all_connected,
+};
 
 /// The figures.
 pub struct ScanFigures {

@@ -30,7 +30,7 @@ pub struct AgentConfig {
     pub scanners: Vec<ScannerSection>,
     /// Rules for a standalone store (HQ's rules replace them once pulled).
     pub program: Option<ProgramRules>,
-    /// Logging.
+    /// `[log]`: level and format of the agent's log lines.
     pub log: LogSection,
 }
 
@@ -168,11 +168,18 @@ pub struct SyncSection {
     pub request_timeout_secs: u64,
 }
 
-/// `[offline]`: redemption limits while HQ is unreachable, stacked like the floor
-/// limits of offline card payments. Accrual is never limited.
+/// `[offline]`: how points are redeemed while HQ is unreachable, and the limits on
+/// it. Accrual is never limited.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OfflineSection {
+    /// How offline redemptions are decided. Default escrow.
+    pub redemption: OfflineRedemption,
+    /// Cards seen at this till within this many days get leases (escrow mode).
+    /// Default 30.
+    pub lease_recent_days: u32,
+    /// Seconds between lease syncs with HQ (escrow mode). Default 300.
+    pub lease_sync_secs: u64,
     /// Points one card may redeem offline per store day at this till. Default 1000.
     pub max_redeem_per_card_per_day: Points,
     /// Points this till may redeem offline per store day, all cards. Default 20000.
@@ -189,6 +196,9 @@ pub struct OfflineSection {
 impl Default for OfflineSection {
     fn default() -> Self {
         Self {
+            redemption: OfflineRedemption::Escrow,
+            lease_recent_days: 30,
+            lease_sync_secs: 300,
             max_redeem_per_card_per_day: Points(1_000),
             max_redeem_per_terminal_per_day: Points(20_000),
             max_redeem_per_receipt: Points(500),
@@ -196,6 +206,20 @@ impl Default for OfflineSection {
             max_offline_hours: 24,
         }
     }
+}
+
+/// How a till redeems points while HQ is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfflineRedemption {
+    /// Only points HQ leased to this till in advance (they are out of the card's
+    /// spendable balance everywhere else): offline redemption cannot overdraw.
+    Escrow,
+    /// The cached balance within the stacked caps: bounded loss, but a card may be
+    /// overdrawn when several stores spend it offline.
+    Caps,
+    /// No redemption while HQ is unreachable.
+    None,
 }
 
 /// How a scanner ends each code.
@@ -228,7 +252,7 @@ pub enum Parity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
-    /// None.
+    /// No flow control.
     None,
     /// XON/XOFF.
     Software,

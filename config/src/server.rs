@@ -24,7 +24,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Ledger housekeeping.
     pub ledger: LedgerSection,
-    /// Logging.
+    /// `[log]`: level and format of the server's log lines.
     pub log: LogSection,
 }
 
@@ -63,6 +63,14 @@ pub struct LedgerSection {
     pub key_grace_days: u32,
     /// Most balance changes in one pull answer. Default 1000.
     pub pull_page_size: u32,
+    /// How long a lease HQ grants a till lives, in hours. Default 24.
+    pub lease_hours: u32,
+    /// How long after its hold deadline HQ releases a reservation no till settled,
+    /// in hours. Default 168 (7 days).
+    pub reservation_abandon_hours: u32,
+    /// How long after its expiry HQ reclaims a lease no till closed, in hours.
+    /// Default 168 (7 days).
+    pub lease_abandon_hours: u32,
 }
 
 impl Default for LedgerSection {
@@ -71,6 +79,9 @@ impl Default for LedgerSection {
             job_interval_secs: 300,
             key_grace_days: 30,
             pull_page_size: 1000,
+            lease_hours: 24,
+            reservation_abandon_hours: 168,
+            lease_abandon_hours: 168,
         }
     }
 }

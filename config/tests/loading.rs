@@ -158,6 +158,21 @@ fn unknown_terminator_lists_the_choices() {
 }
 
 #[test]
+fn unknown_offline_redemption_mode_lists_the_choices_and_the_default_is_escrow() {
+    let errors = agent_errors("[offline]\nredemption = \"trust\"\n");
+    let (line, key, text) = single(&errors);
+    assert_eq!((line, key), (Some(2), Some("offline.redemption")));
+    assert!(
+        text.ends_with("'trust' is not one of: escrow, caps, none"),
+        "{text}"
+    );
+    assert_eq!(
+        config::agent::AgentConfig::default().offline.redemption,
+        config::agent::OfflineRedemption::Escrow
+    );
+}
+
+#[test]
 fn bad_value_parsed_by_its_type_names_the_key() {
     let errors = agent_errors("[till_api]\nlisten = \"localhost:7070\"\n");
     let (line, key, text) = single(&errors);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_server::server::{ServeOptions, serve};
 use sync_server::store::Store;
+use sync_server::store::flow::escrow::{AbandonAfter, DEFAULT_LEASE_DURATION};
 use sync_server::store::sqlite::SqliteStore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,8 @@ impl Hq {
             max_body_bytes: 16 * 1024 * 1024,
             pull_page_size: 1000,
             job_interval: Duration::from_secs(300),
+            lease_duration: DEFAULT_LEASE_DURATION,
+            abandon_after: AbandonAfter::default(),
         };
         let (store, clock, token) = (self.store.clone(), self.clock, cancel.clone());
         let task = tokio::spawn(async move {

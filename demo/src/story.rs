@@ -8,7 +8,7 @@ use crate::till::{Till, line};
 use agent::daemon;
 use anyhow::{Context, bail};
 use config::AgentConfig;
-use config::agent::{OfflineSection, ScannerSection, SyncSection, Terminator};
+use config::agent::{OfflineRedemption, OfflineSection, ScannerSection, SyncSection, Terminator};
 use protocol::{CardId, Points};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -389,12 +389,15 @@ fn agent_config(dir: &Path, hq_url: &str, scanner_path: &str) -> AgentConfig {
         live_balance_timeout_ms: 300,
         request_timeout_secs: 5,
     });
+    // The story shows the caps mode (escrow needs leases granted in advance).
     cfg.offline = OfflineSection {
+        redemption: OfflineRedemption::Caps,
         max_redeem_per_card_per_day: Points(60),
         max_redeem_per_terminal_per_day: Points(1_000),
         max_redeem_per_receipt: Points(40),
         max_consecutive_per_card: 3,
         max_offline_hours: 24,
+        ..OfflineSection::default()
     };
     cfg.scanners = vec![ScannerSection {
         name: "front".into(),

@@ -94,11 +94,11 @@ pub struct Quote {
 pub struct PricedLine {
     /// Stock-keeping unit.
     pub sku: String,
-    /// Category.
+    /// Product category, which category multipliers match.
     pub category: String,
     /// Line total before points.
     pub amount_minor: Money,
-    /// Units.
+    /// Units on the line (`amount_minor` is for the whole line).
     pub qty: u32,
     /// Part of the line paid with points.
     pub discount_minor: Money,

@@ -121,7 +121,7 @@ pub struct ReleaseEntry {
     pub card: CardId,
     /// The points HQ reserved for it.
     pub points: Points,
-    /// Why.
+    /// Why the reservation was given back.
     pub reason: ReleaseReason,
 }
 

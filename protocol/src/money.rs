@@ -26,7 +26,7 @@ macro_rules! integer_amount {
         pub struct $name(pub i64);
 
         impl $name {
-            /// Zero.
+            /// Nothing: the identity of checked sums.
             pub const ZERO: Self = Self(0);
 
             /// The raw integer.

@@ -395,6 +395,10 @@ pub struct ErrorDetail {
     /// agent can resend from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_through: Option<Seq>,
+    /// On `insufficient_points`: the points the card may still spend (what a smaller
+    /// reservation could get).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spendable: Option<Points>,
 }
 
 impl ErrorBody {
@@ -405,6 +409,7 @@ impl ErrorBody {
                 code: code.into(),
                 message: message.into(),
                 acked_through: None,
+                spendable: None,
             },
         }
     }

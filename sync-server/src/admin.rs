@@ -3,9 +3,10 @@
 //! send it to stdout. Full card numbers appear here (HQ IT's own reports), never in
 //! logs.
 
+use crate::jobs::RunReport;
 use crate::keys::{RandomError, TerminalToken, generate_signing_key};
-use crate::ledger::jobs::JobReport;
-use crate::ledger::verify::{Difference, check_card, check_terminal};
+use crate::ledger::verify::{Difference, check_card, check_terminal, overcommitted};
+use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalAdded};
 use config::clock::Clock;
 use protocol::rules::ProgramRules;
@@ -194,6 +195,16 @@ pub async fn card_show(
     writeln!(out, "card       {}", s.card)?;
     writeln!(out, "balance    {}", s.balance)?;
     writeln!(out, "pending    {}", s.pending)?;
+    writeln!(
+        out,
+        "reserved   {} (open reservations, all tills)",
+        s.reserved
+    )?;
+    writeln!(
+        out,
+        "leased     {} (open leases not yet spent, all tills)",
+        s.leased
+    )?;
     writeln!(out, "available  {}", s.available())?;
     writeln!(
         out,
@@ -318,6 +329,9 @@ pub async fn verify(store: &dyn Store, out: &mut dyn Write) -> Result<bool, Admi
     for d in &differences {
         writeln!(out, "DIFFERENCE {d}")?;
     }
+    for warning in audit.cards.iter().filter_map(overcommitted) {
+        writeln!(out, "WARNING {warning}")?;
+    }
     writeln!(
         out,
         "verified {} cards and {} terminals: {}",
@@ -404,9 +418,10 @@ pub async fn report_anomalies(store: &dyn Store, out: &mut dyn Write) -> Result<
 pub async fn jobs_run(
     store: &dyn Store,
     now: OffsetDateTime,
+    after: AbandonAfter,
     out: &mut dyn Write,
-) -> Result<JobReport, AdminError> {
-    let report = crate::jobs::run_once(store, now).await?;
+) -> Result<RunReport, AdminError> {
+    let report = crate::jobs::run_once(store, now, after).await?;
     writeln!(out, "ledger job at {}: {report}", fmt_time(now))?;
     Ok(report)
 }

@@ -3,6 +3,7 @@
 
 use crate::admin::{self, AdminError, RulesFormat};
 use crate::server::{self, ServeError, ServeOptions};
+use crate::store::flow::escrow::AbandonAfter;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -141,8 +142,14 @@ pub enum CardCommand {
     Token {
         /// The card number.
         card: CardId,
-        /// Validity in seconds.
-        #[arg(long, default_value_t = 300)]
+        /// Validity in seconds, 1 to 300: offline, a till can only refuse a token
+        /// it saw itself, so the validity bounds what a screenshot can do.
+        #[arg(
+            long = "ttl-secs",
+            alias = "ttl",
+            default_value_t = 60,
+            value_parser = clap::value_parser!(u32).range(1..=300)
+        )]
         ttl: u32,
     },
 }
@@ -316,6 +323,14 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// When the job takes back what tills abandoned, from `[ledger]`.
+fn abandon_after(ledger: &config::server::LedgerSection) -> AbandonAfter {
+    AbandonAfter {
+        reservation: time::Duration::hours(i64::from(ledger.reservation_abandon_hours)),
+        lease: time::Duration::hours(i64::from(ledger.lease_abandon_hours)),
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let settings = settings(&cli)?;
@@ -338,6 +353,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 max_body_bytes: config.max_body_bytes,
                 pull_page_size: config.ledger.pull_page_size,
                 job_interval: Duration::from_secs(config.ledger.job_interval_secs),
+                lease_duration: time::Duration::hours(i64::from(config.ledger.lease_hours)),
+                abandon_after: abandon_after(&config.ledger),
             };
             let token = CancellationToken::new();
             tokio::spawn(shutdown_signal(token.clone()));
@@ -379,7 +396,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
         Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
         Command::Jobs(JobsCommand::Run { now }) => {
-            admin::jobs_run(store, now.unwrap_or_else(|| clock.now()), out).await?;
+            let now = now.unwrap_or_else(|| clock.now());
+            admin::jobs_run(store, now, abandon_after(&config.ledger), out).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

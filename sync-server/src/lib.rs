@@ -5,10 +5,9 @@
 //!
 //! Business rules live in [`ledger`] (pure, no I/O); [`store`] only loads and writes
 //! rows; [`http`] turns requests into store calls; `main.rs` only parses arguments
-//! and calls [`cli::run`]. [`bench`](mod@bench) drives the store for the benchmarks.
+//! and calls [`cli::run`].
 
 pub mod admin;
-pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod jobs;

@@ -5,6 +5,7 @@
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::store::Store;
+use crate::store::flow::escrow::AbandonAfter;
 use crate::tls::{self, TlsError, TlsListener};
 use config::clock::Clock;
 use config::server::TlsSection;
@@ -30,6 +31,10 @@ pub struct ServeOptions {
     pub pull_page_size: u32,
     /// Period of the ledger job.
     pub job_interval: Duration,
+    /// How long a lease HQ grants lives.
+    pub lease_duration: time::Duration,
+    /// When the job takes back what tills abandoned.
+    pub abandon_after: AbandonAfter,
 }
 
 /// Why the server could not start.
@@ -90,11 +95,13 @@ pub async fn serve(
         clock,
         pull_page_size: options.pull_page_size,
         max_body_bytes: options.max_body_bytes,
+        lease_duration: options.lease_duration,
     });
     let job = tokio::spawn(jobs::run_periodically(
         Arc::clone(&store),
         clock,
         options.job_interval,
+        options.abandon_after,
         shutdown.child_token(),
     ));
     let scheme = if tls_config.is_some() {
@@ -137,6 +144,8 @@ mod tests {
             max_body_bytes: 1024,
             pull_page_size: 10,
             job_interval: Duration::from_secs(60),
+            lease_duration: crate::store::flow::escrow::DEFAULT_LEASE_DURATION,
+            abandon_after: AbandonAfter::default(),
         }
     }
 

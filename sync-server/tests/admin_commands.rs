@@ -193,7 +193,9 @@ async fn card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_
     assert!(stderr(&none).contains("keys rotate"), "{}", stderr(&none));
 
     hq.ok(&["keys", "rotate"]);
-    let first = last_line(&hq.ok(&["card", "token", CARD, "--ttl", "600"])).to_owned();
+    let too_long = hq.run(&["card", "token", CARD, "--ttl-secs", "301"]);
+    assert!(!too_long.status.success());
+    let first = last_line(&hq.ok(&["card", "token", CARD, "--ttl-secs", "300"])).to_owned();
     hq.ok(&["keys", "rotate"]);
     let second = last_line(&hq.ok(&["card", "token", CARD])).to_owned();
     let keys = hq.ok(&["keys", "list"]);

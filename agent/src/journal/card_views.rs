@@ -16,6 +16,10 @@ pub struct HqFigures {
     pub balance: Points,
     /// Points HQ counts as pending.
     pub pending: Points,
+    /// Points other terminals' open reservations hold at HQ.
+    pub reserved_elsewhere: Points,
+    /// Points other terminals' open leases hold at HQ.
+    pub leased_elsewhere: Points,
     /// Tier name from HQ.
     pub tier: Option<String>,
     /// When HQ computed them (`None` if the stored instant does not parse).
@@ -47,13 +51,15 @@ impl Tx<'_> {
         let cached = self
             .inner
             .prepare_cached(
-                "SELECT balance, pending, tier, as_of, included_seq FROM cards WHERE card = ?1",
+                "SELECT balance, pending, tier, as_of, included_seq, reserved, leased FROM cards WHERE card = ?1",
             )?
             .query_row([card.as_str()], |r| {
                 Ok((
                     HqFigures {
                         balance: Points(r.get(0)?),
                         pending: Points(r.get(1)?),
+                        reserved_elsewhere: Points(r.get(5)?),
+                        leased_elsewhere: Points(r.get(6)?),
                         tier: r.get(2)?,
                         as_of: OffsetDateTime::parse(&r.get::<_, String>(3)?, &Rfc3339).ok(),
                     },

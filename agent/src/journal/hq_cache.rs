@@ -23,12 +23,13 @@ impl Tx<'_> {
         let changed = self
             .inner
             .prepare_cached(
-                "INSERT INTO cards (card, balance, pending, tier, as_of, as_of_us, included_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO cards (card, balance, pending, tier, as_of, as_of_us, included_seq, reserved, leased)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (card) DO UPDATE SET
                      balance = excluded.balance, pending = excluded.pending, tier = excluded.tier,
                      as_of = excluded.as_of, as_of_us = excluded.as_of_us,
-                     included_seq = excluded.included_seq
+                     included_seq = excluded.included_seq,
+                     reserved = excluded.reserved, leased = excluded.leased
                  WHERE excluded.included_seq > cards.included_seq
                     OR (excluded.included_seq = cards.included_seq AND excluded.as_of_us >= cards.as_of_us)",
             )?
@@ -39,7 +40,9 @@ impl Tx<'_> {
                 b.tier,
                 as_of,
                 micros(b.as_of),
-                acked_through.get()
+                acked_through.get(),
+                b.reserved.get().max(0),
+                b.leased.get().max(0),
             ])?;
         if changed > 0 {
             self.set_blocked(&b.card, b.blocked, b.as_of)?;

@@ -11,13 +11,15 @@
 //! Submodules: [`schema`] (open, identity checks, migrations), [`entries`] (append with
 //! a gap-free `seq`, running totals per card), [`sales`] and [`returns`] (the till's
 //! sales and their stored answers), [`card_views`] (the figures of a card's view),
-//! [`offline_usage`] (what the offline caps count), [`hq_cache`] (HQ's balances,
+//! [`offline_usage`] (what the offline caps count), [`leases`] (this till's escrow
+//! leases, the lease sync epoch, recently seen cards), [`hq_cache`] (HQ's balances,
 //! blocked cards, rules, signing keys), [`used_tokens`] (app tokens seen here),
 //! [`sync_state`] (acks, HQ contact, the pull cursor).
 
 pub mod card_views;
 pub mod entries;
 pub mod hq_cache;
+pub mod leases;
 pub mod offline_usage;
 pub mod returns;
 pub mod sales;

@@ -5,6 +5,7 @@
 use super::{JournalError, Tx};
 use crate::sales::{CancelReason, SaleState};
 use protocol::evaluate::PricedSale;
+use protocol::journal::LeaseDraw;
 use protocol::{CardId, Points, ReceiptId, Seq};
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
@@ -71,6 +72,10 @@ pub struct SaleRecord {
     pub redeem_points: Points,
     /// True when the redemption was decided offline (caps applied).
     pub offline: bool,
+    /// Of `redeem_points`, those HQ reserved for this receipt.
+    pub reserved_points: Points,
+    /// Of `redeem_points`, those drawn from one of this till's leases.
+    pub lease: Option<LeaseDraw>,
     /// Rules version the sale was priced with.
     pub rules_version: u64,
     /// When the accrued points become spendable, if there is a pending period.
@@ -83,6 +88,19 @@ pub struct SaleRecord {
     pub entry_seq: Option<Seq>,
     /// The commit's answer, once committed.
     pub commit_answer: Option<String>,
+}
+
+/// A hold being released (cancelled or timed out): what its `Release` entry needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldToRelease {
+    /// Receipt number.
+    pub receipt_id: ReceiptId,
+    /// The card, if any.
+    pub card: Option<CardId>,
+    /// Points HQ reserved for it.
+    pub reserved_points: Points,
+    /// Rules version the sale was priced with.
+    pub rules_version: u64,
 }
 
 /// A new hold to record.
@@ -98,6 +116,10 @@ pub struct NewHold<'a> {
     pub redeem_points: Points,
     /// True when the redemption was decided offline.
     pub offline: bool,
+    /// Of `redeem_points`, those HQ reserved for this receipt.
+    pub reserved_points: Points,
+    /// Of `redeem_points`, those drawn from one of this till's leases.
+    pub lease: Option<LeaseDraw>,
     /// When the hold was opened.
     pub held_at: OffsetDateTime,
     /// Rules version the sale was priced with.
@@ -117,11 +139,16 @@ impl Tx<'_> {
             .inner
             .prepare_cached(
                 "SELECT state, cancel_reason, card, redeem_points, offline, rules_version, matures_at_unix,
-                        priced, returned_qty, entry_seq, commit_response
+                        priced, returned_qty, entry_seq, commit_response, reserved_points, lease_id, lease_points
                  FROM sales WHERE receipt_id = ?1",
             )?
             .query_row([receipt.as_str()], |r| {
                 Ok((
+                    (
+                        r.get::<_, i64>(11)?,
+                        r.get::<_, Option<String>>(12)?,
+                        r.get::<_, i64>(13)?,
+                    ),
                     r.get::<_, String>(0)?,
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, Option<String>>(2)?,
@@ -137,6 +164,7 @@ impl Tx<'_> {
             })
             .optional()?;
         let Some((
+            (reserved_points, lease_id, lease_points),
             state,
             reason,
             card,
@@ -159,6 +187,15 @@ impl Tx<'_> {
                 .transpose()?,
             redeem_points: Points(redeem_points),
             offline,
+            reserved_points: Points(reserved_points),
+            lease: lease_id
+                .map(|id| {
+                    Ok::<_, JournalError>(LeaseDraw {
+                        lease_id: uuid::Uuid::parse_str(&id).map_err(JournalError::data)?,
+                        points: Points(lease_points),
+                    })
+                })
+                .transpose()?,
             rules_version,
             matures_at: matures_at
                 .map(|t| OffsetDateTime::from_unix_timestamp(t).map_err(JournalError::data))
@@ -190,8 +227,9 @@ impl Tx<'_> {
         self.inner
             .prepare_cached(
                 "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
-                                    rules_version, matures_at_unix, priced, hold_response)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                    rules_version, matures_at_unix, priced, hold_response,
+                                    reserved_points, lease_id, lease_points)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 hold.receipt_id.as_str(),
@@ -205,6 +243,9 @@ impl Tx<'_> {
                 hold.matures_at.map(OffsetDateTime::unix_timestamp),
                 priced,
                 hold.answer,
+                hold.reserved_points.get(),
+                hold.lease.map(|l| l.lease_id.to_string()),
+                hold.lease.map_or(0, |l| l.points.get()),
             ])?;
         Ok(())
     }
@@ -252,20 +293,33 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Cancels every hold opened before `held_before_unix` (the hold timeout); returns
-    /// how many.
-    pub fn expire_holds(&self, held_before_unix: i64) -> Result<usize, JournalError> {
-        let reason = CancelReason::HoldTimeout;
-        Ok(self
-            .inner
-            .prepare_cached(
-                "UPDATE sales SET state = ?2, cancel_reason = ?3 WHERE state = 'held' AND held_at_unix < ?1",
-            )?
-            .execute(params![
-                held_before_unix,
-                SaleState::Cancelled(reason).as_str(),
-                reason.as_str()
-            ])?)
+    /// Holds opened before `held_before_unix` (the hold timeout): what expiry
+    /// releases, with the points HQ reserved for each.
+    pub fn expired_holds(&self, held_before_unix: i64) -> Result<Vec<HoldToRelease>, JournalError> {
+        let mut stmt = self.inner.prepare_cached(
+            "SELECT receipt_id, card, reserved_points, rules_version FROM sales WHERE state = 'held' AND held_at_unix < ?1
+             ORDER BY held_at_unix, receipt_id",
+        )?;
+        let rows = stmt.query_map([held_before_unix], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, u64>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (receipt, card, reserved, rules_version) = row?;
+            Ok(HoldToRelease {
+                receipt_id: ReceiptId::parse(&receipt).map_err(JournalError::data)?,
+                card: card
+                    .map(|c| CardId::parse(&c).map_err(JournalError::data))
+                    .transpose()?,
+                reserved_points: Points(reserved),
+                rules_version,
+            })
+        })
+        .collect()
     }
 
     /// Records what has been returned of a committed sale, and its state after it.
@@ -323,6 +377,8 @@ mod tests {
                 card: sale.card.as_ref(),
                 redeem_points: sale.redeem_points,
                 offline: false,
+                reserved_points: sale.reserved_points,
+                lease: sale.lease,
                 held_at,
                 rules_version: sale.rules_version,
                 matures_at: None,
@@ -380,13 +436,14 @@ mod tests {
         let (_dir, mut file) = journal();
         let old = hold(&mut file, "R-old", datetime!(2026-11-24 09:00 UTC));
         let new = hold(&mut file, "R-new", datetime!(2026-11-24 10:00 UTC));
-        let cutoff = datetime!(2026-11-24 09:30 UTC).unix_timestamp();
-        assert_eq!(file.write(|tx| tx.expire_holds(cutoff)).unwrap(), 1);
+        let now = datetime!(2026-11-24 09:40 UTC);
+        let expire = |tx: &Tx<'_>| crate::sales::expiry::expire(tx, now, 600);
+        assert_eq!(file.write(expire).unwrap(), 1);
         assert_eq!(
             state(&mut file, &old),
             SaleState::Cancelled(CancelReason::HoldTimeout)
         );
         assert_eq!(state(&mut file, &new), SaleState::Held);
-        assert_eq!(file.write(|tx| tx.expire_holds(cutoff)).unwrap(), 0);
+        assert_eq!(file.write(expire).unwrap(), 0);
     }
 }

@@ -115,7 +115,7 @@ pub fn decide(
                 sale: sale.priced.clone(),
                 matures_at: sale.matures_at,
                 offline: sale.offline,
-                lease: None,
+                lease: sale.lease.filter(|l| l.points > Points::ZERO),
             },
         }),
     }

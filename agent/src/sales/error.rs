@@ -41,6 +41,12 @@ pub enum SaleError {
         /// The rules' maximum.
         max: Points,
     },
+    /// HQ settled (captured or released) a reservation under this receipt before: a
+    /// receipt number is used once.
+    #[error(
+        "HQ already settled a redemption of receipt {0}; open the sale under a new receipt number"
+    )]
+    ReservationSettled(ReceiptId),
     /// An offline cap refused the redemption.
     #[error("{}", .0.message)]
     Offline(Refusal),

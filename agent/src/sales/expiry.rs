@@ -1,10 +1,14 @@
 //! Hold expiry: holds the till never committed are released after
-//! `[till_api] hold_timeout_secs`, so their points become available again. A
-//! background task checks a few times per timeout, and once at start (holds that
-//! timed out while the agent was down are released before the first till request).
+//! `[till_api] hold_timeout_secs`, so their points become available again (at HQ too:
+//! each writes a `Release` entry when HQ reserved points for it, see
+//! [`super::cancel::release`]). A background task checks a few times per timeout,
+//! and once at start (holds that timed out while the agent was down are released
+//! before the first till request).
 
+use super::CancelReason;
+use super::cancel::release;
 use crate::clock::Clock;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, Tx};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +32,9 @@ impl HoldExpiry {
     pub async fn run(self, cancel: CancellationToken) {
         let every = check_interval(self.timeout_secs);
         loop {
-            let cutoff = cutoff_unix(self.clock.now(), self.timeout_secs);
-            match self
-                .journal
-                .write(move |tx| -> Result<usize, JournalError> { tx.expire_holds(cutoff) })
-                .await
-            {
+            let now = self.clock.now();
+            let timeout = self.timeout_secs;
+            match self.journal.write(move |tx| expire(tx, now, timeout)).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(released = n, "released expired holds");
@@ -47,6 +48,16 @@ impl HoldExpiry {
             }
         }
     }
+}
+
+/// Releases every hold older than `timeout_secs` at `now`, in the caller's
+/// transaction; returns how many.
+pub fn expire(tx: &Tx<'_>, now: OffsetDateTime, timeout_secs: u64) -> Result<usize, JournalError> {
+    let expired = tx.expired_holds(cutoff_unix(now, timeout_secs))?;
+    for hold in &expired {
+        release(tx, hold, CancelReason::HoldTimeout, now)?;
+    }
+    Ok(expired.len())
 }
 
 /// Holds opened before this unix time have expired at `now`.

@@ -54,6 +54,8 @@ pub fn sale_record(state: SaleState, card: bool) -> SaleRecord {
         card: card.then(|| CardId::parse(CARD).unwrap()),
         redeem_points: Points(10),
         offline: false,
+        reserved_points: Points(10),
+        lease: None,
         rules_version: 3,
         matures_at: None,
         priced,

@@ -4,9 +4,10 @@ use super::idempotency::{self, IdempotencyKey};
 use super::{Answer, SaleContext, SaleError, SaleRequest, SaleState, read_card};
 use crate::cards::CardView;
 use crate::journal::Tx;
+use crate::journal::leases::OpenLease;
 use crate::journal::sales::NewHold;
 use crate::policy::{self, OfflineUsage};
-use crate::redemption::Mode;
+use crate::redemption::{Funding, SettleRefusal, Settled, settle};
 use protocol::evaluate::{EvalError, PricedLine, PricedSale, price_sale};
 use protocol::limits::Limits;
 use protocol::{CardId, Money, Points};
@@ -32,7 +33,7 @@ pub struct HoldResponse {
     pub to_pay_minor: Money,
     /// Points the sale accrues when committed.
     pub accrual_points: Points,
-    /// True when HQ could not be asked and the offline caps applied.
+    /// True when HQ could not be asked and the offline rules applied.
     pub offline: bool,
     /// The hold is released if not committed by then.
     #[serde(with = "time::serde::rfc3339")]
@@ -50,6 +51,8 @@ pub struct DecidedHold {
     pub priced: PricedSale,
     /// When the accrued points become spendable, if there is a pending period.
     pub matures_at: Option<OffsetDateTime>,
+    /// What the redeemed points are drawn from.
+    pub settled: Settled,
 }
 
 /// Opens a sale for `req` (idempotent on `receipt_id`).
@@ -67,9 +70,13 @@ pub fn hold(
     if let Some(live) = &ctx.live {
         live.record(tx, ctx.now)?;
     }
-    let offline = redeems_offline(req.redeem_points, ctx.mode);
-    let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
-    let decided = decide(req, view.as_ref(), usage.as_ref(), ctx)?;
+    let capped = req.redeem_points > Points::ZERO && ctx.funding.capped();
+    let (view, usage) = read_card(tx, req.card.as_ref(), capped, ctx)?;
+    let lease = match &req.card {
+        Some(card) if req.redeem_points > Points::ZERO => tx.open_lease_of(card)?,
+        _ => None,
+    };
+    let decided = decide(req, view.as_ref(), usage.as_ref(), lease.as_ref(), ctx)?;
     let answer = Answer::fresh(&decided.response)?;
     tx.insert_hold(&NewHold {
         receipt_id: &req.receipt_id,
@@ -77,6 +84,8 @@ pub fn hold(
         card: req.card.as_ref(),
         redeem_points: req.redeem_points,
         offline: decided.response.offline,
+        reserved_points: decided.settled.reserved,
+        lease: decided.settled.lease,
         held_at: ctx.now,
         rules_version: ctx.rules.version,
         matures_at: decided.matures_at,
@@ -86,19 +95,21 @@ pub fn hold(
     Ok(answer)
 }
 
-/// True when a redemption of `redeem` points is decided by the offline caps.
-fn redeems_offline(redeem: Points, mode: Mode) -> bool {
-    redeem > Points::ZERO && mode == Mode::Offline
+/// True when a redemption of `redeem` points is decided by the offline rules.
+fn redeems_offline(redeem: Points, funding: Funding) -> bool {
+    redeem > Points::ZERO && matches!(funding, Funding::Offline(_))
 }
 
 /// Decides a hold: refusals in the order the till sees them (blocked card, bad
-/// request, balance, offline caps, program rules), then the price. `view` is the
+/// request, balance, offline rules, program rules), then the price. `view` is the
 /// card's view when the request names a card; `usage` is what the offline caps count,
-/// needed when the redemption is decided offline (without it, nothing is allowed).
+/// needed when the caps decide the redemption (without it, nothing is allowed);
+/// `lease` is this till's open lease of the card, if any.
 pub fn decide(
     req: &SaleRequest,
     view: Option<&CardView>,
     usage: Option<&OfflineUsage>,
+    lease: Option<&OpenLease>,
     ctx: &SaleContext,
 ) -> Result<DecidedHold, SaleError> {
     if let Some(v) = view
@@ -115,7 +126,10 @@ pub fn decide(
     ctx.figure_limits
         .check_lines(&req.lines)
         .map_err(SaleError::Limit)?;
-    let offline = redeems_offline(redeem, ctx.mode);
+    let offline = redeems_offline(redeem, ctx.funding);
+    let hold_timeout = i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2);
+    let hold_expires_at = ctx.now + time::Duration::seconds(hold_timeout);
+    let mut settled = Settled::default();
     if redeem > Points::ZERO {
         let Some(v) = view else {
             return Err(SaleError::CardRequired);
@@ -127,10 +141,21 @@ pub fn decide(
                 requested: redeem,
             });
         }
-        if offline {
+        if ctx.funding.capped() {
             policy::check_offline(redeem, &usage.copied().unwrap_or_default(), &ctx.limits)
                 .map_err(SaleError::Offline)?;
         }
+        settled =
+            settle(ctx.funding, lease, redeem, hold_expires_at.unix_timestamp()).map_err(|r| {
+                match r {
+                    SettleRefusal::Offline(refusal) => SaleError::Offline(refusal),
+                    SettleRefusal::LeaseTaken => SaleError::InsufficientPoints {
+                        card: v.card.masked().to_string(),
+                        available: v.available,
+                        requested: redeem,
+                    },
+                }
+            })?;
     }
     let tier = view.and_then(|v| v.tier.as_deref());
     let priced =
@@ -147,7 +172,6 @@ pub fn decide(
     let with_card = req.card.is_some();
     let matures_at = (ctx.rules.pending_days > 0 && with_card)
         .then(|| ctx.now + time::Duration::days(i64::from(ctx.rules.pending_days)));
-    let hold_timeout = i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2);
     let response = HoldResponse {
         receipt_id: req.receipt_id.to_string(),
         state: SaleState::Held,
@@ -162,13 +186,14 @@ pub fn decide(
             Points::ZERO
         },
         offline,
-        hold_expires_at: ctx.now + time::Duration::seconds(hold_timeout),
+        hold_expires_at,
         lines: priced.lines.clone(),
     };
     Ok(DecidedHold {
         response,
         priced,
         matures_at,
+        settled,
     })
 }
 
@@ -193,7 +218,9 @@ fn check_card_balance(
 mod tests {
     use super::*;
     use crate::policy::OfflineLimit;
+    use crate::redemption::Mode;
     use crate::sales::fixtures::{CARD, card_view as view};
+    use config::agent::OfflineRedemption;
     use config::agent::OfflineSection;
     use protocol::ReceiptId;
     use protocol::limits::{Limit, Limits};
@@ -210,6 +237,10 @@ mod tests {
             day_start_unix: datetime!(2026-11-24 00:00 UTC).unix_timestamp(),
             rules: Arc::new(ProgramRules::default()),
             mode,
+            funding: match mode {
+                Mode::Offline => Funding::Offline(OfflineRedemption::Caps),
+                Mode::Online | Mode::Standalone => Funding::Local,
+            },
             live: None,
             limits: OfflineSection {
                 max_redeem_per_card_per_day: Points(100),
@@ -217,6 +248,7 @@ mod tests {
                 max_redeem_per_receipt: Points(50),
                 max_consecutive_per_card: 3,
                 max_offline_hours: 24,
+                ..OfflineSection::default()
             },
             figure_limits: Limits::DEFAULT,
             hold_timeout_secs: 600,
@@ -258,6 +290,7 @@ mod tests {
             &request(card.is_some(), redeem),
             view.as_ref(),
             usage,
+            None,
             &ctx(mode),
         )
     }
@@ -296,7 +329,7 @@ mod tests {
         let mut req = request(true, 0);
         req.lines[0].amount_minor = Money(i64::MAX - 1);
         let v = view(0, false);
-        let e = decide(&req, Some(&v), None, &ctx(Mode::Online)).unwrap_err();
+        let e = decide(&req, Some(&v), None, None, &ctx(Mode::Online)).unwrap_err();
         assert!(
             matches!(&e, SaleError::Limit(l) if l.limit() == Some(Limit::LineMinor)),
             "{e}"
@@ -310,8 +343,8 @@ mod tests {
         // The sale accrues 5 points (5 % of 100.00).
         c.figure_limits.max_card_balance_points = Points(104);
         let req = request(true, 0);
-        assert!(decide(&req, Some(&view(99, false)), None, &c).is_ok());
-        let e = decide(&req, Some(&view(100, false)), None, &c).unwrap_err();
+        assert!(decide(&req, Some(&view(99, false)), None, None, &c).is_ok());
+        let e = decide(&req, Some(&view(100, false)), None, None, &c).unwrap_err();
         assert!(matches!(e, SaleError::CardBalanceLimit { .. }), "{e}");
         assert!(e.to_string().contains("****3931"), "{e}");
         assert!(!e.to_string().contains(CARD), "{e}");
@@ -348,6 +381,49 @@ mod tests {
     }
 
     #[test]
+    fn offline_in_escrow_mode_the_hold_draws_on_the_lease_and_records_it() {
+        let lease = crate::journal::leases::OpenLease {
+            lease_id: uuid::Uuid::from_u128(9),
+            card: CardId::parse(CARD).unwrap(),
+            lease: protocol::escrow::TillLease {
+                points: Points(30),
+                drawn_committed: Points(5),
+                drawn_held: Points::ZERO,
+                expires_at: datetime!(2026-11-25 10:00 UTC).unix_timestamp(),
+            },
+            open_holds: 0,
+        };
+        let mut c = ctx(Mode::Offline);
+        c.funding = Funding::Offline(OfflineRedemption::Escrow);
+        let req = request(true, 25);
+        let d = decide(&req, Some(&view(100, false)), None, Some(&lease), &c).unwrap();
+        assert!(d.response.offline);
+        assert_eq!(d.settled.reserved, Points::ZERO);
+        assert_eq!(
+            d.settled.lease.map(|l| (l.lease_id, l.points)),
+            Some((lease.lease_id, Points(25)))
+        );
+        // The caps do not apply in escrow mode; the lease bounds the redemption.
+        let e = decide(
+            &request(true, 26),
+            Some(&view(100, false)),
+            None,
+            Some(&lease),
+            &c,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            SaleError::Offline(ref r) if r.limit == OfflineLimit::AllowanceShort
+        ));
+        let e = decide(&req, Some(&view(100, false)), None, None, &c).unwrap_err();
+        assert!(matches!(
+            e,
+            SaleError::Offline(ref r) if r.limit == OfflineLimit::NoAllowance
+        ));
+    }
+
+    #[test]
     fn more_than_the_rules_allow_is_refused_with_the_cap() {
         // Points pay at most half of 100.00: 50 points.
         assert!(matches!(
@@ -363,9 +439,9 @@ mod tests {
             pending_days: 14,
             ..ProgramRules::default()
         });
-        let d = decide(&request(true, 0), Some(&view(0, false)), None, &c).unwrap();
+        let d = decide(&request(true, 0), Some(&view(0, false)), None, None, &c).unwrap();
         assert_eq!(d.matures_at, Some(datetime!(2026-12-08 10:00 UTC)));
-        let d = decide(&request(false, 0), None, None, &c).unwrap();
+        let d = decide(&request(false, 0), None, None, None, &c).unwrap();
         assert_eq!(d.matures_at, None);
     }
 }

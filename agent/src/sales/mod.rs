@@ -31,7 +31,7 @@ pub use state::{CancelReason, SaleState};
 use crate::cards::CardView;
 use crate::journal::{JournalError, Tx};
 use crate::policy::OfflineUsage;
-use crate::redemption::{LiveBalance, Mode};
+use crate::redemption::{Funding, LiveBalance, Mode};
 use config::agent::OfflineSection;
 use protocol::evaluate::ReturnLineRequest;
 use protocol::limits::Limits;
@@ -87,6 +87,9 @@ pub struct SaleContext {
     pub rules: Arc<ProgramRules>,
     /// How redemptions are decided.
     pub mode: Mode,
+    /// How this hold's points are paid for (HQ's reservation, this till's lease, the
+    /// offline rules); `Funding::Local` for a quote.
+    pub funding: Funding,
     /// HQ's live balance of the card, when `mode` is `Online`.
     pub live: Option<LiveBalance>,
     /// Offline caps.

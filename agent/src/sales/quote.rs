@@ -184,6 +184,7 @@ mod tests {
             max_redeem_per_receipt: Points(500),
             max_consecutive_per_card: 3,
             max_offline_hours: 24,
+            ..OfflineSection::default()
         }
     }
 

@@ -6,13 +6,22 @@
 //! anything but reading. Debounce comes first: the same token read twice in one
 //! presentation is one scan, not a replay. Accepted tokens are written behind to the
 //! journal by a second task, so publishing never waits for an fsync.
+//!
+//! With HQ configured, an app token this till accepts is then recorded at HQ
+//! (`POST /v1/tokens/use`, within `live_balance_timeout_ms`) before the scan is
+//! published: HQ refuses a token used at another till, so one code is used once
+//! everywhere while HQ answers. Without an answer the local guard alone decides (the
+//! token's short validity bounds what a screenshot can do offline).
 
 use super::debounce::Debouncer;
 use super::replay::{UsedToken, UsedTokens};
+use crate::hq_client::{HqClient, HqError, RefusalCode};
 use crate::journal::{Journal, JournalError};
 use crate::metrics::{Metrics, ScanResult};
 use crate::scan_bus::{ScanBus, ScanEvent};
 use protocol::codes::CardScan;
+use protocol::token::AppToken;
+use protocol::wire::{PROTOCOL_VERSION, SyncErrorCode, TokenUseRequest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -40,6 +49,51 @@ pub enum Verdict {
     Debounced,
     /// An app token already accepted at this terminal.
     Replayed,
+    /// An app token HQ recorded as used at another till.
+    UsedElsewhere,
+}
+
+/// HQ's record of app token uses, asked before a token scan is published.
+#[derive(Clone)]
+pub struct TokenUses {
+    /// The client of HQ.
+    pub hq: HqClient,
+    /// How long to wait for HQ's answer.
+    pub timeout: Duration,
+}
+
+impl TokenUses {
+    /// True when HQ says `token` was used at another till (or in another scan).
+    /// Unreachable or any other answer: false, the local guard has decided.
+    pub async fn used_elsewhere(&self, token: &AppToken) -> bool {
+        let expires_at = OffsetDateTime::from_unix_timestamp(token.expires_at)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let req = TokenUseRequest {
+            protocol: PROTOCOL_VERSION,
+            token_id: token.id(),
+            card: token.card.clone(),
+            expires_at,
+            scan_id: uuid::Uuid::now_v7(),
+        };
+        match self.hq.use_token(&req, self.timeout).await {
+            Ok(_) => false,
+            Err(e) => token_used(&e),
+        }
+    }
+}
+
+/// True for HQ's `token_used` refusal.
+fn token_used(e: &HqError) -> bool {
+    match e {
+        HqError::Refused {
+            code: RefusalCode::Known(SyncErrorCode::TokenUsed),
+            ..
+        } => true,
+        other => {
+            tracing::info!(error = %other, "HQ cannot record the app token use now; the local guard decides");
+            false
+        }
+    }
 }
 
 /// The admission rules, without I/O.
@@ -90,12 +144,20 @@ pub async fn run(
     bus: ScanBus,
     metrics: Arc<Metrics>,
     journal: Journal,
+    token_uses: Option<TokenUses>,
 ) {
     let (persist_tx, persist_rx) = mpsc::unbounded_channel();
     let persister = tokio::spawn(persist(journal, persist_rx));
     while let Some(d) = decoded.recv().await {
         let name = names.get(d.scanner).map_or("?", String::as_str);
-        match gate.admit(&d) {
+        let mut verdict = gate.admit(&d);
+        if verdict == Verdict::Accepted
+            && let (Some(uses), Some(token)) = (&token_uses, &d.scan.token)
+            && uses.used_elsewhere(token).await
+        {
+            verdict = Verdict::UsedElsewhere;
+        }
+        match verdict {
             Verdict::Accepted => {
                 metrics.scan(name, ScanResult::Accepted);
                 tracing::info!(
@@ -121,11 +183,16 @@ pub async fn run(
                 metrics.scan(name, ScanResult::Debounced);
                 tracing::debug!(scanner = name, card = %d.scan.card.masked(), "repeat read debounced");
             }
-            Verdict::Replayed => {
+            Verdict::Replayed | Verdict::UsedElsewhere => {
                 metrics.scan(name, ScanResult::Invalid);
+                let reason = if verdict == Verdict::Replayed {
+                    "replayed: app token already used at this terminal"
+                } else {
+                    "replayed: app token already used at another till (HQ)"
+                };
                 tracing::warn!(
                     scanner = name,
-                    reason = "replayed: app token already used at this terminal",
+                    reason,
                     card = %d.scan.card.masked(),
                     "scan refused"
                 );

@@ -55,6 +55,8 @@ pub struct ScanContext {
     pub journal: Journal,
     /// The time a scan was read at, and token expiry.
     pub clock: Clock,
+    /// HQ, which records app token uses across tills (`None`: a standalone store).
+    pub token_uses: Option<gate::TokenUses>,
 }
 
 /// The running scanners: one thread per port plus the gate task.
@@ -104,6 +106,7 @@ impl ScannerSet {
             ctx.bus.clone(),
             ctx.metrics.clone(),
             ctx.journal.clone(),
+            ctx.token_uses.clone(),
         ));
         let stop = Arc::new(StopSignal::default());
         let mut threads = Vec::with_capacity(configs.len());

@@ -7,9 +7,11 @@
 //! ever deleted, so a lost answer just means the same entries are pushed again and
 //! HQ recognises them. A conflict that retrying cannot fix (HQ holds different
 //! entries under this terminal's sequence numbers) halts syncing and shows in
-//! `/v1/health` for a human to resolve.
+//! `/v1/health` for a human to resolve. In escrow mode the task also runs the lease
+//! cycle ([`leases`]) after a push that emptied the queue.
 
 pub mod apply;
+pub mod leases;
 
 use crate::backoff::Backoff;
 use crate::clock::Clock;
@@ -20,7 +22,7 @@ use crate::journal::{Journal, JournalError};
 use crate::keyring::{self, KeyRingHandle};
 use crate::metrics::Metrics;
 use crate::program::RulesHandle;
-use config::agent::SyncSection;
+use config::agent::{OfflineRedemption, OfflineSection, SyncSection};
 use protocol::wire::SyncErrorCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +61,8 @@ pub struct SyncClient {
     pub clock: Clock,
     /// `[sync]`.
     pub config: SyncSection,
+    /// `[offline]`: the redemption mode, lease sizes and lease sync period.
+    pub offline: OfflineSection,
 }
 
 impl SyncClient {
@@ -70,6 +74,8 @@ impl SyncClient {
             Duration::from_secs(self.config.max_backoff_secs),
         );
         let mut last_pull: Option<Instant> = None;
+        let mut last_lease_sync: Option<Instant> = None;
+        let lease_every = Duration::from_secs(self.offline.lease_sync_secs);
         loop {
             let wait = if let Some(reason) = self.halted_reason().await {
                 tracing::error!(reason = %reason, "sync halted; fix the conflict and clear it (see README)");
@@ -80,6 +86,18 @@ impl SyncClient {
                     Ok(pulled) => {
                         if pulled {
                             last_pull = Some(Instant::now());
+                        }
+                        let lease_due = self.offline.redemption == OfflineRedemption::Escrow
+                            && last_lease_sync.is_none_or(|t| t.elapsed() >= lease_every);
+                        if lease_due {
+                            match self.lease_cycle().await {
+                                Ok(held) => {
+                                    last_lease_sync = Some(Instant::now());
+                                    tracing::debug!(leases = held, "lease sync done");
+                                }
+                                // Retried at the next round; redemption online is unaffected.
+                                Err(e) => tracing::warn!(error = %e, "lease sync failed"),
+                            }
                         }
                         self.link.mark_online();
                         self.metrics.online.set(1);
@@ -221,6 +239,36 @@ impl SyncClient {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The lease cycle: close expired leases, push their entries, then sync leases
+    /// with HQ and store its answer. Returns how many open leases HQ lists.
+    async fn lease_cycle(&self) -> Result<usize, SyncError> {
+        let now = self.clock.now();
+        let closed = self
+            .journal
+            .write(move |tx| leases::close_expired(tx, now))
+            .await?;
+        if closed > 0 {
+            tracing::info!(closed, "closed expired leases");
+            self.push_all().await?;
+        }
+        let limits = leases::LeaseLimits {
+            per_card: self.offline.max_redeem_per_card_per_day,
+            per_till: self.offline.max_redeem_per_terminal_per_day,
+        };
+        let since =
+            now.unix_timestamp() - i64::from(self.offline.lease_recent_days).saturating_mul(86_400);
+        let req = self
+            .journal
+            .write(move |tx| leases::request(tx, limits, since))
+            .await?;
+        let resp = self.hq.sync_leases(&req).await?;
+        let held = resp.leases.len();
+        self.journal
+            .write(move |tx| tx.store_leases(&resp.leases))
+            .await?;
+        Ok(held)
     }
 
     /// Pulls pages until HQ has nothing more.

@@ -111,6 +111,8 @@ pub enum ErrorCode {
     ReturnExceedsSale,
     /// A figure above a `[limits]` maximum; the code is the limit's key.
     Limit(Limit),
+    /// HQ settled a reservation under this receipt before.
+    ReservationSettled,
     /// An offline cap.
     Offline(OfflineLimit),
     /// The journal's disk is full.
@@ -150,6 +152,7 @@ impl ErrorCode {
             Self::RedeemAboveRuleCap => "redeem_above_rule_cap",
             Self::ReturnExceedsSale => "return_exceeds_sale",
             Self::Limit(limit) => limit.key(),
+            Self::ReservationSettled => "reservation_settled",
             Self::Offline(limit) => limit.as_str(),
             Self::JournalFull => "journal_full",
             Self::ShuttingDown => "shutting_down",
@@ -172,6 +175,7 @@ impl ApiError {
                 SaleError::IdempotencyConflict(_) => (S::CONFLICT, C::IdempotencyConflict),
                 SaleError::SaleCancelled { .. } => (S::CONFLICT, C::SaleCancelled),
                 SaleError::SaleCommitted(_) => (S::CONFLICT, C::SaleCommitted),
+                SaleError::ReservationSettled(_) => (S::CONFLICT, C::ReservationSettled),
                 SaleError::SaleNotCommitted { .. } => (S::CONFLICT, C::SaleNotCommitted),
                 SaleError::AlreadyReturned(_) => (S::CONFLICT, C::AlreadyReturned),
                 SaleError::CardBlocked { .. } => (S::UNPROCESSABLE_ENTITY, C::CardBlocked),

@@ -13,7 +13,7 @@
 use super::error::ApiError;
 use crate::cards::CardView;
 use crate::journal::sales::SaleRecord;
-use crate::redemption::Mode;
+use crate::redemption::{Funding, Mode};
 use crate::sales::quote::{self, QuoteRequest};
 use crate::sales::{ReturnRequest, SaleContext, SaleError, SaleRequest, SaleState, hold, returns};
 use config::agent::OfflineSection;
@@ -36,7 +36,7 @@ pub fn till_body(data: &[u8]) {
         0 => {
             if let Ok(req) = serde_json::from_slice::<SaleRequest>(body) {
                 let view = req.card.as_ref().map(card_view);
-                match hold::decide(&req, view.as_ref(), None, &ctx) {
+                match hold::decide(&req, view.as_ref(), None, None, &ctx) {
                     Ok(decided) => assert_eq!(
                         ctx.figure_limits.check_sale(&decided.priced),
                         Ok(()),
@@ -94,6 +94,7 @@ fn context() -> SaleContext {
         day_start_unix: datetime!(2026-11-24 00:00 UTC).unix_timestamp(),
         rules: Arc::new(ProgramRules::default()),
         mode: Mode::Online,
+        funding: Funding::Local,
         live: None,
         limits: OfflineSection::default(),
         figure_limits: Limits::DEFAULT,
@@ -144,6 +145,8 @@ fn committed_sale() -> SaleRecord {
         state: SaleState::Committed,
         card: CardId::parse("4006381333931").ok(),
         redeem_points: Points(50),
+        reserved_points: Points::ZERO,
+        lease: None,
         offline: false,
         rules_version: 1,
         matures_at: None,

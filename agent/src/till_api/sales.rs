@@ -4,7 +4,8 @@
 use super::TillState;
 use super::body::{JsonBody, PathId};
 use super::error::ApiError;
-use crate::redemption::{LiveBalance, Mode};
+use crate::journal::JournalError;
+use crate::redemption::{Authorised, Funding, LiveBalance};
 use crate::sales::quote::QuoteRequest;
 use crate::sales::{
     Answer, CancelReason, ReturnRequest, SaleContext, SaleRequest, SaleState, cancel, commit, hold,
@@ -15,8 +16,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use protocol::Points;
 use protocol::ReceiptId;
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 /// The routes of this module.
 pub fn routes() -> Router<TillState> {
@@ -38,14 +41,19 @@ fn answer(a: Answer) -> Response {
 }
 
 impl TillState {
-    fn sale_context(&self, mode: Mode, live: Option<LiveBalance>) -> SaleContext {
-        let now = self.clock.now();
+    fn sale_context(
+        &self,
+        now: OffsetDateTime,
+        funding: Funding,
+        live: Option<LiveBalance>,
+    ) -> SaleContext {
         SaleContext {
             now,
             day: self.clock.store_day(now),
             day_start_unix: self.clock.store_day_start_unix(now),
             rules: self.rules.current(),
-            mode,
+            mode: funding.mode(self.redemption.standalone()),
+            funding,
             live,
             limits: self.settings.offline.clone(),
             figure_limits: self.settings.figure_limits,
@@ -59,15 +67,69 @@ async fn open_sale(
     JsonBody(req): JsonBody<SaleRequest>,
 ) -> Result<Response, ApiError> {
     let hash = request_hash(&req);
-    let (mode, live) = state
-        .redemption
-        .mode(req.card.as_ref(), req.redeem_points)
-        .await;
-    let ctx = state.sale_context(mode, live);
-    let answer = state
+    let now = state.clock.now();
+    let hold_secs = i64::try_from(state.settings.hold_timeout_secs).unwrap_or(i64::MAX / 2);
+    let hold_expires_at = now + time::Duration::seconds(hold_secs);
+    // A receipt opened before is answered from the journal (the same answer, or a
+    // conflict) without asking HQ again.
+    let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
+    let (opened, lease) = state
+        .journal
+        .read(move |tx| -> Result<_, JournalError> {
+            let lease = match &card {
+                Some(card) => tx.open_lease_of(card)?,
+                None => None,
+            };
+            Ok((tx.hold_request(&receipt)?.is_some(), lease))
+        })
+        .await?;
+    let authorised = match &req.card {
+        Some(card) if !opened => {
+            state
+                .redemption
+                .authorise(
+                    card,
+                    &req.receipt_id,
+                    req.redeem_points,
+                    lease.as_ref().map(|l| &l.lease),
+                    hold_expires_at,
+                )
+                .await?
+        }
+        _ => Authorised {
+            funding: Funding::Local,
+            live: None,
+        },
+    };
+    let reserved = match authorised.funding {
+        Funding::Online { reserved, .. } => reserved,
+        Funding::Local | Funding::Offline(_) => Points::ZERO,
+    };
+    let ctx = state.sale_context(now, authorised.funding, authorised.live);
+    let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
+    let held = state
         .journal
         .write(move |tx| hold::hold(tx, &req, &hash, &ctx))
-        .await?;
+        .await;
+    let answer = match held {
+        Ok(answer) => answer,
+        Err(e) => {
+            // HQ holds points for a hold the till refused: tell it durably, like a cancel.
+            if reserved > Points::ZERO
+                && let Some(card) = card
+            {
+                let released = state
+                    .journal
+                    .write(move |tx| cancel::release_unheld(tx, &receipt, &card, reserved, now))
+                    .await;
+                if let Err(re) = released {
+                    tracing::error!(error = %re, "cannot record the release of a refused hold's reservation; HQ releases it when it is abandoned");
+                }
+                state.link.wake();
+            }
+            return Err(e.into());
+        }
+    };
     if !answer.replayed {
         state.metrics.sale(SaleState::Held);
     }
@@ -125,11 +187,13 @@ async fn cancel_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
 ) -> Result<Response, ApiError> {
+    let now = state.clock.now();
     let answer = state
         .journal
-        .write(move |tx| cancel::cancel(tx, &receipt))
+        .write(move |tx| cancel::cancel(tx, &receipt, now))
         .await?;
     if !answer.replayed {
+        state.link.wake();
         state.metrics.sale(SaleState::Cancelled(CancelReason::Till));
     }
     Ok(self::answer(answer))
@@ -156,12 +220,12 @@ async fn quote_receipt(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<QuoteRequest>,
 ) -> Result<Response, ApiError> {
-    let mode = if state.redemption.offline_now() {
-        Mode::Offline
+    let funding = if state.redemption.offline_now() {
+        Funding::Offline(state.redemption.offline_rules())
     } else {
-        Mode::Online
+        Funding::Local
     };
-    let ctx = state.sale_context(mode, None);
+    let ctx = state.sale_context(state.clock.now(), funding, None);
     let quoted = state
         .journal
         .read(move |tx| quote::quote(tx, &req, &ctx))

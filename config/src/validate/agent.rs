@@ -154,6 +154,20 @@ fn offline(problems: &mut Problems, offline: &OfflineSection) {
         720,
         " hours",
     );
+    problems.range(
+        "offline.lease_recent_days",
+        offline.lease_recent_days,
+        1,
+        366,
+        " days",
+    );
+    problems.range(
+        "offline.lease_sync_secs",
+        offline.lease_sync_secs,
+        10,
+        86_400,
+        " seconds",
+    );
 }
 
 fn scanner_section(
@@ -286,12 +300,16 @@ mod tests {
         config.offline.max_redeem_per_receipt = protocol::Points(-1);
         config.offline.max_consecutive_per_card = 0;
         config.offline.max_offline_hours = 721;
+        config.offline.lease_recent_days = 0;
+        config.offline.lease_sync_secs = 9;
         assert_eq!(
             keys(&config),
             [
                 "offline.max_redeem_per_receipt",
                 "offline.max_consecutive_per_card",
                 "offline.max_offline_hours",
+                "offline.lease_recent_days",
+                "offline.lease_sync_secs",
             ]
         );
     }

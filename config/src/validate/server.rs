@@ -58,6 +58,21 @@ pub(crate) fn check_server(config: &ServerConfig) -> Problems {
         100_000,
         " entries",
     );
+    problems.range("ledger.lease_hours", ledger.lease_hours, 1, 720, " hours");
+    problems.range(
+        "ledger.reservation_abandon_hours",
+        ledger.reservation_abandon_hours,
+        1,
+        8_760,
+        " hours",
+    );
+    problems.range(
+        "ledger.lease_abandon_hours",
+        ledger.lease_abandon_hours,
+        1,
+        8_760,
+        " hours",
+    );
     problems.log(&config.log);
     problems
 }

@@ -2,6 +2,7 @@
 //! `code`, and the body is always `protocol::wire::ErrorBody`.
 
 use crate::ledger::batch::{BatchError, IdentityMismatch};
+use crate::ledger::escrow::EscrowRefusal;
 use crate::ledger::sequence::Refusal;
 use crate::store::StoreError;
 use axum::Json;
@@ -49,6 +50,9 @@ pub enum ApiError {
     /// A `Content-Encoding` other than gzip.
     #[error("unsupported Content-Encoding: use gzip or none")]
     UnsupportedEncoding,
+    /// A reservation, lease sync or token use HQ refused.
+    #[error(transparent)]
+    Escrow(#[from] EscrowRefusal),
     /// The database does not answer.
     #[error("the database is not available")]
     Unavailable,
@@ -78,6 +82,7 @@ impl ApiError {
             Self::UnsupportedEncoding => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedEncoding)
             }
+            Self::Escrow(refusal) => (StatusCode::CONFLICT, escrow_code(refusal)),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, C::Unavailable),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
@@ -102,10 +107,24 @@ impl ApiError {
     }
 }
 
+/// The stable code of an escrow refusal.
+fn escrow_code(refusal: &EscrowRefusal) -> SyncErrorCode {
+    use SyncErrorCode as C;
+    match refusal {
+        EscrowRefusal::InsufficientPoints { .. } => C::InsufficientPoints,
+        EscrowRefusal::CardBlocked => C::CardBlocked,
+        EscrowRefusal::ReservationSettled(_) => C::ReservationSettled,
+        EscrowRefusal::StaleEpoch { .. } => C::StaleEpoch,
+        EscrowRefusal::PushFirst { .. } => C::PushFirst,
+        EscrowRefusal::TokenUsed => C::TokenUsed,
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Refused(r) => Self::Refused(r),
+            StoreError::Escrow(r) => Self::Escrow(r),
             StoreError::BadCursor(c) => Self::BadRequest(format!("bad cursor {c:?}")),
             StoreError::Revoked(_) => Self::Unauthorized,
             StoreError::Unavailable(why) => {
@@ -124,8 +143,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let mut body = ErrorBody::new(code.as_str(), self.to_string());
-        if let Self::Refused(r) = &self {
-            body.error.acked_through = Some(r.acked_through());
+        match &self {
+            Self::Refused(r) => body.error.acked_through = Some(r.acked_through()),
+            Self::Escrow(EscrowRefusal::InsufficientPoints { spendable, .. }) => {
+                body.error.spendable = Some(*spendable);
+            }
+            Self::Escrow(EscrowRefusal::PushFirst { acked_through, .. }) => {
+                body.error.acked_through = Some(*acked_through);
+            }
+            _ => {}
         }
         (status, Json(body)).into_response()
     }

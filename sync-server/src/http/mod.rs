@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cards;
 pub mod error;
+pub mod escrow;
 pub mod health;
 pub mod pull;
 pub mod push;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub pull_page_size: u32,
     /// Largest request body after decompression.
     pub max_body_bytes: usize,
+    /// How long a lease HQ grants lives.
+    pub lease_duration: time::Duration,
 }
 
 /// The API's router.
@@ -44,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/push", post(push::push))
         .route("/v1/sync/pull", get(pull::pull))
         .route("/v1/cards/{card}", get(cards::live_balance))
+        .route("/v1/reservations", post(escrow::reserve))
+        .route("/v1/sync/leases", post(escrow::lease_sync))
+        .route("/v1/tokens/use", post(escrow::use_token))
         .route("/v1/health", get(health::health))
         .route_layer(middleware::from_fn(log_request))
         .fallback(|| async { ApiError::NotFound })

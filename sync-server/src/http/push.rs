@@ -11,8 +11,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use protocol::wire::{PROTOCOL_VERSION, PushRequest, PushResponse};
+use protocol::wire::{
+    LeaseSyncRequest, PROTOCOL_VERSION, PushRequest, PushResponse, ReserveRequest, TokenUseRequest,
+};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Only the version, read when a body does not parse, so that a future protocol's
 /// body is refused as `unsupported_protocol`, not as a shape error.
@@ -27,12 +30,41 @@ fn unsupported(version: impl std::fmt::Display) -> ApiError {
     ))
 }
 
-/// Parses a push body. The exact shape is tried first (one pass over a large body on
-/// the normal path); the version decides what a failure is called.
+/// A request body that carries the protocol version.
+pub trait Versioned: DeserializeOwned {
+    /// Its `protocol` field.
+    fn protocol(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(
+        impl Versioned for $t {
+            fn protocol(&self) -> u32 {
+                self.protocol
+            }
+        }
+    )*};
+}
+
+versioned!(
+    PushRequest,
+    ReserveRequest,
+    LeaseSyncRequest,
+    TokenUseRequest
+);
+
+/// Parses a push body; see [`parse_request`].
 pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
-    match serde_json::from_slice::<PushRequest>(body) {
-        Ok(request) if request.protocol == PROTOCOL_VERSION => Ok(request),
-        Ok(request) => Err(unsupported(request.protocol)),
+    parse_request(body, "push")
+}
+
+/// Parses a request body (`what` names it in errors). The exact shape is tried first
+/// (one pass over a large body on the normal path); the version decides what a
+/// failure is called.
+pub fn parse_request<T: Versioned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    match serde_json::from_slice::<T>(body) {
+        Ok(request) if request.protocol() == PROTOCOL_VERSION => Ok(request),
+        Ok(request) => Err(unsupported(request.protocol())),
         Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
             Ok(VersionProbe { protocol: Some(v) }) if v != serde_json::json!(PROTOCOL_VERSION) => {
                 Err(unsupported(v))
@@ -40,7 +72,7 @@ pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
             Ok(VersionProbe { protocol: None }) => Err(ApiError::UnsupportedProtocol(format!(
                 "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
             ))),
-            _ => Err(ApiError::BadRequest(format!("invalid push: {e}"))),
+            _ => Err(ApiError::BadRequest(format!("invalid {what}: {e}"))),
         },
     }
 }

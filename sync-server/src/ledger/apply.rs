@@ -419,67 +419,32 @@ struct NewLot {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use protocol::evaluate::{PricedLine, PricedReturn, PricedSale, ReturnedLine};
-    use protocol::journal::{ReturnEntry, SaleEntry, WelcomeEntry};
+    use protocol::evaluate::{PricedReturn, ReturnedLine};
+    use protocol::journal::ReturnEntry;
     use protocol::rules::{ProgramRules, Tier};
-    use protocol::{BasisPoints, ReceiptId, ReturnId, Seq};
+    use protocol::{BasisPoints, ReceiptId, ReturnId};
     use std::sync::Arc;
+    use testkit::entries::{Entry, figures};
     use time::Duration;
-    use time::macros::datetime;
 
     pub const CARD: &str = "4006381333931";
-    pub const T0: OffsetDateTime = datetime!(2026-03-01 10:00 UTC);
-
-    pub fn entry_id(seq: u64) -> Uuid {
-        Uuid::from_u128(0xE000_0000 + u128::from(seq))
-    }
+    pub use testkit::entries::{T0, entry_id};
 
     /// A sale at T0 + seq minutes that pays 100.00 and redeems/accrues as given.
     pub fn sale(seq: u64, card: &str, redeemed: i64, accrued: i64) -> JournalEntry {
-        let paid = 10_000 - redeemed * 100;
-        JournalEntry {
-            id: entry_id(seq),
-            seq: Seq(seq),
-            at: T0 + Duration::minutes(seq as i64),
-            rules_version: 1,
-            body: EntryBody::Sale(SaleEntry {
-                receipt_id: ReceiptId::parse(&format!("R-{seq}")).unwrap(),
-                card: Some(CardId::parse(card).unwrap()),
-                sale: PricedSale {
-                    lines: vec![PricedLine {
-                        sku: "milk".into(),
-                        category: "dairy".into(),
-                        amount_minor: Money(10_000),
-                        qty: 1,
-                        discount_minor: Money(redeemed * 100),
-                        paid_minor: Money(paid),
-                        redeemed_points: Points(redeemed),
-                        accrued_points: Points(accrued),
-                    }],
-                    total_minor: Money(10_000),
-                    discount_minor: Money(redeemed * 100),
-                    paid_minor: Money(paid),
-                    redeemed_points: Points(redeemed),
-                    accrued_points: Points(accrued),
-                },
-                matures_at: None,
-                offline: false,
-                lease: None,
-            }),
-        }
+        Entry::fixed(seq).sale(Some(card), figures(redeemed, accrued))
     }
 
+    /// [`sale`] accruing `accrued` points that stay pending until `matures_at`.
     pub fn pending_sale(
         seq: u64,
         card: &str,
         accrued: i64,
         matures_at: OffsetDateTime,
     ) -> JournalEntry {
-        let mut e = sale(seq, card, 0, accrued);
-        if let EntryBody::Sale(s) = &mut e.body {
-            s.matures_at = Some(matures_at);
-        }
-        e
+        Entry::fixed(seq)
+            .matures_at(Some(matures_at))
+            .sale(Some(card), figures(0, accrued))
     }
 
     pub fn return_of(
@@ -489,43 +454,29 @@ pub(crate) mod tests {
         reversed: i64,
         restored: i64,
     ) -> JournalEntry {
-        JournalEntry {
-            id: entry_id(seq),
-            seq: Seq(seq),
-            at: T0 + Duration::minutes(seq as i64),
-            rules_version: 1,
-            body: EntryBody::Return(ReturnEntry {
-                return_id: ReturnId::parse(&format!("X-{seq}")).unwrap(),
-                receipt_id: ReceiptId::parse(&format!("R-{sale_seq}")).unwrap(),
-                sale_entry: entry_id(sale_seq),
-                card: Some(CardId::parse(card).unwrap()),
-                returned: PricedReturn {
-                    lines: vec![ReturnedLine {
-                        line: 0,
-                        qty: 1,
-                        refund_minor: Money(5_000),
-                        reversed_accrual_points: Points(reversed),
-                        restored_points: Points(restored),
-                    }],
+        Entry::fixed(seq).body(EntryBody::Return(ReturnEntry {
+            return_id: ReturnId::parse(&format!("X-{seq}")).unwrap(),
+            receipt_id: ReceiptId::parse(&format!("R-{sale_seq}")).unwrap(),
+            sale_entry: entry_id(sale_seq),
+            card: Some(CardId::parse(card).unwrap()),
+            returned: PricedReturn {
+                lines: vec![ReturnedLine {
+                    line: 0,
+                    qty: 1,
                     refund_minor: Money(5_000),
                     reversed_accrual_points: Points(reversed),
                     restored_points: Points(restored),
-                },
-            }),
-        }
+                }],
+                refund_minor: Money(5_000),
+                reversed_accrual_points: Points(reversed),
+                restored_points: Points(restored),
+            },
+        }))
     }
 
+    /// A standalone till's welcome entry at T0 + seq minutes.
     pub fn welcome(seq: u64, card: &str, points: i64) -> JournalEntry {
-        JournalEntry {
-            id: entry_id(seq),
-            seq: Seq(seq),
-            at: T0 + Duration::minutes(seq as i64),
-            rules_version: 0,
-            body: EntryBody::Welcome(WelcomeEntry {
-                card: CardId::parse(card).unwrap(),
-                points: Points(points),
-            }),
-        }
+        Entry::fixed(seq).rules_version(0).welcome(card, points)
     }
 
     pub fn rules(welcome: i64) -> RulesBook {

@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod escrow;
 pub mod jobs;
 pub mod lots;
 pub mod sequence;
@@ -214,15 +215,18 @@ pub enum AnomalyKind {
     IdReuse,
     /// The body named another store or terminal than the token.
     TerminalMismatch,
+    /// A lease draw or close that does not add up (applied anyway).
+    LeaseMismatch,
 }
 
 impl AnomalyKind {
     /// Every kind, for parsing.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Gap,
         Self::Rewind,
         Self::IdReuse,
         Self::TerminalMismatch,
+        Self::LeaseMismatch,
     ];
 
     /// The stored name.
@@ -232,6 +236,7 @@ impl AnomalyKind {
             Self::Rewind => "rewind",
             Self::IdReuse => "id_reuse",
             Self::TerminalMismatch => "terminal_mismatch",
+            Self::LeaseMismatch => "lease_mismatch",
         }
     }
 
@@ -272,6 +277,10 @@ pub struct CardRecord {
     pub blocked: bool,
     /// Every kind of flag its entries collected.
     pub flags: FlagSet,
+    /// Points held by open reservations, over all terminals.
+    pub reserved: Points,
+    /// Points in open leases not yet charged, over all terminals.
+    pub leased: Points,
 }
 
 impl CardRecord {
@@ -288,12 +297,15 @@ impl CardRecord {
             seen: false,
             blocked: false,
             flags: FlagSet::default(),
+            reserved: Points::ZERO,
+            leased: Points::ZERO,
         }
     }
 
-    /// Points spendable now: the balance less what is still pending, never below zero.
+    /// Points spendable now anywhere: the balance less what is still pending, held
+    /// by reservations or in leases, never below zero.
     pub fn available(&self) -> Points {
-        Points((self.balance.get() - self.pending.get()).max(0))
+        escrow::figures(Some(self)).spendable()
     }
 }
 

@@ -21,6 +21,10 @@ pub struct CardAudit {
     pub unmatured_remaining: Points,
     /// Σ remaining of all lots.
     pub lots_remaining: Points,
+    /// Σ points of the card's open reservations.
+    pub open_reserved: Points,
+    /// Σ points − charged of the card's open leases.
+    pub open_leased: Points,
 }
 
 /// A terminal's acknowledgement with what its stored entries really are.
@@ -116,7 +120,29 @@ pub fn check_card(a: &CardAudit) -> Vec<Difference> {
         cached.balance.clamp_non_negative(),
         a.lots_remaining,
     );
+    compare(
+        "reserved (vs open reservations)",
+        cached.reserved,
+        a.open_reserved,
+    );
+    compare("leased (vs open leases)", cached.leased, a.open_leased);
     out
+}
+
+/// A card that has promised more than it holds: its open reservations and leases
+/// exceed balance − pending. HQ never grants such a hold, so this follows only from
+/// points that left the card while held (expiry, a return's reversal, an offline
+/// redemption in caps mode): a warning for review, not a broken invariant.
+pub fn overcommitted(a: &CardAudit) -> Option<String> {
+    let cached = a.cached.as_ref()?;
+    let promised = i128::from(cached.reserved.get()) + i128::from(cached.leased.get());
+    let holds = i128::from(cached.balance.get()) - i128::from(cached.pending.get());
+    (promised > 0 && promised > holds).then(|| {
+        format!(
+            "card {}: reserved {} + leased {} exceed balance {} - pending {}",
+            a.card, cached.reserved, cached.leased, cached.balance, cached.pending
+        )
+    })
 }
 
 /// The differences of one terminal.
@@ -166,7 +192,30 @@ mod tests {
             ledger_pending: Points(0),
             unmatured_remaining: Points(0),
             lots_remaining: Points(ledger.max(0)),
+            open_reserved: Points(0),
+            open_leased: Points(0),
         }
+    }
+
+    #[test]
+    fn cached_holds_are_compared_with_the_rows_and_overcommitment_is_a_warning() {
+        let mut a = audit(10, 10);
+        if let Some(c) = a.cached.as_mut() {
+            c.reserved = Points(4);
+            c.leased = Points(5);
+        }
+        a.open_reserved = Points(4);
+        assert_eq!(check_card(&a).len(), 1);
+        a.open_leased = Points(5);
+        assert!(check_card(&a).is_empty());
+        assert_eq!(overcommitted(&a), None);
+        if let Some(c) = a.cached.as_mut() {
+            c.balance = Points(8);
+        }
+        assert_eq!(
+            overcommitted(&a).as_deref(),
+            Some("card 4006381333931: reserved 4 + leased 5 exceed balance 8 - pending 0")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use data_encoding::HEXLOWER;
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
 use protocol::wire::CardBalance;
-use protocol::{CardId, Points, StoreId, TerminalId};
+use protocol::{CardId, Points, ReceiptId, StoreId, TerminalId};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -39,6 +39,11 @@ pub fn opt_from_db(micros: Option<i64>) -> Result<Option<OffsetDateTime>> {
 /// A stored card id.
 pub fn card(s: &str) -> Result<CardId> {
     CardId::parse(s).map_err(|_| StoreError::Corrupt(format!("card id {s:?}")))
+}
+
+/// A stored receipt id.
+pub fn receipt_id(s: &str) -> Result<ReceiptId> {
+    ReceiptId::parse(s).map_err(|_| StoreError::Corrupt(format!("receipt id {s:?}")))
 }
 
 /// A stored store id.
@@ -85,17 +90,27 @@ pub fn rules_to_db(rules: &ProgramRules) -> Result<String> {
 }
 
 /// What HQ tells a terminal about a card, as of `as_of`.
-pub fn card_balance(state: CardRecord, as_of: OffsetDateTime) -> CardBalance {
+pub fn card_balance(state: CardRecord, own: Holds, as_of: OffsetDateTime) -> CardBalance {
     CardBalance {
         card: state.card,
         balance: state.balance,
         pending: state.pending,
         tier: state.tier,
         blocked: state.blocked,
-        reserved: Points::ZERO,
-        leased: Points::ZERO,
+        reserved: Points((state.reserved.get() - own.reserved.get()).max(0)),
+        leased: Points((state.leased.get() - own.leased.get()).max(0)),
         as_of,
     }
+}
+
+/// What one terminal's own open reservations and leases hold of a card: taken out of
+/// the card's figures in what that terminal is told (it counts its own holds itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// Points of the terminal's open reservations.
+    pub reserved: Points,
+    /// Points of its open leases, less what was charged.
+    pub leased: Points,
 }
 
 /// A card HQ has never seen: zero everywhere, not blocked.

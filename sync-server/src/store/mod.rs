@@ -23,15 +23,17 @@ mod tests;
 
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
+use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::jobs::JobReport;
 use crate::ledger::sequence::Refusal;
 use crate::ledger::verify::{CardAudit, TerminalAudit};
 use crate::ledger::{AnomalyKind, CardRecord, FlagKind, LedgerKind, RulesVersionError};
+use crate::store::flow::escrow::{AbandonAfter, AbandonReport};
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
-use protocol::wire::{LiveBalanceResponse, PullResponse};
+use protocol::wire::{Lease, LiveBalanceResponse, PullResponse, ReserveResponse};
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::fmt;
 use time::{Duration, OffsetDateTime};
@@ -83,6 +85,9 @@ pub enum StoreError {
     /// after bounded retries); the client should try again later. Nothing was applied.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A reservation, lease sync or token use was refused; nothing was changed.
+    #[error(transparent)]
+    Escrow(#[from] EscrowRefusal),
     /// The database failed.
     #[error("database: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -363,4 +368,36 @@ pub trait Store: Send + Sync {
 
     /// Every anomaly, oldest first.
     async fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError>;
+
+    /// Holds points of a card for a receipt of the terminal, under the card's lock;
+    /// idempotent per (terminal, receipt). Refusals: [`StoreError::Escrow`].
+    async fn reserve(
+        &self,
+        terminal: &TerminalIdentity,
+        ask: ReserveAsk,
+        now: OffsetDateTime,
+    ) -> Result<ReserveResponse, StoreError>;
+
+    /// Grants the leases a terminal asks for (epoch after the last one, every entry
+    /// of the till held); answers every open lease of the terminal.
+    async fn lease_sync(
+        &self,
+        terminal: &TerminalIdentity,
+        epoch: u64,
+        through_seq: Seq,
+        asks: LeaseAsks,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Records an app token's use; refused when it was used at another terminal or
+    /// in another scan.
+    async fn use_token(&self, token: TokenUse) -> Result<(), StoreError>;
+
+    /// Releases abandoned reservations, reclaims abandoned leases and forgets old
+    /// token uses, in chunks until none is left.
+    async fn release_abandoned(
+        &self,
+        now: OffsetDateTime,
+        after: AbandonAfter,
+    ) -> Result<AbandonReport, StoreError>;
 }

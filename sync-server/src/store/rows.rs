@@ -8,9 +8,12 @@
 //! queries).
 
 use super::TerminalInfo;
-use super::encode::{card, from_db, opt_from_db, store_id, terminal_id, unsigned, uuid};
+use super::encode::{
+    card, from_db, opt_from_db, receipt_id, store_id, terminal_id, unsigned, uuid,
+};
 use super::statements::{CardDetail, EntryHolder};
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError, TerminalIdentity};
+use crate::ledger::escrow::{LeaseRow, LeaseStatus, ReservationRow, ReservationStatus, TokenUse};
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::TerminalAudit;
 use crate::ledger::{
@@ -128,8 +131,8 @@ pub trait Columns {
 }
 
 /// Columns [`card_record`] reads, in order.
-pub const CARD_COLUMNS: &str =
-    "card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen, blocked, flags";
+pub const CARD_COLUMNS: &str = "card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen, blocked, flags, \
+     reserved, leased";
 
 /// Columns [`lot`] reads, in order.
 pub const LOT_COLUMNS: &str =
@@ -148,6 +151,8 @@ pub fn card_record(r: &impl Columns, at: usize) -> Result<CardRecord> {
         seen: r.boolean(at + 7)?,
         blocked: r.boolean(at + 8)?,
         flags: FlagSet::from_bits(u32::try_from(r.int(at + 9)?).unwrap_or(u32::MAX)),
+        reserved: r.points(at + 10)?,
+        leased: r.points(at + 11)?,
     })
 }
 
@@ -314,7 +319,66 @@ pub fn block_change(r: &impl Columns) -> Result<BlockChange> {
 pub fn card_detail(r: &impl Columns) -> Result<CardDetail> {
     Ok(CardDetail {
         record: card_record(r, 0)?,
-        block_reason: r.opt_text(10)?,
-        updated_at: r.time(11)?,
+        block_reason: r.opt_text(12)?,
+        updated_at: r.time(13)?,
     })
+}
+
+/// Columns [`reservation`] reads, in order.
+pub const RESERVATION_COLUMNS: &str =
+    "terminal_ref, receipt_id, card, points, status, expires_at, updated_at";
+
+/// Columns [`lease`] reads, in order.
+pub const LEASE_COLUMNS: &str =
+    "id, terminal_ref, card, points, charged, status, expires_at, granted_at";
+
+/// Columns [`token_use`] reads, in order.
+pub const TOKEN_USE_COLUMNS: &str = "token_id, terminal_ref, scan_id, card, expires_at, used_at";
+
+/// A reservation from [`RESERVATION_COLUMNS`].
+pub fn reservation(r: &impl Columns) -> Result<ReservationRow> {
+    let status = r.text(4)?;
+    Ok(ReservationRow {
+        terminal: r.int(0)?,
+        receipt_id: receipt_id(&r.text(1)?)?,
+        card: r.card(2)?,
+        points: r.points(3)?,
+        status: ReservationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("reservation status {status:?}")))?,
+        expires_at: r.time(5)?,
+        updated_at: r.time(6)?,
+    })
+}
+
+/// A lease from [`LEASE_COLUMNS`].
+pub fn lease(r: &impl Columns) -> Result<LeaseRow> {
+    let status = r.text(5)?;
+    Ok(LeaseRow {
+        id: r.uuid(0)?,
+        terminal: r.int(1)?,
+        card: r.card(2)?,
+        points: r.points(3)?,
+        charged: r.points(4)?,
+        status: LeaseStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("lease status {status:?}")))?,
+        expires_at: r.time(6)?,
+        granted_at: r.time(7)?,
+    })
+}
+
+/// A token use from [`TOKEN_USE_COLUMNS`].
+pub fn token_use(r: &impl Columns) -> Result<TokenUse> {
+    Ok(TokenUse {
+        token_id: r.text(0)?,
+        terminal: r.int(1)?,
+        scan_id: r.uuid(2)?,
+        card: r.card(3)?,
+        expires_at: r.time(4)?,
+        used_at: r.time(5)?,
+    })
+}
+
+/// `card, reserved, leased`.
+pub fn holds(r: &impl Columns) -> Result<(CardId, Points, Points)> {
+    Ok((r.card(0)?, r.points(1)?, r.points(2)?))
 }

@@ -13,13 +13,14 @@ use super::caches::Caches;
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
 use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
+use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::TerminalAudit;
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, Spend};
 use crate::store::Result;
 use protocol::journal::JournalEntry;
 use protocol::wire::BlockChange;
-use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use protocol::{CardId, Points, ReceiptId, Seq, StoreId, TerminalId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
@@ -38,6 +39,8 @@ pub struct TerminalState {
     pub acked_through: Seq,
     /// True once revoked.
     pub revoked: bool,
+    /// The last lease-sync epoch HQ answered for it.
+    pub lease_epoch: u64,
 }
 
 /// Why the database refused new entry rows: its uniqueness constraints, the last word
@@ -329,6 +332,51 @@ pub trait AuditRows: Send {
     fn terminal_audits(&mut self) -> impl Fut<Vec<TerminalAudit>>;
 }
 
+/// Reservations, leases and app-token uses (points never spent twice). Rows that
+/// change a card's `reserved`/`leased` are written in the transaction that holds the
+/// card's lock, together with the card.
+pub trait EscrowRows: Send {
+    /// The reservations of `terminal` for these receipts.
+    fn reservations(
+        &mut self,
+        terminal: i64,
+        receipts: &[ReceiptId],
+    ) -> impl Fut<Vec<ReservationRow>>;
+    /// Inserts reservation rows, or updates those of the same (terminal, receipt).
+    fn write_reservations(&mut self, rows: &[ReservationRow]) -> impl Fut<()>;
+    /// The leases with these ids.
+    fn leases(&mut self, ids: &[Uuid]) -> impl Fut<Vec<LeaseRow>>;
+    /// The open leases of a terminal, oldest first.
+    fn open_leases(&mut self, terminal: i64) -> impl Fut<Vec<LeaseRow>>;
+    /// Inserts lease rows, or updates those of the same id.
+    fn write_leases(&mut self, rows: &[LeaseRow]) -> impl Fut<()>;
+    /// Per card among `cards` that has any: `(card, reserved, leased)` of the
+    /// terminal's own open reservations and leases.
+    fn own_holds(
+        &mut self,
+        terminal: i64,
+        cards: &[&CardId],
+    ) -> impl Fut<Vec<(CardId, Points, Points)>>;
+    /// Records the lease-sync epoch HQ answered (the terminal's row is locked).
+    fn set_lease_epoch(&mut self, terminal: i64, epoch: u64) -> impl Fut<()>;
+    /// Records a token use unless the token's use is recorded already; answers the
+    /// recorded use (this one, or the earlier one).
+    fn claim_token(&mut self, token: &TokenUse) -> impl Fut<Option<TokenUse>>;
+    /// Up to `limit` open reservations whose deadline is before `before`.
+    fn open_reservations_before(
+        &mut self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> impl Fut<Vec<ReservationRow>>;
+    /// Up to `limit` open leases that expire before `before`.
+    fn open_leases_before(&mut self, before: OffsetDateTime, limit: i64)
+    -> impl Fut<Vec<LeaseRow>>;
+    /// Forgets the uses of tokens that expired before `before`; the rows deleted.
+    fn forget_token_uses(&mut self, before: OffsetDateTime) -> impl Fut<u64>;
+    /// Per card with any: `(card, reserved, leased)` summed from the open rows.
+    fn hold_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
+}
+
 /// Every statement of a backend, on one connection (inside a transaction or not, as
 /// the flow's [`super::backend::Access`] says), with the store's caches.
 pub trait Statements:
@@ -341,6 +389,7 @@ pub trait Statements:
     + AdminRows
     + JobRows
     + AuditRows
+    + EscrowRows
 {
     /// The store's caches.
     fn caches(&self) -> &Caches;

@@ -4,7 +4,7 @@
 //!
 //! Each test is written once against [`Db`] and instantiated for SQLite (a temporary
 //! file) and PostgreSQL (a database of its own on the local server; see
-//! [`crate::store::postgres::testdb`]) by [`on_every_backend!`].
+//! `testkit::pg`) by `testkit::on_every_backend!`.
 
 use crate::admin;
 use crate::keys::TerminalToken;
@@ -12,7 +12,6 @@ use crate::ledger::apply::tests::{CARD, T0, entry_id, pending_sale, sale, welcom
 use crate::ledger::batch::Batch;
 use crate::ledger::sequence::Refusal;
 use crate::store::postgres::PgStore;
-use crate::store::postgres::testdb::TestDatabase;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{PullRequest, Store, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
@@ -21,6 +20,8 @@ use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tempfile::TempDir;
+use testkit::Backend;
+use testkit::pg::TestDatabase;
 use time::Duration;
 use uuid::Uuid;
 
@@ -39,26 +40,30 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hq.db");
-        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
-        Self {
-            store,
-            place: Place::Sqlite { _dir: dir, path },
+    /// A fresh database of `backend`; `None` when `SKIP_PG_TESTS=1` skips PostgreSQL,
+    /// a failure when PostgreSQL is not reachable.
+    async fn open(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("hq.db");
+                let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+                Some(Self {
+                    store,
+                    place: Place::Sqlite { _dir: dir, path },
+                })
+            }
+            Backend::Postgres => {
+                let db = TestDatabase::create()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))?;
+                let store = Arc::new(PgStore::open(db.url()).await.unwrap());
+                Some(Self {
+                    store,
+                    place: Place::Postgres(db),
+                })
+            }
         }
-    }
-
-    /// `None` when `SKIP_PG_TESTS=1`; a failure when PostgreSQL is not reachable.
-    async fn postgres() -> Option<Self> {
-        let db = TestDatabase::create()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))?;
-        let store = Arc::new(PgStore::open(db.url()).await.unwrap());
-        Some(Self {
-            store,
-            place: Place::Postgres(db),
-        })
     }
 
     /// Another store on the same database, as a second server instance would open.
@@ -95,32 +100,8 @@ impl std::ops::Deref for Db {
     }
 }
 
-/// Instantiates each named `async fn(Db)` once per backend, as `sqlite::NAME` and
-/// `postgres::NAME`.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Db::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(db) = super::Db::postgres().await {
-                        super::$name(db).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+testkit::on_every_backend!(
+    open: Db::open;
     the_same_batch_twice_is_applied_once_then_reported_as_duplicates,
     an_empty_batch_is_a_probe_for_acked_through,
     a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied,
@@ -902,7 +883,7 @@ mod postgres_only {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_change_committed_late_by_an_older_transaction_is_not_skipped() {
-        let Some(store) = Db::postgres().await else {
+        let Some(store) = Db::open(Backend::Postgres).await else {
             return;
         };
         let t = terminal(&*store, "s1", "t1").await;
@@ -993,7 +974,7 @@ mod postgres_only {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deadlock_is_retried_and_a_constraint_violation_is_not() {
-        let Some(store) = Db::postgres().await else {
+        let Some(store) = Db::open(Backend::Postgres).await else {
             return;
         };
         let db = testdb(&store);
@@ -1027,3 +1008,5 @@ mod postgres_only {
         assert!(!is_transient(&StoreError::from(dup)));
     }
 }
+
+mod escrow;

@@ -21,6 +21,8 @@ fn blank(card: CardId) -> CardAudit {
         ledger_pending: Points::ZERO,
         unmatured_remaining: Points::ZERO,
         lots_remaining: Points::ZERO,
+        open_reserved: Points::ZERO,
+        open_leased: Points::ZERO,
     }
 }
 
@@ -46,6 +48,11 @@ impl Op for Read {
             let a = cards.entry(card.clone()).or_insert_with(|| blank(card));
             a.lots_remaining = remaining;
             a.unmatured_remaining = unmatured;
+        }
+        for (card, reserved, leased) in c.hold_sums().await? {
+            let a = cards.entry(card.clone()).or_insert_with(|| blank(card));
+            a.open_reserved = reserved;
+            a.open_leased = leased;
         }
         let terminals = c.terminal_audits().await?;
         done(Ok(Audit {

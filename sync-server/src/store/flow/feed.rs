@@ -8,6 +8,7 @@
 //!
 //! [`FeedRows::Position`]: crate::store::statements::FeedRows::Position
 
+use super::escrow::own_holds;
 use super::push::revoked;
 use super::{done, rules};
 use crate::store::Result;
@@ -76,9 +77,19 @@ impl Op for Pull {
             Some((last, _)) if more => last.clone(),
             _ => head,
         };
+        // Each till is told the other terminals' holds; it counts its own itself.
+        let held: Vec<&CardId> = changed
+            .iter()
+            .filter(|(_, card)| card.reserved.get() > 0 || card.leased.get() > 0)
+            .map(|(_, card)| &card.card)
+            .collect();
+        let own = own_holds(c, self.terminal.key, &held).await?;
         let balances = changed
             .into_iter()
-            .map(|(_, card)| card_balance(card, self.now))
+            .map(|(_, card)| {
+                let mine = own.get(&card.card).copied().unwrap_or_default();
+                card_balance(card, mine, self.now)
+            })
             .collect();
         let blocked = c.block_changes(&cursor, &next).await?;
         done(Ok(PullResponse {
@@ -111,7 +122,11 @@ impl Op for LiveBalance {
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<LiveBalanceResponse>> {
         let acked = acked_through(c, &self.terminal).await?;
         let balance = match c.card(&self.card).await? {
-            Some(card) => card_balance(card, self.now),
+            Some(card) => {
+                let own = own_holds(c, self.terminal.key, &[&self.card]).await?;
+                let mine = own.get(&self.card).copied().unwrap_or_default();
+                card_balance(card, mine, self.now)
+            }
             None => unseen_card_balance(&self.card, self.now),
         };
         done(Ok(LiveBalanceResponse {

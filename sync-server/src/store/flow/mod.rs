@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cards;
+pub mod escrow;
 pub mod feed;
 pub mod jobs;
 pub mod keys;
@@ -18,10 +19,12 @@ pub mod terminals;
 
 use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
+use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::jobs::JobReport;
 use crate::ledger::sequence::Refusal;
 use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
+use crate::store::flow::escrow::{AbandonAfter, AbandonReport};
 use crate::store::{
     Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
     StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
@@ -30,8 +33,8 @@ use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
-use protocol::wire::{LiveBalanceResponse, PullResponse};
-use protocol::{CardId, StoreId, TerminalId};
+use protocol::wire::{Lease, LiveBalanceResponse, PullResponse, ReserveResponse};
+use protocol::{CardId, Seq, StoreId, TerminalId};
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
@@ -239,5 +242,57 @@ impl<B: Backend> Store for B {
 
     async fn anomalies(&self) -> Result<Vec<Anomaly>> {
         self.run(reports::Anomalies).await
+    }
+
+    async fn reserve(
+        &self,
+        terminal: &TerminalIdentity,
+        ask: ReserveAsk,
+        now: OffsetDateTime,
+    ) -> Result<ReserveResponse> {
+        self.run(escrow::Reserve {
+            terminal: terminal.clone(),
+            ask,
+            now,
+        })
+        .await
+    }
+
+    async fn lease_sync(
+        &self,
+        terminal: &TerminalIdentity,
+        epoch: u64,
+        through_seq: Seq,
+        asks: LeaseAsks,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Lease>> {
+        self.run(escrow::LeaseSync {
+            terminal: terminal.clone(),
+            epoch,
+            through_seq,
+            asks,
+            now,
+        })
+        .await
+    }
+
+    async fn use_token(&self, token: TokenUse) -> Result<()> {
+        self.run(escrow::UseToken(token)).await
+    }
+
+    async fn release_abandoned(
+        &self,
+        now: OffsetDateTime,
+        after: AbandonAfter,
+    ) -> Result<AbandonReport> {
+        let mut report = AbandonReport::default();
+        loop {
+            let chunk = self.run(escrow::ReleaseAbandoned { now, after }).await?;
+            let more = chunk.reservations_released + chunk.leases_reclaimed > 0;
+            report.add(chunk);
+            if !more {
+                return Ok(report);
+            }
+        }
     }
 }

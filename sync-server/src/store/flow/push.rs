@@ -14,6 +14,10 @@
 //! 5. Let [`apply_batch`] decide, then write: entries (the database's uniqueness is
 //!    the last word on exactly-once: a clash refuses the batch), cards, lots, ledger,
 //!    flags, and the store's feed membership of cards not known to be in it.
+//!    Settle reservations and leases first ([`settle`]: capture, release, lease
+//!    charge and close, on the cards' `reserved`/`leased`), reading their rows after
+//!    the card locks; a lease settlement that does not add up is recorded as an
+//!    anomaly, never a refusal.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
@@ -26,14 +30,15 @@ use super::done;
 use super::rules;
 use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
+use crate::ledger::escrow::{settle, settlement_keys};
 use crate::ledger::sequence::{Refusal, classify, held_range};
-use crate::ledger::{CardRecord, cached_spend, spend_window_start};
+use crate::ledger::{AnomalyKind, CardRecord, cached_spend, spend_window_start};
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
 use crate::store::statements::{Clash, Missing, NewEntries, Statements};
-use crate::store::{PushOutcome, StoreError, TerminalIdentity};
+use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::{CardId, Seq};
 use std::collections::{HashMap, HashSet};
@@ -200,9 +205,23 @@ async fn apply_new<C: Statements>(
     let open_lots = c.open_lots(&cards_that_consume(new.entries)).await?;
     let (mut spend_before, stale) = cached_spend(&locked.cards, now);
     spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
+    // Reservations and leases are read after the card locks, like lots: every
+    // writer of them holds the card's lock.
+    let keys = settlement_keys(new.entries);
+    let reservations = c.reservations(terminal.key, &keys.receipts).await?;
+    let leases = c.leases(&keys.leases).await?;
+    let mut cards = locked.cards;
+    let settlement = settle(
+        terminal.key,
+        new.entries,
+        reservations,
+        leases,
+        &mut cards,
+        now,
+    );
     let plan = apply_batch(BatchInput {
         entries: new.entries,
-        cards: locked.cards,
+        cards,
         open_lots,
         spend_before,
         rules: &book,
@@ -226,6 +245,19 @@ async fn apply_new<C: Statements>(
     c.update_lots(&plan.changed_lots).await?;
     c.insert_ledger(&plan.ledger).await?;
     c.insert_flags(&plan.flags).await?;
+    c.write_reservations(&settlement.reservations).await?;
+    c.write_leases(&settlement.leases).await?;
+    for mismatch in &settlement.mismatches {
+        tracing::warn!(%terminal, "lease settlement does not add up: {mismatch}");
+        c.insert_anomaly(&Anomaly {
+            at: now,
+            store: terminal.store.clone(),
+            terminal: terminal.terminal.clone(),
+            kind: AnomalyKind::LeaseMismatch,
+            detail: mismatch.to_string(),
+        })
+        .await?;
+    }
     let unknown = c.caches().associations.unknown(&terminal.store, &touched);
     if !unknown.is_empty() {
         c.associate(&terminal.store, &unknown).await?;

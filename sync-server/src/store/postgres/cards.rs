@@ -159,14 +159,19 @@ impl CardRows for PgSession<'_> {
         let welcome: Vec<bool> = cards.iter().map(|s| s.welcome_given).collect();
         let seen: Vec<bool> = cards.iter().map(|s| s.seen).collect();
         let flags: Vec<i64> = cards.iter().map(|s| i64::from(s.flags.bits())).collect();
+        let reserved: Vec<i64> = cards.iter().map(|s| s.reserved.get()).collect();
+        let leased: Vec<i64> = cards.iter().map(|s| s.leased.get()).collect();
         let updated = sql::execute(
             self.client(),
             "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
                     spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
-                    seen = u.seen, flags = u.flags, change_xid = x.xid, updated_at = $10
+                    seen = u.seen, flags = u.flags, reserved = u.reserved, leased = u.leased,
+                    change_xid = x.xid, updated_at = $10
              FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
-                         $6::bigint[], $7::bool[], $8::bool[], $9::bigint[])
-                  AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags),
+                         $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
+                         $12::bigint[])
+                  AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
+                       reserved, leased),
                   (SELECT loyalty_xid() AS xid) AS x
              WHERE cards.card = u.card",
             &[
@@ -180,6 +185,8 @@ impl CardRows for PgSession<'_> {
                 &seen,
                 &flags,
                 &to_db(now),
+                &reserved,
+                &leased,
             ],
         )
         .await?;

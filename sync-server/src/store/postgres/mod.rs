@@ -12,6 +12,7 @@
 
 mod admin;
 mod cards;
+mod escrow;
 mod feed;
 mod jobs;
 pub mod options;
@@ -21,7 +22,6 @@ pub mod schema;
 mod session;
 mod sql;
 mod terminals;
-pub mod testdb;
 
 pub use terminals::INSERT_ENTRIES;
 

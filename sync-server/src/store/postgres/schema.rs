@@ -28,11 +28,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger schema",
-    sql: V1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger schema",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        name: "reservations, leases and app-token uses",
+        sql: V2,
+    },
+];
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
@@ -245,4 +252,61 @@ CREATE TABLE job_state (
     tiers_rules_version BIGINT NOT NULL
 );
 INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
+"#;
+
+/// Points never spent twice (issue 12); mirrors the SQLite migration V2.
+const V2: &str = r#"
+ALTER TABLE entries DROP CONSTRAINT entries_kind_check;
+ALTER TABLE entries ADD CONSTRAINT entries_kind_check
+    CHECK (kind IN ('sale', 'return', 'welcome', 'release', 'lease_closed'));
+
+-- Cached sums of the open reservations and leases (points - charged) of the card,
+-- changed only under the card's row lock; `verify` compares them with the rows.
+ALTER TABLE cards ADD COLUMN reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0);
+ALTER TABLE cards ADD COLUMN leased BIGINT NOT NULL DEFAULT 0 CHECK (leased >= 0);
+
+-- The last lease-sync epoch HQ answered for the terminal (under its row lock).
+ALTER TABLE terminals ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+
+-- Points held at HQ for one receipt of one terminal. Settled rows stay: a late ask
+-- for a settled receipt is refused instead of holding points again.
+CREATE TABLE reservations (
+    terminal_ref BIGINT NOT NULL REFERENCES terminals (id),
+    receipt_id   TEXT NOT NULL,
+    card         TEXT COLLATE "C" NOT NULL,
+    points       BIGINT NOT NULL CHECK (points >= 0),
+    status       TEXT NOT NULL CHECK (status IN ('open', 'captured', 'released')),
+    expires_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    PRIMARY KEY (terminal_ref, receipt_id)
+);
+CREATE INDEX reservations_open_card ON reservations (card, terminal_ref) WHERE status = 'open';
+CREATE INDEX reservations_open_expiry ON reservations (expires_at) WHERE status = 'open';
+
+-- Points of a card moved into one terminal's escrow, for offline redemption.
+CREATE TABLE leases (
+    id           UUID PRIMARY KEY,
+    terminal_ref BIGINT NOT NULL REFERENCES terminals (id),
+    card         TEXT COLLATE "C" NOT NULL,
+    points       BIGINT NOT NULL CHECK (points > 0),
+    charged      BIGINT NOT NULL CHECK (charged >= 0 AND charged <= points),
+    status       TEXT NOT NULL CHECK (status IN ('open', 'closed', 'reclaimed')),
+    expires_at   BIGINT NOT NULL,
+    granted_at   BIGINT NOT NULL
+);
+CREATE INDEX leases_open_terminal ON leases (terminal_ref, card) WHERE status = 'open';
+CREATE INDEX leases_open_card ON leases (card) WHERE status = 'open';
+CREATE INDEX leases_open_expiry ON leases (expires_at) WHERE status = 'open';
+
+-- App-token uses (the token's id is a hash, never the token), forgotten a day after
+-- the token expired.
+CREATE TABLE token_uses (
+    token_id     TEXT PRIMARY KEY,
+    terminal_ref BIGINT NOT NULL REFERENCES terminals (id),
+    scan_id      UUID NOT NULL,
+    card         TEXT COLLATE "C" NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    used_at      BIGINT NOT NULL
+);
+CREATE INDEX token_uses_expiry ON token_uses (expires_at);
 "#;

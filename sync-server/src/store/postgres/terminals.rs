@@ -1,10 +1,12 @@
 //! Terminals and entries on PostgreSQL.
 //!
 //! Exactly-once across instances: a push first locks its terminal's row
-//! (`SELECT … FOR UPDATE`), so a second push of the same terminal, on this instance
-//! or another, waits and then reads the `acked_through` and entries the first one
-//! committed. The unique `(terminal, seq)` and entry-id constraints back this up
-//! inside the database.
+//! (`SELECT … FOR NO KEY UPDATE`), so a second push of the same terminal, on this
+//! instance or another, waits and then reads the `acked_through` and entries the first
+//! one committed. The unique `(terminal, seq)` and entry-id constraints back this up
+//! inside the database. `NO KEY`: rows that reference the terminal (a reservation
+//! written under a card lock) take only a key-share lock on it, which this one leaves
+//! free, so a push waiting for that card cannot deadlock with them.
 
 use super::session::PgSession;
 use super::sql;
@@ -50,12 +52,14 @@ impl TerminalRows for PgSession<'_> {
     async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
         sql::first(
             self.client(),
-            "SELECT acked_through, revoked_at IS NOT NULL FROM terminals WHERE id = $1 FOR UPDATE",
+            "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals
+             WHERE id = $1 FOR NO KEY UPDATE",
             &[&key],
             |r| {
                 Ok(TerminalState {
                     acked_through: Seq(r.counter(0)?),
                     revoked: r.boolean(1)?,
+                    lease_epoch: r.counter(2)?,
                 })
             },
         )

@@ -111,6 +111,8 @@ impl CardRows for SqliteSession<'_> {
                     boolean(s.seen),
                     boolean(s.blocked),
                     int(i64::from(s.flags.bits())),
+                    int(s.reserved.get()),
+                    int(s.leased.get()),
                     int(pos),
                     int(to_db(now)),
                 ]
@@ -118,12 +120,14 @@ impl CardRows for SqliteSession<'_> {
             .collect();
         self.insert_many(
             "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
-                                welcome_given, seen, blocked, flags, change_pos, updated_at)",
+                                welcome_given, seen, blocked, flags, reserved, leased,
+                                change_pos, updated_at)",
             "ON CONFLICT (card) DO UPDATE SET
                 balance = excluded.balance, pending = excluded.pending, tier = excluded.tier,
                 spend_12m = excluded.spend_12m, spend_drops_at = excluded.spend_drops_at,
                 welcome_given = excluded.welcome_given,
-                seen = excluded.seen, flags = excluded.flags, change_pos = excluded.change_pos,
+                seen = excluded.seen, flags = excluded.flags, reserved = excluded.reserved,
+                leased = excluded.leased, change_pos = excluded.change_pos,
                 updated_at = excluded.updated_at",
             &values,
         )

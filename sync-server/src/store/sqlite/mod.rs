@@ -1,7 +1,8 @@
-//! The SQLite backend: one writer connection (every write is a `BEGIN IMMEDIATE`
-//! transaction on it) and a few reader connections for pulls, live balances,
-//! authentication and health, all used from blocking threads so no tokio worker ever
-//! waits on SQLite.
+//! The SQLite backend: one writer connection, owned by a writer thread that runs
+//! the write operations waiting at once in one `BEGIN IMMEDIATE` transaction (group
+//! commit, [`group`]), and a few reader connections for pulls, live balances,
+//! authentication and health, used from blocking threads; no tokio worker ever waits
+//! on SQLite.
 //!
 //! WAL mode lets readers see a consistent snapshot while the writer works;
 //! `synchronous=FULL` makes every acknowledged push survive a power cut.
@@ -11,7 +12,9 @@
 
 mod admin;
 mod cards;
+mod escrow;
 mod feed;
+mod group;
 mod jobs;
 mod rules;
 mod schema;
@@ -22,6 +25,7 @@ use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
 use crate::store::Result;
+use group::Writer;
 use rusqlite::Connection;
 use session::{SqliteSession, block_on};
 use std::path::{Path, PathBuf};
@@ -42,10 +46,10 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    caches: Caches,
+    caches: Arc<Caches>,
 }
 
 fn connect(path: &Path) -> Result<Connection> {
@@ -54,11 +58,17 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Foreign keys on, for every connection once the schema is up to date (migrations
+/// that rebuild a table run with them off and check them before commit).
+fn enforce_foreign_keys(conn: &Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -67,16 +77,24 @@ impl SqliteStore {
     pub fn open_blocking(path: &Path) -> Result<Self> {
         let mut writer = connect(path)?;
         schema::migrations().to_latest(&mut writer)?;
+        enforce_foreign_keys(&writer)?;
         let readers = (0..READERS)
-            .map(|_| connect(path).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| {
+                let conn = connect(path)?;
+                enforce_foreign_keys(&conn)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let caches = Arc::new(Caches::default());
+        let writer = Writer::start(writer, Arc::clone(&caches))
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                writer: Mutex::new(writer),
+                writer,
                 readers,
                 next_reader: AtomicUsize::new(0),
-                caches: Caches::default(),
+                caches,
             }),
         })
     }
@@ -96,20 +114,20 @@ impl SqliteStore {
 }
 
 impl Backend for SqliteStore {
-    /// Runs `op` on a blocking thread, on the writer connection when it writes and
+    /// Runs `op` in the writer's next group when it writes, and on a blocking thread
     /// on the next reader otherwise.
     async fn run<O: Op>(&self, mut op: O) -> Result<O::Out> {
+        if O::ACCESS.writes() {
+            return self.inner.writer.run(op).await;
+        }
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = if O::ACCESS.writes() {
-                &inner.writer
-            } else {
-                let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-                &inner.readers[i]
-            };
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
             // A panic inside a transaction rolled it back when its connection guard
             // was dropped, so the connection behind a poisoned lock is still sound.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut conn = inner.readers[i]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let mut session = SqliteSession::new(&mut conn, &inner.caches);
             block_on(drive(&mut session, &mut op))
         })

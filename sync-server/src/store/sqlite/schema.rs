@@ -7,8 +7,12 @@
 use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. Never edit a released one: add the next.
+///
+/// The store runs them with foreign keys off (SQLite cannot change a CHECK constraint
+/// in place: V2 rebuilds `entries`, which `ledger` and `flags` reference), and a
+/// migration that rebuilds a table checks the foreign keys before it commits.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2).foreign_key_check()])
 }
 
 const V1: &str = r#"
@@ -163,6 +167,81 @@ CREATE TABLE job_state (
     tiers_rules_version INTEGER NOT NULL
 );
 INSERT INTO job_state (id, tiers_rules_version) VALUES (1, 0);
+"#;
+
+/// Points never spent twice (issue 12): reservations, leases, app-token uses, the
+/// card's cached reserved/leased figures, the terminal's lease-sync epoch, and the
+/// entry kinds `release` and `lease_closed`.
+const V2: &str = r#"
+CREATE TABLE entries_v2 (
+    id            TEXT PRIMARY KEY,
+    terminal_ref  INTEGER NOT NULL REFERENCES terminals (id),
+    seq           INTEGER NOT NULL CHECK (seq >= 1),
+    at            INTEGER NOT NULL,
+    kind          TEXT NOT NULL
+                      CHECK (kind IN ('sale', 'return', 'welcome', 'release', 'lease_closed')),
+    card          TEXT,
+    spend_minor   INTEGER NOT NULL,
+    rules_version INTEGER NOT NULL,
+    content_hash  TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    UNIQUE (terminal_ref, seq)
+);
+INSERT INTO entries_v2 SELECT * FROM entries;
+DROP TABLE entries;
+ALTER TABLE entries_v2 RENAME TO entries;
+CREATE INDEX entries_card_at ON entries (card, at, spend_minor) WHERE card IS NOT NULL;
+
+-- Cached sums of the open reservations and leases (points - charged) of the card;
+-- `verify` compares them with the rows below.
+ALTER TABLE cards ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0);
+ALTER TABLE cards ADD COLUMN leased INTEGER NOT NULL DEFAULT 0 CHECK (leased >= 0);
+
+-- The last lease-sync epoch HQ answered for the terminal.
+ALTER TABLE terminals ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+
+-- Points held at HQ for one receipt of one terminal. Settled rows stay: a late ask
+-- for a settled receipt is refused instead of holding points again.
+CREATE TABLE reservations (
+    terminal_ref INTEGER NOT NULL REFERENCES terminals (id),
+    receipt_id   TEXT NOT NULL,
+    card         TEXT NOT NULL,
+    points       INTEGER NOT NULL CHECK (points >= 0),
+    status       TEXT NOT NULL CHECK (status IN ('open', 'captured', 'released')),
+    expires_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (terminal_ref, receipt_id)
+);
+CREATE INDEX reservations_open_card ON reservations (card, terminal_ref) WHERE status = 'open';
+CREATE INDEX reservations_open_expiry ON reservations (expires_at) WHERE status = 'open';
+
+-- Points of a card moved into one terminal's escrow, for offline redemption.
+CREATE TABLE leases (
+    id           TEXT PRIMARY KEY,
+    terminal_ref INTEGER NOT NULL REFERENCES terminals (id),
+    card         TEXT NOT NULL,
+    points       INTEGER NOT NULL CHECK (points > 0),
+    charged      INTEGER NOT NULL CHECK (charged >= 0 AND charged <= points),
+    status       TEXT NOT NULL CHECK (status IN ('open', 'closed', 'reclaimed')),
+    expires_at   INTEGER NOT NULL,
+    granted_at   INTEGER NOT NULL
+);
+CREATE INDEX leases_open_terminal ON leases (terminal_ref, card) WHERE status = 'open';
+CREATE INDEX leases_open_card ON leases (card) WHERE status = 'open';
+CREATE INDEX leases_open_expiry ON leases (expires_at) WHERE status = 'open';
+
+-- App-token uses (the token's id is a hash, never the token), forgotten a day after
+-- the token expired.
+CREATE TABLE token_uses (
+    token_id     TEXT PRIMARY KEY,
+    terminal_ref INTEGER NOT NULL REFERENCES terminals (id),
+    scan_id      TEXT NOT NULL,
+    card         TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER NOT NULL
+);
+CREATE INDEX token_uses_expiry ON token_uses (expires_at);
 "#;
 
 #[cfg(test)]

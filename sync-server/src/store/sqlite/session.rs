@@ -106,6 +106,25 @@ impl Session for SqliteSession<'_> {
     }
 }
 
+/// Savepoints inside the open transaction, one operation at a time (the group
+/// commit's: see `super::group`).
+impl SqliteSession<'_> {
+    /// Starts the current operation's savepoint.
+    pub fn savepoint(&self) -> Result<()> {
+        Ok(self.conn.execute_batch("SAVEPOINT op")?)
+    }
+
+    /// Keeps what the current operation wrote (in the open transaction).
+    pub fn release_savepoint(&self) -> Result<()> {
+        Ok(self.conn.execute_batch("RELEASE op")?)
+    }
+
+    /// Undoes what the current operation wrote, and ends its savepoint.
+    pub fn rollback_to_savepoint(&self) -> Result<()> {
+        Ok(self.conn.execute_batch("ROLLBACK TO op; RELEASE op")?)
+    }
+}
+
 impl Drop for SqliteSession<'_> {
     fn drop(&mut self) {
         if self.open {

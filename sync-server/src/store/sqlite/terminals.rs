@@ -31,12 +31,13 @@ impl TerminalRows for SqliteSession<'_> {
 
     async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
         self.first(
-            "SELECT acked_through, revoked_at IS NOT NULL FROM terminals WHERE id = ?1",
+            "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals WHERE id = ?1",
             [key],
             |r| {
                 Ok(TerminalState {
                     acked_through: Seq(r.counter(0)?),
                     revoked: r.boolean(1)?,
+                    lease_epoch: r.counter(2)?,
                 })
             },
         )

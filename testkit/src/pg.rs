@@ -71,12 +71,30 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, TestDbError> {
             .await
             .map_err(|e| TestDbError::Unreachable {
                 url: url.to_owned(),
-                reason: super::retry::describe(&e),
+                reason: describe(&e),
             })?;
     tokio::spawn(async move {
+        // The connection ends with an error when the database is dropped under it;
+        // the client's next call reports that.
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// An error with its causes, each once (tokio-postgres puts the cause of a failed
+/// connection in its source only).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// A database that exists until this guard is dropped.

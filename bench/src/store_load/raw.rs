@@ -4,15 +4,15 @@
 //! JSON and hashes are computed before the clock starts: only database work counts.
 
 use super::{BenchError, Target};
-use crate::ledger::apply::{entry_kind, spend_of};
-use crate::store::encode::{entry_body_and_hash, signed, to_db};
-use crate::store::postgres::INSERT_ENTRIES;
-use crate::store::postgres::retry::describe;
 use futures_util::SinkExt;
 use protocol::CardId;
 use protocol::journal::JournalEntry;
 use std::fmt;
 use std::time::Instant;
+use sync_server::ledger::apply::{entry_kind, spend_of};
+use sync_server::store::encode::{entry_body_and_hash, signed, to_db};
+use sync_server::store::postgres::INSERT_ENTRIES;
+use sync_server::store::postgres::retry::describe;
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use uuid::Uuid;

@@ -1,40 +1,22 @@
 //! Not tests: push benchmarks over HTTP against the real binary, on each backend.
 //! They print their figures and append them to `target/sync-server-bench.txt`.
 //!
-//! `cargo test --release -p sync-server --test push_throughput -- --ignored --nocapture --test-threads 1`
+//! `cargo test --release -p pos-bench over_http -- --ignored --nocapture --test-threads 1`
 //!
 //! * a backlog of 100 000 entries of one terminal in batches of 500;
 //! * 500 terminals pushing batches of 5 at once (two server instances on
 //!   PostgreSQL, one on SQLite), back to back and paced at one push per second each.
 
-// The benchmark bodies are plain functions that `on_every_backend!` calls from each
-// backend's #[test], so clippy's allow-unwrap-in-tests does not see them as tests.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{Backend, Database, Hq, Server, client, push_body};
-use std::io::Write;
+use super::drivers::quantile;
+use super::tests::record;
+use super::{Target, journal};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sync_server::bench::{Target, journal, quantile};
 use sync_server::keys::TerminalToken;
+use testkit::Backend;
+use testkit::hq::{Database, Hq, Server};
+use testkit::hq_http::{client, push_body};
 use time::OffsetDateTime;
-
-fn record(line: &str) {
-    println!("{line}");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../target/sync-server-bench.txt"
-    );
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{} {line}", OffsetDateTime::now_utc());
-    }
-}
 
 fn target(hq: &Hq) -> Target {
     match &hq.db {
@@ -75,7 +57,6 @@ async fn backlog_over_http(backend: Backend) {
     let server = hq.start();
     let http = client();
     let bodies: Vec<Vec<u8>> = journal(&terminal, TOTAL)
-        .unwrap()
         .chunks(BATCH)
         .map(|c| serde_json::to_vec(&push_body("store-0", &terminal, c.to_vec())).unwrap())
         .collect();
@@ -117,7 +98,6 @@ async fn many_terminals_over_http(backend: Backend) {
                 let url = servers[i % servers.len()].at("/v1/sync/push");
                 let (http, start) = (http.clone(), Arc::clone(&start));
                 let bodies: Vec<Vec<u8>> = journal(&terminal, ROUNDS * BATCH)
-                    .unwrap()
                     .chunks(BATCH as usize)
                     .map(|c| serde_json::to_vec(&push_body(&store, &terminal, c.to_vec())).unwrap())
                     .collect();
@@ -178,13 +158,13 @@ mod sqlite {
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark; prints figures"]
     async fn backlog_over_http() {
-        super::backlog_over_http(crate::common::Backend::Sqlite).await;
+        super::backlog_over_http(testkit::Backend::Sqlite).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark; prints figures"]
     async fn many_terminals_over_http() {
-        super::many_terminals_over_http(crate::common::Backend::Sqlite).await;
+        super::many_terminals_over_http(testkit::Backend::Sqlite).await;
     }
 }
 
@@ -192,16 +172,16 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark; prints figures"]
     async fn backlog_over_http() {
-        if crate::common::Backend::Postgres.enabled() {
-            super::backlog_over_http(crate::common::Backend::Postgres).await;
+        if testkit::Backend::Postgres.enabled() {
+            super::backlog_over_http(testkit::Backend::Postgres).await;
         }
     }
 
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark; prints figures"]
     async fn many_terminals_over_http() {
-        if crate::common::Backend::Postgres.enabled() {
-            super::many_terminals_over_http(crate::common::Backend::Postgres).await;
+        if testkit::Backend::Postgres.enabled() {
+            super::many_terminals_over_http(testkit::Backend::Postgres).await;
         }
     }
 }

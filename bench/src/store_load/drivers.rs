@@ -1,149 +1,14 @@
-//! Load drivers for measuring the store, on either backend, for the workspace's
-//! `pos-bench` and the ignored benchmark tests. Nothing here runs in the server.
-//!
-//! * [`backlog`]: one terminal's backlog pushed in batches through
-//!   [`Store::push`], beside the raw baselines of [`raw`] (the same entry rows
-//!   written into the same schema with no ledger work at all);
-//! * [`concurrent`]: many terminals pushing small batches at once, each waiting for
-//!   its answer before the next push as an agent does; throughput and latency.
-//!
-//! Both take fresh, empty databases and fill them; the caller makes and drops them
-//! (on PostgreSQL, [`crate::store::postgres::testdb::TestDatabase`]).
+//! The load drivers of the benchmark tests: [`backlog`] (one terminal's backlog in
+//! batches, beside the raw baselines) and [`concurrent`] (many terminals at once).
 
-pub mod raw;
-
-use crate::keys::TerminalToken;
-use crate::ledger::batch::{Batch, BatchError};
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError, TerminalIdentity};
-use protocol::evaluate::price_sale;
-use protocol::journal::{EntryBody, JournalEntry, SaleEntry};
-use protocol::receipt::Line;
-use protocol::rules::ProgramRules;
-use protocol::{CardId, Money, Points, ReceiptId, Seq, StoreId, TerminalId};
+use super::raw;
+use super::{BenchError, Target, enroll, journal};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_server::ledger::batch::Batch;
+use sync_server::store::Store;
 use time::OffsetDateTime;
-use uuid::Uuid;
-
-/// Why a benchmark could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A generated batch was refused (a bug in the generator).
-    #[error(transparent)]
-    Batch(#[from] BatchError),
-    /// The workload could not be built.
-    #[error("workload: {0}")]
-    Workload(String),
-    /// A raw baseline failed.
-    #[error("raw baseline: {0}")]
-    Raw(String),
-    /// A task died.
-    #[error("task: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-/// A database the benchmarks fill: a SQLite file or a PostgreSQL URL.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// `sqlite:PATH`.
-    Sqlite(PathBuf),
-    /// `postgres://…`.
-    Postgres(String),
-}
-
-impl Target {
-    /// On PostgreSQL, a `CHECKPOINT` (when the role may), so that each measured phase
-    /// starts from the same state instead of paying for the previous phase's
-    /// checkpoint; SQLite: nothing.
-    pub async fn checkpoint(&self) {
-        if let Self::Postgres(url) = self
-            && let Ok((client, connection)) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await
-        {
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            let _ = client.batch_execute("CHECKPOINT").await;
-        }
-    }
-
-    /// Opens the store on this database (migrating it).
-    pub async fn open(&self) -> Result<Arc<dyn Store>, BenchError> {
-        Ok(match self {
-            Self::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
-            Self::Postgres(url) => Arc::new(PgStore::open(url).await?),
-        })
-    }
-}
-
-/// The `n`-th sale of a terminal on one of 20,000 cards, one line of 10.00 to
-/// 106.00, one sale in seven redeeming 3 points; priced by the agent's own code. The
-/// id is random (v4), as real agents make them.
-pub fn sale(terminal: &str, seq: u64, at: OffsetDateTime) -> Result<JournalEntry, BenchError> {
-    let bad = |e: String| BenchError::Workload(e);
-    let card = CardId::parse(&format!("{:013}", 4_000_000_000_000u64 + seq % 20_000))
-        .map_err(|e| bad(e.to_string()))?;
-    let lines = [Line {
-        sku: format!("sku-{}", seq % 500),
-        category: "grocery".into(),
-        amount_minor: Money(1_000 + i64::try_from(seq % 97).unwrap_or(0) * 100),
-        qty: 1,
-    }];
-    let redeem = Points(if seq.is_multiple_of(7) { 3 } else { 0 });
-    let priced = price_sale(&ProgramRules::default(), &lines, redeem, None, at.date())
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(JournalEntry {
-        id: Uuid::new_v4(),
-        seq: Seq(seq),
-        at,
-        rules_version: 0,
-        body: EntryBody::Sale(SaleEntry {
-            receipt_id: ReceiptId::parse(&format!("{terminal}-R{seq}"))
-                .map_err(|e| bad(e.to_string()))?,
-            card: Some(card),
-            sale: priced,
-            matures_at: None,
-            offline: true,
-            lease: None,
-        }),
-    })
-}
-
-/// `count` consecutive sales of `terminal` from seq 1.
-pub fn journal(terminal: &str, count: u64) -> Result<Vec<JournalEntry>, BenchError> {
-    let now = OffsetDateTime::now_utc();
-    (1..=count).map(|seq| sale(terminal, seq, now)).collect()
-}
-
-/// Adds a terminal and returns its identity.
-pub async fn enroll(
-    store: &dyn Store,
-    store_id: &str,
-    terminal: &str,
-) -> Result<TerminalIdentity, BenchError> {
-    let token =
-        TerminalToken::generate().map_err(|e| BenchError::Workload(format!("token: {e}")))?;
-    let parse = |e: protocol::ids::IdError| BenchError::Workload(e.to_string());
-    let (s, t) = (
-        StoreId::parse(store_id).map_err(parse)?,
-        TerminalId::parse(terminal).map_err(parse)?,
-    );
-    let now = OffsetDateTime::now_utc();
-    store
-        .add_terminal(&s, &t, &token.hash(), false, now)
-        .await?;
-    store
-        .authenticate(&token.hash())
-        .await?
-        .ok_or_else(|| BenchError::Workload("the new terminal does not authenticate".into()))
-}
 
 /// Entries over seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -207,7 +72,7 @@ pub async fn backlog(
     entries: u64,
     batch: u64,
 ) -> Result<BacklogFigures, BenchError> {
-    let journal = journal("till-1", entries)?;
+    let journal = journal("till-1", entries);
     let size = usize::try_from(batch.max(1)).unwrap_or(500);
     let store = push.open().await?;
     let terminal = enroll(store.as_ref(), "store-1", "till-1").await?;
@@ -306,7 +171,7 @@ pub async fn concurrent(
     for i in 0..terminals {
         let name = format!("till-{i}");
         let identity = enroll(first.as_ref(), &format!("store-{}", i % 50), &name).await?;
-        let batches = journal(&name, rounds * batch)?
+        let batches = journal(&name, rounds * batch)
             .chunks(size)
             .map(|c| Batch::new(c.to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -363,6 +228,3 @@ pub async fn concurrent(
         max: all.last().copied().unwrap_or_default(),
     })
 }
-
-#[cfg(test)]
-mod tests;

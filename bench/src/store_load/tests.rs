@@ -1,15 +1,17 @@
 //! Not tests: the benchmarks, one per backend, printing their figures and appending
 //! them to `target/sync-server-bench.txt`. Measure in release:
 //!
-//! `cargo test --release -p sync-server --lib bench:: -- --ignored --nocapture --test-threads 1`
+//! `cargo test --release -p pos-bench store_load::tests -- --ignored --nocapture --test-threads 1`
 
+use super::drivers::{backlog, concurrent, quantile};
 use super::raw::Baseline;
 use super::*;
-use crate::store::postgres::testdb::TestDatabase;
 use std::io::Write;
+use std::time::Duration;
+use testkit::pg::TestDatabase;
 
 /// Appends a line of figures to the benchmark file.
-fn record(line: &str) {
+pub(super) fn record(line: &str) {
     println!("{line}");
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

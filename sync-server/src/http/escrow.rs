@@ -1,0 +1,154 @@
+//! Points never spent twice, the terminal's side of HQ:
+//! `POST /v1/reservations` (hold points for a receipt being sold),
+//! `POST /v1/sync/leases` (report held leases, get new ones for offline redemption)
+//! and `POST /v1/tokens/use` (an app code is used once, everywhere). Each checks its
+//! body here and leaves every decision to the store's flows; refusals are `409` with
+//! a stable code (see [`super::error::ApiError::Escrow`]).
+
+use super::AppState;
+use super::auth::Terminal;
+use super::error::ApiError;
+use super::push::parse_request;
+use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use protocol::wire::{
+    LeaseSyncRequest, LeaseSyncResponse, PROTOCOL_VERSION, ReserveRequest, ReserveResponse,
+    TokenUseRequest, TokenUseResponse,
+};
+use protocol::{CardId, Points};
+use time::OffsetDateTime;
+
+/// Most points one reservation or lease may name: far above any real balance, far
+/// below where sums of them could overflow.
+pub const MAX_POINTS: i64 = 1_000_000_000_000;
+
+/// Most cards one lease sync may ask for.
+pub const MAX_WANTED: usize = 10_000;
+
+/// Length of an app token's id ([`protocol::token::AppToken::id`]: 16 bytes, hex).
+const TOKEN_ID_LEN: usize = 32;
+
+/// Furthest in the future a hold deadline or a token expiry may lie: holds last
+/// minutes and tokens at most 300 s; a later one would pin its row for nothing.
+const MAX_AHEAD: time::Duration = time::Duration::DAY;
+
+fn not_too_late(
+    what: &str,
+    at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, ApiError> {
+    if at <= now + MAX_AHEAD {
+        Ok(at)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what} is more than a day ahead of HQ's clock"
+        )))
+    }
+}
+
+fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
+    if (min..=MAX_POINTS).contains(&points.get()) {
+        Ok(points)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what} must be between {min} and {MAX_POINTS}, not {points}"
+        )))
+    }
+}
+
+/// `POST /v1/reservations`.
+pub async fn reserve(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ReserveResponse>, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
+    let request: ReserveRequest = parse_request(&body, "reservation")?;
+    let now = state.clock.now();
+    let ask = ReserveAsk {
+        terminal: terminal.key,
+        receipt_id: request.receipt_id,
+        card: request.card,
+        points: bounded("points", request.points, 1)?,
+        expires_at: not_too_late("hold_expires_at", request.hold_expires_at, now)?,
+    };
+    let response = state.store.reserve(&terminal, ask, now).await?;
+    Ok(Json(response))
+}
+
+/// `POST /v1/sync/leases`.
+pub async fn lease_sync(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LeaseSyncResponse>, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
+    let request: LeaseSyncRequest = parse_request(&body, "lease sync")?;
+    if request.want.len() > MAX_WANTED {
+        return Err(ApiError::BadRequest(format!(
+            "a lease sync may want at most {MAX_WANTED} cards, not {}",
+            request.want.len()
+        )));
+    }
+    let want = request
+        .want
+        .into_iter()
+        .map(|w| -> Result<(CardId, Points), ApiError> {
+            Ok((w.card, bounded("max_points", w.max_points, 0)?))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let asks = LeaseAsks {
+        terminal: terminal.key,
+        max_total: bounded("max_total", request.max_total, 0)?,
+        want,
+        duration: state.lease_duration,
+    };
+    let leases = state
+        .store
+        .lease_sync(
+            &terminal,
+            request.epoch,
+            request.through_seq,
+            asks,
+            state.clock.now(),
+        )
+        .await?;
+    Ok(Json(LeaseSyncResponse {
+        protocol: PROTOCOL_VERSION,
+        leases,
+    }))
+}
+
+/// `POST /v1/tokens/use`.
+pub async fn use_token(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TokenUseResponse>, ApiError> {
+    let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
+    let request: TokenUseRequest = parse_request(&body, "token use")?;
+    let id = &request.token_id;
+    if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!(
+            "token_id must be the token's id: {TOKEN_ID_LEN} hex digits"
+        )));
+    }
+    let now = state.clock.now();
+    state
+        .store
+        .use_token(TokenUse {
+            token_id: id.to_ascii_lowercase(),
+            terminal: terminal.key,
+            scan_id: request.scan_id,
+            card: request.card,
+            expires_at: not_too_late("expires_at", request.expires_at, now)?,
+            used_at: now,
+        })
+        .await?;
+    Ok(Json(TokenUseResponse {
+        protocol: PROTOCOL_VERSION,
+    }))
+}

@@ -1,0 +1,240 @@
+//! Reservations, leases and app-token uses in PostgreSQL. Every write that changes a
+//! card's `reserved`/`leased` runs in a transaction holding the card's row lock
+//! (`SELECT … FOR UPDATE`, taken by the flow first), so two instances sharing the
+//! database cannot both grant the same points; token uses rely on the primary key
+//! (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same token and then
+//! reads the row that won).
+
+use super::session::PgSession;
+use super::sql;
+use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
+use crate::store::Result;
+use crate::store::encode::{signed, to_db};
+use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS};
+use crate::store::statements::EscrowRows;
+use protocol::{CardId, Points, ReceiptId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// `(card, reserved, leased)` of open rows, summed per card; `$1` filters the rows
+/// (`WHERE` clauses added by the caller as `{filter}`).
+fn holds_sql(filter: &str) -> String {
+    format!(
+        "SELECT card, SUM(r)::bigint, SUM(l)::bigint FROM (
+             SELECT card, points AS r, 0::bigint AS l FROM reservations
+             WHERE status = 'open' {filter}
+             UNION ALL
+             SELECT card, 0::bigint, points - charged FROM leases
+             WHERE status = 'open' {filter}
+         ) AS h GROUP BY card"
+    )
+}
+
+impl EscrowRows for PgSession<'_> {
+    async fn reservations(
+        &mut self,
+        terminal: i64,
+        receipts: &[ReceiptId],
+    ) -> Result<Vec<ReservationRow>> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT {RESERVATION_COLUMNS} FROM reservations
+                 WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
+            ),
+            &[&terminal, &keys],
+            rows::reservation,
+        )
+        .await
+    }
+
+    async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
+        let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
+        let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
+        let points: Vec<i64> = rows.iter().map(|r| r.points.get()).collect();
+        let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+        let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
+        let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
+        sql::execute(
+            self.client(),
+            &format!(
+                "INSERT INTO reservations ({RESERVATION_COLUMNS})
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                      $5::text[], $6::bigint[], $7::bigint[])
+                 ON CONFLICT (terminal_ref, receipt_id) DO UPDATE SET
+                    card = excluded.card, points = excluded.points, status = excluded.status,
+                    expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+            ),
+            &[
+                &terminal, &receipt, &card, &points, &status, &expires, &updated,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn leases(&mut self, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sql::all(
+            self.client(),
+            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"),
+            &[&ids],
+            rows::lease,
+        )
+        .await
+    }
+
+    async fn open_leases(&mut self, terminal: i64) -> Result<Vec<LeaseRow>> {
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT {LEASE_COLUMNS} FROM leases
+                 WHERE terminal_ref = $1 AND status = 'open' ORDER BY granted_at, id"
+            ),
+            &[&terminal],
+            rows::lease,
+        )
+        .await
+    }
+
+    async fn write_leases(&mut self, rows: &[LeaseRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
+        let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
+        let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
+        let points: Vec<i64> = rows.iter().map(|l| l.points.get()).collect();
+        let charged: Vec<i64> = rows.iter().map(|l| l.charged.get()).collect();
+        let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
+        let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
+        let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
+        sql::execute(
+            self.client(),
+            &format!(
+                "INSERT INTO leases ({LEASE_COLUMNS})
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
+                                      $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
+                 ON CONFLICT (id) DO UPDATE SET
+                    charged = excluded.charged, status = excluded.status,
+                    expires_at = excluded.expires_at"
+            ),
+            &[
+                &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn own_holds(
+        &mut self,
+        terminal: i64,
+        cards: &[&CardId],
+    ) -> Result<Vec<(CardId, Points, Points)>> {
+        if cards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
+        sql::all(
+            self.client(),
+            &holds_sql("AND terminal_ref = $1 AND card = ANY($2)"),
+            &[&terminal, &keys],
+            rows::holds,
+        )
+        .await
+    }
+
+    async fn set_lease_epoch(&mut self, terminal: i64, epoch: u64) -> Result<()> {
+        sql::execute(
+            self.client(),
+            "UPDATE terminals SET lease_epoch = $2 WHERE id = $1",
+            &[&terminal, &signed(epoch)?],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_token(&mut self, token: &TokenUse) -> Result<Option<TokenUse>> {
+        sql::execute(
+            self.client(),
+            &format!(
+                "INSERT INTO token_uses ({TOKEN_USE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (token_id) DO NOTHING"
+            ),
+            &[
+                &token.token_id,
+                &token.terminal,
+                &token.scan_id,
+                &token.card.as_str(),
+                &to_db(token.expires_at),
+                &to_db(token.used_at),
+            ],
+        )
+        .await?;
+        sql::first(
+            self.client(),
+            &format!("SELECT {TOKEN_USE_COLUMNS} FROM token_uses WHERE token_id = $1"),
+            &[&token.token_id],
+            rows::token_use,
+        )
+        .await
+    }
+
+    async fn open_reservations_before(
+        &mut self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<ReservationRow>> {
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT {RESERVATION_COLUMNS} FROM reservations
+                 WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
+            ),
+            &[&to_db(before), &limit],
+            rows::reservation,
+        )
+        .await
+    }
+
+    async fn open_leases_before(
+        &mut self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<LeaseRow>> {
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT {LEASE_COLUMNS} FROM leases
+                 WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
+            ),
+            &[&to_db(before), &limit],
+            rows::lease,
+        )
+        .await
+    }
+
+    async fn forget_token_uses(&mut self, before: OffsetDateTime) -> Result<u64> {
+        sql::execute(
+            self.client(),
+            "DELETE FROM token_uses WHERE expires_at < $1",
+            &[&to_db(before)],
+        )
+        .await
+    }
+
+    async fn hold_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+        sql::all(self.client(), &holds_sql(""), &[], rows::holds).await
+    }
+}
