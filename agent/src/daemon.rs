@@ -22,6 +22,7 @@ use crate::sync_client::SyncClient;
 use crate::till_api::{self, TillSettings, TillState};
 use anyhow::{Context, bail};
 use config::AgentConfig;
+use http_serve::ConnectionLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,6 +171,7 @@ pub async fn run(
             store_id: cfg.store.store_id.clone(),
             terminal_id: cfg.store.terminal_id.clone(),
             offline: cfg.offline.clone(),
+            figure_limits: cfg.limits,
             hold_timeout_secs: cfg.till_api.hold_timeout_secs,
             max_body_bytes: cfg.till_api.max_body_bytes,
         }),
@@ -211,7 +213,12 @@ pub async fn run(
         }
         _ => None,
     };
-    let server = tokio::spawn(till_api::serve(listener, till, cancel.clone()));
+    let limits = ConnectionLimits {
+        max_connections: cfg.till_api.max_connections,
+        header_timeout: Duration::from_secs(cfg.till_api.header_timeout_secs),
+    }
+    .fitted_to_fd_limit();
+    let server = tokio::spawn(till_api::serve(listener, till, limits, cancel.clone()));
     tracing::info!(address = %bound, "till API listening");
     if let Some(file) = ready_file {
         std::fs::write(&file, bound.to_string())
@@ -235,9 +242,5 @@ pub async fn run(
         .await
         .context("closing the journal")?;
     tracing::info!("stopped");
-    match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e).context("till API server failed"),
-        Err(e) => Err(e).context("till API task failed"),
-    }
+    served.context("till API task failed")
 }

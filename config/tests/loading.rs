@@ -81,6 +81,26 @@ fn wrong_type_names_the_key_and_both_types() {
 }
 
 #[test]
+fn a_limit_above_its_hard_ceiling_is_refused_with_its_line() {
+    let errors =
+        agent_errors("[limits]\nmax_line_minor = 100\nmax_entry_points = 1000000000000000\n");
+    let (line, key, text) = single(&errors);
+    assert_eq!((line, key), (Some(3), Some("limits.max_entry_points")));
+    assert!(text.contains("hard ceiling"), "{text}");
+    let ok = parse_agent(
+        "[limits]\nmax_line_minor = 100\n",
+        "agent.toml",
+        Path::new(BASE),
+    )
+    .expect("a limit within its ceiling loads");
+    assert_eq!(ok.limits.max_line_minor.get(), 100);
+    assert_eq!(
+        ok.limits.max_receipt_minor,
+        protocol::limits::Limits::DEFAULT.max_receipt_minor
+    );
+}
+
+#[test]
 fn negative_number_for_unsigned_key_is_out_of_range() {
     let errors = agent_errors("[offline]\n\nmax_consecutive_per_card = -1\n");
     let (line, key, text) = single(&errors);

@@ -89,20 +89,26 @@ pub fn quote(
 ) -> Result<QuoteResponse, SaleError> {
     let offline = ctx.mode == Mode::Offline;
     let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
-    let (quote, limited_by) = decide(
-        &ctx.rules,
-        &req.lines,
-        view.as_ref(),
-        usage.as_ref(),
-        &ctx.limits,
-        ctx.day,
-    )?;
+    let (quote, limited_by) = decide_request(req, view.as_ref(), usage.as_ref(), ctx)?;
     Ok(QuoteResponse {
         quote,
         limited_by,
         offline,
         card: view.map(|v| CardView { offline, ..v }),
     })
+}
+
+/// Decides a quote of `req`: the `[limits]` of its figures first, then [`decide`].
+pub fn decide_request(
+    req: &QuoteRequest,
+    view: Option<&CardView>,
+    usage: Option<&OfflineUsage>,
+    ctx: &SaleContext,
+) -> Result<(Quote, LimitedBy), SaleError> {
+    ctx.figure_limits
+        .check_lines(&req.lines)
+        .map_err(SaleError::Limit)?;
+    decide(&ctx.rules, &req.lines, view, usage, &ctx.limits, ctx.day)
 }
 
 /// The rules' quote, capped by the card's balance, the offline caps (when `usage`
