@@ -382,3 +382,50 @@ fn promotion_date_with_time_is_a_type_error() {
         "{text}"
     );
 }
+
+#[test]
+fn every_error_of_a_file_is_reported_in_one_run_in_line_order() {
+    // Two typos, a wrong type and a bad value: each left out in turn, the rest read on.
+    let text = "\
+[till_api]
+hold_timeout_secs = 5
+listen = \"127.0.0.1:7070\"
+[store]
+store_idd = \"s\"
+terminal_id = 3
+[sync]
+url = \"https://hq.example\"
+token_file = \"t\"
+intervall_secs = 5
+";
+    let errors = agent_errors(text);
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("till_api.hold_timeout_secs")),
+            (Some(5), Some("store.store_idd")),
+            (Some(6), Some("store.terminal_id")),
+            (Some(10), Some("sync.intervall_secs")),
+        ],
+        "{errors}"
+    );
+    let kinds: Vec<_> = errors.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::InvalidValue,
+            ErrorKind::UnknownKey,
+            ErrorKind::WrongType,
+            ErrorKind::UnknownKey
+        ]
+    );
+}
+
+#[test]
+fn a_required_key_of_the_wrong_type_is_reported_once() {
+    // Left out, `url` would be missing: that is not a second error.
+    let errors = agent_errors("[sync]\nurl = 5\ntoken_file = \"t\"\n");
+    let (line, key, _) = single(&errors);
+    assert_eq!((line, key), (Some(2), Some("sync.url")));
+}

@@ -25,7 +25,7 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Writing the answer failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Io(#[from] io::Error),
     /// The rules file is bad.
     #[error("{0}")]
@@ -79,23 +79,51 @@ pub async fn terminal_add(
 
 /// `terminal list`.
 pub async fn terminal_list(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
-    let terminals = store.list_terminals().await?;
-    writeln!(
-        out,
-        "{:<20} {:<16} {:<25} {:<25} {:>13} {:<25}",
-        "STORE", "TERMINAL", "CREATED", "REVOKED", "ACKED_THROUGH", "LAST_PUSH"
-    )?;
-    for t in terminals {
-        writeln!(
-            out,
-            "{:<20} {:<16} {:<25} {:<25} {:>13} {:<25}",
-            t.store.as_str(),
-            t.terminal.as_str(),
+    let rows = store.list_terminals().await?.into_iter().map(|t| {
+        vec![
+            t.store.as_str().to_owned(),
+            t.terminal.as_str().to_owned(),
             fmt_time(t.created_at),
             fmt_opt_time(t.revoked_at),
-            t.acked_through.get(),
-            fmt_opt_time(t.last_push_at)
-        )?;
+            t.acked_through.get().to_string(),
+            fmt_opt_time(t.last_push_at),
+        ]
+    });
+    let header = [
+        "STORE",
+        "TERMINAL",
+        "CREATED",
+        "REVOKED",
+        "ACKED_THROUGH",
+        "LAST_PUSH",
+    ];
+    write_table(out, &header, rows.collect())
+}
+
+/// Writes `rows` under `header` in columns as wide as their widest cell (two spaces
+/// apart; the last column is not padded).
+fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> Result<(), AdminError> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, &width)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -298,23 +326,17 @@ pub async fn keys_rotate(
 
 /// `keys list`.
 pub async fn keys_list(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
-    writeln!(
-        out,
-        "{:>6} {:<25} {:<25} PUBLIC_KEY",
-        "KEY_ID", "CREATED", "VALID_UNTIL"
-    )?;
-    for k in store.list_keys().await? {
-        writeln!(
-            out,
-            "{:>6} {:<25} {:<25} {}",
-            k.key_id.0,
+    let rows = store.list_keys().await?.into_iter().map(|k| {
+        vec![
+            k.key_id.0.to_string(),
             fmt_time(k.created_at),
             k.valid_until
                 .map_or_else(|| "(current)".to_owned(), fmt_time),
-            k.public_key
-        )?;
-    }
-    Ok(())
+            k.public_key,
+        ]
+    });
+    let header = ["KEY_ID", "CREATED", "VALID_UNTIL", "PUBLIC_KEY"];
+    write_table(out, &header, rows.collect())
 }
 
 /// `verify`: prints every difference; true when there is none.
@@ -471,4 +493,25 @@ pub async fn jobs_run(
     let report = crate::jobs::run_once(store, now, after).await?;
     writeln!(out, "ledger job at {}: {report}", fmt_time(now))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_line_up_whatever_the_cell_widths() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["store-0042-north".into(), "t".into(), "z".into()],
+            vec!["s".into(), "till-3".into(), "zz".into()],
+        ];
+        write_table(&mut out, &["STORE", "TERMINAL", "LAST"], rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "STORE             TERMINAL  LAST\n\
+             store-0042-north  t         z\n\
+             s                 till-3    zz\n"
+        );
+    }
 }

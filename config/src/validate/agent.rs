@@ -70,6 +70,7 @@ fn till_api(problems: &mut Problems, till: &TillApiSection) {
         64 * MIB,
         " bytes (1 KiB to 64 MiB)",
     );
+    problems.connections("till_api.", till.max_connections, till.header_timeout_secs);
 }
 
 fn sync_section(problems: &mut Problems, sync: &SyncSection) {

@@ -235,10 +235,10 @@ pub fn reserve(
     let card = cards.get(&ask.card);
     let blocked = card.is_some_and(|c| c.blocked);
     let delta = decide_reservation(&figures(card), blocked, already, ask.points)?;
-    if let Some(old) = existing.filter(|r| r.card != ask.card) {
-        if let Some(c) = cards.get_mut(&old.card) {
-            add(&mut c.reserved, -old.points.get());
-        }
+    if let Some(old) = existing.filter(|r| r.card != ask.card)
+        && let Some(c) = cards.get_mut(&old.card)
+    {
+        add(&mut c.reserved, -old.points.get());
     }
     if let Some(c) = cards.get_mut(&ask.card) {
         add(&mut c.reserved, delta.get());
@@ -601,10 +601,10 @@ fn close(
         );
     }
     let changed = lease.status != LeaseStatus::Closed;
-    if lease.status == LeaseStatus::Open {
-        if let Some(c) = cards.get_mut(card) {
-            add(&mut c.leased, -lease.outstanding().get());
-        }
+    if lease.status == LeaseStatus::Open
+        && let Some(c) = cards.get_mut(card)
+    {
+        add(&mut c.leased, -lease.outstanding().get());
     }
     let was = lease.status;
     lease.status = LeaseStatus::Closed;

@@ -528,9 +528,11 @@ pub struct RulesVersionError {
 }
 
 /// The version a newly set rules file gets: the file's own when it is newer than
-/// `current`, `current + 1` when the file says 0 ("next").
+/// `current`; `current + 1` when the file says 0 ("next") or the current version
+/// itself (the file `rules show` printed, edited: it becomes the next version). An
+/// older version is refused: it is most likely an old file.
 pub fn next_rules_version(current: u64, requested: u64) -> Result<u64, RulesVersionError> {
-    if requested == 0 {
+    if requested == 0 || requested == current {
         Ok(current.saturating_add(1))
     } else if requested > current {
         Ok(requested)
@@ -544,12 +546,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_zero_means_next_and_older_versions_are_refused() {
+    fn version_zero_or_the_current_one_means_next_and_older_versions_are_refused() {
         assert_eq!(next_rules_version(4, 0), Ok(5));
         assert_eq!(next_rules_version(4, 9), Ok(9));
+        assert_eq!(next_rules_version(4, 4), Ok(5));
         assert_eq!(
-            next_rules_version(4, 4).unwrap_err().to_string(),
-            "version 4 is not newer than current 4"
+            next_rules_version(4, 3).unwrap_err().to_string(),
+            "version 3 is not newer than current 4"
         );
     }
 

@@ -122,14 +122,6 @@ testkit::on_every_backend!(
     many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
 );
 
-/// [`testkit::on_every_backend!`] over the [`Db`] fixture, for the contract's parts
-/// in submodules (declared after it, so that they see it).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        testkit::on_every_backend!(open: Db::open; $($name),*);
-    };
-}
-
 mod escrow;
 mod extremes;
 mod quarantine;
@@ -455,7 +447,7 @@ async fn rules_are_pulled_only_when_newer_and_versions_only_go_up(store: Db) {
         store
             .set_rules(
                 ProgramRules {
-                    version: 5,
+                    version: 4,
                     ..rules.clone()
                 },
                 T0

@@ -16,7 +16,10 @@ use std::sync::Arc;
 use time::Duration;
 use uuid::Uuid;
 
-on_every_backend!(extreme_figures_are_applied_or_quarantined_and_never_break_a_card);
+testkit::on_every_backend!(
+    open: Db::open;
+    extreme_figures_are_applied_or_quarantined_and_never_break_a_card
+);
 
 /// Cases per backend: enough to reach every extreme, few enough for CI (each case is
 /// a handful of real transactions).
