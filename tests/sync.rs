@@ -537,3 +537,24 @@ fn a_replaced_journal_halts_sync_instead_of_touching_hq() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("sync resumed"));
     s.server.assert_verify();
 }
+
+#[test]
+fn a_till_that_never_reached_hq_says_never_synced_until_it_does() {
+    let root = temp_dir();
+    let mut server = Server::start(&root.path().join("hq"), "");
+    let token = server.add_terminal("store-1", "till-1");
+    server.kill9();
+    let dir = root.path().join("till");
+    let config = sync_config(&dir, "store-1", "till-1", &server.base, &token, "");
+    let agent = Agent::start(&dir, &config);
+    let health = agent.health();
+    assert_eq!(
+        (&health["mode"], &health["online"]),
+        (&json!("never_synced"), &json!(false)),
+        "{health}"
+    );
+    server.restart();
+    wait_for(Duration::from_secs(60), "HQ's first answer", || {
+        (agent.health()["mode"] == "synced").then_some(())
+    });
+}

@@ -36,7 +36,8 @@ pub enum Command {
     /// Run the self-contained demonstration (HQ, a virtual scanner, sales, offline,
     /// catch-up): the `loyalty-demo` program beside this one.
     Demo,
-    /// Check a config file: prints `ok` or every error with its line; exit 1 on error.
+    /// Check a config file: prints `ok` or every error with its line (the token and CA
+    /// files it names must exist); exit 1 on error.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -94,20 +95,11 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load_agent(file) {
-        Ok(cfg) => {
-            for warning in config::check_files(&cfg, &file.display().to_string()) {
-                eprintln!("warning: {warning}");
-            }
-            println!("ok");
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in errors.iter() {
-                println!("{e}");
-            }
-            ExitCode::FAILURE
-        }
+    let checked = config::load_agent_ready(file);
+    match config::print_check(&checked, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        // A problem in the file, or stdout closed (nothing more to say then).
+        Ok(false) | Err(_) => ExitCode::FAILURE,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::sync_client::SyncClient;
 use crate::till_api::{self, TillSettings, TillState};
 use anyhow::{Context, bail};
 use config::AgentConfig;
+use http_serve::ConnectionLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,8 +45,16 @@ pub struct RunOptions {
 
 /// Loads the config (or the defaults).
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<AgentConfig> {
+    load_with(path, config::load_agent)
+}
+
+/// Loads the config `path` with `load` (or the defaults).
+fn load_with(
+    path: Option<&Path>,
+    load: fn(&Path) -> Result<AgentConfig, config::ConfigErrors>,
+) -> anyhow::Result<AgentConfig> {
     match path {
-        Some(p) => config::load_agent(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}")),
+        Some(p) => load(p).map_err(|e| anyhow::anyhow!("invalid config:\n{e}")),
         None => Ok(AgentConfig::default()),
     }
 }
@@ -62,7 +71,9 @@ pub fn journal_path(cfg: &AgentConfig) -> anyhow::Result<PathBuf> {
 
 /// Runs the agent on a new tokio runtime until a shutdown signal.
 pub fn run_blocking(opts: RunOptions) -> anyhow::Result<()> {
-    let mut cfg = load_config(opts.config.as_deref())?;
+    // The files the config names (token, CA) too: a missing one is named once, before
+    // the journal is created.
+    let mut cfg = load_with(opts.config.as_deref(), config::load_agent_ready)?;
     crate::logging::init(&cfg.log, opts.log_json);
     if let Some(listen) = opts.listen {
         cfg.till_api.listen = listen;
@@ -160,6 +171,7 @@ pub async fn run(
             store_id: cfg.store.store_id.clone(),
             terminal_id: cfg.store.terminal_id.clone(),
             offline: cfg.offline.clone(),
+            figure_limits: cfg.limits,
             hold_timeout_secs: cfg.till_api.hold_timeout_secs,
             max_body_bytes: cfg.till_api.max_body_bytes,
         }),
@@ -201,7 +213,12 @@ pub async fn run(
         }
         _ => None,
     };
-    let server = tokio::spawn(till_api::serve(listener, till, cancel.clone()));
+    let limits = ConnectionLimits {
+        max_connections: cfg.till_api.max_connections,
+        header_timeout: Duration::from_secs(cfg.till_api.header_timeout_secs),
+    }
+    .fitted_to_fd_limit();
+    let server = tokio::spawn(till_api::serve(listener, till, limits, cancel.clone()));
     tracing::info!(address = %bound, "till API listening");
     if let Some(file) = ready_file {
         std::fs::write(&file, bound.to_string())
@@ -225,9 +242,5 @@ pub async fn run(
         .await
         .context("closing the journal")?;
     tracing::info!("stopped");
-    match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e).context("till API server failed"),
-        Err(e) => Err(e).context("till API task failed"),
-    }
+    served.context("till API task failed")
 }

@@ -23,12 +23,79 @@ use std::time::Duration;
 /// Push bodies larger than this are gzip-compressed.
 const GZIP_ABOVE_BYTES: usize = 8 * 1024;
 
+/// Keepalive probes unanswered before the kernel drops an idle connection.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// How fast the client gives up on a connection that stopped answering, so that a
+/// push stuck on a dead connection (a partition that drops packets) is retried on a
+/// new one within seconds, not after the whole-request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkTimeouts {
+    /// Establishing TCP (and TLS).
+    pub connect: Duration,
+    /// Silence on a connection while waiting for bytes (reset by every read): HQ
+    /// answers a push only after applying the whole batch, so this grows with the
+    /// batch size.
+    pub read: Duration,
+    /// The whole request, `[sync] request_timeout_secs`.
+    pub request: Duration,
+    /// Idle time before the first TCP keepalive probe of a pooled connection.
+    pub keepalive_idle: Duration,
+    /// Between keepalive probes.
+    pub keepalive_interval: Duration,
+}
+
+impl LinkTimeouts {
+    /// The timeouts for `[sync]`: connect 3 s; read 3 s plus 10 ms per entry of a full
+    /// batch (500 entries: 8 s), which is ample for HQ to apply one (pos-bench measures
+    /// milliseconds); both at most the request budget. Keepalive probes every 2 s after
+    /// 5 s idle, so a pooled connection into a partition is dropped in about 11 s even
+    /// when nothing is being sent.
+    pub fn for_sync(cfg: &SyncSection) -> Self {
+        let request = Duration::from_secs(cfg.request_timeout_secs);
+        let read = Duration::from_secs(3) + Duration::from_millis(10) * cfg.batch_size;
+        Self {
+            connect: Duration::from_secs(3).min(request),
+            read: read.min(request),
+            request,
+            keepalive_idle: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Text from outside about a request to HQ (the HTTP client's error with its URL,
+/// HQ's message, a proxy's page) with every card number masked. The only way to make
+/// one is [`Scrubbed::new`], so every text an [`HqError`] carries to the logs,
+/// `/v1/health` and the till went through this one masking point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scrubbed(String);
+
+impl Scrubbed {
+    /// Masks every card number in `text`.
+    pub fn new(text: impl std::fmt::Display) -> Self {
+        Self(protocol::ids::redact_card_numbers(&text.to_string()))
+    }
+}
+
+impl From<&str> for Scrubbed {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl std::fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a request to HQ failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HqError {
     /// No answer: network down, timeout, TLS failure, or HQ overloaded (5xx). Retry later.
     #[error("HQ unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(Scrubbed),
     /// HQ answered and refused the request (4xx). Retrying the same request will not help.
     #[error("HQ refused the request ({status} {code}): {message}")]
     Refused {
@@ -37,7 +104,7 @@ pub enum HqError {
         /// HQ's error code.
         code: RefusalCode,
         /// HQ's message.
-        message: String,
+        message: Scrubbed,
         /// For sequence errors: what HQ holds for this terminal.
         acked_through: Option<Seq>,
         /// For `insufficient_points`: what the card may still spend at HQ.
@@ -45,7 +112,7 @@ pub enum HqError {
     },
     /// HQ answered something this agent cannot read (other protocol version?).
     #[error("unreadable answer from HQ: {0}")]
-    Protocol(String),
+    Protocol(Scrubbed),
 }
 
 /// The code of a refusal: one of the sync API's codes, or the text of one this build
@@ -54,14 +121,14 @@ pub enum HqError {
 pub enum RefusalCode {
     /// A code of the sync API.
     Known(SyncErrorCode),
-    /// Anything else, as received.
-    Unknown(String),
+    /// Anything else, as received (card numbers masked).
+    Unknown(Scrubbed),
 }
 
 impl RefusalCode {
     /// Parses HQ's code.
     pub fn parse(code: String) -> Self {
-        SyncErrorCode::parse(&code).map_or(Self::Unknown(code), Self::Known)
+        SyncErrorCode::parse(&code).map_or_else(|| Self::Unknown(Scrubbed::new(code)), Self::Known)
     }
 }
 
@@ -69,7 +136,7 @@ impl std::fmt::Display for RefusalCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Known(code) => code.fmt(f),
-            Self::Unknown(code) => f.write_str(code),
+            Self::Unknown(code) => code.fmt(f),
         }
     }
 }
@@ -78,7 +145,8 @@ impl std::fmt::Display for RefusalCode {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The token file could not be read.
-    #[error("cannot read token file {path}: {source}")]
+    // The OS error is the source: callers print the chain, which names it once.
+    #[error("cannot read token file {path}")]
     Token {
         /// The token file's path.
         path: String,
@@ -127,12 +195,22 @@ impl HqClient {
             });
         }
         let tls = tls_config(cfg.ca_file.as_deref())?;
-        let http = reqwest::Client::builder()
+        let timeouts = LinkTimeouts::for_sync(cfg);
+        let builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(cfg.request_timeout_secs))
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            .timeout(timeouts.request)
+            .tcp_keepalive(timeouts.keepalive_idle)
+            .tcp_keepalive_interval(timeouts.keepalive_interval)
+            .tcp_keepalive_retries(KEEPALIVE_PROBES)
             .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
+            .no_proxy();
+        // Data the kernel cannot get acknowledged (a push body sent into a partition)
+        // fails the connection as fast as a silent answer does.
+        #[cfg(target_os = "linux")]
+        let builder = builder.tcp_user_timeout(timeouts.read);
+        let http = builder
             .build()
             .map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(Self {
@@ -156,7 +234,7 @@ impl HqClient {
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         let payload = if json.len() > GZIP_ABOVE_BYTES {
             req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
-            gzip(&json).map_err(|e| HqError::Protocol(e.to_string()))?
+            gzip(&json).map_err(|e| HqError::Protocol(Scrubbed::new(e)))?
         } else {
             json
         };
@@ -252,44 +330,41 @@ fn unreachable(e: reqwest::Error) -> HqError {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    HqError::Unreachable(msg)
+    HqError::Unreachable(Scrubbed::new(msg))
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, HqError> {
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(unreachable)?;
     if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| HqError::Protocol(e.to_string()));
+        return serde_json::from_slice(&bytes).map_err(|e| HqError::Protocol(Scrubbed::new(e)));
     }
     if status.is_server_error() {
-        return Err(HqError::Unreachable(format!("HQ answered {status}")));
+        return Err(HqError::Unreachable(Scrubbed::new(format_args!(
+            "HQ answered {status}"
+        ))));
     }
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => Err(HqError::Refused {
             status: status.as_u16(),
             code: RefusalCode::parse(body.error.code),
-            message: body.error.message,
+            message: Scrubbed::new(body.error.message),
             acked_through: body.error.acked_through,
-            spendable: spendable_of(&bytes),
+            spendable: body.error.spendable,
         }),
         Err(_) => Err(HqError::Refused {
             status: status.as_u16(),
-            code: RefusalCode::Unknown("http_error".into()),
-            message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            code: RefusalCode::parse("http_error".into()),
+            message: Scrubbed::new(
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+            ),
             acked_through: None,
             spendable: None,
         }),
     }
-}
-
-/// The `spendable` an `insufficient_points` refusal carries (in the error or beside
-/// it), if any.
-fn spendable_of(bytes: &[u8]) -> Option<Points> {
-    let body: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let value = body
-        .pointer("/error/spendable")
-        .or_else(|| body.get("spendable"))?;
-    value.as_i64().map(Points)
 }
 
 /// The JSON of a `PushRequest` whose entries are already-encoded `JournalEntry`s.
@@ -298,7 +373,7 @@ fn push_body(
     terminal: &TerminalId,
     entries: &[StoredEntry],
 ) -> Result<Vec<u8>, HqError> {
-    let encode_err = |e: serde_json::Error| HqError::Protocol(e.to_string());
+    let encode_err = |e: serde_json::Error| HqError::Protocol(Scrubbed::new(e));
     let size: usize = entries.iter().map(|e| e.json.len() + 1).sum();
     let mut out = Vec::with_capacity(size + 128);
     out.extend_from_slice(format!("{{\"protocol\":{PROTOCOL_VERSION},\"store_id\":").as_bytes());
@@ -368,6 +443,45 @@ mod tests {
     use protocol::journal::{EntryBody, JournalEntry, WelcomeEntry};
     use protocol::wire::PushRequest;
 
+    fn sync_section(batch_size: u32, request_timeout_secs: u64) -> SyncSection {
+        SyncSection {
+            url: "http://127.0.0.1:1".into(),
+            token_file: "t".into(),
+            ca_file: None,
+            interval_secs: 5,
+            batch_size,
+            max_backoff_secs: 60,
+            live_balance_timeout_ms: 800,
+            request_timeout_secs,
+        }
+    }
+
+    #[test]
+    fn a_dead_connection_is_given_up_long_before_the_request_budget() {
+        let t = LinkTimeouts::for_sync(&sync_section(500, 30));
+        assert_eq!(t.connect, Duration::from_secs(3));
+        assert_eq!(t.read, Duration::from_secs(8));
+        assert!(t.read < t.request && t.connect < t.request);
+        // Bigger batches take HQ longer to apply: the read timeout grows with them.
+        assert!(LinkTimeouts::for_sync(&sync_section(2_000, 60)).read > t.read);
+        // Never beyond the whole-request budget.
+        let short = LinkTimeouts::for_sync(&sync_section(5_000, 2));
+        assert_eq!(
+            (short.read, short.connect),
+            (Duration::from_secs(2), Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn an_error_carrying_a_card_url_is_masked_at_construction() {
+        let e = HqError::Unreachable(Scrubbed::new(
+            "error sending request for url (http://127.0.0.1:1/v1/cards/4006381333931)",
+        ));
+        let text = e.to_string();
+        assert!(!text.contains("4006381333931"), "{text}");
+        assert!(text.contains("/v1/cards/****3931"), "{text}");
+    }
+
     #[test]
     fn refusal_codes_of_the_sync_api_parse_and_others_are_kept_as_sent() {
         assert_eq!(
@@ -375,7 +489,7 @@ mod tests {
             RefusalCode::Known(SyncErrorCode::SeqGap)
         );
         let newer = RefusalCode::parse("quarantined".into());
-        assert_eq!(newer, RefusalCode::Unknown("quarantined".into()));
+        assert_eq!(newer, RefusalCode::Unknown(Scrubbed::new("quarantined")));
         assert_eq!(newer.to_string(), "quarantined");
         assert_eq!(
             RefusalCode::Known(SyncErrorCode::SeqConflict).to_string(),

@@ -7,11 +7,25 @@ fn pos_agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pos-agent"))
 }
 
+/// The example config copied into `dir`, with the token and CA files it names when
+/// `with_files`.
+fn example_in(dir: &std::path::Path, with_files: bool) -> std::path::PathBuf {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/agent.toml");
+    let file = dir.join("agent.toml");
+    std::fs::copy(example, &file).unwrap();
+    if with_files {
+        std::fs::write(dir.join("terminal.token"), "token\n").unwrap();
+        std::fs::write(dir.join("hq-ca.pem"), "not checked here\n").unwrap();
+    }
+    file
+}
+
 #[test]
 fn check_config_accepts_the_example_file() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/examples/agent.toml");
+    let dir = tempfile::tempdir().unwrap();
     let out = pos_agent()
-        .args(["check-config", example])
+        .arg("check-config")
+        .arg(example_in(dir.path(), true))
         .output()
         .unwrap();
     assert!(
@@ -20,6 +34,30 @@ fn check_config_accepts_the_example_file() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+#[test]
+fn a_missing_token_file_is_named_once_by_check_config_and_by_run_before_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = example_in(dir.path(), false);
+    let out = pos_agent().arg("check-config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sync.token_file") && text.contains("sync.ca_file"),
+        "{text}"
+    );
+
+    let out = pos_agent()
+        .args(["run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("terminal.token").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 2, "{stderr}");
+    assert!(!dir.path().join("journal.db").exists());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `agent.toml`: the configuration of `pos-agent`.
 
+use protocol::limits::Limits;
 use protocol::rules::ProgramRules;
 use protocol::{Points, StoreId, TerminalId};
 use serde::Deserialize;
@@ -21,6 +22,9 @@ pub struct AgentConfig {
     pub sync: Option<SyncSection>,
     /// Limits on redemptions while HQ is unreachable.
     pub offline: OfflineSection,
+    /// Maximums of money and points a sale may carry (`[limits]`; each at most its
+    /// hard ceiling, [`Limits::CEILING`]).
+    pub limits: Limits,
     /// Serial scanners (`[[scanner]]`).
     #[serde(rename = "scanner")]
     pub scanners: Vec<ScannerSection>,
@@ -103,6 +107,12 @@ pub struct TillApiSection {
     pub hold_timeout_secs: u64,
     /// Largest request body accepted, in bytes. Default 262144.
     pub max_body_bytes: usize,
+    /// Connections open at once; more are answered 503 `too_many_connections` and
+    /// closed. Default 4096.
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers, from its start or its
+    /// previous answer (also how long an idle connection stays open). Default 30.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for TillApiSection {
@@ -112,6 +122,8 @@ impl Default for TillApiSection {
             allow_non_loopback: false,
             hold_timeout_secs: 900,
             max_body_bytes: 256 * 1024,
+            max_connections: 4096,
+            header_timeout_secs: 30,
         }
     }
 }

@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-/// What kind of problem a [`ConfigError`] is, for callers that treat them differently
-/// (e.g. `check-config` printing [`ErrorKind::MissingFile`] as a warning).
+/// What kind of problem a [`ConfigError`] is, for callers that treat them differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The file could not be read.
@@ -20,7 +19,7 @@ pub enum ErrorKind {
     WrongType,
     /// A value of the right type that is not allowed (bad port, unknown baud rate).
     InvalidValue,
-    /// A file named by the config does not exist (yet); see [`crate::check_files`].
+    /// A file named by the config does not exist or is empty; see [`crate::check_files`].
     MissingFile,
 }
 

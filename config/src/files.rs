@@ -1,6 +1,7 @@
-//! Checks that the files a loaded config names exist. Kept apart from loading:
-//! `check-config` runs on machines being prepared, where the token or certificate
-//! may not be copied yet, so the caller decides whether these are warnings or errors.
+//! Checks that the files a loaded config names exist. Kept apart from loading, which
+//! tests and the demo do with files made later; `check-config` and `run` of both
+//! binaries require them ([`crate::load_agent_ready`], [`crate::load_server_ready`]),
+//! so that a missing file is named once, before anything is created.
 
 use crate::agent::AgentConfig;
 use crate::error::{ConfigError, ErrorKind};

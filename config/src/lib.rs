@@ -32,6 +32,7 @@ pub use files::{check_files, check_server_files};
 pub use server::{DatabaseUrl, ServerConfig};
 
 use protocol::rules::ProgramRules;
+use serde::de::DeserializeOwned;
 use std::path::Path;
 
 /// Reads and checks an `agent.toml`. Errors name the file as `path` is written.
@@ -48,13 +49,16 @@ pub fn parse_agent(
     file_name: &str,
     base_dir: &Path,
 ) -> Result<AgentConfig, ConfigErrors> {
-    let (mut config, map) = load::parse::<AgentConfig>(text, file_name)?;
-    let problems = validate::check_agent(&config);
-    if !problems.0.is_empty() {
-        return Err(load::locate(problems.0, &map, file_name));
-    }
+    let mut config = parse_checked(text, file_name, |c| validate::check_agent(c).0)?;
     resolve::agent_paths(&mut config, base_dir);
     Ok(config)
+}
+
+/// [`load_agent`], and the files the config names (token, CA) must be in place: what
+/// `pos-agent run` and `check-config` use, so that a missing file is named before
+/// anything is created.
+pub fn load_agent_ready(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    ready(load_agent(path)?, path, check_files)
 }
 
 /// Reads and checks a `sync-server.toml`. Errors name the file as `path` is written.
@@ -70,13 +74,41 @@ pub fn parse_server(
     file_name: &str,
     base_dir: &Path,
 ) -> Result<ServerConfig, ConfigErrors> {
-    let (mut config, map) = load::parse::<ServerConfig>(text, file_name)?;
-    let problems = validate::check_server(&config);
-    if !problems.0.is_empty() {
-        return Err(load::locate(problems.0, &map, file_name));
-    }
+    let mut config = parse_checked(text, file_name, |c| validate::check_server(c).0)?;
     resolve::server_paths(&mut config, base_dir);
     Ok(config)
+}
+
+/// [`load_server`], and the TLS files the config names must be in place (`run`,
+/// `check-config`).
+pub fn load_server_ready(path: &Path) -> Result<ServerConfig, ConfigErrors> {
+    ready(load_server(path)?, path, check_server_files)
+}
+
+/// `config`, or the files `missing` finds absent.
+fn ready<T>(
+    config: T,
+    path: &Path,
+    missing: fn(&T, &str) -> Vec<ConfigError>,
+) -> Result<T, ConfigErrors> {
+    let absent = missing(&config, &path.display().to_string());
+    if absent.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(absent))
+    }
+}
+
+/// What `check-config` of both binaries prints: `ok`, or every problem of the file,
+/// one per line in line order. Returns whether the file is fine.
+pub fn print_check<T>(
+    checked: &Result<T, ConfigErrors>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<bool> {
+    match checked {
+        Ok(_) => writeln!(out, "ok").map(|()| true),
+        Err(errors) => writeln!(out, "{errors}").map(|()| false),
+    }
 }
 
 /// Reads and checks an HQ program rules file (the file `sync-server rules set`
@@ -91,11 +123,25 @@ pub fn load_rules(path: &Path) -> Result<ProgramRules, ConfigErrors> {
 /// strings (`"2026-11-01"`) or TOML dates (`2026-11-01`). `file_name` is used in
 /// error messages.
 pub fn parse_rules(text: &str, file_name: &str) -> Result<ProgramRules, ConfigErrors> {
-    let (rules, map) = load::parse::<ProgramRules>(text, file_name)?;
-    let mut problems = validate::Problems::default();
-    problems.rules("", &rules);
-    if !problems.0.is_empty() {
-        return Err(load::locate(problems.0, &map, file_name));
+    parse_checked(text, file_name, |rules| {
+        let mut problems = validate::Problems::default();
+        problems.rules("", rules);
+        problems.0
+    })
+}
+
+/// Parses `text` as a `T` and validates it with `check`: every problem of the file
+/// (refused keys and invalid values), in line order.
+fn parse_checked<T: DeserializeOwned>(
+    text: &str,
+    file_name: &str,
+    check: impl FnOnce(&T) -> Vec<validate::Problem>,
+) -> Result<T, ConfigErrors> {
+    let (value, map, mut errors) = load::parse::<T>(text, file_name)?;
+    errors.extend(load::locate(check(&value), &map, file_name));
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(load::in_line_order(errors))
     }
-    Ok(rules)
 }

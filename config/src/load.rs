@@ -1,15 +1,15 @@
 //! From text to typed value: read the file, parse the TOML keeping spans, let serde
-//! build the config type (unknown keys refused), and turn the first parse or type
-//! error into a [`ConfigError`] with line and key. Validation comes after, in
-//! [`crate::validate`].
+//! build the config type (unknown keys refused), and turn each key serde refuses into
+//! a [`ConfigError`] with line and key, leaving it out to read the rest. Validation
+//! comes after, in [`crate::validate`].
 
 use crate::error::{ConfigError, ConfigErrors, ErrorKind};
 use crate::explain::{deserialize_error, syntax_error};
-use crate::locate::SourceMap;
+use crate::locate::{KeyPath, Segment, SourceMap};
 use crate::validate::Problem;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
-use toml_edit::{Document, Item, Value};
+use toml_edit::{Document, DocumentMut, Item, TableLike, Value};
 
 /// Reads `path` as UTF-8 text. Returns the text and the directory relative paths in
 /// the file are resolved against.
@@ -34,23 +34,94 @@ fn base_dir(path: &Path) -> PathBuf {
     absolute.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Parses `text` into `T`, or names the first syntax or type error. The returned
-/// [`SourceMap`] locates keys for validation errors.
+/// At most this many keys are refused and left out before parsing gives up (a file
+/// of garbage would otherwise take one deserialization per key).
+const MAX_REFUSED: usize = 100;
+
+/// Parses `text` into `T`. A syntax error stops there (the rest of the file cannot
+/// be read reliably); otherwise each key serde refuses (unknown, wrong type, bad
+/// value) is reported, left out, and parsing goes on with the rest, so that one run
+/// names every such key. Returns the value, the [`SourceMap`] of the file as written
+/// (to locate validation errors) and the refusals; `Err` when no value could be
+/// built (a required key missing or wrong), with every refusal found.
 pub(crate) fn parse<T: DeserializeOwned>(
     text: &str,
     file: &str,
-) -> Result<(T, SourceMap), ConfigErrors> {
+) -> Result<(T, SourceMap, Vec<ConfigError>), ConfigErrors> {
     let doc = Document::parse(text.to_owned())
         .map_err(|e| ConfigErrors::one(syntax_error(&e, text, file)))?;
     let map = SourceMap::new(quote_bare_dates(doc));
-    let value = toml::from_str(map.text())
-        .map_err(|e| ConfigErrors::one(deserialize_error(&e, &map, file)))?;
-    Ok((value, map))
+    let mut refused: Vec<ConfigError> = Vec::new();
+    // The text with the refused keys left out, once there are any.
+    let mut rest: Option<SourceMap> = None;
+    loop {
+        let view = rest.as_ref().unwrap_or(&map);
+        let error = match toml::from_str(view.text()) {
+            Ok(value) => return Ok((value, map, refused)),
+            Err(e) => deserialize_error(&e, view, file),
+        };
+        let left_out = |key: &str| refused.iter().any(|r| r.key.as_deref() == Some(key));
+        if error.kind == ErrorKind::MissingKey && error.key.as_deref().is_some_and(left_out) {
+            // Missing only because it was refused and left out: already reported.
+            break;
+        }
+        let path = error.key.as_deref().map(KeyPath::parse);
+        let next = path.as_ref().and_then(|path| without(view.text(), path));
+        let mut error = error;
+        // Lines of the file as written (leaving keys out keeps no blank lines).
+        if let Some(line) = path.as_ref().and_then(|path| map.line_of_path(path)) {
+            error.line = Some(line);
+        }
+        refused.push(error);
+        match next {
+            Some(next) if refused.len() < MAX_REFUSED => rest = Some(next),
+            _ => break,
+        }
+    }
+    Err(in_line_order(refused))
 }
 
-/// Turns validation problems into errors located in the file, in line order.
-pub(crate) fn locate(problems: Vec<Problem>, map: &SourceMap, file: &str) -> ConfigErrors {
-    let mut errors: Vec<ConfigError> = problems
+/// `text` without the key at `path`; `None` when there is no such key in a table
+/// (a missing key, an array element) or the result does not parse.
+fn without(text: &str, path: &KeyPath) -> Option<SourceMap> {
+    let mut doc: DocumentMut = text.parse().ok()?;
+    let (Segment::Key(last), parents) = path.0.split_last()? else {
+        return None;
+    };
+    let mut table: &mut dyn TableLike = doc.as_table_mut();
+    let mut steps = parents.iter().peekable();
+    while let Some(step) = steps.next() {
+        let Segment::Key(key) = step else { return None };
+        let item = table.get_mut(key)?;
+        table = match (steps.peek(), item) {
+            (Some(Segment::Index(i)), Item::ArrayOfTables(tables)) => {
+                let i = *i;
+                steps.next();
+                tables.get_mut(i)? as &mut dyn TableLike
+            }
+            (Some(Segment::Index(i)), Item::Value(Value::Array(array))) => {
+                let i = *i;
+                steps.next();
+                array.get_mut(i)?.as_inline_table_mut()? as &mut dyn TableLike
+            }
+            (Some(Segment::Index(_)), _) => return None,
+            (_, item) => item.as_table_like_mut()?,
+        };
+    }
+    table.remove(last)?;
+    Document::parse(doc.to_string()).ok().map(SourceMap::new)
+}
+
+/// `errors` sorted by line (stable: errors on one line keep the order they were found
+/// in; errors without a line come last).
+pub(crate) fn in_line_order(mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    ConfigErrors(errors)
+}
+
+/// Turns validation problems into errors located in the file.
+pub(crate) fn locate(problems: Vec<Problem>, map: &SourceMap, file: &str) -> Vec<ConfigError> {
+    problems
         .into_iter()
         .map(|problem| ConfigError {
             file: file.to_owned(),
@@ -59,10 +130,7 @@ pub(crate) fn locate(problems: Vec<Problem>, map: &SourceMap, file: &str) -> Con
             key: Some(problem.key.to_string()),
             kind: ErrorKind::InvalidValue,
         })
-        .collect();
-    // Stable: problems on one line keep the order the checks found them in.
-    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-    ConfigErrors(errors)
+        .collect()
 }
 
 /// Keys whose values are calendar dates (promotion `starts` and `ends`).

@@ -81,6 +81,26 @@ fn wrong_type_names_the_key_and_both_types() {
 }
 
 #[test]
+fn a_limit_above_its_hard_ceiling_is_refused_with_its_line() {
+    let errors =
+        agent_errors("[limits]\nmax_line_minor = 100\nmax_entry_points = 1000000000000000\n");
+    let (line, key, text) = single(&errors);
+    assert_eq!((line, key), (Some(3), Some("limits.max_entry_points")));
+    assert!(text.contains("hard ceiling"), "{text}");
+    let ok = parse_agent(
+        "[limits]\nmax_line_minor = 100\n",
+        "agent.toml",
+        Path::new(BASE),
+    )
+    .expect("a limit within its ceiling loads");
+    assert_eq!(ok.limits.max_line_minor.get(), 100);
+    assert_eq!(
+        ok.limits.max_receipt_minor,
+        protocol::limits::Limits::DEFAULT.max_receipt_minor
+    );
+}
+
+#[test]
 fn negative_number_for_unsigned_key_is_out_of_range() {
     let errors = agent_errors("[offline]\n\nmax_consecutive_per_card = -1\n");
     let (line, key, text) = single(&errors);
@@ -361,4 +381,51 @@ fn promotion_date_with_time_is_a_type_error() {
         text.ends_with("expected a date like \"2026-11-01\", found a date-time"),
         "{text}"
     );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_in_one_run_in_line_order() {
+    // Two typos, a wrong type and a bad value: each left out in turn, the rest read on.
+    let text = "\
+[till_api]
+hold_timeout_secs = 5
+listen = \"127.0.0.1:7070\"
+[store]
+store_idd = \"s\"
+terminal_id = 3
+[sync]
+url = \"https://hq.example\"
+token_file = \"t\"
+intervall_secs = 5
+";
+    let errors = agent_errors(text);
+    let found: Vec<_> = errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    assert_eq!(
+        found,
+        [
+            (Some(2), Some("till_api.hold_timeout_secs")),
+            (Some(5), Some("store.store_idd")),
+            (Some(6), Some("store.terminal_id")),
+            (Some(10), Some("sync.intervall_secs")),
+        ],
+        "{errors}"
+    );
+    let kinds: Vec<_> = errors.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::InvalidValue,
+            ErrorKind::UnknownKey,
+            ErrorKind::WrongType,
+            ErrorKind::UnknownKey
+        ]
+    );
+}
+
+#[test]
+fn a_required_key_of_the_wrong_type_is_reported_once() {
+    // Left out, `url` would be missing: that is not a second error.
+    let errors = agent_errors("[sync]\nurl = 5\ntoken_file = \"t\"\n");
+    let (line, key, _) = single(&errors);
+    assert_eq!((line, key), (Some(2), Some("sync.url")));
 }

@@ -123,16 +123,21 @@ pub fn split_aim(frame: &[u8]) -> Result<(AimId, &[u8]), CodeError> {
 /// Decodes one scanner frame (without its terminator) into a card.
 ///
 /// With `aim_prefix` the frame must start with an AIM identifier, which fixes the
-/// symbology; without, the symbology is inferred from the payload: `LT1:` is an app
-/// token, `;…=…?` track 2, 13 digits EAN-13 (check digit verified), other digit
-/// strings Code 128. `keys` and `now` (unix seconds) verify app tokens.
+/// symbology, except magnetic-stripe track 2 (`;…=…?`): card readers send no AIM
+/// identifier, and track 2's start sentinel `;` is never the `]` of one, so such a
+/// frame is track 2 either way. Without `aim_prefix` the symbology is inferred from
+/// the payload: `LT1:` is an app token, `;…=…?` track 2, 13 digits EAN-13 (check digit
+/// verified), other digit strings Code 128. `keys` and `now` (unix seconds) verify app
+/// tokens.
 pub fn decode_frame(
     frame: &[u8],
     aim_prefix: bool,
     keys: &KeyRing,
     now: i64,
 ) -> Result<CardScan, CodeError> {
-    let (declared, payload) = if aim_prefix {
+    let (declared, payload) = if frame.starts_with(b";") {
+        (Some(Symbology::Track2), frame)
+    } else if aim_prefix {
         let (aim, rest) = split_aim(frame)?;
         (Some(aim.symbology()), rest)
     } else {
@@ -337,6 +342,14 @@ mod tests {
         assert_eq!(decode("4006381333931", true), Err(CodeError::BadAimPrefix));
         assert_eq!(decode("]E", true), Err(CodeError::BadAimPrefix));
         assert_eq!(decode("]E0", true), Err(CodeError::Empty));
+    }
+
+    #[test]
+    fn track2_needs_no_aim_identifier_even_when_codes_carry_one() {
+        let scan = decode(";4006381333931=2512?", true).unwrap();
+        assert_eq!(scan.symbology, Symbology::Track2);
+        assert_eq!(scan.card.as_str(), "4006381333931");
+        assert_eq!(decode(";4006381333931?", true), Err(CodeError::BadTrack2));
     }
 
     #[test]

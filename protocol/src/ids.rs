@@ -103,6 +103,33 @@ pub fn masked(s: &str) -> String {
     out
 }
 
+/// `text` with every run of six or more ASCII digits (anything that may be a card
+/// number) masked as [`mask_digits`] does: for text from outside (an HTTP client's
+/// error with its URL, a server's answer) before it reaches a log, an error body or
+/// the health output.
+pub fn redact_card_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 6 {
+            out.push_str(&masked(digits));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -215,6 +242,21 @@ mod tests {
         );
         assert_eq!(CardId::parse("12345a7"), Err(IdError::BadCardId));
         assert_eq!(CardId::parse("１２３４５６"), Err(IdError::BadCardId));
+    }
+
+    #[test]
+    fn card_numbers_in_free_text_are_masked_and_short_numbers_kept() {
+        assert_eq!(
+            redact_card_numbers(
+                "error sending request for url (http://127.0.0.1:9/v1/cards/4006381333931): port 9"
+            ),
+            "error sending request for url (http://127.0.0.1:9/v1/cards/****3931): port 9"
+        );
+        assert_eq!(
+            redact_card_numbers("seq 12345 at 2026-11-24"),
+            "seq 12345 at 2026-11-24"
+        );
+        assert_eq!(redact_card_numbers("123456"), "****3456");
     }
 
     #[test]

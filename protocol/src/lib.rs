@@ -3,7 +3,7 @@
 //! This crate owns the product's vocabulary and arithmetic: money and points
 //! ([`money`]), identifiers ([`ids`]), scanner codes and app tokens ([`codes`],
 //! [`token`]), program rules and their evaluation ([`rules`], [`receipt`],
-//! [`evaluate`]), the rules that keep points from being spent twice ([`escrow`]), journal entries ([`journal`]) and the sync wire format ([`wire`]).
+//! [`evaluate`]), the rules that keep points from being spent twice ([`escrow`]), the maximums of money and points ([`limits`]), journal entries ([`journal`]) and the sync wire format ([`wire`]).
 //!
 //! It does no I/O and has no async runtime: the agent and the server call the same
 //! pure functions, so they compute the same points, and property tests can hammer them.
@@ -14,6 +14,7 @@ pub mod escrow;
 pub mod evaluate;
 pub mod ids;
 pub mod journal;
+pub mod limits;
 pub mod money;
 pub mod receipt;
 pub mod rules;

@@ -5,6 +5,7 @@
 
 use crate::jobs::RunReport;
 use crate::keys::{RandomError, TerminalToken, generate_signing_key};
+use crate::ledger::quarantine::RetryOutcome;
 use crate::ledger::verify::{Difference, check_card, check_terminal, overcommitted};
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalAdded};
@@ -24,7 +25,7 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Writing the answer failed.
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Io(#[from] io::Error),
     /// The rules file is bad.
     #[error("{0}")]
@@ -78,23 +79,51 @@ pub async fn terminal_add(
 
 /// `terminal list`.
 pub async fn terminal_list(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
-    let terminals = store.list_terminals().await?;
-    writeln!(
-        out,
-        "{:<20} {:<16} {:<25} {:<25} {:>13} {:<25}",
-        "STORE", "TERMINAL", "CREATED", "REVOKED", "ACKED_THROUGH", "LAST_PUSH"
-    )?;
-    for t in terminals {
-        writeln!(
-            out,
-            "{:<20} {:<16} {:<25} {:<25} {:>13} {:<25}",
-            t.store.as_str(),
-            t.terminal.as_str(),
+    let rows = store.list_terminals().await?.into_iter().map(|t| {
+        vec![
+            t.store.as_str().to_owned(),
+            t.terminal.as_str().to_owned(),
             fmt_time(t.created_at),
             fmt_opt_time(t.revoked_at),
-            t.acked_through.get(),
-            fmt_opt_time(t.last_push_at)
-        )?;
+            t.acked_through.get().to_string(),
+            fmt_opt_time(t.last_push_at),
+        ]
+    });
+    let header = [
+        "STORE",
+        "TERMINAL",
+        "CREATED",
+        "REVOKED",
+        "ACKED_THROUGH",
+        "LAST_PUSH",
+    ];
+    write_table(out, &header, rows.collect())
+}
+
+/// Writes `rows` under `header` in columns as wide as their widest cell (two spaces
+/// apart; the last column is not padded).
+fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> Result<(), AdminError> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, &width)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -297,29 +326,29 @@ pub async fn keys_rotate(
 
 /// `keys list`.
 pub async fn keys_list(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
-    writeln!(
-        out,
-        "{:>6} {:<25} {:<25} PUBLIC_KEY",
-        "KEY_ID", "CREATED", "VALID_UNTIL"
-    )?;
-    for k in store.list_keys().await? {
-        writeln!(
-            out,
-            "{:>6} {:<25} {:<25} {}",
-            k.key_id.0,
+    let rows = store.list_keys().await?.into_iter().map(|k| {
+        vec![
+            k.key_id.0.to_string(),
             fmt_time(k.created_at),
             k.valid_until
                 .map_or_else(|| "(current)".to_owned(), fmt_time),
-            k.public_key
-        )?;
-    }
-    Ok(())
+            k.public_key,
+        ]
+    });
+    let header = ["KEY_ID", "CREATED", "VALID_UNTIL", "PUBLIC_KEY"];
+    write_table(out, &header, rows.collect())
 }
 
 /// `verify`: prints every difference; true when there is none.
 pub async fn verify(store: &dyn Store, out: &mut dyn Write) -> Result<bool, AdminError> {
     let audit = store.audit().await?;
     let mut differences: Vec<Difference> = Vec::new();
+    for (card, detail) in &audit.unreadable {
+        differences.push(Difference::Unreadable {
+            card: card.clone(),
+            detail: detail.clone(),
+        });
+    }
     for card in &audit.cards {
         differences.extend(check_card(card));
     }
@@ -335,7 +364,7 @@ pub async fn verify(store: &dyn Store, out: &mut dyn Write) -> Result<bool, Admi
     writeln!(
         out,
         "verified {} cards and {} terminals: {}",
-        audit.cards.len(),
+        audit.cards.len() + audit.unreadable.len(),
         audit.terminals.len(),
         if differences.is_empty() {
             "every balance matches its ledger".to_owned()
@@ -414,6 +443,46 @@ pub async fn report_anomalies(store: &dyn Store, out: &mut dyn Write) -> Result<
     Ok(())
 }
 
+/// `report quarantine`.
+pub async fn report_quarantine(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
+    let entries = store.quarantined().await?;
+    if entries.is_empty() {
+        writeln!(out, "no quarantined entries")?;
+    }
+    for q in entries {
+        let state = q.released_at.map_or_else(
+            || "QUARANTINED".to_owned(),
+            |at| format!("applied by a retry at {}", fmt_time(at)),
+        );
+        writeln!(
+            out,
+            "#{}  {}  {}/{} seq {}  entry {}  card {}  {state}  {}: {}",
+            q.id,
+            fmt_time(q.quarantined_at),
+            q.store,
+            q.terminal,
+            q.seq,
+            q.entry_id,
+            q.card.as_ref().map_or("-", |c| c.as_str()),
+            q.kind,
+            q.reason
+        )?;
+    }
+    Ok(())
+}
+
+/// `quarantine retry ID`: true when the entry is applied (now or before).
+pub async fn quarantine_retry(
+    store: &dyn Store,
+    clock: Clock,
+    id: i64,
+    out: &mut dyn Write,
+) -> Result<bool, AdminError> {
+    let outcome = store.retry_quarantined(id, clock.now()).await?;
+    writeln!(out, "quarantined entry #{id}: {outcome}")?;
+    Ok(!matches!(outcome, RetryOutcome::StillQuarantined(_)))
+}
+
 /// `jobs run`.
 pub async fn jobs_run(
     store: &dyn Store,
@@ -424,4 +493,25 @@ pub async fn jobs_run(
     let report = crate::jobs::run_once(store, now, after).await?;
     writeln!(out, "ledger job at {}: {report}", fmt_time(now))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_line_up_whatever_the_cell_widths() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["store-0042-north".into(), "t".into(), "z".into()],
+            vec!["s".into(), "till-3".into(), "zz".into()],
+        ];
+        write_table(&mut out, &["STORE", "TERMINAL", "LAST"], rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "STORE             TERMINAL  LAST\n\
+             store-0042-north  t         z\n\
+             s                 till-3    zz\n"
+        );
+    }
 }

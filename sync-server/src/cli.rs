@@ -64,12 +64,22 @@ pub enum Command {
     Keys(KeysCommand),
     /// Recompute every balance from the ledger and compare; exit 1 on any difference.
     Verify,
-    /// Reports for review: overdrawn cards, flagged entries, refused pushes.
+    /// Reports for review: overdrawn cards, flagged entries, refused pushes,
+    /// quarantined entries.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Entries HQ stored without applying them (see `report quarantine`).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// The ledger job (maturation, expiry, tiers).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Check a config file: prints `ok` or every error with its line (the TLS files it
+    /// names must exist); exit 1 on error. Opens no database.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
     /// Bring history from an earlier system: past purchases, opening balances.
     #[command(subcommand)]
     Import(ImportCommand),
@@ -265,6 +275,19 @@ pub enum ReportCommand {
         #[arg(long, default_value_t = 20)]
         rows: usize,
     },
+    /// Entries HQ stored and acknowledged but could not apply, and their retries.
+    Quarantine,
+}
+
+/// `quarantine …`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Apply a quarantined entry now, after its cause was fixed; exactly once (a
+    /// second retry does nothing). Exits 1 when it still cannot be applied.
+    Retry {
+        /// The id `report quarantine` lists.
+        id: i64,
+    },
 }
 
 /// `jobs …`.
@@ -272,7 +295,8 @@ pub enum ReportCommand {
 pub enum JobsCommand {
     /// Run maturation, expiry and tiers once.
     Run {
-        /// The job's time (RFC 3339); default now.
+        /// The job's time: RFC 3339 (2026-03-01T10:00:00Z) or a date (2026-03-01,
+        /// midnight UTC); default now.
         #[arg(long, value_parser = parse_time)]
         now: Option<OffsetDateTime>,
     },
@@ -284,8 +308,14 @@ fn parse_date(s: &str) -> Result<time::Date, String> {
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    let date = time::macros::format_description!("[year]-[month]-[day]");
     OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time (2026-03-01T10:00:00Z): {e}"))
+        .or_else(|_| time::Date::parse(s, &date).map(|d| d.midnight().assume_utc()))
+        .map_err(|_| {
+            format!(
+                "{s:?} is neither an RFC 3339 time (2026-03-01T10:00:00Z) nor a date (2026-03-01)"
+            )
+        })
 }
 
 /// Why a command failed.
@@ -326,10 +356,16 @@ pub struct Settings {
     pub database: DatabaseUrl,
 }
 
-/// Reads the config file and applies `--database`.
+/// Reads the config file and applies `--database`. For `run`, the TLS files the
+/// config names must exist too, so that a missing one is named before the database
+/// is created.
 pub fn settings(cli: &Cli) -> Result<Settings, CliError> {
+    let load = match cli.command {
+        Command::Run { .. } => config::load_server_ready,
+        _ => config::load_server,
+    };
     let config = match &cli.config {
-        Some(path) => config::load_server(path).map_err(|e| CliError::Config(e.to_string()))?,
+        Some(path) => load(path).map_err(|e| CliError::Config(e.to_string()))?,
         None => ServerConfig::default(),
     };
     let database = match cli.database.as_deref().or(config.database.as_deref()) {
@@ -477,6 +513,16 @@ fn abandon_after(ledger: &config::server::LedgerSection) -> AbandonAfter {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Command::CheckConfig { file } = &cli.command {
+        let checked = config::load_server_ready(file);
+        let fine = config::print_check(&checked, &mut std::io::stdout().lock())
+            .map_err(|e| CliError::Admin(AdminError::Io(e)))?;
+        return Ok(if fine {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let settings = settings(&cli)?;
     let serving = matches!(cli.command, Command::Run { .. });
     init_logging(&settings.config.log, serving);
@@ -544,6 +590,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Report(ReportCommand::Overdrafts) => admin::report_overdrafts(store, out).await?,
         Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
         Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
+        Command::Report(ReportCommand::Quarantine) => admin::report_quarantine(store, out).await?,
+        Command::Quarantine(QuarantineCommand::Retry { id }) => {
+            if !admin::quarantine_retry(store, clock, id, out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Jobs(JobsCommand::Run { now }) => {
             let now = now.unwrap_or_else(|| clock.now());
             admin::jobs_run(store, now, abandon_after(&config.ledger), out).await?;
@@ -599,6 +651,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             report_clv(store, &options, format, out).await?;
         }
+        // Answered above, before any database is opened.
+        Command::CheckConfig { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

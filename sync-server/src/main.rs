@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::process::ExitCode;
 use sync_server::cli::{self, Cli};
+use sync_server::store::postgres::retry::describe;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
@@ -22,7 +23,9 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sync-server: {:#}", anyhow::Error::new(e));
+            // The error and its causes, each once (most messages already quote their
+            // cause, which `{:#}` would print a second time).
+            eprintln!("sync-server: {}", describe(&e));
             ExitCode::FAILURE
         }
     }

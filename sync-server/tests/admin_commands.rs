@@ -273,6 +273,11 @@ async fn rules_versions_only_go_up_and_bad_files_name_their_line(backend: Backen
     let json: serde_json::Value =
         serde_json::from_str(&hq.ok(&["rules", "show", "--format", "json"])).unwrap();
     assert_eq!(json["version"], 5);
+
+    // The file `rules show` printed, edited: it keeps version 5 and becomes the next.
+    std::fs::write(&file, toml.replace("accrual_bp = 800", "accrual_bp = 900")).unwrap();
+    assert!(hq.ok(&["rules", "set", path]).contains("rules version 6 "));
+    assert!(hq.ok(&["rules", "show"]).contains("accrual_bp = 900"));
 }
 
 async fn overdrafts_are_reported_with_the_entries_that_caused_them(backend: Backend) {
@@ -341,3 +346,77 @@ on_every_backend!(
     rules_versions_only_go_up_and_bad_files_name_their_line,
     overdrafts_are_reported_with_the_entries_that_caused_them,
 );
+
+#[test]
+fn check_config_names_every_error_then_missing_tls_files_and_run_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync-server.toml");
+    let check = || {
+        let out = std::process::Command::new(common::BIN)
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        (out.status.success(), text)
+    };
+    let valid =
+        "database = \"sqlite:hq.db\"\n[tls]\ncert_file = \"hq.crt\"\nkey_file = \"hq.key\"\n";
+    std::fs::write(
+        &file,
+        format!("listn = 1\n{valid}[ledger]\njob_interval_secs = \"x\"\n"),
+    )
+    .unwrap();
+    let (ok, text) = check();
+    assert!(!ok);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("sync-server.toml:1: unknown key 'listn'"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("sync-server.toml:7: ledger.job_interval_secs"),
+        "{text}"
+    );
+
+    std::fs::write(&file, valid).unwrap();
+    let (ok, text) = check();
+    assert!(!ok);
+    assert!(
+        text.contains("tls.cert_file") && text.contains("tls.key_file"),
+        "{text}"
+    );
+    let run = std::process::Command::new(common::BIN)
+        .args(["--config"])
+        .arg(&file)
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert_eq!(
+        stderr(&run).matches("hq.crt").count(),
+        1,
+        "{}",
+        stderr(&run)
+    );
+    assert!(!dir.path().join("hq.db").exists());
+
+    std::fs::write(dir.path().join("hq.crt"), "x").unwrap();
+    std::fs::write(dir.path().join("hq.key"), "x").unwrap();
+    assert_eq!(check(), (true, "ok\n".to_owned()));
+}
+
+#[test]
+fn jobs_run_takes_a_plain_date_as_midnight_utc() {
+    let hq = common::Hq::new();
+    let out = hq.ok(&["jobs", "run", "--now", "2026-03-01"]);
+    assert!(out.contains("2026-03-01T00:00:00Z"), "{out}");
+    let bad = hq.run(&["jobs", "run", "--now", "March 1"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("nor a date (2026-03-01)"),
+        "{}",
+        stderr(&bad)
+    );
+}

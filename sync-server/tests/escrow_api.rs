@@ -88,23 +88,25 @@ async fn reservations_hold_points_once_and_refusals_say_why(backend: Backend) {
     let body = push_body("store-1", "till-1", vec![welcome(1, CARD, 100)]);
     assert_eq!(push(&http, &server, &t1, &body).await.0, 200);
 
-    let (status, first) = reserve(&http, &server, &t1, "R-1", 60).await;
+    let ask = reservation("R-1", 40);
+    let (status, first) = post(&http, &server, "/v1/reservations", &t1, &ask).await;
     assert_eq!(status, 200, "{first}");
-    assert_eq!(first["reservation"]["points"], 60);
+    assert_eq!(first["reservation"]["points"], 40);
     assert_eq!(
         first["balance"]["reserved"], 0,
         "its own hold is not 'others'"
     );
-    let (status, again) = reserve(&http, &server, &t1, "R-1", 60).await;
+    // The same ask again (a lost answer): the same reservation.
+    let (status, again) = post(&http, &server, "/v1/reservations", &t1, &ask).await;
     assert_eq!(
         (status, &again["reservation"]),
         (200, &first["reservation"])
     );
 
-    let (status, refused) = reserve(&http, &server, &t2, "R-1", 41).await;
+    let (status, refused) = reserve(&http, &server, &t2, "R-1", 61).await;
     assert_eq!((status, code(&refused)), (409, "insufficient_points"));
-    assert_eq!(refused["error"]["spendable"], 40);
-    assert_eq!(live(&http, &server, &t2).await.balance.reserved.get(), 60);
+    assert_eq!(refused["error"]["spendable"], 60);
+    assert_eq!(live(&http, &server, &t2).await.balance.reserved.get(), 40);
 
     for bad in [
         reservation("R-2", 0),
@@ -130,13 +132,13 @@ async fn reservations_hold_points_once_and_refusals_say_why(backend: Backend) {
     assert_eq!(status, 401);
 
     // The till commits: its sale settles the hold; asking again is refused.
-    let mut s = sale(2, CARD, 60);
+    let mut s = sale(2, CARD, 40);
     if let protocol::journal::EntryBody::Sale(sale) = &mut s.body {
         sale.receipt_id = protocol::ReceiptId::parse("R-1").unwrap();
     }
     let body = push_body("store-1", "till-1", vec![s]);
     assert_eq!(push(&http, &server, &t1, &body).await.0, 200);
-    let (status, settled) = reserve(&http, &server, &t1, "R-1", 60).await;
+    let (status, settled) = reserve(&http, &server, &t1, "R-1", 40).await;
     assert_eq!((status, code(&settled)), (409, "reservation_settled"));
     assert_eq!(live(&http, &server, &t2).await.balance.reserved.get(), 0);
 
@@ -213,7 +215,8 @@ async fn reservations_survive_kill_9_of_hq(backend: Backend) {
     assert_eq!(push(&http, &server, &t1, &body).await.0, 200);
     assert_eq!(reserve(&http, &server, &t1, "R-1", 100).await.0, 200);
     // SIGKILL: no shutdown of any kind.
-    drop(server);
+    let mut server = server;
+    server.kill9();
     let server = hq.start();
     let (status, refused) = reserve(&http, &server, &t2, "R-1", 1).await;
     assert_eq!((status, code(&refused)), (409, "insufficient_points"));

@@ -81,20 +81,11 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, TestDbError> {
     Ok(client)
 }
 
-/// An error with its causes, each once (tokio-postgres puts the cause of a failed
-/// connection in its source only).
+/// An error with its causes (tokio-postgres puts why a connection failed in its
+/// source only).
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
+    std::iter::successors(e.source(), |cause| cause.source())
+        .fold(e.to_string(), |text, cause| format!("{text}: {cause}"))
 }
 
 /// A database that exists until this guard is dropped.

@@ -78,7 +78,10 @@ impl Tx<'_> {
                 .optional()?
                 .unwrap_or(0))
         };
-        let local_balance = running_through(None)? - running_through(Some(included))?;
+        // Both are running totals written checked; their difference may still not fit
+        // (one near i64::MAX, the other near i64::MIN): then it is saturated, and the
+        // balance limit at the till refuses anything that would add to it.
+        let local_balance = running_through(None)?.saturating_sub(running_through(Some(included))?);
         // Only entries whose maturity is in the future, which the pending period bounds.
         let local_pending: i64 = self
             .inner

@@ -65,12 +65,26 @@ impl Tx<'_> {
                 body,
             ])?;
         if let Some(card) = entry.card() {
+            // Added in Rust, checked: SQLite's `+` turns an overflowing integer sum into
+            // a REAL, which the INTEGER column then refuses with an opaque error.
+            let previous: i64 = self
+                .inner
+                .prepare_cached(
+                    "SELECT running FROM card_running WHERE card = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([card.as_str()], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let running = previous.checked_add(effect.balance.get()).ok_or_else(|| {
+                JournalError::RunningTotalOverflow {
+                    card: card.masked().to_string(),
+                }
+            })?;
             self.inner
                 .prepare_cached(
-                    "INSERT INTO card_running (card, seq, running)
-                     VALUES (?1, ?2, ?3 + COALESCE((SELECT running FROM card_running WHERE card = ?1 ORDER BY seq DESC LIMIT 1), 0))",
+                    "INSERT INTO card_running (card, seq, running) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![card.as_str(), entry.seq.get(), effect.balance.get()])?;
+                .execute(params![card.as_str(), entry.seq.get(), running])?;
         }
         Ok(entry)
     }
@@ -115,5 +129,42 @@ impl Tx<'_> {
             .inner
             .prepare_cached("SELECT 1 FROM card_running WHERE card = ?1 LIMIT 1")?
             .exists([card.as_str()])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::journal::{JournalError, JournalFile};
+    use protocol::journal::{EntryBody, WelcomeEntry};
+    use protocol::{CardId, Points, StoreId, TerminalId};
+    use time::macros::datetime;
+
+    #[test]
+    fn a_running_total_that_would_overflow_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = JournalFile::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        let card = CardId::parse("4006381333931").unwrap();
+        let add = |file: &mut JournalFile| {
+            let body = EntryBody::Welcome(WelcomeEntry {
+                card: card.clone(),
+                points: Points(i64::MAX - 1),
+            });
+            file.write(|tx| tx.append(body, datetime!(2026-11-24 10:00 UTC), 0))
+        };
+        add(&mut file).unwrap();
+        let err = add(&mut file).unwrap_err();
+        assert!(
+            matches!(&err, JournalError::RunningTotalOverflow { card } if card == "****3931"),
+            "{err}"
+        );
+        let last = file
+            .read(|tx| Ok::<_, JournalError>(tx.last_seq()?))
+            .unwrap();
+        assert_eq!(last.get(), 1, "the refused entry left no seq behind");
     }
 }

@@ -95,6 +95,15 @@ pub enum JournalError {
     /// A stored JSON document or value could not be read back or written.
     #[error("journal data error: {0}")]
     Data(String),
+    /// A card's running total of this terminal's entries would not fit in 64 bits:
+    /// nothing was written. Refused like a sale above the card's balance limit.
+    #[error(
+        "card {card}: this till's running total of the card's points would overflow; nothing was written"
+    )]
+    RunningTotalOverflow {
+        /// The card, masked.
+        card: String,
+    },
     /// The writer thread has stopped (shutting down).
     #[error("journal is closed")]
     Closed,

@@ -6,6 +6,7 @@ use super::state::{CancelReason, SaleState};
 use crate::journal::JournalError;
 use crate::policy::Refusal;
 use protocol::evaluate::EvalError;
+use protocol::limits::LimitError;
 use protocol::{Points, ReceiptId};
 
 /// Why an operation was refused. Card numbers are kept masked: these messages reach
@@ -80,6 +81,17 @@ pub enum SaleError {
     /// A return of more units than remain.
     #[error("{0}")]
     ReturnExceedsSale(EvalError),
+    /// A figure of the request is above a `[limits]` maximum (or negative).
+    #[error("{0}")]
+    Limit(LimitError),
+    /// The sale would take the card above `[limits] max_card_balance_points`.
+    #[error("card {card}: {source}")]
+    CardBalanceLimit {
+        /// The card, masked.
+        card: String,
+        /// The balance the sale would leave and the limit.
+        source: LimitError,
+    },
     /// The journal failed; nothing was written.
     #[error(transparent)]
     Journal(#[from] JournalError),

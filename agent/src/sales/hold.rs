@@ -9,6 +9,7 @@ use crate::journal::sales::NewHold;
 use crate::policy::{self, OfflineUsage};
 use crate::redemption::{Funding, SettleRefusal, Settled, settle};
 use protocol::evaluate::{EvalError, PricedLine, PricedSale, price_sale};
+use protocol::limits::Limits;
 use protocol::{CardId, Money, Points};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -122,6 +123,9 @@ pub fn decide(
     if redeem.is_negative() {
         return Err(SaleError::Invalid(EvalError::NegativeRedeem));
     }
+    ctx.figure_limits
+        .check_lines(&req.lines)
+        .map_err(SaleError::Limit)?;
     let offline = redeems_offline(redeem, ctx.funding);
     let hold_timeout = i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2);
     let hold_expires_at = ctx.now + time::Duration::seconds(hold_timeout);
@@ -159,6 +163,12 @@ pub fn decide(
             EvalError::RedeemAboveRuleCap { max } => SaleError::RedeemAboveRuleCap { max },
             other => SaleError::Invalid(other),
         })?;
+    ctx.figure_limits
+        .check_sale(&priced)
+        .map_err(SaleError::Limit)?;
+    if let Some(v) = view {
+        check_card_balance(v, &priced, &ctx.figure_limits)?;
+    }
     let with_card = req.card.is_some();
     let matures_at = (ctx.rules.pending_days > 0 && with_card)
         .then(|| ctx.now + time::Duration::days(i64::from(ctx.rules.pending_days)));
@@ -187,6 +197,23 @@ pub fn decide(
     })
 }
 
+/// Refuses a sale that would leave the card above `max_card_balance_points` (summed
+/// in 128 bits: every figure is an `i64`, so the sum cannot overflow).
+fn check_card_balance(
+    view: &CardView,
+    sale: &PricedSale,
+    limits: &Limits,
+) -> Result<(), SaleError> {
+    let after = i128::from(view.balance.get()) + i128::from(sale.accrued_points.get())
+        - i128::from(sale.redeemed_points.get());
+    limits
+        .check_balance(after)
+        .map_err(|source| SaleError::CardBalanceLimit {
+            card: view.card.masked().to_string(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +223,7 @@ mod tests {
     use config::agent::OfflineRedemption;
     use config::agent::OfflineSection;
     use protocol::ReceiptId;
+    use protocol::limits::{Limit, Limits};
     use protocol::receipt::Line;
     use protocol::rules::ProgramRules;
     use std::sync::Arc;
@@ -222,6 +250,7 @@ mod tests {
                 max_offline_hours: 24,
                 ..OfflineSection::default()
             },
+            figure_limits: Limits::DEFAULT,
             hold_timeout_secs: 600,
         }
     }
@@ -293,6 +322,32 @@ mod tests {
         let e = hold(0, Some((100, true)), None, Mode::Online).unwrap_err();
         assert!(matches!(e, SaleError::CardBlocked { .. }));
         assert_eq!(e.to_string(), "card ****3931 is blocked by HQ");
+    }
+
+    #[test]
+    fn a_line_near_i64_max_is_refused_naming_the_line_limit() {
+        let mut req = request(true, 0);
+        req.lines[0].amount_minor = Money(i64::MAX - 1);
+        let v = view(0, false);
+        let e = decide(&req, Some(&v), None, None, &ctx(Mode::Online)).unwrap_err();
+        assert!(
+            matches!(&e, SaleError::Limit(l) if l.limit() == Some(Limit::LineMinor)),
+            "{e}"
+        );
+        assert!(e.to_string().contains("max_line_minor"), "{e}");
+    }
+
+    #[test]
+    fn a_sale_that_would_take_the_card_above_its_balance_limit_is_refused() {
+        let mut c = ctx(Mode::Online);
+        // The sale accrues 5 points (5 % of 100.00).
+        c.figure_limits.max_card_balance_points = Points(104);
+        let req = request(true, 0);
+        assert!(decide(&req, Some(&view(99, false)), None, None, &c).is_ok());
+        let e = decide(&req, Some(&view(100, false)), None, None, &c).unwrap_err();
+        assert!(matches!(e, SaleError::CardBalanceLimit { .. }), "{e}");
+        assert!(e.to_string().contains("****3931"), "{e}");
+        assert!(!e.to_string().contains(CARD), "{e}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::policy::OfflineUsage;
 use crate::redemption::{Funding, LiveBalance, Mode};
 use config::agent::OfflineSection;
 use protocol::evaluate::ReturnLineRequest;
+use protocol::limits::Limits;
 use protocol::receipt::Line;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Points, ReceiptId, ReturnId};
@@ -93,6 +94,8 @@ pub struct SaleContext {
     pub live: Option<LiveBalance>,
     /// Offline caps.
     pub limits: OfflineSection,
+    /// Maximums of money and points (`[limits]`).
+    pub figure_limits: Limits,
     /// Seconds before an uncommitted hold is released.
     pub hold_timeout_secs: u64,
 }

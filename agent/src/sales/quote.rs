@@ -8,7 +8,7 @@ use crate::journal::Tx;
 use crate::policy::{self, OfflineLimit, OfflineUsage};
 use crate::redemption::Mode;
 use config::agent::OfflineSection;
-use protocol::evaluate::{Quote, quote as evaluate};
+use protocol::evaluate::{CardState, Quote, quote as evaluate};
 use protocol::receipt::Line;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Points, ReceiptId};
@@ -89,20 +89,26 @@ pub fn quote(
 ) -> Result<QuoteResponse, SaleError> {
     let offline = ctx.mode == Mode::Offline;
     let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
-    let (quote, limited_by) = decide(
-        &ctx.rules,
-        &req.lines,
-        view.as_ref(),
-        usage.as_ref(),
-        &ctx.limits,
-        ctx.day,
-    )?;
+    let (quote, limited_by) = decide_request(req, view.as_ref(), usage.as_ref(), ctx)?;
     Ok(QuoteResponse {
         quote,
         limited_by,
         offline,
         card: view.map(|v| CardView { offline, ..v }),
     })
+}
+
+/// Decides a quote of `req`: the `[limits]` of its figures first, then [`decide`].
+pub fn decide_request(
+    req: &QuoteRequest,
+    view: Option<&CardView>,
+    usage: Option<&OfflineUsage>,
+    ctx: &SaleContext,
+) -> Result<(Quote, LimitedBy), SaleError> {
+    ctx.figure_limits
+        .check_lines(&req.lines)
+        .map_err(SaleError::Limit)?;
+    decide(&ctx.rules, &req.lines, view, usage, &ctx.limits, ctx.day)
 }
 
 /// The rules' quote, capped by the card's balance, the offline caps (when `usage`
@@ -115,8 +121,8 @@ pub fn decide(
     limits: &OfflineSection,
     day: Date,
 ) -> Result<(Quote, LimitedBy), SaleError> {
-    let mut q = evaluate(rules, lines, view.map(CardView::rule_state).as_ref(), day)
-        .map_err(SaleError::Invalid)?;
+    let state = view.map(CardView::rule_state);
+    let mut q = evaluate(rules, lines, state.as_ref(), day).map_err(SaleError::Invalid)?;
     // The rules' cap in points: the redeemable amount in whole points.
     let rule_cap = Points(
         q.redeemable_minor
@@ -129,11 +135,14 @@ pub fn decide(
     } else {
         LimitedBy::Rules
     };
+    // A cap below what the rules and the balance allow: the offline caps' headroom,
+    // or nothing for a blocked card.
+    let mut cap = None;
     if let Some(usage) = usage {
         let headroom = policy::offline_headroom(usage, limits);
-        let cap = headroom.as_ref().map_or(Points::ZERO, |p| *p);
-        if cap < q.max_redeem_points {
-            q.max_redeem_points = cap;
+        let offline_cap = headroom.as_ref().map_or(Points::ZERO, |p| *p);
+        if offline_cap < q.max_redeem_points {
+            cap = Some(offline_cap);
             limited_by = match headroom {
                 Err(refusal) => LimitedBy::Offline(refusal.limit),
                 Ok(_) => LimitedBy::OfflineCaps,
@@ -141,8 +150,18 @@ pub fn decide(
         }
     }
     if view.is_some_and(|v| v.blocked) {
-        q.max_redeem_points = Points::ZERO;
+        cap = Some(Points::ZERO);
         limited_by = LimitedBy::CardBlocked;
+    }
+    if let (Some(cap), Some(state)) = (cap, state) {
+        // Evaluated again as if the card had only `cap` points, so that
+        // `accrual_with_max_redeem_points` is what a sale redeeming the capped
+        // maximum accrues.
+        let capped = CardState {
+            available: cap,
+            ..state
+        };
+        q = evaluate(rules, lines, Some(&capped), day).map_err(SaleError::Invalid)?;
     }
     Ok((q, limited_by))
 }
@@ -224,5 +243,42 @@ mod tests {
             quote_with(Some(&view(100, true)), None),
             (Points::ZERO, "card_blocked")
         );
+    }
+
+    #[test]
+    fn the_accrual_with_max_redeem_is_that_of_the_capped_maximum() {
+        let day = date!(2026 - 11 - 24);
+        let rules = ProgramRules::default();
+        let accrual = |usage: Option<&OfflineUsage>, blocked: bool| {
+            let (q, _) = decide(
+                &rules,
+                &lines(),
+                Some(&view(100, blocked)),
+                usage,
+                &limits(),
+                day,
+            )
+            .unwrap();
+            (q.max_redeem_points, q.accrual_with_max_redeem_points)
+        };
+        let priced = |redeem: i64| {
+            protocol::evaluate::price_sale(&rules, &lines(), Points(redeem), None, day)
+                .unwrap()
+                .accrued_points
+        };
+        // Nothing may be redeemed (never synced, blocked): the accrual of a plain sale.
+        let never_synced = OfflineUsage::default();
+        assert_eq!(
+            accrual(Some(&never_synced), false),
+            (Points::ZERO, priced(0))
+        );
+        assert_eq!(accrual(None, true), (Points::ZERO, priced(0)));
+        // Capped at 10 offline: the accrual of a sale redeeming 10, not 50.
+        let usage = OfflineUsage {
+            secs_since_contact: Some(60),
+            ..OfflineUsage::default()
+        };
+        assert_eq!(accrual(Some(&usage), false), (Points(10), priced(10)));
+        assert_ne!(priced(10), priced(50));
     }
 }

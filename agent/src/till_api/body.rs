@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use protocol::ids::redact_card_numbers;
 use serde::de::DeserializeOwned;
 use std::str::FromStr;
 
@@ -20,12 +21,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge { limit: None }
             } else {
-                ApiError::BadBody(e.body_text())
+                ApiError::BadBody(redact_card_numbers(&e.body_text()))
             }
         })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| ApiError::BadJson(e.to_string()))
+            // serde's messages quote the offending value (a card sent as a number).
+            .map_err(|e| ApiError::BadJson(redact_card_numbers(&e.to_string())))
     }
 }
 
@@ -43,7 +45,7 @@ where
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::BadPath(e.body_text()))?;
+                .map_err(|e| ApiError::BadPath(redact_card_numbers(&e.body_text())))?;
         match raw.parse::<T>() {
             Ok(id) => Ok(PathId(id)),
             Err(e) => Err(ApiError::BadId {

@@ -9,6 +9,7 @@ use crate::policy::OfflineLimit;
 use crate::sales::SaleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use protocol::limits::Limit;
 use protocol::wire::ErrorBody;
 
 /// Everything a till request can fail with.
@@ -35,10 +36,11 @@ pub enum ApiError {
     /// A path parameter is missing or malformed.
     #[error("{0}")]
     BadPath(String),
-    /// A path segment is not a valid id (card, receipt).
-    #[error("'{raw}': {reason}")]
+    /// A path segment is not a valid id (card, receipt). The segment is masked: a
+    /// mistyped card number is still most of a card number.
+    #[error("'{}': {reason}", protocol::ids::masked(.raw))]
     BadId {
-        /// The segment as sent.
+        /// The segment as sent (shown masked).
         raw: String,
         /// Why it is not an id.
         reason: String,
@@ -46,6 +48,15 @@ pub enum ApiError {
     /// No such endpoint.
     #[error("no such endpoint")]
     NotFound,
+    /// The endpoint exists, but not with this method (the answer carries `Allow`).
+    #[error("this endpoint does not take this method; see the Allow header")]
+    MethodNotAllowed,
+    /// The body is compressed or encoded; the till API reads plain JSON only.
+    #[error("request bodies must not be encoded (Content-Encoding); send plain JSON")]
+    UnsupportedEncoding,
+    /// Any other HTTP-level refusal from below the handlers (so it is JSON too).
+    #[error("the request was refused ({0})")]
+    Http(StatusCode),
     /// `GET /v1/scans/last` before any scan.
     #[error("no card has been scanned yet")]
     NoScan,
@@ -68,6 +79,12 @@ pub enum ErrorCode {
     BadId,
     /// No such endpoint.
     NotFound,
+    /// Wrong method for the endpoint.
+    MethodNotAllowed,
+    /// Encoded request body.
+    UnsupportedMediaType,
+    /// Another HTTP-level refusal.
+    HttpError,
     /// Nothing scanned yet.
     NoScan,
     /// Points to redeem without a card.
@@ -92,6 +109,8 @@ pub enum ErrorCode {
     RedeemAboveRuleCap,
     /// Return of more units than remain.
     ReturnExceedsSale,
+    /// A figure above a `[limits]` maximum; the code is the limit's key.
+    Limit(Limit),
     /// HQ settled a reservation under this receipt before.
     ReservationSettled,
     /// An offline cap.
@@ -117,6 +136,9 @@ impl ErrorCode {
             Self::BadPath => "bad_path",
             Self::BadId => "bad_id",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::HttpError => "http_error",
             Self::NoScan => "no_scan",
             Self::CardRequired => "card_required",
             Self::UnknownReceipt => "unknown_receipt",
@@ -129,6 +151,7 @@ impl ErrorCode {
             Self::InsufficientPoints => "insufficient_points",
             Self::RedeemAboveRuleCap => "redeem_above_rule_cap",
             Self::ReturnExceedsSale => "return_exceeds_sale",
+            Self::Limit(limit) => limit.key(),
             Self::ReservationSettled => "reservation_settled",
             Self::Offline(limit) => limit.as_str(),
             Self::JournalFull => "journal_full",
@@ -164,6 +187,13 @@ impl ApiError {
                 }
                 SaleError::ReturnExceedsSale(_) => (S::UNPROCESSABLE_ENTITY, C::ReturnExceedsSale),
                 SaleError::Offline(refusal) => (S::UNPROCESSABLE_ENTITY, C::Offline(refusal.limit)),
+                SaleError::Limit(l) => match l.limit() {
+                    Some(limit) => (S::BAD_REQUEST, C::Limit(limit)),
+                    None => (S::BAD_REQUEST, C::BadRequest),
+                },
+                SaleError::CardBalanceLimit { .. } => {
+                    (S::UNPROCESSABLE_ENTITY, C::Limit(Limit::CardBalancePoints))
+                }
                 SaleError::Journal(j) => journal_status_and_code(j),
             },
             Self::Journal(j) => journal_status_and_code(j),
@@ -173,12 +203,31 @@ impl ApiError {
             Self::BadPath(_) => (S::BAD_REQUEST, C::BadPath),
             Self::BadId { .. } => (S::BAD_REQUEST, C::BadId),
             Self::NotFound => (S::NOT_FOUND, C::NotFound),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::UnsupportedEncoding => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            Self::Http(status) => {
+                let code = match status.as_u16() {
+                    404 => C::NotFound,
+                    405 => C::MethodNotAllowed,
+                    413 => C::BodyTooLarge,
+                    415 => C::UnsupportedMediaType,
+                    _ => C::HttpError,
+                };
+                (*status, code)
+            }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
         }
     }
 }
 
 fn journal_status_and_code(e: &JournalError) -> (StatusCode, ErrorCode) {
+    if let JournalError::RunningTotalOverflow { .. } = e {
+        // Retrying cannot help: a refusal, not an unavailable journal.
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Limit(Limit::CardBalancePoints),
+        );
+    }
     let code = match e {
         JournalError::DiskFull => ErrorCode::JournalFull,
         JournalError::Closed => ErrorCode::ShuttingDown,
@@ -192,7 +241,7 @@ fn journal_message(e: &JournalError) -> String {
     match e {
         JournalError::DiskFull => "the journal's disk is full; nothing was recorded".into(),
         JournalError::Closed => "the agent is shutting down".into(),
-        JournalError::Busy(_) => e.to_string(),
+        JournalError::Busy(_) | JournalError::RunningTotalOverflow { .. } => e.to_string(),
         other => format!("{other}; nothing was recorded"),
     }
 }
@@ -223,6 +272,26 @@ impl From<SaleError> for ApiError {
             SaleError::Journal(j) => j.into(),
             other => Self::Sale(other),
         }
+    }
+}
+
+impl ApiError {
+    /// The JSON error for a response that something below the handlers produced
+    /// without a body the till can read (axum's empty 405, a plain-text 413), or `None`
+    /// when `resp` is a success or already one of ours. Keeps `Allow`.
+    pub fn replace_plain(resp: &Response) -> Option<Response> {
+        let status = resp.status();
+        if !(status.is_client_error() || status.is_server_error())
+            || resp.extensions().get::<ErrorCodeOf>().is_some()
+        {
+            return None;
+        }
+        let mut json = Self::Http(status).into_response();
+        if let Some(allow) = resp.headers().get(axum::http::header::ALLOW) {
+            json.headers_mut()
+                .insert(axum::http::header::ALLOW, allow.clone());
+        }
+        Some(json)
     }
 }
 
@@ -281,6 +350,48 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "offline, this card may redeem at most 60 points a day here"
+        );
+    }
+
+    #[test]
+    fn a_bad_id_never_echoes_the_raw_segment() {
+        let e = ApiError::BadId {
+            raw: "40063813339312345678".into(),
+            reason: "card id must be 6 to 19 digits".into(),
+        };
+        assert_eq!(e.to_string(), "'****5678': card id must be 6 to 19 digits");
+    }
+
+    #[test]
+    fn a_plain_405_becomes_json_and_keeps_its_allow_header() {
+        let plain = Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(axum::http::header::ALLOW, "POST")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let json = ApiError::replace_plain(&plain).expect("an empty 405 is replaced");
+        assert_eq!(json.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(json.headers()[axum::http::header::ALLOW], "POST");
+        assert_eq!(
+            json.extensions().get::<ErrorCodeOf>().map(|c| c.0.as_str()),
+            Some("method_not_allowed")
+        );
+        assert!(
+            ApiError::replace_plain(&json).is_none(),
+            "ours stay as they are"
+        );
+        let ok = Response::new(axum::body::Body::empty());
+        assert!(ApiError::replace_plain(&ok).is_none());
+    }
+
+    #[test]
+    fn a_running_total_overflow_is_a_422_naming_the_balance_limit() {
+        let e = ApiError::from(JournalError::RunningTotalOverflow {
+            card: "****3931".into(),
+        });
+        assert_eq!(
+            (e.status_and_code().0, e.status_and_code().1.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "max_card_balance_points")
         );
     }
 

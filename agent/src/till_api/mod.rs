@@ -9,6 +9,8 @@
 pub mod body;
 pub mod cards;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod sales;
 pub mod scans;
 pub mod status;
@@ -26,6 +28,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use config::agent::OfflineSection;
 use error::{ApiError, ErrorCodeOf};
+use http_serve::{ConnectionLimits, Gate, GatedListener};
+use protocol::limits::Limits;
 use protocol::{StoreId, TerminalId};
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +45,8 @@ pub struct TillSettings {
     pub terminal_id: TerminalId,
     /// Offline caps.
     pub offline: OfflineSection,
+    /// Maximums of money and points (`[limits]`).
+    pub figure_limits: Limits,
     /// Seconds before an uncommitted hold is released.
     pub hold_timeout_secs: u64,
     /// Largest request body accepted.
@@ -83,6 +89,7 @@ pub fn router(state: TillState) -> Router {
             state.clone(),
             reject_oversized,
         ))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -107,8 +114,16 @@ async fn observe(State(state): State<TillState>, req: Request, next: Next) -> Re
     resp
 }
 
+/// Makes every error answer JSON: axum's method router answers 405 with an empty
+/// body, and layers below the handlers may answer in plain text.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    ApiError::replace_plain(&resp).unwrap_or(resp)
+}
+
 /// Answers 413 at once when the declared body length is over the limit, instead of
-/// reading the body first (bodies without a length are cut by `DefaultBodyLimit`).
+/// reading the body first (bodies without a length are cut by `DefaultBodyLimit`), and
+/// 415 to an encoded body.
 async fn reject_oversized(State(state): State<TillState>, req: Request, next: Next) -> Response {
     let limit = state.settings.max_body_bytes;
     let declared = req
@@ -119,16 +134,26 @@ async fn reject_oversized(State(state): State<TillState>, req: Request, next: Ne
     if declared.is_some_and(|n| n > limit) {
         return ApiError::BodyTooLarge { limit: Some(limit) }.into_response();
     }
+    // Bodies are read as plain JSON; a compressed one would only fail as bad JSON.
+    let encoded = req
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return ApiError::UnsupportedEncoding.into_response();
+    }
     next.run(req).await
 }
 
-/// Serves the API on `listener` until `cancel` fires, then finishes in-flight requests.
+/// Serves the API on `listener` until `cancel` fires, then finishes in-flight
+/// requests. At most `limits.max_connections` connections are open at once; each must
+/// send its request headers within `limits.header_timeout` (idle ones are closed).
 pub async fn serve(
     listener: TcpListener,
     state: TillState,
+    limits: ConnectionLimits,
     cancel: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+) {
+    let gated = GatedListener::new(listener, Gate::new(limits.max_connections));
+    http_serve::serve(gated, router(state), limits, cancel).await;
 }

@@ -56,6 +56,7 @@ impl TillState {
             funding,
             live,
             limits: self.settings.offline.clone(),
+            figure_limits: self.settings.figure_limits,
             hold_timeout_secs: self.settings.hold_timeout_secs,
         }
     }

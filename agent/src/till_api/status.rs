@@ -23,8 +23,8 @@ pub fn routes() -> Router<TillState> {
 pub struct Health {
     /// Always `ok` (the agent answers, so it runs).
     pub status: &'static str,
-    /// `standalone` (no HQ configured) or `synced`.
-    pub mode: &'static str,
+    /// Whether this till syncs with HQ, and whether it ever reached it.
+    pub mode: SyncMode,
     /// True when HQ answered the last attempt.
     pub online: bool,
     /// Journal entries HQ has not acknowledged.
@@ -55,6 +55,31 @@ pub struct Health {
     pub version: &'static str,
 }
 
+/// `mode` in `GET /v1/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// No HQ configured: the till keeps its own points.
+    Standalone,
+    /// HQ is configured but has never answered this till (wrong URL or token, no
+    /// network since installation): no figure of HQ's is known yet.
+    NeverSynced,
+    /// HQ is configured and has answered at least once.
+    Synced,
+}
+
+impl SyncMode {
+    /// The mode of a till with HQ configured or not, that last heard from HQ at
+    /// `last_contact` (unix seconds), if ever.
+    pub fn of(hq_configured: bool, last_contact: Option<i64>) -> Self {
+        match (hq_configured, last_contact) {
+            (false, _) => Self::Standalone,
+            (true, None) => Self::NeverSynced,
+            (true, Some(_)) => Self::Synced,
+        }
+    }
+}
+
 async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
     let now = state.clock.now();
     let (queue, halted) = state
@@ -71,7 +96,7 @@ async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError
     let online = synced && state.link.online();
     Ok(Json(Health {
         status: "ok",
-        mode: if synced { "synced" } else { "standalone" },
+        mode: SyncMode::of(synced, queue.last_contact_unix),
         online,
         queue_depth: queue.depth,
         oldest_unsynced_secs: queue.oldest_unsynced_secs,
@@ -101,4 +126,17 @@ async fn metrics(State(state): State<TillState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_till_that_never_reached_hq_says_so() {
+        let json = |mode| serde_json::to_value(mode).unwrap();
+        assert_eq!(json(SyncMode::of(false, None)), "standalone");
+        assert_eq!(json(SyncMode::of(true, None)), "never_synced");
+        assert_eq!(json(SyncMode::of(true, Some(1_700_000_000))), "synced");
+    }
 }

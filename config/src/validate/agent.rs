@@ -29,6 +29,9 @@ pub(crate) fn check_agent(config: &AgentConfig) -> Problems {
         sync_section(&mut problems, sync);
     }
     offline(&mut problems, &config.offline);
+    if let Err(e) = config.limits.check() {
+        problems.add(format!("limits.{}", e.key), e.reason);
+    }
     for (i, scanner) in config.scanners.iter().enumerate() {
         scanner_section(&mut problems, i, scanner, &config.scanners[..i]);
     }
@@ -67,6 +70,7 @@ fn till_api(problems: &mut Problems, till: &TillApiSection) {
         64 * MIB,
         " bytes (1 KiB to 64 MiB)",
     );
+    problems.connections("till_api.", till.max_connections, till.header_timeout_secs);
 }
 
 fn sync_section(problems: &mut Problems, sync: &SyncSection) {

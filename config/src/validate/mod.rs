@@ -67,6 +67,29 @@ impl Problems {
         }
     }
 
+    /// Checks a server's connection limits (`prefix` is the table, with its dot).
+    pub(crate) fn connections(
+        &mut self,
+        prefix: &str,
+        max_connections: usize,
+        header_timeout_secs: u64,
+    ) {
+        self.range(
+            format!("{prefix}max_connections"),
+            max_connections,
+            16,
+            1_000_000,
+            " connections",
+        );
+        self.range(
+            format!("{prefix}header_timeout_secs"),
+            header_timeout_secs,
+            1,
+            600,
+            " seconds",
+        );
+    }
+
     /// Checks `[log]`.
     pub(crate) fn log(&mut self, log: &LogSection) {
         if log.level.trim().is_empty() {

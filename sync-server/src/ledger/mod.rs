@@ -12,9 +12,11 @@ pub mod escrow;
 pub mod jobs;
 pub mod kpi;
 pub mod lots;
+pub mod quarantine;
 pub mod sequence;
 pub mod verify;
 
+use protocol::money::AmountError;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Money, Points};
 use std::collections::HashMap;
@@ -466,10 +468,11 @@ pub struct Spend {
 }
 
 impl Spend {
-    /// Counts one more entry of `at` and `amount`.
-    pub fn add(&mut self, at: OffsetDateTime, amount: Money) {
-        self.total = Money(self.total.get().saturating_add(amount.get()));
+    /// Counts one more entry of `at` and `amount`; on overflow nothing is counted.
+    pub fn add(&mut self, at: OffsetDateTime, amount: Money) -> Result<(), AmountError> {
+        self.total = self.total.checked_add(amount)?;
         self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        Ok(())
     }
 
     /// When the oldest counted entry leaves the window (and the spend may drop).
@@ -526,9 +529,11 @@ pub struct RulesVersionError {
 }
 
 /// The version a newly set rules file gets: the file's own when it is newer than
-/// `current`, `current + 1` when the file says 0 ("next").
+/// `current`; `current + 1` when the file says 0 ("next") or the current version
+/// itself (the file `rules show` printed, edited: it becomes the next version). An
+/// older version is refused: it is most likely an old file.
 pub fn next_rules_version(current: u64, requested: u64) -> Result<u64, RulesVersionError> {
-    if requested == 0 {
+    if requested == 0 || requested == current {
         Ok(current.saturating_add(1))
     } else if requested > current {
         Ok(requested)
@@ -542,12 +547,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_zero_means_next_and_older_versions_are_refused() {
+    fn version_zero_or_the_current_one_means_next_and_older_versions_are_refused() {
         assert_eq!(next_rules_version(4, 0), Ok(5));
         assert_eq!(next_rules_version(4, 9), Ok(9));
+        assert_eq!(next_rules_version(4, 4), Ok(5));
         assert_eq!(
-            next_rules_version(4, 4).unwrap_err().to_string(),
-            "version 4 is not newer than current 4"
+            next_rules_version(4, 3).unwrap_err().to_string(),
+            "version 3 is not newer than current 4"
         );
     }
 

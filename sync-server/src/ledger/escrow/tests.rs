@@ -2,38 +2,27 @@
 //! the store's contract tests.
 
 use super::*;
-use crate::ledger::apply::tests::{CARD, T0, entry_id, sale};
+use crate::ledger::apply::tests::{CARD, T0, sale};
 use protocol::journal::{LeaseClosedEntry, LeaseDraw, ReleaseEntry, ReleaseReason};
+use testkit::entries::Entry;
 
 /// A release of the reservation of receipt `R-{sale_seq}`, as entry `seq`.
 pub fn release(seq: u64, card: &str, sale_seq: u64, points: i64) -> JournalEntry {
-    JournalEntry {
-        id: entry_id(seq),
-        seq: Seq(seq),
-        at: T0 + Duration::minutes(seq as i64),
-        rules_version: 1,
-        body: EntryBody::Release(ReleaseEntry {
-            receipt_id: receipt(sale_seq),
-            card: CardId::parse(card).unwrap(),
-            points: Points(points),
-            reason: ReleaseReason::Cancelled,
-        }),
-    }
+    Entry::fixed(seq).body(EntryBody::Release(ReleaseEntry {
+        receipt_id: receipt(sale_seq),
+        card: CardId::parse(card).unwrap(),
+        points: Points(points),
+        reason: ReleaseReason::Cancelled,
+    }))
 }
 
 /// The close of lease `lease` after the till spent `spent` of it, as entry `seq`.
 pub fn lease_closed(seq: u64, card: &str, lease: Uuid, spent: i64) -> JournalEntry {
-    JournalEntry {
-        id: entry_id(seq),
-        seq: Seq(seq),
-        at: T0 + Duration::minutes(seq as i64),
-        rules_version: 1,
-        body: EntryBody::LeaseClosed(LeaseClosedEntry {
-            lease_id: lease,
-            card: CardId::parse(card).unwrap(),
-            spent: Points(spent),
-        }),
-    }
+    Entry::fixed(seq).body(EntryBody::LeaseClosed(LeaseClosedEntry {
+        lease_id: lease,
+        card: CardId::parse(card).unwrap(),
+        spent: Points(spent),
+    }))
 }
 
 /// A sale redeeming `redeemed` points, `drawn` of them from lease `lease`.

@@ -15,6 +15,7 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod push;
+pub mod quarantine;
 pub mod reports;
 pub mod rules;
 pub mod terminals;
@@ -24,13 +25,14 @@ use crate::ledger::batch::Batch;
 use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::jobs::JobReport;
 use crate::ledger::kpi::{KpiInputs, Period};
+use crate::ledger::quarantine::RetryOutcome;
 use crate::ledger::sequence::Refusal;
 use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
 use crate::store::flow::escrow::{AbandonAfter, AbandonReport};
 use crate::store::{
-    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
-    StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
+    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome,
+    QuarantinedEntry, Store, StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
 };
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
@@ -116,6 +118,10 @@ impl<B: Backend> Store for B {
                     acked_through,
                 }
                 .into())
+            }
+            // Rolled back: find the entries that fail alone and quarantine them.
+            Err(e) if quarantine::is_internal(&e) => {
+                quarantine::push_one_by_one(self, terminal, &batch, now).await
             }
             other => other,
         }
@@ -269,6 +275,14 @@ impl<B: Backend> Store for B {
             now,
         })
         .await
+    }
+
+    async fn quarantined(&self) -> Result<Vec<QuarantinedEntry>> {
+        self.run(quarantine::List).await
+    }
+
+    async fn retry_quarantined(&self, id: i64, now: OffsetDateTime) -> Result<RetryOutcome> {
+        self.run(quarantine::Retry { id, now }).await
     }
 
     async fn reserve(

@@ -21,6 +21,8 @@ impl AnalyticsRows for PgSession<'_> {
                AND ((kind = 'sale'
                      AND jsonb_array_length(body::jsonb -> 'body' -> 'sale' -> 'lines') > 0)
                     OR kind = 'return')
+               AND NOT EXISTS (SELECT 1 FROM quarantine q
+                               WHERE q.entry_id = entries.id AND q.released_at IS NULL)
              ORDER BY card, at",
             &[],
             rows::member_purchase,

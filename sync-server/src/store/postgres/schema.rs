@@ -41,10 +41,34 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
+        name: "quarantine",
+        sql: V3_QUARANTINE,
+    },
+    Migration {
+        version: 4,
         name: "kpi aggregates",
-        sql: V3,
+        sql: V4,
     },
 ];
+
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V3_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry_id       UUID NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT COLLATE "C",
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at BIGINT NOT NULL,
+    released_at    BIGINT
+);
+"#;
+
+/// The version the newest migration brings a database to.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
@@ -59,7 +83,7 @@ pub async fn migrate(client: &mut Client) -> Result<()> {
     )
     .await?;
     let applied = version(&tx).await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = latest();
     if applied > known {
         return Err(StoreError::Corrupt(format!(
             "the database schema is at version {applied}, newer than this server knows \
@@ -316,8 +340,8 @@ CREATE TABLE token_uses (
 CREATE INDEX token_uses_expiry ON token_uses (expires_at);
 "#;
 
-/// The KPI aggregates (see the SQLite schema's V3), kept current by each push.
-const V3: &str = r#"
+/// The KPI aggregates (see the SQLite schema's V4), kept current by each push.
+const V4: &str = r#"
 CREATE TABLE kpi_daily (
     day             INTEGER NOT NULL,
     store           TEXT NOT NULL,

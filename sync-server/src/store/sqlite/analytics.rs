@@ -16,6 +16,8 @@ impl AnalyticsRows for SqliteSession<'_> {
              WHERE card IS NOT NULL
                AND ((kind = 'sale' AND json_array_length(body, '$.body.sale.lines') > 0)
                     OR kind = 'return')
+               AND NOT EXISTS (SELECT 1 FROM quarantine q
+                               WHERE q.entry_id = entries.id AND q.released_at IS NULL)
              ORDER BY card, at",
             [],
             |r| rows::member_purchase(r),

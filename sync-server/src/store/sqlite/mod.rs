@@ -17,6 +17,7 @@ mod escrow;
 mod feed;
 mod group;
 mod jobs;
+mod quarantine;
 mod rules;
 mod schema;
 mod session;

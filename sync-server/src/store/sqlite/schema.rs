@@ -12,8 +12,27 @@ use rusqlite_migration::{M, Migrations};
 /// in place: V2 rebuilds `entries`, which `ledger` and `flags` reference), and a
 /// migration that rebuilds a table checks the foreign keys before it commits.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2).foreign_key_check(), M::up(V3)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2).foreign_key_check(),
+        M::up(V3_QUARANTINE),
+        M::up(V4),
+    ])
 }
+
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V3_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             INTEGER PRIMARY KEY,
+    entry_id       TEXT NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT,
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at INTEGER NOT NULL,
+    released_at    INTEGER
+);
+"#;
 
 const V1: &str = r#"
 -- Terminals and their bearer tokens (SHA-256 hex only). acked_through is the highest
@@ -247,7 +266,7 @@ CREATE INDEX token_uses_expiry ON token_uses (expires_at);
 /// The KPI aggregates, kept current by each push in its own transaction
 /// (`ledger::kpi` says what each entry adds). Days are Julian day numbers of the UTC
 /// date. Entries applied before this migration are not in them.
-const V3: &str = r#"
+const V4: &str = r#"
 CREATE TABLE kpi_daily (
     day             INTEGER NOT NULL,
     store           TEXT NOT NULL,
