@@ -163,7 +163,7 @@ mod tests {
             "{err}"
         );
         let last = file
-            .read(|tx| Ok::<_, JournalError>(tx.last_seq()?))
+            .read(|tx| tx.last_seq())
             .unwrap();
         assert_eq!(last.get(), 1, "the refused entry left no seq behind");
     }
