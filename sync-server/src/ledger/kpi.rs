@@ -88,10 +88,7 @@ pub fn day_number(date: Date) -> i32 {
 }
 
 /// What `entries` (new entries of one store's terminal) add to the aggregates.
-pub fn delta<'a>(
-    entries: impl IntoIterator<Item = &'a JournalEntry>,
-    store: &StoreId,
-) -> KpiDelta {
+pub fn delta<'a>(entries: impl IntoIterator<Item = &'a JournalEntry>, store: &StoreId) -> KpiDelta {
     let mut daily: BTreeMap<DayKey, DailyTotals> = BTreeMap::new();
     let mut member_days: BTreeMap<(CardId, i32), ()> = BTreeMap::new();
     let mut first_days: HashMap<CardId, i32> = HashMap::new();
