@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The schema version this server brings a database to.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
@@ -54,7 +59,7 @@ pub async fn migrate(client: &mut Client) -> Result<()> {
     )
     .await?;
     let applied = version(&tx).await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = latest();
     if applied > known {
         return Err(StoreError::Corrupt(format!(
             "the database schema is at version {applied}, newer than this server knows \
