@@ -6,6 +6,7 @@
 use super::{Db, OTHER_CARD, balance, batch, card, terminal, verify_ok};
 use crate::admin;
 use crate::ledger::apply::tests::{CARD, T0, pending_sale, sale};
+use crate::ledger::kpi::Period;
 use crate::ledger::quarantine::{QuarantineKind, RetryOutcome};
 use crate::store::StoreError;
 use protocol::journal::{EntryBody, JournalEntry};
@@ -20,6 +21,7 @@ testkit::on_every_backend!(
     an_entry_whose_application_fails_inside_hq_is_isolated_then_retried_once,
     a_retry_applies_a_quarantined_entry_exactly_once_after_the_fix,
     verify_names_each_bad_card_and_checks_the_others,
+    a_quarantined_entry_counts_in_the_kpis_only_once_a_retry_applies_it,
 );
 
 /// A sale on `card` at `at` paying `paid` minor units (no redemption, no accrual).
@@ -278,4 +280,34 @@ async fn verify_names_each_bad_card_and_checks_the_others(store: Db) {
     );
     assert!(!text.contains(&format!("card {OTHER_CARD}")), "{text}");
     assert!(text.contains("verified 3 cards"), "{text}");
+}
+
+async fn a_quarantined_entry_counts_in_the_kpis_only_once_a_retry_applies_it(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
+    let most = Limits::CEILING.max_entry_points.get();
+    let day = Period::new(T0.date(), T0.date()).unwrap();
+    let receipts = || async {
+        let inputs = store.kpi_inputs(day, None, T0).await.unwrap();
+        inputs.days.iter().map(|(_, _, t)| t.receipts).sum::<i64>()
+    };
+    // The eleventh of the largest accruals would lift the card past its maximum.
+    let entries: Vec<JournalEntry> = (1..=11).map(|seq| sale(seq, CARD, 0, most)).collect();
+    let outcome = store.push(&t, batch(entries), T0).await.unwrap();
+    assert_eq!(outcome.quarantined, vec![Seq(11)]);
+    assert_eq!(receipts().await, 10);
+    let id = store.quarantined().await.unwrap()[0].id;
+    let mut spend = sale(12, CARD, 0, 0);
+    if let EntryBody::Sale(s) = &mut spend.body {
+        s.sale.redeemed_points = Points(most);
+        s.sale.lines[0].redeemed_points = Points(most);
+    }
+    store.push(&t, batch(vec![spend]), T0).await.unwrap();
+    assert_eq!(receipts().await, 11);
+    let applied = store.retry_quarantined(id, T0).await.unwrap();
+    assert!(matches!(applied, RetryOutcome::Applied), "{applied:?}");
+    assert_eq!(receipts().await, 12);
+    // A second retry applies nothing and adds nothing.
+    let again = store.retry_quarantined(id, T0).await.unwrap();
+    assert!(matches!(again, RetryOutcome::AlreadyApplied), "{again:?}");
+    assert_eq!(receipts().await, 12);
 }
