@@ -6,6 +6,7 @@
 mod agent_sales;
 mod backlog;
 mod hq;
+mod kpi_report;
 mod push_load;
 mod scan_latency;
 mod sqlite_limit;
@@ -124,6 +125,8 @@ fn main() -> anyhow::Result<()> {
     let backlog_n = if q { 20_000 } else { 100_000 };
     let (terminals, rounds) = if q { (500, 4) } else { (500, 20) };
     figures.insert("sync_backlog_entries".into(), json!(backlog_n));
+    let kpi_receipts = if q { 100_000 } else { 1_000_000 };
+    figures.insert("kpi_receipts".into(), json!(kpi_receipts));
     figures.insert("server_push_terminals".into(), json!(terminals));
     // Each measurement gets a fresh, empty database.
     let mut backends: Vec<(&str, FreshDb, usize)> = vec![("", || Ok(hq::HqDb::Sqlite), 1)];
@@ -161,6 +164,35 @@ fn main() -> anyhow::Result<()> {
                 note: format!("{backlog_n} entries, agent -> HQ, batches of 500"),
             });
         }
+        let kpi = kpi_report::measure(&dir.join("kpi"), &fresh()?, kpi_receipts, 20)?;
+        figures.insert(format!("{prefix}kpi_report_s"), json!(round3(kpi.report_s)));
+        figures.insert(
+            format!("{prefix}kpi_store_report_s"),
+            json!(round3(kpi.store_report_s)),
+        );
+        figures.insert(
+            format!("{prefix}kpi_fill_entries_per_s"),
+            json!(round(kpi.fill_entries_per_s)),
+        );
+        table.push(row(
+            &format!(
+                "report kpi, a year of {} receipts, {name} (s)",
+                kpi.receipts
+            ),
+            kpi.report_s,
+            "goal (s)",
+            2.0,
+            None,
+            "whole process, chain-wide; aggregates kept at push time",
+        ));
+        table.push(row(
+            &format!("report kpi --store, {name} (s)"),
+            kpi.store_report_s,
+            "goal (s)",
+            2.0,
+            None,
+            "one of 20 stores",
+        ));
         let push = push_load::measure(
             &dir.join("push"),
             &fresh()?,

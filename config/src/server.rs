@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub ledger: LedgerSection,
     /// `[log]`: level and format of the server's log lines.
     pub log: LogSection,
+    /// The HQ dashboard's admin login. Absent: no dashboard, no admin API.
+    pub admin: Option<AdminSection>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +40,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             ledger: LedgerSection::default(),
             log: LogSection::default(),
+            admin: None,
         }
     }
 }
@@ -50,6 +53,22 @@ pub struct TlsSection {
     pub cert_file: PathBuf,
     /// PEM private key.
     pub key_file: PathBuf,
+}
+
+/// `[admin]`: who may open the dashboard (`/admin/`) and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Argon2 hash (PHC string, `$argon2id$…`) of the admin password, as
+    /// `sync-server admin hash-password` prints it. REQUIRED in the table.
+    pub password_hash: String,
+    /// How long a login lasts without activity, in minutes. Default 480.
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u32,
+}
+
+fn default_session_minutes() -> u32 {
+    480
 }
 
 /// `[ledger]`.

@@ -55,6 +55,7 @@ impl Hq {
             max_body_bytes: 16 * 1024 * 1024,
             pull_page_size: 1000,
             job_interval: Duration::from_secs(300),
+            admin: None,
             lease_duration: DEFAULT_LEASE_DURATION,
             abandon_after: AbandonAfter::default(),
         };

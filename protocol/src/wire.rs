@@ -49,6 +49,11 @@ pub struct PushResponse {
     pub applied: u32,
     /// Entries of the batch HQ already held (same id and content).
     pub duplicates: u32,
+    /// Entries of the batch HQ stored and acknowledged but could not apply: they are
+    /// in HQ's quarantine (`sync-server report quarantine`), with no effect on any
+    /// balance until HQ retries them. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<Seq>,
 }
 
 /// `GET /v1/sync/pull?cursor=…`: what changed at HQ since `cursor`.

@@ -5,6 +5,7 @@
 
 use crate::jobs::RunReport;
 use crate::keys::{RandomError, TerminalToken, generate_signing_key};
+use crate::ledger::quarantine::RetryOutcome;
 use crate::ledger::verify::{Difference, check_card, check_terminal, overcommitted};
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalAdded};
@@ -342,6 +343,12 @@ pub async fn keys_list(store: &dyn Store, out: &mut dyn Write) -> Result<(), Adm
 pub async fn verify(store: &dyn Store, out: &mut dyn Write) -> Result<bool, AdminError> {
     let audit = store.audit().await?;
     let mut differences: Vec<Difference> = Vec::new();
+    for (card, detail) in &audit.unreadable {
+        differences.push(Difference::Unreadable {
+            card: card.clone(),
+            detail: detail.clone(),
+        });
+    }
     for card in &audit.cards {
         differences.extend(check_card(card));
     }
@@ -357,7 +364,7 @@ pub async fn verify(store: &dyn Store, out: &mut dyn Write) -> Result<bool, Admi
     writeln!(
         out,
         "verified {} cards and {} terminals: {}",
-        audit.cards.len(),
+        audit.cards.len() + audit.unreadable.len(),
         audit.terminals.len(),
         if differences.is_empty() {
             "every balance matches its ledger".to_owned()
@@ -434,6 +441,46 @@ pub async fn report_anomalies(store: &dyn Store, out: &mut dyn Write) -> Result<
         )?;
     }
     Ok(())
+}
+
+/// `report quarantine`.
+pub async fn report_quarantine(store: &dyn Store, out: &mut dyn Write) -> Result<(), AdminError> {
+    let entries = store.quarantined().await?;
+    if entries.is_empty() {
+        writeln!(out, "no quarantined entries")?;
+    }
+    for q in entries {
+        let state = q.released_at.map_or_else(
+            || "QUARANTINED".to_owned(),
+            |at| format!("applied by a retry at {}", fmt_time(at)),
+        );
+        writeln!(
+            out,
+            "#{}  {}  {}/{} seq {}  entry {}  card {}  {state}  {}: {}",
+            q.id,
+            fmt_time(q.quarantined_at),
+            q.store,
+            q.terminal,
+            q.seq,
+            q.entry_id,
+            q.card.as_ref().map_or("-", |c| c.as_str()),
+            q.kind,
+            q.reason
+        )?;
+    }
+    Ok(())
+}
+
+/// `quarantine retry ID`: true when the entry is applied (now or before).
+pub async fn quarantine_retry(
+    store: &dyn Store,
+    clock: Clock,
+    id: i64,
+    out: &mut dyn Write,
+) -> Result<bool, AdminError> {
+    let outcome = store.retry_quarantined(id, clock.now()).await?;
+    writeln!(out, "quarantined entry #{id}: {outcome}")?;
+    Ok(!matches!(outcome, RetryOutcome::StillQuarantined(_)))
 }
 
 /// `jobs run`.

@@ -2,6 +2,10 @@
 //! override, defaults), logging setup, and the dispatch of each command.
 
 use crate::admin::{self, AdminError, RulesFormat};
+use crate::import::{self, ImportError};
+use crate::ledger::kpi::Period;
+use crate::reports::clv::{self, ClvOptions};
+use crate::reports::{self, kpi};
 use crate::server::{self, ServeError, ServeOptions};
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::postgres::PgStore;
@@ -60,9 +64,13 @@ pub enum Command {
     Keys(KeysCommand),
     /// Recompute every balance from the ledger and compare; exit 1 on any difference.
     Verify,
-    /// Reports for review: overdrawn cards, flagged entries, refused pushes.
+    /// Reports for review: overdrawn cards, flagged entries, refused pushes,
+    /// quarantined entries.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Entries HQ stored without applying them (see `report quarantine`).
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// The ledger job (maturation, expiry, tiers).
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -72,6 +80,63 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Bring history from an earlier system: past purchases, opening balances.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// The dashboard's admin login.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Read a password on stdin (one line) and print its Argon2 hash for
+    /// `[admin] password_hash`.
+    HashPassword,
+}
+
+/// `import …`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Past purchases: CSV with a header naming card,at,receipt_id,amount_minor
+    /// and optionally store and points.
+    Purchases {
+        /// The CSV file.
+        file: PathBuf,
+        /// Store of rows without a `store` column value.
+        #[arg(long, default_value = "import")]
+        store: StoreId,
+    },
+    /// Opening balances: CSV with a header naming card,balance and optionally at
+    /// and store.
+    Balances {
+        /// The CSV file.
+        file: PathBuf,
+        /// Store of rows without a `store` column value.
+        #[arg(long, default_value = "import")]
+        store: StoreId,
+    },
+}
+
+/// Output format of `report kpi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KpiFormat {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+    /// `figure,value` lines for spreadsheets.
+    Csv,
+}
+
+/// Output format of the marketing reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
 }
 
 /// A store and one of its terminals.
@@ -179,6 +244,50 @@ pub enum ReportCommand {
     Flags,
     /// Refused pushes: gaps, rewinds, id reuse, terminal mismatches.
     Anomalies,
+    /// The program's KPIs over a period (days inclusive, UTC), per store or chain-wide.
+    Kpi {
+        /// First day (YYYY-MM-DD).
+        #[arg(long, value_parser = parse_date)]
+        from: time::Date,
+        /// Last day (YYYY-MM-DD), inclusive.
+        #[arg(long, value_parser = parse_date)]
+        to: time::Date,
+        /// Only this store's receipts and members (points figures stay chain-wide).
+        #[arg(long, value_name = "S")]
+        store: Option<StoreId>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: KpiFormat,
+    },
+    /// Customer lifetime value: BG/NBD and Gamma-Gamma fits on the members'
+    /// histories, each member's forecast, members at risk.
+    Clv {
+        /// Last day (YYYY-MM-DD, inclusive) of the history the models learn from.
+        #[arg(long, value_parser = parse_date)]
+        calibration_end: time::Date,
+        /// Horizon of the expected purchases, in weeks.
+        #[arg(long, default_value_t = 52, value_parser = clap::value_parser!(u32).range(1..=520))]
+        weeks: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Rows of each list in the table.
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+    },
+    /// Entries HQ stored and acknowledged but could not apply, and their retries.
+    Quarantine,
+}
+
+/// `quarantine …`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Apply a quarantined entry now, after its cause was fixed; exactly once (a
+    /// second retry does nothing). Exits 1 when it still cannot be applied.
+    Retry {
+        /// The id `report quarantine` lists.
+        id: i64,
+    },
 }
 
 /// `jobs …`.
@@ -191,6 +300,11 @@ pub enum JobsCommand {
         #[arg(long, value_parser = parse_time)]
         now: Option<OffsetDateTime>,
     },
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|e| format!("{s:?} is not a date (YYYY-MM-DD): {e}"))
 }
 
 fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
@@ -225,6 +339,12 @@ pub enum CliError {
     /// The server failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// An import failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// A report could not be computed or written.
+    #[error("{0}")]
+    Report(String),
 }
 
 /// The effective settings of a command.
@@ -342,6 +462,47 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// `report clv`: reads the members' histories in one snapshot, fits, prints.
+async fn report_clv(
+    store: &dyn Store,
+    options: &ClvOptions,
+    format: ReportFormat,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let history = store
+        .member_purchases()
+        .await
+        .map_err(|e| CliError::Report(format!("reading the members' histories: {e}")))?;
+    let report = clv::build(&history, options).map_err(|e| {
+        CliError::Report(format!(
+            "cannot fit the CLV models on the members' histories up to {}: {e}",
+            options.calibration_end
+        ))
+    })?;
+    let written = match format {
+        ReportFormat::Json => serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        ReportFormat::Table => clv::write_table(&report, options.table_rows, out),
+    };
+    written.map_err(|e| CliError::Report(format!("writing output: {e}")))
+}
+
+/// `admin hash-password`: one line of stdin in, its Argon2 hash out.
+fn hash_password_from_stdin(out: &mut dyn Write) -> Result<ExitCode, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Report(format!("reading the password: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 8 {
+        return Err(CliError::Report(
+            "the admin password needs at least 8 characters".to_owned(),
+        ));
+    }
+    let hash = crate::dashboard::session::hash_password(password).map_err(CliError::Report)?;
+    writeln!(out, "{hash}").map_err(|e| CliError::Report(format!("writing output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 /// When the job takes back what tills abandoned, from `[ledger]`.
 fn abandon_after(ledger: &config::server::LedgerSection) -> AbandonAfter {
     AbandonAfter {
@@ -366,6 +527,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let serving = matches!(cli.command, Command::Run { .. });
     init_logging(&settings.config.log, serving);
     let clock = Clock::from_env()?;
+    if let Command::Admin(AdminCommand::HashPassword) = cli.command {
+        // Needs no database: a new installation hashes its password before it has one.
+        return hash_password_from_stdin(&mut std::io::stdout().lock());
+    }
     let shared = open_store(&settings.database).await?;
     let store = shared.as_ref();
     let config = &settings.config;
@@ -382,6 +547,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 max_body_bytes: config.max_body_bytes,
                 pull_page_size: config.ledger.pull_page_size,
                 job_interval: Duration::from_secs(config.ledger.job_interval_secs),
+                admin: config.admin.clone(),
                 lease_duration: time::Duration::hours(i64::from(config.ledger.lease_hours)),
                 abandon_after: abandon_after(&config.ledger),
             };
@@ -424,9 +590,66 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Report(ReportCommand::Overdrafts) => admin::report_overdrafts(store, out).await?,
         Command::Report(ReportCommand::Flags) => admin::report_flags(store, out).await?,
         Command::Report(ReportCommand::Anomalies) => admin::report_anomalies(store, out).await?,
+        Command::Report(ReportCommand::Quarantine) => admin::report_quarantine(store, out).await?,
+        Command::Quarantine(QuarantineCommand::Retry { id }) => {
+            if !admin::quarantine_retry(store, clock, id, out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Jobs(JobsCommand::Run { now }) => {
             let now = now.unwrap_or_else(|| clock.now());
             admin::jobs_run(store, now, abandon_after(&config.ledger), out).await?;
+        }
+        // Answered above, before the store opens.
+        Command::Admin(AdminCommand::HashPassword) => {}
+        Command::Import(command) => {
+            let mut progress = std::io::stderr().lock();
+            let summary = match command {
+                ImportCommand::Purchases { file, store: s } => {
+                    import::purchases(store, &file, &s, clock.now(), &mut progress).await?
+                }
+                ImportCommand::Balances { file, store: s } => {
+                    import::balances(store, &file, &s, clock.now(), &mut progress).await?
+                }
+            };
+            writeln!(
+                out,
+                "imported {} rows: {} written, {} already held",
+                summary.rows, summary.written, summary.already_held
+            )
+            .map_err(|e| CliError::Report(format!("writing output: {e}")))?;
+        }
+        Command::Report(ReportCommand::Kpi {
+            from,
+            to,
+            store: store_id,
+            format,
+        }) => {
+            let period = Period::new(from, to).map_err(CliError::Report)?;
+            let report = reports::load_kpi(store, period, store_id.as_ref(), clock.now())
+                .await
+                .map_err(|e| CliError::Report(format!("KPI report: {e}")))?;
+            let written = match format {
+                KpiFormat::Json => serde_json::to_writer_pretty(&mut *out, &report)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out)),
+                KpiFormat::Csv => kpi::write_csv(&report, out),
+                KpiFormat::Table => kpi::write_table(&report, out),
+            };
+            written.map_err(|e| CliError::Report(format!("writing output: {e}")))?;
+        }
+        Command::Report(ReportCommand::Clv {
+            calibration_end,
+            weeks,
+            format,
+            rows,
+        }) => {
+            let options = ClvOptions {
+                calibration_end,
+                horizon_weeks: weeks,
+                table_rows: rows,
+            };
+            report_clv(store, &options, format, out).await?;
         }
         // Answered above, before any database is opened.
         Command::CheckConfig { .. } => {}

@@ -20,6 +20,11 @@ fn random_32() -> Result<[u8; 32], RandomError> {
     Ok(bytes)
 }
 
+/// 32 random bytes in lower-case base32: session ids and CSRF tokens.
+pub fn random_secret() -> Result<String, RandomError> {
+    Ok(BASE32_NOPAD.encode(&random_32()?).to_ascii_lowercase())
+}
+
 /// A terminal's bearer token in its text form. `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TerminalToken(String);

@@ -9,10 +9,13 @@
 
 pub mod admin;
 pub mod cli;
+pub mod dashboard;
 pub mod http;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod reports;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -2,13 +2,15 @@
 //! serves the API, runs the periodic job, and shuts down gracefully when the
 //! cancellation token fires (SIGINT/SIGTERM), finishing requests under way.
 
+use crate::dashboard::session::BadHash;
+use crate::dashboard::{self, Dashboard};
 use crate::http::{self, AppState};
 use crate::jobs;
 use crate::store::Store;
 use crate::store::flow::escrow::AbandonAfter;
 use crate::tls::{self, TlsError, TlsListener};
 use config::clock::Clock;
-use config::server::TlsSection;
+use config::server::{AdminSection, TlsSection};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub struct ServeOptions {
     pub pull_page_size: u32,
     /// Period of the ledger job.
     pub job_interval: Duration,
+    /// The dashboard's login; `None`: no dashboard.
+    pub admin: Option<AdminSection>,
     /// How long a lease HQ grants lives.
     pub lease_duration: time::Duration,
     /// When the job takes back what tills abandoned.
@@ -60,6 +64,9 @@ pub enum ServeError {
     /// The server loop failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// `[admin]` is unusable.
+    #[error(transparent)]
+    Admin(#[from] BadHash),
 }
 
 /// Checks that the listen address may be served without TLS.
@@ -90,13 +97,20 @@ pub async fn serve(
             source,
         })?;
     let local = tcp.local_addr()?;
-    let app = http::router(AppState {
+    let mut app = http::router(AppState {
         store: Arc::clone(&store),
         clock,
         pull_page_size: options.pull_page_size,
         max_body_bytes: options.max_body_bytes,
         lease_duration: options.lease_duration,
     });
+    if let Some(admin) = &options.admin {
+        // Browsers reach the dashboard over TLS here, or at a proxy in front when
+        // plain HTTP is allowed off loopback: the cookies are then Secure.
+        let secure = tls_config.is_some() || options.allow_plain_http;
+        let dashboard = Dashboard::new(Arc::clone(&store), clock, admin, secure)?;
+        app = app.merge(dashboard::router(Arc::new(dashboard)));
+    }
     let job = tokio::spawn(jobs::run_periodically(
         Arc::clone(&store),
         clock,
@@ -144,6 +158,7 @@ mod tests {
             max_body_bytes: 1024,
             pull_page_size: 10,
             job_interval: Duration::from_secs(60),
+            admin: None,
             lease_duration: crate::store::flow::escrow::DEFAULT_LEASE_DURATION,
             abandon_after: AbandonAfter::default(),
         }

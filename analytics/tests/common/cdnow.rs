@@ -80,3 +80,32 @@ fn parse_cents(dollars: &str) -> Option<i64> {
         .checked_mul(100)?
         .checked_add(cents)
 }
+
+// Used by the cdnow_csv example and sync-server's import tests, not by every includer.
+#[allow(dead_code)]
+/// The card number a CDNOW customer gets: `97` and the customer id on 10 digits.
+pub fn card_of(customer: u32) -> String {
+    format!("97{customer:010}")
+}
+
+#[allow(dead_code)]
+/// The purchases as the CSV `sync-server import purchases` reads: one card per
+/// customer ([`card_of`]), one sale per purchase (`cdnow-<customer>-<n>`, `n` counting
+/// the customer's purchases in file order), the day as `at`, the amount in cents.
+pub fn import_csv(purchases: &[Purchase<u32>]) -> String {
+    let mut counts = std::collections::HashMap::<u32, u32>::new();
+    let mut csv = String::from("card,at,receipt_id,amount_minor\n");
+    for p in purchases {
+        let n = counts.entry(p.customer).or_default();
+        *n += 1;
+        csv.push_str(&format!(
+            "{},{},cdnow-{}-{},{}\n",
+            card_of(p.customer),
+            p.day,
+            p.customer,
+            n,
+            p.amount_minor
+        ));
+    }
+    csv
+}

@@ -58,6 +58,23 @@ pub(crate) fn check_server(config: &ServerConfig) -> Problems {
         100_000,
         " entries",
     );
+    if let Some(admin) = &config.admin {
+        if !admin.password_hash.starts_with("$argon2") {
+            problems.add(
+                "admin.password_hash",
+                "must be an Argon2 hash ($argon2id$...) as `sync-server admin hash-password` \
+                 prints it, never the password itself"
+                    .to_owned(),
+            );
+        }
+        problems.range(
+            "admin.session_minutes",
+            admin.session_minutes,
+            1,
+            10_080,
+            " minutes (up to a week)",
+        );
+    }
     problems.range("ledger.lease_hours", ledger.lease_hours, 1, 720, " hours");
     problems.range(
         "ledger.reservation_abandon_hours",
@@ -121,5 +138,25 @@ mod tests {
                 "ledger.pull_page_size"
             ]
         );
+    }
+
+    #[test]
+    fn an_admin_password_must_be_a_hash_and_sessions_bounded() {
+        let mut config = ServerConfig {
+            admin: Some(crate::server::AdminSection {
+                password_hash: "hunter2".into(),
+                session_minutes: 0,
+            }),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            keys(&config),
+            ["admin.password_hash", "admin.session_minutes"]
+        );
+        config.admin = Some(crate::server::AdminSection {
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+            session_minutes: 480,
+        });
+        assert!(keys(&config).is_empty());
     }
 }

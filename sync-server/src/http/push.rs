@@ -121,11 +121,17 @@ pub async fn push(
                 acked_through = %outcome.acked_through,
                 "push applied"
             );
+            if !outcome.quarantined.is_empty() {
+                // Seqs only: a reason may name a card, and cards stay out of logs.
+                tracing::warn!(%terminal, quarantined = ?outcome.quarantined,
+                    "entries quarantined: stored without effect; see `sync-server report quarantine`");
+            }
             Ok(Json(PushResponse {
                 protocol: PROTOCOL_VERSION,
                 acked_through: outcome.acked_through,
                 applied: outcome.applied,
                 duplicates: outcome.duplicates,
+                quarantined: outcome.quarantined,
             }))
         }
         Err(StoreError::Refused(refusal)) => {

@@ -1,13 +1,22 @@
 //! Applying new journal entries to their cards: ledger rows, lots, welcome bonus,
 //! flags and tier. HQ never refuses what already happened at a till: an entry that
-//! breaks a rule is applied and flagged.
+//! breaks a rule is applied and flagged; an entry it cannot apply is quarantined
+//! whole ([`super::quarantine`]), and the entries after it apply as if it were not
+//! there.
+//!
+//! Every entry is checked against the protocol's limits first (at HQ, the hard
+//! ceilings), and every addition to a card's points or spend is checked: a figure
+//! beyond its limit, a balance pushed beyond the card maximum, or a sum that would
+//! overflow quarantines the entry instead of wrapping or saturating a balance.
 
 use super::lots::{remaining_after_debt, take};
+use super::quarantine::{QuarantineRow, Unappliable};
 use super::{
     CardRecord, EntryKind, FlagKind, FlagRow, LedgerKind, LedgerRow, Lot, LotKey, LotKind,
     RulesBook, Spend, expiry_of, spend_window_start, tier_name,
 };
 use protocol::journal::{EntryBody, JournalEntry};
+use protocol::limits::{Limits, validate};
 use protocol::{CardId, Money, Points};
 use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
@@ -27,6 +36,8 @@ pub struct BatchInput<'a> {
     pub spend_before: HashMap<CardId, Spend>,
     /// Program rules.
     pub rules: &'a RulesBook,
+    /// The maximums each entry and each card's balance must stay within.
+    pub limits: &'a Limits,
     /// The server's time.
     pub now: OffsetDateTime,
 }
@@ -54,6 +65,8 @@ pub struct BatchPlan {
     pub ledger: Vec<LedgerRow>,
     /// Flagged entries.
     pub flags: Vec<FlagRow>,
+    /// Entries stored without effect, in batch order.
+    pub quarantined: Vec<QuarantineRow>,
 }
 
 /// The money an entry adds to its card's spend (sales) or takes off (returns); zero
@@ -100,8 +113,26 @@ struct Work {
     spend: Spend,
 }
 
+/// What applying one entry may change, saved before it so that an entry that turns
+/// out unappliable halfway (a redemption applied, then its accrual overflows) leaves
+/// nothing behind.
+struct Checkpoint {
+    state: CardRecord,
+    spend: Spend,
+    lots_len: usize,
+    remaining: Vec<Points>,
+    next_new_lot: usize,
+    ledger_len: usize,
+    flags_len: usize,
+}
+
+fn overflow(what: &'static str) -> impl Fn(protocol::money::AmountError) -> Unappliable {
+    move |_| Unappliable::Overflow(what)
+}
+
 struct Planner<'a> {
     rules: &'a RulesBook,
+    limits: &'a Limits,
     now: OffsetDateTime,
     window_start: OffsetDateTime,
     cards: Vec<Work>,
@@ -110,6 +141,7 @@ struct Planner<'a> {
     touched_lots: HashSet<LotKey>,
     ledger: Vec<LedgerRow>,
     flags: Vec<FlagRow>,
+    quarantined: Vec<QuarantineRow>,
 }
 
 /// Applies `input.entries` in order and returns the writes.
@@ -120,6 +152,7 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
         open_lots,
         spend_before,
         rules,
+        limits,
         now,
     } = input;
     let mut lots_by_card: HashMap<CardId, Vec<Lot>> = HashMap::new();
@@ -128,6 +161,7 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
     }
     let mut p = Planner {
         rules,
+        limits,
         now,
         window_start: spend_window_start(now),
         cards: Vec::new(),
@@ -136,9 +170,18 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
         touched_lots: HashSet::new(),
         ledger: Vec::new(),
         flags: Vec::new(),
+        quarantined: Vec::new(),
     };
     for entry in entries {
-        let Some(card) = entry.card() else { continue };
+        let refused = |e: protocol::limits::LimitError| {
+            QuarantineRow::new(entry, &Unappliable::OutOfLimits(e.to_string()))
+        };
+        let Some(card) = entry.card() else {
+            if let Err(e) = validate(entry, limits) {
+                p.quarantined.push(refused(e));
+            }
+            continue;
+        };
         let i = match p.index.get(card) {
             Some(&i) => i,
             None => {
@@ -156,14 +199,52 @@ pub fn apply_batch(input: BatchInput<'_>) -> BatchPlan {
                 p.cards.len() - 1
             }
         };
-        p.apply(i, entry);
+        // The card is planned even when its entry is refused: the push locked (or
+        // created) its row and makes sure of its feed membership.
+        if let Err(e) = validate(entry, limits) {
+            p.quarantined.push(refused(e));
+            continue;
+        }
+        let saved = p.checkpoint(i);
+        if let Err(why) = p.apply(i, entry) {
+            p.restore(i, saved);
+            p.quarantined.push(QuarantineRow::new(entry, &why));
+        }
     }
     p.finish()
 }
 
 impl Planner<'_> {
-    fn apply(&mut self, i: usize, entry: &JournalEntry) {
-        self.first_sight(i, entry);
+    fn checkpoint(&self, i: usize) -> Checkpoint {
+        let w = &self.cards[i];
+        Checkpoint {
+            state: w.state.clone(),
+            spend: w.spend,
+            lots_len: w.lots.len(),
+            remaining: w.lots.iter().map(|l| l.remaining).collect(),
+            next_new_lot: self.next_new_lot,
+            ledger_len: self.ledger.len(),
+            flags_len: self.flags.len(),
+        }
+    }
+
+    /// Undoes everything applied to card `i` since `saved`. Stored lots the entry
+    /// touched may stay in `touched_lots`: they are written back unchanged.
+    fn restore(&mut self, i: usize, saved: Checkpoint) {
+        let w = &mut self.cards[i];
+        w.state = saved.state;
+        w.spend = saved.spend;
+        w.lots.truncate(saved.lots_len);
+        for (lot, remaining) in w.lots.iter_mut().zip(saved.remaining) {
+            lot.remaining = remaining;
+        }
+        self.next_new_lot = saved.next_new_lot;
+        self.ledger.truncate(saved.ledger_len);
+        self.flags.truncate(saved.flags_len);
+    }
+
+    fn apply(&mut self, i: usize, entry: &JournalEntry) -> Result<(), Unappliable> {
+        self.first_sight(i, entry)?;
         let before = self.cards[i].state.balance;
         let entry_rules = self.rules.for_version(entry.rules_version);
         let expires_at = expiry_of(entry_rules, entry.at);
@@ -179,7 +260,7 @@ impl Planner<'_> {
                             format!("redeemed {redeemed} points on a card blocked at HQ"),
                         );
                     }
-                    self.take_points(i, entry, LedgerKind::Redemption, redeemed, None);
+                    self.take_points(i, entry, LedgerKind::Redemption, redeemed, None)?;
                 }
                 let accrued = s.sale.accrued_points;
                 if accrued.get() > 0 {
@@ -194,7 +275,7 @@ impl Planner<'_> {
                             expires_at,
                             amount: accrued,
                         },
-                    );
+                    )?;
                 }
             }
             EntryBody::Return(r) => {
@@ -206,7 +287,7 @@ impl Planner<'_> {
                         LedgerKind::ReturnReversal,
                         reversed,
                         Some(r.sale_entry),
-                    );
+                    )?;
                 }
                 let restored = r.returned.restored_points;
                 if restored.get() > 0 {
@@ -221,7 +302,7 @@ impl Planner<'_> {
                             expires_at,
                             amount: restored,
                         },
-                    );
+                    )?;
                 }
             }
             EntryBody::Welcome(w) => {
@@ -249,7 +330,7 @@ impl Planner<'_> {
                                 expires_at,
                                 amount: w.points,
                             },
-                        );
+                        )?;
                     }
                 }
             }
@@ -257,6 +338,11 @@ impl Planner<'_> {
             EntryBody::Release(_) | EntryBody::LeaseClosed(_) => {}
         }
         let after = self.cards[i].state.balance;
+        if after > before {
+            (self.limits)
+                .check_balance(i128::from(after.get()))
+                .map_err(|e| Unappliable::OutOfLimits(format!("the card's {e}")))?;
+        }
         // Only an entry that pushed the balance further down is an overdraft; an
         // accrual that merely reduces an existing debt is not.
         if after.is_negative() && after < before {
@@ -268,20 +354,24 @@ impl Planner<'_> {
             );
         }
         if entry.at > self.window_start {
-            self.cards[i].spend.add(entry.at, spend_of(entry));
+            self.cards[i]
+                .spend
+                .add(entry.at, spend_of(entry))
+                .map_err(overflow("the card's spend over the window"))?;
         }
+        Ok(())
     }
 
     /// The first entry HQ sees for a card earns HQ's welcome bonus, unless that entry
     /// is itself a standalone till's welcome.
-    fn first_sight(&mut self, i: usize, entry: &JournalEntry) {
+    fn first_sight(&mut self, i: usize, entry: &JournalEntry) -> Result<(), Unappliable> {
         if self.cards[i].state.seen {
-            return;
+            return Ok(());
         }
         self.cards[i].state.seen = true;
         let is_welcome_entry = matches!(entry.body, EntryBody::Welcome(_));
         if self.cards[i].state.welcome_given || is_welcome_entry {
-            return;
+            return Ok(());
         }
         let current = self.rules.current();
         let bonus = current.welcome_bonus_points;
@@ -298,11 +388,12 @@ impl Planner<'_> {
                     expires_at: expiry_of(current, entry.at),
                     amount: bonus,
                 },
-            );
+            )?;
         }
+        Ok(())
     }
 
-    fn add_lot(&mut self, i: usize, new: NewLot) {
+    fn add_lot(&mut self, i: usize, new: NewLot) -> Result<(), Unappliable> {
         let now = self.now;
         let w = &mut self.cards[i];
         let remaining = remaining_after_debt(w.state.balance, new.amount);
@@ -310,8 +401,15 @@ impl Planner<'_> {
         // a lot that went entirely to debt has nothing left to mature.
         let matured = remaining.get() == 0 || new.matures_at.is_none_or(|m| m <= now);
         let delta_pending = if matured { Points::ZERO } else { remaining };
-        w.state.balance = Points(w.state.balance.get().saturating_add(new.amount.get()));
-        w.state.pending = Points(w.state.pending.get() + delta_pending.get());
+        // Both sums before either is stored: a failure leaves the card as it was.
+        let balance = (w.state.balance)
+            .checked_add(new.amount)
+            .map_err(overflow("the card's balance"))?;
+        let pending = (w.state.pending)
+            .checked_add(delta_pending)
+            .map_err(overflow("the card's pending points"))?;
+        w.state.balance = balance;
+        w.state.pending = pending;
         let key = LotKey::New(self.next_new_lot);
         self.next_new_lot += 1;
         w.lots.push(Lot {
@@ -334,6 +432,7 @@ impl Planner<'_> {
             at: new.earned_at,
             entry_id: new.entry,
         });
+        Ok(())
     }
 
     fn take_points(
@@ -343,23 +442,37 @@ impl Planner<'_> {
         kind: LedgerKind,
         amount: Points,
         prefer: Option<Uuid>,
-    ) {
+    ) -> Result<(), Unappliable> {
         let w = &mut self.cards[i];
+        let balance = (w.state.balance)
+            .checked_sub(amount)
+            .map_err(overflow("the card's balance"))?;
+        let delta_balance = Points::ZERO
+            .checked_sub(amount)
+            .map_err(overflow("the points taken"))?;
         let touched_lots = &mut self.touched_lots;
         let keys: Vec<LotKey> = w.lots.iter().map(|l| l.key).collect();
         let taken = take(&mut w.lots, amount, prefer, &mut |idx| {
             touched_lots.insert(keys[idx]);
         });
-        w.state.balance = Points(w.state.balance.get().saturating_sub(amount.get()));
-        w.state.pending = Points(w.state.pending.get() - taken.from_pending.get());
+        // What was taken from pending lots is part of the card's pending points.
+        let pending = (w.state.pending)
+            .checked_sub(taken.from_pending)
+            .map_err(overflow("the card's pending points"))?;
+        let delta_pending = Points::ZERO
+            .checked_sub(taken.from_pending)
+            .map_err(overflow("the pending points taken"))?;
+        w.state.balance = balance;
+        w.state.pending = pending;
         self.ledger.push(LedgerRow {
             card: w.state.card.clone(),
             kind,
-            delta_balance: Points(-amount.get()),
-            delta_pending: Points(-taken.from_pending.get()),
+            delta_balance,
+            delta_pending,
             at: entry.at,
             entry_id: Some(entry.id),
         });
+        Ok(())
     }
 
     fn flag(&mut self, i: usize, entry: &JournalEntry, kind: FlagKind, detail: String) {
@@ -378,6 +491,7 @@ impl Planner<'_> {
         let mut plan = BatchPlan {
             ledger: self.ledger,
             flags: self.flags,
+            quarantined: self.quarantined,
             ..BatchPlan::default()
         };
         let mut new_lots: Vec<Lot> = Vec::with_capacity(self.next_new_lot);
@@ -422,7 +536,7 @@ pub(crate) mod tests {
     use protocol::evaluate::{PricedReturn, ReturnedLine};
     use protocol::journal::ReturnEntry;
     use protocol::rules::{ProgramRules, Tier};
-    use protocol::{BasisPoints, ReceiptId, ReturnId};
+    use protocol::{BasisPoints, ReceiptId, ReturnId, Seq};
     use std::sync::Arc;
     use testkit::entries::{Entry, figures};
     use time::Duration;
@@ -508,6 +622,7 @@ pub(crate) mod tests {
     /// Applies entries one batch after another, carrying state like a database would.
     pub struct Replay {
         pub rules: RulesBook,
+        pub limits: Limits,
         pub cards: HashMap<CardId, CardRecord>,
         pub lots: Vec<Lot>,
         pub ledger: Vec<LedgerRow>,
@@ -519,6 +634,7 @@ pub(crate) mod tests {
         pub fn new(rules: RulesBook) -> Self {
             Self {
                 rules,
+                limits: Limits::CEILING,
                 cards: HashMap::new(),
                 lots: Vec::new(),
                 ledger: Vec::new(),
@@ -545,6 +661,7 @@ pub(crate) mod tests {
                     .map(|(c, s)| (c.clone(), replay_spend(s)))
                     .collect(),
                 rules: &self.rules,
+                limits: &self.limits,
                 now,
             });
             self.absorb(
@@ -762,6 +879,85 @@ pub(crate) mod tests {
         r.push(&[return_of(3, CARD, 2, 0, 0)]);
         assert_eq!(r.card(CARD).spend_12m, Money(15_000));
         assert_eq!(r.card(CARD).tier.as_deref(), Some("silver"));
+    }
+
+    /// Limits as wide as `i64`, to reach the arithmetic the ceilings keep HQ from.
+    const UNBOUNDED: Limits = Limits {
+        max_line_minor: Money(i64::MAX),
+        max_receipt_minor: Money(i64::MAX),
+        max_entry_points: Points(i64::MAX),
+        max_card_balance_points: Points(i64::MAX),
+    };
+
+    #[test]
+    fn an_entry_beyond_the_limits_is_quarantined_and_changes_nothing() {
+        let mut r = Replay::new(rules(50));
+        let plan = r.push(&[
+            sale(1, CARD, 0, 5),
+            sale(2, CARD, 0, Limits::CEILING.max_entry_points.get() + 1),
+            sale(3, CARD, 0, 5),
+        ]);
+        assert_eq!(plan.quarantined.len(), 1);
+        assert_eq!(plan.quarantined[0].seq, Seq(2));
+        assert_eq!(
+            plan.quarantined[0].kind,
+            crate::ledger::quarantine::QuarantineKind::OutOfLimits
+        );
+        assert!(plan.quarantined[0].reason.contains("max_entry_points"));
+        assert_eq!(r.card(CARD).balance, Points(60));
+        r.assert_consistent();
+    }
+
+    #[test]
+    fn an_entry_that_would_lift_a_balance_past_the_card_maximum_is_quarantined() {
+        let mut r = Replay::new(rules(0));
+        let most = Limits::CEILING.max_entry_points.get();
+        let entries: Vec<JournalEntry> = (1..=11).map(|seq| sale(seq, CARD, 0, most)).collect();
+        let plan = r.push(&entries);
+        assert_eq!(plan.quarantined.len(), 1);
+        assert_eq!(plan.quarantined[0].seq, Seq(11));
+        assert!(
+            plan.quarantined[0]
+                .reason
+                .contains("max_card_balance_points")
+        );
+        assert_eq!(
+            r.card(CARD).balance,
+            Limits::CEILING.max_card_balance_points
+        );
+        // Spending makes room again.
+        r.push(&[sale(12, CARD, 1, 0), sale(13, CARD, 0, 1)]);
+        assert_eq!(
+            r.card(CARD).balance,
+            Limits::CEILING.max_card_balance_points
+        );
+        r.assert_consistent();
+    }
+
+    #[test]
+    fn an_entry_whose_sums_overflow_is_undone_whole_and_the_next_applies() {
+        let mut r = Replay::new(rules(0));
+        r.limits = UNBOUNDED;
+        let later = T0 + Duration::days(10);
+        r.push(&[
+            sale(1, CARD, 0, 100),
+            pending_sale(2, CARD, i64::MAX - 200, later),
+        ]);
+        // Redeems 50 (applied to the lots), then accrues past i64::MAX: all undone.
+        let plan = r.push(&[sale(3, CARD, 50, i64::MAX), sale(4, CARD, 0, 7)]);
+        assert_eq!(plan.quarantined.len(), 1);
+        assert_eq!(plan.quarantined[0].seq, Seq(3));
+        assert!(
+            plan.quarantined[0]
+                .reason
+                .contains("balance would overflow")
+        );
+        assert_eq!(r.card(CARD).balance, Points(i64::MAX - 100 + 7));
+        assert_eq!(r.card(CARD).pending, Points(i64::MAX - 200));
+        assert!(r.ledger.iter().all(|l| l.entry_id != Some(entry_id(3))));
+        let left: Vec<i64> = r.lots.iter().map(|l| l.remaining.get()).collect();
+        assert_eq!(left, vec![100, i64::MAX - 200, 7]);
+        r.assert_consistent();
     }
 
     #[test]

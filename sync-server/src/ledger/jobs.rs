@@ -69,13 +69,16 @@ impl std::fmt::Display for JobReport {
 }
 
 impl JobReport {
-    /// Adds what another part of the same run did.
+    /// Adds what another part of the same run did. The report only counts, so its
+    /// sums saturate rather than fail a run that did its work.
     pub fn add(&mut self, part: JobReport) {
-        self.matured_lots += part.matured_lots;
-        self.matured_points = Points(self.matured_points.get() + part.matured_points.get());
-        self.expired_lots += part.expired_lots;
-        self.expired_points = Points(self.expired_points.get() + part.expired_points.get());
-        self.tier_updates += part.tier_updates;
+        self.matured_lots = self.matured_lots.saturating_add(part.matured_lots);
+        self.matured_points =
+            Points((self.matured_points.get()).saturating_add(part.matured_points.get()));
+        self.expired_lots = self.expired_lots.saturating_add(part.expired_lots);
+        self.expired_points =
+            Points((self.expired_points.get()).saturating_add(part.expired_points.get()));
+        self.tier_updates = self.tier_updates.saturating_add(part.tier_updates);
     }
 }
 
@@ -104,7 +107,10 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
             lot.matured = true;
             lot_changed = true;
             if lot.remaining.get() > 0 {
-                card.pending = Points(card.pending.get() - lot.remaining.get());
+                // A lot's remaining points are part of its card's pending and
+                // balance, so these differences stay in range; saturating only
+                // guards a hand-edited row.
+                card.pending = Points(card.pending.get().saturating_sub(lot.remaining.get()));
                 plan.ledger.push(LedgerRow {
                     card: lot.card.clone(),
                     kind: LedgerKind::Maturation,
@@ -113,9 +119,11 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
                     at: now,
                     entry_id: None,
                 });
-                plan.report.matured_lots += 1;
-                plan.report.matured_points =
-                    Points(plan.report.matured_points.get() + lot.remaining.get());
+                plan.report.add(JobReport {
+                    matured_lots: 1,
+                    matured_points: lot.remaining,
+                    ..JobReport::default()
+                });
                 *changed = true;
             }
         }
@@ -123,7 +131,7 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
             let gone = lot.remaining;
             lot.remaining = Points::ZERO;
             lot_changed = true;
-            card.balance = Points(card.balance.get() - gone.get());
+            card.balance = Points(card.balance.get().saturating_sub(gone.get()));
             plan.ledger.push(LedgerRow {
                 card: lot.card.clone(),
                 kind: LedgerKind::Expiry,
@@ -132,8 +140,11 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
                 at: now,
                 entry_id: None,
             });
-            plan.report.expired_lots += 1;
-            plan.report.expired_points = Points(plan.report.expired_points.get() + gone.get());
+            plan.report.add(JobReport {
+                expired_lots: 1,
+                expired_points: gone,
+                ..JobReport::default()
+            });
             *changed = true;
         }
         if lot_changed {
@@ -149,7 +160,10 @@ pub fn plan_jobs(input: JobInput<'_>) -> JobPlan {
             card.spend_12m = spend.total;
             card.spend_drops_at = drops_at;
             card.tier = tier;
-            plan.report.tier_updates += 1;
+            plan.report.add(JobReport {
+                tier_updates: 1,
+                ..JobReport::default()
+            });
             plan.cards.push(card);
         } else if changed {
             plan.cards.push(card);

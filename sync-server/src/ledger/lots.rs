@@ -66,9 +66,10 @@ pub fn take(
         let part = lot.remaining.get().min(left);
         lot.remaining = Points(lot.remaining.get() - part);
         left -= part;
-        taken.from_lots = Points(taken.from_lots.get() + part);
+        // Neither sum can exceed `amount`: each part comes out of what is left of it.
+        taken.from_lots = Points(taken.from_lots.get().saturating_add(part));
         if !lot.matured {
-            taken.from_pending = Points(taken.from_pending.get() + part);
+            taken.from_pending = Points(taken.from_pending.get().saturating_add(part));
         }
         touched(i);
     }
@@ -78,8 +79,10 @@ pub fn take(
 /// What is left of a new lot of `amount` points after it pays the debt of a card
 /// whose balance is `balance` (debt is a negative balance).
 pub fn remaining_after_debt(balance: Points, amount: Points) -> Points {
-    let debt = (-balance.get()).max(0);
-    Points(amount.get() - amount.get().min(debt))
+    // Unsigned: the debt of a balance of i64::MIN does not fit in an i64.
+    let debt = balance.get().min(0).unsigned_abs();
+    let amount = amount.get().max(0);
+    Points(amount - i64::try_from(debt).unwrap_or(i64::MAX).min(amount))
 }
 
 #[cfg(test)]
@@ -152,5 +155,13 @@ mod tests {
         assert_eq!(remaining_after_debt(Points(-4), Points(10)), Points(6));
         assert_eq!(remaining_after_debt(Points(-40), Points(10)), Points(0));
         assert_eq!(remaining_after_debt(Points(3), Points(10)), Points(10));
+        assert_eq!(
+            remaining_after_debt(Points(i64::MIN), Points(10)),
+            Points(0)
+        );
+        assert_eq!(
+            remaining_after_debt(Points(-1), Points(i64::MAX)),
+            Points(i64::MAX - 1)
+        );
     }
 }

@@ -10,10 +10,13 @@ pub mod apply;
 pub mod batch;
 pub mod escrow;
 pub mod jobs;
+pub mod kpi;
 pub mod lots;
+pub mod quarantine;
 pub mod sequence;
 pub mod verify;
 
+use protocol::money::AmountError;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Money, Points};
 use std::collections::HashMap;
@@ -465,10 +468,11 @@ pub struct Spend {
 }
 
 impl Spend {
-    /// Counts one more entry of `at` and `amount`.
-    pub fn add(&mut self, at: OffsetDateTime, amount: Money) {
-        self.total = Money(self.total.get().saturating_add(amount.get()));
+    /// Counts one more entry of `at` and `amount`; on overflow nothing is counted.
+    pub fn add(&mut self, at: OffsetDateTime, amount: Money) -> Result<(), AmountError> {
+        self.total = self.total.checked_add(amount)?;
         self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        Ok(())
     }
 
     /// When the oldest counted entry leaves the window (and the spend may drop).

@@ -1,10 +1,19 @@
 //! What `sync-server verify` proves: every cached card total equals what its ledger
 //! rows and lots add up to, and every terminal's `acked_through` is the top of a
 //! gap-free run of stored entries.
+//!
+//! The sums are 128-bit ([`WideSum`]): the database adds each column in two halves
+//! that cannot overflow, so a card whose rows add up beyond 64 bits is named as a
+//! difference like any other, instead of failing the whole run. A card row that no
+//! longer reads is named too ([`Difference::Unreadable`]).
 
 use super::CardRecord;
-use protocol::{CardId, Points};
+use protocol::CardId;
 use std::fmt;
+
+/// A sum of 64-bit values, exact whatever the values: 128 bits hold the sum of 2^64
+/// of them.
+pub type WideSum = i128;
 
 /// A card as stored, with the sums recomputed from its ledger rows and lots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,17 +23,17 @@ pub struct CardAudit {
     /// The cached state, if a card row exists.
     pub cached: Option<CardRecord>,
     /// Σ ledger.delta_balance.
-    pub ledger_balance: Points,
+    pub ledger_balance: WideSum,
     /// Σ ledger.delta_pending.
-    pub ledger_pending: Points,
+    pub ledger_pending: WideSum,
     /// Σ remaining of lots not yet matured.
-    pub unmatured_remaining: Points,
+    pub unmatured_remaining: WideSum,
     /// Σ remaining of all lots.
-    pub lots_remaining: Points,
+    pub lots_remaining: WideSum,
     /// Σ points of the card's open reservations.
-    pub open_reserved: Points,
+    pub open_reserved: WideSum,
     /// Σ points − charged of the card's open leases.
-    pub open_leased: Points,
+    pub open_leased: WideSum,
 }
 
 /// A terminal's acknowledgement with what its stored entries really are.
@@ -53,8 +62,15 @@ pub enum Difference {
         what: &'static str,
         /// What is stored.
         stored: i64,
-        /// What it should be.
-        recomputed: i64,
+        /// What it should be (beyond 64 bits when the rows overflow a balance).
+        recomputed: WideSum,
+    },
+    /// A card whose stored row or id does not read.
+    Unreadable {
+        /// The card as stored.
+        card: String,
+        /// Why it does not read.
+        detail: String,
     },
     /// Ledger rows or lots of a card HQ holds no row for.
     MissingCard {
@@ -82,6 +98,9 @@ impl fmt::Display for Difference {
                 f,
                 "card {card}: {what} is {stored}, recomputed {recomputed}"
             ),
+            Self::Unreadable { card, detail } => {
+                write!(f, "card {card}: its row is unreadable: {detail}")
+            }
             Self::MissingCard { card } => {
                 write!(f, "card {card}: ledger rows or lots without a card row")
             }
@@ -98,34 +117,46 @@ pub fn check_card(a: &CardAudit) -> Vec<Difference> {
         }];
     };
     let mut out = Vec::new();
-    let mut compare = |what: &'static str, stored: Points, recomputed: Points| {
-        if stored != recomputed {
+    let mut compare = |what: &'static str, stored: i64, recomputed: WideSum| {
+        if WideSum::from(stored) != recomputed {
             out.push(Difference::Card {
                 card: a.card.clone(),
                 what,
-                stored: stored.get(),
-                recomputed: recomputed.get(),
+                stored,
+                recomputed,
             });
         }
     };
-    compare("balance (vs ledger)", cached.balance, a.ledger_balance);
-    compare("pending (vs ledger)", cached.pending, a.ledger_pending);
+    compare(
+        "balance (vs ledger)",
+        cached.balance.get(),
+        a.ledger_balance,
+    );
+    compare(
+        "pending (vs ledger)",
+        cached.pending.get(),
+        a.ledger_pending,
+    );
     compare(
         "pending (vs unmatured lots)",
-        cached.pending,
+        cached.pending.get(),
         a.unmatured_remaining,
     );
     compare(
         "max(balance, 0) (vs lots)",
-        cached.balance.clamp_non_negative(),
+        cached.balance.clamp_non_negative().get(),
         a.lots_remaining,
     );
     compare(
         "reserved (vs open reservations)",
-        cached.reserved,
+        cached.reserved.get(),
         a.open_reserved,
     );
-    compare("leased (vs open leases)", cached.leased, a.open_leased);
+    compare(
+        "leased (vs open leases)",
+        cached.leased.get(),
+        a.open_leased,
+    );
     out
 }
 
@@ -180,6 +211,7 @@ pub fn check_terminal(t: &TerminalAudit) -> Vec<Difference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::Points;
 
     fn audit(balance: i64, ledger: i64) -> CardAudit {
         let card = CardId::parse("4006381333931").unwrap();
@@ -188,12 +220,12 @@ mod tests {
         CardAudit {
             card,
             cached: Some(cached),
-            ledger_balance: Points(ledger),
-            ledger_pending: Points(0),
-            unmatured_remaining: Points(0),
-            lots_remaining: Points(ledger.max(0)),
-            open_reserved: Points(0),
-            open_leased: Points(0),
+            ledger_balance: ledger.into(),
+            ledger_pending: 0,
+            unmatured_remaining: 0,
+            lots_remaining: ledger.max(0).into(),
+            open_reserved: 0,
+            open_leased: 0,
         }
     }
 
@@ -204,9 +236,9 @@ mod tests {
             c.reserved = Points(4);
             c.leased = Points(5);
         }
-        a.open_reserved = Points(4);
+        a.open_reserved = 4;
         assert_eq!(check_card(&a).len(), 1);
-        a.open_leased = Points(5);
+        a.open_leased = 5;
         assert!(check_card(&a).is_empty());
         assert_eq!(overcommitted(&a), None);
         if let Some(c) = a.cached.as_mut() {
@@ -228,6 +260,19 @@ mod tests {
             diffs[0]
                 .to_string()
                 .contains("balance (vs ledger) is 6, recomputed 5")
+        );
+    }
+
+    #[test]
+    fn a_ledger_that_adds_up_beyond_64_bits_is_a_difference_not_a_failure() {
+        let mut a = audit(i64::MAX, i64::MAX);
+        a.ledger_balance = WideSum::from(i64::MAX) * 2;
+        let diffs = check_card(&a);
+        assert_eq!(diffs.len(), 1);
+        assert!(
+            diffs[0]
+                .to_string()
+                .contains("recomputed 18446744073709551614")
         );
     }
 

@@ -25,6 +25,8 @@ use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::jobs::JobReport;
+use crate::ledger::kpi::{KpiInputs, Period};
+use crate::ledger::quarantine::{QuarantineKind, RetryOutcome};
 use crate::ledger::sequence::Refusal;
 use crate::ledger::verify::{CardAudit, TerminalAudit};
 use crate::ledger::{AnomalyKind, CardRecord, FlagKind, LedgerKind, RulesVersionError};
@@ -34,7 +36,8 @@ use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
 use protocol::wire::{Lease, LiveBalanceResponse, PullResponse, ReserveResponse};
-use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+use protocol::{CardId, Money, Points, Seq, StoreId, TerminalId};
+use std::collections::HashSet;
 use std::fmt;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -78,6 +81,9 @@ pub enum StoreError {
     /// The terminal (`store/terminal`) was revoked while its request was under way.
     #[error("terminal {0} is revoked")]
     Revoked(String),
+    /// `quarantine retry` of a record that does not exist.
+    #[error("no quarantined entry {0}")]
+    UnknownQuarantine(i64),
     /// The database URL cannot be used.
     #[error("{0}")]
     InvalidUrl(String),
@@ -139,7 +145,7 @@ pub struct TerminalInfo {
 }
 
 /// The answer to an accepted push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushOutcome {
     /// Highest contiguous `seq` HQ holds, after commit.
     pub acked_through: Seq,
@@ -147,6 +153,8 @@ pub struct PushOutcome {
     pub applied: u32,
     /// Entries HQ already held.
     pub duplicates: u32,
+    /// Entries stored now without effect ([`crate::ledger::quarantine`]).
+    pub quarantined: Vec<Seq>,
 }
 
 /// A pull's parameters.
@@ -237,6 +245,31 @@ pub struct FlaggedEntry {
     pub detail: String,
 }
 
+/// A quarantined entry, for `report quarantine`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedEntry {
+    /// The record's id, what `quarantine retry` takes.
+    pub id: i64,
+    /// When HQ quarantined it.
+    pub quarantined_at: OffsetDateTime,
+    /// The store of the terminal that recorded it.
+    pub store: StoreId,
+    /// The terminal that recorded it.
+    pub terminal: TerminalId,
+    /// Its number at that terminal.
+    pub seq: Seq,
+    /// Its id.
+    pub entry_id: Uuid,
+    /// Its card (`None`: anonymous).
+    pub card: Option<CardId>,
+    /// What kind of reason.
+    pub kind: QuarantineKind,
+    /// Why HQ could not apply it.
+    pub reason: String,
+    /// When a retry applied it (`None`: still without effect).
+    pub released_at: Option<OffsetDateTime>,
+}
+
 /// A card with a negative balance, for `report overdrafts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overdraft {
@@ -253,6 +286,8 @@ pub struct Overdraft {
 pub struct Audit {
     /// Every card and every card that has ledger rows or lots.
     pub cards: Vec<CardAudit>,
+    /// Cards (as stored) whose row or id does not read, with the reason.
+    pub unreadable: Vec<(String, String)>,
     /// Every terminal.
     pub terminals: Vec<TerminalAudit>,
 }
@@ -368,6 +403,33 @@ pub trait Store: Send + Sync {
 
     /// Every anomaly, oldest first.
     async fn anomalies(&self) -> Result<Vec<Anomaly>, StoreError>;
+
+    /// The entries among `ids` HQ holds (under any terminal).
+    async fn held_entry_ids(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>, StoreError>;
+
+    /// Every member purchase and refund, `(card, at, money)`, ordered by card and
+    /// time, from one snapshot (see [`statements::AnalyticsRows`]).
+    async fn member_purchases(&self) -> Result<Vec<(CardId, OffsetDateTime, Money)>, StoreError>;
+
+    /// Everything a KPI report of `period` reads (one store's, or the chain's), from
+    /// one snapshot; `now` dates the liability and the points expiring soon.
+    async fn kpi_inputs(
+        &self,
+        period: Period,
+        store: Option<&StoreId>,
+        now: OffsetDateTime,
+    ) -> Result<KpiInputs, StoreError>;
+
+    /// Every quarantined entry, oldest first.
+    async fn quarantined(&self) -> Result<Vec<QuarantinedEntry>, StoreError>;
+
+    /// Applies quarantined entry `id` now, exactly once, or says why it still
+    /// cannot be applied (then nothing changes).
+    async fn retry_quarantined(
+        &self,
+        id: i64,
+        now: OffsetDateTime,
+    ) -> Result<RetryOutcome, StoreError>;
 
     /// Holds points of a card for a receipt of the terminal, under the card's lock;
     /// idempotent per (terminal, receipt). Refusals: [`StoreError::Escrow`].

@@ -11,11 +11,15 @@ use super::TerminalInfo;
 use super::encode::{
     card, from_db, opt_from_db, receipt_id, store_id, terminal_id, unsigned, uuid,
 };
-use super::statements::{CardDetail, EntryHolder};
-use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, StoreError, TerminalIdentity};
+use super::statements::{CardDetail, EntryHolder, HeldInQuarantine};
+use super::{
+    Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry, StoreError, TerminalIdentity,
+};
 use crate::ledger::escrow::{LeaseRow, LeaseStatus, ReservationRow, ReservationStatus, TokenUse};
+use crate::ledger::kpi::DailyTotals;
+use crate::ledger::quarantine::QuarantineKind;
 use crate::ledger::sequence::StoredEntry;
-use crate::ledger::verify::TerminalAudit;
+use crate::ledger::verify::{TerminalAudit, WideSum};
 use crate::ledger::{
     AnomalyKind, CardRecord, FlagKind, FlagSet, LedgerKind, Lot, LotKey, LotKind, Spend,
 };
@@ -156,6 +160,12 @@ pub fn card_record(r: &impl Columns, at: usize) -> Result<CardRecord> {
     })
 }
 
+/// A card from [`CARD_COLUMNS`] for `verify`: its stored id, and the decoded row or
+/// why it does not decode.
+pub fn audited_card(r: &impl Columns) -> Result<(String, Result<CardRecord>)> {
+    Ok((r.text(0)?, card_record(r, 0)))
+}
+
 /// Cards by their id.
 pub fn by_card(cards: Vec<CardRecord>) -> HashMap<CardId, CardRecord> {
     cards.into_iter().map(|c| (c.card.clone(), c)).collect()
@@ -221,20 +231,68 @@ pub fn entry_holder(r: &impl Columns) -> Result<EntryHolder> {
     })
 }
 
-/// `card, SUM(spend_minor), MIN(at)` of a card's entries in the window.
-pub fn spend(r: &impl Columns) -> Result<(CardId, Spend)> {
+/// `card, at, spend_minor` of a member's purchase or refund.
+pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Money)> {
+    Ok((r.card(0)?, r.time(1)?, Money(r.int(2)?)))
+}
+
+/// `day, member, receipts, revenue_minor, items, discount_minor, points_accrued,
+/// points_redeemed` of summed KPI aggregate rows.
+pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {
+    let day = i32::try_from(r.int(0)?)
+        .map_err(|_| StoreError::Corrupt("kpi day out of range".to_owned()))?;
     Ok((
-        r.card(0)?,
-        Spend {
-            total: Money(r.int(1)?),
-            earliest: Some(r.time(2)?),
+        day,
+        r.boolean(1)?,
+        DailyTotals {
+            receipts: r.int(2)?,
+            revenue_minor: r.int(3)?,
+            items: r.int(4)?,
+            discount_minor: r.int(5)?,
+            points_accrued: r.int(6)?,
+            points_redeemed: r.int(7)?,
         },
     ))
 }
 
-/// `card, a, b`: two sums of points per card.
-pub fn card_sums(r: &impl Columns) -> Result<(CardId, Points, Points)> {
-    Ok((r.card(0)?, r.points(1)?, r.points(2)?))
+/// `SUM(expr)` as two columns that cannot overflow, for [`wide_sum`]: the high 32
+/// bits of each value (arithmetic shift, so in [-2^31, 2^31)) and the low 32 bits (in
+/// [0, 2^32)), each summed on its own. Neither sum leaves 64 bits before 2^31 rows,
+/// where SQLite's `SUM` of 64-bit values fails with "integer overflow" on the first
+/// sum beyond it. `cast` is what the dialect needs to read the sums as 64-bit
+/// integers (PostgreSQL sums `bigint` as `numeric`).
+pub fn split_sum(expr: &str, cast: &str) -> String {
+    format!("SUM(({expr}) >> 32){cast}, SUM(({expr}) & 4294967295){cast}")
+}
+
+/// The exact sum of the two [`split_sum`] columns at `i` and `i + 1` (`NULL`: no
+/// rows, zero).
+pub fn wide_sum(r: &impl Columns, i: usize) -> Result<WideSum> {
+    let high = WideSum::from(r.opt_int(i)?.unwrap_or(0));
+    let low = WideSum::from(r.opt_int(i + 1)?.unwrap_or(0));
+    Ok(high * (1 << 32) + low)
+}
+
+/// `card, split_sum(spend_minor), MIN(at)` of a card's entries in the window. A sum
+/// beyond 64 bits is an error naming no card (it may reach a log): applying the
+/// batch fails, and the push quarantines the entry that needed it.
+pub fn spend(r: &impl Columns) -> Result<(CardId, Spend)> {
+    let total = i64::try_from(wide_sum(r, 1)?).map_err(|_| {
+        StoreError::Corrupt("a card's spend over the window does not fit in 64 bits".to_owned())
+    })?;
+    Ok((
+        r.card(0)?,
+        Spend {
+            total: Money(total),
+            earliest: Some(r.time(3)?),
+        },
+    ))
+}
+
+/// `card, split_sum(a), split_sum(b)`: two exact sums per card, with the card as
+/// stored (`verify` names a card it cannot parse rather than stopping).
+pub fn card_sums(r: &impl Columns) -> Result<(String, WideSum, WideSum)> {
+    Ok((r.text(0)?, wide_sum(r, 1)?, wide_sum(r, 3)?))
 }
 
 /// `store, terminal, acked_through, COUNT(seq), MIN(seq), MAX(seq)`.
@@ -274,6 +332,38 @@ pub fn flagged_entry(r: &impl Columns) -> Result<FlaggedEntry> {
         kind: FlagKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("flag kind {kind:?}")))?,
         detail: r.text(7)?,
+    })
+}
+
+/// Columns [`quarantined_entry`] reads, in order (`q`: quarantine, `e`: entries,
+/// `t`: terminals).
+pub const QUARANTINE_COLUMNS: &str = "q.id, q.quarantined_at, t.store, t.terminal, e.seq, \
+     q.entry_id, q.card, q.kind, q.reason, q.released_at";
+
+/// A quarantined entry from [`QUARANTINE_COLUMNS`].
+pub fn quarantined_entry(r: &impl Columns) -> Result<QuarantinedEntry> {
+    let kind = r.text(7)?;
+    Ok(QuarantinedEntry {
+        id: r.int(0)?,
+        quarantined_at: r.time(1)?,
+        store: r.store(2)?,
+        terminal: r.terminal(3)?,
+        seq: Seq(r.counter(4)?),
+        entry_id: r.uuid(5)?,
+        card: r.opt_text(6)?.as_deref().map(card).transpose()?,
+        kind: QuarantineKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("quarantine kind {kind:?}")))?,
+        reason: r.text(8)?,
+        released_at: r.opt_time(9)?,
+    })
+}
+
+/// `e.body, t.store, q.released_at IS NOT NULL` of a quarantine record.
+pub fn held_in_quarantine(r: &impl Columns) -> Result<HeldInQuarantine> {
+    Ok(HeldInQuarantine {
+        body: r.text(0)?,
+        store: r.store(1)?,
+        released: r.boolean(2)?,
     })
 }
 
@@ -378,7 +468,17 @@ pub fn token_use(r: &impl Columns) -> Result<TokenUse> {
     })
 }
 
-/// `card, reserved, leased`.
+/// `card, split_sum(reserved), split_sum(leased)` of a terminal's open holds. A sum
+/// beyond 64 bits is an error naming no card (it may reach a log).
 pub fn holds(r: &impl Columns) -> Result<(CardId, Points, Points)> {
-    Ok((r.card(0)?, r.points(1)?, r.points(2)?))
+    let points = |sum: WideSum| {
+        i64::try_from(sum).map(Points).map_err(|_| {
+            StoreError::Corrupt("a card's open holds do not fit in 64 bits".to_owned())
+        })
+    };
+    Ok((
+        r.card(0)?,
+        points(wide_sum(r, 1)?)?,
+        points(wide_sum(r, 3)?)?,
+    ))
 }

@@ -10,17 +10,20 @@
 //! (they run on the store's blocking thread; see `sqlite::session`).
 
 use super::caches::Caches;
-use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
+use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry};
 use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
+use crate::ledger::apply::spend_of;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
+use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::ledger::quarantine::QuarantineRow;
 use crate::ledger::sequence::StoredEntry;
-use crate::ledger::verify::TerminalAudit;
+use crate::ledger::verify::{TerminalAudit, WideSum};
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, Spend};
 use crate::store::Result;
 use protocol::journal::JournalEntry;
 use protocol::wire::BlockChange;
-use protocol::{CardId, Points, ReceiptId, Seq, StoreId, TerminalId};
+use protocol::{CardId, Money, Points, ReceiptId, Seq, StoreId, TerminalId};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::future::Future;
@@ -97,6 +100,31 @@ pub struct NewEntries<'a> {
     pub encoded: &'a [(String, String)],
     /// When HQ received them.
     pub received_at: OffsetDateTime,
+    /// Those of them stored without effect.
+    pub quarantined: &'a [QuarantineRow],
+}
+
+impl NewEntries<'_> {
+    /// The spend an entry row counts (`entries.spend_minor`, what tiers and reports
+    /// sum): none for a quarantined entry until a retry applies it.
+    pub fn spend(&self, entry: &JournalEntry) -> Money {
+        if self.quarantined.iter().any(|q| q.entry_id == entry.id) {
+            Money::ZERO
+        } else {
+            spend_of(entry)
+        }
+    }
+}
+
+/// A quarantined entry as `quarantine retry` finds it, locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldInQuarantine {
+    /// The entry's stored canonical JSON.
+    pub body: String,
+    /// The store of the terminal that pushed it.
+    pub store: StoreId,
+    /// True once a retry applied it.
+    pub released: bool,
 }
 
 /// HQ blocking or unblocking a card.
@@ -320,16 +348,74 @@ pub trait JobRows: Send {
     fn mark_tiers(&mut self, version: u64) -> impl Fut<()>;
 }
 
-/// What `verify` sums.
+/// A card as `verify` reads it: its id as stored, and its row decoded, or why it
+/// does not decode (one bad row must not stop the others from being checked).
+pub type AuditedCard = (String, Result<CardRecord>);
+
+/// What `verify` sums, card by card, each sum exact ([`WideSum`]).
 pub trait AuditRows: Send {
     /// Every card.
-    fn all_cards(&mut self) -> impl Fut<Vec<CardRecord>>;
-    /// Per card: the sums of its ledger's balance and pending deltas.
-    fn ledger_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
-    /// Per card: the points left in its lots, and in its unmatured lots.
-    fn lot_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
+    fn all_cards(&mut self) -> impl Fut<Vec<AuditedCard>>;
+    /// Per card (as stored): the sums of its ledger's balance and pending deltas.
+    fn ledger_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
+    /// Per card (as stored): the points left in its lots, and in its unmatured lots.
+    fn lot_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
     /// Every terminal with the count and range of the seqs HQ holds.
     fn terminal_audits(&mut self) -> impl Fut<Vec<TerminalAudit>>;
+}
+
+/// Which aggregate rows a KPI figure reads: days `from..=to` (Julian day numbers of
+/// UTC dates), of one store or of all.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiScope<'a> {
+    /// First day.
+    pub from: i32,
+    /// Last day.
+    pub to: i32,
+    /// One store, or the chain.
+    pub store: Option<&'a StoreId>,
+}
+
+/// The KPI aggregates (written by each push) and what the marketing reports read.
+pub trait AnalyticsRows: Send {
+    /// Every purchase and refund of a member, as the CLV models see them: sale
+    /// entries with at least one line (an opening balance has none) and returns, each
+    /// as `(card, at, money paid or refunded)`, ordered by card and time; an entry
+    /// in quarantine is not applied, so not a purchase until a retry applies it.
+    fn member_purchases(&mut self) -> impl Fut<Vec<(CardId, OffsetDateTime, Money)>>;
+    /// Adds a push's KPI delta to the aggregates (rows in key order, so concurrent
+    /// pushes lock them in one order).
+    fn add_kpi(&mut self, delta: &KpiDelta) -> impl Fut<()>;
+    /// The scope's aggregate rows summed per day and member flag, by day.
+    fn kpi_days(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, bool, DailyTotals)>>;
+    /// Distinct members with a receipt in the scope.
+    fn active_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Members with a receipt in `before` and none in `scope`.
+    fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Members whose first receipt day is in the scope (for a store: who also bought
+    /// there in it).
+    fn new_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Points the ledger job expired at times in `from..to`.
+    fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
+    /// Positive balances and pending points of every card, summed.
+    fn points_outstanding(&mut self) -> impl Fut<(i64, i64)>;
+    /// Points left in lots that expire at times in `from..to`.
+    fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
+}
+
+/// Entries stored without effect, and their retries.
+pub trait QuarantineRows: Send {
+    /// Records quarantined entries (their entry rows are inserted first).
+    fn insert_quarantine(&mut self, rows: &[QuarantineRow], now: OffsetDateTime) -> impl Fut<()>;
+    /// Every quarantined entry, oldest first, released ones included.
+    fn quarantined(&mut self) -> impl Fut<Vec<QuarantinedEntry>>;
+    /// Quarantine record `id`, locked for the rest of the transaction (so two retries
+    /// of one entry queue up and the second finds it released).
+    fn lock_quarantined(&mut self, id: i64) -> impl Fut<Option<HeldInQuarantine>>;
+    /// Marks record `id` applied.
+    fn release_quarantined(&mut self, id: i64, now: OffsetDateTime) -> impl Fut<()>;
+    /// Sets the spend an applied entry's row counts.
+    fn set_entry_spend(&mut self, entry: Uuid, spend: Money) -> impl Fut<()>;
 }
 
 /// Reservations, leases and app-token uses (points never spent twice). Rows that
@@ -373,8 +459,9 @@ pub trait EscrowRows: Send {
     -> impl Fut<Vec<LeaseRow>>;
     /// Forgets the uses of tokens that expired before `before`; the rows deleted.
     fn forget_token_uses(&mut self, before: OffsetDateTime) -> impl Fut<u64>;
-    /// Per card with any: `(card, reserved, leased)` summed from the open rows.
-    fn hold_sums(&mut self) -> impl Fut<Vec<(CardId, Points, Points)>>;
+    /// Per card with any: `(card, reserved, leased)` summed exactly from the open
+    /// rows, with the card as stored (`verify` names a card it cannot parse).
+    fn hold_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
 }
 
 /// Every statement of a backend, on one connection (inside a transaction or not, as
@@ -389,6 +476,8 @@ pub trait Statements:
     + AdminRows
     + JobRows
     + AuditRows
+    + AnalyticsRows
+    + QuarantineRows
     + EscrowRows
 {
     /// The store's caches.

@@ -10,6 +10,7 @@ use crate::admin;
 use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::{CARD, T0, entry_id, pending_sale, sale, welcome};
 use crate::ledger::batch::Batch;
+use crate::ledger::kpi::{KpiInputs, Period};
 use crate::ledger::sequence::Refusal;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -120,7 +121,12 @@ testkit::on_every_backend!(
     blocking_twice_changes_nothing_and_keys_rotate_with_a_grace_period,
     the_same_batches_pushed_to_two_instances_at_once_are_applied_once,
     many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
+    kpi_aggregates_count_each_entry_once_per_store_and_day,
 );
+
+mod escrow;
+mod extremes;
+mod quarantine;
 
 async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
     let token = TerminalToken::generate().unwrap();
@@ -1009,4 +1015,44 @@ mod postgres_only {
     }
 }
 
-mod escrow;
+async fn kpi_aggregates_count_each_entry_once_per_store_and_day(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s2", "t1").await;
+    let entries = vec![
+        sale(1, CARD, 0, 10),
+        sale(2, CARD, 5, 0),
+        sale(3, OTHER_CARD, 0, 3),
+    ];
+    store.push(&t1, batch(entries.clone()), T0).await.unwrap();
+    // A retried push applies nothing and adds nothing to the aggregates.
+    store.push(&t1, batch(entries), T0).await.unwrap();
+    store
+        .push(&t2, batch(vec![other_terminal(sale(1, CARD, 0, 1))]), T0)
+        .await
+        .unwrap();
+
+    let day = Period::new(T0.date(), T0.date()).unwrap();
+    let receipts = |i: &KpiInputs| i.days.iter().map(|(_, _, t)| t.receipts).sum::<i64>();
+    let revenue = |i: &KpiInputs| i.days.iter().map(|(_, _, t)| t.revenue_minor).sum::<i64>();
+    let chain = store.kpi_inputs(day, None, T0).await.unwrap();
+    assert_eq!(receipts(&chain), 4);
+    assert_eq!(revenue(&chain), 10_000 + 9_500 + 10_000 + 10_000);
+    assert!(chain.days.iter().all(|(_, member, _)| *member));
+    assert_eq!((chain.active_members, chain.new_members), (2, 2));
+    assert_eq!(chain.points_outstanding, 10 - 5 + 3 + 1);
+
+    let s2 = StoreId::parse("s2").unwrap();
+    let one_store = store.kpi_inputs(day, Some(&s2), T0).await.unwrap();
+    assert_eq!(receipts(&one_store), 1);
+    assert_eq!((one_store.active_members, one_store.new_members), (1, 1));
+
+    // The next day nobody bought: both members of the day before churned.
+    let next = T0.date().next_day().unwrap();
+    let after = store
+        .kpi_inputs(Period::new(next, next).unwrap(), None, T0)
+        .await
+        .unwrap();
+    assert_eq!(receipts(&after), 0);
+    assert_eq!((after.churned_members, after.new_members), (2, 0));
+    assert_eq!(after.active_members_30d, 2);
+}

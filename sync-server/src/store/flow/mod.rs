@@ -6,13 +6,16 @@
 //! ([`crate::store::statements`]) and run the ops ([`Backend`]); `Store` itself is
 //! implemented here, once, for any backend.
 
+pub mod analytics;
 pub mod audit;
 pub mod cards;
 pub mod escrow;
 pub mod feed;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod push;
+pub mod quarantine;
 pub mod reports;
 pub mod rules;
 pub mod terminals;
@@ -21,22 +24,26 @@ use crate::keys::TokenHash;
 use crate::ledger::batch::Batch;
 use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::jobs::JobReport;
+use crate::ledger::kpi::{KpiInputs, Period};
+use crate::ledger::quarantine::RetryOutcome;
 use crate::ledger::sequence::Refusal;
 use crate::store::Result;
 use crate::store::backend::{Attempt, Backend};
 use crate::store::flow::escrow::{AbandonAfter, AbandonReport};
 use crate::store::{
-    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome, Store,
-    StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
+    Anomaly, Audit, CardReport, FlaggedEntry, KeyInfo, Overdraft, PullRequest, PushOutcome,
+    QuarantinedEntry, Store, StoreError, TerminalAdded, TerminalIdentity, TerminalInfo,
 };
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
 use protocol::wire::{Lease, LiveBalanceResponse, PullResponse, ReserveResponse};
-use protocol::{CardId, Seq, StoreId, TerminalId};
+use protocol::{CardId, Money, Seq, StoreId, TerminalId};
+use std::collections::HashSet;
 use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 /// An op's answer, done (no [`Attempt::StartOver`]).
 fn done<T>(result: Result<T>) -> Result<Attempt<T>> {
@@ -111,6 +118,10 @@ impl<B: Backend> Store for B {
                     acked_through,
                 }
                 .into())
+            }
+            // Rolled back: find the entries that fail alone and quarantine them.
+            Err(e) if quarantine::is_internal(&e) => {
+                quarantine::push_one_by_one(self, terminal, &batch, now).await
             }
             other => other,
         }
@@ -242,6 +253,36 @@ impl<B: Backend> Store for B {
 
     async fn anomalies(&self) -> Result<Vec<Anomaly>> {
         self.run(reports::Anomalies).await
+    }
+
+    async fn held_entry_ids(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
+        self.run(import::HeldIds(ids)).await
+    }
+
+    async fn member_purchases(&self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
+        self.run(analytics::MemberPurchases).await
+    }
+
+    async fn kpi_inputs(
+        &self,
+        period: Period,
+        store: Option<&StoreId>,
+        now: OffsetDateTime,
+    ) -> Result<KpiInputs> {
+        self.run(analytics::KpiRead {
+            period,
+            store: store.cloned(),
+            now,
+        })
+        .await
+    }
+
+    async fn quarantined(&self) -> Result<Vec<QuarantinedEntry>> {
+        self.run(quarantine::List).await
+    }
+
+    async fn retry_quarantined(&self, id: i64, now: OffsetDateTime) -> Result<RetryOutcome> {
+        self.run(quarantine::Retry { id, now }).await
     }
 
     async fn reserve(

@@ -13,7 +13,8 @@
 //!    computes from the state the previous writer committed.
 //! 5. Let [`apply_batch`] decide, then write: entries (the database's uniqueness is
 //!    the last word on exactly-once: a clash refuses the batch), cards, lots, ledger,
-//!    flags, and the store's feed membership of cards not known to be in it.
+//!    flags, the KPI aggregates ([`crate::ledger::kpi`]), and the store's feed
+//!    membership of cards not known to be in it.
 //!    Settle reservations and leases first ([`settle`]: capture, release, lease
 //!    charge and close, on the cards' `reserved`/`leased`), reading their rows after
 //!    the card locks; a lease settlement that does not add up is recorded as an
@@ -28,11 +29,12 @@
 
 use super::done;
 use super::rules;
-use crate::ledger::apply::{BatchInput, apply_batch, cards_that_consume};
+use crate::ledger::apply::{BatchInput, BatchPlan, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
-use crate::ledger::escrow::{settle, settlement_keys};
+use crate::ledger::escrow::{Settlement, settle, settlement_keys};
+use crate::ledger::kpi;
 use crate::ledger::sequence::{Refusal, classify, held_range};
-use crate::ledger::{AnomalyKind, CardRecord, cached_spend, spend_window_start};
+use crate::ledger::{AnomalyKind, CardRecord, RulesBook, cached_spend, spend_window_start};
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
@@ -40,7 +42,8 @@ use crate::store::encode::entry_body_and_hash;
 use crate::store::statements::{Clash, Missing, NewEntries, Statements};
 use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
-use protocol::{CardId, Seq};
+use protocol::limits::Limits;
+use protocol::{CardId, Seq, StoreId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -131,13 +134,14 @@ impl Op for Push {
         let new = classified.new_entries(batch);
         let acked_after = new.last().map_or(acked, |e| e.seq);
         associated.clear();
+        let mut quarantined = Vec::new();
         if !new.is_empty() {
             let to_apply = New {
                 entries: new,
                 from: classified.new_from,
                 acked,
             };
-            let Some(cards) =
+            let Some(applied) =
                 apply_new(c, terminal, batch, encoded, &to_apply, *missing, *now).await?
             else {
                 if matches!(missing, Missing::Create(_)) {
@@ -148,13 +152,16 @@ impl Op for Push {
                 *missing = Missing::Create(*now);
                 return Ok(Attempt::StartOver);
             };
-            *associated = cards;
+            *associated = applied.associated;
+            quarantined = applied.quarantined;
         }
         c.ack(terminal.key, acked_after, *now).await?;
+        let applied = new.len().saturating_sub(quarantined.len());
         done(Ok(PushOutcome {
             acked_through: acked_after,
-            applied: u32::try_from(new.len()).unwrap_or(u32::MAX),
+            applied: u32::try_from(applied).unwrap_or(u32::MAX),
             duplicates: classified.duplicates,
+            quarantined,
         }))
     }
 
@@ -179,9 +186,16 @@ struct New<'a> {
     acked: Seq,
 }
 
-/// Writes the new entries and their effects; answers the cards whose feed
-/// membership it made sure of, or `None` when a card has no row and `missing` is
-/// `Report` (nothing written).
+/// What [`apply_new`] wrote.
+struct Applied {
+    /// The cards whose feed membership it made sure of.
+    associated: Vec<String>,
+    /// The entries it stored without effect.
+    quarantined: Vec<Seq>,
+}
+
+/// Writes the new entries and their effects, or answers `None` when a card has no
+/// row and `missing` is `Report` (nothing written).
 async fn apply_new<C: Statements>(
     c: &mut C,
     terminal: &TerminalIdentity,
@@ -190,7 +204,7 @@ async fn apply_new<C: Statements>(
     new: &New<'_>,
     missing: Missing,
     now: OffsetDateTime,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Applied>> {
     let book = rules::book(c, batch.rules_versions()).await?;
     let mut seen = HashSet::new();
     let touched: Vec<&CardId> = new
@@ -202,11 +216,10 @@ async fn apply_new<C: Statements>(
     let Some(locked) = c.lock_cards(&touched, missing).await? else {
         return Ok(None);
     };
-    let open_lots = c.open_lots(&cards_that_consume(new.entries)).await?;
-    let (mut spend_before, stale) = cached_spend(&locked.cards, now);
-    spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
     // Reservations and leases are read after the card locks, like lots: every
-    // writer of them holds the card's lock.
+    // writer of them holds the card's lock. Every stored entry settles them once,
+    // a quarantined one included: HQ holds it, so the till's hold has ended (its
+    // points move when a retry applies it).
     let keys = settlement_keys(new.entries);
     let reservations = c.reservations(terminal.key, &keys.receipts).await?;
     let leases = c.leases(&keys.leases).await?;
@@ -219,14 +232,7 @@ async fn apply_new<C: Statements>(
         &mut cards,
         now,
     );
-    let plan = apply_batch(BatchInput {
-        entries: new.entries,
-        cards,
-        open_lots,
-        spend_before,
-        rules: &book,
-        now,
-    });
+    let plan = plan(c, new.entries, cards, &book, now).await?;
     // After the spend was read: it must not count this batch, the ledger adds each
     // entry as it applies it.
     let encoded = &encoded.get().await?[new.from..];
@@ -235,16 +241,92 @@ async fn apply_new<C: Statements>(
         entries: new.entries,
         encoded,
         received_at: now,
+        quarantined: &plan.quarantined,
     };
     if let Some(clash) = c.insert_entries(&rows).await? {
         return Err(refusal(clash, new.acked));
     }
+    write_effects(c, &plan, now).await?;
+    c.insert_quarantine(&plan.quarantined, now).await?;
+    write_settlement(c, terminal, &settlement, now).await?;
+    // The KPI aggregates move with the applied entries, in the same transaction; a
+    // quarantined entry counts when a retry applies it.
+    let quarantined: HashSet<Seq> = plan.quarantined.iter().map(|q| q.seq).collect();
+    let applied = new.entries.iter().filter(|e| !quarantined.contains(&e.seq));
+    add_kpi(c, applied, &terminal.store).await?;
+    let unknown = c.caches().associations.unknown(&terminal.store, &touched);
+    if !unknown.is_empty() {
+        c.associate(&terminal.store, &unknown).await?;
+    }
+    Ok(Some(Applied {
+        associated: unknown,
+        quarantined: plan.quarantined.iter().map(|q| q.seq).collect(),
+    }))
+}
+
+/// Reads what applying `entries` to their locked `cards` needs and lets
+/// [`apply_batch`] decide. Only after the cards' locks: each plan computes from the
+/// state the previous writer committed.
+pub(super) async fn plan<C: Statements>(
+    c: &mut C,
+    entries: &[JournalEntry],
+    cards: HashMap<CardId, CardRecord>,
+    rules: &RulesBook,
+    now: OffsetDateTime,
+) -> Result<BatchPlan> {
+    let open_lots = c.open_lots(&cards_that_consume(entries)).await?;
+    let (mut spend_before, stale) = cached_spend(&cards, now);
+    spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
+    Ok(apply_batch(BatchInput {
+        entries,
+        cards,
+        open_lots,
+        spend_before,
+        rules,
+        // HQ holds every till to the hard ceilings: a till may be configured lower,
+        // never higher, so what a till accepted is within them.
+        limits: &Limits::CEILING,
+        now,
+    }))
+}
+
+/// Writes what a plan changes besides the entry rows (which exist by now).
+pub(super) async fn write_effects<C: Statements>(
+    c: &mut C,
+    plan: &BatchPlan,
+    now: OffsetDateTime,
+) -> Result<()> {
     let cards: Vec<&CardRecord> = plan.cards.iter().map(|p| &p.state).collect();
     c.write_cards(&cards, now).await?;
     c.insert_lots(&plan.new_lots).await?;
     c.update_lots(&plan.changed_lots).await?;
     c.insert_ledger(&plan.ledger).await?;
     c.insert_flags(&plan.flags).await?;
+    Ok(())
+}
+
+/// Adds what applied entries contribute to the KPI aggregates
+/// ([`crate::ledger::kpi`]).
+pub(super) async fn add_kpi<'a, C: Statements>(
+    c: &mut C,
+    applied: impl IntoIterator<Item = &'a JournalEntry>,
+    store: &StoreId,
+) -> Result<()> {
+    let delta = kpi::delta(applied, store);
+    if !delta.is_empty() {
+        c.add_kpi(&delta).await?;
+    }
+    Ok(())
+}
+
+/// Writes the reservations and leases a push settled; a lease settlement that does
+/// not add up is an anomaly, never a refusal.
+async fn write_settlement<C: Statements>(
+    c: &mut C,
+    terminal: &TerminalIdentity,
+    settlement: &Settlement,
+    now: OffsetDateTime,
+) -> Result<()> {
     c.write_reservations(&settlement.reservations).await?;
     c.write_leases(&settlement.leases).await?;
     for mismatch in &settlement.mismatches {
@@ -258,16 +340,12 @@ async fn apply_new<C: Statements>(
         })
         .await?;
     }
-    let unknown = c.caches().associations.unknown(&terminal.store, &touched);
-    if !unknown.is_empty() {
-        c.associate(&terminal.store, &unknown).await?;
-    }
-    Ok(Some(unknown))
+    Ok(())
 }
 
 /// The refusal a clash with the database's uniqueness means; the owner of a reused
 /// id is named after the rollback ([`IdOwner`]).
-fn refusal(clash: Clash, acked_through: Seq) -> StoreError {
+pub(super) fn refusal(clash: Clash, acked_through: Seq) -> StoreError {
     match clash {
         Clash::Id(id) => Refusal::IdConflict {
             id: id.unwrap_or_else(Uuid::nil),

@@ -14,7 +14,7 @@ use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
 use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::encode::{opt_to_db, to_db};
-use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS};
+use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, Locked, Missing};
 use protocol::{CardId, StoreId};
 use std::collections::{HashMap, HashSet};
@@ -110,8 +110,11 @@ impl CardRows for PgSession<'_> {
         }
         sql::all(
             self.client(),
-            "SELECT card, SUM(spend_minor)::bigint, MIN(at) FROM entries
-             WHERE card = ANY($1) AND at > $2 GROUP BY card",
+            &format!(
+                "SELECT card, {}, MIN(at) FROM entries
+                 WHERE card = ANY($1) AND at > $2 GROUP BY card",
+                split_sum("spend_minor", "::bigint")
+            ),
             &[&keys(cards), &to_db(since)],
             rows::spend,
         )

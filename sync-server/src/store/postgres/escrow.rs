@@ -8,25 +8,29 @@
 use super::session::PgSession;
 use super::sql;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
+use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
-use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS};
+use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::EscrowRows;
 use protocol::{CardId, Points, ReceiptId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// `(card, reserved, leased)` of open rows, summed per card; `$1` filters the rows
+/// `(card, reserved, leased)` of open rows, summed per card in overflow-free halves
+/// ([`split_sum`]); `$1` filters the rows
 /// (`WHERE` clauses added by the caller as `{filter}`).
 fn holds_sql(filter: &str) -> String {
     format!(
-        "SELECT card, SUM(r)::bigint, SUM(l)::bigint FROM (
+        "SELECT card, {}, {} FROM (
              SELECT card, points AS r, 0::bigint AS l FROM reservations
              WHERE status = 'open' {filter}
              UNION ALL
              SELECT card, 0::bigint, points - charged FROM leases
              WHERE status = 'open' {filter}
-         ) AS h GROUP BY card"
+         ) AS h GROUP BY card",
+        split_sum("r", "::bigint"),
+        split_sum("l", "::bigint"),
     )
 }
 
@@ -234,7 +238,7 @@ impl EscrowRows for PgSession<'_> {
         .await
     }
 
-    async fn hold_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
-        sql::all(self.client(), &holds_sql(""), &[], rows::holds).await
+    async fn hold_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
+        sql::all(self.client(), &holds_sql(""), &[], rows::card_sums).await
     }
 }

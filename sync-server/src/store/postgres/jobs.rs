@@ -2,13 +2,12 @@
 
 use super::session::PgSession;
 use super::sql;
-use crate::ledger::CardRecord;
-use crate::ledger::verify::TerminalAudit;
+use crate::ledger::verify::{TerminalAudit, WideSum};
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
-use crate::store::rows::{self, CARD_COLUMNS, Columns};
-use crate::store::statements::{AuditRows, JobRows};
-use protocol::{CardId, Points};
+use crate::store::rows::{self, CARD_COLUMNS, Columns, split_sum};
+use crate::store::statements::{AuditRows, AuditedCard, JobRows};
+use protocol::CardId;
 use time::OffsetDateTime;
 
 impl JobRows for PgSession<'_> {
@@ -68,33 +67,43 @@ impl JobRows for PgSession<'_> {
 }
 
 impl AuditRows for PgSession<'_> {
-    async fn all_cards(&mut self) -> Result<Vec<CardRecord>> {
+    async fn all_cards(&mut self) -> Result<Vec<AuditedCard>> {
         sql::all(
             self.client(),
             &format!("SELECT {CARD_COLUMNS} FROM cards"),
             &[],
-            |r| rows::card_record(r, 0),
+            rows::audited_card,
         )
         .await
     }
 
-    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+    /// `SUM(bigint)` is `numeric` here and cannot overflow, but casting it back to
+    /// `bigint` can: the split sums convert exactly, like SQLite's.
+    async fn ledger_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         sql::all(
             self.client(),
-            "SELECT card, SUM(delta_balance)::bigint, SUM(delta_pending)::bigint
-             FROM ledger GROUP BY card",
+            &format!(
+                "SELECT card, {}, {} FROM ledger GROUP BY card",
+                split_sum("delta_balance", "::bigint"),
+                split_sum("delta_pending", "::bigint")
+            ),
             &[],
             rows::card_sums,
         )
         .await
     }
 
-    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+    async fn lot_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         sql::all(
             self.client(),
-            "SELECT card, SUM(remaining)::bigint,
-                    SUM(CASE WHEN NOT matured THEN remaining ELSE 0 END)::bigint
-             FROM lots GROUP BY card",
+            &format!(
+                "SELECT card, {}, {} FROM lots GROUP BY card",
+                split_sum("remaining", "::bigint"),
+                split_sum(
+                    "CASE WHEN NOT matured THEN remaining ELSE 0 END",
+                    "::bigint"
+                )
+            ),
             &[],
             rows::card_sums,
         )

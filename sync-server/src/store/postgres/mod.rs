@@ -11,11 +11,13 @@
 //! are [`crate::store::flow`]'s, exactly as on SQLite.
 
 mod admin;
+mod analytics;
 mod cards;
 mod escrow;
 mod feed;
 mod jobs;
 pub mod options;
+mod quarantine;
 pub mod retry;
 mod rules;
 pub mod schema;

@@ -39,9 +39,33 @@ const MIGRATIONS: &[Migration] = &[
         name: "reservations, leases and app-token uses",
         sql: V2,
     },
+    Migration {
+        version: 3,
+        name: "quarantine",
+        sql: V3_QUARANTINE,
+    },
+    Migration {
+        version: 4,
+        name: "kpi aggregates",
+        sql: V4,
+    },
 ];
 
-/// The schema version this server brings a database to.
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V3_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    entry_id       UUID NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT COLLATE "C",
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at BIGINT NOT NULL,
+    released_at    BIGINT
+);
+"#;
+
+/// The version the newest migration brings a database to.
 pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
@@ -314,4 +338,36 @@ CREATE TABLE token_uses (
     used_at      BIGINT NOT NULL
 );
 CREATE INDEX token_uses_expiry ON token_uses (expires_at);
+"#;
+
+/// The KPI aggregates (see the SQLite schema's V4), kept current by each push.
+const V4: &str = r#"
+CREATE TABLE kpi_daily (
+    day             INTEGER NOT NULL,
+    store           TEXT NOT NULL,
+    member          BOOLEAN NOT NULL,
+    receipts        BIGINT NOT NULL,
+    revenue_minor   BIGINT NOT NULL,
+    items           BIGINT NOT NULL,
+    discount_minor  BIGINT NOT NULL,
+    points_accrued  BIGINT NOT NULL,
+    points_redeemed BIGINT NOT NULL,
+    PRIMARY KEY (day, store, member)
+);
+
+CREATE TABLE kpi_member_days (
+    day   INTEGER NOT NULL,
+    card  TEXT COLLATE "C" NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (day, card, store)
+);
+CREATE INDEX kpi_member_days_card ON kpi_member_days (card, day);
+
+CREATE TABLE kpi_members (
+    card      TEXT COLLATE "C" PRIMARY KEY,
+    first_day INTEGER NOT NULL
+);
+CREATE INDEX kpi_members_first ON kpi_members (first_day);
+
+CREATE INDEX ledger_kind_at ON ledger (kind, at);
 "#;

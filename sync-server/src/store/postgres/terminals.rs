@@ -11,7 +11,7 @@
 use super::session::PgSession;
 use super::sql;
 use crate::keys::TokenHash;
-use crate::ledger::apply::{entry_kind, spend_of};
+use crate::ledger::apply::entry_kind;
 use crate::ledger::sequence::StoredEntry;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
@@ -179,7 +179,7 @@ impl EntryRows for PgSession<'_> {
             at.push(to_db(e.at));
             kind.push(entry_kind(e).as_str());
             card.push(e.card().map(CardId::as_str));
-            spend.push(spend_of(e).get());
+            spend.push(new.spend(e).get());
             rules_version.push(signed(e.rules_version)?);
             hash.push(h.as_str());
             body.push(b.as_str());

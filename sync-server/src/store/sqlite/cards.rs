@@ -10,7 +10,7 @@ use super::session::{CHUNK, SqliteSession, boolean, int, opt_int, opt_text, text
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
 use crate::store::Result;
 use crate::store::encode::{opt_to_db, to_db};
-use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS};
+use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, Locked, Missing};
 use protocol::{CardId, StoreId};
 use rusqlite::types::Value;
@@ -56,8 +56,9 @@ impl CardRows for SqliteSession<'_> {
     ) -> Result<Vec<(CardId, Spend)>> {
         self.query_in(
             &format!(
-                "SELECT card, SUM(spend_minor), MIN(at) FROM entries
+                "SELECT card, {}, MIN(at) FROM entries
                  WHERE card IN ({{keys}}) AND at > ?{} GROUP BY card",
+                split_sum("spend_minor", ""),
                 CHUNK + 1
             ),
             &card_keys(cards),

@@ -4,9 +4,10 @@
 
 use super::session::{CHUNK, SqliteSession, int, text};
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
+use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
-use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS};
+use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::EscrowRows;
 use protocol::{CardId, Points, ReceiptId};
 use rusqlite::types::Value;
@@ -111,13 +112,15 @@ impl EscrowRows for SqliteSession<'_> {
         let t = CHUNK + 1;
         self.query_in(
             &format!(
-                "SELECT card, SUM(r), SUM(l) FROM (
+                "SELECT card, {}, {} FROM (
                      SELECT card, points AS r, 0 AS l FROM reservations
                      WHERE card IN ({{keys}}) AND terminal_ref = ?{t} AND status = 'open'
                      UNION ALL
                      SELECT card, 0, points - charged FROM leases
                      WHERE card IN ({{keys}}) AND terminal_ref = ?{t} AND status = 'open'
-                 ) GROUP BY card"
+                 ) GROUP BY card",
+                split_sum("r", ""),
+                split_sum("l", ""),
             ),
             &keys,
             &[int(terminal)],
@@ -193,15 +196,19 @@ impl EscrowRows for SqliteSession<'_> {
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
 
-    async fn hold_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+    async fn hold_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         self.all(
-            "SELECT card, SUM(r), SUM(l) FROM (
-                 SELECT card, points AS r, 0 AS l FROM reservations WHERE status = 'open'
-                 UNION ALL
-                 SELECT card, 0, points - charged FROM leases WHERE status = 'open'
-             ) GROUP BY card",
+            &format!(
+                "SELECT card, {}, {} FROM (
+                     SELECT card, points AS r, 0 AS l FROM reservations WHERE status = 'open'
+                     UNION ALL
+                     SELECT card, 0, points - charged FROM leases WHERE status = 'open'
+                 ) GROUP BY card",
+                split_sum("r", ""),
+                split_sum("l", ""),
+            ),
             [],
-            |r| rows::holds(r),
+            |r| rows::card_sums(r),
         )
     }
 }

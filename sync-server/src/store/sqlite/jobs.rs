@@ -1,13 +1,12 @@
 //! What the periodic job looks for and what `verify` sums, in SQLite.
 
 use super::session::SqliteSession;
-use crate::ledger::CardRecord;
-use crate::ledger::verify::TerminalAudit;
+use crate::ledger::verify::{TerminalAudit, WideSum};
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
-use crate::store::rows::{self, CARD_COLUMNS, Columns};
-use crate::store::statements::{AuditRows, JobRows};
-use protocol::{CardId, Points};
+use crate::store::rows::{self, CARD_COLUMNS, Columns, split_sum};
+use crate::store::statements::{AuditRows, AuditedCard, JobRows};
+use protocol::CardId;
 use time::OffsetDateTime;
 
 impl JobRows for SqliteSession<'_> {
@@ -57,24 +56,31 @@ impl JobRows for SqliteSession<'_> {
 }
 
 impl AuditRows for SqliteSession<'_> {
-    async fn all_cards(&mut self) -> Result<Vec<CardRecord>> {
+    async fn all_cards(&mut self) -> Result<Vec<AuditedCard>> {
         self.all(&format!("SELECT {CARD_COLUMNS} FROM cards"), [], |r| {
-            rows::card_record(r, 0)
+            rows::audited_card(r)
         })
     }
 
-    async fn ledger_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+    async fn ledger_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         self.all(
-            "SELECT card, SUM(delta_balance), SUM(delta_pending) FROM ledger GROUP BY card",
+            &format!(
+                "SELECT card, {}, {} FROM ledger GROUP BY card",
+                split_sum("delta_balance", ""),
+                split_sum("delta_pending", "")
+            ),
             [],
             |r| rows::card_sums(r),
         )
     }
 
-    async fn lot_sums(&mut self) -> Result<Vec<(CardId, Points, Points)>> {
+    async fn lot_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         self.all(
-            "SELECT card, SUM(remaining), SUM(CASE WHEN matured = 0 THEN remaining ELSE 0 END)
-             FROM lots GROUP BY card",
+            &format!(
+                "SELECT card, {}, {} FROM lots GROUP BY card",
+                split_sum("remaining", ""),
+                split_sum("CASE WHEN matured = 0 THEN remaining ELSE 0 END", "")
+            ),
             [],
             |r| rows::card_sums(r),
         )

@@ -11,11 +11,13 @@
 //! [`Backend::run`] on a blocking thread through `session::block_on`.
 
 mod admin;
+mod analytics;
 mod cards;
 mod escrow;
 mod feed;
 mod group;
 mod jobs;
+mod quarantine;
 mod rules;
 mod schema;
 mod session;

@@ -12,8 +12,27 @@ use rusqlite_migration::{M, Migrations};
 /// in place: V2 rebuilds `entries`, which `ledger` and `flags` reference), and a
 /// migration that rebuilds a table checks the foreign keys before it commits.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2).foreign_key_check()])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2).foreign_key_check(),
+        M::up(V3_QUARANTINE),
+        M::up(V4),
+    ])
 }
+
+/// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
+/// released when a retry applied it.
+const V3_QUARANTINE: &str = r#"
+CREATE TABLE quarantine (
+    id             INTEGER PRIMARY KEY,
+    entry_id       TEXT NOT NULL UNIQUE REFERENCES entries (id),
+    card           TEXT,
+    kind           TEXT NOT NULL CHECK (kind IN ('overflow', 'out_of_limits', 'internal')),
+    reason         TEXT NOT NULL,
+    quarantined_at INTEGER NOT NULL,
+    released_at    INTEGER
+);
+"#;
 
 const V1: &str = r#"
 -- Terminals and their bearer tokens (SHA-256 hex only). acked_through is the highest
@@ -242,6 +261,43 @@ CREATE TABLE token_uses (
     used_at      INTEGER NOT NULL
 );
 CREATE INDEX token_uses_expiry ON token_uses (expires_at);
+"#;
+
+/// The KPI aggregates, kept current by each push in its own transaction
+/// (`ledger::kpi` says what each entry adds). Days are Julian day numbers of the UTC
+/// date. Entries applied before this migration are not in them.
+const V4: &str = r#"
+CREATE TABLE kpi_daily (
+    day             INTEGER NOT NULL,
+    store           TEXT NOT NULL,
+    member          INTEGER NOT NULL,
+    receipts        INTEGER NOT NULL,
+    revenue_minor   INTEGER NOT NULL,
+    items           INTEGER NOT NULL,
+    discount_minor  INTEGER NOT NULL,
+    points_accrued  INTEGER NOT NULL,
+    points_redeemed INTEGER NOT NULL,
+    PRIMARY KEY (day, store, member)
+) WITHOUT ROWID;
+
+-- Which member bought on which day at which store: active, churned and new members.
+CREATE TABLE kpi_member_days (
+    day   INTEGER NOT NULL,
+    card  TEXT NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (day, card, store)
+) WITHOUT ROWID;
+CREATE INDEX kpi_member_days_card ON kpi_member_days (card, day);
+
+-- Each member's first receipt day.
+CREATE TABLE kpi_members (
+    card      TEXT PRIMARY KEY,
+    first_day INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX kpi_members_first ON kpi_members (first_day);
+
+-- Points expired in a period: the job's expiry rows by time.
+CREATE INDEX ledger_kind_at ON ledger (kind, at);
 "#;
 
 #[cfg(test)]

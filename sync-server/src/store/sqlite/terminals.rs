@@ -3,7 +3,7 @@
 
 use super::session::SqliteSession;
 use crate::keys::TokenHash;
-use crate::ledger::apply::{entry_kind, spend_of};
+use crate::ledger::apply::entry_kind;
 use crate::ledger::sequence::StoredEntry;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
@@ -140,7 +140,7 @@ impl EntryRows for SqliteSession<'_> {
                 to_db(e.at),
                 entry_kind(e).as_str(),
                 e.card().map(CardId::as_str),
-                spend_of(e).get(),
+                new.spend(e).get(),
                 signed(e.rules_version)?,
                 hash,
                 body,

@@ -1,0 +1,119 @@
+//! The KPI report over a large history: `receipts` sales (three in four with a card,
+//! over 20,000 cards) spread over a year and `stores` stores, pushed through the real
+//! push flow (which keeps the aggregates), then `sync-server report kpi` of the whole
+//! year run as a process, start to exit, as a marketer would.
+
+use crate::hq::HqDb;
+use protocol::journal::EntryBody;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use sync_server::ledger::batch::Batch;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// Entries per push while filling.
+const BATCH: usize = 5_000;
+/// The year the history covers.
+const START: OffsetDateTime = datetime!(2025-01-01 08:00 UTC);
+
+/// What was measured.
+pub struct KpiFigures {
+    /// Receipts in the database.
+    pub receipts: u64,
+    /// Filling rate through the push flow (aggregates included), entries/s.
+    pub fill_entries_per_s: f64,
+    /// Fastest of the report runs, chain-wide, whole year.
+    pub report_s: f64,
+    /// Fastest of the report runs for one store.
+    pub store_report_s: f64,
+}
+
+/// Fills `db` and times the report (best of three runs each).
+pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Result<KpiFigures> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("hq.db");
+    let target = db.target(&file);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let per_store = receipts / stores;
+    let fill = rt.block_on(async {
+        let store = target.open().await?;
+        let started = Instant::now();
+        for s in 0..stores {
+            let store_id = format!("store-{s}");
+            let terminal = sync_server::bench::enroll(&*store, &store_id, "till-1").await?;
+            let mut seq = 0;
+            while seq < per_store {
+                let first = seq + 1;
+                seq += (BATCH as u64).min(per_store - seq);
+                let mut entries = Vec::with_capacity(BATCH);
+                for n in first..=seq {
+                    // Spread over the year: n-th receipt of the store at its share of it.
+                    let minutes = i64::try_from(n * 525_600 / per_store.max(1)).unwrap_or(0);
+                    let at = START + time::Duration::minutes(minutes);
+                    let mut e = sync_server::bench::sale("till-1", n, at)?;
+                    if n % 4 == 1
+                        && let EntryBody::Sale(sale) = &mut e.body
+                        && sale.sale.redeemed_points.get() == 0
+                    {
+                        sale.card = None;
+                    }
+                    entries.push(e);
+                }
+                store
+                    .push(&terminal, Batch::new(entries)?, OffsetDateTime::now_utc())
+                    .await?;
+            }
+        }
+        anyhow::Ok(started.elapsed())
+    })?;
+    drop(rt);
+    let database = match db {
+        HqDb::Sqlite => format!("sqlite:{}", file.display()),
+        HqDb::Postgres(pg) => pg.url().to_owned(),
+    };
+    let run = |extra: &[&str], expected: u64| -> anyhow::Result<Duration> {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = Command::new(e2e::bin("sync-server"))
+                .args(["--database", &database, "report", "kpi"])
+                .args([
+                    "--from",
+                    "2025-01-01",
+                    "--to",
+                    "2025-12-31",
+                    "--format",
+                    "json",
+                ])
+                .args(extra)
+                .output()?;
+            let took = started.elapsed();
+            anyhow::ensure!(
+                out.status.success(),
+                "report kpi failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let counted = report["members"]["receipts"].as_u64().unwrap_or(0)
+                + report["non_members"]["receipts"].as_u64().unwrap_or(0);
+            anyhow::ensure!(
+                counted == expected,
+                "the report counted {counted} receipts, not {expected}"
+            );
+            best = best.min(took);
+        }
+        Ok(best)
+    };
+    let report = run(&[], per_store * stores)?;
+    let one_store = run(&["--store", "store-0"], per_store)?;
+    Ok(KpiFigures {
+        receipts: per_store * stores,
+        fill_entries_per_s: (per_store * stores) as f64 / fill.as_secs_f64(),
+        report_s: report.as_secs_f64(),
+        store_report_s: one_store.as_secs_f64(),
+    })
+}

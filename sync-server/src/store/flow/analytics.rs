@@ -1,0 +1,68 @@
+//! What the marketing reports read, each from one snapshot: the members' purchase
+//! histories for the CLV models, and the KPI aggregates of a period.
+
+use super::done;
+use crate::ledger::kpi::{KpiInputs, Period};
+use crate::store::Result;
+use crate::store::backend::{Access, Attempt, Op};
+use crate::store::statements::{KpiScope, Statements};
+use protocol::{CardId, Money, StoreId};
+use time::{Duration, OffsetDateTime};
+
+/// See [`crate::store::Store::member_purchases`].
+pub struct MemberPurchases;
+
+impl Op for MemberPurchases {
+    type Out = Vec<(CardId, OffsetDateTime, Money)>;
+    const ACCESS: Access = Access::Snapshot;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Self::Out>> {
+        done(c.member_purchases().await)
+    }
+}
+
+/// See [`crate::store::Store::kpi_inputs`].
+pub struct KpiRead {
+    /// The report's period.
+    pub period: Period,
+    /// One store, or the chain.
+    pub store: Option<StoreId>,
+    /// The server's time (liability, points expiring).
+    pub now: OffsetDateTime,
+}
+
+impl Op for KpiRead {
+    type Out = KpiInputs;
+    const ACCESS: Access = Access::Snapshot;
+
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<KpiInputs>> {
+        let store = self.store.as_ref();
+        let scope = |(from, to): (i32, i32)| KpiScope { from, to, store };
+        let period = scope(self.period.days());
+        let (outstanding, pending) = c.points_outstanding().await?;
+        let start = self.period.from.midnight().assume_utc();
+        let end = self
+            .period
+            .to
+            .next_day()
+            .unwrap_or(self.period.to)
+            .midnight()
+            .assume_utc();
+        done(Ok(KpiInputs {
+            days: c.kpi_days(period).await?,
+            active_members: c.active_members(period).await?,
+            active_members_30d: c.active_members(scope(self.period.last_days(30))).await?,
+            active_members_90d: c.active_members(scope(self.period.last_days(90))).await?,
+            churned_members: c
+                .churned_members(scope(self.period.previous()), period)
+                .await?,
+            new_members: c.new_members(period).await?,
+            points_expired: c.points_expired(start, end).await?,
+            points_outstanding: outstanding,
+            points_pending: pending,
+            points_expiring_30d: c
+                .points_expiring(self.now, self.now + Duration::days(30))
+                .await?,
+        }))
+    }
+}

@@ -1,0 +1,200 @@
+//! The KPI aggregates and what the marketing reports read, on PostgreSQL. A push's
+//! aggregate rows are written in key order, so concurrent pushes of one store lock
+//! them in the same order.
+
+use super::session::PgSession;
+use super::sql;
+use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::store::Result;
+use crate::store::encode::to_db;
+use crate::store::rows::{self, Columns};
+use crate::store::statements::{AnalyticsRows, KpiScope};
+use protocol::{CardId, Money};
+use time::OffsetDateTime;
+
+impl AnalyticsRows for PgSession<'_> {
+    async fn member_purchases(&mut self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
+        sql::all(
+            self.client(),
+            "SELECT card, at, spend_minor FROM entries
+             WHERE card IS NOT NULL
+               AND ((kind = 'sale'
+                     AND jsonb_array_length(body::jsonb -> 'body' -> 'sale' -> 'lines') > 0)
+                    OR kind = 'return')
+               AND NOT EXISTS (SELECT 1 FROM quarantine q
+                               WHERE q.entry_id = entries.id AND q.released_at IS NULL)
+             ORDER BY card, at",
+            &[],
+            rows::member_purchase,
+        )
+        .await
+    }
+
+    async fn add_kpi(&mut self, delta: &KpiDelta) -> Result<()> {
+        if !delta.daily.is_empty() {
+            let col = |f: fn(&DailyTotals) -> i64| -> Vec<i64> {
+                delta.daily.iter().map(|(_, t)| f(t)).collect()
+            };
+            let day: Vec<i32> = delta.daily.iter().map(|(k, _)| k.day).collect();
+            let store: Vec<&str> = delta.daily.iter().map(|(k, _)| k.store.as_str()).collect();
+            let member: Vec<bool> = delta.daily.iter().map(|(k, _)| k.member).collect();
+            sql::execute(
+                self.client(),
+                "INSERT INTO kpi_daily AS k (day, store, member, receipts, revenue_minor, items,
+                                             discount_minor, points_accrued, points_redeemed)
+                 SELECT * FROM unnest($1::int[], $2::text[], $3::bool[], $4::bigint[],
+                                      $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                                      $9::bigint[])
+                 ORDER BY 1, 2, 3
+                 ON CONFLICT (day, store, member) DO UPDATE SET
+                     receipts = k.receipts + EXCLUDED.receipts,
+                     revenue_minor = k.revenue_minor + EXCLUDED.revenue_minor,
+                     items = k.items + EXCLUDED.items,
+                     discount_minor = k.discount_minor + EXCLUDED.discount_minor,
+                     points_accrued = k.points_accrued + EXCLUDED.points_accrued,
+                     points_redeemed = k.points_redeemed + EXCLUDED.points_redeemed",
+                &[
+                    &day,
+                    &store,
+                    &member,
+                    &col(|t| t.receipts),
+                    &col(|t| t.revenue_minor),
+                    &col(|t| t.items),
+                    &col(|t| t.discount_minor),
+                    &col(|t| t.points_accrued),
+                    &col(|t| t.points_redeemed),
+                ],
+            )
+            .await?;
+        }
+        if !delta.member_days.is_empty() {
+            let day: Vec<i32> = delta.member_days.iter().map(|(_, d, _)| *d).collect();
+            let card: Vec<&str> = delta
+                .member_days
+                .iter()
+                .map(|(c, _, _)| c.as_str())
+                .collect();
+            let store: Vec<&str> = delta
+                .member_days
+                .iter()
+                .map(|(_, _, s)| s.as_str())
+                .collect();
+            sql::execute(
+                self.client(),
+                "INSERT INTO kpi_member_days (day, card, store)
+                 SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
+                 ON CONFLICT DO NOTHING",
+                &[&day, &card, &store],
+            )
+            .await?;
+        }
+        if !delta.first_days.is_empty() {
+            let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
+            let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
+            sql::execute(
+                self.client(),
+                "INSERT INTO kpi_members AS m (card, first_day)
+                 SELECT * FROM unnest($1::text[], $2::int[]) ORDER BY 1
+                 ON CONFLICT (card) DO UPDATE
+                     SET first_day = LEAST(m.first_day, EXCLUDED.first_day)",
+                &[&card, &day],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn kpi_days(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, bool, DailyTotals)>> {
+        sql::all(
+            self.client(),
+            "SELECT day, member, SUM(receipts)::bigint, SUM(revenue_minor)::bigint,
+                    SUM(items)::bigint, SUM(discount_minor)::bigint,
+                    SUM(points_accrued)::bigint, SUM(points_redeemed)::bigint
+             FROM kpi_daily
+             WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR store = $3)
+             GROUP BY day, member ORDER BY day, member",
+            &[&scope.from, &scope.to, &scope.store.map(|s| s.as_str())],
+            rows::kpi_day,
+        )
+        .await
+    }
+
+    async fn active_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
+        sql::one(
+            self.client(),
+            "SELECT COUNT(DISTINCT card) FROM kpi_member_days
+             WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR store = $3)",
+            &[&scope.from, &scope.to, &scope.store.map(|s| s.as_str())],
+            |r| r.int(0),
+        )
+        .await
+    }
+
+    async fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> Result<i64> {
+        sql::one(
+            self.client(),
+            "SELECT COUNT(*) FROM (
+                 SELECT card FROM kpi_member_days
+                 WHERE day BETWEEN $1 AND $2 AND ($5::text IS NULL OR store = $5)
+                 EXCEPT
+                 SELECT card FROM kpi_member_days
+                 WHERE day BETWEEN $3 AND $4 AND ($5::text IS NULL OR store = $5)) c",
+            &[
+                &before.from,
+                &before.to,
+                &scope.from,
+                &scope.to,
+                &scope.store.map(|s| s.as_str()),
+            ],
+            |r| r.int(0),
+        )
+        .await
+    }
+
+    async fn new_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
+        sql::one(
+            self.client(),
+            "SELECT COUNT(*) FROM kpi_members m
+             WHERE m.first_day BETWEEN $1 AND $2
+               AND ($3::text IS NULL OR EXISTS (
+                   SELECT 1 FROM kpi_member_days d
+                   WHERE d.card = m.card AND d.store = $3 AND d.day BETWEEN $1 AND $2))",
+            &[&scope.from, &scope.to, &scope.store.map(|s| s.as_str())],
+            |r| r.int(0),
+        )
+        .await
+    }
+
+    async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
+        sql::one(
+            self.client(),
+            "SELECT COALESCE(SUM(-delta_balance), 0)::bigint FROM ledger
+             WHERE kind = 'expiry' AND at >= $1 AND at < $2",
+            &[&to_db(from), &to_db(to)],
+            |r| r.int(0),
+        )
+        .await
+    }
+
+    async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
+        sql::one(
+            self.client(),
+            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint,
+                    COALESCE(SUM(pending), 0)::bigint FROM cards",
+            &[],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )
+        .await
+    }
+
+    async fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
+        sql::one(
+            self.client(),
+            "SELECT COALESCE(SUM(remaining), 0)::bigint FROM lots
+             WHERE remaining > 0 AND expires_at >= $1 AND expires_at < $2",
+            &[&to_db(from), &to_db(to)],
+            |r| r.int(0),
+        )
+        .await
+    }
+}

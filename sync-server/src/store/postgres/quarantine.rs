@@ -1,0 +1,84 @@
+//! Quarantined entries on PostgreSQL. A retry locks its record (`FOR UPDATE`), so two
+//! retries of one entry, on any instances, queue up and the second finds it released.
+
+use super::session::PgSession;
+use super::sql;
+use crate::ledger::quarantine::QuarantineRow;
+use crate::store::QuarantinedEntry;
+use crate::store::Result;
+use crate::store::encode::to_db;
+use crate::store::rows::{self, QUARANTINE_COLUMNS};
+use crate::store::statements::{HeldInQuarantine, QuarantineRows};
+use protocol::{CardId, Money};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+impl QuarantineRows for PgSession<'_> {
+    async fn insert_quarantine(&mut self, q: &[QuarantineRow], now: OffsetDateTime) -> Result<()> {
+        for r in q {
+            sql::execute(
+                self.client(),
+                "INSERT INTO quarantine (entry_id, card, kind, reason, quarantined_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &r.entry_id,
+                    &r.card.as_ref().map(CardId::as_str),
+                    &r.kind.as_str(),
+                    &r.reason.as_str(),
+                    &to_db(now),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn quarantined(&mut self) -> Result<Vec<QuarantinedEntry>> {
+        sql::all(
+            self.client(),
+            &format!(
+                "SELECT {QUARANTINE_COLUMNS} FROM quarantine q
+                 JOIN entries e ON e.id = q.entry_id
+                 JOIN terminals t ON t.id = e.terminal_ref
+                 ORDER BY q.id"
+            ),
+            &[],
+            rows::quarantined_entry,
+        )
+        .await
+    }
+
+    async fn lock_quarantined(&mut self, id: i64) -> Result<Option<HeldInQuarantine>> {
+        sql::first(
+            self.client(),
+            "SELECT e.body, t.store, q.released_at IS NOT NULL FROM quarantine q
+             JOIN entries e ON e.id = q.entry_id
+             JOIN terminals t ON t.id = e.terminal_ref
+             WHERE q.id = $1
+             FOR UPDATE OF q",
+            &[&id],
+            rows::held_in_quarantine,
+        )
+        .await
+    }
+
+    async fn release_quarantined(&mut self, id: i64, now: OffsetDateTime) -> Result<()> {
+        sql::execute(
+            self.client(),
+            "UPDATE quarantine SET released_at = $2 WHERE id = $1",
+            &[&id, &to_db(now)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn set_entry_spend(&mut self, entry: Uuid, spend: Money) -> Result<()> {
+        sql::execute(
+            self.client(),
+            "UPDATE entries SET spend_minor = $2 WHERE id = $1",
+            &[&entry, &spend.get()],
+        )
+        .await?;
+        Ok(())
+    }
+}

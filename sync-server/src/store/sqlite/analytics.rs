@@ -1,0 +1,162 @@
+//! The KPI aggregates and what the marketing reports read, in SQLite.
+
+use super::session::{SqliteSession, int, text};
+use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::store::Result;
+use crate::store::encode::to_db;
+use crate::store::rows::{self, Columns};
+use crate::store::statements::{AnalyticsRows, KpiScope};
+use protocol::{CardId, Money};
+use time::OffsetDateTime;
+
+impl AnalyticsRows for SqliteSession<'_> {
+    async fn member_purchases(&mut self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
+        self.all(
+            "SELECT card, at, spend_minor FROM entries
+             WHERE card IS NOT NULL
+               AND ((kind = 'sale' AND json_array_length(body, '$.body.sale.lines') > 0)
+                    OR kind = 'return')
+               AND NOT EXISTS (SELECT 1 FROM quarantine q
+                               WHERE q.entry_id = entries.id AND q.released_at IS NULL)
+             ORDER BY card, at",
+            [],
+            |r| rows::member_purchase(r),
+        )
+    }
+
+    async fn add_kpi(&mut self, delta: &KpiDelta) -> Result<()> {
+        let daily: Vec<_> = delta
+            .daily
+            .iter()
+            .map(|(k, t)| {
+                vec![
+                    int(k.day.into()),
+                    text(k.store.as_str()),
+                    int(k.member.into()),
+                    int(t.receipts),
+                    int(t.revenue_minor),
+                    int(t.items),
+                    int(t.discount_minor),
+                    int(t.points_accrued),
+                    int(t.points_redeemed),
+                ]
+            })
+            .collect();
+        self.insert_many(
+            "INSERT INTO kpi_daily (day, store, member, receipts, revenue_minor, items,
+                                    discount_minor, points_accrued, points_redeemed)",
+            "ON CONFLICT (day, store, member) DO UPDATE SET
+                 receipts = receipts + excluded.receipts,
+                 revenue_minor = revenue_minor + excluded.revenue_minor,
+                 items = items + excluded.items,
+                 discount_minor = discount_minor + excluded.discount_minor,
+                 points_accrued = points_accrued + excluded.points_accrued,
+                 points_redeemed = points_redeemed + excluded.points_redeemed",
+            &daily,
+        )?;
+        let days: Vec<_> = delta
+            .member_days
+            .iter()
+            .map(|(card, day, store)| {
+                vec![
+                    int((*day).into()),
+                    text(card.as_str()),
+                    text(store.as_str()),
+                ]
+            })
+            .collect();
+        self.insert_many(
+            "INSERT INTO kpi_member_days (day, card, store)",
+            "ON CONFLICT DO NOTHING",
+            &days,
+        )?;
+        let firsts: Vec<_> = delta
+            .first_days
+            .iter()
+            .map(|(card, day)| vec![text(card.as_str()), int((*day).into())])
+            .collect();
+        self.insert_many(
+            "INSERT INTO kpi_members (card, first_day)",
+            "ON CONFLICT (card) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            &firsts,
+        )
+    }
+
+    async fn kpi_days(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, bool, DailyTotals)>> {
+        self.all(
+            "SELECT day, member, SUM(receipts), SUM(revenue_minor), SUM(items),
+                    SUM(discount_minor), SUM(points_accrued), SUM(points_redeemed)
+             FROM kpi_daily
+             WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR store = ?3)
+             GROUP BY day, member ORDER BY day, member",
+            (scope.from, scope.to, scope.store.map(|s| s.as_str())),
+            |r| rows::kpi_day(r),
+        )
+    }
+
+    async fn active_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
+        self.one(
+            "SELECT COUNT(DISTINCT card) FROM kpi_member_days
+             WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR store = ?3)",
+            (scope.from, scope.to, scope.store.map(|s| s.as_str())),
+            |r| r.int(0),
+        )
+    }
+
+    async fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> Result<i64> {
+        self.one(
+            "SELECT COUNT(*) FROM (
+                 SELECT card FROM kpi_member_days
+                 WHERE day BETWEEN ?1 AND ?2 AND (?5 IS NULL OR store = ?5)
+                 EXCEPT
+                 SELECT card FROM kpi_member_days
+                 WHERE day BETWEEN ?3 AND ?4 AND (?5 IS NULL OR store = ?5))",
+            (
+                before.from,
+                before.to,
+                scope.from,
+                scope.to,
+                scope.store.map(|s| s.as_str()),
+            ),
+            |r| r.int(0),
+        )
+    }
+
+    async fn new_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
+        self.one(
+            "SELECT COUNT(*) FROM kpi_members m
+             WHERE m.first_day BETWEEN ?1 AND ?2
+               AND (?3 IS NULL OR EXISTS (
+                   SELECT 1 FROM kpi_member_days d
+                   WHERE d.card = m.card AND d.store = ?3 AND d.day BETWEEN ?1 AND ?2))",
+            (scope.from, scope.to, scope.store.map(|s| s.as_str())),
+            |r| r.int(0),
+        )
+    }
+
+    async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
+        self.one(
+            "SELECT COALESCE(SUM(-delta_balance), 0) FROM ledger
+             WHERE kind = 'expiry' AND at >= ?1 AND at < ?2",
+            (to_db(from), to_db(to)),
+            |r| r.int(0),
+        )
+    }
+
+    async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
+        self.one(
+            "SELECT COALESCE(SUM(MAX(balance, 0)), 0), COALESCE(SUM(pending), 0) FROM cards",
+            [],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )
+    }
+
+    async fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
+        self.one(
+            "SELECT COALESCE(SUM(remaining), 0) FROM lots
+             WHERE remaining > 0 AND expires_at >= ?1 AND expires_at < ?2",
+            (to_db(from), to_db(to)),
+            |r| r.int(0),
+        )
+    }
+}
