@@ -44,7 +44,7 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
         let started = Instant::now();
         for s in 0..stores {
             let store_id = format!("store-{s}");
-            let terminal = sync_server::bench::enroll(&*store, &store_id, "till-1").await?;
+            let terminal = crate::store_load::enroll(&*store, &store_id, "till-1").await?;
             let mut seq = 0;
             while seq < per_store {
                 let first = seq + 1;
@@ -54,7 +54,7 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
                     // Spread over the year: n-th receipt of the store at its share of it.
                     let minutes = i64::try_from(n * 525_600 / per_store.max(1)).unwrap_or(0);
                     let at = START + time::Duration::minutes(minutes);
-                    let mut e = sync_server::bench::sale("till-1", n, at)?;
+                    let mut e = crate::store_load::sale("till-1", n, at);
                     if n % 4 == 1
                         && let EntryBody::Sale(sale) = &mut e.body
                         && sale.sale.redeemed_points.get() == 0
@@ -79,7 +79,7 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
         let mut best = Duration::MAX;
         for _ in 0..3 {
             let started = Instant::now();
-            let out = Command::new(e2e::bin("sync-server"))
+            let out = Command::new(testkit::bin("sync-server"))
                 .args(["--database", &database, "report", "kpi"])
                 .args([
                     "--from",

@@ -503,6 +503,8 @@ fn hash_password_from_stdin(out: &mut dyn Write) -> Result<ExitCode, CliError> {
     let hash = crate::dashboard::session::hash_password(password).map_err(CliError::Report)?;
     writeln!(out, "{hash}").map_err(|e| CliError::Report(format!("writing output: {e}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
 /// When the job takes back what tills abandoned, from `[ledger]`.
 fn abandon_after(ledger: &config::server::LedgerSection) -> AbandonAfter {
     AbandonAfter {

@@ -13,7 +13,8 @@ use protocol::limits::Limits;
 use protocol::{Money, Points, Seq};
 use time::Duration;
 
-on_every_backend!(
+testkit::on_every_backend!(
+    open: Db::open;
     entries_beyond_the_limits_are_quarantined_and_the_entries_around_them_apply,
     huge_sales_on_one_card_no_longer_stop_the_tills_sync,
     an_entry_whose_application_fails_inside_hq_is_isolated_then_retried_once,
