@@ -1,6 +1,10 @@
 //! The `pos-agent` command line (also makes `cargo test` build the binary that the
 //! end-to-end tests in `tests/` start).
 
+// clippy.toml allows unwrap inside #[test] functions only; the fixtures here are
+// test code too.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn pos_agent() -> Command {

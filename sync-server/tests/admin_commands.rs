@@ -227,7 +227,8 @@ async fn card_tokens_are_signed_with_the_current_key_and_verify_with_the_pulled_
     let b = AppToken::verify(&second, &ring, now).unwrap();
     assert_eq!((a.card.as_str(), a.key_id.0), (CARD, 1));
     assert_eq!((b.card.as_str(), b.key_id.0), (CARD, 2));
-    assert_eq!(a.expires_at - a.issued_at, 600);
+    assert_eq!(a.expires_at - a.issued_at, 300, "--ttl-secs 300");
+    assert_eq!(b.expires_at - b.issued_at, 60, "the default validity");
     assert_eq!(
         AppToken::verify(&first, &ring, now + 31 * 86_400),
         Err(TokenError::RetiredKey(a.key_id))

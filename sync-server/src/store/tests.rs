@@ -973,7 +973,7 @@ mod postgres_only {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(rows, i64::from(schema::latest()));
+        assert_eq!(rows, i64::from(schema::latest()), "each migration once");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

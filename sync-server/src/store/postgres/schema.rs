@@ -60,7 +60,7 @@ CREATE TABLE quarantine (
 );
 "#;
 
-/// The version the newest migration brings a database to.
+/// The schema version this server brings a database to.
 pub fn latest() -> i32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
