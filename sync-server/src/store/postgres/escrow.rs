@@ -18,8 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// `(card, reserved, leased)` of open rows, summed per card in overflow-free halves
-/// ([`split_sum`]); `$1` filters the rows
-/// (`WHERE` clauses added by the caller as `{filter}`).
+/// ([`split_sum`]); `filter` narrows the rows (`AND …` clauses of the caller).
 fn holds_sql(filter: &str) -> String {
     format!(
         "SELECT card, {}, {} FROM (

@@ -14,6 +14,11 @@
 //! operation of the group is answered with the error (each is idempotent, so the
 //! callers' retries are safe). A panic inside an operation rolls back the whole group
 //! and the writer goes on with the next one.
+//!
+//! An operation undone because its group failed did not fail itself: it is answered
+//! [`StoreError::Unavailable`] (run it again), never the internal error of the one
+//! that broke the group, so that a push does not take the group's failure for its
+//! own and quarantine good entries (`flow::quarantine`).
 
 use super::session::{SqliteSession, block_on};
 use crate::store::Result;
@@ -67,6 +72,8 @@ trait Job: Send {
     /// Runs the operation inside its own savepoint of the group's transaction. An
     /// error here means the savepoint itself failed: the group cannot go on.
     fn run(&mut self, session: &mut SqliteSession<'_>) -> Result<()>;
+    /// Records that the operation panicked: its own failure, unlike its group's.
+    fn panicked(&mut self);
     /// Answers the caller once the group's transaction ended with `commit`.
     fn finish(self: Box<Self>, caches: &Caches, commit: &Result<(), String>);
 }
@@ -98,6 +105,12 @@ impl<O: Op> Job for Pending<O> {
         }
     }
 
+    fn panicked(&mut self) {
+        self.out = Some(Err(StoreError::Backend(
+            "the operation panicked; its group was rolled back".into(),
+        )));
+    }
+
     fn finish(mut self: Box<Self>, caches: &Caches, commit: &Result<(), String>) {
         let answer = match (self.out.take(), commit) {
             // The operation's own failure stands whatever happened to the group.
@@ -106,7 +119,8 @@ impl<O: Op> Job for Pending<O> {
                 self.op.committed(caches);
                 Ok(out)
             }
-            (_, Err(why)) => Err(StoreError::Backend(why.clone().into())),
+            // Undone with its group, through no fault of its own: run it again.
+            (_, Err(why)) => Err(StoreError::Unavailable(why.clone())),
             (None, Ok(())) => Err(StoreError::Backend(
                 "the SQLite writer did not run the operation".into(),
             )),
@@ -145,7 +159,10 @@ fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Res
         match catch_unwind(AssertUnwindSafe(|| job.run(session))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("group transaction aborted: {e}")),
-            Err(_) => return Err("group transaction aborted: an operation panicked".into()),
+            Err(_) => {
+                job.panicked();
+                return Err("group transaction aborted: an operation panicked".into());
+            }
         }
     }
     block_on(session.commit()).map_err(|e| e.to_string())
@@ -244,6 +261,51 @@ mod tests {
         let mut got = recorded(&path);
         got.sort_unstable();
         assert_eq!(got, kept);
+    }
+
+    fn pending(op: Record) -> (Box<dyn Job>, oneshot::Receiver<Result<u32>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            op,
+            out: None,
+            reply,
+        });
+        (job, answer)
+    }
+
+    #[test]
+    fn the_others_of_a_failed_group_are_told_to_run_again_not_that_they_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hq.db");
+        let mut conn = super::super::connect(&path).unwrap();
+        super::super::schema::migrations()
+            .to_latest(&mut conn)
+            .unwrap();
+        let caches = Caches::default();
+        let (good, good_answer) = pending(record(1, false));
+        let panicking = Record {
+            n: 2,
+            fail: false,
+            panic: true,
+        };
+        let (bad, bad_answer) = pending(panicking);
+        let (late, late_answer) = pending(record(3, false));
+        let mut group = vec![good, bad, late];
+        let commit = {
+            let mut session = SqliteSession::new(&mut conn, &caches);
+            run_group(&mut session, &mut group)
+        };
+        assert!(commit.is_err());
+        for job in group {
+            job.finish(&caches, &commit);
+        }
+        let good = good_answer.blocking_recv().unwrap();
+        assert!(matches!(good, Err(StoreError::Unavailable(_))), "{good:?}");
+        let late = late_answer.blocking_recv().unwrap();
+        assert!(matches!(late, Err(StoreError::Unavailable(_))), "{late:?}");
+        let bad = bad_answer.blocking_recv().unwrap();
+        assert!(matches!(bad, Err(StoreError::Backend(_))), "{bad:?}");
+        assert!(recorded(&path).is_empty());
     }
 
     #[tokio::test]

@@ -8,8 +8,10 @@ use super::{CARD, Db, T0, batch, card, fresh, terminal, verify_ok};
 use crate::ledger::apply::tests::sale;
 use crate::ledger::escrow::tests::{lease_closed, receipt, release, sale_on_lease};
 use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
+use crate::ledger::quarantine::QuarantineKind;
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalIdentity};
+use protocol::limits::Limits;
 use protocol::{Points, Seq};
 use std::sync::Arc;
 use time::Duration;
@@ -24,6 +26,7 @@ testkit::on_every_backend!(
     an_app_code_is_used_once_everywhere_and_a_retry_is_not_a_replay,
     the_job_takes_back_only_what_tills_abandoned,
     verify_checks_the_cached_reserved_and_leased_figures,
+    a_quarantined_sale_ends_its_hold_and_moves_no_points,
 );
 
 fn ask(t: &TerminalIdentity, seq: u64, points: i64) -> ReserveAsk {
@@ -382,4 +385,24 @@ async fn verify_checks_the_cached_reserved_and_leased_figures(store: Db) {
         .await
         .unwrap();
     assert!(!verify_ok(&*store).await);
+}
+
+/// HQ stores a sale it cannot apply (beyond the limits) and acks it: the till's hold
+/// has ended, so its reservation is captured like any other sale's, while the points
+/// stay where they are until a retry applies the entry.
+async fn a_quarantined_sale_ends_its_hold_and_moves_no_points(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
+    funded(&*store, &t, 100).await;
+    store.reserve(&t, ask(&t, 2, 60), T0).await.unwrap();
+    assert_eq!(figures(&*store).await, (Points(100), Points(60), Points(0)));
+    let beyond = Limits::CEILING.max_entry_points.get() + 1;
+    let outcome = store
+        .push(&t, batch(vec![sale(2, CARD, 60, beyond)]), T0)
+        .await
+        .unwrap();
+    assert_eq!((outcome.applied, outcome.quarantined), (0, vec![Seq(2)]));
+    assert_eq!(figures(&*store).await, (Points(100), Points(0), Points(0)));
+    let listed = store.quarantined().await.unwrap();
+    assert_eq!(listed[0].kind, QuarantineKind::OutOfLimits);
+    assert!(verify_ok(&*store).await);
 }

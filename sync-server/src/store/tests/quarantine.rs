@@ -3,7 +3,7 @@
 //! application fails inside HQ, retries, and `verify` on sums beyond 64 bits. Each
 //! poisoned entry sits between good ones, which must still apply.
 
-use super::{Db, OTHER_CARD, balance, batch, card, terminal, verify_ok};
+use super::{Db, OTHER_CARD, balance, batch, card, fresh, terminal, verify_ok};
 use crate::admin;
 use crate::ledger::apply::tests::{CARD, T0, pending_sale, sale};
 use crate::ledger::kpi::Period;
@@ -21,6 +21,7 @@ testkit::on_every_backend!(
     an_entry_whose_application_fails_inside_hq_is_isolated_then_retried_once,
     a_retry_applies_a_quarantined_entry_exactly_once_after_the_fix,
     verify_names_each_bad_card_and_checks_the_others,
+    a_batch_failing_inside_hq_spoils_none_of_the_pushes_running_with_it,
     a_quarantined_entry_counts_in_the_kpis_only_once_a_retry_applies_it,
 );
 
@@ -280,6 +281,62 @@ async fn verify_names_each_bad_card_and_checks_the_others(store: Db) {
     );
     assert!(!text.contains(&format!("card {OTHER_CARD}")), "{text}");
     assert!(text.contains("verified 3 cards"), "{text}");
+}
+
+/// SQLite runs the writes waiting at once in one transaction, a savepoint each: the
+/// failing batch, each of its entries pushed again alone and the isolation of the bad
+/// one share groups with other tills' pushes, and must undo none of them.
+async fn a_batch_failing_inside_hq_spoils_none_of_the_pushes_running_with_it(store: Db) {
+    let poisoned = terminal(&*store, "s1", "t1").await;
+    store
+        .push(&poisoned, batch(vec![sale(1, CARD, 0, 1)]), T0)
+        .await
+        .unwrap();
+    store
+        .exec(&format!(
+            "UPDATE cards SET spend_drops_at = 9223372036854775807 WHERE card = '{CARD}'"
+        ))
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for i in 0..8 {
+        others.push(terminal(&*store, "s2", &format!("t{i}")).await);
+    }
+    let bad = batch(vec![
+        sale(2, OTHER_CARD, 0, 1),
+        sale(3, CARD, 0, 1),
+        sale(4, OTHER_CARD, 0, 1),
+    ]);
+    let shared = std::sync::Arc::clone(&store.store);
+    let bad_push = tokio::spawn(async move { shared.push(&poisoned, bad, T0).await });
+    let good: Vec<_> = others
+        .iter()
+        .map(|t| {
+            let (store, t) = (std::sync::Arc::clone(&store.store), t.clone());
+            let entries = (1..=3)
+                .map(|seq| fresh(sale(seq, OTHER_CARD, 0, 1)))
+                .collect();
+            tokio::spawn(async move { store.push(&t, batch(entries), T0).await })
+        })
+        .collect();
+    let outcome = bad_push.await.unwrap().unwrap();
+    assert_eq!(outcome.acked_through, Seq(4));
+    assert_eq!((outcome.applied, outcome.quarantined), (2, vec![Seq(3)]));
+    for push in good {
+        let outcome = push.await.unwrap().unwrap();
+        assert_eq!(outcome.acked_through, Seq(3));
+        assert_eq!((outcome.applied, outcome.quarantined), (3, Vec::new()));
+    }
+    // Two of the poisoned batch's entries and three of each other till's.
+    assert_eq!(balance(&*store, &others[0], OTHER_CARD).await.1, Points(26));
+    assert_eq!(store.quarantined().await.unwrap().len(), 1);
+    store
+        .exec(&format!(
+            "UPDATE cards SET spend_drops_at = NULL WHERE card = '{CARD}'"
+        ))
+        .await
+        .unwrap();
+    assert!(verify_ok(&*store).await);
 }
 
 async fn a_quarantined_entry_counts_in_the_kpis_only_once_a_retry_applies_it(store: Db) {
