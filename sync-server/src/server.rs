@@ -2,7 +2,9 @@
 //! serves the API, runs the periodic job, and shuts down gracefully when the
 //! cancellation token fires (SIGINT/SIGTERM), finishing requests under way.
 
-use crate::dashboard::session::BadHash;
+use crate::dashboard::session::{BadHash, Password};
+use crate::http::metrics::MetricsAccess;
+use crate::metrics::Metrics;
 use crate::dashboard::{self, Dashboard};
 use crate::http::{self, AppState};
 use crate::jobs;
@@ -97,12 +99,22 @@ pub async fn serve(
             source,
         })?;
     let local = tcp.local_addr()?;
+    let metrics_access = MetricsAccess {
+        trust_loopback: !options.allow_plain_http,
+        password: options
+            .admin
+            .as_ref()
+            .map(|a| Password::new(&a.password_hash))
+            .transpose()?,
+    };
     let mut app = http::router(AppState {
         store: Arc::clone(&store),
         clock,
         pull_page_size: options.pull_page_size,
         max_body_bytes: options.max_body_bytes,
         lease_duration: options.lease_duration,
+        metrics: Arc::new(Metrics::new(store.pool_metrics())),
+        metrics_access: Arc::new(metrics_access),
     });
     if let Some(admin) = &options.admin {
         // Browsers reach the dashboard over TLS here, or at a proxy in front when
@@ -132,12 +144,21 @@ pub async fn serve(
     match tls_config {
         Some(config) => {
             let listener = TlsListener::new(tcp, config, shutdown.clone())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await?;
+            // The peer's address decides who may read /metrics.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<http::Peer>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await?;
         }
         None => {
-            axum::serve(tcp, app).with_graceful_shutdown(stop).await?;
+            axum::serve(
+                tcp,
+                app.into_make_service_with_connect_info::<http::Peer>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await?;
         }
     }
     shutdown.cancel();

@@ -7,6 +7,7 @@ pub mod cards;
 pub mod error;
 pub mod escrow;
 pub mod health;
+pub mod metrics;
 pub mod pull;
 pub mod push;
 
@@ -38,6 +39,30 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How long a lease HQ grants lives.
     pub lease_duration: time::Duration,
+    /// The counters `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: Arc<metrics::MetricsAccess>,
+}
+
+/// The peer of a connection, plain or TLS (axum's `ConnectInfo`), for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
 }
 
 /// The API's router.
@@ -51,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/leases", post(escrow::lease_sync))
         .route("/v1/tokens/use", post(escrow::use_token))
         .route("/v1/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn(log_request))
         .fallback(|| async { ApiError::NotFound })
         // The limit applies to the decompressed body: the decompression layer sits
