@@ -83,6 +83,10 @@ async fn open_sale(
             Ok((tx.hold_request(&receipt)?.is_some(), lease))
         })
         .await?;
+    // A receipt opened before keeps its card whatever the rules say now.
+    if !opened && let Some(card) = &req.card {
+        state.check_card_number(card)?;
+    }
     let authorised = match &req.card {
         Some(card) if !opened => {
             state
@@ -220,6 +224,9 @@ async fn quote_receipt(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<QuoteRequest>,
 ) -> Result<Response, ApiError> {
+    if let Some(card) = &req.card {
+        state.check_card_number(card)?;
+    }
     let funding = if state.redemption.offline_now() {
         Funding::Offline(state.redemption.offline_rules())
     } else {
