@@ -7,6 +7,9 @@
 
 use e2e::agent::{Agent, sale_body, sync_config};
 use e2e::proxy::{Fault, Proxy};
+use e2e::scanner::{
+    Listener, Scanner, assert_scan, scanner_toml, scans_counted, wait_all_connected,
+};
 use e2e::server::Server;
 use e2e::{temp_dir, wait_for};
 use serde_json::json;
@@ -15,6 +18,7 @@ use std::sync::Barrier;
 use std::time::Duration;
 use testkit::Backend;
 use testkit::hq::Database;
+use testkit::hq::last_line;
 
 /// Points one card holds in each round: what a 200.00 receipt accrues.
 const POINTS: i64 = 100;
@@ -330,9 +334,74 @@ fn wait_for_leased(server: &Server, audit: &str, card: &str, points: i64) {
     );
 }
 
+/// An app QR code is used once everywhere: scanned at a till of one store it is
+/// accepted; the same code at a till of another store (still valid, never seen
+/// there) is refused because HQ recorded its use, and it is never published there.
+fn an_app_code_is_accepted_at_one_till_and_refused_at_every_other(backend: Backend) {
+    let dir = temp_dir();
+    let hq = hq(&dir.path().join("hq"), backend);
+    hq.server.admin_ok(&["keys", "rotate"]);
+    let mut scanners = Vec::new();
+    let tills: Vec<Agent> = [("store-1", "till-1"), ("store-2", "till-1")]
+        .into_iter()
+        .map(|(store, name)| {
+            let scanner = Scanner::plug();
+            let extra = scanner_toml("front", &scanner.path, "aim_prefix = true\ndebounce_ms = 0");
+            scanners.push(scanner);
+            till_with(dir.path(), &hq.server, store, name, &extra)
+        })
+        .collect();
+    for (i, t) in tills.iter().enumerate() {
+        wait_all_connected(t);
+        let journal = t.dir.join("journal.db");
+        wait_for(
+            Duration::from_secs(60),
+            "HQ's signing key at the till",
+            || (signing_keys_in(&journal) > 0).then_some(()),
+        );
+        assert_eq!(scans_counted(t, "front", "invalid"), 0, "till {i}");
+    }
+    let card = "4006381333931";
+    let code = last_line(
+        &hq.server
+            .admin_ok(&["card", "token", card, "--ttl-secs", "300"]),
+    )
+    .to_owned();
+
+    let first = Listener::connect(&tills[0]);
+    scanners[0].scan(&format!("]Q1{code}"));
+    assert_scan(&first.next(), "front", "qr", card);
+
+    let second = Listener::connect(&tills[1]);
+    scanners[1].scan(&format!("]Q1{code}"));
+    wait_for(
+        Duration::from_secs(60),
+        "the code to be refused at the second till",
+        || (scans_counted(&tills[1], "front", "invalid") == 1).then_some(()),
+    );
+    // The next scan at the second till is the first event it publishes.
+    scanners[1].scan("]E05901234123457");
+    assert_scan(&second.next(), "front", "ean13", "5901234123457");
+    let log = tills[1].log();
+    assert!(log.contains("used at another till"), "{log}");
+    assert!(!log.contains(&code[4..40]), "a token in the log\n{log}");
+}
+
+/// Signing keys in the journal at `path` (read-only, beside the running agent).
+fn signing_keys_in(path: &Path) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM signing_keys", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
 testkit::on_every_backend!(blocking:
     two_tills_racing_for_the_same_points_exactly_one_wins,
     a_cancelled_hold_gives_its_points_back_to_every_till,
     a_reservation_survives_kill_9_of_hq_and_till,
     allowances_spent_offline_at_three_tills_never_overdraw,
+    an_app_code_is_accepted_at_one_till_and_refused_at_every_other,
 );
