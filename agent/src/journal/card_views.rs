@@ -96,15 +96,16 @@ impl Tx<'_> {
                 params![card.as_str(), included, now.unix_timestamp()],
                 |r| r.get(0),
             )?;
+        // The entry's own instant (`at_unix` is whole seconds, coarser than HQ's).
         let local_as_of = self
             .inner
             .prepare_cached(
-                "SELECT at_unix FROM entries INDEXED BY entries_by_card
+                "SELECT json_extract(body, '$.at') FROM entries INDEXED BY entries_by_card
                  WHERE card = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![card.as_str(), included], |r| r.get::<_, i64>(0))
+            .query_row(params![card.as_str(), included], |r| r.get::<_, String>(0))
             .optional()?
-            .map(OffsetDateTime::from_unix_timestamp)
+            .map(|at| OffsetDateTime::parse(&at, &Rfc3339))
             .transpose()
             .map_err(JournalError::data)?;
         let held = self.held_points(card)?;
@@ -222,25 +223,25 @@ mod tests {
             blocked: false,
             reserved: Points(0),
             leased: Points(0),
-            as_of: datetime!(2026-11-24 10:30 UTC),
+            as_of: datetime!(2026-11-24 10:30:00.5 UTC),
         };
         apply(&mut file, &hq, Seq(1));
         assert_eq!(
             view(&mut file, &card, now).as_of,
-            Some(datetime!(2026-11-24 10:30 UTC))
+            Some(datetime!(2026-11-24 10:30:00.5 UTC))
         );
-        // A sale at 10:45 that HQ has not counted: the view includes it, so it is
-        // dated by it, not by HQ's older figure.
+        // A sale 0.2 s later that HQ has not counted: the view includes it, so it is
+        // dated by it, not by HQ's older figure (to the fraction of a second).
         let body = EntryBody::Welcome(WelcomeEntry {
             card: card.clone(),
             points: Points(5),
         });
-        file.write(|tx| tx.append(body, datetime!(2026-11-24 10:45 UTC), 0))
+        file.write(|tx| tx.append(body, datetime!(2026-11-24 10:30:00.7 UTC), 0))
             .unwrap();
         let v = view(&mut file, &card, now);
         assert_eq!(
             (v.balance, v.as_of),
-            (Points(15), Some(datetime!(2026-11-24 10:45 UTC)))
+            (Points(15), Some(datetime!(2026-11-24 10:30:00.7 UTC)))
         );
     }
 }
