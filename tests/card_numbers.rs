@@ -29,9 +29,11 @@ fn a_mistyped_card_is_refused_at_the_till_with_the_reason_and_nothing_recorded()
         &adir,
         &sync_config(&adir, "store-1", "till-1", &server.base, &token, ""),
     );
-    wait_for(Duration::from_secs(30), "the rules to reach the till", || {
-        (agent.health()["rules_version"] == 1).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the rules to reach the till",
+        || (agent.health()["rules_version"] == 1).then_some(()),
+    );
 
     let typo = agent.get(&format!("/v1/cards/{TYPO}"));
     assert_eq!(typo.status, 400, "{}", typo.text);

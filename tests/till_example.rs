@@ -70,7 +70,10 @@ fn the_till_example_sells_on_scanned_cards_with_points_and_without() {
     let (_, text) = until("committed");
     assert!(text.contains("card ****3931 (ean13) at front"), "{text}");
     assert!(text.contains("balance 0 points"), "{text}");
-    assert!(text.contains("points refused (insufficient_points"), "{text}");
+    assert!(
+        text.contains("points refused (insufficient_points"),
+        "{text}"
+    );
     assert!(text.contains("accrued 10, balance now 10"), "{text}");
 
     scanner.scan(CARD);

@@ -15,7 +15,15 @@ const CARD: &str = "4006381333931";
 
 fn tls_init(out: &Path, extra: &[&str]) -> Output {
     Command::new(bin("sync-server"))
-        .args(["tls", "init", "--host", "127.0.0.1", "--host", "localhost", "--out"])
+        .args([
+            "tls",
+            "init",
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "localhost",
+            "--out",
+        ])
         .arg(out)
         .args(extra)
         .output()
@@ -36,8 +44,15 @@ fn tls_init_output_serves_hq_and_an_agent_syncs_over_it() {
     let pki = dir.path().join("pki");
     let made = tls_init(&pki, &[]);
     let stdout = String::from_utf8_lossy(&made.stdout);
-    assert!(made.status.success(), "{stdout}{}", String::from_utf8_lossy(&made.stderr));
-    assert!(stdout.contains("ca_file") && stdout.contains("cert_file"), "{stdout}");
+    assert!(
+        made.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(
+        stdout.contains("ca_file") && stdout.contains("cert_file"),
+        "{stdout}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -53,7 +68,10 @@ fn tls_init_output_serves_hq_and_an_agent_syncs_over_it() {
     let again = tls_init(&pki, &[]);
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("already exists") && stderr.contains("--force"), "{stderr}");
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(pki.join("ca.pem")).unwrap(), ca);
 
     let server = Server::start(

@@ -37,7 +37,8 @@ impl PrefixRange {
     /// Parses `"2990"` or `"2990-2999"`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (first, last) = text.split_once('-').unwrap_or((text, text));
-        let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(first) || !digits(last) {
             return Err(format!(
                 "{text:?} is not a prefix range (digits, or two prefixes of the same length joined by '-')"
@@ -161,7 +162,7 @@ fn luhn_valid(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

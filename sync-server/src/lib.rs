@@ -20,4 +20,3 @@ pub mod pki;
 pub mod reports;
 pub mod server;
 pub mod store;
-pub mod tls;

@@ -156,7 +156,10 @@ impl Metrics {
         for (outcome, n) in [
             ("applied", u64::from(applied)),
             ("duplicate", u64::from(duplicates)),
-            ("quarantined", u64::try_from(quarantined).unwrap_or(u64::MAX)),
+            (
+                "quarantined",
+                u64::try_from(quarantined).unwrap_or(u64::MAX),
+            ),
         ] {
             self.entries
                 .get_or_create(&vec![("outcome", outcome)])

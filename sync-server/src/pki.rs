@@ -201,8 +201,11 @@ mod tests {
 
     #[test]
     fn the_server_certificate_verifies_against_the_ca_for_each_host_and_no_other() {
-        let generated = generate(&hosts(&["hq.example", "10.0.0.5"]), OffsetDateTime::now_utc())
-            .expect("generate");
+        let generated = generate(
+            &hosts(&["hq.example", "10.0.0.5"]),
+            OffsetDateTime::now_utc(),
+        )
+        .expect("generate");
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(generated.ca.as_bytes()).expect("ca pem"))

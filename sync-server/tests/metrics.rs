@@ -38,7 +38,11 @@ async fn counters_move_with_pushes_refusals_and_lookups(backend: Backend) {
         Some(0.0)
     );
 
-    let body = push_body("store-1", "till-1", vec![sale(1, CARD, 0), sale(2, CARD, 0)]);
+    let body = push_body(
+        "store-1",
+        "till-1",
+        vec![sale(1, CARD, 0), sale(2, CARD, 0)],
+    );
     assert_eq!(push(&http, &server, &token, &body).await.0, 200);
     // A lost answer: the same batch again, all duplicates.
     assert_eq!(push(&http, &server, &token, &body).await.0, 200);

@@ -7,10 +7,10 @@
 //! proxy on this host forwards outside requests (they would all look local); any
 //! other peer needs HTTP Basic `admin:<password>` of `[admin]`, like `/v1/admin/kpi`.
 
-use super::{AppState, Peer};
+use super::AppState;
 use crate::dashboard::session::{Password, basic_password};
-use axum::extract::{ConnectInfo, State};
 use axum::Json;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,8 +31,7 @@ impl MetricsAccess {
         if self.trust_loopback && peer.ip().is_loopback() {
             return true;
         }
-        let (Some(password), Some(given)) = (self.password.clone(), basic_password(headers))
-        else {
+        let (Some(password), Some(given)) = (self.password.clone(), basic_password(headers)) else {
             return false;
         };
         // Argon2 is slow on purpose: off the async workers.
@@ -45,7 +44,7 @@ impl MetricsAccess {
 /// The handler.
 pub async fn metrics(
     State(state): State<AppState>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
     if !state.metrics_access.allows(peer, &headers).await {

@@ -45,26 +45,6 @@ pub struct AppState {
     pub metrics_access: Arc<metrics::MetricsAccess>,
 }
 
-/// The peer of a connection, plain or TLS (axum's `ConnectInfo`), for `/metrics`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
 /// The API's router.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;

@@ -111,9 +111,7 @@ pub async fn push(
         Err(e) if e.status_and_code().0.is_server_error() => PushResult::Failed,
         Err(_) => PushResult::Refused,
     };
-    state
-        .metrics
-        .push(result, started.elapsed().as_secs_f64());
+    state.metrics.push(result, started.elapsed().as_secs_f64());
     answer
 }
 
@@ -164,13 +162,7 @@ async fn apply(
         Err(StoreError::Refused(refusal)) => {
             tracing::warn!(%terminal, kind = %refusal.anomaly_kind(), "push refused: {refusal}");
             state.metrics.refusal(refusal.anomaly_kind());
-            record(
-                state,
-                terminal,
-                refusal.anomaly_kind(),
-                refusal.to_string(),
-            )
-            .await;
+            record(state, terminal, refusal.anomaly_kind(), refusal.to_string()).await;
             Err(refusal.into())
         }
         Err(e) => Err(e.into()),
