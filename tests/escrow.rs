@@ -280,6 +280,21 @@ fn allowances_spent_offline_at_three_tills_never_overdraw(backend: Backend) {
     }
     let (mut spent, mut accrued) = (0, 0);
     for (i, (_, t)) in tills.iter().enumerate() {
+        // The quote names the allowance as what bounds the redemption.
+        let quote = t.post(
+            "/v1/quote",
+            &json!({"card": card, "lines": [{"sku": "sku-1", "category": "grocery",
+                "amount_minor": 1_000_000, "qty": 1}]}),
+        );
+        assert_eq!(quote.status, 200, "{}", quote.text);
+        assert_eq!(quote.body["offline"], true, "{}", quote.text);
+        let quoted = quote.body["max_redeem_points"].as_i64().unwrap();
+        let expected_by = if quoted > 0 {
+            "offline_allowance"
+        } else {
+            "offline_no_allowance"
+        };
+        assert_eq!(quote.body["limited_by"], expected_by, "{}", quote.text);
         // Ask for more than any allowance, then step down to what is left of it.
         let mut served = 0;
         for (n, ask) in [ALLOWANCE_PER_TILL + 1, ALLOWANCE_PER_TILL, 100, 50, 10, 1]
@@ -309,6 +324,7 @@ fn allowances_spent_offline_at_three_tills_never_overdraw(backend: Backend) {
             }
         }
         assert!(served <= ALLOWANCE_PER_TILL, "till {i} served {served}");
+        assert_eq!(served, quoted, "till {i}: the quote promised {quoted}");
         spent += served;
     }
     // Every point leased was spendable offline, and no more.

@@ -300,6 +300,40 @@ fn main() -> anyhow::Result<()> {
             format!("{prefix}server_push_paced_p99_ms"),
             json!(round3(paced.p99_ms)),
         );
+        for (load, figures_of) in [("", &push), ("paced_", &paced)] {
+            figures.insert(
+                format!("{prefix}open_sale_with_points_{load}under_load_p99_ms"),
+                json!(round3(figures_of.open_sale_p99_ms)),
+            );
+            figures.insert(
+                format!("{prefix}open_sale_with_points_{load}under_load_offline_share"),
+                json!(round3(figures_of.open_sale_offline_share)),
+            );
+        }
+        table.push(row(
+            &format!("open sale with points, {name}, under saturation p99 (ms)"),
+            push.open_sale_p99_ms,
+            "live_balance_timeout_ms",
+            800.0,
+            Some(push.open_sale_p99_ms / 800.0),
+            &format!(
+                "a real till, HQ reservation; {} sales, {:.0}% fell back offline",
+                push.open_sales,
+                push.open_sale_offline_share * 100.0
+            ),
+        ));
+        table.push(row(
+            &format!("open sale with points, {name}, paced load p99 (ms)"),
+            paced.open_sale_p99_ms,
+            "live_balance_timeout_ms",
+            800.0,
+            Some(paced.open_sale_p99_ms / 800.0),
+            &format!(
+                "{} sales, {:.0}% fell back offline",
+                paced.open_sales,
+                paced.open_sale_offline_share * 100.0
+            ),
+        ));
         table.push(row(
             &format!("{terminals} terminals, {name}: paced push p99 (ms)"),
             paced.p99_ms,

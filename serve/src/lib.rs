@@ -15,10 +15,12 @@
 //! - shutdown stops accepting, lets requests under way finish and closes idle
 //!   connections.
 //!
-//! It owns no routes and no TLS: the caller passes a router and an
-//! [`axum::serve::Listener`] whose connections went through the gate.
+//! It owns no routes: the caller passes a router and an [`axum::serve::Listener`]
+//! whose connections went through the gate, a [`GatedListener`] for plain HTTP or a
+//! [`tls::GatedTlsListener`] for HTTPS.
 
 mod gate;
+pub mod tls;
 
 pub use gate::{Admitted, Gate, GatedListener, refuse_over_cap};
 

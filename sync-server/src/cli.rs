@@ -596,6 +596,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 tls: config.tls.clone(),
                 allow_plain_http: config.allow_plain_http,
                 max_body_bytes: config.max_body_bytes,
+                connections: server::connection_limits(config),
                 pull_page_size: config.ledger.pull_page_size,
                 job_interval: Duration::from_secs(config.ledger.job_interval_secs),
                 admin: config.admin.clone(),

@@ -1,9 +1,13 @@
 //! HTTPS with rustls (ring provider, no OpenSSL, no aws-lc): certificate loading and
-//! a TLS listener for `axum::serve`.
+//! a TLS listener whose connections pass through a [`Gate`], for either server.
 //!
-//! Handshakes run in their own tasks, so a slow or hostile client never holds up the
-//! accept loop; finished connections are handed to axum through a channel.
+//! The gate is checked on the bare TCP connection, before any handshake work, and the
+//! place is held through the handshake: a flood of connections that never finish
+//! their handshake fills the cap, not the file descriptors. Handshakes run in their
+//! own tasks under a deadline, so a slow or hostile client never holds up the accept
+//! loop; finished connections are handed to the server through a channel.
 
+use crate::gate::{Admitted, Gate, refuse_over_cap};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,13 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Over-cap connections that may be given a handshake at once, to be told
+/// `too_many_connections` in a form an HTTPS client can read. Beyond this they are
+/// closed without an answer: refusing must stay cheaper than serving.
+const REFUSAL_HANDSHAKES: usize = 32;
+
+/// How long an over-cap client may take over the handshake of its refusal.
+const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -72,26 +81,36 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
-/// A listener that yields connections whose TLS handshake succeeded.
-pub struct TlsListener {
-    connections: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+/// A connection that passed the gate and finished its handshake.
+pub type TlsConnection = TlsStream<Admitted<TcpStream>>;
+
+/// A listener that yields gated connections whose TLS handshake succeeded.
+#[derive(Debug)]
+pub struct GatedTlsListener {
+    connections: mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local: SocketAddr,
 }
 
-impl TlsListener {
-    /// Starts accepting on `tcp`; stops when `shutdown` is cancelled.
+impl GatedTlsListener {
+    /// Starts accepting on `tcp` through `gate`; a client must finish its handshake
+    /// within `handshake_timeout`. Stops when `shutdown` is cancelled or the listener
+    /// is dropped.
     pub fn new(
         tcp: TcpListener,
+        gate: Gate,
         config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
         shutdown: CancellationToken,
     ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let refusals = Arc::new(Semaphore::new(REFUSAL_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     () = shutdown.cancelled() => break,
+                    () = tx.closed() => break,
                     accepted = tcp.accept() => accepted,
                 };
                 let (stream, peer) = match accepted {
@@ -100,14 +119,26 @@ impl TlsListener {
                         // Out of file descriptors and the like: back off briefly
                         // instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let admitted = match gate.admit(stream) {
+                    Ok(admitted) => admitted,
+                    Err(stream) => {
+                        tokio::spawn(refuse_over_cap_tls(
+                            stream,
+                            acceptor.clone(),
+                            Arc::clone(&refusals),
+                        ));
                         continue;
                     }
                 };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(admitted)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -124,8 +155,21 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+/// Tells an over-cap HTTPS client `too_many_connections` when a refusal handshake is
+/// free, or closes it at once when many are refused together (a flood).
+async fn refuse_over_cap_tls(stream: TcpStream, acceptor: TlsAcceptor, refusals: Arc<Semaphore>) {
+    let Ok(_refusing) = refusals.try_acquire_owned() else {
+        return;
+    };
+    if let Ok(Ok(tls)) =
+        tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    {
+        refuse_over_cap(tls).await;
+    }
+}
+
+impl axum::serve::Listener for GatedTlsListener {
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
