@@ -1,16 +1,26 @@
-//! The HQ dashboard in a real browser (headless Chromium through ChromeDriver): an
-//! operator logs in, reads the KPIs the CLI reports, looks up and blocks a card, and
-//! logs out. Sales reach HQ from a real `pos-agent`. Skipped, with a note, on a
-//! machine without Chromium unless `REQUIRE_BROWSER=1` (CI installs it and sets that).
+//! The HQ dashboard in a real browser (headless Chromium through ChromeDriver), on the
+//! CDNOW sample imported with `sync-server import purchases` plus today's sales from a
+//! real `pos-agent`: an operator logs in, reads the KPIs the CLI reports (both
+//! periods), looks up and blocks a card, sees a quarantined entry, and logs out. A
+//! screenshot of the KPI page is kept in `target/tmp/dashboard-kpi.png`. Skipped, with
+//! a note, on a machine without Chromium unless `REQUIRE_BROWSER=1` (CI installs it and
+//! sets that).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use e2e::agent::{Agent, sync_config};
 use e2e::browser::Browser;
+use e2e::entries::{Entry, figures};
+use e2e::hq_http::push_body;
 use e2e::server::Server;
-use e2e::{bin, temp_dir};
+use e2e::{bin, http, temp_dir, wait_for};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[path = "../analytics/tests/common/cdnow.rs"]
+#[allow(dead_code)]
+mod cdnow;
 
 const PASSWORD: &str = "a long admin password";
 const CARD: &str = "4006381333931";
@@ -29,6 +39,22 @@ fn hash_password(password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Every KPI figure on the page shown for `from`..`to` equals `report kpi`'s.
+fn assert_page_figures_equal_the_cli(browser: &Browser, server: &Server, from: &str, to: &str) {
+    browser.goto(&server.at(&format!("/admin/?from={from}&to={to}")));
+    let csv = server.admin_ok(&[
+        "report", "kpi", "--from", from, "--to", to, "--format", "csv",
+    ]);
+    let mut compared = 0;
+    for line in csv.lines().skip(1) {
+        let (name, value) = line.split_once(',').unwrap();
+        let cell = browser.find(&format!("td[data-figure=\"{name}\"]"));
+        assert_eq!(cell.text(), value, "{name} from {from} to {to}");
+        compared += 1;
+    }
+    assert!(compared > 10, "{csv}");
+}
+
 #[test]
 fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
     let Some(browser) = Browser::start() else {
@@ -39,6 +65,11 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
         &dir.path().join("hq"),
         &format!("[admin]\npassword_hash = \"{}\"\n", hash_password(PASSWORD)),
     );
+    // The CDNOW sample's 2,357 customers, one card each, as history.
+    let purchases = cdnow::load("CDNOW_sample.txt").unwrap_or_else(|e| panic!("{e}"));
+    let csv = dir.path().join("cdnow.csv");
+    std::fs::write(&csv, cdnow::import_csv(&purchases)).unwrap();
+    server.admin_ok(&["import", "purchases", csv.to_str().unwrap()]);
     let token = server.add_terminal("store-1", "till-1");
     let till_dir = dir.path().join("till");
     let till = Agent::start(
@@ -60,6 +91,7 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
     assert_eq!(browser.find("p.error").text(), "Wrong password.");
     browser.find("#password").type_text(PASSWORD);
     browser.find("#login").click();
+    browser.find("td[data-figure]");
     assert!(browser.url().ends_with("/admin/"), "{}", browser.url());
     assert!(browser.all("#password").is_empty());
 
@@ -75,27 +107,16 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
     assert!(browser.all("script").is_empty());
     assert_eq!(browser.all("svg").len(), 2, "{}", browser.source());
 
-    // Every figure on the page is the CLI's, for the same (default: 30 days) period.
+    // Every figure on the page is the CLI's: today's sales (the default period, the
+    // last 30 days) and the CDNOW history.
     let today = time::OffsetDateTime::now_utc().date();
-    let from = today - time::Duration::days(29);
-    let csv = server.admin_ok(&[
-        "report",
-        "kpi",
-        "--from",
-        &from.to_string(),
-        "--to",
+    let month_ago = today - time::Duration::days(29);
+    assert_page_figures_equal_the_cli(
+        &browser,
+        &server,
+        &month_ago.to_string(),
         &today.to_string(),
-        "--format",
-        "csv",
-    ]);
-    let mut compared = 0;
-    for line in csv.lines().skip(1) {
-        let (name, value) = line.split_once(',').unwrap();
-        let cell = browser.find(&format!("td[data-figure=\"{name}\"]"));
-        assert_eq!(cell.text(), value, "{name}");
-        compared += 1;
-    }
-    assert!(compared > 10, "{csv}");
+    );
     assert_eq!(
         browser.find("td[data-figure=\"members.receipts\"]").text(),
         "2"
@@ -106,6 +127,15 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
             .text(),
         "1"
     );
+    assert_page_figures_equal_the_cli(&browser, &server, "1997-01-01", "1998-06-30");
+    assert_eq!(
+        browser.find("td[data-figure=\"members.receipts\"]").text(),
+        purchases.len().to_string()
+    );
+    assert_eq!(browser.all("svg").len(), 2);
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-kpi.png");
+    browser.screenshot(&shot);
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 
     // Look up the card: shown masked, never in full; block it with a reason.
     browser.goto(&server.at("/admin/cards"));
@@ -121,13 +151,34 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
         .find("input[name=reason]")
         .type_text("reported lost");
     browser.find("#block").click();
+    wait_for(
+        Duration::from_secs(10),
+        "the page to show the card blocked",
+        || browser.source().contains("yes reported lost").then_some(()),
+    );
     let shown = server.admin_ok(&["card", "show", CARD]);
     assert!(shown.contains("blocked"), "{shown}");
-    assert!(
-        browser.source().contains("yes reported lost"),
+
+    // An entry HQ cannot apply is listed on the quarantine page, card masked.
+    let bad = vec![Entry::new(1).sale(Some(CARD), figures(0, i64::MAX))];
+    let body = serde_json::to_value(push_body("store-9", "till-9", bad)).unwrap();
+    let rogue = server.add_terminal("store-9", "till-9");
+    let pushed = http::post_hq(&server.at("/v1/sync/push"), &rogue, &body);
+    assert_eq!(
+        pushed.body["quarantined"],
+        serde_json::json!([1]),
         "{}",
-        browser.source()
+        pushed.text
     );
+    browser.goto(&server.at("/admin/quarantine"));
+    let rows = browser.all("tr:has(td)");
+    assert_eq!(rows.len(), 1, "{}", browser.source());
+    let row = rows[0].text();
+    assert!(
+        row.contains("store-9/till-9 seq 1") && row.contains("quarantined"),
+        "{row}"
+    );
+    assert!(!browser.source().contains(CARD));
 
     // Logging out ends the session: the dashboard asks for the password again.
     browser.find("#logout").click();

@@ -102,7 +102,7 @@ impl Browser {
                 "goog:chromeOptions": {
                     "binary": chromium,
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--no-first-run",
+                             "--disable-dev-shm-usage", "--no-first-run", "--window-size=1400,1800",
                              format!("--user-data-dir={}", browser._profile.path().display())],
                 },
             }}})),
@@ -157,6 +157,15 @@ impl Browser {
             .to_owned()
     }
 
+    /// A PNG screenshot of the window, written to `path`.
+    pub fn screenshot(&self, path: &Path) {
+        let encoded = self.call("GET", &self.at("/screenshot"), None);
+        let png = data_encoding::BASE64
+            .decode(encoded.as_str().unwrap_or_default().as_bytes())
+            .expect("a base64 screenshot");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
     /// Every element matching the CSS selector.
     pub fn all(&self, css: &str) -> Vec<Element<'_>> {
         let found = self.call(
@@ -178,12 +187,22 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// The one element matching the CSS selector; panics with the page when none does.
+    /// The first element matching the CSS selector, waiting for it while a page that a
+    /// click started is still loading; panics with the page when none comes.
     pub fn find(&self, css: &str) -> Element<'_> {
-        self.all(css)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("no element {css} on {}:\n{}", self.url(), self.source()))
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(found) = self.all(css).into_iter().next() {
+                return found;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no element {css} on {}:\n{}",
+                self.url(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The cookies the browser holds for the current page.
