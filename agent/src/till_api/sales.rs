@@ -87,6 +87,14 @@ async fn open_sale(
     if !opened && let Some(card) = &req.card {
         state.check_card_number(card)?;
     }
+    if !opened && req.redeem_points > Points::ZERO {
+        hold::refused_before_hq(
+            &req,
+            &state.rules.current(),
+            state.clock.store_day(now),
+            &state.settings.figure_limits,
+        )?;
+    }
     let authorised = match &req.card {
         Some(card) if !opened => {
             state
@@ -111,6 +119,7 @@ async fn open_sale(
     };
     let ctx = state.sale_context(now, authorised.funding, authorised.live);
     let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
+    let rules_version = ctx.rules.version;
     let held = state
         .journal
         .write(move |tx| hold::hold(tx, &req, &hash, &ctx))
@@ -124,7 +133,9 @@ async fn open_sale(
             {
                 let released = state
                     .journal
-                    .write(move |tx| cancel::release_unheld(tx, &receipt, &card, reserved, now))
+                    .write(move |tx| {
+                        cancel::release_unheld(tx, &receipt, &card, reserved, now, rules_version)
+                    })
                     .await;
                 if let Err(re) = released {
                     tracing::error!(error = %re, "cannot record the release of a refused hold's reservation; HQ releases it when it is abandoned");
