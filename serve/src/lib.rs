@@ -15,10 +15,18 @@
 //! - shutdown stops accepting, lets requests under way finish and closes idle
 //!   connections.
 //!
-//! It owns no routes and no TLS: the caller passes a router and an
-//! [`axum::serve::Listener`] whose connections went through the gate.
+//! [`systemd`] tells the service manager when the server is ready and that it is
+//! alive (`Type=notify`, `WatchdogSec=`).
+//!
+//! [`tls`] wraps a listener (the gated one) in rustls; certificates come from the
+//! caller's config.
+//!
+//! It owns no routes: the caller passes a router and an [`axum::serve::Listener`]
+//! whose connections went through the gate (and TLS, where configured).
 
 mod gate;
+pub mod systemd;
+pub mod tls;
 
 pub use gate::{Admitted, Gate, GatedListener, refuse_over_cap};
 

@@ -128,6 +128,8 @@ pub async fn serve(
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "sync-server listening on {scheme}://{local}");
     let _ = stdout.flush();
+    http_serve::systemd::ready();
+    http_serve::systemd::spawn_watchdog(shutdown.clone());
     let stop = shutdown.clone().cancelled_owned();
     match tls_config {
         Some(config) => {
@@ -141,6 +143,7 @@ pub async fn serve(
         }
     }
     shutdown.cancel();
+    http_serve::systemd::stopping();
     let _ = job.await;
     tracing::info!("sync-server stopped");
     Ok(())

@@ -60,6 +60,10 @@ pub enum ApiError {
     /// `GET /v1/scans/last` before any scan.
     #[error("no card has been scanned yet")]
     NoScan,
+    /// The till token is missing or wrong (`[till_api] token_hash_file`). The
+    /// message never repeats what was presented.
+    #[error("{0}")]
+    Unauthorized(&'static str),
 }
 
 /// The stable codes of the till API's errors.
@@ -87,6 +91,8 @@ pub enum ErrorCode {
     HttpError,
     /// Nothing scanned yet.
     NoScan,
+    /// Missing or wrong till token.
+    Unauthorized,
     /// Points to redeem without a card.
     CardRequired,
     /// No sale under this receipt number.
@@ -140,6 +146,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HttpError => "http_error",
             Self::NoScan => "no_scan",
+            Self::Unauthorized => "unauthorized",
             Self::CardRequired => "card_required",
             Self::UnknownReceipt => "unknown_receipt",
             Self::IdempotencyConflict => "idempotency_conflict",
@@ -216,6 +223,7 @@ impl ApiError {
                 (*status, code)
             }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
         }
     }
 }
@@ -303,6 +311,12 @@ impl IntoResponse for ApiError {
             axum::Json(ErrorBody::new(code.as_str(), self.to_string())),
         )
             .into_response();
+        if code == ErrorCode::Unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         resp.extensions_mut().insert(ErrorCodeOf(code));
         resp
     }
