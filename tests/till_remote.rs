@@ -45,7 +45,11 @@ fn remote_config(pki: &tls::Pki) -> String {
 fn loopback_default_needs_no_token_and_no_tls() {
     let dir = temp_dir();
     let agent = Agent::start(dir.path(), &Agent::standalone_config());
-    assert!(agent.base.starts_with("http://127.0.0.1:"), "{}", agent.base);
+    assert!(
+        agent.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        agent.base
+    );
     let health = agent.get("/v1/health");
     assert_eq!(health.status, 200, "{}", health.text);
     let (hold, commit) = agent.sell("L-1", Some("4006381333931"), 1_000, 0);
@@ -87,7 +91,10 @@ fn a_remote_till_api_answers_over_tls_only_with_the_current_token() {
 
     let token = rotate(dir.path());
     let hash = std::fs::read_to_string(dir.path().join("till-token.sha256")).unwrap();
-    assert!(hash.starts_with("sha256:") && !hash.contains(&token), "{hash}");
+    assert!(
+        hash.starts_with("sha256:") && !hash.contains(&token),
+        "{hash}"
+    );
     let agent = Agent::start_listening(dir.path(), &remote_config(&pki), "0.0.0.0:0");
     assert!(agent.base.starts_with("http://0.0.0.0:"), "{}", agent.base);
     let url = |path: &str| format!("https://127.0.0.1:{}{path}", agent.port());
@@ -97,13 +104,23 @@ fn a_remote_till_api_answers_over_tls_only_with_the_current_token() {
         let refused = get(presented);
         assert_eq!(refused.status, 401, "{what}: {}", refused.text);
         assert_eq!(refused.code(), "unauthorized", "{what}: {}", refused.text);
-        assert!(refused.body["error"]["message"].is_string(), "{}", refused.text);
+        assert!(
+            refused.body["error"]["message"].is_string(),
+            "{}",
+            refused.text
+        );
     }
     // A refused sale records nothing; the same sale with the token goes through.
     let sale = sale_body("R-1", Some("4006381333931"), 1_000, 0);
     let refused = http::https(Method::POST, &url("/v1/sales"), &ca, None, Some(&sale));
     assert_eq!(refused.status, 401, "{}", refused.text);
-    let held = http::https(Method::POST, &url("/v1/sales"), &ca, Some(&token), Some(&sale));
+    let held = http::https(
+        Method::POST,
+        &url("/v1/sales"),
+        &ca,
+        Some(&token),
+        Some(&sale),
+    );
     assert_eq!(held.status, 200, "{}", held.text);
     assert_eq!(get(Some(&token)).status, 200);
     assert!(

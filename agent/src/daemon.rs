@@ -273,7 +273,5 @@ pub async fn run(
         .await
         .context("closing the journal")?;
     tracing::info!("stopped");
-    served
-        .context("till API task failed")?
-        .context("till API")
+    served.context("till API task failed")?.context("till API")
 }

@@ -161,10 +161,7 @@ impl TokenCheck {
     /// enough for the request's task, like a log line.
     pub fn admits(&self, presented: &str) -> bool {
         let presented = TokenHash::of(presented);
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let stamp = match std::fs::metadata(&self.path) {
             Ok(meta) => FileStamp::of(&meta),
             Err(e) => {

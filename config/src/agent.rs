@@ -1,8 +1,8 @@
 //! `agent.toml`: the configuration of `pos-agent`.
 
+use crate::server::TlsSection;
 use protocol::limits::Limits;
 use protocol::rules::ProgramRules;
-use crate::server::TlsSection;
 use protocol::{Points, StoreId, TerminalId};
 use serde::Deserialize;
 use std::net::SocketAddr;
