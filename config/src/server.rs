@@ -22,6 +22,13 @@ pub struct ServerConfig {
     pub tls: Option<TlsSection>,
     /// Largest request body, in bytes, after gzip decompression. Default 16 MiB.
     pub max_body_bytes: usize,
+    /// Connections open at once; more are answered 503 `too_many_connections` and
+    /// closed. Default 4096.
+    pub max_connections: usize,
+    /// Seconds a connection has to finish its TLS handshake and send a request's
+    /// headers, from its start or its previous answer (also how long an idle
+    /// connection stays open). Default 30.
+    pub header_timeout_secs: u64,
     /// Ledger housekeeping.
     pub ledger: LedgerSection,
     /// `[log]`: level and format of the server's log lines.
@@ -38,6 +45,8 @@ impl Default for ServerConfig {
             allow_plain_http: false,
             tls: None,
             max_body_bytes: 16 * 1024 * 1024,
+            max_connections: 4096,
+            header_timeout_secs: 30,
             ledger: LedgerSection::default(),
             log: LogSection::default(),
             admin: None,

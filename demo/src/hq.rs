@@ -4,12 +4,13 @@
 
 use anyhow::{Context, anyhow};
 use config::clock::Clock;
+use config::server::ServerConfig;
 use protocol::CardId;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_server::server::{ServeOptions, serve};
+use sync_server::server::{ServeOptions, connection_limits, serve};
 use sync_server::store::Store;
 use sync_server::store::flow::escrow::{AbandonAfter, DEFAULT_LEASE_DURATION};
 use sync_server::store::sqlite::SqliteStore;
@@ -53,6 +54,7 @@ impl Hq {
             tls: None,
             allow_plain_http: false,
             max_body_bytes: 16 * 1024 * 1024,
+            connections: connection_limits(&ServerConfig::default()),
             pull_page_size: 1000,
             job_interval: Duration::from_secs(300),
             admin: None,

@@ -113,9 +113,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Admitted<S> {
     }
 }
 
-/// Answers a plain-HTTP connection beyond the cap with a JSON 503 and closes it,
-/// without reading its request (the answer is the same whatever it asked).
-pub async fn refuse_over_cap(mut stream: TcpStream) {
+/// Answers a connection beyond the cap (plain, or after its TLS handshake) with a
+/// JSON 503 and closes it, without reading its request (the answer is the same
+/// whatever it asked).
+pub async fn refuse_over_cap<S: AsyncWrite + Unpin>(mut stream: S) {
     let answer = async {
         stream.write_all(OVER_CAP_ANSWER.as_bytes()).await?;
         stream.shutdown().await

@@ -18,11 +18,9 @@
 //! [`systemd`] tells the service manager when the server is ready and that it is
 //! alive (`Type=notify`, `WatchdogSec=`).
 //!
-//! [`tls`] wraps a listener (the gated one) in rustls; certificates come from the
-//! caller's config.
-//!
 //! It owns no routes: the caller passes a router and an [`axum::serve::Listener`]
-//! whose connections went through the gate (and TLS, where configured).
+//! whose connections went through the gate, a [`GatedListener`] for plain HTTP or a
+//! [`tls::GatedTlsListener`] for HTTPS.
 
 mod gate;
 pub mod systemd;

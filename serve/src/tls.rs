@@ -1,11 +1,13 @@
-//! HTTPS with rustls (ring provider, no OpenSSL, no aws-lc), for both servers:
-//! certificate loading and a TLS listener for [`crate::serve`] or `axum::serve`.
+//! HTTPS with rustls (ring provider, no OpenSSL, no aws-lc): certificate loading and
+//! a TLS listener whose connections pass through a [`Gate`], for either server.
 //!
-//! The listener wraps another one (a [`crate::GatedListener`], so a connection beyond
-//! the cap is refused before any handshake work, or a plain `TcpListener`).
-//! Handshakes run in their own tasks, so a slow or hostile client never holds up the
-//! accept loop; finished connections are handed on through a channel.
+//! The gate is checked on the bare TCP connection, before any handshake work, and the
+//! place is held through the handshake: a flood of connections that never finish
+//! their handshake fills the cap, not the file descriptors. Handshakes run in their
+//! own tasks under a deadline, so a slow or hostile client never holds up the accept
+//! loop; finished connections are handed to the server through a channel.
 
+use crate::gate::{Admitted, Gate, refuse_over_cap};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,14 +16,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Over-cap connections that may be given a handshake at once, to be told
+/// `too_many_connections` in a form an HTTPS client can read. Beyond this they are
+/// closed without an answer: refusing must stay cheaper than serving.
+const REFUSAL_HANDSHAKES: usize = 32;
+
+/// How long an over-cap client may take over the handshake of its refusal.
+const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -74,40 +81,64 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
-/// A listener that yields the connections of an inner listener whose TLS handshake
-/// succeeded.
-pub struct TlsListener<Io> {
-    connections: mpsc::Receiver<(TlsStream<Io>, SocketAddr)>,
+/// A connection that passed the gate and finished its handshake.
+pub type TlsConnection = TlsStream<Admitted<TcpStream>>;
+
+/// A listener that yields gated connections whose TLS handshake succeeded.
+#[derive(Debug)]
+pub struct GatedTlsListener {
+    connections: mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local: SocketAddr,
 }
 
-impl<Io> TlsListener<Io>
-where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    /// Starts accepting on `inner`; stops when `shutdown` is cancelled.
-    pub fn new<L>(
-        mut inner: L,
+impl GatedTlsListener {
+    /// Starts accepting on `tcp` through `gate`; a client must finish its handshake
+    /// within `handshake_timeout`. Stops when `shutdown` is cancelled or the listener
+    /// is dropped.
+    pub fn new(
+        tcp: TcpListener,
+        gate: Gate,
         config: Arc<ServerConfig>,
+        handshake_timeout: Duration,
         shutdown: CancellationToken,
-    ) -> io::Result<Self>
-    where
-        L: axum::serve::Listener<Io = Io, Addr = SocketAddr>,
-    {
-        let local = inner.local_addr()?;
+    ) -> io::Result<Self> {
+        let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let refusals = Arc::new(Semaphore::new(REFUSAL_HANDSHAKES));
         tokio::spawn(async move {
             loop {
-                // The inner listener backs off on accept errors itself.
-                let (stream, peer) = tokio::select! {
+                let accepted = tokio::select! {
                     () = shutdown.cancelled() => break,
-                    accepted = inner.accept() => accepted,
+                    () = tx.closed() => break,
+                    accepted = tcp.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly
+                        // instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let admitted = match gate.admit(stream) {
+                    Ok(admitted) => admitted,
+                    Err(stream) => {
+                        tokio::spawn(refuse_over_cap_tls(
+                            stream,
+                            acceptor.clone(),
+                            Arc::clone(&refusals),
+                        ));
+                        continue;
+                    }
                 };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(admitted)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }
@@ -124,11 +155,21 @@ where
     }
 }
 
-impl<Io> axum::serve::Listener for TlsListener<Io>
-where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    type Io = TlsStream<Io>;
+/// Tells an over-cap HTTPS client `too_many_connections` when a refusal handshake is
+/// free, or closes it at once when many are refused together (a flood).
+async fn refuse_over_cap_tls(stream: TcpStream, acceptor: TlsAcceptor, refusals: Arc<Semaphore>) {
+    let Ok(_refusing) = refusals.try_acquire_owned() else {
+        return;
+    };
+    if let Ok(Ok(tls)) =
+        tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    {
+        refuse_over_cap(tls).await;
+    }
+}
+
+impl axum::serve::Listener for GatedTlsListener {
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

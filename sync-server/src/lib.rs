@@ -18,4 +18,3 @@ pub mod ledger;
 pub mod reports;
 pub mod server;
 pub mod store;
-pub mod tls;

@@ -8,9 +8,10 @@ use crate::http::{self, AppState};
 use crate::jobs;
 use crate::store::Store;
 use crate::store::flow::escrow::AbandonAfter;
-use crate::tls::{self, TlsError, TlsListener};
 use config::clock::Clock;
-use config::server::{AdminSection, TlsSection};
+use config::server::{AdminSection, ServerConfig, TlsSection};
+use http_serve::tls::{self, GatedTlsListener, TlsError};
+use http_serve::{ConnectionLimits, Gate, GatedListener};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct ServeOptions {
     pub allow_plain_http: bool,
     /// Largest request body after decompression.
     pub max_body_bytes: usize,
+    /// Connection cap and header (and idle, and TLS handshake) timeout.
+    pub connections: ConnectionLimits,
     /// Most balances per pull.
     pub pull_page_size: u32,
     /// Period of the ledger job.
@@ -67,6 +70,14 @@ pub enum ServeError {
     /// `[admin]` is unusable.
     #[error(transparent)]
     Admin(#[from] BadHash),
+}
+
+/// The connection limits `sync-server.toml` sets.
+pub fn connection_limits(config: &ServerConfig) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+    }
 }
 
 /// Checks that the listen address may be served without TLS.
@@ -130,16 +141,17 @@ pub async fn serve(
     let _ = stdout.flush();
     http_serve::systemd::ready();
     http_serve::systemd::spawn_watchdog(shutdown.clone());
-    let stop = shutdown.clone().cancelled_owned();
+    let limits = options.connections.fitted_to_fd_limit();
+    let gate = Gate::new(limits.max_connections);
     match tls_config {
         Some(config) => {
-            let listener = TlsListener::new(tcp, config, shutdown.clone())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await?;
+            let listener =
+                GatedTlsListener::new(tcp, gate, config, limits.header_timeout, shutdown.clone())?;
+            http_serve::serve(listener, app, limits, shutdown.clone()).await;
         }
         None => {
-            axum::serve(tcp, app).with_graceful_shutdown(stop).await?;
+            let listener = GatedListener::new(tcp, gate);
+            http_serve::serve(listener, app, limits, shutdown.clone()).await;
         }
     }
     shutdown.cancel();
@@ -159,6 +171,10 @@ mod tests {
             tls: None,
             allow_plain_http: allow,
             max_body_bytes: 1024,
+            connections: ConnectionLimits {
+                max_connections: 16,
+                header_timeout: Duration::from_secs(30),
+            },
             pull_page_size: 10,
             job_interval: Duration::from_secs(60),
             admin: None,

@@ -86,6 +86,49 @@ async fn https_works_for_a_client_that_trusts_the_ca_and_fails_for_one_that_does
     );
 }
 
+/// Over HTTPS, connections that never finish their handshake fill the cap, not the
+/// descriptors: one more client is told `too_many_connections` (in TLS, so it can read
+/// it), and it is served again once the stalled ones go. The gate does not depend on
+/// the ledger backend, so SQLite alone.
+#[tokio::test]
+async fn https_connections_beyond_the_cap_are_told_so_and_served_once_others_close() {
+    let ca = new_ca("HQ test CA");
+    let hq = Backend::Sqlite.hq();
+    let config = format!("max_connections = 16\n{}", tls_config(&hq, &ca));
+    std::fs::write(&hq.config, config).unwrap();
+    let server = hq.start();
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    // A new client per request: a pooled connection would keep its place.
+    let http = || client_trusting(&ca.pem);
+    let health = server.at("/v1/health");
+    assert_eq!(http().get(&health).send().await.unwrap().status(), 200);
+
+    // Plain TCP connections that never say hello; a place frees only when the server
+    // has noticed the previous client's close, so fill until the cap answers.
+    let mut stalled = Vec::new();
+    let refusal = loop {
+        assert!(stalled.len() <= 32, "the cap of 16 never refused anyone");
+        stalled.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        let answer = http().get(&health).send().await.unwrap();
+        if answer.status() != 200 {
+            break answer;
+        }
+    };
+    assert_eq!(refusal.status(), 503);
+    let body: serde_json::Value = refusal.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+
+    drop(stalled);
+    loop {
+        let answer = http().get(&health).send().await.unwrap();
+        if answer.status() == 200 {
+            break;
+        }
+        assert_eq!(answer.status(), 503, "only the cap may refuse");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn plain_http_on_a_non_loopback_address_is_refused_at_start(backend: Backend) {
     let hq = backend.hq();
     let out = hq.run(&["run", "--listen", "0.0.0.0:0"]);

@@ -57,6 +57,39 @@ pub fn get_hq(url: &str, token: &str) -> Reply {
     )
 }
 
+/// POST `body` (JSON) to `url` with a bearer token and the sync protocol header (a
+/// push to HQ's API, as a terminal would send it).
+pub fn post_hq(url: &str, token: &str, body: &Value) -> Reply {
+    reply(
+        agent()
+            .post(url)
+            .header("authorization", &format!("Bearer {token}"))
+            .header(
+                protocol::wire::PROTOCOL_HEADER,
+                &protocol::wire::PROTOCOL_VERSION.to_string(),
+            )
+            .send_json(body),
+    )
+}
+
+/// A request with no body and any `method` (`PUT`, `DELETE`, …) to `url`; returns
+/// the answer and its `Allow` header.
+pub fn call(method: &str, url: &str) -> (Reply, Option<String>) {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .expect("a valid request");
+    let resp = agent().run(request);
+    let allow = resp.as_ref().ok().and_then(|r| {
+        r.headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    (reply(resp), allow)
+}
+
 /// POST `body` (JSON) to `url`.
 pub fn post(url: &str, body: &Value) -> Reply {
     reply(agent().post(url).send_json(body))

@@ -35,6 +35,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
     responses_dropped: Arc<AtomicU64>,
+    swallowed: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -44,18 +45,24 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let fault = Arc::new(Mutex::new(Fault::Pass));
         let dropped = Arc::new(AtomicU64::new(0));
+        let swallowed = Arc::new(AtomicU64::new(0));
         let upstream = upstream.to_owned();
-        let (f, d) = (fault.clone(), dropped.clone());
+        let counters = Counters {
+            dropped: dropped.clone(),
+            swallowed: swallowed.clone(),
+        };
+        let f = fault.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (f, d, up) = (f.clone(), d.clone(), upstream.clone());
-                std::thread::spawn(move || handle(client, &up, &f, &d));
+                let (f, c, up) = (f.clone(), counters.clone(), upstream.clone());
+                std::thread::spawn(move || handle(client, &up, &f, &c));
             }
         });
         Self {
             addr,
             fault,
             responses_dropped: dropped,
+            swallowed,
         }
     }
 
@@ -73,19 +80,33 @@ impl Proxy {
     pub fn responses_dropped(&self) -> u64 {
         self.responses_dropped.load(Ordering::SeqCst)
     }
+
+    /// How many connections and chunks of traffic `Blackhole` swallowed so far: a
+    /// client request is held by the black hole once this moves.
+    pub fn swallowed(&self) -> u64 {
+        self.swallowed.load(Ordering::SeqCst)
+    }
+}
+
+/// What the connection threads count.
+#[derive(Clone)]
+struct Counters {
+    dropped: Arc<AtomicU64>,
+    swallowed: Arc<AtomicU64>,
 }
 
 fn current(fault: &Mutex<Fault>) -> Fault {
     *fault.lock().unwrap()
 }
 
-fn handle(client: TcpStream, upstream: &str, fault: &Arc<Mutex<Fault>>, dropped: &Arc<AtomicU64>) {
+fn handle(client: TcpStream, upstream: &str, fault: &Arc<Mutex<Fault>>, counters: &Counters) {
     match current(fault) {
         Fault::Refuse => {
             let _ = client.shutdown(Shutdown::Both);
             return;
         }
         Fault::Blackhole => {
+            counters.swallowed.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(120));
             return;
         }
@@ -96,14 +117,19 @@ fn handle(client: TcpStream, upstream: &str, fault: &Arc<Mutex<Fault>>, dropped:
         return;
     };
     let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let f_up = fault.clone();
-    let up = std::thread::spawn(move || pipe_request(c2, s2, &f_up));
-    pipe_response(server, client, fault, dropped);
+    let (f_up, swallowed) = (fault.clone(), counters.swallowed.clone());
+    let up = std::thread::spawn(move || pipe_request(c2, s2, &f_up, &swallowed));
+    pipe_response(server, client, fault, counters);
     let _ = up.join();
 }
 
 /// Client -> server.
-fn pipe_request(mut from: TcpStream, mut to: TcpStream, fault: &Mutex<Fault>) {
+fn pipe_request(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    fault: &Mutex<Fault>,
+    swallowed: &AtomicU64,
+) {
     let peer = from.try_clone().ok();
     let mut buf = [0u8; 16 * 1024];
     let mut sent = 0usize;
@@ -115,7 +141,10 @@ fn pipe_request(mut from: TcpStream, mut to: TcpStream, fault: &Mutex<Fault>) {
         match current(fault) {
             // HQ going down also breaks connections that were already open.
             Fault::Refuse => break,
-            Fault::Blackhole => continue,
+            Fault::Blackhole => {
+                swallowed.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
             Fault::ResetRequest(limit) => {
                 let take = limit.saturating_sub(sent).min(n);
                 let _ = to.write_all(&buf[..take]);
@@ -145,7 +174,7 @@ fn pipe_response(
     mut from: TcpStream,
     mut to: TcpStream,
     fault: &Mutex<Fault>,
-    dropped: &AtomicU64,
+    counters: &Counters,
 ) {
     let mut buf = [0u8; 16 * 1024];
     let mut forwarded = 0usize;
@@ -156,9 +185,12 @@ fn pipe_response(
         };
         match current(fault) {
             Fault::Refuse => break,
-            Fault::Blackhole => continue,
+            Fault::Blackhole => {
+                counters.swallowed.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
             Fault::DropResponse => {
-                dropped.fetch_add(1, Ordering::SeqCst);
+                counters.dropped.fetch_add(1, Ordering::SeqCst);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;
@@ -166,7 +198,7 @@ fn pipe_response(
             Fault::TruncateResponse(limit) => {
                 let take = limit.saturating_sub(forwarded).min(n);
                 let _ = to.write_all(&buf[..take]);
-                dropped.fetch_add(1, Ordering::SeqCst);
+                counters.dropped.fetch_add(1, Ordering::SeqCst);
                 let _ = to.shutdown(Shutdown::Both);
                 let _ = from.shutdown(Shutdown::Both);
                 return;

@@ -34,7 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use config::agent::OfflineSection;
 use error::{ApiError, ErrorCodeOf};
-use http_serve::tls::TlsListener;
+use http_serve::tls::GatedTlsListener;
 use http_serve::{ConnectionLimits, Gate, GatedListener};
 use protocol::limits::Limits;
 use protocol::{StoreId, TerminalId};
@@ -179,13 +179,20 @@ pub async fn serve(
         // parsing.
         app = app.layer(middleware::from_fn_with_state(check, auth::require_token));
     }
-    let gated = GatedListener::new(listener, Gate::new(limits.max_connections));
+    let gate = Gate::new(limits.max_connections);
     match exposure.tls {
         Some(tls) => {
-            let listener = TlsListener::new(gated, tls, cancel.clone())?;
+            // The header timeout bounds the handshake too, as at HQ.
+            let listener = GatedTlsListener::new(
+                listener,
+                gate,
+                tls,
+                limits.header_timeout,
+                cancel.clone(),
+            )?;
             http_serve::serve(listener, app, limits, cancel).await;
         }
-        None => http_serve::serve(gated, app, limits, cancel).await,
+        None => http_serve::serve(GatedListener::new(listener, gate), app, limits, cancel).await,
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ pub(crate) fn check_server(config: &ServerConfig) -> Problems {
         1024 * MIB,
         " bytes (1 KiB to 1 GiB)",
     );
+    problems.connections("", config.max_connections, config.header_timeout_secs);
     let ledger = &config.ledger;
     problems.range(
         "ledger.job_interval_secs",
