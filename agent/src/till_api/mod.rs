@@ -183,13 +183,8 @@ pub async fn serve(
     match exposure.tls {
         Some(tls) => {
             // The header timeout bounds the handshake too, as at HQ.
-            let listener = GatedTlsListener::new(
-                listener,
-                gate,
-                tls,
-                limits.header_timeout,
-                cancel.clone(),
-            )?;
+            let listener =
+                GatedTlsListener::new(listener, gate, tls, limits.header_timeout, cancel.clone())?;
             http_serve::serve(listener, app, limits, cancel).await;
         }
         None => http_serve::serve(GatedListener::new(listener, gate), app, limits, cancel).await,
