@@ -23,7 +23,8 @@
 //!
 //! Every file in `config/examples/` is checked the same way as a toml block.
 
-// A panic is how this harness reports a README that does not run.
+// clippy.toml allows unwrap inside #[test] functions only; the harness functions here
+// are test code too.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -83,6 +83,14 @@ async fn open_sale(
             Ok((tx.hold_request(&receipt)?.is_some(), lease))
         })
         .await?;
+    if !opened && req.redeem_points > Points::ZERO {
+        hold::refused_before_hq(
+            &req,
+            &state.rules.current(),
+            state.clock.store_day(now),
+            &state.settings.figure_limits,
+        )?;
+    }
     let authorised = match &req.card {
         Some(card) if !opened => {
             state
@@ -107,6 +115,7 @@ async fn open_sale(
     };
     let ctx = state.sale_context(now, authorised.funding, authorised.live);
     let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
+    let rules_version = ctx.rules.version;
     let held = state
         .journal
         .write(move |tx| hold::hold(tx, &req, &hash, &ctx))
@@ -120,7 +129,9 @@ async fn open_sale(
             {
                 let released = state
                     .journal
-                    .write(move |tx| cancel::release_unheld(tx, &receipt, &card, reserved, now))
+                    .write(move |tx| {
+                        cancel::release_unheld(tx, &receipt, &card, reserved, now, rules_version)
+                    })
                     .await;
                 if let Err(re) = released {
                     tracing::error!(error = %re, "cannot record the release of a refused hold's reservation; HQ releases it when it is abandoned");
