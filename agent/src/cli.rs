@@ -1,4 +1,5 @@
-//! The command line: `run`, `demo`, `check-config`, `ports`, `status`.
+//! The command line: `run`, `demo`, `check-config`, `ports`, `status`, `sync-resume`,
+//! `till-token rotate`.
 
 use crate::journal::{JournalError, JournalFile};
 use clap::{Parser, Subcommand};
@@ -51,6 +52,9 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The till token, which a till on another machine presents to the till API.
+    #[command(subcommand)]
+    TillToken(TillTokenCommand),
     /// Ask the running agent for its health.
     Status {
         /// agent.toml, to find the till API address.
@@ -59,6 +63,19 @@ pub enum Command {
         /// Till API base URL (default from the config, else http://127.0.0.1:7070).
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+/// `pos-agent till-token …`.
+#[derive(Debug, Subcommand)]
+pub enum TillTokenCommand {
+    /// Make a new till token: its hash replaces `[till_api] token_hash_file` (the
+    /// running agent refuses the old token from the next request on) and the token
+    /// is printed once, on stdout; it is stored nowhere else.
+    Rotate {
+        /// agent.toml, to find the hash file.
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -84,6 +101,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Ports => crate::ports::run(),
         Command::Status { config, url } => status(config, url),
         Command::SyncResume { config } => sync_resume(config),
+        Command::TillToken(TillTokenCommand::Rotate { config }) => till_token_rotate(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +119,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         // A problem in the file, or stdout closed (nothing more to say then).
         Ok(false) | Err(_) => ExitCode::FAILURE,
     }
+}
+
+fn till_token_rotate(config: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = crate::daemon::load_config(Some(config))?;
+    let token = crate::till_token::rotate(&cfg, config)?;
+    println!("{token}");
+    eprintln!(
+        "pos-agent: new till token above (shown once); the old one no longer works. \
+         Give it to the till as Authorization: Bearer TOKEN."
+    );
+    Ok(())
 }
 
 fn sync_resume(config: Option<PathBuf>) -> anyhow::Result<()> {

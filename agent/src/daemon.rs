@@ -20,6 +20,7 @@ use crate::scanner::gate::TokenUses;
 use crate::scanner::{ScanContext, ScannerSet};
 use crate::sync_client::SyncClient;
 use crate::till_api::{self, TillSettings, TillState};
+use crate::till_token::TokenCheck;
 use anyhow::{Context, bail};
 use config::AgentConfig;
 use http_serve::ConnectionLimits;
@@ -116,11 +117,31 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let listen = cfg.till_api.listen;
-    if !listen.ip().is_loopback() && !cfg.till_api.allow_non_loopback {
-        bail!(
-            "till API address {listen} is not loopback; set [till_api] allow_non_loopback = true to allow it"
-        );
+    // Checked here too, not only in the config: `--listen` may have moved it.
+    if let Some(problem) = cfg.till_api.exposure_problem(listen) {
+        bail!("till API: {problem}");
     }
+    let exposure = till_api::Exposure {
+        tls: cfg
+            .till_api
+            .tls
+            .as_ref()
+            .map(|t| http_serve::tls::server_config(&t.cert_file, &t.key_file))
+            .transpose()
+            .context("till API TLS ([till_api.tls])")?,
+        token: cfg
+            .till_api
+            .token_hash_file
+            .as_deref()
+            .map(TokenCheck::load)
+            .transpose()?
+            .map(Arc::new),
+    };
+    let scheme = if exposure.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let clock = Clock::from_env(cfg.store.utc_offset.minutes)?;
     let path = journal_path(&cfg)?;
     let (journal, journal_thread) =
@@ -218,15 +239,25 @@ pub async fn run(
         header_timeout: Duration::from_secs(cfg.till_api.header_timeout_secs),
     }
     .fitted_to_fd_limit();
-    let server = tokio::spawn(till_api::serve(listener, till, limits, cancel.clone()));
-    tracing::info!(address = %bound, "till API listening");
+    let token = exposure.token.is_some();
+    let server = tokio::spawn(till_api::serve(
+        listener,
+        till,
+        limits,
+        exposure,
+        cancel.clone(),
+    ));
+    tracing::info!(address = %bound, scheme, till_token = token, "till API listening");
     if let Some(file) = ready_file {
         std::fs::write(&file, bound.to_string())
             .with_context(|| format!("writing {}", file.display()))?;
     }
+    http_serve::systemd::ready();
+    http_serve::systemd::spawn_watchdog(cancel.clone());
 
     let served = server.await;
     cancel.cancel();
+    http_serve::systemd::stopping();
     if let Err(e) = expiry.await {
         tracing::error!(error = %e, "hold expiry task failed");
     }
@@ -242,5 +273,5 @@ pub async fn run(
         .await
         .context("closing the journal")?;
     tracing::info!("stopped");
-    served.context("till API task failed")
+    served.context("till API task failed")?.context("till API")
 }

@@ -11,7 +11,7 @@
 //! [`journal`] is the storage and the only module with SQL; [`program`] the rules in
 //! force; [`scanner`] reads the serial scanners and [`scan_bus`] fans their scans
 //! out; [`ports`] lists serial ports; [`hq_client`] and [`hq_link`] talk to HQ and
-//! [`sync_client`] syncs with it; [`backoff`] paces retries. Business arithmetic lives
+//! [`sync_client`] syncs with it; [`till_token`] is the till API's bearer token; [`backoff`] paces retries. Business arithmetic lives
 //! in the `protocol` crate, shared with HQ. The demonstration is another program
 //! (`loyalty-demo`, in `demo/`); [`demo_launcher`] starts it.
 
@@ -37,3 +37,4 @@ pub mod scan_bus;
 pub mod scanner;
 pub mod sync_client;
 pub mod till_api;
+pub mod till_token;

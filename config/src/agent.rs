@@ -1,5 +1,6 @@
 //! `agent.toml`: the configuration of `pos-agent`.
 
+use crate::server::TlsSection;
 use protocol::limits::Limits;
 use protocol::rules::ProgramRules;
 use protocol::{Points, StoreId, TerminalId};
@@ -100,9 +101,12 @@ pub struct TillApiSection {
     /// Listen address. Default `127.0.0.1:7070`.
     #[serde(deserialize_with = "crate::address::deserialize_listen")]
     pub listen: SocketAddr,
-    /// A non-loopback `listen` is refused unless this is true: the till API has no
-    /// authentication and must not be reachable from the store network by accident.
-    pub allow_non_loopback: bool,
+    /// HTTPS for the till API (`[till_api.tls]`); required beyond loopback.
+    pub tls: Option<TlsSection>,
+    /// File holding the SHA-256 of the till token (`pos-agent till-token rotate`
+    /// writes it); when set, every request needs `Authorization: Bearer TOKEN`.
+    /// Required beyond loopback.
+    pub token_hash_file: Option<PathBuf>,
     /// Holds not committed within this many seconds are released. Default 900.
     pub hold_timeout_secs: u64,
     /// Largest request body accepted, in bytes. Default 262144.
@@ -119,12 +123,36 @@ impl Default for TillApiSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
-            allow_non_loopback: false,
+            tls: None,
+            token_hash_file: None,
             hold_timeout_secs: 900,
             max_body_bytes: 256 * 1024,
             max_connections: 4096,
             header_timeout_secs: 30,
         }
+    }
+}
+
+impl TillApiSection {
+    /// Why the till API may not listen on `listen` with these settings, or `None`.
+    /// Loopback needs nothing (the till runs on this machine); beyond it, anyone on
+    /// the store network could read balances and redeem points, so the API must be
+    /// encrypted (TLS) and callers must present the till token.
+    pub fn exposure_problem(&self, listen: SocketAddr) -> Option<String> {
+        if listen.ip().is_loopback() {
+            return None;
+        }
+        let missing = match (&self.tls, &self.token_hash_file) {
+            (Some(_), Some(_)) => return None,
+            (None, None) => "[till_api.tls] cert_file/key_file and token_hash_file",
+            (None, Some(_)) => "[till_api.tls] cert_file/key_file",
+            (Some(_), None) => "token_hash_file",
+        };
+        Some(format!(
+            "{listen} is not a loopback address: a till API reachable from the store network \
+             needs TLS and a till token; set {missing} in [till_api], create the token with \
+             `pos-agent till-token rotate --config FILE`, or listen on 127.0.0.1"
+        ))
     }
 }
 

@@ -8,10 +8,24 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::server::ServerConfig;
 use std::path::Path;
 
-/// Missing or empty files the agent needs: the sync token file and the CA file.
-/// `file` names the config file in the messages. Empty when all are in place.
+/// Missing or empty files the agent needs: the till API's TLS files and token hash,
+/// the sync token file and the CA file. `file` names the config file in the
+/// messages. Empty when all are in place.
 pub fn check_files(config: &AgentConfig, file: &str) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    if let Some(tls) = &config.till_api.tls {
+        check(&mut errors, file, "till_api.tls.cert_file", &tls.cert_file);
+        check(&mut errors, file, "till_api.tls.key_file", &tls.key_file);
+    }
+    if let Some(hash) = &config.till_api.token_hash_file {
+        let before = errors.len();
+        check(&mut errors, file, "till_api.token_hash_file", hash);
+        if let Some(missing) = errors.get_mut(before) {
+            missing.message.push_str(&format!(
+                "; create it with `pos-agent till-token rotate --config {file}`"
+            ));
+        }
+    }
     if let Some(sync) = &config.sync {
         check(&mut errors, file, "sync.token_file", &sync.token_file);
         if let Some(ca) = &sync.ca_file {

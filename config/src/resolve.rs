@@ -18,6 +18,13 @@ pub(crate) fn agent_paths(config: &mut AgentConfig, base: &Path) {
     if let Some(path) = &mut config.journal.path {
         resolve(base, path);
     }
+    if let Some(tls) = &mut config.till_api.tls {
+        resolve(base, &mut tls.cert_file);
+        resolve(base, &mut tls.key_file);
+    }
+    if let Some(path) = &mut config.till_api.token_hash_file {
+        resolve(base, path);
+    }
     if let Some(sync) = &mut config.sync {
         resolve(base, &mut sync.token_file);
         if let Some(ca) = &mut sync.ca_file {

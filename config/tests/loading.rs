@@ -210,9 +210,17 @@ fn non_loopback_till_api_explains_the_missing_auth() {
     let errors = agent_errors("[till_api]\nlisten = \"0.0.0.0:7070\"\n");
     let (line, key, text) = single(&errors);
     assert_eq!((line, key), (Some(2), Some("till_api.listen")));
-    assert!(text.contains("no authentication"), "{text}");
-    let allowed = "[till_api]\nlisten = \"0.0.0.0:7070\"\nallow_non_loopback = true\n";
-    assert!(parse_agent(allowed, "agent.toml", Path::new(BASE)).is_ok());
+    assert!(text.contains("needs TLS and a till token"), "{text}");
+    assert!(text.contains("till-token rotate"), "{text}");
+    let allowed = "[till_api]\nlisten = \"0.0.0.0:7070\"\ntoken_hash_file = \"till.sha256\"\n\
+                   [till_api.tls]\ncert_file = \"till.crt\"\nkey_file = \"till.key\"\n";
+    let config = parse_agent(allowed, "agent.toml", Path::new(BASE)).expect("TLS and a token");
+    let tls = config.till_api.tls.expect("tls");
+    assert_eq!(tls.cert_file, Path::new(BASE).join("till.crt"));
+    assert_eq!(
+        config.till_api.token_hash_file,
+        Some(Path::new(BASE).join("till.sha256"))
+    );
 }
 
 #[test]

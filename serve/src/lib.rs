@@ -15,11 +15,15 @@
 //! - shutdown stops accepting, lets requests under way finish and closes idle
 //!   connections.
 //!
+//! [`systemd`] tells the service manager when the server is ready and that it is
+//! alive (`Type=notify`, `WatchdogSec=`).
+//!
 //! It owns no routes: the caller passes a router and an [`axum::serve::Listener`]
 //! whose connections went through the gate, a [`GatedListener`] for plain HTTP or a
 //! [`tls::GatedTlsListener`] for HTTPS.
 
 mod gate;
+pub mod systemd;
 pub mod tls;
 
 pub use gate::{Admitted, Gate, GatedListener, refuse_over_cap};

@@ -151,6 +151,8 @@ pub async fn serve(
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "sync-server listening on {scheme}://{local}");
     let _ = stdout.flush();
+    http_serve::systemd::ready();
+    http_serve::systemd::spawn_watchdog(shutdown.clone());
     let limits = options.connections.fitted_to_fd_limit();
     let gate = Gate::new(limits.max_connections);
     match tls_config {
@@ -165,6 +167,7 @@ pub async fn serve(
         }
     }
     shutdown.cancel();
+    http_serve::systemd::stopping();
     let _ = job.await;
     tracing::info!("sync-server stopped");
     Ok(())

@@ -14,6 +14,8 @@ pub struct Agent {
     pub dir: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The address the agent binds (`--listen`).
+    listen: String,
     extra_env: Vec<(String, String)>,
 }
 
@@ -25,12 +27,24 @@ impl Agent {
 
     /// Like [`Agent::start`] with extra environment variables.
     pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(dir, config, "127.0.0.1:0", env)
+    }
+
+    /// Like [`Agent::start`], binding `listen` (e.g. `0.0.0.0:0`, as a till API
+    /// exposed to the store network). `base` then names the bound address, which may
+    /// be a wildcard: connect with [`Agent::port`].
+    pub fn start_listening(dir: &Path, config: &str, listen: &str) -> Self {
+        Self::start_full(dir, config, listen, &[])
+    }
+
+    fn start_full(dir: &Path, config: &str, listen: &str, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("agent.toml"), config).unwrap();
         let mut agent = Self {
             child: None,
             dir: dir.to_path_buf(),
             base: String::new(),
+            listen: listen.to_owned(),
             extra_env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -58,7 +72,7 @@ impl Agent {
             .arg("--config")
             .arg(self.dir.join("agent.toml"))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--ready-file")
             .arg(&ready)
             .env("RUST_LOG", "info")
@@ -87,6 +101,12 @@ impl Agent {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The bound port of the till API.
+    pub fn port(&self) -> u16 {
+        let addr = self.base.rsplit_once(':').unwrap().1;
+        addr.parse().unwrap()
     }
 
     /// The agent's log so far.
@@ -173,12 +193,17 @@ impl Drop for Agent {
 /// Runs `pos-agent run` with `dir/agent.toml` where it is expected to refuse to start;
 /// returns its stderr after asserting it failed.
 pub fn run_refused(dir: &Path) -> String {
+    run_refused_on(dir, "127.0.0.1:0")
+}
+
+/// Like [`run_refused`], with `--listen listen`.
+pub fn run_refused_on(dir: &Path, listen: &str) -> String {
     let out = Command::new(bin("pos-agent"))
         .arg("run")
         .arg("--config")
         .arg(dir.join("agent.toml"))
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .output()
         .expect("run pos-agent");
     assert!(

@@ -136,3 +136,32 @@ pub fn post_declaring_length(url: &str, declared_len: usize) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// An HTTPS request that trusts only the CA in `ca_pem`, with a bearer token when
+/// given and a JSON body when given (a till calling an agent over the store network).
+pub fn https(
+    method: reqwest::Method,
+    url: &str,
+    ca_pem: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Reply {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut request = crate::hq_http::client_trusting(ca_pem).request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("HTTPS request failed");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
+    })
+}

@@ -64,6 +64,10 @@ pub enum ApiError {
     /// most likely typed with a typo. The text never repeats the number.
     #[error("not a card number of this program: {0}")]
     BadCardNumber(protocol::card_numbers::CardNumberError),
+    /// The till token is missing or wrong (`[till_api] token_hash_file`). The
+    /// message never repeats what was presented.
+    #[error("{0}")]
+    Unauthorized(&'static str),
 }
 
 /// The stable codes of the till API's errors.
@@ -93,6 +97,8 @@ pub enum ErrorCode {
     NoScan,
     /// A card number the program's rules refuse.
     BadCardNumber,
+    /// Missing or wrong till token.
+    Unauthorized,
     /// Points to redeem without a card.
     CardRequired,
     /// No sale under this receipt number.
@@ -147,6 +153,7 @@ impl ErrorCode {
             Self::HttpError => "http_error",
             Self::NoScan => "no_scan",
             Self::BadCardNumber => "bad_card_number",
+            Self::Unauthorized => "unauthorized",
             Self::CardRequired => "card_required",
             Self::UnknownReceipt => "unknown_receipt",
             Self::IdempotencyConflict => "idempotency_conflict",
@@ -224,6 +231,7 @@ impl ApiError {
             }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
             Self::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
         }
     }
 }
@@ -311,6 +319,12 @@ impl IntoResponse for ApiError {
             axum::Json(ErrorBody::new(code.as_str(), self.to_string())),
         )
             .into_response();
+        if code == ErrorCode::Unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         resp.extensions_mut().insert(ErrorCodeOf(code));
         resp
     }

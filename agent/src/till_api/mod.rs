@@ -5,7 +5,12 @@
 //! transaction and answer only after it committed. Routes: [`cards`], [`sales`]
 //! (quote, sales, commit, cancel, returns), [`status`] (health, metrics), [`scans`]
 //! (SSE). Every error is an [`error::ApiError`].
+//!
+//! On loopback by default, open to the till on this machine. Beyond loopback it is
+//! served over TLS and every request needs the till token ([`auth`],
+//! [`crate::till_token`]); [`Exposure`] carries both.
 
+pub mod auth;
 pub mod body;
 pub mod cards;
 pub mod error;
@@ -22,12 +27,14 @@ use crate::metrics::Metrics;
 use crate::program::RulesHandle;
 use crate::redemption::Redemption;
 use crate::scan_bus::{ScanBus, ScannerStates};
+use crate::till_token::TokenCheck;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use config::agent::OfflineSection;
 use error::{ApiError, ErrorCodeOf};
+use http_serve::tls::GatedTlsListener;
 use http_serve::{ConnectionLimits, Gate, GatedListener};
 use protocol::limits::Limits;
 use protocol::{StoreId, TerminalId};
@@ -157,15 +164,42 @@ async fn reject_oversized(State(state): State<TillState>, req: Request, next: Ne
     next.run(req).await
 }
 
+/// How the API is exposed: TLS and the till token, each when configured (both are
+/// required beyond loopback; the daemon checks that before binding).
+#[derive(Clone, Default)]
+pub struct Exposure {
+    /// rustls settings of `[till_api.tls]`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The check of `[till_api] token_hash_file`.
+    pub token: Option<Arc<TokenCheck>>,
+}
+
 /// Serves the API on `listener` until `cancel` fires, then finishes in-flight
-/// requests. At most `limits.max_connections` connections are open at once; each must
-/// send its request headers within `limits.header_timeout` (idle ones are closed).
+/// requests. At most `limits.max_connections` connections are open at once (the
+/// cap applies before any TLS handshake); each must send its request headers within
+/// `limits.header_timeout` (idle ones are closed).
 pub async fn serve(
     listener: TcpListener,
     state: TillState,
     limits: ConnectionLimits,
+    exposure: Exposure,
     cancel: CancellationToken,
-) {
-    let gated = GatedListener::new(listener, Gate::new(limits.max_connections));
-    http_serve::serve(gated, router(state), limits, cancel).await;
+) -> std::io::Result<()> {
+    let mut app = router(state);
+    if let Some(check) = exposure.token {
+        // Outermost: an unauthenticated request reaches no handler and no body
+        // parsing.
+        app = app.layer(middleware::from_fn_with_state(check, auth::require_token));
+    }
+    let gate = Gate::new(limits.max_connections);
+    match exposure.tls {
+        Some(tls) => {
+            // The header timeout bounds the handshake too, as at HQ.
+            let listener =
+                GatedTlsListener::new(listener, gate, tls, limits.header_timeout, cancel.clone())?;
+            http_serve::serve(listener, app, limits, cancel).await;
+        }
+        None => http_serve::serve(GatedListener::new(listener, gate), app, limits, cancel).await,
+    }
+    Ok(())
 }

@@ -44,17 +44,8 @@ pub(crate) fn check_agent(config: &AgentConfig) -> Problems {
 
 fn till_api(problems: &mut Problems, till: &TillApiSection) {
     problems.listen_port("till_api.listen", till.listen);
-    if !till.listen.ip().is_loopback() && !till.allow_non_loopback {
-        problems.add(
-            "till_api.listen",
-            format!(
-                "{} is not a loopback address: the till API has no authentication, so \
-                 anyone on the store network could read balances and redeem points; \
-                 listen on 127.0.0.1, or set allow_non_loopback = true if a firewall \
-                 admits only the till",
-                till.listen
-            ),
-        );
+    if let Some(problem) = till.exposure_problem(till.listen) {
+        problems.add("till_api.listen", problem);
     }
     problems.range(
         "till_api.hold_timeout_secs",
@@ -286,12 +277,19 @@ mod tests {
     }
 
     #[test]
-    fn non_loopback_till_api_is_allowed_only_when_asked() {
+    fn non_loopback_till_api_needs_both_tls_and_a_token() {
         let mut config = AgentConfig::default();
         config.till_api.listen = "0.0.0.0:7070".parse().expect("literal address");
         assert_eq!(keys(&config), ["till_api.listen"]);
-        config.till_api.allow_non_loopback = true;
+        config.till_api.token_hash_file = Some("till-token.sha256".into());
+        assert_eq!(keys(&config), ["till_api.listen"]);
+        config.till_api.tls = Some(crate::server::TlsSection {
+            cert_file: "till.crt".into(),
+            key_file: "till.key".into(),
+        });
         assert!(keys(&config).is_empty());
+        config.till_api.token_hash_file = None;
+        assert_eq!(keys(&config), ["till_api.listen"]);
     }
 
     #[test]
