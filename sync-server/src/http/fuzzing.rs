@@ -46,7 +46,10 @@ pub fn push_body(data: &[u8]) {
     });
     for q in &plan.quarantined {
         assert!(
-            batch.entries().iter().any(|e| e.id == q.entry_id && e.seq == q.seq),
+            batch
+                .entries()
+                .iter()
+                .any(|e| e.id == q.entry_id && e.seq == q.seq),
             "a quarantined entry that is not in the batch"
         );
         if let Some(card) = &q.card {
@@ -59,18 +62,26 @@ pub fn push_body(data: &[u8]) {
     }
     for c in &plan.cards {
         let card = &c.state.card;
-        let (balance, pending) = plan
-            .ledger
-            .iter()
-            .filter(|r| &r.card == card)
-            .fold((0i128, 0i128), |(b, p), r| {
-                (
-                    b + i128::from(r.delta_balance.get()),
-                    p + i128::from(r.delta_pending.get()),
-                )
-            });
-        assert_eq!(i128::from(c.state.balance.get()), balance, "balance vs ledger");
-        assert_eq!(i128::from(c.state.pending.get()), pending, "pending vs ledger");
+        let (balance, pending) =
+            plan.ledger
+                .iter()
+                .filter(|r| &r.card == card)
+                .fold((0i128, 0i128), |(b, p), r| {
+                    (
+                        b + i128::from(r.delta_balance.get()),
+                        p + i128::from(r.delta_pending.get()),
+                    )
+                });
+        assert_eq!(
+            i128::from(c.state.balance.get()),
+            balance,
+            "balance vs ledger"
+        );
+        assert_eq!(
+            i128::from(c.state.pending.get()),
+            pending,
+            "pending vs ledger"
+        );
         let lots: i128 = plan
             .new_lots
             .iter()
@@ -104,11 +115,7 @@ mod tests {
     fn fuzz_seeds_and_artifacts_pass() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
         let mut seeds = 0;
-        for dir in [
-            "seeds/sync_push",
-            "artifacts/sync_push",
-            "corpus/sync_push",
-        ] {
+        for dir in ["seeds/sync_push", "artifacts/sync_push", "corpus/sync_push"] {
             let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
                 continue;
             };
