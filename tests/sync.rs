@@ -558,3 +558,25 @@ fn a_till_that_never_reached_hq_says_never_synced_until_it_does() {
         (agent.health()["mode"] == "synced").then_some(())
     });
 }
+
+#[test]
+fn a_commit_answer_is_dated_by_the_sale_it_includes_not_by_hqs_older_figure() {
+    let s = setup("");
+    s.agent.sell("R-1", Some(CARD), 100_000, 0); // +50
+    s.agent.wait_synced();
+    let at = |v: &Value| {
+        let text = v["as_of"].as_str().unwrap_or_else(|| panic!("as_of: {v}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    // Online, the card is read from HQ: its figure is dated by HQ.
+    let before = s.agent.card(CARD);
+    assert_eq!(before["balance"], 50);
+    // A sale without points does not ask HQ, so HQ's cached figure stays the one
+    // above; the answer's card includes the sale, so it is dated by the sale.
+    let (_, commit) = s.agent.sell("R-2", Some(CARD), 20_000, 0); // +10
+    assert_eq!(commit.status, 200, "{}", commit.text);
+    let card = &commit.body["card"];
+    assert_eq!(card["balance"], 60);
+    assert!(at(card) > at(&before), "{card} is dated before {before}");
+}

@@ -35,7 +35,9 @@ pub struct CardView {
     pub held: Points,
     /// Tier name from HQ.
     pub tier: Option<String>,
-    /// When HQ computed its part of these figures (`None`: HQ never reported the card).
+    /// The time of the newest figure included: when HQ computed its part, or when
+    /// this till wrote its newest entry of the card HQ has not counted yet, whichever
+    /// is later (`None`: neither exists).
     #[serde(with = "time::serde::rfc3339::option")]
     pub as_of: Option<OffsetDateTime>,
     /// True when the figures come from the cache because HQ could not be asked now.
@@ -51,6 +53,7 @@ impl CardView {
             hq,
             local_balance,
             local_pending,
+            local_as_of,
             held,
             blocked,
         } = figures;
@@ -79,7 +82,7 @@ impl CardView {
             pending: Points(pending),
             held,
             tier,
-            as_of,
+            as_of: as_of.max(local_as_of),
             offline: false,
             blocked,
         }
@@ -123,6 +126,7 @@ mod tests {
                 }),
                 local_balance: Points(30),
                 local_pending: Points(5),
+                local_as_of: None,
                 held: Points(20),
                 blocked: false,
             },
@@ -141,6 +145,7 @@ mod tests {
                 hq: None,
                 local_balance: Points(12),
                 local_pending: Points(0),
+                local_as_of: None,
                 held: Points(0),
                 blocked: true,
             },

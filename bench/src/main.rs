@@ -7,6 +7,7 @@ mod agent_sales;
 mod backlog;
 mod hq;
 mod kpi_report;
+mod offline_replay;
 mod push_load;
 mod scan_latency;
 mod sqlite_limit;
@@ -120,6 +121,57 @@ fn main() -> anyhow::Result<()> {
         0.0,
         None,
         "near zero: no polling",
+    ));
+
+    // Offline redemption, caps against escrow, over CDNOW (the same in both runs:
+    // it replays decision rules, not speed).
+    let (caps, escrow) = offline_replay::measure()?;
+    figures.insert("offline_replay_outage_days".into(), json!(caps.outage_days));
+    figures.insert("offline_replay_attempts".into(), json!(caps.attempts));
+    for (name, out) in [("caps", &caps), ("escrow", &escrow)] {
+        figures.insert(
+            format!("offline_replay_{name}_served_share"),
+            json!(round3(out.served_share())),
+        );
+        figures.insert(
+            format!("offline_replay_{name}_points_served"),
+            json!(out.points_served),
+        );
+        figures.insert(
+            format!("offline_replay_{name}_points_overdrawn"),
+            json!(out.points_overdrawn),
+        );
+        figures.insert(
+            format!("offline_replay_{name}_cards_overdrawn"),
+            json!(out.cards_overdrawn),
+        );
+        table.push(row(
+            &format!("offline redemptions served, {name} (%)"),
+            out.served_share() * 100.0,
+            "attempts (all served)",
+            100.0,
+            Some(out.served_share()),
+            &format!(
+                "CDNOW, {} outage days: {} of {} points, {} overdrawn on {} cards",
+                out.outage_days,
+                out.points_served,
+                out.points_wanted,
+                out.points_overdrawn,
+                out.cards_overdrawn
+            ),
+        ));
+    }
+    figures.insert(
+        "offline_replay_escrow_online_withheld_share".into(),
+        json!(round3(escrow.online_withheld_share())),
+    );
+    table.push(row(
+        "online redemption withheld by allowances (%)",
+        escrow.online_withheld_share() * 100.0,
+        "goal",
+        0.0,
+        None,
+        "escrow: points other tills hold for the card, refused online",
     ));
 
     let backlog_n = if q { 20_000 } else { 100_000 };
@@ -248,6 +300,40 @@ fn main() -> anyhow::Result<()> {
             format!("{prefix}server_push_paced_p99_ms"),
             json!(round3(paced.p99_ms)),
         );
+        for (load, figures_of) in [("", &push), ("paced_", &paced)] {
+            figures.insert(
+                format!("{prefix}open_sale_with_points_{load}under_load_p99_ms"),
+                json!(round3(figures_of.open_sale_p99_ms)),
+            );
+            figures.insert(
+                format!("{prefix}open_sale_with_points_{load}under_load_offline_share"),
+                json!(round3(figures_of.open_sale_offline_share)),
+            );
+        }
+        table.push(row(
+            &format!("open sale with points, {name}, under saturation p99 (ms)"),
+            push.open_sale_p99_ms,
+            "live_balance_timeout_ms",
+            800.0,
+            Some(push.open_sale_p99_ms / 800.0),
+            &format!(
+                "a real till, HQ reservation; {} sales, {:.0}% fell back offline",
+                push.open_sales,
+                push.open_sale_offline_share * 100.0
+            ),
+        ));
+        table.push(row(
+            &format!("open sale with points, {name}, paced load p99 (ms)"),
+            paced.open_sale_p99_ms,
+            "live_balance_timeout_ms",
+            800.0,
+            Some(paced.open_sale_p99_ms / 800.0),
+            &format!(
+                "{} sales, {:.0}% fell back offline",
+                paced.open_sales,
+                paced.open_sale_offline_share * 100.0
+            ),
+        ));
         table.push(row(
             &format!("{terminals} terminals, {name}: paced push p99 (ms)"),
             paced.p99_ms,

@@ -27,10 +27,12 @@ fn agent_example_loads_and_validates() {
 #[test]
 fn server_example_loads_and_validates() {
     let path = example("sync-server.toml");
-    let config = config::load_server(&path).unwrap_or_else(|e| panic!("{e}"));
+    // As shipped it passes `sync-server check-config` (which also wants the TLS files):
+    // [tls] stays commented out until the certificate and key are in place.
+    let config = config::load_server_ready(&path).unwrap_or_else(|e| panic!("{e}"));
     let dir = path.parent().expect("examples directory");
-    let tls = config.tls.as_ref().expect("the example serves HTTPS");
-    assert_eq!(tls.cert_file, dir.join("tls/hq.crt"));
+    assert!(config.tls.is_none(), "[tls] is commented out");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
     let expected = format!("sqlite:{}", dir.join("hq.db").display());
     assert_eq!(config.database.as_deref(), Some(expected.as_str()));
 }

@@ -354,6 +354,21 @@ pub struct Settings {
     pub config: ServerConfig,
     /// The database to use.
     pub database: DatabaseUrl,
+    /// Where [`Self::database`] came from.
+    pub database_from: DatabaseFrom,
+}
+
+/// Where the database of a command came from: a command without `--database` and
+/// without a config file naming one uses a default, which it says (a forgotten
+/// `--config` must not silently run against another ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFrom {
+    /// `--database`.
+    Flag,
+    /// The config file's `database` key.
+    Config,
+    /// Neither: `hq.db` in the platform data directory.
+    Default,
 }
 
 /// Reads the config file and applies `--database`. For `run`, the TLS files the
@@ -368,11 +383,38 @@ pub fn settings(cli: &Cli) -> Result<Settings, CliError> {
         Some(path) => load(path).map_err(|e| CliError::Config(e.to_string()))?,
         None => ServerConfig::default(),
     };
-    let database = match cli.database.as_deref().or(config.database.as_deref()) {
+    let (text, database_from) = match (cli.database.as_deref(), config.database.as_deref()) {
+        (Some(flag), _) => (Some(flag), DatabaseFrom::Flag),
+        (None, Some(key)) => (Some(key), DatabaseFrom::Config),
+        (None, None) => (None, DatabaseFrom::Default),
+    };
+    let database = match text {
         Some(text) => DatabaseUrl::parse(text.trim()).map_err(CliError::Database)?,
         None => DatabaseUrl::Sqlite(default_database()?),
     };
-    Ok(Settings { config, database })
+    Ok(Settings {
+        config,
+        database,
+        database_from,
+    })
+}
+
+/// The line a command prints on stderr before it opens a default database: which
+/// one, and why.
+pub fn default_database_notice(
+    settings: &Settings,
+    config: Option<&std::path::Path>,
+) -> Option<String> {
+    (settings.database_from == DatabaseFrom::Default).then(|| {
+        let why = match config {
+            Some(path) => format!("{} names no database", path.display()),
+            None => "no --config".to_owned(),
+        };
+        format!(
+            "sync-server: using the default database {} ({why}, no --database)",
+            describe_database(&settings.database)
+        )
+    })
 }
 
 /// `hq.db` in the platform data directory, created if needed.
@@ -533,6 +575,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         // Needs no database: a new installation hashes its password before it has one.
         return hash_password_from_stdin(&mut std::io::stdout().lock());
     }
+    if let Some(notice) = default_database_notice(&settings, cli.config.as_deref()) {
+        eprintln!("{notice}");
+    }
     let shared = open_store(&settings.database).await?;
     let store = shared.as_ref();
     let config = &settings.config;
@@ -541,7 +586,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run { listen } => {
             drop(stdout);
-            tracing::info!(database = %describe_database(&settings.database), "ledger database");
+            tracing::info!(
+                database = %describe_database(&settings.database),
+                config = %cli.config.as_deref().map_or("none (defaults)".into(), |p| p.display().to_string()),
+                "ledger database"
+            );
             let options = ServeOptions {
                 listen: listen.unwrap_or(config.listen),
                 tls: config.tls.clone(),

@@ -421,3 +421,45 @@ fn jobs_run_takes_a_plain_date_as_midnight_utc() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn a_command_without_config_or_database_says_which_default_database_it_uses() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", &data)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["terminal", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = data.join("loyalty-sync-server").join("hq.db");
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "sync-server: using the default database sqlite:{} (no --config, no --database)",
+            db.display()
+        )
+    );
+    assert!(db.exists());
+    // Named on the command line, or in a config file: no notice.
+    let named = format!("sqlite:{}", home.path().join("named.db").display());
+    let out = run(&["--database", &named, "terminal", "list"]);
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+    // A config file without `database` still falls back, and the notice says so.
+    let config = home.path().join("sync-server.toml");
+    std::fs::write(&config, "[log]\nlevel = \"warn\"\n").unwrap();
+    let out = run(&["--config", config.to_str().unwrap(), "terminal", "list"]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "({} names no database, no --database)",
+            config.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

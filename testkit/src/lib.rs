@@ -17,6 +17,7 @@
 
 pub mod agent;
 mod backends;
+pub mod browser;
 pub mod entries;
 pub mod hq;
 pub mod hq_http;

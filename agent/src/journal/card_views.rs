@@ -35,6 +35,9 @@ pub struct CardFigures {
     pub local_balance: Points,
     /// Points of those entries still pending at the time asked.
     pub local_pending: Points,
+    /// When the newest of those entries was written (`None`: there is none), so a
+    /// view that includes a sale just made is not dated before it.
+    pub local_as_of: Option<OffsetDateTime>,
     /// Points reserved by open holds at this terminal.
     pub held: Points,
     /// True when HQ blocked the card.
@@ -93,6 +96,18 @@ impl Tx<'_> {
                 params![card.as_str(), included, now.unix_timestamp()],
                 |r| r.get(0),
             )?;
+        // The entry's own instant (`at_unix` is whole seconds, coarser than HQ's).
+        let local_as_of = self
+            .inner
+            .prepare_cached(
+                "SELECT json_extract(body, '$.at') FROM entries INDEXED BY entries_by_card
+                 WHERE card = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![card.as_str(), included], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|at| OffsetDateTime::parse(&at, &Rfc3339))
+            .transpose()
+            .map_err(JournalError::data)?;
         let held = self.held_points(card)?;
         let blocked = self
             .inner
@@ -102,6 +117,7 @@ impl Tx<'_> {
             hq: cached.map(|(figures, _)| figures),
             local_balance: Points(local_balance),
             local_pending: Points(local_pending),
+            local_as_of,
             held,
             blocked,
         })
@@ -184,5 +200,48 @@ mod tests {
             Seq(1),
         );
         assert_eq!(view(&mut file, &card, now).balance, Points(130));
+    }
+
+    #[test]
+    fn the_view_is_dated_by_its_newest_figure_hq_or_this_till() {
+        let (_dir, mut file) = journal();
+        let card = CardId::parse("4006381333931").unwrap();
+        let now = datetime!(2026-11-24 11:00 UTC);
+        // Nothing known of the card: no date.
+        assert_eq!(view(&mut file, &card, now).as_of, None);
+        add(&mut file, &card, 10); // written at 10:00
+        assert_eq!(
+            view(&mut file, &card, now).as_of,
+            Some(datetime!(2026-11-24 10:00 UTC))
+        );
+        // HQ counted that entry at 10:30: HQ's time.
+        let hq = CardBalance {
+            card: card.clone(),
+            balance: Points(10),
+            pending: Points(0),
+            tier: None,
+            blocked: false,
+            reserved: Points(0),
+            leased: Points(0),
+            as_of: datetime!(2026-11-24 10:30:00.5 UTC),
+        };
+        apply(&mut file, &hq, Seq(1));
+        assert_eq!(
+            view(&mut file, &card, now).as_of,
+            Some(datetime!(2026-11-24 10:30:00.5 UTC))
+        );
+        // A sale 0.2 s later that HQ has not counted: the view includes it, so it is
+        // dated by it, not by HQ's older figure (to the fraction of a second).
+        let body = EntryBody::Welcome(WelcomeEntry {
+            card: card.clone(),
+            points: Points(5),
+        });
+        file.write(|tx| tx.append(body, datetime!(2026-11-24 10:30:00.7 UTC), 0))
+            .unwrap();
+        let v = view(&mut file, &card, now);
+        assert_eq!(
+            (v.balance, v.as_of),
+            (Points(15), Some(datetime!(2026-11-24 10:30:00.7 UTC)))
+        );
     }
 }

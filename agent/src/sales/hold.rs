@@ -127,8 +127,7 @@ pub fn decide(
         .check_lines(&req.lines)
         .map_err(SaleError::Limit)?;
     let offline = redeems_offline(redeem, ctx.funding);
-    let hold_timeout = i64::try_from(ctx.hold_timeout_secs).unwrap_or(i64::MAX / 2);
-    let hold_expires_at = ctx.now + time::Duration::seconds(hold_timeout);
+    let hold_expires_at = ctx.hold_expires_at();
     let mut settled = Settled::default();
     if redeem > Points::ZERO {
         let Some(v) = view else {

@@ -100,6 +100,19 @@ pub struct SaleContext {
     pub hold_timeout_secs: u64,
 }
 
+impl SaleContext {
+    /// When a hold opened now expires (`hold_timeout_secs` from now).
+    pub fn hold_expires_at(&self) -> OffsetDateTime {
+        let secs = i64::try_from(self.hold_timeout_secs).unwrap_or(i64::MAX / 2);
+        self.now.saturating_add(time::Duration::seconds(secs))
+    }
+
+    /// [`Self::hold_expires_at`] in unix seconds.
+    pub fn hold_expires_at_unix(&self) -> i64 {
+        self.hold_expires_at().unix_timestamp()
+    }
+}
+
 /// What a hold or a quote reads about `card`: its view, and what the offline caps
 /// count when `offline` (the caps decide the redemption).
 fn read_card(

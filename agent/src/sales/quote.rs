@@ -5,9 +5,10 @@
 use super::{SaleContext, SaleError, read_card};
 use crate::cards::CardView;
 use crate::journal::Tx;
-use crate::policy::{self, OfflineLimit, OfflineUsage};
-use crate::redemption::Mode;
-use config::agent::OfflineSection;
+use crate::policy::{self, OfflineLimit, OfflineUsage, Refusal};
+use crate::redemption::{Funding, Mode};
+use config::agent::{OfflineRedemption, OfflineSection};
+use protocol::escrow::{TillLease, offline_draw};
 use protocol::evaluate::{CardState, Quote, quote as evaluate};
 use protocol::receipt::Line;
 use protocol::rules::ProgramRules;
@@ -41,6 +42,8 @@ pub enum LimitedBy {
     Balance,
     /// The offline caps' headroom.
     OfflineCaps,
+    /// Escrow mode offline: what is left of this till's allowance of the card.
+    OfflineAllowance,
     /// An offline limit that allows nothing at all now.
     Offline(OfflineLimit),
     /// HQ blocked the card.
@@ -54,6 +57,7 @@ impl LimitedBy {
             Self::Rules => "rules",
             Self::Balance => "balance",
             Self::OfflineCaps => "offline_caps",
+            Self::OfflineAllowance => "offline_allowance",
             Self::Offline(limit) => limit.as_str(),
             Self::CardBlocked => "card_blocked",
         }
@@ -80,16 +84,29 @@ pub struct QuoteResponse {
     pub card: Option<CardView>,
 }
 
-/// Quotes `req`, reading the card in the caller's (read) transaction. The offline
-/// caps apply when `ctx.mode` is offline.
+/// Quotes `req`, reading the card in the caller's (read) transaction. When HQ is
+/// unreachable the offline rules of the till's mode bound the redemption.
 pub fn quote(
     tx: &Tx<'_>,
     req: &QuoteRequest,
     ctx: &SaleContext,
 ) -> Result<QuoteResponse, SaleError> {
     let offline = ctx.mode == Mode::Offline;
-    let (view, usage) = read_card(tx, req.card.as_ref(), offline, ctx)?;
-    let (quote, limited_by) = decide_request(req, view.as_ref(), usage.as_ref(), ctx)?;
+    let caps = ctx.funding.capped();
+    let (view, usage) = read_card(tx, req.card.as_ref(), caps, ctx)?;
+    let bound = match (&req.card, ctx.funding) {
+        (None, _) => None,
+        (Some(_), Funding::Offline(OfflineRedemption::Caps)) => usage.map(OfflineBound::Caps),
+        (Some(card), Funding::Offline(OfflineRedemption::Escrow)) => {
+            Some(OfflineBound::Allowance {
+                lease: tx.open_lease_of(card)?.map(|l| l.lease),
+                hold_expires_at: ctx.hold_expires_at_unix(),
+            })
+        }
+        (Some(_), Funding::Offline(OfflineRedemption::None)) => Some(OfflineBound::Off),
+        (Some(_), Funding::Local | Funding::Online { .. }) => None,
+    };
+    let (quote, limited_by) = decide_request(req, view.as_ref(), bound.as_ref(), ctx)?;
     Ok(QuoteResponse {
         quote,
         limited_by,
@@ -98,26 +115,65 @@ pub fn quote(
     })
 }
 
+/// What bounds a redemption while HQ is unreachable, by `[offline] redemption` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineBound {
+    /// Caps mode: what the caps count for the card.
+    Caps(OfflineUsage),
+    /// Escrow mode: this till's lease of the card, if any, and when a hold opened now
+    /// would expire (a lease expiring before it cannot fund it).
+    Allowance {
+        /// The lease.
+        lease: Option<TillLease>,
+        /// Unix seconds, till clock.
+        hold_expires_at: i64,
+    },
+    /// `redemption = "none"`.
+    Off,
+}
+
+impl OfflineBound {
+    /// The most points the mode allows on one receipt, or the refusal that allows
+    /// none: the same rules a hold is decided by.
+    fn headroom(&self, limits: &OfflineSection) -> Result<(Points, LimitedBy), Refusal> {
+        match self {
+            Self::Caps(usage) => {
+                policy::offline_headroom(usage, limits).map(|p| (p, LimitedBy::OfflineCaps))
+            }
+            Self::Allowance {
+                lease,
+                hold_expires_at,
+            } => {
+                let left = lease.map_or(Points::ZERO, |l| l.remaining());
+                offline_draw(lease.as_ref(), left, *hold_expires_at)
+                    .map(|p| (p, LimitedBy::OfflineAllowance))
+                    .map_err(Refusal::from)
+            }
+            Self::Off => Err(policy::redemption_off()),
+        }
+    }
+}
+
 /// Decides a quote of `req`: the `[limits]` of its figures first, then [`decide`].
 pub fn decide_request(
     req: &QuoteRequest,
     view: Option<&CardView>,
-    usage: Option<&OfflineUsage>,
+    offline: Option<&OfflineBound>,
     ctx: &SaleContext,
 ) -> Result<(Quote, LimitedBy), SaleError> {
     ctx.figure_limits
         .check_lines(&req.lines)
         .map_err(SaleError::Limit)?;
-    decide(&ctx.rules, &req.lines, view, usage, &ctx.limits, ctx.day)
+    decide(&ctx.rules, &req.lines, view, offline, &ctx.limits, ctx.day)
 }
 
-/// The rules' quote, capped by the card's balance, the offline caps (when `usage`
-/// is given) and a blocked card, with what bounds it.
+/// The rules' quote, capped by the card's balance, the offline rules of the till's
+/// mode (when `offline` is given) and a blocked card, with what bounds it.
 pub fn decide(
     rules: &ProgramRules,
     lines: &[Line],
     view: Option<&CardView>,
-    usage: Option<&OfflineUsage>,
+    offline: Option<&OfflineBound>,
     limits: &OfflineSection,
     day: Date,
 ) -> Result<(Quote, LimitedBy), SaleError> {
@@ -135,18 +191,17 @@ pub fn decide(
     } else {
         LimitedBy::Rules
     };
-    // A cap below what the rules and the balance allow: the offline caps' headroom,
-    // or nothing for a blocked card.
+    // A cap below what the rules and the balance allow: the offline headroom of the
+    // till's mode, or nothing for a blocked card.
     let mut cap = None;
-    if let Some(usage) = usage {
-        let headroom = policy::offline_headroom(usage, limits);
-        let offline_cap = headroom.as_ref().map_or(Points::ZERO, |p| *p);
+    if let Some(bound) = offline {
+        let (offline_cap, by) = match bound.headroom(limits) {
+            Ok(headroom) => headroom,
+            Err(refusal) => (Points::ZERO, LimitedBy::Offline(refusal.limit)),
+        };
         if offline_cap < q.max_redeem_points {
             cap = Some(offline_cap);
-            limited_by = match headroom {
-                Err(refusal) => LimitedBy::Offline(refusal.limit),
-                Ok(_) => LimitedBy::OfflineCaps,
-            };
+            limited_by = by;
         }
     }
     if view.is_some_and(|v| v.blocked) {
@@ -202,11 +257,18 @@ mod tests {
     }
 
     fn quote_with(view: Option<&CardView>, usage: Option<&OfflineUsage>) -> (Points, &'static str) {
+        quote_bound(view, usage.map(|u| OfflineBound::Caps(*u)).as_ref())
+    }
+
+    fn quote_bound(
+        view: Option<&CardView>,
+        bound: Option<&OfflineBound>,
+    ) -> (Points, &'static str) {
         let (q, by) = decide(
             &ProgramRules::default(),
             &lines(),
             view,
-            usage,
+            bound,
             &limits(),
             date!(2026 - 11 - 24),
         )
@@ -254,7 +316,7 @@ mod tests {
                 &rules,
                 &lines(),
                 Some(&view(100, blocked)),
-                usage,
+                usage.map(|u| OfflineBound::Caps(*u)).as_ref(),
                 &limits(),
                 day,
             )
@@ -280,5 +342,46 @@ mod tests {
         };
         assert_eq!(accrual(Some(&usage), false), (Points(10), priced(10)));
         assert_ne!(priced(10), priced(50));
+    }
+
+    #[test]
+    fn offline_in_escrow_mode_the_allowance_bounds_the_quote() {
+        let lease = |points: i64, drawn: i64, expires_at: i64| OfflineBound::Allowance {
+            lease: Some(TillLease {
+                points: Points(points),
+                drawn_committed: Points(drawn),
+                drawn_held: Points::ZERO,
+                expires_at,
+            }),
+            hold_expires_at: 1_000,
+        };
+        let card = view(100, false);
+        assert_eq!(
+            quote_bound(Some(&card), Some(&lease(30, 10, 5_000))),
+            (Points(20), "offline_allowance")
+        );
+        // An allowance above what the rules and balance allow bounds nothing.
+        assert_eq!(
+            quote_bound(Some(&card), Some(&lease(90, 0, 5_000))),
+            (Points(50), "rules")
+        );
+        assert_eq!(
+            quote_bound(
+                Some(&card),
+                Some(&OfflineBound::Allowance {
+                    lease: None,
+                    hold_expires_at: 1_000
+                })
+            ),
+            (Points::ZERO, "offline_no_allowance")
+        );
+        assert_eq!(
+            quote_bound(Some(&card), Some(&lease(30, 0, 500))),
+            (Points::ZERO, "offline_allowance_expiring")
+        );
+        assert_eq!(
+            quote_bound(Some(&card), Some(&OfflineBound::Off)),
+            (Points::ZERO, "offline_redemption_off")
+        );
     }
 }

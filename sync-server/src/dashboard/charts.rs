@@ -33,8 +33,10 @@ pub fn stacked_bars(title: &str, bars: &[Bar]) -> String {
     let plot_w = WIDTH - LEFT - 10;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let n = i64::try_from(bars.len()).unwrap_or(i64::MAX).max(1);
-    let slot = (plot_w / n).max(1);
-    let bar_w = (slot - slot / 5).max(1);
+    // Bars are placed by their share of the plot, not by a whole-pixel slot: with more
+    // bars than pixels a rounded slot would squeeze them into the left part of it.
+    let slot_start = |i: usize| LEFT + i64::try_from(i).unwrap_or(0).saturating_mul(plot_w) / n;
+    let bar_w = (plot_w * 8 / (10 * n)).max(1);
     let scale = |v: i64| -> i64 {
         // Integer pixels: v ≤ max, so the product stays far below i64::MAX for any
         // figure a report can hold (i128 keeps it exact regardless).
@@ -62,7 +64,7 @@ pub fn stacked_bars(title: &str, bars: &[Bar]) -> String {
         ty = TOP + 10,
     );
     for (i, bar) in bars.iter().enumerate() {
-        let x = LEFT + i64::try_from(i).unwrap_or(0) * slot + slot / 10;
+        let x = slot_start(i) + plot_w / (10 * n);
         let hm = scale(bar.members);
         let hn = scale(bar.non_members);
         let _ = write!(
@@ -123,5 +125,22 @@ mod tests {
         assert!(stacked_bars("empty", &[]).ends_with("</svg>"));
         let svg = stacked_bars("refunds", &[bar("d1", -5, -1)]);
         assert!(svg.contains(r#"height="0""#));
+    }
+
+    #[test]
+    fn more_bars_than_pixels_still_span_the_whole_plot() {
+        let bars: Vec<Bar> = (0..2_000).map(|i| bar(&format!("d{i}"), 1, 0)).collect();
+        let svg = stacked_bars("many", &bars);
+        let xs: Vec<i64> = svg
+            .match_indices("<rect x=\"")
+            .map(|(at, m)| {
+                let rest = &svg[at + m.len()..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        let plot_w = WIDTH - LEFT - 10;
+        let last = *xs.iter().max().unwrap();
+        assert!(last >= LEFT + plot_w * 9 / 10, "the last bar at {last}");
+        assert!(last < WIDTH, "{last}");
     }
 }

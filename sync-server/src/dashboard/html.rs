@@ -40,7 +40,7 @@ pub fn page(title: &str, csrf: Option<&str>, body: &str) -> String {
             out,
             "<header><strong>loyalty HQ</strong><a href=\"/admin/\">KPIs</a>\
              <a href=\"/admin/cards\">cards</a><a href=\"/admin/terminals\">terminals</a>\
-             <a href=\"/admin/flags\">flags</a><a href=\"/admin/overdrafts\">overdrafts</a>\
+             <a href=\"/admin/flags\">flags</a><a href=\"/admin/overdrafts\">overdrafts</a><a href=\"/admin/quarantine\">quarantine</a>\
              <form class=\"inline\" method=\"post\" action=\"/admin/logout\">{}\
              <button id=\"logout\">log out</button></form></header>",
             csrf_field(csrf)

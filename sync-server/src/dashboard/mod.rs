@@ -1,6 +1,6 @@
 //! The HQ dashboard under `/admin/` and the admin API under `/v1/admin/`, served by
 //! `sync-server run` when `[admin]` is configured: KPI pages with server-rendered SVG
-//! charts, card lookup with block/unblock, terminals, flags, overdrafts. Plain HTML
+//! charts, card lookup with block/unblock, terminals, flags, overdrafts, quarantine. Plain HTML
 //! forms, no script; every figure comes from the same code as the CLI's reports.
 //!
 //! Who may: [`session`] (the login, sessions, cookies, CSRF). What they see:
@@ -74,6 +74,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/admin/terminals", get(pages::terminals))
         .route("/admin/flags", get(pages::flags))
         .route("/admin/overdrafts", get(pages::overdrafts))
+        .route("/admin/quarantine", get(pages::quarantine))
         .route("/v1/admin/kpi", get(pages::kpi_json))
         .with_state(dashboard)
 }

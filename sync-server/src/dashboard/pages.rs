@@ -248,14 +248,21 @@ pub async fn kpis(State(d): Dash, headers: HeaderMap, Query(q): Query<KpiQuery>)
         escape(&report.to),
         escape(report.store.as_deref().unwrap_or("all stores"))
     );
+    // One bar per day of the period, so the x axis is time: days without a receipt
+    // are not in the report's `daily` and draw as empty bars.
+    let by_day: std::collections::HashMap<&str, &kpi::Day> =
+        report.daily.iter().map(|d| (d.day.as_str(), d)).collect();
+    let (first, last) = period.days();
+    let days: Vec<String> = (first..=last)
+        .filter_map(|n| time::Date::from_julian_day(n).ok())
+        .map(|d| d.to_string())
+        .collect();
     let bars = |f: fn(&kpi::Day) -> (i64, i64)| -> Vec<Bar> {
-        report
-            .daily
-            .iter()
+        days.iter()
             .map(|day| {
-                let (members, non_members) = f(day);
+                let (members, non_members) = by_day.get(day.as_str()).map_or((0, 0), |d| f(d));
                 Bar {
-                    label: day.day.clone(),
+                    label: day.clone(),
                     members,
                     non_members,
                 }
@@ -590,6 +597,50 @@ pub async fn overdrafts(State(d): Dash, headers: HeaderMap) -> Response {
         .collect();
     let body = table(&["card", "balance", "flagged entries"], &rows);
     html_response(StatusCode::OK, page("overdrafts", Some(&s.csrf), &body))
+}
+
+/// Entries HQ could not apply (quarantined), newest first as the store lists them;
+/// `sync-server quarantine retry ID` re-applies one after a fix.
+pub async fn quarantine(State(d): Dash, headers: HeaderMap) -> Response {
+    let s = match session(&d, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let list = match d.store.quarantined().await {
+        Ok(l) => l,
+        Err(e) => return internal(&s, &e),
+    };
+    let rows: Vec<String> = list
+        .iter()
+        .map(|q| {
+            let state = q.released_at.map_or_else(
+                || "quarantined".to_owned(),
+                |at| format!("applied by a retry at {}", fmt_time(at)),
+            );
+            format!(
+                "{}{}{}{}{}{}{}",
+                td_num(q.id),
+                td(&fmt_time(q.quarantined_at)),
+                td(&format!("{}/{} seq {}", q.store, q.terminal, q.seq)),
+                td(&q
+                    .card
+                    .as_ref()
+                    .map_or("-".to_owned(), |c| c.masked().to_string())),
+                td(&q.kind.to_string()),
+                td(&q.reason),
+                td(&state),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<p>Entries HQ could not apply: nothing of them is in any balance; the till moved on. \
+         After a fix, <code>sync-server quarantine retry ID</code> applies one.</p>{}",
+        table(
+            &["id", "at", "entry", "card", "kind", "reason", "state"],
+            &rows
+        )
+    );
+    html_response(StatusCode::OK, page("quarantine", Some(&s.csrf), &body))
 }
 
 #[cfg(test)]
