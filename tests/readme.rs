@@ -23,6 +23,9 @@
 //!
 //! Every file in `config/examples/` is checked the same way as a toml block.
 
+// Helpers of the test panic on a broken environment, like the other e2e files.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
