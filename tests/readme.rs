@@ -249,9 +249,7 @@ impl Shell {
         );
         let status = if self.stdin.write_all(line.as_bytes()).is_ok() {
             match self.done.recv_timeout(HANG) {
-                Ok(line) => line
-                    .strip_prefix("@@status ")
-                    .and_then(|s| s.parse().ok()),
+                Ok(line) => line.strip_prefix("@@status ").and_then(|s| s.parse().ok()),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     panic!("still running after {HANG:?}: mark a command that never ends `no-run`")
                 }
@@ -446,7 +444,11 @@ fn every_block_of_the_readme_runs_and_prints_what_it_shows() {
                         Some(last) => expected[..=last].to_vec(),
                         None => Vec::new(),
                     };
-                    assert!(lines_match(&expected, &lines), "{}", mismatch(&step, &actual));
+                    assert!(
+                        lines_match(&expected, &lines),
+                        "{}",
+                        mismatch(&step, &actual)
+                    );
                     ran += 1;
                 }
             }
@@ -525,7 +527,10 @@ fn a_transcript_matches_only_what_it_shows() {
     assert!(lines_match(&p(&["a", "...", "z"]), &["a", "b", "c", "z"]));
     assert!(lines_match(&p(&["a", "...", "z"]), &["a", "z"]));
     assert!(!lines_match(&p(&["a", "...", "z"]), &["a", "b"]));
-    assert!(!line_matches("ab[..]ba", "aba"), "prefix and suffix may not overlap");
+    assert!(
+        !line_matches("ab[..]ba", "aba"),
+        "prefix and suffix may not overlap"
+    );
 }
 
 #[test]

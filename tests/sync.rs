@@ -566,8 +566,7 @@ fn a_commit_answer_is_dated_by_the_sale_it_includes_not_by_hqs_older_figure() {
     s.agent.wait_synced();
     let at = |v: &Value| {
         let text = v["as_of"].as_str().unwrap_or_else(|| panic!("as_of: {v}"));
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .unwrap()
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
     };
     // Online, the card is read from HQ: its figure is dated by HQ.
     let before = s.agent.card(CARD);
