@@ -579,3 +579,23 @@ fn a_commit_answer_is_dated_by_the_sale_it_includes_not_by_hqs_older_figure() {
     assert_eq!(card["balance"], 60);
     assert!(at(card) > at(&before), "{card} is dated before {before}");
 }
+
+#[test]
+fn points_above_the_rules_cap_are_refused_before_hq_so_the_receipt_can_ask_again() {
+    let s = setup("");
+    s.agent.sell("R-1", Some(CARD), 100_000, 0); // +50
+    s.agent.wait_synced();
+    // 50 % of 25.00 is 12 points: 20 is refused, and HQ holds nothing for R-2.
+    let over = s
+        .agent
+        .post("/v1/sales", &sale_body("R-2", Some(CARD), 2_500, 20));
+    assert_eq!(over.status, 422, "{}", over.text);
+    assert_eq!(over.body["error"]["code"], "redeem_above_rule_cap");
+    s.agent.wait_synced();
+    // The same receipt with points within the cap.
+    let (hold, commit) = s.agent.sell("R-2", Some(CARD), 2_500, 12);
+    assert_eq!(hold.body["redeem_points"], 12, "{}", hold.text);
+    assert_eq!(commit.status, 200, "{}", commit.text);
+    s.agent.wait_synced();
+    assert_eq!(hq_balance(&s.server, &s.token, CARD)["balance"], 38);
+}

@@ -10,9 +10,10 @@ use crate::policy::{self, OfflineUsage};
 use crate::redemption::{Funding, SettleRefusal, Settled, settle};
 use protocol::evaluate::{EvalError, PricedLine, PricedSale, price_sale};
 use protocol::limits::Limits;
+use protocol::rules::ProgramRules;
 use protocol::{CardId, Money, Points};
 use serde::Serialize;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 /// The answer to `POST /v1/sales`.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +57,37 @@ pub struct DecidedHold {
 }
 
 /// Opens a sale for `req` (idempotent on `receipt_id`).
+/// Prices `req` under `rules`, refusing what the rules or the figure limits forbid.
+fn price(
+    rules: &ProgramRules,
+    req: &SaleRequest,
+    tier: Option<&str>,
+    day: Date,
+    limits: &Limits,
+) -> Result<PricedSale, SaleError> {
+    let priced =
+        price_sale(rules, &req.lines, req.redeem_points, tier, day).map_err(|e| match e {
+            EvalError::RedeemAboveRuleCap { max } => SaleError::RedeemAboveRuleCap { max },
+            other => SaleError::Invalid(other),
+        })?;
+    limits.check_sale(&priced).map_err(SaleError::Limit)?;
+    Ok(priced)
+}
+
+/// What the till refuses whatever the card holds (bad lines, points above the rules'
+/// cap, figures above the limits), decided before HQ is asked to reserve points: a
+/// reservation for a receipt the till then refuses is released at HQ, which settles
+/// the receipt, so the corrected ask under the same receipt would be refused.
+/// The rules' cap does not depend on the card's tier.
+pub fn refused_before_hq(
+    req: &SaleRequest,
+    rules: &ProgramRules,
+    day: Date,
+    limits: &Limits,
+) -> Result<(), SaleError> {
+    price(rules, req, None, day, limits).map(drop)
+}
+
 pub fn hold(
     tx: &Tx<'_>,
     req: &SaleRequest,
@@ -157,14 +189,7 @@ pub fn decide(
             })?;
     }
     let tier = view.and_then(|v| v.tier.as_deref());
-    let priced =
-        price_sale(&ctx.rules, &req.lines, redeem, tier, ctx.day).map_err(|e| match e {
-            EvalError::RedeemAboveRuleCap { max } => SaleError::RedeemAboveRuleCap { max },
-            other => SaleError::Invalid(other),
-        })?;
-    ctx.figure_limits
-        .check_sale(&priced)
-        .map_err(SaleError::Limit)?;
+    let priced = price(&ctx.rules, req, tier, ctx.day, &ctx.figure_limits)?;
     if let Some(v) = view {
         check_card_balance(v, &priced, &ctx.figure_limits)?;
     }

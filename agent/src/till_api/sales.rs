@@ -83,6 +83,14 @@ async fn open_sale(
             Ok((tx.hold_request(&receipt)?.is_some(), lease))
         })
         .await?;
+    if !opened && req.redeem_points > Points::ZERO {
+        hold::refused_before_hq(
+            &req,
+            &state.rules.current(),
+            state.clock.store_day(now),
+            &state.settings.figure_limits,
+        )?;
+    }
     let authorised = match &req.card {
         Some(card) if !opened => {
             state

@@ -216,6 +216,9 @@ pub struct KpiInputs {
     pub churned_members: i64,
     /// Members whose first receipt falls in the period.
     pub new_members: i64,
+    /// Enrolment cohorts of the period: (cohort month, month, members active), see
+    /// [`crate::store::statements::AnalyticsRows::cohort_activity`].
+    pub cohorts: Vec<(i32, i32, i64)>,
     /// Points the ledger job expired during the period.
     pub points_expired: i64,
     /// Positive balances of every card now.

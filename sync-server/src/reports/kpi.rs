@@ -110,6 +110,60 @@ pub struct KpiReport {
     pub program_cost_minor: i64,
     /// Every day of the period with a receipt.
     pub daily: Vec<Day>,
+    /// Retention by enrolment month: one cohort per month of the period in which
+    /// members made their first receipt.
+    pub cohorts: Vec<Cohort>,
+}
+
+/// The members who made their first receipt in one month, and how many of them
+/// bought again in each later month of the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohort {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Members of the cohort with a receipt in the scope in their first month.
+    pub members: i64,
+    /// Members of the cohort with a receipt in the scope in month `k` after it
+    /// (`active[0]` is `members`), up to the period's last month.
+    pub active: Vec<i64>,
+    /// `active[k] / members`, 4 decimals.
+    pub retention: Vec<f64>,
+}
+
+/// The cohort table from `(cohort month, month, members)` cells (months as `year *
+/// 12 + month - 1`), up to `last_month`; months without a cell count 0.
+pub fn cohorts(cells: &[(i32, i32, i64)], last_month: i32) -> Vec<Cohort> {
+    let mut out: Vec<Cohort> = Vec::new();
+    for cohort_cells in cells.chunk_by(|a, b| a.0 == b.0) {
+        let cohort = cohort_cells[0].0;
+        let span = usize::try_from(last_month - cohort + 1).unwrap_or(0);
+        let mut active = vec![0; span];
+        for &(_, month, members) in cohort_cells {
+            if let Some(slot) = usize::try_from(month - cohort)
+                .ok()
+                .and_then(|k| active.get_mut(k))
+            {
+                *slot = members;
+            }
+        }
+        let members = active.first().copied().unwrap_or(0);
+        out.push(Cohort {
+            month: format!(
+                "{:04}-{:02}",
+                cohort.div_euclid(12),
+                cohort.rem_euclid(12) + 1
+            ),
+            members,
+            retention: active.iter().map(|&a| share(a, members)).collect(),
+            active,
+        });
+    }
+    out
+}
+
+/// A date's month as `year * 12 + month - 1`.
+pub fn month_index(d: Date) -> i32 {
+    d.year() * 12 + i32::from(u8::from(d.month())) - 1
 }
 
 /// Why a report cannot be built.
@@ -209,6 +263,7 @@ pub fn build(
             .discount_minor
             .saturating_add(anonymous.discount_minor),
         daily,
+        cohorts: cohorts(&inputs.cohorts, month_index(period.to)),
     })
 }
 
@@ -225,10 +280,32 @@ fn ratio(a: i64, b: i64) -> f64 {
 
 /// Every figure as `(name, value)`, in the JSON's names: the table, the CSV and the
 /// dashboard print this one list.
-pub fn figures(r: &KpiReport) -> Vec<(&'static str, String)> {
+pub fn figures(r: &KpiReport) -> Vec<(String, String)> {
     let m = &r.members;
     let n = &r.non_members;
     let p = &r.points;
+    let mut list: Vec<(String, String)> = base_figures(m, n, p, r)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    for c in &r.cohorts {
+        list.push((format!("cohort.{}.members", c.month), c.members.to_string()));
+        for (k, share) in c.retention.iter().enumerate().skip(1) {
+            list.push((
+                format!("cohort.{}.retention_m{k}", c.month),
+                format!("{share:.4}"),
+            ));
+        }
+    }
+    list
+}
+
+fn base_figures(
+    m: &MemberFigures,
+    n: &NonMemberFigures,
+    p: &PointsFigures,
+    r: &KpiReport,
+) -> Vec<(&'static str, String)> {
     vec![
         ("members.receipts", m.receipts.to_string()),
         ("members.revenue_minor", m.revenue_minor.to_string()),
@@ -323,6 +400,7 @@ mod tests {
             active_members_90d: 5,
             churned_members: 1,
             new_members: 1,
+            cohorts: Vec::new(),
             points_expired: 7,
             points_outstanding: 500,
             points_pending: 20,
@@ -353,6 +431,38 @@ mod tests {
         assert_eq!(r.daily[0].day, "2024-03-01");
         assert_eq!(r.daily[0].non_member_receipts, 2);
         assert_eq!(r.daily[0].member_revenue_minor, 9_000);
+    }
+
+    #[test]
+    fn cohorts_count_each_later_month_against_the_first() {
+        let jan = month_index(date!(2024 - 01 - 15));
+        assert_eq!(month_index(date!(2024 - 12 - 31)) - jan, 11);
+        // January: 10 members, 4 back in February, none in March, 2 in April; February:
+        // 5 members, 5 back in April. The period ends in April.
+        let cells = [
+            (jan, jan, 10),
+            (jan, jan + 1, 4),
+            (jan, jan + 3, 2),
+            (jan + 1, jan + 1, 5),
+            (jan + 1, jan + 3, 5),
+        ];
+        let c = cohorts(&cells, jan + 3);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].month.as_str(), c[0].members), ("2024-01", 10));
+        assert_eq!(c[0].active, vec![10, 4, 0, 2]);
+        assert_eq!(c[0].retention, vec![1.0, 0.4, 0.0, 0.2]);
+        assert_eq!(
+            (c[1].month.as_str(), c[1].active.clone()),
+            ("2024-02", vec![5, 0, 5])
+        );
+        let mut r = build(&period(), None, &inputs(), Money(100)).expect("report");
+        r.cohorts = c;
+        let names: Vec<String> = figures(&r).into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.contains(&"cohort.2024-01.retention_m3".to_owned()),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"cohort.2024-01.retention_m0".to_owned()));
     }
 
     #[test]

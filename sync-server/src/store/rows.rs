@@ -238,6 +238,15 @@ pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Mone
 
 /// `day, member, receipts, revenue_minor, items, discount_minor, points_accrued,
 /// points_redeemed` of summed KPI aggregate rows.
+/// One cell of the cohort table: (cohort month, month, members).
+pub fn cohort_cell(r: &impl Columns) -> Result<(i32, i32, i64)> {
+    let month = |i: usize| -> Result<i32> {
+        i32::try_from(r.int(i)?)
+            .map_err(|_| StoreError::Corrupt("kpi cohort month out of range".to_owned()))
+    };
+    Ok((month(0)?, month(1)?, r.int(2)?))
+}
+
 pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {
     let day = i32::try_from(r.int(0)?).map_err(|_| StoreError::corrupt("kpi day out of range"))?;
     Ok((

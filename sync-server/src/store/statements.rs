@@ -395,6 +395,11 @@ pub trait AnalyticsRows: Send {
     /// Members whose first receipt day is in the scope (for a store: who also bought
     /// there in it).
     fn new_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Enrolment cohorts: members whose first receipt day is in the scope's days,
+    /// counted per (month of that first day, month of a receipt of theirs in the
+    /// scope), distinct per pair, by cohort and month. Months are `year * 12 + month
+    /// - 1`.
+    fn cohort_activity(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, i32, i64)>>;
     /// Points the ledger job expired at times in `from..to`.
     fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
     /// Positive balances and pending points of every card, summed.

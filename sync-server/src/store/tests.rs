@@ -122,6 +122,7 @@ testkit::on_every_backend!(
     the_same_batches_pushed_to_two_instances_at_once_are_applied_once,
     many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
     kpi_aggregates_count_each_entry_once_per_store_and_day,
+    kpi_cohorts_follow_each_member_from_its_first_month,
 );
 
 mod escrow;
@@ -1055,4 +1056,58 @@ async fn kpi_aggregates_count_each_entry_once_per_store_and_day(store: Db) {
     assert_eq!(receipts(&after), 0);
     assert_eq!((after.churned_members, after.new_members), (2, 0));
     assert_eq!(after.active_members_30d, 2);
+}
+
+/// Retention by enrolment month, as the store counts it (the report's arithmetic is
+/// tested in `reports::kpi`): each member counted once per month, in the month of
+/// its first receipt and in every later month it bought in.
+async fn kpi_cohorts_follow_each_member_from_its_first_month(store: Db) {
+    use time::macros::datetime;
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let at = |seq: u64, card: &str, when: time::OffsetDateTime| {
+        testkit::entries::Entry::fixed(seq)
+            .at(when)
+            .sale(Some(card), testkit::entries::figures(0, 1))
+    };
+    let entries = vec![
+        // CARD joins in January, buys twice in February, then in April.
+        at(1, CARD, datetime!(2024-01-10 10:00 UTC)),
+        at(2, CARD, datetime!(2024-02-03 10:00 UTC)),
+        at(3, CARD, datetime!(2024-02-20 10:00 UTC)),
+        at(4, CARD, datetime!(2024-04-01 10:00 UTC)),
+        // OTHER_CARD joins on the last day of January and never comes back.
+        at(5, OTHER_CARD, datetime!(2024-01-31 23:00 UTC)),
+        // A third card joins in February and buys again in March.
+        at(6, "7700000000001", datetime!(2024-02-29 12:00 UTC)),
+        at(7, "7700000000001", datetime!(2024-03-01 12:00 UTC)),
+    ];
+    store.push(&t1, batch(entries), T0).await.unwrap();
+    let period = Period::new(
+        time::macros::date!(2024 - 01 - 01),
+        time::macros::date!(2024 - 04 - 30),
+    )
+    .unwrap();
+    let inputs = store.kpi_inputs(period, None, T0).await.unwrap();
+    let jan = 2024 * 12;
+    assert_eq!(
+        inputs.cohorts,
+        vec![
+            (jan, jan, 2),
+            (jan, jan + 1, 1),
+            (jan, jan + 3, 1),
+            (jan + 1, jan + 1, 1),
+            (jan + 1, jan + 2, 1),
+        ]
+    );
+    // A period starting in February: January's members are not a cohort of it.
+    let feb = Period::new(
+        time::macros::date!(2024 - 02 - 01),
+        time::macros::date!(2024 - 04 - 30),
+    )
+    .unwrap();
+    let inputs = store.kpi_inputs(feb, None, T0).await.unwrap();
+    assert_eq!(
+        inputs.cohorts,
+        vec![(jan + 1, jan + 1, 1), (jan + 1, jan + 2, 1)]
+    );
 }

@@ -57,6 +57,7 @@ impl Op for KpiRead {
                 .churned_members(scope(self.period.previous()), period)
                 .await?,
             new_members: c.new_members(period).await?,
+            cohorts: c.cohort_activity(period).await?,
             points_expired: c.points_expired(start, end).await?,
             points_outstanding: outstanding,
             points_pending: pending,

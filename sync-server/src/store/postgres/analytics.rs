@@ -165,6 +165,25 @@ impl AnalyticsRows for PgSession<'_> {
         .await
     }
 
+    async fn cohort_activity(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, i32, i64)>> {
+        // 'J' reads a Julian day number, as stored.
+        sql::all(
+            self.client(),
+            "SELECT (EXTRACT(YEAR FROM to_date(m.first_day::text, 'J')) * 12
+                        + EXTRACT(MONTH FROM to_date(m.first_day::text, 'J')) - 1)::bigint AS cohort,
+                    (EXTRACT(YEAR FROM to_date(d.day::text, 'J')) * 12
+                        + EXTRACT(MONTH FROM to_date(d.day::text, 'J')) - 1)::bigint AS month,
+                    COUNT(DISTINCT m.card)::bigint
+             FROM kpi_members m JOIN kpi_member_days d ON d.card = m.card
+             WHERE m.first_day BETWEEN $1 AND $2 AND d.day BETWEEN $1 AND $2
+               AND ($3::text IS NULL OR d.store = $3)
+             GROUP BY cohort, month ORDER BY cohort, month",
+            &[&scope.from, &scope.to, &scope.store.map(|s| s.as_str())],
+            |r| rows::cohort_cell(r),
+        )
+        .await
+    }
+
     async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
         sql::one(
             self.client(),

@@ -134,6 +134,23 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 
+    async fn cohort_activity(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, i32, i64)>> {
+        // A number is a Julian day number to SQLite's date functions, as stored.
+        self.all(
+            "SELECT CAST(strftime('%Y', m.first_day) AS INTEGER) * 12
+                        + CAST(strftime('%m', m.first_day) AS INTEGER) - 1 AS cohort,
+                    CAST(strftime('%Y', d.day) AS INTEGER) * 12
+                        + CAST(strftime('%m', d.day) AS INTEGER) - 1 AS month,
+                    COUNT(DISTINCT m.card)
+             FROM kpi_members m JOIN kpi_member_days d ON d.card = m.card
+             WHERE m.first_day BETWEEN ?1 AND ?2 AND d.day BETWEEN ?1 AND ?2
+               AND (?3 IS NULL OR d.store = ?3)
+             GROUP BY cohort, month ORDER BY cohort, month",
+            (scope.from, scope.to, scope.store.map(|s| s.as_str())),
+            |r| rows::cohort_cell(r),
+        )
+    }
+
     async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
         self.one(
             "SELECT COALESCE(SUM(-delta_balance), 0) FROM ledger
