@@ -179,7 +179,7 @@ impl AnalyticsRows for PgSession<'_> {
                AND ($3::text IS NULL OR d.store = $3)
              GROUP BY cohort, month ORDER BY cohort, month",
             &[&scope.from, &scope.to, &scope.store.map(|s| s.as_str())],
-            |r| rows::cohort_cell(r),
+            rows::cohort_cell,
         )
         .await
     }
