@@ -322,8 +322,12 @@ impl HqClient {
 }
 
 fn unreachable(e: reqwest::Error) -> HqError {
+    // A refused certificate first says what to do about it.
+    let mut msg = match crate::hq_tls::explain(&e) {
+        Some(explanation) => format!("{explanation}; {e}"),
+        None => e.to_string(),
+    };
     // Include the source chain: "error sending request" alone does not say why.
-    let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         msg.push_str(": ");

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod demo_launcher;
 pub mod hq_client;
 pub mod hq_link;
+pub mod hq_tls;
 pub mod journal;
 pub mod keyring;
 pub mod logging;

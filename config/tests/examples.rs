@@ -44,6 +44,11 @@ fn rules_example_loads_and_validates() {
     assert_eq!(rules.tiers.len(), 2);
     assert_eq!(rules.promotions.len(), 1);
     assert!(rules.promotions[0].starts < rules.promotions[0].ends);
+    assert_eq!(
+        rules.card_numbers.check,
+        protocol::card_numbers::CardCheck::Ean13
+    );
+    assert_eq!(rules.card_numbers.prefixes.len(), 2);
 }
 
 #[test]

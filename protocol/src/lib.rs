@@ -9,6 +9,7 @@
 //! pure functions, so they compute the same points, and property tests can hammer them.
 //! Time comes in as arguments.
 
+pub mod card_numbers;
 pub mod codes;
 pub mod escrow;
 pub mod evaluate;

@@ -4,6 +4,7 @@
 //! The serde field names are the TOML keys of the agent's `[program]` table and of
 //! the rules file that `sync-server rules set` loads (`[[tier]]`, `[[promotion]]`).
 
+use crate::card_numbers::CardNumberRules;
 use crate::money::{BasisPoints, Money, Points};
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -40,6 +41,8 @@ pub struct ProgramRules {
     /// Promotions that multiply accrual on categories or SKUs within dates.
     #[serde(rename = "promotion")]
     pub promotions: Vec<Promotion>,
+    /// What a valid card number is (`[card_numbers]`); default: any digits.
+    pub card_numbers: CardNumberRules,
 }
 
 /// A tier: cards whose rolling 12-month spend reaches `min_spend_minor` accrue at
@@ -95,6 +98,7 @@ impl Default for ProgramRules {
             no_redeem_categories: Vec::new(),
             tiers: Vec::new(),
             promotions: Vec::new(),
+            card_numbers: CardNumberRules::default(),
         }
     }
 }

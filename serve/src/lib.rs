@@ -25,12 +25,14 @@ pub mod tls;
 pub use gate::{Admitted, Gate, GatedListener, refuse_over_cap};
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 /// The limits of one server, from its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,17 +88,21 @@ pub async fn serve<L>(
 ) where
     L: axum::serve::Listener,
     L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let graceful = GracefulShutdown::new();
     loop {
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers may ask who is calling (axum's `ConnectInfo`), as under `axum::serve`
+        // with `into_make_service_with_connect_info`.
+        let service = axum::Extension(ConnectInfo(peer)).layer(router.clone());
+        let service = TowerToHyperService::new(service);
         let conn = graceful.watch(http.serve_connection(TokioIo::new(io), service));
         tokio::spawn(async move {
             // A peer that went away or timed out is routine, not an error to report.

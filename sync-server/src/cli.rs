@@ -86,6 +86,29 @@ pub enum Command {
     /// The dashboard's admin login.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// HTTPS for a pilot without a company CA.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `tls …`.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a small CA (ca.pem: every agent's `[sync] ca_file`) and a server
+    /// certificate and key signed by it (server.pem, server-key.pem: HQ's `[tls]`).
+    /// Opens no database.
+    Init {
+        /// A name or IP address agents reach HQ by (the host of their `[sync] url`);
+        /// repeat for several.
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// Directory to write the three files into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Replace existing files (agents then need the new ca.pem).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `admin …`.
@@ -345,6 +368,9 @@ pub enum CliError {
     /// A report could not be computed or written.
     #[error("{0}")]
     Report(String),
+    /// `tls init` wrote nothing.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 /// The effective settings of a command.
@@ -567,6 +593,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ExitCode::FAILURE
         });
     }
+    if let Command::Tls(TlsCommand::Init { hosts, out, force }) = &cli.command {
+        let files = crate::pki::init(hosts, out, *force, OffsetDateTime::now_utc())?;
+        crate::pki::describe(&files, &mut std::io::stdout().lock())
+            .map_err(|e| CliError::Report(format!("writing output: {e}")))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = settings(&cli)?;
     let serving = matches!(cli.command, Command::Run { .. });
     init_logging(&settings.config.log, serving);
@@ -704,7 +736,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             report_clv(store, &options, format, out).await?;
         }
         // Answered above, before any database is opened.
-        Command::CheckConfig { .. } => {}
+        Command::CheckConfig { .. } | Command::Tls(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,8 @@ pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
+pub mod pki;
 pub mod reports;
 pub mod server;
 pub mod store;

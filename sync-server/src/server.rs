@@ -2,10 +2,12 @@
 //! serves the API, runs the periodic job, and shuts down gracefully when the
 //! cancellation token fires (SIGINT/SIGTERM), finishing requests under way.
 
-use crate::dashboard::session::BadHash;
+use crate::dashboard::session::{BadHash, Password};
 use crate::dashboard::{self, Dashboard};
+use crate::http::metrics::MetricsAccess;
 use crate::http::{self, AppState};
 use crate::jobs;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::flow::escrow::AbandonAfter;
 use config::clock::Clock;
@@ -108,12 +110,22 @@ pub async fn serve(
             source,
         })?;
     let local = tcp.local_addr()?;
+    let metrics_access = MetricsAccess {
+        trust_loopback: !options.allow_plain_http,
+        password: options
+            .admin
+            .as_ref()
+            .map(|a| Password::new(&a.password_hash))
+            .transpose()?,
+    };
     let mut app = http::router(AppState {
         store: Arc::clone(&store),
         clock,
         pull_page_size: options.pull_page_size,
         max_body_bytes: options.max_body_bytes,
         lease_duration: options.lease_duration,
+        metrics: Arc::new(Metrics::new(store.pool_metrics())),
+        metrics_access: Arc::new(metrics_access),
     });
     if let Some(admin) = &options.admin {
         // Browsers reach the dashboard over TLS here, or at a proxy in front when

@@ -1,4 +1,5 @@
-//! Test PKI: a CA and a server certificate for 127.0.0.1/localhost, made with rcgen.
+//! Test PKI: a CA and a server certificate for 127.0.0.1/localhost, made with rcgen,
+//! and the self-signed certificate a pilot makes with openssl.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,29 @@ pub fn generate(dir: &Path, name: &str) -> Pki {
         key: dir.join(format!("{name}-key.pem")),
     };
     std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
+/// What the usual `openssl req -x509` one-liner makes: one self-signed certificate
+/// that is a CA (basic constraints CA:TRUE) for 127.0.0.1/localhost, used as the
+/// server's own certificate. `ca` and `cert` are the same file, as a pilot who
+/// checked it with `curl --cacert` would configure it.
+pub fn self_signed(dir: &Path, name: &str) -> Pki {
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pki = Pki {
+        ca: dir.join(format!("{name}-cert.pem")),
+        cert: dir.join(format!("{name}-cert.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+    };
     std::fs::write(&pki.cert, cert.pem()).unwrap();
     std::fs::write(&pki.key, key.serialize_pem()).unwrap();
     pki

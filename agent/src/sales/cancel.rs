@@ -84,9 +84,11 @@ pub fn release_unheld(
     card: &CardId,
     reserved: Points,
     now: OffsetDateTime,
+    rules_version: u64,
 ) -> Result<(), JournalError> {
     if let Some(entry) = release_entry(receipt, Some(card), reserved, CancelReason::Till) {
-        tx.append(EntryBody::Release(entry), now, 0)?;
+        // The version the refused hold was decided under, like any release's.
+        tx.append(EntryBody::Release(entry), now, rules_version)?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ async fn card(
     State(state): State<TillState>,
     PathId(card): PathId<CardId>,
 ) -> Result<Json<CardView>, ApiError> {
+    state.check_card_number(&card)?;
     // Online, HQ's live figures replace the cache first; offline, the cache answers.
     let live = state.redemption.live_balance(&card).await;
     let offline = !state.redemption.standalone() && live.is_none();

@@ -60,6 +60,10 @@ pub enum ApiError {
     /// `GET /v1/scans/last` before any scan.
     #[error("no card has been scanned yet")]
     NoScan,
+    /// The card number is not one of the program's (`[card_numbers]` of the rules):
+    /// most likely typed with a typo. The text never repeats the number.
+    #[error("not a card number of this program: {0}")]
+    BadCardNumber(protocol::card_numbers::CardNumberError),
 }
 
 /// The stable codes of the till API's errors.
@@ -87,6 +91,8 @@ pub enum ErrorCode {
     HttpError,
     /// Nothing scanned yet.
     NoScan,
+    /// A card number the program's rules refuse.
+    BadCardNumber,
     /// Points to redeem without a card.
     CardRequired,
     /// No sale under this receipt number.
@@ -140,6 +146,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HttpError => "http_error",
             Self::NoScan => "no_scan",
+            Self::BadCardNumber => "bad_card_number",
             Self::CardRequired => "card_required",
             Self::UnknownReceipt => "unknown_receipt",
             Self::IdempotencyConflict => "idempotency_conflict",
@@ -216,6 +223,7 @@ impl ApiError {
                 (*status, code)
             }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
+            Self::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
         }
     }
 }

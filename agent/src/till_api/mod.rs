@@ -76,6 +76,18 @@ pub struct TillState {
     pub settings: Arc<TillSettings>,
 }
 
+impl TillState {
+    /// Refuses a card number the program's `[card_numbers]` rules do not allow (a
+    /// typo), before anything is looked up or recorded under it.
+    pub fn check_card_number(&self, card: &protocol::CardId) -> Result<(), ApiError> {
+        self.rules
+            .current()
+            .card_numbers
+            .check(card)
+            .map_err(ApiError::BadCardNumber)
+    }
+}
+
 /// The router with every route and the latency middleware.
 pub fn router(state: TillState) -> Router {
     let limit = state.settings.max_body_bytes;

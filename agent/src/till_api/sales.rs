@@ -83,6 +83,10 @@ async fn open_sale(
             Ok((tx.hold_request(&receipt)?.is_some(), lease))
         })
         .await?;
+    // A receipt opened before keeps its card whatever the rules say now.
+    if !opened && let Some(card) = &req.card {
+        state.check_card_number(card)?;
+    }
     if !opened && req.redeem_points > Points::ZERO {
         hold::refused_before_hq(
             &req,
@@ -115,6 +119,7 @@ async fn open_sale(
     };
     let ctx = state.sale_context(now, authorised.funding, authorised.live);
     let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
+    let rules_version = ctx.rules.version;
     let held = state
         .journal
         .write(move |tx| hold::hold(tx, &req, &hash, &ctx))
@@ -128,7 +133,9 @@ async fn open_sale(
             {
                 let released = state
                     .journal
-                    .write(move |tx| cancel::release_unheld(tx, &receipt, &card, reserved, now))
+                    .write(move |tx| {
+                        cancel::release_unheld(tx, &receipt, &card, reserved, now, rules_version)
+                    })
                     .await;
                 if let Err(re) = released {
                     tracing::error!(error = %re, "cannot record the release of a refused hold's reservation; HQ releases it when it is abandoned");
@@ -228,6 +235,9 @@ async fn quote_receipt(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<QuoteRequest>,
 ) -> Result<Response, ApiError> {
+    if let Some(card) = &req.card {
+        state.check_card_number(card)?;
+    }
     let funding = if state.redemption.offline_now() {
         Funding::Offline(state.redemption.offline_rules())
     } else {

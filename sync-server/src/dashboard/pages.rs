@@ -5,7 +5,9 @@
 
 use super::charts::{Bar, stacked_bars};
 use super::html::{csrf_field, escape, page, table, td, td_num};
-use super::session::{LOGIN_COOKIE, SESSION_COOKIE, Session, cookie, same_secret, set_cookie};
+use super::session::{
+    LOGIN_COOKIE, SESSION_COOKIE, Session, basic_password, cookie, same_secret, set_cookie,
+};
 use super::{Dashboard, html_response};
 use crate::admin::fmt_time;
 use crate::keys::random_secret;
@@ -13,10 +15,9 @@ use crate::ledger::kpi::Period;
 use crate::reports::{self, kpi};
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::header::{AUTHORIZATION, LOCATION, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use data_encoding::BASE64;
 use protocol::wire::ErrorBody;
 use protocol::{CardId, StoreId};
 use serde::Deserialize;
@@ -335,18 +336,6 @@ pub async fn kpi_json(State(d): Dash, headers: HeaderMap, Query(q): Query<KpiQue
     }
 }
 
-/// The password of an `Authorization: Basic` header for user `admin`.
-fn basic_password(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(BASE64.decode(encoded.trim().as_bytes()).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    (user == "admin").then(|| password.to_owned())
-}
-
 /// The card page: the lookup form and the looked-up card.
 pub async fn card(State(d): Dash, headers: HeaderMap) -> Response {
     let s = match session(&d, &headers) {
@@ -646,6 +635,7 @@ pub async fn quarantine(State(d): Dash, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::AUTHORIZATION;
     use time::macros::date;
 
     #[test]

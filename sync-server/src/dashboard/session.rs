@@ -13,7 +13,9 @@ use crate::keys::{RandomError, TokenHash, random_secret};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use axum::http::header::COOKIE;
+use data_encoding::BASE64;
 use protocol::CardId;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -188,6 +190,18 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |diff, (x, y)| diff | (x ^ y))
             == 0
+}
+
+/// The password of an `Authorization: Basic` header for user `admin`.
+pub fn basic_password(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(BASE64.decode(encoded.trim().as_bytes()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    (user == "admin").then(|| password.to_owned())
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub async fn live_balance(
     let response = state
         .store
         .live_balance(&terminal, &card, state.clock.now())
-        .await?;
-    Ok(Json(response))
+        .await;
+    state.metrics.live_balance(response.is_ok());
+    Ok(Json(response?))
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod escrow;
 pub mod fuzzing;
 pub mod health;
+pub mod metrics;
 pub mod pull;
 pub mod push;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How long a lease HQ grants lives.
     pub lease_duration: time::Duration,
+    /// The counters `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: Arc<metrics::MetricsAccess>,
 }
 
 /// The API's router.
@@ -52,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/leases", post(escrow::lease_sync))
         .route("/v1/tokens/use", post(escrow::use_token))
         .route("/v1/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn(log_request))
         .fallback(|| async { ApiError::NotFound })
         // The limit applies to the decompressed body: the decompression layer sits

@@ -6,6 +6,7 @@ use super::auth::Terminal;
 use super::error::ApiError;
 use crate::ledger::AnomalyKind;
 use crate::ledger::batch::{Batch, check_identity};
+use crate::metrics::PushResult;
 use crate::store::{Anomaly, StoreError, TerminalIdentity};
 use axum::Json;
 use axum::body::Bytes;
@@ -90,19 +91,43 @@ async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind
     }
 }
 
-/// The handler.
+/// The handler: [`apply`], counted and timed for `/metrics`.
 pub async fn push(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = apply(&state, &terminal, body).await;
+    let result = match &answer {
+        Ok(Json(response)) => {
+            state.metrics.entries(
+                response.applied,
+                response.duplicates,
+                response.quarantined.len(),
+            );
+            PushResult::Acknowledged
+        }
+        Err(e) if e.status_and_code().0.is_server_error() => PushResult::Failed,
+        Err(_) => PushResult::Refused,
+    };
+    state.metrics.push(result, started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn apply(
+    state: &AppState,
+    terminal: &TerminalIdentity,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
     let request = parse_push(&body)?;
     if let Err(mismatch) = check_identity(&request, &terminal.store, &terminal.terminal) {
         tracing::warn!(%terminal, "push refused: {mismatch}");
+        state.metrics.refusal(AnomalyKind::TerminalMismatch);
         record(
-            &state,
-            &terminal,
+            state,
+            terminal,
             AnomalyKind::TerminalMismatch,
             mismatch.to_string(),
         )
@@ -111,7 +136,7 @@ pub async fn push(
     }
     let batch = Batch::new(request.entries).map_err(ApiError::BadBatch)?;
     let count = batch.entries().len();
-    match state.store.push(&terminal, batch, state.clock.now()).await {
+    match state.store.push(terminal, batch, state.clock.now()).await {
         Ok(outcome) => {
             tracing::debug!(
                 %terminal,
@@ -136,13 +161,8 @@ pub async fn push(
         }
         Err(StoreError::Refused(refusal)) => {
             tracing::warn!(%terminal, kind = %refusal.anomaly_kind(), "push refused: {refusal}");
-            record(
-                &state,
-                &terminal,
-                refusal.anomaly_kind(),
-                refusal.to_string(),
-            )
-            .await;
+            state.metrics.refusal(refusal.anomaly_kind());
+            record(state, terminal, refusal.anomaly_kind(), refusal.to_string()).await;
             Err(refusal.into())
         }
         Err(e) => Err(e.into()),

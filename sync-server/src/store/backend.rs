@@ -137,4 +137,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Runs `op` to its answer (see the module documentation for how each backend
     /// does).
     fn run<O: Op>(&self, op: O) -> impl Fut<O::Out>;
+
+    /// The connection pool's metrics; a backend without a pool keeps them at zero.
+    fn pool_metrics(&self) -> crate::metrics::PoolMetrics {
+        crate::metrics::PoolMetrics::default()
+    }
 }

@@ -306,6 +306,9 @@ pub struct Audit {
 /// HQ's storage. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// The connection pool's metrics (zero for a store without a pool).
+    fn pool_metrics(&self) -> crate::metrics::PoolMetrics;
+
     /// The current rules version when the database answers (health check).
     async fn health(&self) -> Result<u64, StoreError>;
 

@@ -52,6 +52,10 @@ fn done<T>(result: Result<T>) -> Result<Attempt<T>> {
 
 #[async_trait]
 impl<B: Backend> Store for B {
+    fn pool_metrics(&self) -> crate::metrics::PoolMetrics {
+        Backend::pool_metrics(self)
+    }
+
     async fn health(&self) -> Result<u64> {
         self.run(rules::CurrentVersion).await
     }

@@ -30,6 +30,7 @@ pub use terminals::INSERT_ENTRIES;
 use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
+use crate::metrics::PoolMetrics;
 use crate::store::Result;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use retry::{Next, Retry};
@@ -48,6 +49,7 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    pool_metrics: PoolMetrics,
     caches: Caches,
     redacted_url: String,
 }
@@ -75,6 +77,7 @@ impl PgStore {
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
+                pool_metrics: PoolMetrics::default(),
                 caches: Caches::default(),
                 redacted_url: options.redacted,
             }),
@@ -89,9 +92,22 @@ impl PgStore {
         &self.inner.redacted_url
     }
 
-    /// A pooled connection.
+    /// A pooled connection. Counts a request that found every connection busy, how
+    /// long it waited, and one that got none.
     async fn connection(&self) -> Result<Client> {
-        self.inner.pool.get().await.map_err(|e| {
+        let status = self.inner.pool.status();
+        let waits = status.available == 0 && status.size >= status.max_size;
+        let started = std::time::Instant::now();
+        let got = self.inner.pool.get().await;
+        let metrics = &self.inner.pool_metrics;
+        if waits {
+            metrics.waits.inc();
+            metrics
+                .wait_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        got.map_err(|e| {
+            metrics.errors.inc();
             StoreError::Unavailable(format!(
                 "cannot connect to {}: {}",
                 self.inner.redacted_url,
@@ -119,5 +135,9 @@ impl Backend for PgStore {
                 },
             }
         }
+    }
+
+    fn pool_metrics(&self) -> PoolMetrics {
+        self.inner.pool_metrics.clone()
     }
 }

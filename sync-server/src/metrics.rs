@@ -1,0 +1,221 @@
+//! Prometheus metrics of HQ, served at `GET /metrics` (see `http::metrics` for who
+//! may read them): pushes and their entries, refusals, quarantined entries, push
+//! latency, live-balance lookups, and the PostgreSQL pool's waits and errors. Label
+//! values come from enums and fixed strings, never from request text, so no card or
+//! token can reach a scrape.
+
+use crate::ledger::AnomalyKind;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// 1 ms .. ~16 s: a push is milliseconds when idle, seconds when queued at saturation.
+fn push_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// 100 µs .. ~16 s: a free connection is immediate, the pool gives up after 15 s.
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// The connection pool's share, kept by the store that has a pool (PostgreSQL); on
+/// SQLite (one writer, no pool) it stays at zero.
+#[derive(Debug, Clone)]
+pub struct PoolMetrics {
+    /// Requests that found no free connection and had to wait for one.
+    pub waits: Counter,
+    /// How long those requests waited.
+    pub wait_seconds: Histogram,
+    /// Requests that got no connection (pool timeout, database unreachable).
+    pub errors: Counter,
+}
+
+impl Default for PoolMetrics {
+    fn default() -> Self {
+        Self {
+            waits: Counter::default(),
+            wait_seconds: wait_histogram(),
+            errors: Counter::default(),
+        }
+    }
+}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushResult {
+    /// Committed and acknowledged (some entries may be duplicates or quarantined).
+    Acknowledged,
+    /// Refused as a whole (bad body, sequence refusal, terminal mismatch).
+    Refused,
+    /// Failed inside HQ (database unavailable, internal error).
+    Failed,
+}
+
+impl PushResult {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Acknowledged => "acknowledged",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Every metric HQ exports.
+pub struct Metrics {
+    registry: Registry,
+    pushes: Family<Labels, Counter>,
+    entries: Family<Labels, Counter>,
+    refusals: Family<Labels, Counter>,
+    push_seconds: Histogram,
+    live_balances: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    /// Creates and registers every metric, with the store's pool metrics.
+    pub fn new(pool: PoolMetrics) -> Self {
+        let mut registry = Registry::with_prefix("sync_server");
+        let m = Self {
+            pushes: Family::default(),
+            entries: Family::default(),
+            refusals: Family::default(),
+            push_seconds: push_histogram(),
+            live_balances: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "pushes",
+            "Pushes by result (acknowledged, refused, failed)",
+            m.pushes.clone(),
+        );
+        registry.register(
+            "entries",
+            "Entries of acknowledged pushes by outcome (applied, duplicate, quarantined)",
+            m.entries.clone(),
+        );
+        registry.register(
+            "push_refusals",
+            "Pushes refused by kind (gap; rewind and id_reuse are conflicts; terminal_mismatch)",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "push_duration_seconds",
+            "Time to answer a push, from its body read to its answer",
+            m.push_seconds.clone(),
+        );
+        registry.register(
+            "live_balance_lookups",
+            "Live-balance lookups by result (ok, error)",
+            m.live_balances.clone(),
+        );
+        registry.register(
+            "db_pool_waits",
+            "Requests that waited for a free database connection",
+            pool.waits,
+        );
+        registry.register(
+            "db_pool_wait_seconds",
+            "Time requests waited for a free database connection",
+            pool.wait_seconds,
+        );
+        registry.register(
+            "db_pool_errors",
+            "Requests that got no database connection",
+            pool.errors,
+        );
+        // Every known series from the start at 0, so a rate() has a baseline.
+        for result in [
+            PushResult::Acknowledged,
+            PushResult::Refused,
+            PushResult::Failed,
+        ] {
+            let _ = m.pushes.get_or_create(&vec![("result", result.as_str())]);
+        }
+        m.entries(0, 0, 0);
+        for result in ["ok", "error"] {
+            let _ = m.live_balances.get_or_create(&vec![("result", result)]);
+        }
+        Self { registry, ..m }
+    }
+
+    /// Counts a push and its latency.
+    pub fn push(&self, result: PushResult, seconds: f64) {
+        self.pushes
+            .get_or_create(&vec![("result", result.as_str())])
+            .inc();
+        self.push_seconds.observe(seconds);
+    }
+
+    /// Counts the entries of an acknowledged push.
+    pub fn entries(&self, applied: u32, duplicates: u32, quarantined: usize) {
+        for (outcome, n) in [
+            ("applied", u64::from(applied)),
+            ("duplicate", u64::from(duplicates)),
+            (
+                "quarantined",
+                u64::try_from(quarantined).unwrap_or(u64::MAX),
+            ),
+        ] {
+            self.entries
+                .get_or_create(&vec![("outcome", outcome)])
+                .inc_by(n);
+        }
+    }
+
+    /// Counts a refused push by its kind.
+    pub fn refusal(&self, kind: AnomalyKind) {
+        self.refusals
+            .get_or_create(&vec![("kind", kind.as_str())])
+            .inc();
+    }
+
+    /// Counts a live-balance lookup.
+    pub fn live_balance(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.live_balances
+            .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    /// The metrics in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_in_the_exposition_under_their_labels() {
+        let pool = PoolMetrics::default();
+        let m = Metrics::new(pool.clone());
+        m.push(PushResult::Acknowledged, 0.002);
+        m.entries(3, 1, 1);
+        m.refusal(AnomalyKind::Rewind);
+        m.live_balance(true);
+        pool.waits.inc();
+        let text = m.render();
+        for line in [
+            "sync_server_pushes_total{result=\"acknowledged\"} 1",
+            "sync_server_entries_total{outcome=\"applied\"} 3",
+            "sync_server_entries_total{outcome=\"duplicate\"} 1",
+            "sync_server_entries_total{outcome=\"quarantined\"} 1",
+            "sync_server_push_refusals_total{kind=\"rewind\"} 1",
+            "sync_server_live_balance_lookups_total{result=\"ok\"} 1",
+            "sync_server_db_pool_waits_total 1",
+            "sync_server_push_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}
