@@ -241,8 +241,7 @@ pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Mone
 /// One cell of the cohort table: (cohort month, month, members).
 pub fn cohort_cell(r: &impl Columns) -> Result<(i32, i32, i64)> {
     let month = |i: usize| -> Result<i32> {
-        i32::try_from(r.int(i)?)
-            .map_err(|_| StoreError::Corrupt("kpi cohort month out of range".to_owned()))
+        i32::try_from(r.int(i)?).map_err(|_| StoreError::corrupt("kpi cohort month out of range"))
     };
     Ok((month(0)?, month(1)?, r.int(2)?))
 }
