@@ -51,8 +51,9 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
                 seq += (BATCH as u64).min(per_store - seq);
                 let mut entries = Vec::with_capacity(BATCH);
                 for n in first..=seq {
-                    // Spread over the year: n-th receipt of the store at its share of it.
-                    let minutes = i64::try_from(n * 525_600 / per_store.max(1)).unwrap_or(0);
+                    // Spread over the year's first 364 days from 08:00, so every receipt
+                    // (the last one at 07:59 on 31 December at the latest) is in 2025.
+                    let minutes = i64::try_from((n - 1) * 524_160 / per_store.max(1)).unwrap_or(0);
                     let at = START + time::Duration::minutes(minutes);
                     let mut e = crate::store_load::sale("till-1", n, at);
                     if n % 4 == 1
