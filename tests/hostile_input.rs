@@ -173,6 +173,68 @@ fn a_terminal_pushing_i64_max_points_gets_them_quarantined_and_its_later_entries
     assert!(!text.contains(CARD_B), "{text}");
 }
 
+/// An entry of a real till that HQ cannot apply (here made so by editing the journal
+/// while the till was offline, as a bug would): HQ quarantines it, the till's queue
+/// drains, its other entries apply, and the till's health says how many of its
+/// entries HQ quarantined, and the last one's seq.
+#[test]
+fn a_till_entry_hq_quarantines_is_counted_in_the_till_health_and_the_queue_drains() {
+    let dir = temp_dir();
+    let server = Server::start(&dir.path().join("hq"), "");
+    let token = server.add_terminal("store-1", "till-1");
+    let proxy = Proxy::start(server.base.trim_start_matches("http://"));
+    proxy.set(Fault::Refuse);
+    let adir = dir.path().join("till-1");
+    let mut agent = Agent::start(
+        &adir,
+        &sync_config(&adir, "store-1", "till-1", &proxy.url(), &token, ""),
+    );
+    for (receipt, card) in [("Q-1", CARD), ("Q-2", CARD_B)] {
+        let (_, commit) = agent.sell(receipt, Some(card), 20_000, 0);
+        assert_eq!(commit.status, 200, "{}", commit.text);
+        assert_eq!(commit.body["accrued_points"], 10, "{}", commit.text);
+    }
+    assert_eq!(agent.health()["hq_quarantined"], 0);
+    assert!(agent.stop());
+
+    let journal = rusqlite::Connection::open(adir.join("journal.db")).unwrap();
+    let seq: u64 = journal
+        .query_row(
+            "SELECT seq FROM entries WHERE body LIKE '%\"Q-1\"%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    journal
+        .execute_batch(
+            "DROP TRIGGER entries_are_immutable;
+             UPDATE entries SET body = replace(body, '\"accrued_points\":10', '\"accrued_points\":9223372036854775807')
+              WHERE body LIKE '%\"Q-1\"%';
+             CREATE TRIGGER entries_are_immutable BEFORE UPDATE ON entries
+             BEGIN SELECT RAISE(ABORT, 'journal entries are immutable'); END;",
+        )
+        .unwrap();
+    drop(journal);
+
+    agent.restart();
+    proxy.set(Fault::Pass);
+    agent.wait_synced();
+    let health = agent.health();
+    assert_eq!(health["hq_quarantined"], 1, "{health}");
+    assert_eq!(health["hq_quarantined_last_seq"], seq, "{health}");
+    assert_eq!(server.balance(&token, CARD_B)["balance"], 10);
+    let report = server.admin_ok(&["report", "quarantine"]);
+    assert!(
+        report.contains(&format!("till-1 seq {seq} ")) && report.contains("out_of_limits"),
+        "{report}"
+    );
+    // Selling goes on, and the count stays what HQ said.
+    agent.sell("Q-3", Some(CARD_B), 20_000, 0);
+    agent.wait_synced();
+    assert_eq!(agent.health()["hq_quarantined"], 1);
+    assert_eq!(server.balance(&token, CARD_B)["balance"], 20);
+}
+
 /// Everything the agent writes about HQ while HQ misbehaves: its log and every health
 /// answer. The card's own answers (`/v1/cards/…`) are not collected: they show the card.
 struct Watch<'a> {

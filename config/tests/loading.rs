@@ -335,6 +335,32 @@ fn server_plain_http_off_loopback_is_explained() {
 }
 
 #[test]
+fn server_connection_limits_are_read_and_checked_with_their_line() {
+    let config = parse_server(
+        "max_connections = 100\nheader_timeout_secs = 5\n",
+        "sync-server.toml",
+        Path::new(BASE),
+    )
+    .expect("valid");
+    assert_eq!(
+        (config.max_connections, config.header_timeout_secs),
+        (100, 5)
+    );
+    let errors = parse_server(
+        "max_connections = 100\nheader_timeout_secs = 0\n",
+        "sync-server.toml",
+        Path::new(BASE),
+    )
+    .expect_err("no time for headers");
+    let (line, key, _) = single(&errors);
+    assert_eq!((line, key), (Some(2), Some("header_timeout_secs")));
+    let errors = parse_server("max_connections = 1\n", "sync-server.toml", Path::new(BASE))
+        .expect_err("a cap too low to serve");
+    let (line, key, _) = single(&errors);
+    assert_eq!((line, key), (Some(1), Some("max_connections")));
+}
+
+#[test]
 fn server_database_is_checked_and_sqlite_path_resolved() {
     let base = Path::new("/srv/hq");
     let errors = parse_server("\n\ndatabase = \"mysql://hq\"\n", "sync-server.toml", base)

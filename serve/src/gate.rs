@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -24,6 +24,23 @@ const OVER_CAP_ANSWER: &str = concat!(
 
 /// How long a refused connection may take to receive its answer.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Over-cap connections that may be refused patiently at once: waited for until their
+/// request starts (over TLS, given a handshake first), so an HTTP client reads the
+/// refusal as the answer to its request; an answer that arrives before the request
+/// is written looks like a broken connection to it. Beyond this many, a connection is
+/// answered at once: refusing must stay cheaper than serving.
+pub(crate) const PATIENT_REFUSALS: usize = 32;
+
+/// How long a patient refusal waits for the request to start.
+const REQUEST_START_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Waits until the peer has sent something (the start of its request), or a short
+/// while.
+pub(crate) async fn request_start<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut start = [0u8; 1024];
+    let _ = tokio::time::timeout(REQUEST_START_TIMEOUT, stream.read(&mut start)).await;
+}
 
 /// The cap on connections open at once. Cheap to clone; clones share the cap.
 #[derive(Debug, Clone)]
@@ -131,13 +148,31 @@ pub async fn refuse_over_cap<S: AsyncWrite + Unpin>(mut stream: S) {
 pub struct GatedListener {
     tcp: TcpListener,
     gate: Gate,
+    refusals: Arc<Semaphore>,
 }
 
 impl GatedListener {
     /// Gates `tcp`'s connections with `gate`.
     pub fn new(tcp: TcpListener, gate: Gate) -> Self {
-        Self { tcp, gate }
+        Self {
+            tcp,
+            gate,
+            refusals: Arc::new(Semaphore::new(PATIENT_REFUSALS)),
+        }
     }
+}
+
+/// Refuses a plain-HTTP connection beyond the cap, patiently when a place for that is
+/// free (see [`PATIENT_REFUSALS`]).
+async fn refuse_plain(mut stream: TcpStream, refusals: Arc<Semaphore>) {
+    let _patient = match refusals.try_acquire_owned() {
+        Ok(permit) => {
+            request_start(&mut stream).await;
+            Some(permit)
+        }
+        Err(_) => None,
+    };
+    refuse_over_cap(stream).await;
 }
 
 impl axum::serve::Listener for GatedListener {
@@ -153,7 +188,7 @@ impl axum::serve::Listener for GatedListener {
                     match self.gate.admit(stream) {
                         Ok(admitted) => return (admitted, peer),
                         Err(stream) => {
-                            tokio::spawn(refuse_over_cap(stream));
+                            tokio::spawn(refuse_plain(stream, Arc::clone(&self.refusals)));
                         }
                     }
                 }

@@ -7,7 +7,7 @@
 //! own tasks under a deadline, so a slow or hostile client never holds up the accept
 //! loop; finished connections are handed to the server through a channel.
 
-use crate::gate::{Admitted, Gate, refuse_over_cap};
+use crate::gate::{Admitted, Gate, PATIENT_REFUSALS, refuse_over_cap, request_start};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -22,12 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-/// Over-cap connections that may be given a handshake at once, to be told
-/// `too_many_connections` in a form an HTTPS client can read. Beyond this they are
-/// closed without an answer: refusing must stay cheaper than serving.
-const REFUSAL_HANDSHAKES: usize = 32;
-
-/// How long an over-cap client may take over the handshake of its refusal.
+/// How long an over-cap client may take over the handshake of its refusal and the
+/// start of its request.
 const REFUSAL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why TLS could not be set up.
@@ -105,7 +101,7 @@ impl GatedTlsListener {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
-        let refusals = Arc::new(Semaphore::new(REFUSAL_HANDSHAKES));
+        let refusals = Arc::new(Semaphore::new(PATIENT_REFUSALS));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -161,9 +157,12 @@ async fn refuse_over_cap_tls(stream: TcpStream, acceptor: TlsAcceptor, refusals:
     let Ok(_refusing) = refusals.try_acquire_owned() else {
         return;
     };
-    if let Ok(Ok(tls)) =
-        tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-    {
+    let handshake = async {
+        let mut tls = acceptor.accept(stream).await.ok()?;
+        request_start(&mut tls).await;
+        Some(tls)
+    };
+    if let Ok(Some(tls)) = tokio::time::timeout(REFUSAL_HANDSHAKE_TIMEOUT, handshake).await {
         refuse_over_cap(tls).await;
     }
 }

@@ -20,6 +20,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/003_used_tokens.sql")),
     M::up(include_str!("migrations/004_card_running_totals.sql")),
     M::up(include_str!("migrations/005_escrow.sql")),
+    M::up(include_str!("migrations/006_hq_quarantine.sql")),
 ];
 
 /// The journal's numbered migrations, oldest first.

@@ -21,6 +21,15 @@ pub struct QueueStatus {
     pub last_contact_unix: Option<i64>,
 }
 
+/// This terminal's entries HQ stored but could not apply, as its push answers said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HqQuarantine {
+    /// How many.
+    pub count: u64,
+    /// The highest seq among them.
+    pub last_seq: Option<Seq>,
+}
+
 /// What an acknowledgement from HQ did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -94,6 +103,47 @@ impl Tx<'_> {
         Ok(AckOutcome::Recorded)
     }
 
+    /// Records the seqs a push answer says HQ quarantined. A seq at or below the
+    /// highest already recorded is not counted again (an answer repeated after a
+    /// lost one lists the same seqs). Returns the totals.
+    pub fn record_hq_quarantine(&self, seqs: &[Seq]) -> Result<HqQuarantine, JournalError> {
+        let before = self.hq_quarantine()?;
+        let new: Vec<Seq> = seqs
+            .iter()
+            .copied()
+            .filter(|s| before.last_seq.is_none_or(|last| *s > last))
+            .collect();
+        let Some(&last) = new.iter().max() else {
+            return Ok(before);
+        };
+        let after = HqQuarantine {
+            count: before.count.saturating_add(new.len() as u64),
+            last_seq: Some(last),
+        };
+        self.inner
+            .prepare_cached(
+                "UPDATE sync_state SET hq_quarantined = ?1, hq_quarantined_last_seq = ?2 WHERE id = 1",
+            )?
+            .execute(params![
+                i64::try_from(after.count).unwrap_or(i64::MAX),
+                last.get()
+            ])?;
+        Ok(after)
+    }
+
+    /// The entries HQ quarantined so far.
+    pub fn hq_quarantine(&self) -> Result<HqQuarantine, JournalError> {
+        let (count, last): (i64, Option<u64>) = self.inner.query_row(
+            "SELECT hq_quarantined, hq_quarantined_last_seq FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(HqQuarantine {
+            count: u64::try_from(count).unwrap_or(0),
+            last_seq: last.map(Seq),
+        })
+    }
+
     /// Records that HQ answered.
     pub fn record_contact(&self, now: OffsetDateTime) -> Result<(), JournalError> {
         self.inner
@@ -136,5 +186,43 @@ impl Tx<'_> {
             [reason],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalFile;
+    use protocol::{StoreId, TerminalId};
+
+    #[test]
+    fn hq_quarantined_entries_are_counted_once_each_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (store, terminal) = (
+            StoreId::parse("s").unwrap(),
+            TerminalId::parse("t").unwrap(),
+        );
+        let mut file = JournalFile::open(&path, &store, &terminal).unwrap();
+        let none = file.write(|tx| tx.hq_quarantine()).unwrap();
+        assert_eq!(none, HqQuarantine::default());
+
+        let first = file
+            .write(|tx| tx.record_hq_quarantine(&[Seq(3), Seq(5)]))
+            .unwrap();
+        assert_eq!((first.count, first.last_seq), (2, Some(Seq(5))));
+        // The same answer again (its first copy was lost), then a later one.
+        let again = file
+            .write(|tx| tx.record_hq_quarantine(&[Seq(3), Seq(5)]))
+            .unwrap();
+        assert_eq!(again, first);
+        let later = file
+            .write(|tx| tx.record_hq_quarantine(&[Seq(5), Seq(9)]))
+            .unwrap();
+        assert_eq!((later.count, later.last_seq), (3, Some(Seq(9))));
+        drop(file);
+
+        let mut file = JournalFile::open(&path, &store, &terminal).unwrap();
+        assert_eq!(file.write(|tx| tx.hq_quarantine()).unwrap(), later);
     }
 }

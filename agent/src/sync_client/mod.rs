@@ -187,10 +187,22 @@ impl SyncClient {
             match self.hq.push(&entries).await {
                 Ok(resp) => {
                     let now = self.clock.now();
+                    let quarantined = resp.quarantined.clone();
                     let outcome = self
                         .journal
-                        .write(move |tx| tx.record_ack(resp.acked_through, now))
+                        .write(move |tx| -> Result<_, JournalError> {
+                            let outcome = tx.record_ack(resp.acked_through, now)?;
+                            if outcome == AckOutcome::Recorded {
+                                tx.record_hq_quarantine(&quarantined)?;
+                            }
+                            Ok(outcome)
+                        })
                         .await?;
+                    if !resp.quarantined.is_empty() {
+                        // Seqs only: the store manager finds the receipts by seq.
+                        tracing::warn!(seqs = ?resp.quarantined,
+                            "HQ stored these entries but could not apply them (its quarantine); their points are missing at HQ until it retries them");
+                    }
                     if let AckOutcome::AheadOfJournal { hq, local } = outcome {
                         return Err(SyncError::Halt(format!(
                             "HQ holds entries up to seq {hq} for this terminal but this journal ends at {local}: \

@@ -48,6 +48,11 @@ pub struct Health {
     /// The last sync error, if the last attempt failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_sync_error: Option<String>,
+    /// This till's entries HQ stored but could not apply (HQ's quarantine, as its push
+    /// answers said): their points are missing at HQ until it retries them.
+    pub hq_quarantined: u64,
+    /// The highest seq among them (`null`: none).
+    pub hq_quarantined_last_seq: Option<u64>,
     /// Why syncing is halted (needs a human), if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_halted: Option<String>,
@@ -82,10 +87,14 @@ impl SyncMode {
 
 async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
     let now = state.clock.now();
-    let (queue, halted) = state
+    let (queue, halted, quarantine) = state
         .journal
         .read(move |tx| -> Result<_, JournalError> {
-            Ok((tx.queue_status(now)?, tx.halted_reason()?))
+            Ok((
+                tx.queue_status(now)?,
+                tx.halted_reason()?,
+                tx.hq_quarantine()?,
+            ))
         })
         .await?;
     state
@@ -112,6 +121,8 @@ async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError
         } else {
             state.link.last_error()
         },
+        hq_quarantined: quarantine.count,
+        hq_quarantined_last_seq: quarantine.last_seq.map(|s| s.get()),
         sync_halted: halted,
         version: env!("CARGO_PKG_VERSION"),
     }))

@@ -183,7 +183,7 @@ mod tests {
             busy.status_and_code(),
             (StatusCode::SERVICE_UNAVAILABLE, SyncErrorCode::Unavailable)
         );
-        let broken = ApiError::from(StoreError::Corrupt("bad row".into()));
+        let broken = ApiError::from(StoreError::corrupt("bad row"));
         assert_eq!(broken.status_and_code().1, SyncErrorCode::Internal);
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cards;
 pub mod error;
 pub mod escrow;
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod pull;

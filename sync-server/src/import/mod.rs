@@ -190,13 +190,13 @@ async fn import_terminal(
     let identity = store
         .authenticate(&token.hash())
         .await?
-        .ok_or_else(|| StoreError::Corrupt("the import terminal vanished".to_owned()))?;
+        .ok_or_else(|| StoreError::corrupt("the import terminal vanished"))?;
     let acked = store
         .list_terminals()
         .await?
         .into_iter()
         .find(|t| t.store == *store_id && t.terminal == terminal)
         .map(|t| t.acked_through)
-        .ok_or_else(|| StoreError::Corrupt("the import terminal vanished".to_owned()))?;
+        .ok_or_else(|| StoreError::corrupt("the import terminal vanished"))?;
     Ok((identity, acked))
 }

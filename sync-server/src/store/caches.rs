@@ -40,7 +40,7 @@ impl RulesCache {
     /// Parses the stored JSON of `version` and keeps it.
     pub fn insert_stored(&self, version: u64, body: &str) -> Result<Arc<ProgramRules>> {
         let rules: ProgramRules = serde_json::from_str(body)
-            .map_err(|e| StoreError::Corrupt(format!("rules version {version}: {e}")))?;
+            .map_err(|e| StoreError::corrupt(format!("rules version {version}: {e}")))?;
         let rules = Arc::new(rules);
         self.versions
             .lock()

@@ -28,7 +28,7 @@ pub fn opt_to_db(t: Option<OffsetDateTime>) -> Option<i64> {
 /// A stored time.
 pub fn from_db(micros: i64) -> Result<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .map_err(|_| StoreError::Corrupt(format!("time {micros} out of range")))
+        .map_err(|_| StoreError::corrupt(format!("time {micros} out of range")))
 }
 
 /// A stored optional time.
@@ -38,37 +38,37 @@ pub fn opt_from_db(micros: Option<i64>) -> Result<Option<OffsetDateTime>> {
 
 /// A stored card id.
 pub fn card(s: &str) -> Result<CardId> {
-    CardId::parse(s).map_err(|_| StoreError::Corrupt(format!("card id {s:?}")))
+    CardId::parse(s).map_err(|_| StoreError::corrupt(format!("card id {s:?}")))
 }
 
 /// A stored receipt id.
 pub fn receipt_id(s: &str) -> Result<ReceiptId> {
-    ReceiptId::parse(s).map_err(|_| StoreError::Corrupt(format!("receipt id {s:?}")))
+    ReceiptId::parse(s).map_err(|_| StoreError::corrupt(format!("receipt id {s:?}")))
 }
 
 /// A stored store id.
 pub fn store_id(s: &str) -> Result<StoreId> {
-    StoreId::parse(s).map_err(|_| StoreError::Corrupt(format!("store id {s:?}")))
+    StoreId::parse(s).map_err(|_| StoreError::corrupt(format!("store id {s:?}")))
 }
 
 /// A stored terminal id.
 pub fn terminal_id(s: &str) -> Result<TerminalId> {
-    TerminalId::parse(s).map_err(|_| StoreError::Corrupt(format!("terminal id {s:?}")))
+    TerminalId::parse(s).map_err(|_| StoreError::corrupt(format!("terminal id {s:?}")))
 }
 
 /// A stored entry id.
 pub fn uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("entry id {s:?}")))
+    Uuid::parse_str(s).map_err(|_| StoreError::corrupt(format!("entry id {s:?}")))
 }
 
 /// A stored non-negative counter (seq, version).
 pub fn unsigned(n: i64) -> Result<u64> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative counter {n}")))
+    u64::try_from(n).map_err(|_| StoreError::corrupt(format!("negative counter {n}")))
 }
 
 /// A counter as stored.
 pub fn signed(n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("counter {n} exceeds 2^63")))
+    i64::try_from(n).map_err(|_| StoreError::corrupt(format!("counter {n} exceeds 2^63")))
 }
 
 /// The entry's canonical JSON and its [`JournalEntry::content_hash_hex`], from one
@@ -76,17 +76,17 @@ pub fn signed(n: u64) -> Result<i64> {
 /// test holds the two together).
 pub fn entry_body_and_hash(e: &JournalEntry) -> Result<(String, String)> {
     let body = serde_json::to_vec(e)
-        .map_err(|err| StoreError::Corrupt(format!("entry does not serialize: {err}")))?;
+        .map_err(|err| StoreError::corrupt(format!("entry does not serialize: {err}")))?;
     let hash = HEXLOWER.encode(&Sha256::digest(&body));
     let body = String::from_utf8(body)
-        .map_err(|err| StoreError::Corrupt(format!("entry JSON is not UTF-8: {err}")))?;
+        .map_err(|err| StoreError::corrupt(format!("entry JSON is not UTF-8: {err}")))?;
     Ok((body, hash))
 }
 
 /// Rules as stored: their JSON.
 pub fn rules_to_db(rules: &ProgramRules) -> Result<String> {
     serde_json::to_string(rules)
-        .map_err(|e| StoreError::Corrupt(format!("rules do not serialize: {e}")))
+        .map_err(|e| StoreError::corrupt(format!("rules do not serialize: {e}")))
 }
 
 /// What HQ tells a terminal about a card, as of `as_of`.

@@ -75,7 +75,8 @@ pub enum StoreError {
     /// `rules set` with a version that is not newer.
     #[error(transparent)]
     RulesVersion(#[from] RulesVersionError),
-    /// A stored value no longer parses (hand-edited database, newer server).
+    /// A stored value no longer parses (hand-edited database, newer server). Made by
+    /// [`StoreError::corrupt`], which masks card numbers.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     /// The terminal (`store/terminal`) was revoked while its request was under way.
@@ -97,6 +98,16 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Corrupt`] saying what is unreadable. The text often quotes the
+    /// stored value (a card column, a row that does not decode), and it reaches logs,
+    /// `verify`'s lines and error answers: every card number in it is masked here,
+    /// the one place such an error is made.
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(protocol::ids::redact_card_numbers(&what.to_string()))
+    }
 }
 
 /// The terminal a bearer token belongs to.

@@ -47,7 +47,7 @@ pub enum Raw {
 }
 
 fn mismatch(i: usize, wanted: &str, got: &Raw) -> StoreError {
-    StoreError::Corrupt(format!("column {i}: expected {wanted}, found {got:?}"))
+    StoreError::corrupt(format!("column {i}: expected {wanted}, found {got:?}"))
 }
 
 /// One row as a driver reads it. A backend only says how its driver reads a column
@@ -178,7 +178,7 @@ pub fn lot(r: &impl Columns) -> Result<Lot> {
         key: LotKey::Stored(r.int(0)?),
         card: r.card(1)?,
         kind: LotKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("lot kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("lot kind {kind:?}")))?,
         source_entry: r.opt_uuid(3)?,
         earned_at: r.time(4)?,
         matures_at: r.opt_time(5)?,
@@ -241,15 +241,13 @@ pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Mone
 /// One cell of the cohort table: (cohort month, month, members).
 pub fn cohort_cell(r: &impl Columns) -> Result<(i32, i32, i64)> {
     let month = |i: usize| -> Result<i32> {
-        i32::try_from(r.int(i)?)
-            .map_err(|_| StoreError::Corrupt("kpi cohort month out of range".to_owned()))
+        i32::try_from(r.int(i)?).map_err(|_| StoreError::corrupt("kpi cohort month out of range"))
     };
     Ok((month(0)?, month(1)?, r.int(2)?))
 }
 
 pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {
-    let day = i32::try_from(r.int(0)?)
-        .map_err(|_| StoreError::Corrupt("kpi day out of range".to_owned()))?;
+    let day = i32::try_from(r.int(0)?).map_err(|_| StoreError::corrupt("kpi day out of range"))?;
     Ok((
         day,
         r.boolean(1)?,
@@ -287,7 +285,7 @@ pub fn wide_sum(r: &impl Columns, i: usize) -> Result<WideSum> {
 /// batch fails, and the push quarantines the entry that needed it.
 pub fn spend(r: &impl Columns) -> Result<(CardId, Spend)> {
     let total = i64::try_from(wide_sum(r, 1)?).map_err(|_| {
-        StoreError::Corrupt("a card's spend over the window does not fit in 64 bits".to_owned())
+        StoreError::corrupt("a card's spend over the window does not fit in 64 bits")
     })?;
     Ok((
         r.card(0)?,
@@ -323,7 +321,7 @@ pub fn anomaly(r: &impl Columns) -> Result<Anomaly> {
         store: r.store(1)?,
         terminal: r.terminal(2)?,
         kind: AnomalyKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("anomaly kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("anomaly kind {kind:?}")))?,
         detail: r.text(4)?,
     })
 }
@@ -339,7 +337,7 @@ pub fn flagged_entry(r: &impl Columns) -> Result<FlaggedEntry> {
         entry_id: r.uuid(4)?,
         card: r.card(5)?,
         kind: FlagKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("flag kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("flag kind {kind:?}")))?,
         detail: r.text(7)?,
     })
 }
@@ -361,7 +359,7 @@ pub fn quarantined_entry(r: &impl Columns) -> Result<QuarantinedEntry> {
         entry_id: r.uuid(5)?,
         card: r.opt_text(6)?.as_deref().map(card).transpose()?,
         kind: QuarantineKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("quarantine kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("quarantine kind {kind:?}")))?,
         reason: r.text(8)?,
         released_at: r.opt_time(9)?,
     })
@@ -380,7 +378,7 @@ pub fn held_in_quarantine(r: &impl Columns) -> Result<HeldInQuarantine> {
 pub fn key_id(id: i64) -> Result<KeyId> {
     u32::try_from(id)
         .map(KeyId)
-        .map_err(|_| StoreError::Corrupt(format!("key id {id}")))
+        .map_err(|_| StoreError::corrupt(format!("key id {id}")))
 }
 
 /// `key_id, public_key, created_at, valid_until`.
@@ -398,7 +396,7 @@ pub fn ledger_view(r: &impl Columns) -> Result<LedgerView> {
     let kind = r.text(0)?;
     Ok(LedgerView {
         kind: LedgerKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("ledger kind {kind:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("ledger kind {kind:?}")))?,
         delta_balance: r.points(1)?,
         delta_pending: r.points(2)?,
         at: r.time(3)?,
@@ -443,7 +441,7 @@ pub fn reservation(r: &impl Columns) -> Result<ReservationRow> {
         card: r.card(2)?,
         points: r.points(3)?,
         status: ReservationStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("reservation status {status:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("reservation status {status:?}")))?,
         expires_at: r.time(5)?,
         updated_at: r.time(6)?,
     })
@@ -459,7 +457,7 @@ pub fn lease(r: &impl Columns) -> Result<LeaseRow> {
         points: r.points(3)?,
         charged: r.points(4)?,
         status: LeaseStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("lease status {status:?}")))?,
+            .ok_or_else(|| StoreError::corrupt(format!("lease status {status:?}")))?,
         expires_at: r.time(6)?,
         granted_at: r.time(7)?,
     })
@@ -481,13 +479,81 @@ pub fn token_use(r: &impl Columns) -> Result<TokenUse> {
 /// beyond 64 bits is an error naming no card (it may reach a log).
 pub fn holds(r: &impl Columns) -> Result<(CardId, Points, Points)> {
     let points = |sum: WideSum| {
-        i64::try_from(sum).map(Points).map_err(|_| {
-            StoreError::Corrupt("a card's open holds do not fit in 64 bits".to_owned())
-        })
+        i64::try_from(sum)
+            .map(Points)
+            .map_err(|_| StoreError::corrupt("a card's open holds do not fit in 64 bits"))
     };
     Ok((
         r.card(0)?,
         points(wide_sum(r, 1)?)?,
         points(wide_sum(r, 3)?)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CARD: &str = "4006381333931";
+
+    /// A row as a driver would read it.
+    struct Row(Vec<Raw>);
+
+    impl Columns for Row {
+        fn raw(&self, i: usize) -> Result<Raw> {
+            self.0
+                .get(i)
+                .cloned()
+                .ok_or_else(|| StoreError::corrupt(format!("no column {i}")))
+        }
+    }
+
+    /// A card row whose columns are as they should be, but for `broken`.
+    fn card_row(broken: (usize, Raw)) -> Row {
+        let mut cols = vec![
+            Raw::Text(CARD.to_owned()),
+            Raw::Int(10),
+            Raw::Int(0),
+            Raw::Null,
+            Raw::Int(0),
+            Raw::Null,
+            Raw::Int(0),
+            Raw::Int(0),
+            Raw::Int(0),
+            Raw::Int(0),
+            Raw::Int(0),
+            Raw::Int(0),
+        ];
+        cols[broken.0] = broken.1;
+        Row(cols)
+    }
+
+    fn assert_masked(e: &StoreError) {
+        for text in [e.to_string(), format!("{e:?}")] {
+            assert!(!text.contains(CARD), "full card number: {text}");
+            assert!(text.contains("****3931"), "masked card: {text}");
+        }
+    }
+
+    #[test]
+    fn a_row_that_reads_as_before_decodes() {
+        let ok = card_record(&card_row((1, Raw::Int(10))), 0).unwrap();
+        assert_eq!((ok.card.as_str(), ok.balance), (CARD, Points(10)));
+    }
+
+    #[test]
+    fn a_card_column_that_no_longer_parses_is_reported_with_the_card_masked() {
+        let e = card_record(&card_row((0, Raw::Text(format!("{CARD}x")))), 0).unwrap_err();
+        assert_masked(&e);
+    }
+
+    #[test]
+    fn a_column_of_the_wrong_type_is_reported_with_the_card_masked() {
+        // A card number where a figure belongs (a hand-edit gone wrong).
+        let e = card_record(&card_row((1, Raw::Text(CARD.to_owned()))), 0).unwrap_err();
+        assert_masked(&e);
+        // A card number stored as an integer where the card belongs.
+        let e = card_record(&card_row((0, Raw::Int(4_006_381_333_931))), 0).unwrap_err();
+        assert_masked(&e);
+    }
 }

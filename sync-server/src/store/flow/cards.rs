@@ -34,7 +34,7 @@ impl Op for SetBlocked {
             .lock_cards(&[&self.card], Missing::Create(self.now))
             .await?
             .ok_or_else(|| {
-                StoreError::Corrupt(format!("card {} could not be locked", self.card))
+                StoreError::corrupt(format!("card {} could not be locked", self.card))
             })?;
         let existed = !locked.created.contains(self.card.as_str());
         let mut card = match locked.cards.get(&self.card) {

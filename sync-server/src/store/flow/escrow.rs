@@ -200,9 +200,10 @@ impl Op for UseToken {
     const ACCESS: Access = Access::Write;
 
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<()>> {
-        let recorded = c.claim_token(&self.0).await?.ok_or_else(|| {
-            StoreError::Corrupt("a token use just recorded is not there".to_owned())
-        })?;
+        let recorded = c
+            .claim_token(&self.0)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("a token use just recorded is not there"))?;
         if self.0.is_retry_of(&recorded) {
             done(Ok(()))
         } else {

@@ -76,7 +76,7 @@ impl Op for Current {
         let Some((id, hex)) = c.current_key().await? else {
             return done(Ok(None));
         };
-        let corrupt = || StoreError::Corrupt(format!("signing key {id}"));
+        let corrupt = || StoreError::corrupt(format!("signing key {id}"));
         let bytes: [u8; 32] = HEXLOWER
             .decode(hex.as_bytes())
             .ok()

@@ -78,7 +78,7 @@ impl Encoded {
         }
         match self {
             Self::Ready(v) => Ok(v),
-            Self::Pending(_) => Err(StoreError::Corrupt("entry encoding vanished".to_owned())),
+            Self::Pending(_) => Err(StoreError::corrupt("entry encoding vanished")),
         }
     }
 }
@@ -145,7 +145,7 @@ impl Op for Push {
                 apply_new(c, terminal, batch, encoded, &to_apply, *missing, *now).await?
             else {
                 if matches!(missing, Missing::Create(_)) {
-                    return Err(StoreError::Corrupt(
+                    return Err(StoreError::corrupt(
                         "cards created for a push were not there to lock".to_owned(),
                     ));
                 }

@@ -62,12 +62,12 @@ impl Op for Retry {
             return done(Ok(RetryOutcome::AlreadyApplied));
         }
         let entry: JournalEntry = serde_json::from_str(&held.body).map_err(|e| {
-            StoreError::Corrupt(format!("quarantined entry {} does not parse: {e}", self.id))
+            StoreError::corrupt(format!("quarantined entry {} does not parse: {e}", self.id))
         })?;
         let book = rules::book(c, HashSet::from([entry.rules_version])).await?;
         let touched: Vec<&CardId> = entry.card().into_iter().collect();
         let Some(locked) = c.lock_cards(&touched, Missing::Create(self.now)).await? else {
-            return Err(StoreError::Corrupt(
+            return Err(StoreError::corrupt(
                 "the card created for a retry was not there to lock".to_owned(),
             ));
         };
@@ -127,7 +127,7 @@ impl Op for Isolate {
             }));
         }
         if Some(seq.get()) != acked.get().checked_add(1) {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "isolating seq {seq} while HQ holds through {acked}"
             )));
         }
@@ -173,7 +173,7 @@ pub async fn push_one_by_one<B: Backend>(
     };
     for entry in batch.entries() {
         let single = Batch::new(vec![entry.clone()])
-            .map_err(|e| StoreError::Corrupt(format!("one entry of a valid batch: {e}")))?;
+            .map_err(|e| StoreError::corrupt(format!("one entry of a valid batch: {e}")))?;
         let push = Push::new(terminal.clone(), Arc::new(single), now);
         let outcome = match backend.run(push).await {
             Ok(outcome) => outcome,

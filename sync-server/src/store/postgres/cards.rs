@@ -80,7 +80,7 @@ impl CardRows for PgSession<'_> {
         if locked.len() < keys.len() {
             return match missing {
                 Missing::Report => Ok(None),
-                Missing::Create(_) => Err(StoreError::Corrupt(format!(
+                Missing::Create(_) => Err(StoreError::corrupt(format!(
                     "locked {} of {} card rows just created",
                     locked.len(),
                     keys.len()
@@ -194,7 +194,7 @@ impl CardRows for PgSession<'_> {
         )
         .await?;
         if updated != cards.len() as u64 {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "wrote {updated} of {} locked card rows",
                 cards.len()
             )));

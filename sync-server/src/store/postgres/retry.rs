@@ -113,7 +113,7 @@ mod tests {
     fn only_conflicts_are_retried_and_only_a_few_times() {
         let mut r = Retry::default();
         assert!(matches!(
-            r.after(StoreError::Corrupt("x".into())),
+            r.after(StoreError::corrupt("x")),
             Next::Fail(StoreError::Corrupt(_))
         ));
         assert!(delay(1) >= BASE_DELAY && delay(1) < BASE_DELAY * 2);

@@ -85,7 +85,7 @@ pub async fn migrate(client: &mut Client) -> Result<()> {
     let applied = version(&tx).await?;
     let known = latest();
     if applied > known {
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "the database schema is at version {applied}, newer than this server knows \
              ({known}); run a newer sync-server"
         )));

@@ -103,7 +103,7 @@ impl Columns for Row {
             .columns()
             .get(i)
             .map(|c| c.type_())
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {i}")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("no column {i}")))?;
         Ok(if *ty == Type::INT8 {
             self.try_get::<_, Option<i64>>(i)?
                 .map_or(Raw::Null, Raw::Int)

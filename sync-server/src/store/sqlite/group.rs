@@ -199,7 +199,7 @@ mod tests {
             .await?;
             assert!(!self.panic, "a panicking operation");
             if self.fail {
-                return Err(StoreError::Corrupt("refused".into()));
+                return Err(StoreError::corrupt("refused"));
             }
             Ok(Attempt::Done(self.n))
         }

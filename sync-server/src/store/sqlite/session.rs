@@ -307,11 +307,11 @@ impl Columns for Row<'_> {
             ValueRef::Integer(n) => Raw::Int(n),
             ValueRef::Text(t) => Raw::Text(
                 std::str::from_utf8(t)
-                    .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))?
+                    .map_err(|e| StoreError::corrupt(format!("column {i}: {e}")))?
                     .to_owned(),
             ),
             ValueRef::Real(_) | ValueRef::Blob(_) => {
-                return Err(StoreError::Corrupt(format!(
+                return Err(StoreError::corrupt(format!(
                     "column {i}: a real or a blob, which HQ never stores"
                 )));
             }
