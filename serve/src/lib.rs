@@ -22,10 +22,12 @@
 //! whose connections went through the gate, a [`GatedListener`] for plain HTTP or a
 //! [`tls::GatedTlsListener`] for HTTPS.
 
+mod bearer;
 mod gate;
 pub mod systemd;
 pub mod tls;
 
+pub use bearer::bearer_token;
 pub use gate::{Admitted, Gate, GatedListener, refuse_over_cap};
 
 use axum::Router;

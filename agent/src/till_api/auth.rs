@@ -5,18 +5,9 @@
 use super::error::ApiError;
 use crate::till_token::TokenCheck;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-
-/// The token after `Bearer `, if the request has one.
-fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
 
 /// Middleware: lets the request through only with the current till token.
 pub async fn require_token(
@@ -24,7 +15,7 @@ pub async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    match bearer(&req) {
+    match http_serve::bearer_token(req.headers()) {
         Some(token) if check.admits(token) => next.run(req).await,
         Some(_) => ApiError::Unauthorized("wrong till token").into_response(),
         None => ApiError::Unauthorized(

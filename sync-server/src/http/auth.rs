@@ -6,7 +6,6 @@ use super::error::ApiError;
 use crate::keys::TokenHash;
 use crate::store::TerminalIdentity;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
@@ -14,18 +13,11 @@ use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 #[derive(Debug, Clone)]
 pub struct Terminal(pub TerminalIdentity);
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 impl FromRequestParts<AppState> for Terminal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let token = http_serve::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let identity = state
             .store
             .authenticate(&TokenHash::of(token))
