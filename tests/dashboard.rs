@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::agent::{Agent, sync_config};
+use e2e::agent::enrolled;
 use e2e::browser::Browser;
 use e2e::entries::{Entry, figures};
 use e2e::hq_http::push_body;
@@ -70,12 +70,7 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
     let csv = dir.path().join("cdnow.csv");
     std::fs::write(&csv, cdnow::import_csv(&purchases)).unwrap();
     server.admin_ok(&["import", "purchases", csv.to_str().unwrap()]);
-    let token = server.add_terminal("store-1", "till-1");
-    let till_dir = dir.path().join("till");
-    let till = Agent::start(
-        &till_dir,
-        &sync_config(&till_dir, "store-1", "till-1", &server.base, &token, ""),
-    );
+    let till = enrolled(&dir.path().join("till"), &server, "store-1", "till-1", "");
     // Two member receipts (one redeeming) and one without a card.
     till.sell("R-1", Some(CARD), 200_000, 0);
     till.wait_synced();

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::agent::{Agent, sale_body, sync_config};
+use e2e::agent::{Agent, enrolled, sale_body, sync_config};
 use e2e::proxy::{Fault, Proxy};
 use e2e::scanner::{
     Listener, Scanner, assert_scan, scanner_toml, scans_counted, wait_all_connected,
@@ -48,11 +48,12 @@ fn till(root: &Path, server: &Server, store: &str, till: &str) -> Agent {
 
 /// [`till`] with `extra` TOML in its config.
 fn till_with(root: &Path, server: &Server, store: &str, till: &str, extra: &str) -> Agent {
-    let token = server.add_terminal(store, till);
-    let dir = root.join(format!("{store}-{till}"));
-    Agent::start(
-        &dir,
-        &sync_config(&dir, store, till, &server.base, &token, extra),
+    enrolled(
+        &root.join(format!("{store}-{till}")),
+        server,
+        store,
+        till,
+        extra,
     )
 }
 

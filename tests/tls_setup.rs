@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use e2e::agent::{Agent, sync_config};
+use e2e::agent::enrolled;
 use e2e::server::Server;
 use e2e::{bin, temp_dir, wait_for};
 use std::path::Path;
@@ -79,18 +79,12 @@ fn tls_init_output_serves_hq_and_an_agent_syncs_over_it() {
         &tls_config(&pki.join("server.pem"), &pki.join("server-key.pem")),
     );
     assert!(server.base.starts_with("https://"), "{}", server.base);
-    let token = server.add_terminal("store-1", "till-1");
-    let adir = dir.path().join("agent");
-    let agent = Agent::start(
-        &adir,
-        &sync_config(
-            &adir,
-            "store-1",
-            "till-1",
-            &server.base,
-            &token,
-            &format!("ca_file = \"{}\"\n", pki.join("ca.pem").display()),
-        ),
+    let agent = enrolled(
+        &dir.path().join("agent"),
+        &server,
+        "store-1",
+        "till-1",
+        &format!("ca_file = \"{}\"\n", pki.join("ca.pem").display()),
     );
     agent.sell("T-1", Some(CARD), 20_000, 0);
     agent.wait_synced();
@@ -111,18 +105,12 @@ fn a_self_signed_hq_certificate_is_refused_with_its_cause_and_fix_named() {
         &dir.path().join("hq"),
         &tls_config(&openssl_like.cert, &openssl_like.key),
     );
-    let token = server.add_terminal("store-1", "till-1");
-    let adir = dir.path().join("agent");
-    let agent = Agent::start(
-        &adir,
-        &sync_config(
-            &adir,
-            "store-1",
-            "till-1",
-            &server.base,
-            &token,
-            &format!("ca_file = \"{}\"\n", openssl_like.ca.display()),
-        ),
+    let agent = enrolled(
+        &dir.path().join("agent"),
+        &server,
+        "store-1",
+        "till-1",
+        &format!("ca_file = \"{}\"\n", openssl_like.ca.display()),
     );
     // A card lookup goes to HQ with the card in its URL: the error must not carry it.
     agent.card(CARD);

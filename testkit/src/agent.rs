@@ -243,6 +243,22 @@ pub fn sync_config(
     )
 }
 
+/// An agent of `store`/`terminal` in `dir`, enrolled at `server` (a new terminal and
+/// its token) and syncing with it as [`sync_config`] sets up, plus `extra` TOML.
+pub fn enrolled(
+    dir: &Path,
+    server: &crate::hq::Server,
+    store: &str,
+    terminal: &str,
+    extra: &str,
+) -> Agent {
+    let token = server.add_terminal(store, terminal);
+    Agent::start(
+        dir,
+        &sync_config(dir, store, terminal, &server.base, &token, extra),
+    )
+}
+
 impl Agent {
     /// Waits until HQ has acknowledged every entry.
     pub fn wait_synced(&self) {
