@@ -19,6 +19,7 @@ pub mod limits;
 pub mod money;
 pub mod receipt;
 pub mod rules;
+pub mod schema;
 pub mod token;
 pub mod wire;
 

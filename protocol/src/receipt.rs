@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_LINES: usize = 1_000;
 
 /// One receipt line. `amount_minor` is the line total (price x quantity).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     /// Stock-keeping unit.

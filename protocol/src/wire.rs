@@ -25,7 +25,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-loyalty-protocol";
 
 /// `POST /v1/sync/push`: a batch of entries in `seq` order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// Protocol version.
@@ -39,7 +39,7 @@ pub struct PushRequest {
 }
 
 /// Answer to a push, sent only after HQ committed the batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -57,7 +57,7 @@ pub struct PushResponse {
 }
 
 /// `GET /v1/sync/pull?cursor=…`: what changed at HQ since `cursor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -79,7 +79,7 @@ pub struct PullResponse {
 }
 
 /// A card blocked or unblocked by HQ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockChange {
     /// The card.
     pub card: CardId,
@@ -88,7 +88,7 @@ pub struct BlockChange {
 }
 
 /// An HQ public key for app tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKeyInfo {
     /// Key id, as in the tokens.
     pub key_id: KeyId,
@@ -100,7 +100,7 @@ pub struct PublicKeyInfo {
 }
 
 /// A card's balance as HQ knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CardBalance {
     /// The card.
     pub card: CardId,
@@ -126,7 +126,7 @@ pub struct CardBalance {
 }
 
 /// `GET /v1/cards/{card}` at HQ: a live balance for an online agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LiveBalanceResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -138,7 +138,7 @@ pub struct LiveBalanceResponse {
 
 /// `POST /v1/reservations`: hold points of a card at HQ for a receipt being sold.
 /// Idempotent per (terminal, `receipt_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     /// Protocol version.
@@ -155,7 +155,7 @@ pub struct ReserveRequest {
 }
 
 /// A reservation HQ holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reservation {
     /// The receipt.
     pub receipt_id: ReceiptId,
@@ -169,7 +169,7 @@ pub struct Reservation {
 }
 
 /// Answer to a granted reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReserveResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -182,7 +182,7 @@ pub struct ReserveResponse {
 }
 
 /// `POST /v1/sync/leases`: the till reports the leases it holds and asks for more.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseSyncRequest {
     /// Protocol version.
@@ -200,7 +200,7 @@ pub struct LeaseSyncRequest {
 }
 
 /// One card a till wants a lease of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseWant {
     /// The card.
@@ -210,7 +210,7 @@ pub struct LeaseWant {
 }
 
 /// A lease: points of a card HQ moved into one till's escrow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// Its id.
     pub lease_id: Uuid,
@@ -224,7 +224,7 @@ pub struct Lease {
 }
 
 /// Answer to a lease sync: every open lease of the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseSyncResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -233,7 +233,7 @@ pub struct LeaseSyncResponse {
 }
 
 /// `POST /v1/tokens/use`: record that an app token was scanned at this terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenUseRequest {
     /// Protocol version.
@@ -250,14 +250,14 @@ pub struct TokenUseRequest {
 }
 
 /// Answer to a first use (or a retry of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUseResponse {
     /// Protocol version.
     pub protocol: u32,
 }
 
 /// `GET /v1/health` at HQ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServerHealth {
     /// Protocol version.
     pub protocol: u32,
@@ -270,7 +270,7 @@ pub struct ServerHealth {
 /// The stable `code` of every error the sync API answers with. HQ maps each of its
 /// failures to one of these; the agent parses the code back to decide what to do
 /// (resend from `acked_through`, halt, retry later). The text form is the wire form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncErrorCode {
     /// Missing, unknown or revoked terminal token.
@@ -383,14 +383,14 @@ impl std::fmt::Display for SyncErrorCode {
 }
 
 /// The JSON error body of both HTTP APIs: `{"error": {"code": …, "message": …}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// Inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`seq_gap`, `insufficient_points`, …).
     pub code: String,
