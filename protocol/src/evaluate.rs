@@ -134,8 +134,10 @@ pub struct PricedSale {
 #[serde(deny_unknown_fields)]
 pub struct ReturnLineRequest {
     /// Index of the line on the sale.
+    #[schema(maximum = 999)]
     pub line: usize,
     /// Units returned.
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64)]
     pub qty: u32,
 }
 

@@ -15,6 +15,7 @@ pub mod escrow;
 pub mod evaluate;
 pub mod ids;
 pub mod journal;
+pub mod json;
 pub mod limits;
 pub mod money;
 pub mod receipt;

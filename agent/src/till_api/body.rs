@@ -24,7 +24,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::BadBody(redact_card_numbers(&e.body_text()))
             }
         })?;
-        serde_json::from_slice(&bytes)
+        protocol::json::from_slice(&bytes)
             .map(JsonBody)
             // serde's messages quote the offending value (a card sent as a number).
             .map_err(|e| ApiError::BadJson(redact_card_numbers(&e.to_string())))

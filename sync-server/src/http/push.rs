@@ -63,7 +63,7 @@ pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
 /// (one pass over a large body on the normal path); the version decides what a
 /// failure is called.
 pub fn parse_request<T: Versioned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    match serde_json::from_slice::<T>(body) {
+    match protocol::json::from_slice::<T>(body) {
         Ok(request) if request.protocol() == PROTOCOL_VERSION => Ok(request),
         Ok(request) => Err(unsupported(request.protocol())),
         Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
