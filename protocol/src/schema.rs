@@ -50,7 +50,8 @@ schema!(StoreId, string("A store id.", NAME_ID_PATTERN));
 schema!(TerminalId, string("A terminal (till) id within a store.", NAME_ID_PATTERN));
 schema!(ReceiptId, string("The till's receipt number: the idempotency key of a sale.", NAME_ID_PATTERN));
 schema!(ReturnId, string("The till's return number: the idempotency key of a return.", NAME_ID_PATTERN));
-schema!(Seq, integer("A terminal's journal sequence number.", Some(0), None));
+// HQ stores sequence numbers as signed 64-bit integers.
+schema!(Seq, integer("A terminal's journal sequence number.", Some(0), Some(i64::MAX.unsigned_abs())));
 schema!(Money, integer("An amount of money in minor units (cents).", None, None));
 schema!(Points, integer("A number of loyalty points.", None, None));
 schema!(BasisPoints, integer("A rate in basis points (10000 = 100 %).", Some(0), Some(u32::MAX.into())));

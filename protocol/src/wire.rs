@@ -29,6 +29,7 @@ pub const PROTOCOL_HEADER: &str = "x-loyalty-protocol";
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The store the sender believes it is; must match its token.
     pub store_id: StoreId,
@@ -142,12 +143,14 @@ pub struct LiveBalanceResponse {
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The card.
     pub card: CardId,
     /// The receipt being sold (with the terminal, the reservation's key).
     pub receipt_id: ReceiptId,
     /// Points to hold (at least 1).
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub points: Points,
     /// When the till releases the hold if it is not committed (till clock).
     #[serde(with = "time::serde::rfc3339")]
@@ -186,16 +189,20 @@ pub struct ReserveResponse {
 #[serde(deny_unknown_fields)]
 pub struct LeaseSyncRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// Per-terminal counter, higher than every earlier request's (HQ refuses older).
+    #[schema(maximum = 9_223_372_036_854_775_807_i64)]
     pub epoch: u64,
     /// The till's last journal `seq`; HQ must hold all of it (`acked_through`).
     pub through_seq: Seq,
     /// The open leases the till's journal holds.
     pub held: Vec<Uuid>,
     /// Most points all of this till's open leases may hold together.
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_total: Points,
     /// Cards the till wants a lease of (or a held lease extended).
+    #[schema(max_items = 10_000)]
     pub want: Vec<LeaseWant>,
 }
 
@@ -206,6 +213,7 @@ pub struct LeaseWant {
     /// The card.
     pub card: CardId,
     /// Most points the lease may hold.
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_points: Points,
 }
 
@@ -237,8 +245,10 @@ pub struct LeaseSyncResponse {
 #[serde(deny_unknown_fields)]
 pub struct TokenUseRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The token's id ([`crate::token::AppToken::id`]).
+    #[schema(pattern = "^[0-9A-Fa-f]{32}$")]
     pub token_id: String,
     /// The card it stands for.
     pub card: CardId,
