@@ -51,10 +51,12 @@ fn schemathesis() -> Option<PathBuf> {
 /// Runs schemathesis against the document at `base`/v1/openapi.json with `args`, in
 /// `dir`; fails with its report when it finds anything.
 fn run_schemathesis(st: &Path, dir: &Path, base: &str, args: &[&str]) {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = here.join("schemathesis.toml");
     let out = Command::new(st)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", here.join("schemathesis_hooks.py"))
         .arg("--config-file")
         .arg(&config)
         .args(["run", &format!("{base}/v1/openapi.json")])
