@@ -71,7 +71,10 @@ fn run_schemathesis(st: &Path, dir: &Path, base: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "schemathesis found failures:\n{report}");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}"
+    );
     assert!(report.contains("passed"), "{report}");
 }
 
@@ -84,7 +87,9 @@ fn printed(binary: &str) -> Value {
 
 /// The committed document `docs/openapi/<name>`.
 fn committed(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/openapi")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -120,7 +125,12 @@ fn schemathesis_finds_nothing_against_a_live_agent() {
     );
     assert_eq!(sold.status, 200, "{}", sold.text);
     // `/v1/scans` is an endless event stream: no request to it ever completes.
-    run_schemathesis(&st, dir.path(), &agent.base, &["--exclude-path", "/v1/scans"]);
+    run_schemathesis(
+        &st,
+        dir.path(),
+        &agent.base,
+        &["--exclude-path", "/v1/scans"],
+    );
 }
 
 #[test]
@@ -220,8 +230,18 @@ fn hq_refuses_counters_it_cannot_store() {
     assert_eq!(refused.status, 400, "{}", refused.text);
     assert_eq!(refused.body["error"]["code"], "bad_request");
     assert_eq!(leases(1).status, 200);
-    let pulled = http::get_hq(&hq.at("/v1/sync/pull?rules_version=9223372036854775808"), &token);
+    let pulled = http::get_hq(
+        &hq.at("/v1/sync/pull?rules_version=9223372036854775808"),
+        &token,
+    );
     assert_eq!(pulled.status, 400, "{}", pulled.text);
-    let pulled = http::get_hq(&hq.at("/v1/sync/pull?rules_version=0&cursor=x12:4000"), &token);
-    assert_eq!(pulled.status, 200, "a PostgreSQL cursor starts over: {}", pulled.text);
+    let pulled = http::get_hq(
+        &hq.at("/v1/sync/pull?rules_version=0&cursor=x12:4000"),
+        &token,
+    );
+    assert_eq!(
+        pulled.status, 200,
+        "a PostgreSQL cursor starts over: {}",
+        pulled.text
+    );
 }

@@ -6,8 +6,8 @@
 use crate::ids::{CardId, ReceiptId, ReturnId, Seq, StoreId, TerminalId};
 use crate::money::{BasisPoints, Money, Points};
 use crate::token::KeyId;
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 /// The pattern of a card number (see [`CardId::parse`]).
 pub const CARD_ID_PATTERN: &str = "^[0-9]{6,19}$";
@@ -45,14 +45,56 @@ macro_rules! schema {
     };
 }
 
-schema!(CardId, string("A loyalty card number: 6 to 19 digits.", CARD_ID_PATTERN));
+schema!(
+    CardId,
+    string("A loyalty card number: 6 to 19 digits.", CARD_ID_PATTERN)
+);
 schema!(StoreId, string("A store id.", NAME_ID_PATTERN));
-schema!(TerminalId, string("A terminal (till) id within a store.", NAME_ID_PATTERN));
-schema!(ReceiptId, string("The till's receipt number: the idempotency key of a sale.", NAME_ID_PATTERN));
-schema!(ReturnId, string("The till's return number: the idempotency key of a return.", NAME_ID_PATTERN));
+schema!(
+    TerminalId,
+    string("A terminal (till) id within a store.", NAME_ID_PATTERN)
+);
+schema!(
+    ReceiptId,
+    string(
+        "The till's receipt number: the idempotency key of a sale.",
+        NAME_ID_PATTERN
+    )
+);
+schema!(
+    ReturnId,
+    string(
+        "The till's return number: the idempotency key of a return.",
+        NAME_ID_PATTERN
+    )
+);
 // HQ stores sequence numbers as signed 64-bit integers.
-schema!(Seq, integer("A terminal's journal sequence number.", Some(0), Some(i64::MAX.unsigned_abs())));
-schema!(Money, integer("An amount of money in minor units (cents).", None, None));
+schema!(
+    Seq,
+    integer(
+        "A terminal's journal sequence number.",
+        Some(0),
+        Some(i64::MAX.unsigned_abs())
+    )
+);
+schema!(
+    Money,
+    integer("An amount of money in minor units (cents).", None, None)
+);
 schema!(Points, integer("A number of loyalty points.", None, None));
-schema!(BasisPoints, integer("A rate in basis points (10000 = 100 %).", Some(0), Some(u32::MAX.into())));
-schema!(KeyId, integer("The id of an HQ key that signs app tokens.", Some(0), Some(u32::MAX.into())));
+schema!(
+    BasisPoints,
+    integer(
+        "A rate in basis points (10000 = 100 %).",
+        Some(0),
+        Some(u32::MAX.into())
+    )
+);
+schema!(
+    KeyId,
+    integer(
+        "The id of an HQ key that signs app tokens.",
+        Some(0),
+        Some(u32::MAX.into())
+    )
+);

@@ -54,7 +54,10 @@ fn is_postgres_cursor(s: &str) -> bool {
         return false;
     };
     let (xid, card) = rest.split_once(':').unwrap_or((rest, ""));
-    !xid.is_empty() && [xid, card].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    !xid.is_empty()
+        && [xid, card]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl FeedRows for SqliteSession<'_> {
