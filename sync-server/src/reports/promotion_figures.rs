@@ -97,14 +97,23 @@ mod tests {
             during: (15_000, 4_000),
             before: (10_000, 3_000),
         });
-        assert_eq!((p.during_from.as_str(), p.during_to.as_str()), ("2024-03-10", "2024-03-16"));
-        assert_eq!((p.before_from.as_str(), p.before_to.as_str()), ("2024-03-03", "2024-03-09"));
+        assert_eq!(
+            (p.during_from.as_str(), p.during_to.as_str()),
+            ("2024-03-10", "2024-03-16")
+        );
+        assert_eq!(
+            (p.before_from.as_str(), p.before_to.as_str()),
+            ("2024-03-03", "2024-03-09")
+        );
         assert_eq!(p.members_change_minor, 5_000);
         assert_eq!(p.non_members_change_minor, 1_000);
         assert_eq!(p.did_minor, 4_000);
         assert_eq!(
             figures(&p).last(),
-            Some(&("promotion.dairy week.did_minor".to_owned(), "4000".to_owned()))
+            Some(&(
+                "promotion.dairy week.did_minor".to_owned(),
+                "4000".to_owned()
+            ))
         );
     }
 
@@ -114,12 +123,21 @@ mod tests {
         let w = promotion_windows(date!(2024 - 03 - 25), date!(2024 - 04 - 10), &period)
             .expect("overlaps");
         let d = |d| day_number(d);
-        assert_eq!(w.during, (d(date!(2024 - 03 - 25)), d(date!(2024 - 03 - 31))));
-        assert_eq!(w.before, (d(date!(2024 - 03 - 18)), d(date!(2024 - 03 - 24))));
+        assert_eq!(
+            w.during,
+            (d(date!(2024 - 03 - 25)), d(date!(2024 - 03 - 31)))
+        );
+        assert_eq!(
+            w.before,
+            (d(date!(2024 - 03 - 18)), d(date!(2024 - 03 - 24)))
+        );
         // Started before the period: the whole run up to the period's end counts.
         let w = promotion_windows(date!(2024 - 02 - 20), date!(2024 - 03 - 05), &period)
             .expect("overlaps");
-        assert_eq!(w.during, (d(date!(2024 - 02 - 20)), d(date!(2024 - 03 - 05))));
+        assert_eq!(
+            w.during,
+            (d(date!(2024 - 02 - 20)), d(date!(2024 - 03 - 05)))
+        );
         assert!(promotion_windows(date!(2024 - 04 - 01), date!(2024 - 04 - 10), &period).is_none());
         assert!(promotion_windows(date!(2024 - 01 - 01), date!(2024 - 02 - 29), &period).is_none());
     }

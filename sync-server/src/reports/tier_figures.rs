@@ -154,10 +154,20 @@ mod tests {
         );
         assert_eq!(t.moves_up, 7, "none -> silver and silver -> gold");
         assert_eq!(t.moves_down, 1, "gold -> none");
-        assert_eq!(t.moves.len(), 4, "bronze -> silver is listed, neither up nor down");
-        assert_eq!((t.moves[0].from.as_str(), t.moves[0].to.as_str()), ("none", "silver"));
+        assert_eq!(
+            t.moves.len(),
+            4,
+            "bronze -> silver is listed, neither up nor down"
+        );
+        assert_eq!(
+            (t.moves[0].from.as_str(), t.moves[0].to.as_str()),
+            ("none", "silver")
+        );
         let names: Vec<String> = figures(&t).into_iter().map(|(n, _)| n).collect();
-        assert!(names.contains(&"tier_moves.silver.gold".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"tier_moves.silver.gold".to_owned()),
+            "{names:?}"
+        );
         assert!(names.contains(&"tiers.silver.members".to_owned()));
     }
 
