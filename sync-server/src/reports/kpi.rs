@@ -390,8 +390,11 @@ pub fn write_table(r: &KpiReport, out: &mut dyn Write) -> io::Result<()> {
         r.to,
         r.store.as_deref().unwrap_or("all stores")
     )?;
-    for (name, value) in figures(r) {
-        writeln!(out, "{name:<32} {value:>16}")?;
+    let list = figures(r);
+    // Tier and promotion names are the rules' own: the column widens for them.
+    let width = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(32);
+    for (name, value) in list {
+        writeln!(out, "{name:<width$} {value:>16}")?;
     }
     Ok(())
 }
