@@ -490,6 +490,49 @@ mod tests {
             }
         );
         assert!(d.member_days.is_empty(), "a return is no visit");
+        assert!(
+            d.categories.is_empty(),
+            "a return names its line, not the category: promoted revenue is of sales"
+        );
+    }
+
+    #[test]
+    fn each_category_of_a_sale_adds_what_its_lines_were_paid() {
+        let at = datetime!(2024-03-01 12:00 UTC);
+        let in_category = |category: &str, l: PricedLine| PricedLine {
+            category: category.into(),
+            ..l
+        };
+        let entries = vec![
+            sale(
+                at,
+                Some(card(1)),
+                vec![
+                    in_category("dairy", line(10_000, 2, 2_000)),
+                    in_category("dairy", line(500, 1, 0)),
+                    in_category("bakery", line(300, 1, 0)),
+                ],
+            ),
+            sale(at, None, vec![in_category("dairy", line(700, 3, 0))]),
+        ];
+        let d = delta(&entries, &store());
+        let find = |member: bool, category: &str| {
+            d.categories
+                .iter()
+                .find(|(k, _)| k.day.member == member && k.category == category)
+                .map(|(_, t)| *t)
+        };
+        assert_eq!(
+            find(true, "dairy"),
+            Some(CategoryTotals {
+                revenue_minor: 8_000 + 500,
+                items: 3,
+            }),
+            "paid, not before the points discount"
+        );
+        assert_eq!(find(true, "bakery").map(|t| t.revenue_minor), Some(300));
+        assert_eq!(find(false, "dairy").map(|t| t.revenue_minor), Some(700));
+        assert_eq!(d.categories.len(), 3);
     }
 
     #[test]
