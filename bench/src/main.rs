@@ -8,6 +8,7 @@ mod arrivals;
 mod backlog;
 mod hq;
 mod kpi_report;
+mod latency;
 mod offline_replay;
 mod probe_till;
 mod push_load;
@@ -316,7 +317,7 @@ fn row(
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<44} {:>12}   {:<26} {:>12} {:>8}  note",
+        "{:<60} {:>12}   {:<26} {:>12} {:>8}  note",
         "figure", "value", "limit", "limit value", "ratio"
     );
     for r in rows {
@@ -324,7 +325,7 @@ fn print_table(rows: &[Row]) {
             .ratio
             .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0));
         println!(
-            "{:<44} {:>12.2}   {:<26} {:>12.2} {:>8}  {}",
+            "{:<60} {:>12.2}   {:<26} {:>12.2} {:>8}  {}",
             r.what, r.value, r.limit_name, r.limit, ratio, r.note
         );
     }

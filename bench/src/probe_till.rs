@@ -41,7 +41,7 @@ impl Probed {
         let mut latencies: Vec<Duration> = samples.iter().map(|(d, _)| *d).collect();
         latencies.sort();
         Self {
-            p99_ms: crate::push_load::quantile_ms(&latencies, 990),
+            p99_ms: crate::latency::quantile_ms(&latencies, 0.99),
             count: samples.len(),
             offline_share: offline as f64 / samples.len().max(1) as f64,
         }

@@ -9,6 +9,7 @@
 
 use crate::arrivals::Load;
 use crate::hq::HqDb;
+use crate::latency::quantile_ms;
 use crate::probe_till::{ProbeTill, Probed};
 use crate::store_load::Target;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
@@ -197,20 +198,11 @@ pub fn measure(
     Ok(PushFigures {
         offered_entries_per_s: load.offered_entries_per_s(),
         entries_per_s: (all.len() as u64 * batch) as f64 / secs,
-        p50_ms: quantile_ms(&all, 500),
-        p99_ms: quantile_ms(&all, 990),
-        p999_ms: quantile_ms(&all, 999),
+        p50_ms: quantile_ms(&all, 0.5),
+        p99_ms: quantile_ms(&all, 0.99),
+        p999_ms: quantile_ms(&all, 0.999),
         pushes: all.len(),
         open_sale,
         live_balance,
     })
-}
-
-/// The quantile of sorted `samples` at `per_mille`/1000, in milliseconds (0 when
-/// empty).
-pub fn quantile_ms(samples: &[Duration], per_mille: usize) -> f64 {
-    match samples.len() {
-        0 => 0.0,
-        n => samples[(n * per_mille / 1000).min(n - 1)].as_secs_f64() * 1000.0,
-    }
 }

@@ -131,7 +131,10 @@ pub fn measure(
             json!(round(run.entries_per_s)),
         );
         insert_latencies(figures, &key(&format!("server_push_{label}")), &run);
-        figures.insert(key(&format!("server_push_{label}_pushes")), json!(run.pushes));
+        figures.insert(
+            key(&format!("server_push_{label}_pushes")),
+            json!(run.pushes),
+        );
         let goal = (label == "paced50").then_some(GOAL_PACED50_PUSH_P99_MS);
         table.push(row(
             &format!(
