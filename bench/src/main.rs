@@ -27,7 +27,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "pos-bench", about)]
 struct Args {
-    /// Smaller runs: about 1.5 minutes in all, against about 2.5 for the full run (the
+    /// Smaller runs: about 2.5 minutes in all, against about 4 for the full run (the
     /// README gives the same figures).
     #[arg(long)]
     quick: bool,
