@@ -2,7 +2,7 @@
 //! the HTTP side of [`crate::sales`].
 
 use super::TillState;
-use super::body::{JsonBody, PathId};
+use super::body::{JsonBody, PathId, UnusedBody};
 use super::error::ApiError;
 use crate::journal::JournalError;
 use crate::redemption::{Authorised, Funding, LiveBalance};
@@ -154,6 +154,7 @@ async fn open_sale(
 async fn commit_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     // Without HQ, the till grants the welcome bonus itself.
@@ -201,6 +202,7 @@ fn count_commit(state: &TillState, answer: &Answer) {
 async fn cancel_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let answer = state
