@@ -127,6 +127,7 @@ testkit::on_every_backend!(
 
 mod escrow;
 mod extremes;
+mod kpi_programs;
 mod quarantine;
 
 async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
