@@ -2,7 +2,7 @@
 //! the HTTP side of [`crate::sales`].
 
 use super::TillState;
-use super::body::{JsonBody, PathId};
+use super::body::{JsonBody, PathId, UnusedBody};
 use super::error::ApiError;
 use crate::journal::JournalError;
 use crate::redemption::{Authorised, Funding, LiveBalance};
@@ -190,6 +190,7 @@ pub async fn open_sale(
 pub async fn commit_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     // Without HQ, the till grants the welcome bonus itself.
@@ -251,6 +252,7 @@ fn count_commit(state: &TillState, answer: &Answer) {
 pub async fn cancel_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let answer = state
