@@ -6,6 +6,7 @@
 mod agent_sales;
 mod arrivals;
 mod backlog;
+mod cpu;
 mod hq;
 mod kpi_report;
 mod latency;

@@ -8,6 +8,7 @@
 //! round trips under that load, which a cashier waits for.
 
 use crate::arrivals::Load;
+use crate::cpu;
 use crate::hq::HqDb;
 use crate::latency::quantile_ms;
 use crate::probe_till::{ProbeTill, Probed};
@@ -34,10 +35,30 @@ pub struct PushFigures {
     pub p999_ms: f64,
     /// Pushes made.
     pub pushes: usize,
+    /// Entries they acknowledged.
+    pub entries: u64,
     /// The probe till opening sales with points while the terminals pushed.
     pub open_sale: Probed,
     /// The probe till looking up its card's balance (online: HQ's live balance).
     pub live_balance: Probed,
+    /// CPU seconds the sync-server processes used during the run.
+    pub hq_cpu_s: f64,
+    /// CPU seconds PostgreSQL's processes used during the run (`None` on SQLite).
+    pub pg_cpu_s: Option<f64>,
+}
+
+impl PushFigures {
+    /// Entries acknowledged per CPU-second of the sync-server processes: what one busy
+    /// HQ core handles.
+    pub fn entries_per_hq_core(&self) -> f64 {
+        self.entries as f64 / self.hq_cpu_s.max(f64::MIN_POSITIVE)
+    }
+
+    /// Entries acknowledged per CPU-second of PostgreSQL (`None` on SQLite).
+    pub fn entries_per_pg_core(&self) -> Option<f64> {
+        self.pg_cpu_s
+            .map(|s| self.entries as f64 / s.max(f64::MIN_POSITIVE))
+    }
 }
 
 /// Enrolls `n` terminals directly in the database (the CLI would start `n` processes);
@@ -167,6 +188,20 @@ pub fn measure(
             },
         ));
     }
+    // Every sync-server's CPU and PostgreSQL's (the probe till's requests included:
+    // they are HQ's work too).
+    let hq_cpu = || -> anyhow::Result<f64> {
+        servers
+            .iter()
+            .filter_map(testkit::hq::Server::pid)
+            .map(cpu::process_seconds)
+            .sum()
+    };
+    let pg_cpu = || match db {
+        HqDb::Postgres(_) => cpu::postgres_seconds().map(Some),
+        HqDb::Sqlite => Ok(None),
+    };
+    let (hq_cpu_before, pg_cpu_before) = (hq_cpu()?, pg_cpu()?);
     barrier.wait();
     let started = Instant::now();
     let stop = AtomicBool::new(false);
@@ -192,6 +227,10 @@ pub fn measure(
         }
     })?;
     let secs = started.elapsed().as_secs_f64();
+    let hq_cpu_s = hq_cpu()? - hq_cpu_before;
+    let pg_cpu_s = pg_cpu()?
+        .zip(pg_cpu_before)
+        .map(|(after, before)| after - before);
     let mut all = all;
     servers[0].assert_verify();
     all.sort();
@@ -202,6 +241,9 @@ pub fn measure(
         p99_ms: quantile_ms(&all, 0.99),
         p999_ms: quantile_ms(&all, 0.999),
         pushes: all.len(),
+        entries: all.len() as u64 * batch,
+        hq_cpu_s,
+        pg_cpu_s,
         open_sale,
         live_balance,
     })

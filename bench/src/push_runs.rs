@@ -5,7 +5,8 @@
 //! what this run's servers took does not.
 //!
 //! JSON keys (prefixed `pg_` on PostgreSQL): back to back `server_push_entries_per_s`,
-//! `server_push_p50_ms`/`_p99_ms`/`_p999_ms`, `server_pushes`; per fraction (`paced50`,
+//! `server_push_p50_ms`/`_p99_ms`/`_p999_ms`, `server_pushes`,
+//! `server_push_entries_per_hq_cpu_s` (and on PostgreSQL `_per_pg_cpu_s`); per fraction (`paced50`,
 //! `paced80`) `server_push_paced50_offered_entries_per_s`, `_entries_per_s` (achieved),
 //! `_p50_ms`/`_p99_ms`/`_p999_ms`, `_pushes`; `server_push_paced_p50_ms`/`_p99_ms` are
 //! the 50 % run's (their name from when the paced run was a fixed grid). The probe
@@ -106,6 +107,34 @@ pub fn measure(
             "queueing at saturation; p50 {:.1}, p99.9 {:.1}",
             push.p50_ms, push.p999_ms
         ),
+    ));
+    // The capacity per core (README, "Capacity"): what each busy core of HQ, and of
+    // PostgreSQL, acknowledged at saturation.
+    figures.insert(
+        key("server_push_entries_per_hq_cpu_s"),
+        json!(round(push.entries_per_hq_core())),
+    );
+    let mut per_core = format!(
+        "{:.2} HQ cores busy",
+        push.hq_cpu_s * push.entries_per_s / push.entries.max(1) as f64
+    );
+    if let (Some(per_pg), Some(pg_cpu_s)) = (push.entries_per_pg_core(), push.pg_cpu_s) {
+        figures.insert(
+            key("server_push_entries_per_pg_cpu_s"),
+            json!(round(per_pg)),
+        );
+        per_core = format!(
+            "{per_core}; PostgreSQL: {per_pg:.0} entries per CPU-second, {:.2} cores busy",
+            pg_cpu_s * push.entries_per_s / push.entries.max(1) as f64
+        );
+    }
+    table.push(row(
+        &format!("{terminals} terminals, {name}: entries per HQ CPU-second"),
+        push.entries_per_hq_core(),
+        "",
+        0.0,
+        None,
+        &per_core,
     ));
     let mut paced = Vec::new();
     for (fraction, label) in FRACTIONS {

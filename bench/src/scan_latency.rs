@@ -3,6 +3,7 @@
 //! The physical limit is the serial line itself (a 16-byte frame at 9600 baud takes
 //! about 17 ms on a real wire); a PTY has no baud delay, so this is the agent's own share.
 
+use crate::cpu::process_seconds;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::agent::Agent;
@@ -22,18 +23,6 @@ pub struct ScanFigures {
     pub idle_cpu_percent: f64,
 }
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .ok_or_else(|| anyhow::anyhow!("bad /proc stat"))?
-        .1
-        .split(' ')
-        .collect();
-    // utime and stime: fields 14 and 15 of stat(5), counted after the comm field.
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
 /// Measures `scans` scans over 4 scanners, one at a time.
 pub fn measure(dir: &Path, scans: u64, idle_secs: u64) -> anyhow::Result<ScanFigures> {
     let mut scanners: Vec<Scanner> = (0..4).map(|_| Scanner::plug()).collect();
@@ -46,11 +35,10 @@ pub fn measure(dir: &Path, scans: u64, idle_secs: u64) -> anyhow::Result<ScanFig
     wait_all_connected(&agent);
 
     std::thread::sleep(Duration::from_secs(1));
-    let (before, started) = (cpu_ticks(agent.pid())?, Instant::now());
+    let (before, started) = (process_seconds(agent.pid())?, Instant::now());
     std::thread::sleep(Duration::from_secs(idle_secs));
-    // Clock ticks are 1/100 s.
     let idle_cpu_percent =
-        (cpu_ticks(agent.pid())? - before) as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0;
+        (process_seconds(agent.pid())? - before) / started.elapsed().as_secs_f64() * 100.0;
 
     let till = Listener::connect(&agent);
     let mut latencies = Vec::new();

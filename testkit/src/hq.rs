@@ -230,6 +230,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The running server's process id (`None` while stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts a server on SQLite in `dir` with `extra_config` appended to its config.
     pub fn start(dir: &Path, extra_config: &str) -> Self {
         Self::start_on(dir, "sqlite:hq.db", extra_config)
