@@ -48,20 +48,18 @@ pub enum AckOutcome {
 impl Tx<'_> {
     /// The highest seq HQ holds, as far as this terminal knows.
     pub fn acked_through(&self) -> Result<Seq, JournalError> {
-        Ok(Seq(self.inner.query_row(
-            "SELECT acked_through FROM sync_state WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?))
+        Ok(Seq(self
+            .inner
+            .prepare_cached("SELECT acked_through FROM sync_state WHERE id = 1")?
+            .query_row([], |r| r.get(0))?))
     }
 
     /// Unix time of the last successful exchange with HQ.
     pub fn last_contact(&self) -> Result<Option<i64>, JournalError> {
-        Ok(self.inner.query_row(
-            "SELECT last_contact_unix FROM sync_state WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .inner
+            .prepare_cached("SELECT last_contact_unix FROM sync_state WHERE id = 1")?
+            .query_row([], |r| r.get(0))?)
     }
 
     /// Queue depth and age.
