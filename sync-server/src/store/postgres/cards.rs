@@ -34,10 +34,10 @@ fn keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
 
 impl PgSession<'_> {
     /// Locks the rows of `keys` (sorted), in that order.
-    async fn lock_sorted(&self, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
+    async fn lock_sorted(&mut self, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
         // ORDER BY below the locking step: rows are locked in this order.
         let cards = sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {CARD_COLUMNS} FROM cards WHERE card = ANY($1) ORDER BY card FOR UPDATE"
             ),
@@ -62,7 +62,7 @@ impl CardRows for PgSession<'_> {
         let created = match missing {
             Missing::Report => HashSet::new(),
             Missing::Create(now) => sql::all(
-                self.client(),
+                self.conn().await?,
                 r#"INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
                                       change_xid, updated_at)
                    SELECT c, 0, 0, 0, FALSE, FALSE, loyalty_xid(), $2
@@ -109,7 +109,7 @@ impl CardRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT card, {}, MIN(at) FROM entries
                  WHERE card = ANY($1) AND at > $2 GROUP BY card",
@@ -126,7 +126,7 @@ impl CardRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE card = ANY($1) AND remaining > 0"),
             &[&keys(cards)],
             rows::lot,
@@ -139,7 +139,7 @@ impl CardRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)"),
             &[&ids],
             rows::lot,
@@ -165,7 +165,7 @@ impl CardRows for PgSession<'_> {
         let reserved: Vec<i64> = cards.iter().map(|s| s.reserved.get()).collect();
         let leased: Vec<i64> = cards.iter().map(|s| s.leased.get()).collect();
         let updated = sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
                     spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
                     seen = u.seen, flags = u.flags, reserved = u.reserved, leased = u.leased,
@@ -216,7 +216,7 @@ impl CardRows for PgSession<'_> {
         let amount: Vec<i64> = lots.iter().map(|l| l.amount.get()).collect();
         let remaining: Vec<i64> = lots.iter().map(|l| l.remaining.get()).collect();
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO lots (card, kind, source_entry, earned_at, matures_at, matured,
                                expires_at, amount, remaining)
              SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[],
@@ -245,7 +245,7 @@ impl CardRows for PgSession<'_> {
             return Ok(());
         }
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE lots SET remaining = u.remaining, matured = u.matured
              FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS u(id, remaining, matured)
              WHERE lots.id = u.id",
@@ -267,7 +267,7 @@ impl CardRows for PgSession<'_> {
         let entry: Vec<Option<Uuid>> = rows.iter().map(|r| r.entry_id).collect();
         // WITH ORDINALITY: ids follow the plan's order, which `card show` lists.
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
              SELECT card, kind, balance, pending, at, entry
              FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
@@ -289,7 +289,7 @@ impl CardRows for PgSession<'_> {
         let kind: Vec<&str> = flags.iter().map(|f| f.kind.as_str()).collect();
         let detail: Vec<&str> = flags.iter().map(|f| f.detail.as_str()).collect();
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO flags (entry_id, card, kind, detail)
              SELECT entry, card, kind, detail
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
@@ -308,7 +308,7 @@ impl CardRows for PgSession<'_> {
             return Ok(());
         }
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO store_cards (store, card) SELECT $1, unnest($2::text[])
              ON CONFLICT DO NOTHING",
             &[&store.as_str(), &cards],

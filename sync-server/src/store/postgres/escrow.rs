@@ -44,7 +44,7 @@ impl EscrowRows for PgSession<'_> {
         }
         let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {RESERVATION_COLUMNS} FROM reservations
                  WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
@@ -67,7 +67,7 @@ impl EscrowRows for PgSession<'_> {
         let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
         let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
         sql::execute(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "INSERT INTO reservations ({RESERVATION_COLUMNS})
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
@@ -89,7 +89,7 @@ impl EscrowRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"),
             &[&ids],
             rows::lease,
@@ -99,7 +99,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn open_leases(&mut self, terminal: i64) -> Result<Vec<LeaseRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {LEASE_COLUMNS} FROM leases
                  WHERE terminal_ref = $1 AND status = 'open' ORDER BY granted_at, id"
@@ -123,7 +123,7 @@ impl EscrowRows for PgSession<'_> {
         let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
         let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
         sql::execute(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "INSERT INTO leases ({LEASE_COLUMNS})
                  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
@@ -150,7 +150,7 @@ impl EscrowRows for PgSession<'_> {
         }
         let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
         sql::all(
-            self.client(),
+            self.conn().await?,
             &holds_sql("AND terminal_ref = $1 AND card = ANY($2)"),
             &[&terminal, &keys],
             rows::holds,
@@ -160,7 +160,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn set_lease_epoch(&mut self, terminal: i64, epoch: u64) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET lease_epoch = $2 WHERE id = $1",
             &[&terminal, &signed(epoch)?],
         )
@@ -170,7 +170,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn claim_token(&mut self, token: &TokenUse) -> Result<Option<TokenUse>> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "INSERT INTO token_uses ({TOKEN_USE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (token_id) DO NOTHING"
@@ -186,7 +186,7 @@ impl EscrowRows for PgSession<'_> {
         )
         .await?;
         sql::first(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {TOKEN_USE_COLUMNS} FROM token_uses WHERE token_id = $1"),
             &[&token.token_id],
             rows::token_use,
@@ -200,7 +200,7 @@ impl EscrowRows for PgSession<'_> {
         limit: i64,
     ) -> Result<Vec<ReservationRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {RESERVATION_COLUMNS} FROM reservations
                  WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
@@ -217,7 +217,7 @@ impl EscrowRows for PgSession<'_> {
         limit: i64,
     ) -> Result<Vec<LeaseRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {LEASE_COLUMNS} FROM leases
                  WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
@@ -230,7 +230,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn forget_token_uses(&mut self, before: OffsetDateTime) -> Result<u64> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "DELETE FROM token_uses WHERE expires_at < $1",
             &[&to_db(before)],
         )
@@ -238,6 +238,6 @@ impl EscrowRows for PgSession<'_> {
     }
 
     async fn hold_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
-        sql::all(self.client(), &holds_sql(""), &[], rows::card_sums).await
+        sql::all(self.conn().await?, &holds_sql(""), &[], rows::card_sums).await
     }
 }

@@ -17,7 +17,7 @@ impl QuarantineRows for PgSession<'_> {
     async fn insert_quarantine(&mut self, q: &[QuarantineRow], now: OffsetDateTime) -> Result<()> {
         for r in q {
             sql::execute(
-                self.client(),
+                self.conn().await?,
                 "INSERT INTO quarantine (entry_id, card, kind, reason, quarantined_at)
                  VALUES ($1, $2, $3, $4, $5)",
                 &[
@@ -35,7 +35,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn quarantined(&mut self) -> Result<Vec<QuarantinedEntry>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {QUARANTINE_COLUMNS} FROM quarantine q
                  JOIN entries e ON e.id = q.entry_id
@@ -50,7 +50,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn lock_quarantined(&mut self, id: i64) -> Result<Option<HeldInQuarantine>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT e.body, t.store, q.released_at IS NOT NULL FROM quarantine q
              JOIN entries e ON e.id = q.entry_id
              JOIN terminals t ON t.id = e.terminal_ref
@@ -64,7 +64,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn release_quarantined(&mut self, id: i64, now: OffsetDateTime) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE quarantine SET released_at = $2 WHERE id = $1",
             &[&id, &to_db(now)],
         )
@@ -74,7 +74,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn set_entry_spend(&mut self, entry: Uuid, spend: Money) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE entries SET spend_minor = $2 WHERE id = $1",
             &[&entry, &spend.get()],
         )

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 impl RulesRows for PgSession<'_> {
     async fn rules_version(&mut self) -> Result<u64> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT COALESCE(MAX(version), 0) FROM rules",
             &[],
             |r| r.counter(0),
@@ -22,7 +22,7 @@ impl RulesRows for PgSession<'_> {
 
     async fn rules_body(&mut self, version: u64) -> Result<Option<String>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT body FROM rules WHERE version = $1",
             &[&signed(version)?],
             |r| r.text(0),
@@ -32,7 +32,7 @@ impl RulesRows for PgSession<'_> {
 
     /// Readers are not blocked by this mode.
     async fn lock_rules(&mut self) -> Result<()> {
-        self.client()
+        self.conn().await?
             .batch_execute("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
@@ -40,7 +40,7 @@ impl RulesRows for PgSession<'_> {
 
     async fn insert_rules(&mut self, version: u64, body: &str, now: OffsetDateTime) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO rules (version, body, set_at) VALUES ($1, $2, $3)",
             &[&signed(version)?, &body, &to_db(now)],
         )

@@ -41,7 +41,7 @@ pub const INSERT_ENTRIES: &str =
 impl TerminalRows for PgSession<'_> {
     async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT id, store, terminal FROM terminals WHERE token_hash = $1 AND revoked_at IS NULL",
             &[&hash.as_str()],
             rows::terminal_identity,
@@ -51,7 +51,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals
              WHERE id = $1 FOR NO KEY UPDATE",
             &[&key],
@@ -68,7 +68,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn active_acked_through(&mut self, key: i64) -> Result<Option<Seq>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL",
             &[&key],
             |r| Ok(Seq(r.counter(0)?)),
@@ -78,7 +78,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn ack(&mut self, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET acked_through = $2, last_push_at = $3 WHERE id = $1",
             &[&key, &signed(acked.get())?, &to_db(now)],
         )
@@ -88,7 +88,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn insert_terminal(&mut self, new: &NewTerminal<'_>) -> Result<bool> {
         let n = sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO terminals (store, terminal, token_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (store, terminal) DO NOTHING",
             &[
@@ -104,7 +104,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn lock_named_terminal(&mut self, name: TerminalName<'_>) -> Result<(i64, bool)> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT id, revoked_at IS NOT NULL FROM terminals
              WHERE store = $1 AND terminal = $2 FOR UPDATE",
             &[&name.store.as_str(), &name.terminal.as_str()],
@@ -115,7 +115,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn set_token(&mut self, key: i64, hash: &TokenHash) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET token_hash = $2, revoked_at = NULL WHERE id = $1",
             &[&key, &hash.as_str()],
         )
@@ -125,7 +125,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn revoke(&mut self, name: TerminalName<'_>, now: OffsetDateTime) -> Result<u64> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET revoked_at = COALESCE(revoked_at, $3)
              WHERE store = $1 AND terminal = $2",
             &[&name.store.as_str(), &name.terminal.as_str(), &to_db(now)],
@@ -135,7 +135,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn list_terminals(&mut self) -> Result<Vec<TerminalInfo>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT store, terminal, created_at, revoked_at, acked_through, last_push_at
              FROM terminals ORDER BY store, terminal",
             &[],
@@ -148,7 +148,7 @@ impl TerminalRows for PgSession<'_> {
 impl EntryRows for PgSession<'_> {
     async fn held(&mut self, key: i64, from: Seq, to: Seq) -> Result<Vec<(u64, StoredEntry)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT seq, id, content_hash FROM entries
              WHERE terminal_ref = $1 AND seq BETWEEN $2 AND $3",
             &[&key, &signed(from.get())?, &signed(to.get())?],
@@ -184,7 +184,7 @@ impl EntryRows for PgSession<'_> {
             hash.push(h.as_str());
             body.push(b.as_str());
         }
-        let c = self.client();
+        let c = self.conn().await?;
         let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
         let result = c
             .execute(
@@ -223,7 +223,7 @@ impl EntryRows for PgSession<'_> {
 
     async fn entry_holders(&mut self, ids: &[Uuid]) -> Result<Vec<EntryHolder>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT e.id, e.terminal_ref, e.seq, t.store, t.terminal FROM entries e
              JOIN terminals t ON t.id = e.terminal_ref
              WHERE e.id = ANY($1) ORDER BY e.seq",
