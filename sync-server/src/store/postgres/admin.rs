@@ -7,13 +7,15 @@ use crate::store::encode::to_db;
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
 use crate::store::statements::{AdminRows, Blocking, CardDetail, KeyRows, NewKey};
 use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
+use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl KeyRows for PgSession<'_> {
     async fn lock_keys(&mut self) -> Result<()> {
-        self.conn().await?
+        self.conn()
+            .await?
             .batch_execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
@@ -183,3 +185,30 @@ impl AdminRows for PgSession<'_> {
         Ok(())
     }
 }
+
+/// Appends anomalies, in order: one statement for them all.
+pub(super) async fn insert_anomalies(c: &Client, anomalies: &[Anomaly]) -> Result<()> {
+    if anomalies.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<i64> = anomalies.iter().map(|a| to_db(a.at)).collect();
+    let store: Vec<&str> = anomalies.iter().map(|a| a.store.as_str()).collect();
+    let terminal: Vec<&str> = anomalies.iter().map(|a| a.terminal.as_str()).collect();
+    let kind: Vec<&str> = anomalies.iter().map(|a| a.kind.as_str()).collect();
+    let detail: Vec<&str> = anomalies.iter().map(|a| a.detail.as_str()).collect();
+    sql::execute(
+        c,
+        INSERT_ANOMALIES,
+        &[&at, &store, &terminal, &kind, &detail],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`insert_anomalies`].
+pub(super) const INSERT_ANOMALIES: &str =
+    "INSERT INTO anomalies (at, store, terminal, kind, detail)
+     SELECT at, store, terminal, kind, detail
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+          WITH ORDINALITY AS u(at, store, terminal, kind, detail, n)
+     ORDER BY n";

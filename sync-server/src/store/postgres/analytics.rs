@@ -9,6 +9,7 @@ use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
 use crate::store::statements::{AnalyticsRows, KpiScope};
+use deadpool_postgres::Client;
 use protocol::{CardId, Money};
 use time::OffsetDateTime;
 
@@ -31,77 +32,10 @@ impl AnalyticsRows for PgSession<'_> {
     }
 
     async fn add_kpi(&mut self, delta: &KpiDelta) -> Result<()> {
-        if !delta.daily.is_empty() {
-            let col = |f: fn(&DailyTotals) -> i64| -> Vec<i64> {
-                delta.daily.iter().map(|(_, t)| f(t)).collect()
-            };
-            let day: Vec<i32> = delta.daily.iter().map(|(k, _)| k.day).collect();
-            let store: Vec<&str> = delta.daily.iter().map(|(k, _)| k.store.as_str()).collect();
-            let member: Vec<bool> = delta.daily.iter().map(|(k, _)| k.member).collect();
-            sql::execute(
-                self.conn().await?,
-                "INSERT INTO kpi_daily AS k (day, store, member, receipts, revenue_minor, items,
-                                             discount_minor, points_accrued, points_redeemed)
-                 SELECT * FROM unnest($1::int[], $2::text[], $3::bool[], $4::bigint[],
-                                      $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
-                                      $9::bigint[])
-                 ORDER BY 1, 2, 3
-                 ON CONFLICT (day, store, member) DO UPDATE SET
-                     receipts = k.receipts + EXCLUDED.receipts,
-                     revenue_minor = k.revenue_minor + EXCLUDED.revenue_minor,
-                     items = k.items + EXCLUDED.items,
-                     discount_minor = k.discount_minor + EXCLUDED.discount_minor,
-                     points_accrued = k.points_accrued + EXCLUDED.points_accrued,
-                     points_redeemed = k.points_redeemed + EXCLUDED.points_redeemed",
-                &[
-                    &day,
-                    &store,
-                    &member,
-                    &col(|t| t.receipts),
-                    &col(|t| t.revenue_minor),
-                    &col(|t| t.items),
-                    &col(|t| t.discount_minor),
-                    &col(|t| t.points_accrued),
-                    &col(|t| t.points_redeemed),
-                ],
-            )
-            .await?;
-        }
-        if !delta.member_days.is_empty() {
-            let day: Vec<i32> = delta.member_days.iter().map(|(_, d, _)| *d).collect();
-            let card: Vec<&str> = delta
-                .member_days
-                .iter()
-                .map(|(c, _, _)| c.as_str())
-                .collect();
-            let store: Vec<&str> = delta
-                .member_days
-                .iter()
-                .map(|(_, _, s)| s.as_str())
-                .collect();
-            sql::execute(
-                self.conn().await?,
-                "INSERT INTO kpi_member_days (day, card, store)
-                 SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
-                 ON CONFLICT DO NOTHING",
-                &[&day, &card, &store],
-            )
-            .await?;
-        }
-        if !delta.first_days.is_empty() {
-            let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
-            let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
-            sql::execute(
-                self.conn().await?,
-                "INSERT INTO kpi_members AS m (card, first_day)
-                 SELECT * FROM unnest($1::text[], $2::int[]) ORDER BY 1
-                 ON CONFLICT (card) DO UPDATE
-                     SET first_day = LEAST(m.first_day, EXCLUDED.first_day)",
-                &[&card, &day],
-            )
-            .await?;
-        }
-        Ok(())
+        let c = self.conn().await?;
+        kpi_daily(c, delta).await?;
+        kpi_member_days(c, delta).await?;
+        kpi_members(c, delta).await
     }
 
     async fn kpi_days(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, bool, DailyTotals)>> {
@@ -222,3 +156,91 @@ impl AnalyticsRows for PgSession<'_> {
         .await
     }
 }
+
+/// Adds the delta's daily totals (rows in key order).
+pub(super) async fn kpi_daily(c: &Client, delta: &KpiDelta) -> Result<()> {
+    if delta.daily.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&DailyTotals) -> i64| -> Vec<i64> {
+        delta.daily.iter().map(|(_, t)| f(t)).collect()
+    };
+    let day: Vec<i32> = delta.daily.iter().map(|(k, _)| k.day).collect();
+    let store: Vec<&str> = delta.daily.iter().map(|(k, _)| k.store.as_str()).collect();
+    let member: Vec<bool> = delta.daily.iter().map(|(k, _)| k.member).collect();
+    sql::execute(
+        c,
+        KPI_DAILY,
+        &[
+            &day,
+            &store,
+            &member,
+            &col(|t| t.receipts),
+            &col(|t| t.revenue_minor),
+            &col(|t| t.items),
+            &col(|t| t.discount_minor),
+            &col(|t| t.points_accrued),
+            &col(|t| t.points_redeemed),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`kpi_daily`].
+pub(super) const KPI_DAILY: &str =
+    "INSERT INTO kpi_daily AS k (day, store, member, receipts, revenue_minor, items,
+                                 discount_minor, points_accrued, points_redeemed)
+     SELECT * FROM unnest($1::int[], $2::text[], $3::bool[], $4::bigint[],
+                          $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                          $9::bigint[])
+     ORDER BY 1, 2, 3
+     ON CONFLICT (day, store, member) DO UPDATE SET
+         receipts = k.receipts + EXCLUDED.receipts,
+         revenue_minor = k.revenue_minor + EXCLUDED.revenue_minor,
+         items = k.items + EXCLUDED.items,
+         discount_minor = k.discount_minor + EXCLUDED.discount_minor,
+         points_accrued = k.points_accrued + EXCLUDED.points_accrued,
+         points_redeemed = k.points_redeemed + EXCLUDED.points_redeemed";
+
+/// Records the delta's (member, day, store) receipts (rows in key order).
+pub(super) async fn kpi_member_days(c: &Client, delta: &KpiDelta) -> Result<()> {
+    if delta.member_days.is_empty() {
+        return Ok(());
+    }
+    let day: Vec<i32> = delta.member_days.iter().map(|(_, d, _)| *d).collect();
+    let card: Vec<&str> = delta
+        .member_days
+        .iter()
+        .map(|(c, _, _)| c.as_str())
+        .collect();
+    let store: Vec<&str> = delta
+        .member_days
+        .iter()
+        .map(|(_, _, s)| s.as_str())
+        .collect();
+    sql::execute(c, KPI_MEMBER_DAYS, &[&day, &card, &store]).await?;
+    Ok(())
+}
+
+/// The statement of [`kpi_member_days`].
+pub(super) const KPI_MEMBER_DAYS: &str = "INSERT INTO kpi_member_days (day, card, store)
+     SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
+     ON CONFLICT DO NOTHING";
+
+/// Records the members' first receipt days (rows in key order).
+pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
+    if delta.first_days.is_empty() {
+        return Ok(());
+    }
+    let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
+    let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
+    sql::execute(c, KPI_MEMBERS, &[&card, &day]).await?;
+    Ok(())
+}
+
+/// The statement of [`kpi_members`].
+pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_day)
+     SELECT * FROM unnest($1::text[], $2::int[]) ORDER BY 1
+     ON CONFLICT (card) DO UPDATE
+         SET first_day = LEAST(m.first_day, EXCLUDED.first_day)";

@@ -13,7 +13,9 @@ use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::EscrowRows;
+use deadpool_postgres::Client;
 use protocol::{CardId, Points, ReceiptId};
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -39,62 +41,15 @@ impl EscrowRows for PgSession<'_> {
         terminal: i64,
         receipts: &[ReceiptId],
     ) -> Result<Vec<ReservationRow>> {
-        if receipts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
-        sql::all(
-            self.conn().await?,
-            &format!(
-                "SELECT {RESERVATION_COLUMNS} FROM reservations
-                 WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
-            ),
-            &[&terminal, &keys],
-            rows::reservation,
-        )
-        .await
+        reservations(self.conn().await?, terminal, receipts).await
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
-        let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
-        let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
-        let points: Vec<i64> = rows.iter().map(|r| r.points.get()).collect();
-        let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-        let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
-        let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
-        sql::execute(
-            self.conn().await?,
-            &format!(
-                "INSERT INTO reservations ({RESERVATION_COLUMNS})
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
-                                      $5::text[], $6::bigint[], $7::bigint[])
-                 ON CONFLICT (terminal_ref, receipt_id) DO UPDATE SET
-                    card = excluded.card, points = excluded.points, status = excluded.status,
-                    expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-            ),
-            &[
-                &terminal, &receipt, &card, &points, &status, &expires, &updated,
-            ],
-        )
-        .await?;
-        Ok(())
+        write_reservations(self.conn().await?, rows).await
     }
 
     async fn leases(&mut self, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        sql::all(
-            self.conn().await?,
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"),
-            &[&ids],
-            rows::lease,
-        )
-        .await
+        leases(self.conn().await?, ids).await
     }
 
     async fn open_leases(&mut self, terminal: i64) -> Result<Vec<LeaseRow>> {
@@ -111,33 +66,7 @@ impl EscrowRows for PgSession<'_> {
     }
 
     async fn write_leases(&mut self, rows: &[LeaseRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
-        let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
-        let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
-        let points: Vec<i64> = rows.iter().map(|l| l.points.get()).collect();
-        let charged: Vec<i64> = rows.iter().map(|l| l.charged.get()).collect();
-        let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
-        let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
-        let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
-        sql::execute(
-            self.conn().await?,
-            &format!(
-                "INSERT INTO leases ({LEASE_COLUMNS})
-                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
-                                      $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
-                 ON CONFLICT (id) DO UPDATE SET
-                    charged = excluded.charged, status = excluded.status,
-                    expires_at = excluded.expires_at"
-            ),
-            &[
-                &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
-            ],
-        )
-        .await?;
-        Ok(())
+        write_leases(self.conn().await?, rows).await
     }
 
     async fn own_holds(
@@ -241,3 +170,103 @@ impl EscrowRows for PgSession<'_> {
         sql::all(self.conn().await?, &holds_sql(""), &[], rows::card_sums).await
     }
 }
+
+pub(super) async fn reservations(
+    c: &Client,
+    terminal: i64,
+    receipts: &[ReceiptId],
+) -> Result<Vec<ReservationRow>> {
+    if receipts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
+    sql::all(c, &RESERVATIONS, &[&terminal, &keys], rows::reservation).await
+}
+
+pub(super) async fn write_reservations(c: &Client, rows: &[ReservationRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
+    let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
+    let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
+    let points: Vec<i64> = rows.iter().map(|r| r.points.get()).collect();
+    let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
+    let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
+    sql::execute(
+        c,
+        &WRITE_RESERVATIONS,
+        &[
+            &terminal, &receipt, &card, &points, &status, &expires, &updated,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn leases(c: &Client, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sql::all(c, &LEASES, &[&ids], rows::lease).await
+}
+
+pub(super) async fn write_leases(c: &Client, rows: &[LeaseRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
+    let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
+    let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
+    let points: Vec<i64> = rows.iter().map(|l| l.points.get()).collect();
+    let charged: Vec<i64> = rows.iter().map(|l| l.charged.get()).collect();
+    let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
+    let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
+    let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
+    sql::execute(
+        c,
+        &WRITE_LEASES,
+        &[
+            &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`reservations`].
+pub(super) static RESERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations
+             WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
+    )
+});
+
+/// The statement of [`write_reservations`].
+pub(super) static WRITE_RESERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO reservations ({RESERVATION_COLUMNS})
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                  $5::text[], $6::bigint[], $7::bigint[])
+             ON CONFLICT (terminal_ref, receipt_id) DO UPDATE SET
+                card = excluded.card, points = excluded.points, status = excluded.status,
+                expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+    )
+});
+
+/// The statement of [`leases`].
+pub(super) static LEASES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"));
+
+/// The statement of [`write_leases`].
+pub(super) static WRITE_LEASES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO leases ({LEASE_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
+                                  $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
+             ON CONFLICT (id) DO UPDATE SET
+                charged = excluded.charged, status = excluded.status,
+                expires_at = excluded.expires_at"
+    )
+});

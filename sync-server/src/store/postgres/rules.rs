@@ -6,18 +6,13 @@ use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::Columns;
 use crate::store::statements::RulesRows;
+use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 
 impl RulesRows for PgSession<'_> {
     async fn rules_version(&mut self) -> Result<u64> {
-        sql::one(
-            self.conn().await?,
-            "SELECT COALESCE(MAX(version), 0) FROM rules",
-            &[],
-            |r| r.counter(0),
-        )
-        .await
+        rules_version(self.conn().await?).await
     }
 
     async fn rules_body(&mut self, version: u64) -> Result<Option<String>> {
@@ -32,7 +27,8 @@ impl RulesRows for PgSession<'_> {
 
     /// Readers are not blocked by this mode.
     async fn lock_rules(&mut self) -> Result<()> {
-        self.conn().await?
+        self.conn()
+            .await?
             .batch_execute("LOCK TABLE rules IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
@@ -48,3 +44,10 @@ impl RulesRows for PgSession<'_> {
         Ok(())
     }
 }
+
+pub(super) async fn rules_version(c: &Client) -> Result<u64> {
+    sql::one(c, RULES_VERSION, &[], |r| r.counter(0)).await
+}
+
+/// The statement of [`rules_version`].
+pub(super) const RULES_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM rules";

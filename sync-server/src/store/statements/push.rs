@@ -186,4 +186,3 @@ pub trait PushRows:
         }
     }
 }
-
