@@ -128,6 +128,7 @@ testkit::on_every_backend!(
 mod escrow;
 mod extremes;
 mod quarantine;
+mod round_trips;
 
 async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
     let token = TerminalToken::generate().unwrap();

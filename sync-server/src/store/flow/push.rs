@@ -167,6 +167,7 @@ impl Op for Push {
         };
         let rules = Rules {
             current: head.rules_version,
+            asked: uncached,
             read: head.rules,
         };
         let Some(applied) = apply_new(
@@ -219,7 +220,9 @@ struct New<'a> {
 struct Rules {
     /// The current version.
     current: u64,
-    /// Stored JSON of versions the cache lacked.
+    /// The versions the cache lacked.
+    asked: Vec<u64>,
+    /// Their stored JSON (a version not stored is missing).
     read: Vec<(u64, String)>,
 }
 
@@ -244,7 +247,14 @@ async fn apply_new<C: Statements>(
     missing: Missing,
     now: OffsetDateTime,
 ) -> Result<Option<Applied>> {
-    let book = rules::book_at(c, rules.current, rules.read, batch.rules_versions()).await?;
+    let book = rules::book_at(
+        c,
+        rules.current,
+        &rules.asked,
+        rules.read,
+        batch.rules_versions(),
+    )
+    .await?;
     let mut seen = HashSet::new();
     let touched: Vec<&CardId> = new
         .entries

@@ -44,15 +44,16 @@ async fn at<C: Statements>(c: &mut C, current: u64) -> Result<Arc<ProgramRules>>
 /// The current rules and the stored versions among `wanted`.
 pub async fn book<C: Statements>(c: &mut C, wanted: HashSet<u64>) -> Result<RulesBook> {
     let v = c.rules_version().await?;
-    book_at(c, v, Vec::new(), wanted).await
+    book_at(c, v, &[], Vec::new(), wanted).await
 }
 
-/// [`book`] when the current version is known; the cache gets `read` first, the
-/// stored JSON of versions it lacked (so a version read with the push's first
-/// statements costs no statement of its own).
+/// [`book`] when the current version is known. `read` is what the caller read of
+/// the versions `asked` (those the cache lacked): the cache gets it first, and a
+/// version asked and not read is not stored, so it costs no statement of its own.
 pub async fn book_at<C: Statements>(
     c: &mut C,
     current: u64,
+    asked: &[u64],
     read: Vec<(u64, String)>,
     wanted: HashSet<u64>,
 ) -> Result<RulesBook> {
@@ -62,11 +63,15 @@ pub async fn book_at<C: Statements>(
     let current = at(c, current).await?;
     let mut versions = Vec::new();
     for v in wanted {
-        if v != current.version
-            && let Some(r) = version(c, v).await?
-        {
-            versions.push(r);
+        if v == current.version {
+            continue;
         }
+        let stored = match c.caches().rules.get(v) {
+            Some(r) => Some(r),
+            None if asked.contains(&v) => None,
+            None => version(c, v).await?,
+        };
+        versions.extend(stored);
     }
     Ok(RulesBook::new(current, versions))
 }
