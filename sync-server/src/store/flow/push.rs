@@ -21,11 +21,20 @@
 //!    anomaly, never a refusal.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
+//! The statements are asked for in three groups ([`PushRows`]), shaped like round
+//! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
+//! the spend (`lock_and_read_cards`), and every write of steps 5–6
+//! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
+//! `START TRANSACTION` in the first), so a push costs four round trips with `COMMIT`
+//! whatever its size; only a stale cached spend adds one, and a card HQ never held
+//! makes the attempt start over once.
+//!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
 //! thread from the moment the push arrives, so the hashing overlaps with the
 //! transaction's first statements instead of adding to them.
 //!
 //! [`CardRows::lock_cards`]: crate::store::statements::CardRows::lock_cards
+//! [`PushRows`]: crate::store::statements::PushRows
 
 use super::done;
 use super::rules;
