@@ -211,7 +211,6 @@ pub(super) async fn insert_entries(c: &Client, new: &NewEntries<'_>) -> Result<O
         hash.push(h.as_str());
         body.push(b.as_str());
     }
-    let c = c;
     let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
     let result = c
         .execute(
