@@ -53,12 +53,22 @@ pub fn measure(db: &HqDb) -> anyhow::Result<u64> {
         let warm = (1..=10).map(|seq| sale(seq, card(seq), 0)).collect();
         store.push(&terminal, Batch::new(warm)?, now).await?;
         // Measured: accruals and redemptions (lots read and consumed) on known cards.
-        let measured = (11..=20)
-            .map(|seq| sale(seq, card(seq), if seq % 2 == 0 { 3 } else { 0 }))
-            .collect();
-        counter.reset();
-        let out = store.push(&terminal, Batch::new(measured)?, now).await?;
-        anyhow::ensure!(out.applied == 10, "the measured push applied {}", out.applied);
-        Ok(counter.flights())
+        // The proxy may count a flight twice when it reaches it in pieces on a loaded
+        // machine, never a round trip less: the least of identical pushes is the count.
+        let mut least = u64::MAX;
+        for round in 1..=3u64 {
+            let measured = (round * 10 + 1..=round * 10 + 10)
+                .map(|seq| sale(seq, card(seq), if seq % 2 == 0 { 3 } else { 0 }))
+                .collect();
+            counter.reset();
+            let out = store.push(&terminal, Batch::new(measured)?, now).await?;
+            anyhow::ensure!(
+                out.applied == 10,
+                "the measured push applied {}",
+                out.applied
+            );
+            least = least.min(counter.flights());
+        }
+        Ok(least)
     })
 }
