@@ -65,6 +65,18 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
         &dir.path().join("hq"),
         &format!("[admin]\npassword_hash = \"{}\"\n", hash_password(PASSWORD)),
     );
+    // A tier today's big receipt reaches (at the base accrual rate, so the points stay
+    // as without it) and a promotion on the imported history's category in March 1997:
+    // the pages show the tier figures and the promotion's difference-in-differences.
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[tier]]\nname = \"gold\"\nmin_spend_minor = 100000\naccrual_bp = 500\n\n\
+         [[promotion]]\nname = \"spring\"\nmultiplier_percent = 200\n\
+         categories = [\"import\"]\nstarts = 1997-03-01\nends = 1997-03-31\n",
+    )
+    .unwrap();
+    server.admin_ok(&["rules", "set", rules.to_str().unwrap()]);
     // The CDNOW sample's 2,357 customers, one card each, as history.
     let purchases = cdnow::load("CDNOW_sample.txt").unwrap_or_else(|e| panic!("{e}"));
     let csv = dir.path().join("cdnow.csv");
@@ -122,10 +134,25 @@ fn an_operator_logs_in_reads_the_kpis_blocks_a_card_and_logs_out() {
             .text(),
         "1"
     );
+    assert_eq!(
+        browser
+            .find("td[data-figure=\"tier_moves.none.gold\"]")
+            .text(),
+        "1",
+        "the card reached gold today"
+    );
     assert_page_figures_equal_the_cli(&browser, &server, "1997-01-01", "1998-06-30");
     assert_eq!(
         browser.find("td[data-figure=\"members.receipts\"]").text(),
         purchases.len().to_string()
+    );
+    let did = browser.find("td[data-figure=\"promotion.spring.did_minor\"]");
+    assert_ne!(did.text(), "0", "March 1997 against the 31 days before it");
+    assert!(
+        browser
+            .source()
+            .contains("<td>1997-03-01 to 1997-03-31</td><td>1997-01-29 to 1997-02-28</td>"),
+        "the promotions table shows both windows"
     );
     assert_eq!(browser.all("svg").len(), 2);
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-kpi.png");

@@ -527,3 +527,76 @@ fn a_standalone_store_grants_the_welcome_bonus_once_per_card() {
         ]
     );
 }
+
+/// One request on an open connection: status, lower-cased headers, body (read by its
+/// `Content-Length`; the read waits at most a minute: a guard, not a measure). The
+/// body goes in a second write a moment after the headers, as from a client on a slow
+/// link: a handler that reads no body has then already run when it arrives.
+fn exchange(
+    stream: &mut std::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, Value) {
+    use std::io::{BufRead, Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: till\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    if !body.is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(body.as_bytes()).unwrap();
+    }
+    let mut reader = std::io::BufReader::new(stream);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let read = reader.read_line(&mut head).unwrap();
+        assert!(
+            read > 0,
+            "{method} {path}: connection closed, after {head:?}"
+        );
+    }
+    let head = head.to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut answer = vec![0; length];
+    reader.read_exact(&mut answer).unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head, serde_json::from_slice(&answer).unwrap())
+}
+
+#[test]
+fn a_till_keeps_one_connection_for_its_sales_when_commit_and_cancel_carry_a_body() {
+    let (_dir, agent) = standalone();
+    let addr = agent.base.split("://").nth(1).unwrap().to_owned();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    // Tills often send `{}` to commit and cancel, which read no body: the connection
+    // must stay open all the same (no new connection per sale).
+    for i in 0..10 {
+        let receipt = format!("K-{i}");
+        let hold = serde_json::to_string(&sale_body(&receipt, Some(CARD), 10_000, 0)).unwrap();
+        let (status, head, _) = exchange(&mut stream, "POST", "/v1/sales", &hold);
+        assert_eq!(status, 200, "{head}");
+        let end = if i % 2 == 0 { "commit" } else { "cancel" };
+        let (status, head, answer) = exchange(
+            &mut stream,
+            "POST",
+            &format!("/v1/sales/{receipt}/{end}"),
+            "{}",
+        );
+        assert_eq!(status, 200, "{head}{answer}");
+        assert!(!head.contains("connection: close"), "{end} {i}: {head}");
+    }
+    let (status, _, card) = exchange(&mut stream, "GET", &format!("/v1/cards/{CARD}"), "");
+    assert_eq!(status, 200);
+    // Five sales of 100.00 committed (5 points each), five cancelled.
+    assert_eq!(card["balance"], 25, "{card}");
+}

@@ -20,7 +20,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// A card as the till API reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CardView {
     /// The card.
     pub card: CardId,

@@ -64,6 +64,9 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the till API's OpenAPI 3.1 document (what `GET /v1/openapi.json` serves;
+    /// committed as docs/openapi/till-api.json).
+    Openapi,
 }
 
 /// `pos-agent till-token …`.
@@ -99,6 +102,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Demo => crate::demo_launcher::run(),
         Command::Ports => crate::ports::run(),
+        Command::Openapi => {
+            print!("{}", crate::till_api::openapi::document());
+            Ok(())
+        }
         Command::Status { config, url } => status(config, url),
         Command::SyncResume { config } => sync_resume(config),
         Command::TillToken(TillTokenCommand::Rotate { config }) => till_token_rotate(&config),

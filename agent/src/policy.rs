@@ -49,6 +49,20 @@ pub enum OfflineLimit {
 }
 
 impl OfflineLimit {
+    /// Every limit (the till API's document lists their codes).
+    pub const ALL: [Self; 10] = [
+        Self::NeverSynced,
+        Self::TooLong,
+        Self::ConsecutiveCap,
+        Self::ReceiptCap,
+        Self::CardDailyCap,
+        Self::TerminalDailyCap,
+        Self::NoAllowance,
+        Self::AllowanceShort,
+        Self::AllowanceExpiring,
+        Self::RedemptionOff,
+    ];
+
     /// The stable code naming the limit (the till API's error code, and what a quote
     /// reports in `limited_by`).
     pub const fn as_str(self) -> &'static str {

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// One accepted card scan, as `/v1/scans` and `/v1/scans/last` report it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScanEvent {
     /// Scanner name from the config.
     pub scanner: String,
@@ -74,7 +74,7 @@ impl ScanBus {
 }
 
 /// Connection state of one scanner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ScannerState {
     /// The port is open.
@@ -84,7 +84,7 @@ pub enum ScannerState {
 }
 
 /// One scanner's entry in `/v1/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ScannerStatus {
     /// Scanner name.
     pub name: String,

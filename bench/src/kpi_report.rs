@@ -1,16 +1,21 @@
 //! The KPI report over a large history: `receipts` sales (three in four with a card,
 //! over 20,000 cards) spread over a year and `stores` stores, pushed through the real
 //! push flow (which keeps the aggregates), then `sync-server report kpi` of the whole
-//! year run as a process, start to exit, as a marketer would.
+//! year run as a process, start to exit, as a marketer would. The rules have a tier
+//! the regular cards reach during the fill (a tier move each) and three two-week
+//! promotions on the sales' category, so the report reads tiers, tier moves and
+//! three difference-in-differences too.
 
 use crate::hq::HqDb;
 use protocol::journal::EntryBody;
+use protocol::rules::{ProgramRules, Promotion, Tier};
+use protocol::{BasisPoints, Money};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use sync_server::ledger::batch::Batch;
-use time::OffsetDateTime;
-use time::macros::datetime;
+use time::macros::{date, datetime};
+use time::{Date, OffsetDateTime};
 
 /// Entries per push while filling.
 const BATCH: usize = 5_000;
@@ -29,6 +34,31 @@ pub struct KpiFigures {
     pub store_report_s: f64,
 }
 
+/// A tier and three promotions (March, June, November) on the sales' category.
+fn bench_rules() -> ProgramRules {
+    let promotion = |name: &str, starts: Date| Promotion {
+        name: name.to_owned(),
+        multiplier_percent: 200,
+        categories: vec!["grocery".to_owned()],
+        skus: Vec::new(),
+        starts,
+        ends: starts + time::Duration::days(13),
+    };
+    ProgramRules {
+        tiers: vec![Tier {
+            name: "silver".to_owned(),
+            min_spend_minor: Money(10_000),
+            accrual_bp: BasisPoints(500),
+        }],
+        promotions: vec![
+            promotion("march", date!(2025 - 03 - 03)),
+            promotion("june", date!(2025 - 06 - 02)),
+            promotion("november", date!(2025 - 11 - 03)),
+        ],
+        ..ProgramRules::default()
+    }
+}
+
 /// Fills `db` and times the report (best of three runs each).
 pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Result<KpiFigures> {
     std::fs::create_dir_all(dir)?;
@@ -41,6 +71,9 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
     let per_store = receipts / stores;
     let fill = rt.block_on(async {
         let store = target.open().await?;
+        store
+            .set_rules(bench_rules(), OffsetDateTime::now_utc())
+            .await?;
         let started = Instant::now();
         for s in 0..stores {
             let store_id = format!("store-{s}");
@@ -104,6 +137,11 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
             anyhow::ensure!(
                 counted == expected,
                 "the report counted {counted} receipts, not {expected}"
+            );
+            let promotions = report["promotions"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                promotions == 3,
+                "the report has {promotions} promotions, not 3"
             );
             best = best.min(took);
         }

@@ -4,11 +4,15 @@
 //! `cargo run --release -p pos-bench -- [--quick] --out FILE`
 
 mod agent_sales;
+mod arrivals;
 mod backlog;
 mod hq;
 mod kpi_report;
+mod latency;
 mod offline_replay;
+mod probe_till;
 mod push_load;
+mod push_runs;
 mod round_trips;
 mod scan_latency;
 mod sqlite_limit;
@@ -24,7 +28,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "pos-bench", about)]
 struct Args {
-    /// Smaller runs: about 1.5 minutes in all, against about 2.5 for the full run (the
+    /// Smaller runs: about 2.5 minutes in all, against about 4 for the full run (the
     /// README gives the same figures).
     #[arg(long)]
     quick: bool,
@@ -176,11 +180,15 @@ fn main() -> anyhow::Result<()> {
     ));
 
     let backlog_n = if q { 20_000 } else { 100_000 };
-    let (terminals, rounds) = if q { (500, 4) } else { (500, 20) };
+    let size = push_runs::Size {
+        terminals: 500,
+        rounds: if q { 4 } else { 20 },
+        window: Duration::from_secs(if q { 6 } else { 20 }),
+    };
     figures.insert("sync_backlog_entries".into(), json!(backlog_n));
     let kpi_receipts = if q { 100_000 } else { 1_000_000 };
     figures.insert("kpi_receipts".into(), json!(kpi_receipts));
-    figures.insert("server_push_terminals".into(), json!(terminals));
+    figures.insert("server_push_terminals".into(), json!(size.terminals));
     // Each measurement gets a fresh, empty database.
     let mut backends: Vec<(&str, FreshDb, usize)> = vec![("", || Ok(hq::HqDb::Sqlite), 1)];
     match hq::HqDb::postgres() {
@@ -258,103 +266,18 @@ fn main() -> anyhow::Result<()> {
             None,
             "one of 20 stores",
         ));
-        let push = push_load::measure(
-            &dir.join("push"),
-            &fresh()?,
-            *instances,
-            terminals,
-            rounds,
-            10,
-            None,
+        push_runs::measure(
+            &dir,
+            &push_runs::Backend {
+                prefix,
+                name,
+                instances: *instances,
+                fresh: &fresh,
+            },
+            &size,
+            &mut figures,
+            &mut table,
         )?;
-        figures.insert(
-            format!("{prefix}server_push_entries_per_s"),
-            json!(round(push.entries_per_s)),
-        );
-        figures.insert(
-            format!("{prefix}server_push_p50_ms"),
-            json!(round3(push.p50_ms)),
-        );
-        figures.insert(
-            format!("{prefix}server_push_p99_ms"),
-            json!(round3(push.p99_ms)),
-        );
-        figures.insert(format!("{prefix}server_pushes"), json!(push.pushes));
-        table.push(row(
-            &format!("{terminals} terminals, {name} ({instances} inst.): entries/s"),
-            push.entries_per_s,
-            "",
-            0.0,
-            None,
-            "pushes of 10 entries, back to back (saturation)",
-        ));
-        table.push(row(
-            &format!("{terminals} terminals, {name}: push p99 (ms)"),
-            push.p99_ms,
-            "p50 (ms)",
-            push.p50_ms,
-            None,
-            "queueing at saturation",
-        ));
-        let paced = push_load::measure(
-            &dir.join("push-paced"),
-            &fresh()?,
-            *instances,
-            terminals,
-            rounds,
-            10,
-            Some(Duration::from_secs(1)),
-        )?;
-        figures.insert(
-            format!("{prefix}server_push_paced_p50_ms"),
-            json!(round3(paced.p50_ms)),
-        );
-        figures.insert(
-            format!("{prefix}server_push_paced_p99_ms"),
-            json!(round3(paced.p99_ms)),
-        );
-        for (load, figures_of) in [("", &push), ("paced_", &paced)] {
-            figures.insert(
-                format!("{prefix}open_sale_with_points_{load}under_load_p99_ms"),
-                json!(round3(figures_of.open_sale_p99_ms)),
-            );
-            figures.insert(
-                format!("{prefix}open_sale_with_points_{load}under_load_offline_share"),
-                json!(round3(figures_of.open_sale_offline_share)),
-            );
-        }
-        table.push(row(
-            &format!("open sale with points, {name}, under saturation p99 (ms)"),
-            push.open_sale_p99_ms,
-            "live_balance_timeout_ms",
-            800.0,
-            Some(push.open_sale_p99_ms / 800.0),
-            &format!(
-                "a real till, HQ reservation; {} sales, {:.0}% fell back offline",
-                push.open_sales,
-                push.open_sale_offline_share * 100.0
-            ),
-        ));
-        table.push(row(
-            &format!("open sale with points, {name}, paced load p99 (ms)"),
-            paced.open_sale_p99_ms,
-            "live_balance_timeout_ms",
-            800.0,
-            Some(paced.open_sale_p99_ms / 800.0),
-            &format!(
-                "{} sales, {:.0}% fell back offline",
-                paced.open_sales,
-                paced.open_sale_offline_share * 100.0
-            ),
-        ));
-        table.push(row(
-            &format!("{terminals} terminals, {name}: paced push p99 (ms)"),
-            paced.p99_ms,
-            "p50 (ms)",
-            paced.p50_ms,
-            None,
-            "each till pushes 10 entries once a second",
-        ));
     }
 
     figures.insert("machine".into(), json!(machine()));
@@ -407,7 +330,7 @@ fn row(
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<44} {:>12}   {:<26} {:>12} {:>8}  note",
+        "{:<60} {:>12}   {:<26} {:>12} {:>8}  note",
         "figure", "value", "limit", "limit value", "ratio"
     );
     for r in rows {
@@ -415,7 +338,7 @@ fn print_table(rows: &[Row]) {
             .ratio
             .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0));
         println!(
-            "{:<44} {:>12.2}   {:<26} {:>12.2} {:>8}  {}",
+            "{:<60} {:>12.2}   {:<26} {:>12.2} {:>8}  {}",
             r.what, r.value, r.limit_name, r.limit, ratio, r.note
         );
     }

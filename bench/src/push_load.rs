@@ -1,101 +1,44 @@
 //! Many terminals at once: `terminals` simulated tills each push small batches to
 //! real `sync-server` processes concurrently, each waiting for its answer before the
-//! next push (as the agent does). Throughput and push latency percentiles.
+//! next push (as the agent does), back to back or at Poisson arrival times
+//! ([`Load`]). Throughput and push latency percentiles.
 //!
-//! Meanwhile one real `pos-agent` (the *probe till*) opens sales with points against
-//! the first instance and cancels them, one after the other: the time to open such a
-//! sale is HQ's reservation round trip under that load, which is in the checkout path.
+//! Meanwhile the probe till ([`ProbeTill`], a real `pos-agent` on the first instance)
+//! opens sales with points and looks up its card: HQ's reservation and live balance
+//! round trips under that load, which a cashier waits for.
 
+use crate::arrivals::Load;
 use crate::hq::HqDb;
+use crate::latency::quantile_ms;
+use crate::probe_till::{ProbeTill, Probed};
 use crate::store_load::Target;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
 use protocol::{StoreId, TerminalId};
-use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-use testkit::agent::{Agent, sale_body, sync_config};
 
 /// The figures.
 pub struct PushFigures {
-    /// Entries acknowledged per second, all terminals together.
+    /// The rate offered (`None` back to back).
+    pub offered_entries_per_s: Option<f64>,
+    /// Entries acknowledged per second, all terminals together, from the start to the
+    /// last answer.
     pub entries_per_s: f64,
     /// Median push latency.
     pub p50_ms: f64,
     /// 99th percentile push latency.
     pub p99_ms: f64,
+    /// 99.9th percentile push latency.
+    pub p999_ms: f64,
     /// Pushes made.
     pub pushes: usize,
-    /// The probe till: 99th percentile time to open a sale with points while the
-    /// terminals pushed.
-    pub open_sale_p99_ms: f64,
-    /// Sales the probe opened, and the share HQ did not answer in time for (the
-    /// till fell back to the offline rules: `"offline": true`).
-    pub open_sales: usize,
-    /// See [`Self::open_sales`].
-    pub open_sale_offline_share: f64,
+    /// The probe till opening sales with points while the terminals pushed.
+    pub open_sale: Probed,
+    /// The probe till looking up its card's balance (online: HQ's live balance).
+    pub live_balance: Probed,
 }
-
-/// A real till opening sales with points (1 point each, then cancelled) until told to
-/// stop, from a card it earned 100 points on before the load.
-struct ProbeTill {
-    agent: Agent,
-}
-
-impl ProbeTill {
-    /// Starts the till on HQ `base` as `store`/`terminal` and earns the card's points.
-    fn start(dir: &Path, base: &str, store: &str, terminal: &str, token: &str) -> Self {
-        // Caps mode: no allowance, so every hold asks HQ for its reservation. The
-        // product's default live_balance_timeout_ms (800), not the tests' shorter one.
-        let config = sync_config(
-            dir,
-            store,
-            terminal,
-            base,
-            token,
-            "[offline]\nredemption = \"caps\"\n",
-        )
-        .replace(
-            "live_balance_timeout_ms = 500",
-            "live_balance_timeout_ms = 800",
-        );
-        let agent = Agent::start(dir, &config);
-        // 10,000 points: far more than the holds whose releases are still queued.
-        agent.sell("EARN", Some(PROBE_CARD), 20_000_000, 0);
-        agent.wait_synced();
-        Self { agent }
-    }
-
-    /// Opens and cancels sales until `stop`; each opening's latency and whether it
-    /// was decided offline.
-    fn run(&self, stop: &AtomicBool) -> anyhow::Result<Vec<(Duration, bool)>> {
-        let client = ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
-                .http_status_as_error(true)
-                .build(),
-        );
-        let mut samples = Vec::new();
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            n += 1;
-            let receipt = format!("P-{n}");
-            let started = Instant::now();
-            let mut reply = client
-                .post(&self.agent.url("/v1/sales"))
-                .send_json(sale_body(&receipt, Some(PROBE_CARD), 10_000, 1))?;
-            let answer: serde_json::Value = reply.body_mut().read_json()?;
-            samples.push((started.elapsed(), answer["offline"] == true));
-            client
-                .post(&self.agent.url(&format!("/v1/sales/{receipt}/cancel")))
-                .send_json(json!({}))?;
-        }
-        Ok(samples)
-    }
-}
-
-/// The probe till's card.
-const PROBE_CARD: &str = "4006381333931";
 
 /// Enrolls `n` terminals directly in the database (the CLI would start `n` processes);
 /// returns (store id, token) per terminal `till-{i}`.
@@ -131,18 +74,20 @@ fn enroll(target: &Target, n: usize) -> anyhow::Result<Vec<(String, String)>> {
     })
 }
 
-/// Runs the load: `terminals` tills, `rounds` pushes each of `batch` entries, spread
-/// over `instances` sync-server processes on the one database (as behind a load
-/// balancer). With `pace`, each till pushes once per `pace`, the tills spread evenly
-/// over the period as real ones are; without, back to back (saturation).
+/// Runs the load: `terminals` tills pushing batches of `batch` entries as `load` says,
+/// spread over `instances` sync-server processes on the one database (as behind a
+/// load balancer).
+///
+/// A paced push's latency counts from when it was due, not from when it was sent: a
+/// till still waiting for its previous answer sends late, and that wait is part of
+/// what its next push costs (no coordinated omission).
 pub fn measure(
     dir: &Path,
     db: &HqDb,
     instances: usize,
     terminals: usize,
-    rounds: u64,
     batch: u64,
-    pace: Option<Duration>,
+    load: Load,
 ) -> anyhow::Result<PushFigures> {
     let dirs: Vec<_> = (0..instances.max(1))
         .map(|i| dir.join(format!("hq-{i}")))
@@ -176,11 +121,12 @@ pub fn measure(
     for (i, (store, token)) in tokens.into_iter().enumerate() {
         let url = format!("{}/v1/sync/push", servers[i % servers.len()].base);
         let barrier = barrier.clone();
+        let schedule = load.schedule(i, terminals, batch);
         threads.push(std::thread::spawn(
             move || -> anyhow::Result<Vec<Duration>> {
                 let terminal = format!("till-{i}");
                 let now = time::OffsetDateTime::now_utc();
-                let bodies: Vec<String> = (0..rounds)
+                let bodies: Vec<String> = (0..schedule.len() as u64)
                     .map(|r| {
                         let entries = (1..=batch)
                             .map(|k| crate::store_load::sale(&terminal, r * batch + k, now))
@@ -200,20 +146,22 @@ pub fn measure(
                 );
                 barrier.wait();
                 let start = Instant::now();
-                let offset = pace.map(|p| p.mul_f64(i as f64 / terminals as f64));
                 let mut latencies = Vec::with_capacity(bodies.len());
-                for (round, body) in bodies.into_iter().enumerate() {
-                    if let (Some(p), Some(o)) = (pace, offset) {
-                        let due = start + o + p * u32::try_from(round).unwrap_or(u32::MAX);
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    }
-                    let started = Instant::now();
+                for (due, body) in schedule.into_iter().zip(bodies) {
+                    let from = match due {
+                        Some(due) => {
+                            let due = start + due;
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                            due
+                        }
+                        None => Instant::now(),
+                    };
                     client
                         .post(&url)
                         .header("authorization", &format!("Bearer {token}"))
                         .header("content-type", "application/json")
                         .send(body.as_bytes())?;
-                    latencies.push(started.elapsed());
+                    latencies.push(from.elapsed());
                 }
                 Ok(latencies)
             },
@@ -222,43 +170,39 @@ pub fn measure(
     barrier.wait();
     let started = Instant::now();
     let stop = AtomicBool::new(false);
-    let (all, probed) = std::thread::scope(|s| -> anyhow::Result<_> {
+    let (all, (open_sale, live_balance)) = std::thread::scope(|s| -> anyhow::Result<_> {
         let probing = s.spawn(|| probe.run(&stop));
         let mut all = Vec::new();
+        let mut failed = None;
         for t in threads {
-            all.extend(
-                t.join()
-                    .map_err(|_| anyhow::anyhow!("a terminal thread panicked"))??,
-            );
+            match t.join() {
+                Ok(Ok(latencies)) => all.extend(latencies),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(_) => failed = failed.or(Some(anyhow::anyhow!("a terminal thread panicked"))),
+            }
         }
+        // Stopped before any error returns: the probe would otherwise never end.
         stop.store(true, Ordering::Relaxed);
         let probed = probing
             .join()
             .map_err(|_| anyhow::anyhow!("the probe till panicked"))??;
-        Ok((all, probed))
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((all, probed)),
+        }
     })?;
     let secs = started.elapsed().as_secs_f64();
     let mut all = all;
     servers[0].assert_verify();
     all.sort();
-    let offline = probed.iter().filter(|(_, offline)| *offline).count();
-    let mut opened: Vec<Duration> = probed.iter().map(|(d, _)| *d).collect();
-    opened.sort();
     Ok(PushFigures {
-        entries_per_s: (terminals as u64 * rounds * batch) as f64 / secs,
-        p50_ms: percentile_ms(&all, 50),
-        p99_ms: percentile_ms(&all, 99),
+        offered_entries_per_s: load.offered_entries_per_s(),
+        entries_per_s: (all.len() as u64 * batch) as f64 / secs,
+        p50_ms: quantile_ms(&all, 0.5),
+        p99_ms: quantile_ms(&all, 0.99),
+        p999_ms: quantile_ms(&all, 0.999),
         pushes: all.len(),
-        open_sale_p99_ms: percentile_ms(&opened, 99),
-        open_sales: opened.len(),
-        open_sale_offline_share: offline as f64 / opened.len().max(1) as f64,
+        open_sale,
+        live_balance,
     })
-}
-
-/// The `p`th percentile of sorted `samples`, in milliseconds (0 when empty).
-fn percentile_ms(samples: &[Duration], p: usize) -> f64 {
-    match samples.len() {
-        0 => 0.0,
-        n => samples[(n * p / 100).min(n - 1)].as_secs_f64() * 1000.0,
-    }
 }

@@ -63,12 +63,9 @@ pub fn measure(dir: &Path, scans: u64, idle_secs: u64) -> anyhow::Result<ScanFig
         anyhow::ensure!(event["card"] == card.as_str(), "unexpected event {event}");
     }
     latencies.sort();
-    let pct = |p: usize| {
-        latencies[(latencies.len() * p / 100).min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
     Ok(ScanFigures {
-        p50_ms: pct(50),
-        p99_ms: pct(99),
+        p50_ms: crate::latency::quantile_ms(&latencies, 0.5),
+        p99_ms: crate::latency::quantile_ms(&latencies, 0.99),
         scans: latencies.len(),
         idle_cpu_percent,
     })

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The check the digits of a card number must pass.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CardCheck {
     /// Any 6 to 19 digits (no check digit).
@@ -26,7 +26,7 @@ pub enum CardCheck {
 
 /// A range of prefixes: `"2990"` (that prefix) or `"2990-2999"` (every prefix from
 /// the first to the last, both of the same length, inclusive).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct PrefixRange {
     first: String,
@@ -90,7 +90,7 @@ impl fmt::Display for PrefixRange {
 
 /// `[card_numbers]`: the check, and the prefix ranges the program's cards use (none:
 /// any prefix).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CardNumberRules {
     /// The check the digits must pass.

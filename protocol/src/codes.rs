@@ -10,7 +10,7 @@ use crate::token::{AppToken, KeyRing, TokenError};
 use serde::{Deserialize, Serialize};
 
 /// The barcode family a code came in, as the till API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Symbology {
     /// EAN-13 (`]E0`).

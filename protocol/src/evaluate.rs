@@ -73,7 +73,7 @@ impl From<AmountError> for EvalError {
 }
 
 /// A receipt priced without writing anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Quote {
     /// Receipt total.
     pub total_minor: Money,
@@ -89,7 +89,7 @@ pub struct Quote {
 }
 
 /// One line of a priced sale: the till's line and what points did to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricedLine {
     /// Stock-keeping unit.
@@ -112,7 +112,7 @@ pub struct PricedLine {
 }
 
 /// A priced sale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricedSale {
     /// The lines.
@@ -130,17 +130,19 @@ pub struct PricedSale {
 }
 
 /// One line of a return request: `qty` units of sale line `line` (0-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnLineRequest {
     /// Index of the line on the sale.
+    #[schema(maximum = 999)]
     pub line: usize,
     /// Units returned.
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64)]
     pub qty: u32,
 }
 
 /// One line of a priced return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnedLine {
     /// Index of the line on the sale.
@@ -156,7 +158,7 @@ pub struct ReturnedLine {
 }
 
 /// A priced return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PricedReturn {
     /// The lines.

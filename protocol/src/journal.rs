@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// One journal entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JournalEntry {
     /// Globally unique id, chosen by the terminal.
@@ -27,7 +27,7 @@ pub struct JournalEntry {
 }
 
 /// What an entry records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryBody {
     /// A committed sale: points redeemed and accrued.
@@ -45,7 +45,7 @@ pub enum EntryBody {
 }
 
 /// A committed sale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleEntry {
     /// The till's receipt number.
@@ -66,7 +66,7 @@ pub struct SaleEntry {
 }
 
 /// Points of a sale drawn from a lease HQ granted the till.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseDraw {
     /// The lease.
@@ -76,7 +76,7 @@ pub struct LeaseDraw {
 }
 
 /// A return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnEntry {
     /// The till's return number.
@@ -92,7 +92,7 @@ pub struct ReturnEntry {
 }
 
 /// A welcome bonus.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WelcomeEntry {
     /// The new card.
@@ -102,7 +102,7 @@ pub struct WelcomeEntry {
 }
 
 /// Why a hold with reserved points ended without a sale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseReason {
     /// The till cancelled the sale.
@@ -112,7 +112,7 @@ pub enum ReleaseReason {
 }
 
 /// A released reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseEntry {
     /// The receipt whose hold ended (the reservation's key with the terminal).
@@ -126,7 +126,7 @@ pub struct ReleaseEntry {
 }
 
 /// A lease the till closed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseClosedEntry {
     /// The lease.

@@ -15,10 +15,12 @@ pub mod escrow;
 pub mod evaluate;
 pub mod ids;
 pub mod journal;
+pub mod json;
 pub mod limits;
 pub mod money;
 pub mod receipt;
 pub mod rules;
+pub mod schema;
 pub mod token;
 pub mod wire;
 

@@ -7,16 +7,21 @@ use serde::{Deserialize, Serialize};
 pub const MAX_LINES: usize = 1_000;
 
 /// One receipt line. `amount_minor` is the line total (price x quantity).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     /// Stock-keeping unit.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$")]
     pub sku: String,
     /// Category, matched against the rules' category lists.
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$")]
     pub category: String,
-    /// Line total in minor units; never negative.
+    /// Line total in minor units; never negative, at most `[limits] max_line_minor`
+    /// (the document states the default, [`crate::limits::Limits::DEFAULT`]).
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000)]
     pub amount_minor: Money,
     /// Quantity in whole units (weighed goods: 1); at least 1.
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64, format = Int64)]
     pub qty: u32,
 }
 
@@ -74,8 +79,10 @@ pub fn validate_lines(lines: &[Line]) -> Result<Money, ReceiptError> {
     Money::checked_sum(lines.iter().map(|l| l.amount_minor)).map_err(|_| ReceiptError::Overflow)
 }
 
+/// 1 to 64 characters (not bytes: a name in Cyrillic or Greek is as long as one in
+/// Latin letters), none of them a control character.
 fn valid_text(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control)
+    (1..=64).contains(&s.chars().count()) && !s.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -89,6 +96,20 @@ mod tests {
             amount_minor: Money(amount),
             qty,
         }
+    }
+
+    #[test]
+    fn names_are_counted_in_characters_not_bytes() {
+        // Found by schemathesis: 64 characters are 64 characters in any script.
+        let mut l = line(100, 1);
+        l.sku = "я".repeat(64);
+        l.category = "Ω".repeat(64);
+        assert_eq!(validate_lines(std::slice::from_ref(&l)), Ok(Money(100)));
+        l.sku = "я".repeat(65);
+        assert!(matches!(
+            validate_lines(&[l]),
+            Err(ReceiptError::BadLine { field: "sku", .. })
+        ));
     }
 
     #[test]

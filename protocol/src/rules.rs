@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 /// The whole program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProgramRules {
     /// Version number; HQ increases it with every `rules set`. 0 = local rules.
@@ -47,7 +47,7 @@ pub struct ProgramRules {
 
 /// A tier: cards whose rolling 12-month spend reaches `min_spend_minor` accrue at
 /// `accrual_bp` instead of the base rate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Tier name shown to the till (`silver`, `gold`).
@@ -61,7 +61,7 @@ pub struct Tier {
 /// A promotion: lines whose SKU or category is listed accrue `multiplier_percent`
 /// of the normal points (200 = double points) from `starts` to `ends` inclusive.
 /// With both lists empty it applies to every line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Promotion {
     /// Name, for reports.

@@ -25,10 +25,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const PROTOCOL_HEADER: &str = "x-loyalty-protocol";
 
 /// `POST /v1/sync/push`: a batch of entries in `seq` order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The store the sender believes it is; must match its token.
     pub store_id: StoreId,
@@ -39,7 +40,7 @@ pub struct PushRequest {
 }
 
 /// Answer to a push, sent only after HQ committed the batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -57,7 +58,7 @@ pub struct PushResponse {
 }
 
 /// `GET /v1/sync/pull?cursor=…`: what changed at HQ since `cursor`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -79,7 +80,7 @@ pub struct PullResponse {
 }
 
 /// A card blocked or unblocked by HQ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockChange {
     /// The card.
     pub card: CardId,
@@ -88,7 +89,7 @@ pub struct BlockChange {
 }
 
 /// An HQ public key for app tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicKeyInfo {
     /// Key id, as in the tokens.
     pub key_id: KeyId,
@@ -100,7 +101,7 @@ pub struct PublicKeyInfo {
 }
 
 /// A card's balance as HQ knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CardBalance {
     /// The card.
     pub card: CardId,
@@ -126,7 +127,7 @@ pub struct CardBalance {
 }
 
 /// `GET /v1/cards/{card}` at HQ: a live balance for an online agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LiveBalanceResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -138,16 +139,18 @@ pub struct LiveBalanceResponse {
 
 /// `POST /v1/reservations`: hold points of a card at HQ for a receipt being sold.
 /// Idempotent per (terminal, `receipt_id`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The card.
     pub card: CardId,
     /// The receipt being sold (with the terminal, the reservation's key).
     pub receipt_id: ReceiptId,
     /// Points to hold (at least 1).
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub points: Points,
     /// When the till releases the hold if it is not committed (till clock).
     #[serde(with = "time::serde::rfc3339")]
@@ -155,7 +158,7 @@ pub struct ReserveRequest {
 }
 
 /// A reservation HQ holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reservation {
     /// The receipt.
     pub receipt_id: ReceiptId,
@@ -169,7 +172,7 @@ pub struct Reservation {
 }
 
 /// Answer to a granted reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReserveResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -182,35 +185,40 @@ pub struct ReserveResponse {
 }
 
 /// `POST /v1/sync/leases`: the till reports the leases it holds and asks for more.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseSyncRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// Per-terminal counter, higher than every earlier request's (HQ refuses older).
+    #[schema(maximum = 9_223_372_036_854_775_807_i64)]
     pub epoch: u64,
     /// The till's last journal `seq`; HQ must hold all of it (`acked_through`).
     pub through_seq: Seq,
     /// The open leases the till's journal holds.
     pub held: Vec<Uuid>,
     /// Most points all of this till's open leases may hold together.
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_total: Points,
     /// Cards the till wants a lease of (or a held lease extended).
+    #[schema(max_items = 10_000)]
     pub want: Vec<LeaseWant>,
 }
 
 /// One card a till wants a lease of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseWant {
     /// The card.
     pub card: CardId,
     /// Most points the lease may hold.
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_points: Points,
 }
 
 /// A lease: points of a card HQ moved into one till's escrow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// Its id.
     pub lease_id: Uuid,
@@ -224,7 +232,7 @@ pub struct Lease {
 }
 
 /// Answer to a lease sync: every open lease of the terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseSyncResponse {
     /// Protocol version.
     pub protocol: u32,
@@ -233,12 +241,14 @@ pub struct LeaseSyncResponse {
 }
 
 /// `POST /v1/tokens/use`: record that an app token was scanned at this terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenUseRequest {
     /// Protocol version.
+    #[schema(minimum = 1, maximum = 1)]
     pub protocol: u32,
     /// The token's id ([`crate::token::AppToken::id`]).
+    #[schema(pattern = "^[0-9A-Fa-f]{32}$")]
     pub token_id: String,
     /// The card it stands for.
     pub card: CardId,
@@ -250,14 +260,14 @@ pub struct TokenUseRequest {
 }
 
 /// Answer to a first use (or a retry of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUseResponse {
     /// Protocol version.
     pub protocol: u32,
 }
 
 /// `GET /v1/health` at HQ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServerHealth {
     /// Protocol version.
     pub protocol: u32,
@@ -270,7 +280,7 @@ pub struct ServerHealth {
 /// The stable `code` of every error the sync API answers with. HQ maps each of its
 /// failures to one of these; the agent parses the code back to decide what to do
 /// (resend from `acked_through`, halt, retry later). The text form is the wire form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncErrorCode {
     /// Missing, unknown or revoked terminal token.
@@ -383,14 +393,14 @@ impl std::fmt::Display for SyncErrorCode {
 }
 
 /// The JSON error body of both HTTP APIs: `{"error": {"code": …, "message": …}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// Inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`seq_gap`, `insufficient_points`, …).
     pub code: String,

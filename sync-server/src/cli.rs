@@ -50,6 +50,9 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Print the sync API's OpenAPI 3.1 document (what `GET /v1/openapi.json`
+    /// serves; committed as docs/openapi/sync-api.json).
+    Openapi,
     /// Terminals and their tokens.
     #[command(subcommand)]
     Terminal(TerminalCommand),
@@ -599,6 +602,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::Report(format!("writing output: {e}")))?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Openapi = &cli.command {
+        // Needs no config and no database: the document is the code's.
+        print!("{}", crate::http::openapi::document());
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = settings(&cli)?;
     let serving = matches!(cli.command, Command::Run { .. });
     init_logging(&settings.config.log, serving);
@@ -685,7 +693,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             admin::jobs_run(store, now, abandon_after(&config.ledger), out).await?;
         }
         // Answered above, before the store opens.
-        Command::Admin(AdminCommand::HashPassword) => {}
+        Command::Admin(AdminCommand::HashPassword) | Command::Openapi => {}
         Command::Import(command) => {
             let mut progress = std::io::stderr().lock();
             let summary = match command {

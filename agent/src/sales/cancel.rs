@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// The answer to a cancel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CancelResponse {
     /// Receipt number.
     pub receipt_id: String,

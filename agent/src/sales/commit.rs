@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 /// The answer to a commit.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CommitResponse {
     /// Receipt number.
     pub receipt_id: String,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
 /// The answer to `POST /v1/sales`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HoldResponse {
     /// Receipt number.
     pub receipt_id: String,

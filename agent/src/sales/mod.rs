@@ -44,7 +44,7 @@ use std::sync::Arc;
 use time::{Date, OffsetDateTime};
 
 /// `POST /v1/sales` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleRequest {
     /// The till's receipt number (idempotency key).
@@ -53,14 +53,17 @@ pub struct SaleRequest {
     #[serde(default)]
     pub card: Option<CardId>,
     /// Receipt lines.
+    #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<Line>,
-    /// Points to redeem on this receipt (0 for none).
+    /// Points to redeem on this receipt (0 for none); at most `[limits]
+    /// max_entry_points` (the document states the default).
     #[serde(default)]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub redeem_points: Points,
 }
 
 /// `POST /v1/returns` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequest {
     /// The till's return number (idempotency key).

@@ -9,7 +9,7 @@ use crate::policy::{self, OfflineLimit, OfflineUsage, Refusal};
 use crate::redemption::{Funding, Mode};
 use config::agent::{OfflineRedemption, OfflineSection};
 use protocol::escrow::{TillLease, offline_draw};
-use protocol::evaluate::{CardState, Quote, quote as evaluate};
+use protocol::evaluate::{CardState, EvalError, Quote, quote as evaluate};
 use protocol::receipt::Line;
 use protocol::rules::ProgramRules;
 use protocol::{CardId, Points, ReceiptId};
@@ -17,20 +17,23 @@ use serde::{Deserialize, Serialize, Serializer};
 use time::Date;
 
 /// `POST /v1/quote` body: a receipt.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
     // The till may send its sale body as is: the receipt id and the points it means
-    // to redeem are checked like a sale's but play no part in a quote.
+    // to redeem are checked like a sale's (an id, points not negative) but play no
+    // part in a quote.
     #[serde(default, rename = "receipt_id")]
     _receipt_id: Option<ReceiptId>,
     /// The card, if the customer showed one.
     #[serde(default)]
     pub card: Option<CardId>,
     /// Receipt lines.
+    #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<Line>,
     #[serde(default, rename = "redeem_points")]
-    _redeem_points: Points,
+    #[schema(value_type = i64, minimum = 0)]
+    redeem_points: Points,
 }
 
 /// What bounds a quote's `max_redeem_points`.
@@ -71,7 +74,7 @@ impl Serialize for LimitedBy {
 }
 
 /// `POST /v1/quote` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QuoteResponse {
     /// The rules' evaluation, capped as `limited_by` says.
     #[serde(flatten)]
@@ -161,6 +164,9 @@ pub fn decide_request(
     offline: Option<&OfflineBound>,
     ctx: &SaleContext,
 ) -> Result<(Quote, LimitedBy), SaleError> {
+    if req.redeem_points.is_negative() {
+        return Err(SaleError::Invalid(EvalError::NegativeRedeem));
+    }
     ctx.figure_limits
         .check_lines(&req.lines)
         .map_err(SaleError::Limit)?;

@@ -17,18 +17,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge { limit: None }
-            } else {
-                ApiError::BadBody(redact_card_numbers(&e.body_text()))
-            }
-        })?;
-        serde_json::from_slice(&bytes)
+        let bytes = read_body(req, state).await?;
+        protocol::json::from_slice(&bytes)
             .map(JsonBody)
             // serde's messages quote the offending value (a card sent as a number).
             .map_err(|e| ApiError::BadJson(redact_card_numbers(&e.to_string())))
     }
+}
+
+/// A body the route has no use for (commit and cancel are named by their path; tills
+/// often send `{}`), read to its end all the same: hyper answers `Connection: close`
+/// when a handler dropped the request body unread, and the till would then open a
+/// new connection for each sale.
+pub struct UnusedBody;
+
+impl<S: Send + Sync> FromRequest<S> for UnusedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        read_body(req, state).await.map(|_| Self)
+    }
+}
+
+/// The whole body, within the router's body limit.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit: None }
+        } else {
+            ApiError::BadBody(redact_card_numbers(&e.body_text()))
+        }
+    })
 }
 
 /// A path segment parsed with `FromStr` (e.g. a card or receipt id); 400 when invalid.

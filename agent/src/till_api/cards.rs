@@ -15,7 +15,19 @@ pub fn routes() -> Router<TillState> {
     Router::new().route("/v1/cards/{card}", get(card))
 }
 
-async fn card(
+#[utoipa::path(
+    get,
+    path = "/v1/cards/{card}",
+    tag = "cards",
+    params(("card" = protocol::CardId, Path, description = "The card number.")),
+    responses(
+        (status = 200, description = "The card's balance (HQ's live figures online, the cache offline).", body = crate::cards::CardView),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn card(
     State(state): State<TillState>,
     PathId(card): PathId<CardId>,
 ) -> Result<Json<CardView>, ApiError> {

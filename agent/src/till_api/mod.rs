@@ -16,6 +16,7 @@ pub mod cards;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod openapi;
 pub mod sales;
 pub mod scans;
 pub mod status;
@@ -103,6 +104,7 @@ pub fn router(state: TillState) -> Router {
         .merge(sales::routes())
         .merge(status::routes())
         .merge(scans::routes())
+        .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -2,7 +2,7 @@
 //! the HTTP side of [`crate::sales`].
 
 use super::TillState;
-use super::body::{JsonBody, PathId};
+use super::body::{JsonBody, PathId, UnusedBody};
 use super::error::ApiError;
 use crate::journal::JournalError;
 use crate::redemption::{Authorised, Funding, LiveBalance};
@@ -62,7 +62,28 @@ impl TillState {
     }
 }
 
-async fn open_sale(
+#[utoipa::path(
+    post,
+    path = "/v1/sales",
+    tag = "sales",
+    request_body = crate::sales::SaleRequest,
+    responses(
+        (status = 200, description = "The sale is held (or the stored answer of the same request).", body = crate::sales::hold::HoldResponse,
+            links(
+                ("commit" = (operation_id = "commit_sale", parameters(("receipt_id" = "$response.body#/receipt_id")))),
+                ("cancel" = (operation_id = "cancel_sale", parameters(("receipt_id" = "$response.body#/receipt_id")))),
+            )
+        ),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
+        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn open_sale(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<SaleRequest>,
 ) -> Result<Response, ApiError> {
@@ -151,9 +172,25 @@ async fn open_sale(
     Ok(self::answer(answer))
 }
 
-async fn commit_sale(
+#[utoipa::path(
+    post,
+    path = "/v1/sales/{receipt_id}/commit",
+    tag = "sales",
+    params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
+    responses(
+        (status = 200, description = "The sale is committed (or was: the same answer).", body = crate::sales::commit::CommitResponse),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
+        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn commit_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     // Without HQ, the till grants the welcome bonus itself.
@@ -198,9 +235,24 @@ fn count_commit(state: &TillState, answer: &Answer) {
     }
 }
 
-async fn cancel_sale(
+#[utoipa::path(
+    post,
+    path = "/v1/sales/{receipt_id}/cancel",
+    tag = "sales",
+    params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
+    responses(
+        (status = 200, description = "The sale is cancelled (or was: the same answer).", body = crate::sales::cancel::CancelResponse),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn cancel_sale(
     State(state): State<TillState>,
     PathId(receipt): PathId<ReceiptId>,
+    _: UnusedBody,
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let answer = state
@@ -214,7 +266,24 @@ async fn cancel_sale(
     Ok(self::answer(answer))
 }
 
-async fn record_return(
+#[utoipa::path(
+    post,
+    path = "/v1/returns",
+    tag = "sales",
+    request_body = crate::sales::ReturnRequest,
+    responses(
+        (status = 200, description = "The return is recorded (or was: the same answer).", body = crate::sales::returns::ReturnResponse),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
+        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn record_return(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<ReturnRequest>,
 ) -> Result<Response, ApiError> {
@@ -231,7 +300,22 @@ async fn record_return(
     Ok(self::answer(answer))
 }
 
-async fn quote_receipt(
+#[utoipa::path(
+    post,
+    path = "/v1/quote",
+    tag = "sales",
+    request_body = crate::sales::quote::QuoteRequest,
+    responses(
+        (status = 200, description = "What the receipt would accrue and may redeem; nothing is recorded.", body = crate::sales::quote::QuoteResponse),
+        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
+        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn quote_receipt(
     State(state): State<TillState>,
     JsonBody(req): JsonBody<QuoteRequest>,
 ) -> Result<Response, ApiError> {

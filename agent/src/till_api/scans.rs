@@ -19,7 +19,17 @@ pub fn routes() -> Router<TillState> {
         .route("/v1/scans/last", get(last))
 }
 
-async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/scans/last",
+    tag = "scans",
+    responses(
+        (status = 200, description = "The latest card scan.", body = ScanEvent),
+        (status = 404, description = "No card has been scanned yet.", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, ApiError> {
     state
         .scans
         .last()
@@ -27,7 +37,16 @@ async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, ApiErro
         .ok_or(ApiError::NoScan)
 }
 
-async fn stream(
+#[utoipa::path(
+    get,
+    path = "/v1/scans",
+    tag = "scans",
+    responses(
+        (status = 200, description = "Server-Sent Events: one JSON `data:` line per scan (a `ScanEvent`), keep-alive comments; the stream does not end.", body = String, content_type = "text/event-stream"),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn stream(
     State(state): State<TillState>,
 ) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
     let rx = state.scans.subscribe();

@@ -19,7 +19,7 @@ pub fn routes() -> Router<TillState> {
 }
 
 /// `GET /v1/health` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// Always `ok` (the agent answers, so it runs).
     pub status: &'static str,
@@ -61,7 +61,7 @@ pub struct Health {
 }
 
 /// `mode` in `GET /v1/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     /// No HQ configured: the till keeps its own points.
@@ -85,7 +85,17 @@ impl SyncMode {
     }
 }
 
-async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "status",
+    responses(
+        (status = 200, description = "The agent runs; its sync and scanner state.", body = Health),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
     let now = state.clock.now();
     let (queue, halted, quarantine) = state
         .journal
@@ -128,7 +138,16 @@ async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError
     }))
 }
 
-async fn metrics(State(state): State<TillState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    responses(
+        (status = 200, description = "Prometheus/OpenMetrics text.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn metrics(State(state): State<TillState>) -> impl IntoResponse {
     state.metrics.online.set(i64::from(state.link.online()));
     (
         [(

@@ -3,6 +3,7 @@
 
 use super::raw;
 use super::{BenchError, Target, enroll, journal};
+use crate::latency::quantile;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,16 +140,6 @@ impl fmt::Display for ConcurrentFigures {
             self.max.as_secs_f64() * 1e3
         )
     }
-}
-
-/// The `q`-quantile of sorted latencies.
-pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let last = sorted.len() - 1;
-    let i = ((last as f64) * q).round() as usize;
-    sorted[i.min(last)]
 }
 
 /// `terminals` terminals (of 50 stores) each push `rounds` batches of `batch` entries

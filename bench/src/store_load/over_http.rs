@@ -7,9 +7,9 @@
 //! * 500 terminals pushing batches of 5 at once (two server instances on
 //!   PostgreSQL, one on SQLite), back to back and paced at one push per second each.
 
-use super::drivers::quantile;
 use super::tests::record;
 use super::{Target, journal};
+use crate::latency::quantile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_server::keys::TerminalToken;

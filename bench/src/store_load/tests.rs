@@ -3,7 +3,7 @@
 //!
 //! `cargo test --release -p pos-bench store_load::tests -- --ignored --nocapture --test-threads 1`
 
-use super::drivers::{backlog, concurrent, quantile};
+use super::drivers::{backlog, concurrent};
 use super::raw::Baseline;
 use super::*;
 use std::io::Write;
@@ -107,12 +107,4 @@ async fn concurrent_terminals_on_postgres_with_two_instances() {
             "PostgreSQL store, 2 instances x {pool} connections, {figures}"
         ));
     }
-}
-
-#[test]
-fn quantiles_pick_from_sorted_latencies() {
-    let l: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-    assert_eq!(quantile(&l, 0.5), Duration::from_millis(51));
-    assert_eq!(quantile(&l, 0.99), Duration::from_millis(99));
-    assert_eq!(quantile(&[], 0.99), Duration::ZERO);
 }

@@ -9,6 +9,7 @@
 pub mod charts;
 pub mod html;
 pub mod pages;
+pub mod promotions;
 pub mod session;
 
 use crate::store::Store;

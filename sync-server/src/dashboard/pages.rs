@@ -5,6 +5,7 @@
 
 use super::charts::{Bar, stacked_bars};
 use super::html::{csrf_field, escape, page, table, td, td_num};
+use super::promotions::promotions_table;
 use super::session::{
     LOGIN_COOKIE, SESSION_COOKIE, Session, basic_password, cookie, same_secret, set_cookie,
 };
@@ -278,6 +279,7 @@ pub async fn kpis(State(d): Dash, headers: HeaderMap, Query(q): Query<KpiQuery>)
         "Receipts per day",
         &bars(|d| (d.member_receipts, d.non_member_receipts)),
     ));
+    body.push_str(&promotions_table(&report.promotions));
     let rows: Vec<String> = kpi::figures(&report)
         .iter()
         .map(|(name, value)| {

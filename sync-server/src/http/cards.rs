@@ -11,6 +11,20 @@ use protocol::wire::LiveBalanceResponse;
 
 /// The handler. A card HQ never saw has a zero balance, not a 404: to HQ every
 /// well-formed number is a card that may simply not have been used yet.
+#[utoipa::path(
+    get,
+    path = "/v1/cards/{card}",
+    tag = "cards",
+    security(("terminal_token" = [])),
+    params(("card" = protocol::CardId, Path, description = "The card number."), ("x-loyalty-protocol" = u32, Header, minimum = 1, maximum = 1, description = "The protocol version the terminal speaks (requests without a body carry it here).")),
+    responses(
+        (status = 200, description = "The card's live balance (zero everywhere for a card HQ never saw).", body = LiveBalanceResponse),
+        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn live_balance(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,

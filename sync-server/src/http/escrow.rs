@@ -59,7 +59,31 @@ fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
     }
 }
 
+/// Refuses a counter HQ could not store: the database holds signed 64-bit integers
+/// (a larger one failed as an internal error).
+pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
+    i64::try_from(value)
+        .map_err(|_| ApiError::BadRequest(format!("{what} must be at most {}", i64::MAX)))
+}
+
 /// `POST /v1/reservations`.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations",
+    tag = "escrow",
+    security(("terminal_token" = [])),
+    request_body = ReserveRequest,
+    responses(
+        (status = 200, description = "The points are held for the receipt (or were: the same reservation).", body = ReserveResponse),
+        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
+        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn reserve(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,
@@ -80,6 +104,23 @@ pub async fn reserve(
 }
 
 /// `POST /v1/sync/leases`.
+#[utoipa::path(
+    post,
+    path = "/v1/sync/leases",
+    tag = "escrow",
+    security(("terminal_token" = [])),
+    request_body = LeaseSyncRequest,
+    responses(
+        (status = 200, description = "Every open lease of the terminal.", body = LeaseSyncResponse),
+        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
+        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn lease_sync(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,
@@ -87,6 +128,8 @@ pub async fn lease_sync(
 ) -> Result<Json<LeaseSyncResponse>, ApiError> {
     let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
     let request: LeaseSyncRequest = parse_request(&body, "lease sync")?;
+    stored_integer("epoch", request.epoch)?;
+    stored_integer("through_seq", request.through_seq.get())?;
     if request.want.len() > MAX_WANTED {
         return Err(ApiError::BadRequest(format!(
             "a lease sync may want at most {MAX_WANTED} cards, not {}",
@@ -123,6 +166,23 @@ pub async fn lease_sync(
 }
 
 /// `POST /v1/tokens/use`.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/use",
+    tag = "escrow",
+    security(("terminal_token" = [])),
+    request_body = TokenUseRequest,
+    responses(
+        (status = 200, description = "The app token's first use (or a retry of it) is recorded.", body = TokenUseResponse),
+        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
+        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn use_token(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,

@@ -12,6 +12,16 @@ use std::time::Duration;
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The handler.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "status",
+    security(()),
+    responses(
+        (status = 200, description = "The database answers.", body = ServerHealth),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Result<Json<ServerHealth>, ApiError> {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.health()).await {
         Ok(Ok(rules_version)) => Ok(Json(ServerHealth {

@@ -42,6 +42,16 @@ impl MetricsAccess {
 }
 
 /// The handler.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    security((), ("admin" = [])),
+    responses(
+        (status = 200, description = "Prometheus text.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "Not from this host, and not HTTP Basic `admin:<password>` of `[admin]`.", body = ErrorBody),
+    )
+)]
 pub async fn metrics(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -9,6 +9,7 @@ pub mod escrow;
 pub mod fuzzing;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod pull;
 pub mod push;
 
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/use", post(escrow::use_token))
         .route("/v1/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .route_layer(middleware::from_fn(log_request))
         .fallback(|| async { ApiError::NotFound })
         // The limit applies to the decompressed body: the decompression layer sits

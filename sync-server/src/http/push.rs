@@ -63,7 +63,7 @@ pub fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
 /// (one pass over a large body on the normal path); the version decides what a
 /// failure is called.
 pub fn parse_request<T: Versioned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    match serde_json::from_slice::<T>(body) {
+    match protocol::json::from_slice::<T>(body) {
         Ok(request) if request.protocol() == PROTOCOL_VERSION => Ok(request),
         Ok(request) => Err(unsupported(request.protocol())),
         Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
@@ -92,6 +92,24 @@ async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind
 }
 
 /// The handler: [`apply`], counted and timed for `/metrics`.
+#[utoipa::path(
+    post,
+    path = "/v1/sync/push",
+    tag = "sync",
+    security(("terminal_token" = [])),
+    request_body = protocol::wire::PushRequest,
+    responses(
+        (status = 200, description = "The batch is committed; what HQ holds for the terminal.", body = protocol::wire::PushResponse),
+        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        (status = 403, description = "The body names another store or terminal than the token (`terminal_mismatch`).", body = protocol::wire::ErrorBody),
+        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
+        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
+        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
+        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+    )
+)]
 pub async fn push(
     State(state): State<AppState>,
     Terminal(terminal): Terminal,

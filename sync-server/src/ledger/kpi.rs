@@ -11,7 +11,10 @@
 //! * **items** are line quantities, net of returned quantities;
 //! * points **accrued** are the sales' accruals net of the returns' reversals, points
 //!   **redeemed** the sales' redemptions net of the points returns restored;
-//! * a day is the entry's UTC calendar day; a period is `from..=to` in days.
+//! * a day is the entry's UTC calendar day; a period is `from..=to` in days;
+//! * a **category's revenue** is what its sale lines were paid (`paid_minor` of the
+//!   line), returns not deducted (a return names the line, not its category): what
+//!   the promotions' difference-in-differences compares.
 
 use protocol::journal::{EntryBody, JournalEntry};
 use protocol::{CardId, StoreId};
@@ -27,6 +30,24 @@ pub struct DayKey {
     pub store: StoreId,
     /// True for entries with a card.
     pub member: bool,
+}
+
+/// The key of a category's daily revenue: the day's key and the lines' category.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CategoryKey {
+    /// Day, store and member flag, as for the daily totals.
+    pub day: DayKey,
+    /// The lines' category.
+    pub category: String,
+}
+
+/// What a category's sale lines add up to on one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategoryTotals {
+    /// Money paid for the lines.
+    pub revenue_minor: i64,
+    /// Units on them.
+    pub items: i64,
 }
 
 /// Sums of one aggregate row (or of many: they add up).
@@ -68,12 +89,14 @@ pub struct KpiDelta {
     pub member_days: Vec<(CardId, i32, StoreId)>,
     /// Each member's earliest receipt day in the batch (the store keeps the minimum).
     pub first_days: Vec<(CardId, i32)>,
+    /// Additions to the per-category revenue rows, in key order.
+    pub categories: Vec<(CategoryKey, CategoryTotals)>,
 }
 
 impl KpiDelta {
     /// True when the batch changes no aggregate.
     pub fn is_empty(&self) -> bool {
-        self.daily.is_empty() && self.member_days.is_empty()
+        self.daily.is_empty() && self.member_days.is_empty() && self.categories.is_empty()
     }
 }
 
@@ -92,6 +115,7 @@ pub fn delta<'a>(entries: impl IntoIterator<Item = &'a JournalEntry>, store: &St
     let mut daily: BTreeMap<DayKey, DailyTotals> = BTreeMap::new();
     let mut member_days: BTreeMap<(CardId, i32), ()> = BTreeMap::new();
     let mut first_days: HashMap<CardId, i32> = HashMap::new();
+    let mut categories: BTreeMap<CategoryKey, CategoryTotals> = BTreeMap::new();
     for entry in entries {
         let day = day_of(entry.at);
         let (card, totals) = match &entry.body {
@@ -113,6 +137,19 @@ pub fn delta<'a>(entries: impl IntoIterator<Item = &'a JournalEntry>, store: &St
                     },
                     points_redeemed: s.sale.redeemed_points.get(),
                 };
+                for line in &s.sale.lines {
+                    let key = CategoryKey {
+                        day: DayKey {
+                            day,
+                            store: store.clone(),
+                            member: s.card.is_some(),
+                        },
+                        category: line.category.clone(),
+                    };
+                    let t = categories.entry(key).or_default();
+                    t.revenue_minor = t.revenue_minor.saturating_add(line.paid_minor.get());
+                    t.items = t.items.saturating_add(i64::from(line.qty));
+                }
                 if let Some(card) = &s.card {
                     member_days.insert((card.clone(), day), ());
                     first_days
@@ -154,6 +191,7 @@ pub fn delta<'a>(entries: impl IntoIterator<Item = &'a JournalEntry>, store: &St
             .map(|(card, day)| (card, day, store.clone()))
             .collect(),
         first_days: first_days.into_iter().collect(),
+        categories: categories.into_iter().collect(),
     }
 }
 
@@ -227,6 +265,56 @@ pub struct KpiInputs {
     pub points_pending: i64,
     /// Points that expire in the next 30 days.
     pub points_expiring_30d: i64,
+    /// The current rules' tier names, lowest first (what "up" and "down" mean).
+    pub tier_order: Vec<String>,
+    /// Cards per tier now (`None`: no tier).
+    pub tier_members: Vec<(Option<String>, i64)>,
+    /// Tier changes dated in the period, per `(from, to)`.
+    pub tier_moves: Vec<(Option<String>, Option<String>, i64)>,
+    /// The promoted revenue of each promotion overlapping the period.
+    pub promotions: Vec<PromotionRevenue>,
+}
+
+/// A promotion's two windows: the days it ran in (`during`: from its first day to its
+/// last, or to the period's last day if earlier) and the same number of days just
+/// before it (`before`), as `(first, last)` day numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromotionWindows {
+    /// While it ran.
+    pub during: (i32, i32),
+    /// The same length just before.
+    pub before: (i32, i32),
+}
+
+/// The windows of a promotion from `starts` to `ends`, or `None` when it does not
+/// overlap `period`.
+pub fn promotion_windows(starts: Date, ends: Date, period: &Period) -> Option<PromotionWindows> {
+    let (from, to) = period.days();
+    let (first, last) = (day_number(starts), day_number(ends).min(to));
+    if first > to || day_number(ends) < from || last < first {
+        return None;
+    }
+    let len = last - first + 1;
+    Some(PromotionWindows {
+        during: (first, last),
+        before: (first - len, first - 1),
+    })
+}
+
+/// What a promotion's difference-in-differences reads: revenue of its promoted
+/// categories' sale lines, members and non-members, in its two windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotionRevenue {
+    /// Its name in the rules.
+    pub name: String,
+    /// Its categories (empty: every category, a promotion on every line).
+    pub categories: Vec<String>,
+    /// Its windows.
+    pub windows: PromotionWindows,
+    /// `(members, non-members)` revenue while it ran.
+    pub during: (i64, i64),
+    /// `(members, non-members)` revenue in the days before.
+    pub before: (i64, i64),
 }
 
 /// `numerator / denominator` rounded down, 0 when there is nothing to divide by.
@@ -402,6 +490,49 @@ mod tests {
             }
         );
         assert!(d.member_days.is_empty(), "a return is no visit");
+        assert!(
+            d.categories.is_empty(),
+            "a return names its line, not the category: promoted revenue is of sales"
+        );
+    }
+
+    #[test]
+    fn each_category_of_a_sale_adds_what_its_lines_were_paid() {
+        let at = datetime!(2024-03-01 12:00 UTC);
+        let in_category = |category: &str, l: PricedLine| PricedLine {
+            category: category.into(),
+            ..l
+        };
+        let entries = vec![
+            sale(
+                at,
+                Some(card(1)),
+                vec![
+                    in_category("dairy", line(10_000, 2, 2_000)),
+                    in_category("dairy", line(500, 1, 0)),
+                    in_category("bakery", line(300, 1, 0)),
+                ],
+            ),
+            sale(at, None, vec![in_category("dairy", line(700, 3, 0))]),
+        ];
+        let d = delta(&entries, &store());
+        let find = |member: bool, category: &str| {
+            d.categories
+                .iter()
+                .find(|(k, _)| k.day.member == member && k.category == category)
+                .map(|(_, t)| *t)
+        };
+        assert_eq!(
+            find(true, "dairy"),
+            Some(CategoryTotals {
+                revenue_minor: 8_000 + 500,
+                items: 3,
+            }),
+            "paid, not before the points discount"
+        );
+        assert_eq!(find(true, "bakery").map(|t| t.revenue_minor), Some(300));
+        assert_eq!(find(false, "dairy").map(|t| t.revenue_minor), Some(700));
+        assert_eq!(d.categories.len(), 3);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! the README's "KPI definitions" states them for people). One value, rendered as
 //! JSON, CSV (`figure,value`) or a table; the dashboard renders the same value.
 
+use super::promotion_figures::{self, PromotionFigures};
+use super::tier_figures::{self, TierFigures};
 use crate::ledger::kpi::{DailyTotals, KpiInputs, Period, per, share};
 use protocol::{Money, StoreId};
 use serde::Serialize;
@@ -113,6 +115,10 @@ pub struct KpiReport {
     /// Retention by enrolment month: one cohort per month of the period in which
     /// members made their first receipt.
     pub cohorts: Vec<Cohort>,
+    /// Members per tier now and the period's tier changes (chain-wide).
+    pub tiers: TierFigures,
+    /// Each promotion overlapping the period, with its difference-in-differences.
+    pub promotions: Vec<PromotionFigures>,
 }
 
 /// The members who made their first receipt in one month, and how many of them
@@ -264,6 +270,12 @@ pub fn build(
             .saturating_add(anonymous.discount_minor),
         daily,
         cohorts: cohorts(&inputs.cohorts, month_index(period.to)),
+        tiers: tier_figures::build(&inputs.tier_order, &inputs.tier_members, &inputs.tier_moves),
+        promotions: inputs
+            .promotions
+            .iter()
+            .map(promotion_figures::build)
+            .collect(),
     })
 }
 
@@ -296,6 +308,10 @@ pub fn figures(r: &KpiReport) -> Vec<(String, String)> {
                 format!("{share:.4}"),
             ));
         }
+    }
+    list.extend(tier_figures::figures(&r.tiers));
+    for p in &r.promotions {
+        list.extend(promotion_figures::figures(p));
     }
     list
 }
@@ -350,9 +366,19 @@ fn base_figures(
 pub fn write_csv(r: &KpiReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "figure,value")?;
     for (name, value) in figures(r) {
-        writeln!(out, "{name},{value}")?;
+        writeln!(out, "{},{value}", csv_field(&name))?;
     }
     Ok(())
+}
+
+/// A CSV field: quoted when a tier's or promotion's name holds a comma, a quote or a
+/// line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Aligned `figure  value` lines under a title.
@@ -364,8 +390,11 @@ pub fn write_table(r: &KpiReport, out: &mut dyn Write) -> io::Result<()> {
         r.to,
         r.store.as_deref().unwrap_or("all stores")
     )?;
-    for (name, value) in figures(r) {
-        writeln!(out, "{name:<32} {value:>16}")?;
+    let list = figures(r);
+    // Tier and promotion names are the rules' own: the column widens for them.
+    let width = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max(32);
+    for (name, value) in list {
+        writeln!(out, "{name:<width$} {value:>16}")?;
     }
     Ok(())
 }
@@ -405,6 +434,7 @@ mod tests {
             points_outstanding: 500,
             points_pending: 20,
             points_expiring_30d: 30,
+            ..KpiInputs::default()
         }
     }
 
@@ -503,5 +533,16 @@ mod tests {
         write_table(&r, &mut table).expect("table");
         let table = String::from_utf8(table).expect("utf-8");
         assert_eq!(csv.lines().count(), table.lines().count());
+    }
+
+    #[test]
+    fn a_name_with_a_comma_is_quoted_in_the_csv() {
+        let mut i = inputs();
+        i.tier_members = vec![(Some("gold, plus".to_owned()), 2)];
+        let r = build(&period(), None, &i, Money(100)).expect("report");
+        let mut csv = Vec::new();
+        write_csv(&r, &mut csv).expect("csv");
+        let csv = String::from_utf8(csv).expect("utf-8");
+        assert!(csv.contains("\"tiers.gold, plus.members\",2\n"), "{csv}");
     }
 }

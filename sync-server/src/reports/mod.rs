@@ -4,6 +4,8 @@
 
 pub mod clv;
 pub mod kpi;
+pub mod promotion_figures;
+pub mod tier_figures;
 
 use crate::ledger::kpi::Period;
 use crate::store::{Store, StoreError};

@@ -410,7 +410,21 @@ pub trait AnalyticsRows: Send {
     fn points_outstanding(&mut self) -> impl Fut<(i64, i64)>;
     /// Points left in lots that expire at times in `from..to`.
     fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
+    /// Revenue of the sale lines of `categories` (every category when empty) in the
+    /// scope: `(members, non-members)`.
+    fn category_revenue(
+        &mut self,
+        scope: KpiScope<'_>,
+        categories: &[String],
+    ) -> impl Fut<(i64, i64)>;
+    /// Cards per tier now (`None`: no tier), by tier.
+    fn tier_members(&mut self) -> impl Fut<Vec<(Option<String>, i64)>>;
+    /// Tier changes dated in days `from..=to`, counted per `(from tier, to tier)`.
+    fn tier_moves(&mut self, from: i32, to: i32) -> impl Fut<Vec<TierMoveCount>>;
 }
+
+/// Tier changes from one tier to another (`None`: no tier), and how many.
+pub type TierMoveCount = (Option<String>, Option<String>, i64);
 
 /// Entries stored without effect, and their retries.
 pub trait QuarantineRows: Send {

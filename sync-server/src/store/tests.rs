@@ -127,6 +127,7 @@ testkit::on_every_backend!(
 
 mod escrow;
 mod extremes;
+mod kpi_programs;
 mod quarantine;
 mod round_trips;
 

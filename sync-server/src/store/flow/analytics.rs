@@ -1,8 +1,8 @@
 //! What the marketing reports read, each from one snapshot: the members' purchase
 //! histories for the CLV models, and the KPI aggregates of a period.
 
-use super::done;
-use crate::ledger::kpi::{KpiInputs, Period};
+use super::{done, rules};
+use crate::ledger::kpi::{KpiInputs, Period, PromotionRevenue, promotion_windows};
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::{KpiScope, Statements};
@@ -48,6 +48,30 @@ impl Op for KpiRead {
             .unwrap_or(self.period.to)
             .midnight()
             .assume_utc();
+        let (first, last) = self.period.days();
+        let current = rules::current(c).await?;
+        let mut promotions = Vec::new();
+        for p in &current.promotions {
+            // Revenue is kept per category, not per SKU: a promotion of SKUs only
+            // has no promoted categories to compare.
+            if p.categories.is_empty() && !p.skus.is_empty() {
+                continue;
+            }
+            let Some(windows) = promotion_windows(p.starts, p.ends, &self.period) else {
+                continue;
+            };
+            promotions.push(PromotionRevenue {
+                name: p.name.clone(),
+                during: c
+                    .category_revenue(scope(windows.during), &p.categories)
+                    .await?,
+                before: c
+                    .category_revenue(scope(windows.before), &p.categories)
+                    .await?,
+                categories: p.categories.clone(),
+                windows,
+            });
+        }
         done(Ok(KpiInputs {
             days: c.kpi_days(period).await?,
             active_members: c.active_members(period).await?,
@@ -64,6 +88,10 @@ impl Op for KpiRead {
             points_expiring_30d: c
                 .points_expiring(self.now, self.now + Duration::days(30))
                 .await?,
+            tier_order: current.tiers.iter().map(|t| t.name.clone()).collect(),
+            tier_members: c.tier_members().await?,
+            tier_moves: c.tier_moves(first, last).await?,
+            promotions,
         }))
     }
 }

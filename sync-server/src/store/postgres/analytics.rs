@@ -8,7 +8,7 @@ use crate::ledger::kpi::{DailyTotals, KpiDelta};
 use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{AnalyticsRows, KpiScope};
+use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
 use deadpool_postgres::Client;
 use protocol::{CardId, Money};
 use time::OffsetDateTime;
@@ -35,7 +35,8 @@ impl AnalyticsRows for PgSession<'_> {
         let c = self.conn().await?;
         kpi_daily(c, delta).await?;
         kpi_member_days(c, delta).await?;
-        kpi_members(c, delta).await
+        kpi_members(c, delta).await?;
+        kpi_categories(c, delta).await
     }
 
     async fn kpi_days(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, bool, DailyTotals)>> {
@@ -155,6 +156,51 @@ impl AnalyticsRows for PgSession<'_> {
         )
         .await
     }
+
+    async fn category_revenue(
+        &mut self,
+        scope: KpiScope<'_>,
+        categories: &[String],
+    ) -> Result<(i64, i64)> {
+        sql::one(
+            self.conn().await?,
+            "SELECT COALESCE(SUM(revenue_minor) FILTER (WHERE member), 0)::bigint,
+                    COALESCE(SUM(revenue_minor) FILTER (WHERE NOT member), 0)::bigint
+             FROM kpi_category_daily
+             WHERE day BETWEEN $1 AND $2 AND ($3::text IS NULL OR store = $3)
+               AND (cardinality($4::text[]) = 0 OR category = ANY($4::text[]))",
+            &[
+                &scope.from,
+                &scope.to,
+                &scope.store.map(|s| s.as_str()),
+                &categories,
+            ],
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )
+        .await
+    }
+
+    async fn tier_members(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+        sql::all(
+            self.conn().await?,
+            "SELECT tier, COUNT(*) FROM cards GROUP BY tier ORDER BY tier",
+            &[],
+            |r| Ok((r.opt_text(0)?, r.int(1)?)),
+        )
+        .await
+    }
+
+    async fn tier_moves(&mut self, from: i32, to: i32) -> Result<Vec<TierMoveCount>> {
+        sql::all(
+            self.conn().await?,
+            "SELECT from_tier, to_tier, COUNT(*) FROM kpi_tier_moves
+             WHERE day BETWEEN $1 AND $2
+             GROUP BY from_tier, to_tier ORDER BY from_tier, to_tier",
+            &[&from, &to],
+            |r| Ok((r.opt_text(0)?, r.opt_text(1)?, r.int(2)?)),
+        )
+        .await
+    }
 }
 
 /// Adds the delta's daily totals (rows in key order).
@@ -244,3 +290,34 @@ pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_
      SELECT * FROM unnest($1::text[], $2::int[]) ORDER BY 1
      ON CONFLICT (card) DO UPDATE
          SET first_day = LEAST(m.first_day, EXCLUDED.first_day)";
+
+/// Adds the delta's revenue and items per category (rows in key order).
+pub(super) async fn kpi_categories(c: &Client, delta: &KpiDelta) -> Result<()> {
+    let rows = &delta.categories;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let day: Vec<i32> = rows.iter().map(|(k, _)| k.day.day).collect();
+    let store: Vec<&str> = rows.iter().map(|(k, _)| k.day.store.as_str()).collect();
+    let member: Vec<bool> = rows.iter().map(|(k, _)| k.day.member).collect();
+    let category: Vec<&str> = rows.iter().map(|(k, _)| k.category.as_str()).collect();
+    let revenue: Vec<i64> = rows.iter().map(|(_, t)| t.revenue_minor).collect();
+    let items: Vec<i64> = rows.iter().map(|(_, t)| t.items).collect();
+    sql::execute(
+        c,
+        KPI_CATEGORIES,
+        &[&day, &store, &member, &category, &revenue, &items],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`kpi_categories`].
+pub(super) const KPI_CATEGORIES: &str =
+    "INSERT INTO kpi_category_daily AS k (day, store, member, category, revenue_minor, items)
+     SELECT * FROM unnest($1::int[], $2::text[], $3::bool[], $4::text[],
+                          $5::bigint[], $6::bigint[])
+     ORDER BY 1, 2, 3, 4
+     ON CONFLICT (day, store, member, category) DO UPDATE SET
+         revenue_minor = k.revenue_minor + EXCLUDED.revenue_minor,
+         items = k.items + EXCLUDED.items";

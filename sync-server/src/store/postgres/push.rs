@@ -144,6 +144,7 @@ impl PushRows for PgSession<'_> {
             analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
             analytics::KPI_MEMBERS,
+            analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,
         ];
@@ -163,16 +164,17 @@ impl PushRows for PgSession<'_> {
                 analytics::kpi_daily(c, w.kpi),
                 analytics::kpi_member_days(c, w.kpi),
                 analytics::kpi_members(c, w.kpi),
+                analytics::kpi_categories(c, w.kpi),
                 cards::associate(c, store, associated),
                 terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
             )
         })
         .await?;
-        let (entries, a, b, d, e, f, g, h, i, j, k, l, m, n, ack) = answers;
+        let (entries, a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack) = answers;
         if let Some(clash) = entries? {
             return Ok(Some(clash));
         }
-        for written in [a, b, d, e, f, g, h, i, j, k, l, m, n, ack] {
+        for written in [a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack] {
             written?;
         }
         Ok(None)

@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "kpi aggregates",
         sql: V4,
     },
+    Migration {
+        version: 5,
+        name: "promotion revenue and tier moves",
+        sql: V5_PROMOTIONS_TIERS,
+    },
 ];
 
 /// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
@@ -370,4 +375,44 @@ CREATE TABLE kpi_members (
 CREATE INDEX kpi_members_first ON kpi_members (first_day);
 
 CREATE INDEX ledger_kind_at ON ledger (kind, at);
+"#;
+
+/// Promotion revenue per category and tier moves (see the SQLite schema's V5): the
+/// moves are recorded by a trigger on `cards`, whoever writes the tier.
+const V5_PROMOTIONS_TIERS: &str = r#"
+CREATE TABLE kpi_category_daily (
+    day           INTEGER NOT NULL,
+    store         TEXT NOT NULL,
+    member        BOOLEAN NOT NULL,
+    category      TEXT NOT NULL,
+    revenue_minor BIGINT NOT NULL,
+    items         BIGINT NOT NULL,
+    PRIMARY KEY (day, store, member, category)
+);
+
+CREATE TABLE kpi_tier_moves (
+    id        BIGSERIAL PRIMARY KEY,
+    day       INTEGER NOT NULL,
+    card      TEXT COLLATE "C" NOT NULL,
+    from_tier TEXT,
+    to_tier   TEXT
+);
+CREATE INDEX kpi_tier_moves_day ON kpi_tier_moves (day);
+
+CREATE FUNCTION kpi_record_tier_move() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kpi_tier_moves (day, card, from_tier, to_tier)
+    VALUES ((2440588 + NEW.updated_at / 86400000000)::int, NEW.card,
+            CASE WHEN TG_OP = 'UPDATE' THEN OLD.tier END, NEW.tier);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER cards_tier_moved AFTER UPDATE OF tier ON cards
+FOR EACH ROW WHEN (OLD.tier IS DISTINCT FROM NEW.tier)
+EXECUTE FUNCTION kpi_record_tier_move();
+
+CREATE TRIGGER cards_tier_set AFTER INSERT ON cards
+FOR EACH ROW WHEN (NEW.tier IS NOT NULL)
+EXECUTE FUNCTION kpi_record_tier_move();
 "#;

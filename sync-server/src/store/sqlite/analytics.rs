@@ -5,7 +5,7 @@ use crate::ledger::kpi::{DailyTotals, KpiDelta};
 use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{AnalyticsRows, KpiScope};
+use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
 use protocol::{CardId, Money};
 use time::OffsetDateTime;
 
@@ -79,6 +79,27 @@ impl AnalyticsRows for SqliteSession<'_> {
             "INSERT INTO kpi_members (card, first_day)",
             "ON CONFLICT (card) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
             &firsts,
+        )?;
+        let categories: Vec<_> = delta
+            .categories
+            .iter()
+            .map(|(k, t)| {
+                vec![
+                    int(k.day.day.into()),
+                    text(k.day.store.as_str()),
+                    int(k.day.member.into()),
+                    text(&k.category),
+                    int(t.revenue_minor),
+                    int(t.items),
+                ]
+            })
+            .collect();
+        self.insert_many(
+            "INSERT INTO kpi_category_daily (day, store, member, category, revenue_minor, items)",
+            "ON CONFLICT (day, store, member, category) DO UPDATE SET
+                 revenue_minor = revenue_minor + excluded.revenue_minor,
+                 items = items + excluded.items",
+            &categories,
         )
     }
 
@@ -174,6 +195,42 @@ impl AnalyticsRows for SqliteSession<'_> {
              WHERE remaining > 0 AND expires_at >= ?1 AND expires_at < ?2",
             (to_db(from), to_db(to)),
             |r| r.int(0),
+        )
+    }
+
+    async fn category_revenue(
+        &mut self,
+        scope: KpiScope<'_>,
+        categories: &[String],
+    ) -> Result<(i64, i64)> {
+        let list = serde_json::to_string(categories)
+            .map_err(|e| crate::store::StoreError::Backend(Box::new(e)))?;
+        self.one(
+            "SELECT COALESCE(SUM(CASE WHEN member = 1 THEN revenue_minor END), 0),
+                    COALESCE(SUM(CASE WHEN member = 0 THEN revenue_minor END), 0)
+             FROM kpi_category_daily
+             WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR store = ?3)
+               AND (?4 = '[]' OR category IN (SELECT value FROM json_each(?4)))",
+            (scope.from, scope.to, scope.store.map(|s| s.as_str()), list),
+            |r| Ok((r.int(0)?, r.int(1)?)),
+        )
+    }
+
+    async fn tier_members(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+        self.all(
+            "SELECT tier, COUNT(*) FROM cards GROUP BY tier ORDER BY tier",
+            [],
+            |r| Ok((r.opt_text(0)?, r.int(1)?)),
+        )
+    }
+
+    async fn tier_moves(&mut self, from: i32, to: i32) -> Result<Vec<TierMoveCount>> {
+        self.all(
+            "SELECT from_tier, to_tier, COUNT(*) FROM kpi_tier_moves
+             WHERE day BETWEEN ?1 AND ?2
+             GROUP BY from_tier, to_tier ORDER BY from_tier, to_tier",
+            (from, to),
+            |r| Ok((r.opt_text(0)?, r.opt_text(1)?, r.int(2)?)),
         )
     }
 }

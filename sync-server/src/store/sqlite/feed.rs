@@ -31,6 +31,9 @@ impl FeedPosition for ChangePos {
     fn parse(cursor: Option<&str>) -> Result<Self> {
         match cursor.map(str::trim) {
             None | Some("") => Ok(Self::start()),
+            // A cursor of the PostgreSQL backend (an agent of an HQ that moved to
+            // SQLite): it starts over, as PostgreSQL does with a SQLite cursor.
+            Some(s) if is_postgres_cursor(s) => Ok(Self::start()),
             Some(s) => s
                 .parse::<i64>()
                 .ok()
@@ -43,6 +46,18 @@ impl FeedPosition for ChangePos {
     fn is_past(&self, head: &Self) -> bool {
         self.0 > head.0
     }
+}
+
+/// `x<transaction id>[:<card>]`, the PostgreSQL backend's cursor.
+fn is_postgres_cursor(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('x') else {
+        return false;
+    };
+    let (xid, card) = rest.split_once(':').unwrap_or((rest, ""));
+    !xid.is_empty()
+        && [xid, card]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl FeedRows for SqliteSession<'_> {
@@ -105,7 +120,10 @@ mod tests {
         assert_eq!(ChangePos::parse(None).unwrap(), ChangePos(0));
         assert_eq!(ChangePos::parse(Some(" 42 ")).unwrap(), ChangePos(42));
         assert_eq!(ChangePos(42).to_string(), "42");
-        for bad in ["-1", "x12", "1.5"] {
+        // A PostgreSQL cursor starts over (the document's pattern covers both).
+        assert_eq!(ChangePos::parse(Some("x12:4000")).unwrap(), ChangePos(0));
+        assert_eq!(ChangePos::parse(Some("x12")).unwrap(), ChangePos(0));
+        for bad in ["-1", "1.5", "x", "x:1", "x1:a", "y12"] {
             assert!(matches!(
                 ChangePos::parse(Some(bad)),
                 Err(StoreError::BadCursor(_))

@@ -17,6 +17,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V2).foreign_key_check(),
         M::up(V3_QUARANTINE),
         M::up(V4),
+        M::up(V5_PROMOTIONS_TIERS),
     ])
 }
 
@@ -298,6 +299,46 @@ CREATE INDEX kpi_members_first ON kpi_members (first_day);
 
 -- Points expired in a period: the job's expiry rows by time.
 CREATE INDEX ledger_kind_at ON ledger (kind, at);
+"#;
+
+/// What the promotions' difference-in-differences and the tier figures read: sale
+/// lines' revenue per day, store, member flag and category (kept by each push, like
+/// V4's tables), and every change of a card's tier, recorded by triggers on `cards`
+/// whoever writes it (a push, the ledger job, a quarantine retry), dated by the
+/// card's `updated_at` (HQ's time of the change) as a Julian day number.
+const V5_PROMOTIONS_TIERS: &str = r#"
+CREATE TABLE kpi_category_daily (
+    day           INTEGER NOT NULL,
+    store         TEXT NOT NULL,
+    member        INTEGER NOT NULL,
+    category      TEXT NOT NULL,
+    revenue_minor INTEGER NOT NULL,
+    items         INTEGER NOT NULL,
+    PRIMARY KEY (day, store, member, category)
+) WITHOUT ROWID;
+
+CREATE TABLE kpi_tier_moves (
+    id        INTEGER PRIMARY KEY,
+    day       INTEGER NOT NULL,
+    card      TEXT NOT NULL,
+    from_tier TEXT,
+    to_tier   TEXT
+);
+CREATE INDEX kpi_tier_moves_day ON kpi_tier_moves (day);
+
+CREATE TRIGGER cards_tier_moved AFTER UPDATE OF tier ON cards
+WHEN OLD.tier IS NOT NEW.tier
+BEGIN
+    INSERT INTO kpi_tier_moves (day, card, from_tier, to_tier)
+    VALUES (2440588 + NEW.updated_at / 86400000000, NEW.card, OLD.tier, NEW.tier);
+END;
+
+CREATE TRIGGER cards_tier_set AFTER INSERT ON cards
+WHEN NEW.tier IS NOT NULL
+BEGIN
+    INSERT INTO kpi_tier_moves (day, card, from_tier, to_tier)
+    VALUES (2440588 + NEW.updated_at / 86400000000, NEW.card, NULL, NEW.tier);
+END;
 "#;
 
 #[cfg(test)]

@@ -1,0 +1,197 @@
+//! The till API's OpenAPI 3.1 document, generated from the handlers' annotations and
+//! the request and answer types, served at `GET /v1/openapi.json` and printed by
+//! `pos-agent openapi` (committed as `docs/openapi/till-api.json`).
+
+use super::{cards, sales, scans, status};
+use crate::policy::OfflineLimit;
+use crate::sales::quote::LimitedBy;
+use crate::sales::{CancelReason, SaleState};
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The document's root: every route of [`super::router`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "pos-agent till API",
+        description = "The HTTP/JSON API the till calls on the agent beside it. On loopback \
+            no token is needed; bound beyond loopback, every request carries the till token \
+            (`Authorization: Bearer …`). Every error answers `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        cards::card,
+        sales::quote_receipt,
+        sales::open_sale,
+        sales::commit_sale,
+        sales::cancel_sale,
+        sales::record_return,
+        status::health,
+        status::metrics,
+        scans::last,
+        scans::stream,
+        openapi_json,
+    ),
+    modifiers(&TillToken),
+    // The empty requirement: on loopback without a token file, no token is needed.
+    security((), ("till_token" = [])),
+)]
+pub struct TillApiDoc;
+
+/// Declares the till token's bearer scheme.
+struct TillToken;
+
+impl Modify for TillToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "till_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The till token (`[till_api] token_hash_file`), required when the API is bound beyond loopback.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON with a final newline, as committed.
+pub fn document() -> String {
+    let mut json = TillApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    json.push('\n');
+    json
+}
+
+/// The route of the document.
+pub fn routes() -> Router<super::TillState> {
+    Router::new().route("/v1/openapi.json", get(openapi_json))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object),
+        (status = 401, description = "Missing or wrong till token.", body = protocol::wire::ErrorBody),
+    )
+)]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(TillApiDoc::openapi())
+}
+
+/// A string schema with one of `values`.
+fn string_enum<'a>(description: &str, values: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    let mut values: Vec<&str> = values.into_iter().collect();
+    values.dedup();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values))
+        .into()
+}
+
+impl utoipa::PartialSchema for SaleState {
+    fn schema() -> RefOr<Schema> {
+        let all = [
+            Self::Held,
+            Self::Committed,
+            Self::Cancelled(CancelReason::Till),
+            Self::Cancelled(CancelReason::HoldTimeout),
+            Self::Returned,
+        ];
+        string_enum("Where a sale stands.", all.map(Self::as_str))
+    }
+}
+impl utoipa::ToSchema for SaleState {}
+
+impl utoipa::PartialSchema for LimitedBy {
+    fn schema() -> RefOr<Schema> {
+        let all = [
+            Self::Rules,
+            Self::Balance,
+            Self::OfflineCaps,
+            Self::OfflineAllowance,
+            Self::CardBlocked,
+        ]
+        .into_iter()
+        .chain(OfflineLimit::ALL.map(Self::Offline));
+        string_enum(
+            "What bounds `max_redeem_points`.",
+            all.map(Self::as_str).collect::<Vec<_>>(),
+        )
+    }
+}
+impl utoipa::ToSchema for LimitedBy {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::limits::Limits;
+    use protocol::receipt::MAX_LINES;
+    use serde_json::Value;
+
+    /// The committed copy, `docs/openapi/till-api.json`.
+    fn committed_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi/till-api.json")
+    }
+
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let generated = document();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(committed_path(), &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi/till-api.json is not the document the code generates; update it with \
+             `UPDATE_OPENAPI=1 cargo test -p agent --lib openapi` (or `pos-agent openapi > docs/openapi/till-api.json`)"
+        );
+    }
+
+    fn schema(doc: &Value, name: &str) -> Value {
+        doc["components"]["schemas"][name].clone()
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_default_limits() {
+        let doc = serde_json::to_value(TillApiDoc::openapi()).unwrap();
+        let line = schema(&doc, "Line");
+        assert_eq!(
+            line["properties"]["amount_minor"]["maximum"],
+            Limits::DEFAULT.max_line_minor.get()
+        );
+        for request in ["SaleRequest", "QuoteRequest"] {
+            let request = schema(&doc, request);
+            assert_eq!(request["properties"]["lines"]["maxItems"], MAX_LINES);
+        }
+        assert_eq!(
+            schema(&doc, "SaleRequest")["properties"]["redeem_points"]["maximum"],
+            Limits::DEFAULT.max_entry_points.get()
+        );
+        let ret = schema(&doc, "ReturnLineRequest");
+        assert_eq!(ret["properties"]["line"]["maximum"], MAX_LINES - 1);
+    }
+
+    #[test]
+    fn every_state_and_bound_is_listed() {
+        let doc = serde_json::to_value(TillApiDoc::openapi()).unwrap();
+        assert_eq!(
+            schema(&doc, "SaleState")["enum"],
+            serde_json::json!(["held", "committed", "cancelled", "returned"])
+        );
+        let bounds = schema(&doc, "LimitedBy")["enum"].as_array().unwrap().len();
+        assert_eq!(bounds, 5 + OfflineLimit::ALL.len());
+    }
+}
