@@ -14,6 +14,7 @@ mod offline_replay;
 mod probe_till;
 mod push_load;
 mod push_runs;
+mod round_trips;
 mod scan_latency;
 mod sqlite_limit;
 mod store_load;
@@ -224,6 +225,18 @@ fn main() -> anyhow::Result<()> {
                 ratio: Some(backlog / rate),
                 note: format!("{backlog_n} entries, agent -> HQ, batches of 500"),
             });
+        }
+        if !prefix.is_empty() {
+            let trips = round_trips::measure(&fresh()?)?;
+            figures.insert(format!("{prefix}push_round_trips"), json!(trips));
+            table.push(row(
+                &format!("round trips of a 10-entry push ({name})"),
+                trips as f64,
+                "goal",
+                4.0,
+                None,
+                "counted on the wire; known cards",
+            ));
         }
         let kpi = kpi_report::measure(&dir.join("kpi"), &fresh()?, kpi_receipts, 20)?;
         figures.insert(format!("{prefix}kpi_report_s"), json!(round3(kpi.report_s)));

@@ -23,6 +23,7 @@ pub mod hq;
 pub mod hq_http;
 pub mod http;
 pub mod pg;
+pub mod pg_flights;
 pub mod proxy;
 pub mod scanner;
 pub mod tls;

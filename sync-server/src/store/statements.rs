@@ -9,6 +9,10 @@
 //! serves both backends: PostgreSQL's methods await the driver, SQLite's never wait
 //! (they run on the store's blocking thread; see `sqlite::session`).
 
+mod push;
+
+pub use push::{CardReads, CardState, Head, HeadReads, PushRows, PushWrites};
+
 use super::caches::Caches;
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry};
 use super::{TerminalIdentity, TerminalInfo};
@@ -498,6 +502,7 @@ pub trait Statements:
     + AnalyticsRows
     + QuarantineRows
     + EscrowRows
+    + PushRows
 {
     /// The store's caches.
     fn caches(&self) -> &Caches;

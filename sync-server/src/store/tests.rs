@@ -129,6 +129,7 @@ mod escrow;
 mod extremes;
 mod kpi_programs;
 mod quarantine;
+mod round_trips;
 
 async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
     let token = TerminalToken::generate().unwrap();

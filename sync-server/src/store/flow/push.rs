@@ -21,11 +21,20 @@
 //!    anomaly, never a refusal.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
+//! The statements are asked for in three groups ([`PushRows`]), shaped like round
+//! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
+//! the spend (`lock_and_read_cards`), and every write of steps 5–6
+//! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
+//! `START TRANSACTION` in the first), so a push costs four round trips with `COMMIT`
+//! whatever its size; only a stale cached spend adds one, and a card HQ never held
+//! makes the attempt start over once.
+//!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
 //! thread from the moment the push arrives, so the hashing overlaps with the
 //! transaction's first statements instead of adding to them.
 //!
 //! [`CardRows::lock_cards`]: crate::store::statements::CardRows::lock_cards
+//! [`PushRows`]: crate::store::statements::PushRows
 
 use super::done;
 use super::rules;
@@ -33,13 +42,15 @@ use crate::ledger::apply::{BatchInput, BatchPlan, apply_batch, cards_that_consum
 use crate::ledger::batch::Batch;
 use crate::ledger::escrow::{Settlement, settle, settlement_keys};
 use crate::ledger::kpi;
-use crate::ledger::sequence::{Refusal, classify, held_range};
-use crate::ledger::{AnomalyKind, CardRecord, RulesBook, cached_spend, spend_window_start};
+use crate::ledger::sequence::{Refusal, StoredEntry, classify};
+use crate::ledger::{AnomalyKind, CardRecord, Lot, RulesBook, cached_spend, spend_window_start};
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
-use crate::store::statements::{Clash, Missing, NewEntries, Statements};
+use crate::store::statements::{
+    CardReads, Clash, HeadReads, Missing, NewEntries, PushWrites, Statements,
+};
 use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::limits::Limits;
@@ -122,46 +133,72 @@ impl Op for Push {
             missing,
             associated,
         } = self;
-        let acked = match c.lock_terminal(terminal.key).await? {
+        let uncached: Vec<u64> = batch
+            .rules_versions()
+            .into_iter()
+            .filter(|v| *v != 0 && c.caches().rules.get(*v).is_none())
+            .collect();
+        let head = c
+            .push_head(HeadReads {
+                terminal: terminal.key,
+                range: batch.seq_range(),
+                rules: &uncached,
+            })
+            .await?;
+        let acked = match head.terminal {
             Some(t) if !t.revoked => t.acked_through,
             _ => return Err(revoked(terminal)),
         };
-        let held = match held_range(batch, acked) {
-            Some((from, to)) => c.held(terminal.key, from, to).await?.into_iter().collect(),
-            None => HashMap::new(),
-        };
+        // What HQ holds of the batch's range is its history only through `acked`
+        // (the same rows `held_range` names).
+        let held: HashMap<u64, StoredEntry> = head
+            .held
+            .into_iter()
+            .filter(|(seq, _)| *seq <= acked.get())
+            .collect();
         let classified = classify(batch, acked, &held)?;
         let new = classified.new_entries(batch);
-        let acked_after = new.last().map_or(acked, |e| e.seq);
         associated.clear();
-        let mut quarantined = Vec::new();
-        if !new.is_empty() {
-            let to_apply = New {
-                entries: new,
-                from: classified.new_from,
-                acked,
-            };
-            let Some(applied) =
-                apply_new(c, terminal, batch, encoded, &to_apply, *missing, *now).await?
-            else {
-                if matches!(missing, Missing::Create(_)) {
-                    return Err(StoreError::corrupt(
-                        "cards created for a push were not there to lock".to_owned(),
-                    ));
-                }
-                *missing = Missing::Create(*now);
-                return Ok(Attempt::StartOver);
-            };
-            *associated = applied.associated;
-            quarantined = applied.quarantined;
-        }
-        c.ack(terminal.key, acked_after, *now).await?;
-        let applied = new.len().saturating_sub(quarantined.len());
+        let Some(last) = new.last() else {
+            c.ack(terminal.key, acked, *now).await?;
+            return done(Ok(PushOutcome {
+                acked_through: acked,
+                applied: 0,
+                duplicates: classified.duplicates,
+                quarantined: Vec::new(),
+            }));
+        };
+        let to_apply = New {
+            entries: new,
+            from: classified.new_from,
+            acked,
+            acked_after: last.seq,
+        };
+        let rules = Rules {
+            current: head.rules_version,
+            asked: uncached,
+            read: head.rules,
+        };
+        let Some(applied) = apply_new(
+            c, terminal, batch, encoded, &to_apply, rules, *missing, *now,
+        )
+        .await?
+        else {
+            if matches!(missing, Missing::Create(_)) {
+                return Err(StoreError::corrupt(
+                    "cards created for a push were not there to lock".to_owned(),
+                ));
+            }
+            *missing = Missing::Create(*now);
+            return Ok(Attempt::StartOver);
+        };
+        *associated = applied.associated;
+        let applied_count = new.len().saturating_sub(applied.quarantined.len());
         done(Ok(PushOutcome {
-            acked_through: acked_after,
-            applied: u32::try_from(applied).unwrap_or(u32::MAX),
+            acked_through: to_apply.acked_after,
+            applied: u32::try_from(applied_count).unwrap_or(u32::MAX),
             duplicates: classified.duplicates,
-            quarantined,
+            quarantined: applied.quarantined,
         }))
     }
 
@@ -184,6 +221,18 @@ struct New<'a> {
     from: usize,
     /// What HQ held before.
     acked: Seq,
+    /// The last entry's seq: what HQ holds once they are stored.
+    acked_after: Seq,
+}
+
+/// What the push's first flight read of the rules.
+struct Rules {
+    /// The current version.
+    current: u64,
+    /// The versions the cache lacked.
+    asked: Vec<u64>,
+    /// Their stored JSON (a version not stored is missing).
+    read: Vec<(u64, String)>,
 }
 
 /// What [`apply_new`] wrote.
@@ -194,18 +243,27 @@ struct Applied {
     quarantined: Vec<Seq>,
 }
 
-/// Writes the new entries and their effects, or answers `None` when a card has no
-/// row and `missing` is `Report` (nothing written).
+/// Writes the new entries, their effects and the terminal's ack, or answers `None`
+/// when a card has no row and `missing` is `Report` (nothing written).
+#[allow(clippy::too_many_arguments)]
 async fn apply_new<C: Statements>(
     c: &mut C,
     terminal: &TerminalIdentity,
     batch: &Batch,
     encoded: &mut Encoded,
     new: &New<'_>,
+    rules: Rules,
     missing: Missing,
     now: OffsetDateTime,
 ) -> Result<Option<Applied>> {
-    let book = rules::book(c, batch.rules_versions()).await?;
+    let book = rules::book_at(
+        c,
+        rules.current,
+        &rules.asked,
+        rules.read,
+        batch.rules_versions(),
+    )
+    .await?;
     let mut seen = HashSet::new();
     let touched: Vec<&CardId> = new
         .entries
@@ -213,50 +271,69 @@ async fn apply_new<C: Statements>(
         .filter_map(JournalEntry::card)
         .filter(|card| seen.insert(*card))
         .collect();
-    let Some(locked) = c.lock_cards(&touched, missing).await? else {
-        return Ok(None);
-    };
-    // Reservations and leases are read after the card locks, like lots: every
-    // writer of them holds the card's lock. Every stored entry settles them once,
-    // a quarantined one included: HQ holds it, so the till's hold has ended (its
+    // Reservations, leases and lots are read after the card locks: every writer of
+    // them holds the card's lock. Every stored entry settles them once, a
+    // quarantined one included: HQ holds it, so the till's hold has ended (its
     // points move when a retry applies it).
     let keys = settlement_keys(new.entries);
-    let reservations = c.reservations(terminal.key, &keys.receipts).await?;
-    let leases = c.leases(&keys.leases).await?;
-    let mut cards = locked.cards;
+    let consuming = cards_that_consume(new.entries);
+    let Some(state) = c
+        .lock_and_read_cards(CardReads {
+            cards: &touched,
+            missing,
+            terminal: terminal.key,
+            receipts: &keys.receipts,
+            leases: &keys.leases,
+            consuming: &consuming,
+        })
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut cards = state.locked.cards;
     let settlement = settle(
         terminal.key,
         new.entries,
-        reservations,
-        leases,
+        state.reservations,
+        state.leases,
         &mut cards,
         now,
     );
-    let plan = plan(c, new.entries, cards, &book, now).await?;
+    let plan = plan_with(c, new.entries, cards, state.open_lots, &book, now).await?;
     // After the spend was read: it must not count this batch, the ledger adds each
     // entry as it applies it.
     let encoded = &encoded.get().await?[new.from..];
-    let rows = NewEntries {
-        terminal: terminal.key,
-        entries: new.entries,
-        encoded,
-        received_at: now,
-        quarantined: &plan.quarantined,
-    };
-    if let Some(clash) = c.insert_entries(&rows).await? {
-        return Err(refusal(clash, new.acked));
-    }
-    write_effects(c, &plan, now).await?;
-    c.insert_quarantine(&plan.quarantined, now).await?;
-    write_settlement(c, terminal, &settlement, now).await?;
     // The KPI aggregates move with the applied entries, in the same transaction; a
     // quarantined entry counts when a retry applies it.
     let quarantined: HashSet<Seq> = plan.quarantined.iter().map(|q| q.seq).collect();
     let applied = new.entries.iter().filter(|e| !quarantined.contains(&e.seq));
-    add_kpi(c, applied, &terminal.store).await?;
+    let kpi = kpi::delta(applied, &terminal.store);
+    let anomalies = mismatches(terminal, &settlement, now);
     let unknown = c.caches().associations.unknown(&terminal.store, &touched);
-    if !unknown.is_empty() {
-        c.associate(&terminal.store, &unknown).await?;
+    let writes = PushWrites {
+        entries: NewEntries {
+            terminal: terminal.key,
+            entries: new.entries,
+            encoded,
+            received_at: now,
+            quarantined: &plan.quarantined,
+        },
+        cards: plan.cards.iter().map(|p| &p.state).collect(),
+        new_lots: &plan.new_lots,
+        changed_lots: &plan.changed_lots,
+        ledger: &plan.ledger,
+        flags: &plan.flags,
+        quarantine: &plan.quarantined,
+        reservations: &settlement.reservations,
+        leases: &settlement.leases,
+        anomalies: &anomalies,
+        kpi: &kpi,
+        associate: (&terminal.store, &unknown),
+        acked_through: new.acked_after,
+        now,
+    };
+    if let Some(clash) = c.write_push(&writes).await? {
+        return Err(refusal(clash, new.acked));
     }
     Ok(Some(Applied {
         associated: unknown,
@@ -275,8 +352,24 @@ pub(super) async fn plan<C: Statements>(
     now: OffsetDateTime,
 ) -> Result<BatchPlan> {
     let open_lots = c.open_lots(&cards_that_consume(entries)).await?;
+    plan_with(c, entries, cards, open_lots, rules, now).await
+}
+
+/// [`plan`] with the open lots of the consuming cards read already (after the
+/// locks). The spend of cards whose cached spend is stale is read here (rare: the
+/// ledger job recomputes it when an entry leaves the window).
+async fn plan_with<C: Statements>(
+    c: &mut C,
+    entries: &[JournalEntry],
+    cards: HashMap<CardId, CardRecord>,
+    open_lots: Vec<Lot>,
+    rules: &RulesBook,
+    now: OffsetDateTime,
+) -> Result<BatchPlan> {
     let (mut spend_before, stale) = cached_spend(&cards, now);
-    spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
+    if !stale.is_empty() {
+        spend_before.extend(c.spend_since(&stale, spend_window_start(now)).await?);
+    }
     Ok(apply_batch(BatchInput {
         entries,
         cards,
@@ -319,28 +412,27 @@ pub(super) async fn add_kpi<'a, C: Statements>(
     Ok(())
 }
 
-/// Writes the reservations and leases a push settled; a lease settlement that does
-/// not add up is an anomaly, never a refusal.
-async fn write_settlement<C: Statements>(
-    c: &mut C,
+/// The anomalies of a settlement: a lease settlement that does not add up is
+/// recorded, never a refusal.
+fn mismatches(
     terminal: &TerminalIdentity,
     settlement: &Settlement,
     now: OffsetDateTime,
-) -> Result<()> {
-    c.write_reservations(&settlement.reservations).await?;
-    c.write_leases(&settlement.leases).await?;
-    for mismatch in &settlement.mismatches {
-        tracing::warn!(%terminal, "lease settlement does not add up: {mismatch}");
-        c.insert_anomaly(&Anomaly {
-            at: now,
-            store: terminal.store.clone(),
-            terminal: terminal.terminal.clone(),
-            kind: AnomalyKind::LeaseMismatch,
-            detail: mismatch.to_string(),
+) -> Vec<Anomaly> {
+    settlement
+        .mismatches
+        .iter()
+        .map(|mismatch| {
+            tracing::warn!(%terminal, "lease settlement does not add up: {mismatch}");
+            Anomaly {
+                at: now,
+                store: terminal.store.clone(),
+                terminal: terminal.terminal.clone(),
+                kind: AnomalyKind::LeaseMismatch,
+                detail: mismatch.to_string(),
+            }
         })
-        .await?;
-    }
-    Ok(())
+        .collect()
 }
 
 /// The refusal a clash with the database's uniqueness means; the owner of a reused

@@ -28,24 +28,50 @@ pub async fn version<C: Statements>(c: &mut C, version: u64) -> Result<Option<Ar
 /// The current rules; the built-in defaults (version 0) before any `rules set`.
 pub async fn current<C: Statements>(c: &mut C) -> Result<Arc<ProgramRules>> {
     let v = c.rules_version().await?;
-    if v == 0 {
+    at(c, v).await
+}
+
+/// The rules of `current`, the current version: the built-in defaults for 0.
+async fn at<C: Statements>(c: &mut C, current: u64) -> Result<Arc<ProgramRules>> {
+    if current == 0 {
         return Ok(Arc::new(ProgramRules::default()));
     }
-    Ok(version(c, v)
+    Ok(version(c, current)
         .await?
         .unwrap_or_else(|| Arc::new(ProgramRules::default())))
 }
 
 /// The current rules and the stored versions among `wanted`.
 pub async fn book<C: Statements>(c: &mut C, wanted: HashSet<u64>) -> Result<RulesBook> {
-    let current = current(c).await?;
+    let v = c.rules_version().await?;
+    book_at(c, v, &[], Vec::new(), wanted).await
+}
+
+/// [`book`] when the current version is known. `read` is what the caller read of
+/// the versions `asked` (those the cache lacked): the cache gets it first, and a
+/// version asked and not read is not stored, so it costs no statement of its own.
+pub async fn book_at<C: Statements>(
+    c: &mut C,
+    current: u64,
+    asked: &[u64],
+    read: Vec<(u64, String)>,
+    wanted: HashSet<u64>,
+) -> Result<RulesBook> {
+    for (v, body) in read {
+        c.caches().rules.insert_stored(v, &body)?;
+    }
+    let current = at(c, current).await?;
     let mut versions = Vec::new();
     for v in wanted {
-        if v != current.version
-            && let Some(r) = version(c, v).await?
-        {
-            versions.push(r);
+        if v == current.version {
+            continue;
         }
+        let stored = match c.caches().rules.get(v) {
+            Some(r) => Some(r),
+            None if asked.contains(&v) => None,
+            None => version(c, v).await?,
+        };
+        versions.extend(stored);
     }
     Ok(RulesBook::new(current, versions))
 }

@@ -7,13 +7,15 @@ use crate::store::encode::to_db;
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
 use crate::store::statements::{AdminRows, Blocking, CardDetail, KeyRows, NewKey};
 use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
+use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Points};
 use time::OffsetDateTime;
 
 impl KeyRows for PgSession<'_> {
     async fn lock_keys(&mut self) -> Result<()> {
-        self.client()
+        self.conn()
+            .await?
             .batch_execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
             .await?;
         Ok(())
@@ -21,7 +23,7 @@ impl KeyRows for PgSession<'_> {
 
     async fn end_current_key(&mut self, until: OffsetDateTime) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE signing_keys SET valid_until = $1 WHERE valid_until IS NULL",
             &[&to_db(until)],
         )
@@ -31,7 +33,7 @@ impl KeyRows for PgSession<'_> {
 
     async fn next_key_id(&mut self) -> Result<i64> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT COALESCE(MAX(key_id), 0) + 1 FROM signing_keys",
             &[],
             |r| r.int(0),
@@ -41,7 +43,7 @@ impl KeyRows for PgSession<'_> {
 
     async fn insert_key(&mut self, key: &NewKey<'_>) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO signing_keys (key_id, secret_hex, public_key, created_at, valid_until)
              VALUES ($1, $2, $3, $4, NULL)",
             &[
@@ -57,7 +59,7 @@ impl KeyRows for PgSession<'_> {
 
     async fn list_keys(&mut self) -> Result<Vec<KeyInfo>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT key_id, public_key, created_at, valid_until FROM signing_keys ORDER BY key_id",
             &[],
             rows::key_info,
@@ -67,7 +69,7 @@ impl KeyRows for PgSession<'_> {
 
     async fn current_key(&mut self) -> Result<Option<(i64, String)>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT key_id, secret_hex FROM signing_keys
              WHERE valid_until IS NULL ORDER BY key_id DESC LIMIT 1",
             &[],
@@ -80,7 +82,7 @@ impl KeyRows for PgSession<'_> {
 impl AdminRows for PgSession<'_> {
     async fn insert_anomaly(&mut self, a: &Anomaly) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO anomalies (at, store, terminal, kind, detail) VALUES ($1, $2, $3, $4, $5)",
             &[
                 &to_db(a.at),
@@ -96,7 +98,7 @@ impl AdminRows for PgSession<'_> {
 
     async fn anomalies(&mut self) -> Result<Vec<Anomaly>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT at, store, terminal, kind, detail FROM anomalies ORDER BY id",
             &[],
             rows::anomaly,
@@ -106,7 +108,7 @@ impl AdminRows for PgSession<'_> {
 
     async fn flagged_entries(&mut self, card: Option<&CardId>) -> Result<Vec<FlaggedEntry>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT e.at, t.store, t.terminal, e.seq, f.entry_id, f.card, f.kind, f.detail
              FROM flags f
              JOIN entries e ON e.id = f.entry_id
@@ -121,7 +123,7 @@ impl AdminRows for PgSession<'_> {
 
     async fn overdrawn_cards(&mut self) -> Result<Vec<(CardId, Points)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT card, balance FROM cards WHERE balance < 0 ORDER BY balance, card",
             &[],
             |r| Ok((r.card(0)?, r.points(1)?)),
@@ -131,7 +133,7 @@ impl AdminRows for PgSession<'_> {
 
     async fn card_detail(&mut self, card: &CardId) -> Result<Option<CardDetail>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {CARD_COLUMNS}, block_reason, updated_at FROM cards WHERE card = $1"),
             &[&card.as_str()],
             rows::card_detail,
@@ -141,7 +143,7 @@ impl AdminRows for PgSession<'_> {
 
     async fn recent_ledger(&mut self, card: &CardId, n: u32) -> Result<Vec<LedgerView>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT kind, delta_balance, delta_pending, at, entry_id FROM ledger
              WHERE card = $1 ORDER BY id DESC LIMIT $2",
             &[&card.as_str(), &i64::from(n)],
@@ -156,7 +158,7 @@ impl AdminRows for PgSession<'_> {
     async fn store_block(&mut self, block: &Blocking<'_>) -> Result<()> {
         let card = block.card;
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO block_events (xid, card, blocked, reason, at)
              VALUES (loyalty_xid(), $1, $2, $3, $4)",
             &[
@@ -168,7 +170,7 @@ impl AdminRows for PgSession<'_> {
         )
         .await?;
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE cards SET blocked = $2, block_reason = $3, change_xid = loyalty_xid(),
                               updated_at = $4
              WHERE card = $1",
@@ -183,3 +185,30 @@ impl AdminRows for PgSession<'_> {
         Ok(())
     }
 }
+
+/// Appends anomalies, in order: one statement for them all.
+pub(super) async fn insert_anomalies(c: &Client, anomalies: &[Anomaly]) -> Result<()> {
+    if anomalies.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<i64> = anomalies.iter().map(|a| to_db(a.at)).collect();
+    let store: Vec<&str> = anomalies.iter().map(|a| a.store.as_str()).collect();
+    let terminal: Vec<&str> = anomalies.iter().map(|a| a.terminal.as_str()).collect();
+    let kind: Vec<&str> = anomalies.iter().map(|a| a.kind.as_str()).collect();
+    let detail: Vec<&str> = anomalies.iter().map(|a| a.detail.as_str()).collect();
+    sql::execute(
+        c,
+        INSERT_ANOMALIES,
+        &[&at, &store, &terminal, &kind, &detail],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`insert_anomalies`].
+pub(super) const INSERT_ANOMALIES: &str =
+    "INSERT INTO anomalies (at, store, terminal, kind, detail)
+     SELECT at, store, terminal, kind, detail
+     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+          WITH ORDINALITY AS u(at, store, terminal, kind, detail, n)
+     ORDER BY n";

@@ -16,12 +16,14 @@ use crate::store::StoreError;
 use crate::store::encode::{opt_to_db, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, Locked, Missing};
+use deadpool_postgres::Client;
 use protocol::{CardId, StoreId};
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn sorted_keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
+pub(super) fn sorted_keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
     let mut keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
     keys.sort_unstable();
     keys.dedup();
@@ -32,21 +34,63 @@ fn keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
     cards.iter().map(|c| c.as_str()).collect()
 }
 
-impl PgSession<'_> {
-    /// Locks the rows of `keys` (sorted), in that order.
-    async fn lock_sorted(&self, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
-        // ORDER BY below the locking step: rows are locked in this order.
-        let cards = sql::all(
-            self.client(),
-            &format!(
-                "SELECT {CARD_COLUMNS} FROM cards WHERE card = ANY($1) ORDER BY card FOR UPDATE"
-            ),
-            &[&keys],
-            |r| rows::card_record(r, 0),
-        )
-        .await?;
-        Ok(rows::by_card(cards))
+/// Locks the rows of `keys` (sorted), in that order.
+pub(super) async fn lock_sorted(c: &Client, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
+    let cards = sql::all(c, &LOCK_CARDS, &[&keys], |r| rows::card_record(r, 0)).await?;
+    Ok(rows::by_card(cards))
+}
+
+/// The statement of [`lock_sorted`]: ORDER BY below the locking step, so rows are
+/// locked in this order.
+pub(super) static LOCK_CARDS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ANY($1) ORDER BY card FOR UPDATE")
+});
+
+/// Blank rows for the cards among `keys` (sorted) HQ holds none of, inserted in that
+/// order; answers the cards created.
+pub(super) async fn create_cards(
+    c: &Client,
+    keys: &[&str],
+    now: OffsetDateTime,
+) -> Result<HashSet<String>> {
+    Ok(sql::all(c, CREATE_CARDS, &[&keys, &to_db(now)], |r| {
+        Ok(r.try_get::<_, String>(0)?)
+    })
+    .await?
+    .into_iter()
+    .collect())
+}
+
+/// The statement of [`create_cards`].
+pub(super) const CREATE_CARDS: &str = r#"INSERT INTO cards (card, balance, pending, spend_12m,
+        welcome_given, seen, change_xid, updated_at)
+    SELECT c, 0, 0, 0, FALSE, FALSE, loyalty_xid(), $2
+    FROM unnest($1::text[]) AS u(c) ORDER BY c COLLATE "C"
+    ON CONFLICT (card) DO NOTHING
+    RETURNING card"#;
+
+/// What [`CardRows::lock_cards`] answers once `locked` of `keys` are locked:
+/// `None` when some have no row and `missing` is `Report`.
+pub(super) fn all_locked(
+    keys: &[&str],
+    locked: HashMap<CardId, CardRecord>,
+    created: HashSet<String>,
+    missing: Missing,
+) -> Result<Option<Locked>> {
+    if locked.len() < keys.len() {
+        return match missing {
+            Missing::Report => Ok(None),
+            Missing::Create(_) => Err(StoreError::corrupt(format!(
+                "locked {} of {} card rows just created",
+                locked.len(),
+                keys.len()
+            ))),
+        };
     }
+    Ok(Some(Locked {
+        cards: locked,
+        created,
+    }))
 }
 
 impl CardRows for PgSession<'_> {
@@ -61,43 +105,17 @@ impl CardRows for PgSession<'_> {
         let keys = sorted_keys(cards);
         let created = match missing {
             Missing::Report => HashSet::new(),
-            Missing::Create(now) => sql::all(
-                self.client(),
-                r#"INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                      change_xid, updated_at)
-                   SELECT c, 0, 0, 0, FALSE, FALSE, loyalty_xid(), $2
-                   FROM unnest($1::text[]) AS u(c) ORDER BY c COLLATE "C"
-                   ON CONFLICT (card) DO NOTHING
-                   RETURNING card"#,
-                &[&keys, &to_db(now)],
-                |r| Ok(r.try_get::<_, String>(0)?),
-            )
-            .await?
-            .into_iter()
-            .collect(),
+            Missing::Create(now) => create_cards(self.conn().await?, &keys, now).await?,
         };
-        let locked = self.lock_sorted(&keys).await?;
-        if locked.len() < keys.len() {
-            return match missing {
-                Missing::Report => Ok(None),
-                Missing::Create(_) => Err(StoreError::corrupt(format!(
-                    "locked {} of {} card rows just created",
-                    locked.len(),
-                    keys.len()
-                ))),
-            };
-        }
-        Ok(Some(Locked {
-            cards: locked,
-            created,
-        }))
+        let locked = lock_sorted(self.conn().await?, &keys).await?;
+        all_locked(&keys, locked, created, missing)
     }
 
     async fn lock_existing_cards(
         &mut self,
         cards: &[&CardId],
     ) -> Result<HashMap<CardId, CardRecord>> {
-        self.lock_sorted(&sorted_keys(cards)).await
+        lock_sorted(self.conn().await?, &sorted_keys(cards)).await
     }
 
     async fn spend_since(
@@ -109,7 +127,7 @@ impl CardRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT card, {}, MIN(at) FROM entries
                  WHERE card = ANY($1) AND at > $2 GROUP BY card",
@@ -122,16 +140,7 @@ impl CardRows for PgSession<'_> {
     }
 
     async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>> {
-        if cards.is_empty() {
-            return Ok(Vec::new());
-        }
-        sql::all(
-            self.client(),
-            &format!("SELECT {LOT_COLUMNS} FROM lots WHERE card = ANY($1) AND remaining > 0"),
-            &[&keys(cards)],
-            rows::lot,
-        )
-        .await
+        open_lots(self.conn().await?, cards).await
     }
 
     async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>> {
@@ -139,7 +148,7 @@ impl CardRows for PgSession<'_> {
             return Ok(Vec::new());
         }
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id = ANY($1)"),
             &[&ids],
             rows::lot,
@@ -150,170 +159,221 @@ impl CardRows for PgSession<'_> {
     /// The rows are locked by this transaction; each takes this transaction's feed
     /// position.
     async fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> Result<()> {
-        if cards.is_empty() {
-            return Ok(());
-        }
-        let card: Vec<&str> = cards.iter().map(|s| s.card.as_str()).collect();
-        let balance: Vec<i64> = cards.iter().map(|s| s.balance.get()).collect();
-        let pending: Vec<i64> = cards.iter().map(|s| s.pending.get()).collect();
-        let tier: Vec<Option<&str>> = cards.iter().map(|s| s.tier.as_deref()).collect();
-        let spend: Vec<i64> = cards.iter().map(|s| s.spend_12m.get()).collect();
-        let drops: Vec<Option<i64>> = cards.iter().map(|s| opt_to_db(s.spend_drops_at)).collect();
-        let welcome: Vec<bool> = cards.iter().map(|s| s.welcome_given).collect();
-        let seen: Vec<bool> = cards.iter().map(|s| s.seen).collect();
-        let flags: Vec<i64> = cards.iter().map(|s| i64::from(s.flags.bits())).collect();
-        let reserved: Vec<i64> = cards.iter().map(|s| s.reserved.get()).collect();
-        let leased: Vec<i64> = cards.iter().map(|s| s.leased.get()).collect();
-        let updated = sql::execute(
-            self.client(),
-            "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
-                    spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
-                    seen = u.seen, flags = u.flags, reserved = u.reserved, leased = u.leased,
-                    change_xid = x.xid, updated_at = $10
-             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
-                         $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
-                         $12::bigint[])
-                  AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
-                       reserved, leased),
-                  (SELECT loyalty_xid() AS xid) AS x
-             WHERE cards.card = u.card",
-            &[
-                &card,
-                &balance,
-                &pending,
-                &tier,
-                &spend,
-                &drops,
-                &welcome,
-                &seen,
-                &flags,
-                &to_db(now),
-                &reserved,
-                &leased,
-            ],
-        )
-        .await?;
-        if updated != cards.len() as u64 {
-            return Err(StoreError::corrupt(format!(
-                "wrote {updated} of {} locked card rows",
-                cards.len()
-            )));
-        }
-        Ok(())
+        write_cards(self.conn().await?, cards, now).await
     }
 
     async fn insert_lots(&mut self, lots: &[Lot]) -> Result<()> {
-        if lots.is_empty() {
-            return Ok(());
-        }
-        let card: Vec<&str> = lots.iter().map(|l| l.card.as_str()).collect();
-        let kind: Vec<&str> = lots.iter().map(|l| l.kind.as_str()).collect();
-        let source: Vec<Option<Uuid>> = lots.iter().map(|l| l.source_entry).collect();
-        let earned: Vec<i64> = lots.iter().map(|l| to_db(l.earned_at)).collect();
-        let matures: Vec<Option<i64>> = lots.iter().map(|l| opt_to_db(l.matures_at)).collect();
-        let matured: Vec<bool> = lots.iter().map(|l| l.matured).collect();
-        let expires: Vec<Option<i64>> = lots.iter().map(|l| opt_to_db(l.expires_at)).collect();
-        let amount: Vec<i64> = lots.iter().map(|l| l.amount.get()).collect();
-        let remaining: Vec<i64> = lots.iter().map(|l| l.remaining.get()).collect();
-        sql::execute(
-            self.client(),
-            "INSERT INTO lots (card, kind, source_entry, earned_at, matures_at, matured,
-                               expires_at, amount, remaining)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[],
-                                  $5::bigint[], $6::bool[], $7::bigint[], $8::bigint[],
-                                  $9::bigint[])",
-            &[
-                &card, &kind, &source, &earned, &matures, &matured, &expires, &amount, &remaining,
-            ],
-        )
-        .await?;
-        Ok(())
+        insert_lots(self.conn().await?, lots).await
     }
 
     async fn update_lots(&mut self, lots: &[Lot]) -> Result<()> {
-        let mut id = Vec::with_capacity(lots.len());
-        let mut remaining = Vec::with_capacity(lots.len());
-        let mut matured = Vec::with_capacity(lots.len());
-        for l in lots {
-            if let LotKey::Stored(key) = l.key {
-                id.push(key);
-                remaining.push(l.remaining.get());
-                matured.push(l.matured);
-            }
-        }
-        if id.is_empty() {
-            return Ok(());
-        }
-        sql::execute(
-            self.client(),
-            "UPDATE lots SET remaining = u.remaining, matured = u.matured
-             FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS u(id, remaining, matured)
-             WHERE lots.id = u.id",
-            &[&id, &remaining, &matured],
-        )
-        .await?;
-        Ok(())
+        update_lots(self.conn().await?, lots).await
     }
 
     async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
-        let kind: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
-        let balance: Vec<i64> = rows.iter().map(|r| r.delta_balance.get()).collect();
-        let pending: Vec<i64> = rows.iter().map(|r| r.delta_pending.get()).collect();
-        let at: Vec<i64> = rows.iter().map(|r| to_db(r.at)).collect();
-        let entry: Vec<Option<Uuid>> = rows.iter().map(|r| r.entry_id).collect();
-        // WITH ORDINALITY: ids follow the plan's order, which `card show` lists.
-        sql::execute(
-            self.client(),
-            "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
-             SELECT card, kind, balance, pending, at, entry
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                         $6::uuid[]) WITH ORDINALITY
-                  AS u(card, kind, balance, pending, at, entry, n)
-             ORDER BY n",
-            &[&card, &kind, &balance, &pending, &at, &entry],
-        )
-        .await?;
-        Ok(())
+        insert_ledger(self.conn().await?, rows).await
     }
 
     async fn insert_flags(&mut self, flags: &[FlagRow]) -> Result<()> {
-        if flags.is_empty() {
-            return Ok(());
-        }
-        let entry: Vec<Uuid> = flags.iter().map(|f| f.entry_id).collect();
-        let card: Vec<&str> = flags.iter().map(|f| f.card.as_str()).collect();
-        let kind: Vec<&str> = flags.iter().map(|f| f.kind.as_str()).collect();
-        let detail: Vec<&str> = flags.iter().map(|f| f.detail.as_str()).collect();
-        sql::execute(
-            self.client(),
-            "INSERT INTO flags (entry_id, card, kind, detail)
-             SELECT entry, card, kind, detail
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                  WITH ORDINALITY AS u(entry, card, kind, detail, n)
-             ORDER BY n",
-            &[&entry, &card, &kind, &detail],
-        )
-        .await?;
-        Ok(())
+        insert_flags(self.conn().await?, flags).await
     }
 
     /// `ON CONFLICT`: most pairs are there already (the cache only knows what this
     /// instance saw), or another terminal of the store associated one concurrently.
     async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<()> {
-        if cards.is_empty() {
-            return Ok(());
-        }
-        sql::execute(
-            self.client(),
-            "INSERT INTO store_cards (store, card) SELECT $1, unnest($2::text[])
-             ON CONFLICT DO NOTHING",
-            &[&store.as_str(), &cards],
-        )
-        .await?;
-        Ok(())
+        associate(self.conn().await?, store, cards).await
     }
 }
+
+pub(super) async fn open_lots(c: &Client, cards: &[&CardId]) -> Result<Vec<Lot>> {
+    if cards.is_empty() {
+        return Ok(Vec::new());
+    }
+    sql::all(c, &OPEN_LOTS, &[&keys(cards)], rows::lot).await
+}
+
+/// The rows are locked by this transaction; each takes this transaction's feed
+/// position.
+pub(super) async fn write_cards(
+    c: &Client,
+    cards: &[&CardRecord],
+    now: OffsetDateTime,
+) -> Result<()> {
+    if cards.is_empty() {
+        return Ok(());
+    }
+    let card: Vec<&str> = cards.iter().map(|s| s.card.as_str()).collect();
+    let balance: Vec<i64> = cards.iter().map(|s| s.balance.get()).collect();
+    let pending: Vec<i64> = cards.iter().map(|s| s.pending.get()).collect();
+    let tier: Vec<Option<&str>> = cards.iter().map(|s| s.tier.as_deref()).collect();
+    let spend: Vec<i64> = cards.iter().map(|s| s.spend_12m.get()).collect();
+    let drops: Vec<Option<i64>> = cards.iter().map(|s| opt_to_db(s.spend_drops_at)).collect();
+    let welcome: Vec<bool> = cards.iter().map(|s| s.welcome_given).collect();
+    let seen: Vec<bool> = cards.iter().map(|s| s.seen).collect();
+    let flags: Vec<i64> = cards.iter().map(|s| i64::from(s.flags.bits())).collect();
+    let reserved: Vec<i64> = cards.iter().map(|s| s.reserved.get()).collect();
+    let leased: Vec<i64> = cards.iter().map(|s| s.leased.get()).collect();
+    let updated = sql::execute(
+        c,
+        WRITE_CARDS,
+        &[
+            &card,
+            &balance,
+            &pending,
+            &tier,
+            &spend,
+            &drops,
+            &welcome,
+            &seen,
+            &flags,
+            &to_db(now),
+            &reserved,
+            &leased,
+        ],
+    )
+    .await?;
+    if updated != cards.len() as u64 {
+        return Err(StoreError::corrupt(format!(
+            "wrote {updated} of {} locked card rows",
+            cards.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_lots(c: &Client, lots: &[Lot]) -> Result<()> {
+    if lots.is_empty() {
+        return Ok(());
+    }
+    let card: Vec<&str> = lots.iter().map(|l| l.card.as_str()).collect();
+    let kind: Vec<&str> = lots.iter().map(|l| l.kind.as_str()).collect();
+    let source: Vec<Option<Uuid>> = lots.iter().map(|l| l.source_entry).collect();
+    let earned: Vec<i64> = lots.iter().map(|l| to_db(l.earned_at)).collect();
+    let matures: Vec<Option<i64>> = lots.iter().map(|l| opt_to_db(l.matures_at)).collect();
+    let matured: Vec<bool> = lots.iter().map(|l| l.matured).collect();
+    let expires: Vec<Option<i64>> = lots.iter().map(|l| opt_to_db(l.expires_at)).collect();
+    let amount: Vec<i64> = lots.iter().map(|l| l.amount.get()).collect();
+    let remaining: Vec<i64> = lots.iter().map(|l| l.remaining.get()).collect();
+    sql::execute(
+        c,
+        INSERT_LOTS,
+        &[
+            &card, &kind, &source, &earned, &matures, &matured, &expires, &amount, &remaining,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn update_lots(c: &Client, lots: &[Lot]) -> Result<()> {
+    let mut id = Vec::with_capacity(lots.len());
+    let mut remaining = Vec::with_capacity(lots.len());
+    let mut matured = Vec::with_capacity(lots.len());
+    for l in lots {
+        if let LotKey::Stored(key) = l.key {
+            id.push(key);
+            remaining.push(l.remaining.get());
+            matured.push(l.matured);
+        }
+    }
+    if id.is_empty() {
+        return Ok(());
+    }
+    sql::execute(c, UPDATE_LOTS, &[&id, &remaining, &matured]).await?;
+    Ok(())
+}
+
+pub(super) async fn insert_ledger(c: &Client, rows: &[LedgerRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
+    let kind: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    let balance: Vec<i64> = rows.iter().map(|r| r.delta_balance.get()).collect();
+    let pending: Vec<i64> = rows.iter().map(|r| r.delta_pending.get()).collect();
+    let at: Vec<i64> = rows.iter().map(|r| to_db(r.at)).collect();
+    let entry: Vec<Option<Uuid>> = rows.iter().map(|r| r.entry_id).collect();
+    // WITH ORDINALITY: ids follow the plan's order, which `card show` lists.
+    sql::execute(
+        c,
+        INSERT_LEDGER,
+        &[&card, &kind, &balance, &pending, &at, &entry],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_flags(c: &Client, flags: &[FlagRow]) -> Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let entry: Vec<Uuid> = flags.iter().map(|f| f.entry_id).collect();
+    let card: Vec<&str> = flags.iter().map(|f| f.card.as_str()).collect();
+    let kind: Vec<&str> = flags.iter().map(|f| f.kind.as_str()).collect();
+    let detail: Vec<&str> = flags.iter().map(|f| f.detail.as_str()).collect();
+    sql::execute(c, INSERT_FLAGS, &[&entry, &card, &kind, &detail]).await?;
+    Ok(())
+}
+
+/// `ON CONFLICT`: most pairs are there already (the cache only knows what this
+/// instance saw), or another terminal of the store associated one concurrently.
+pub(super) async fn associate(c: &Client, store: &StoreId, cards: &[String]) -> Result<()> {
+    if cards.is_empty() {
+        return Ok(());
+    }
+    sql::execute(c, ASSOCIATE, &[&store.as_str(), &cards]).await?;
+    Ok(())
+}
+
+/// The statement of [`open_lots`].
+pub(super) static OPEN_LOTS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {LOT_COLUMNS} FROM lots WHERE card = ANY($1) AND remaining > 0")
+});
+
+/// The statement of [`write_cards`].
+pub(super) const WRITE_CARDS: &str =
+    "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
+                spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
+                seen = u.seen, flags = u.flags, reserved = u.reserved, leased = u.leased,
+                change_xid = x.xid, updated_at = $10
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
+                     $12::bigint[])
+              AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
+                   reserved, leased),
+              (SELECT loyalty_xid() AS xid) AS x
+         WHERE cards.card = u.card";
+
+/// The statement of [`insert_lots`].
+pub(super) const INSERT_LOTS: &str =
+    "INSERT INTO lots (card, kind, source_entry, earned_at, matures_at, matured,
+                           expires_at, amount, remaining)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[],
+                              $5::bigint[], $6::bool[], $7::bigint[], $8::bigint[],
+                              $9::bigint[])";
+
+/// The statement of [`update_lots`].
+pub(super) const UPDATE_LOTS: &str = "UPDATE lots SET remaining = u.remaining, matured = u.matured
+         FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS u(id, remaining, matured)
+         WHERE lots.id = u.id";
+
+/// The statement of [`insert_ledger`].
+pub(super) const INSERT_LEDGER: &str =
+    "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
+         SELECT card, kind, balance, pending, at, entry
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                     $6::uuid[]) WITH ORDINALITY
+              AS u(card, kind, balance, pending, at, entry, n)
+         ORDER BY n";
+
+/// The statement of [`insert_flags`].
+pub(super) const INSERT_FLAGS: &str = "INSERT INTO flags (entry_id, card, kind, detail)
+         SELECT entry, card, kind, detail
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+              WITH ORDINALITY AS u(entry, card, kind, detail, n)
+         ORDER BY n";
+
+/// The statement of [`associate`].
+pub(super) const ASSOCIATE: &str =
+    "INSERT INTO store_cards (store, card) SELECT $1, unnest($2::text[])
+         ON CONFLICT DO NOTHING";

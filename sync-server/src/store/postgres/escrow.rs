@@ -13,7 +13,9 @@ use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::EscrowRows;
+use deadpool_postgres::Client;
 use protocol::{CardId, Points, ReceiptId};
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -39,67 +41,20 @@ impl EscrowRows for PgSession<'_> {
         terminal: i64,
         receipts: &[ReceiptId],
     ) -> Result<Vec<ReservationRow>> {
-        if receipts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
-        sql::all(
-            self.client(),
-            &format!(
-                "SELECT {RESERVATION_COLUMNS} FROM reservations
-                 WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
-            ),
-            &[&terminal, &keys],
-            rows::reservation,
-        )
-        .await
+        reservations(self.conn().await?, terminal, receipts).await
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
-        let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
-        let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
-        let points: Vec<i64> = rows.iter().map(|r| r.points.get()).collect();
-        let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-        let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
-        let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
-        sql::execute(
-            self.client(),
-            &format!(
-                "INSERT INTO reservations ({RESERVATION_COLUMNS})
-                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
-                                      $5::text[], $6::bigint[], $7::bigint[])
-                 ON CONFLICT (terminal_ref, receipt_id) DO UPDATE SET
-                    card = excluded.card, points = excluded.points, status = excluded.status,
-                    expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-            ),
-            &[
-                &terminal, &receipt, &card, &points, &status, &expires, &updated,
-            ],
-        )
-        .await?;
-        Ok(())
+        write_reservations(self.conn().await?, rows).await
     }
 
     async fn leases(&mut self, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        sql::all(
-            self.client(),
-            &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"),
-            &[&ids],
-            rows::lease,
-        )
-        .await
+        leases(self.conn().await?, ids).await
     }
 
     async fn open_leases(&mut self, terminal: i64) -> Result<Vec<LeaseRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {LEASE_COLUMNS} FROM leases
                  WHERE terminal_ref = $1 AND status = 'open' ORDER BY granted_at, id"
@@ -111,33 +66,7 @@ impl EscrowRows for PgSession<'_> {
     }
 
     async fn write_leases(&mut self, rows: &[LeaseRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
-        let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
-        let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
-        let points: Vec<i64> = rows.iter().map(|l| l.points.get()).collect();
-        let charged: Vec<i64> = rows.iter().map(|l| l.charged.get()).collect();
-        let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
-        let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
-        let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
-        sql::execute(
-            self.client(),
-            &format!(
-                "INSERT INTO leases ({LEASE_COLUMNS})
-                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
-                                      $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
-                 ON CONFLICT (id) DO UPDATE SET
-                    charged = excluded.charged, status = excluded.status,
-                    expires_at = excluded.expires_at"
-            ),
-            &[
-                &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
-            ],
-        )
-        .await?;
-        Ok(())
+        write_leases(self.conn().await?, rows).await
     }
 
     async fn own_holds(
@@ -150,7 +79,7 @@ impl EscrowRows for PgSession<'_> {
         }
         let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
         sql::all(
-            self.client(),
+            self.conn().await?,
             &holds_sql("AND terminal_ref = $1 AND card = ANY($2)"),
             &[&terminal, &keys],
             rows::holds,
@@ -160,7 +89,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn set_lease_epoch(&mut self, terminal: i64, epoch: u64) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET lease_epoch = $2 WHERE id = $1",
             &[&terminal, &signed(epoch)?],
         )
@@ -170,7 +99,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn claim_token(&mut self, token: &TokenUse) -> Result<Option<TokenUse>> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "INSERT INTO token_uses ({TOKEN_USE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (token_id) DO NOTHING"
@@ -186,7 +115,7 @@ impl EscrowRows for PgSession<'_> {
         )
         .await?;
         sql::first(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {TOKEN_USE_COLUMNS} FROM token_uses WHERE token_id = $1"),
             &[&token.token_id],
             rows::token_use,
@@ -200,7 +129,7 @@ impl EscrowRows for PgSession<'_> {
         limit: i64,
     ) -> Result<Vec<ReservationRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {RESERVATION_COLUMNS} FROM reservations
                  WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
@@ -217,7 +146,7 @@ impl EscrowRows for PgSession<'_> {
         limit: i64,
     ) -> Result<Vec<LeaseRow>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {LEASE_COLUMNS} FROM leases
                  WHERE status = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
@@ -230,7 +159,7 @@ impl EscrowRows for PgSession<'_> {
 
     async fn forget_token_uses(&mut self, before: OffsetDateTime) -> Result<u64> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "DELETE FROM token_uses WHERE expires_at < $1",
             &[&to_db(before)],
         )
@@ -238,6 +167,106 @@ impl EscrowRows for PgSession<'_> {
     }
 
     async fn hold_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
-        sql::all(self.client(), &holds_sql(""), &[], rows::card_sums).await
+        sql::all(self.conn().await?, &holds_sql(""), &[], rows::card_sums).await
     }
 }
+
+pub(super) async fn reservations(
+    c: &Client,
+    terminal: i64,
+    receipts: &[ReceiptId],
+) -> Result<Vec<ReservationRow>> {
+    if receipts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
+    sql::all(c, &RESERVATIONS, &[&terminal, &keys], rows::reservation).await
+}
+
+pub(super) async fn write_reservations(c: &Client, rows: &[ReservationRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
+    let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
+    let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
+    let points: Vec<i64> = rows.iter().map(|r| r.points.get()).collect();
+    let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
+    let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
+    sql::execute(
+        c,
+        &WRITE_RESERVATIONS,
+        &[
+            &terminal, &receipt, &card, &points, &status, &expires, &updated,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn leases(c: &Client, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sql::all(c, &LEASES, &[&ids], rows::lease).await
+}
+
+pub(super) async fn write_leases(c: &Client, rows: &[LeaseRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
+    let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
+    let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
+    let points: Vec<i64> = rows.iter().map(|l| l.points.get()).collect();
+    let charged: Vec<i64> = rows.iter().map(|l| l.charged.get()).collect();
+    let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
+    let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
+    let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
+    sql::execute(
+        c,
+        &WRITE_LEASES,
+        &[
+            &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`reservations`].
+pub(super) static RESERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations
+             WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
+    )
+});
+
+/// The statement of [`write_reservations`].
+pub(super) static WRITE_RESERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO reservations ({RESERVATION_COLUMNS})
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[],
+                                  $5::text[], $6::bigint[], $7::bigint[])
+             ON CONFLICT (terminal_ref, receipt_id) DO UPDATE SET
+                card = excluded.card, points = excluded.points, status = excluded.status,
+                expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+    )
+});
+
+/// The statement of [`leases`].
+pub(super) static LEASES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id = ANY($1)"));
+
+/// The statement of [`write_leases`].
+pub(super) static WRITE_LEASES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO leases ({LEASE_COLUMNS})
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[],
+                                  $5::bigint[], $6::text[], $7::bigint[], $8::bigint[])
+             ON CONFLICT (id) DO UPDATE SET
+                charged = excluded.charged, status = excluded.status,
+                expires_at = excluded.expires_at"
+    )
+});

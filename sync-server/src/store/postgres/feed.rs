@@ -104,7 +104,7 @@ impl FeedRows for PgSession<'_> {
     /// The first statement takes the transaction's snapshot; its xmin bounds the page.
     async fn feed_head(&mut self) -> Result<Cursor> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
             &[],
             |r| {
@@ -125,7 +125,7 @@ impl FeedRows for PgSession<'_> {
         page: i64,
     ) -> Result<Vec<(Cursor, CardRecord)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT c.change_xid, {} FROM cards c
                  WHERE (c.change_xid, c.card) > ($2, $3) AND c.change_xid < $4
@@ -150,7 +150,7 @@ impl FeedRows for PgSession<'_> {
     /// each with the card's current state in the snapshot.
     async fn block_changes(&mut self, after: &Cursor, upto: &Cursor) -> Result<Vec<BlockChange>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT e.card, c.blocked FROM block_events e JOIN cards c ON c.card = e.card
              WHERE e.xid >= $1 AND e.xid < $2 ORDER BY e.xid, e.id",
             &[&after.xid, &upto.xid],
@@ -161,7 +161,7 @@ impl FeedRows for PgSession<'_> {
 
     async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = $1"),
             &[&card.as_str()],
             |r| rows::card_record(r, 0),

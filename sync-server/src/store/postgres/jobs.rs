@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 impl JobRows for PgSession<'_> {
     async fn due_lots(&mut self, now: OffsetDateTime) -> Result<Vec<(CardId, i64)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT card, id FROM lots WHERE NOT matured AND matures_at <= $1
              UNION
              SELECT card, id FROM lots
@@ -26,7 +26,7 @@ impl JobRows for PgSession<'_> {
 
     async fn cards_with_spend_dropping(&mut self, now: OffsetDateTime) -> Result<Vec<CardId>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT card FROM cards WHERE spend_drops_at IS NOT NULL AND spend_drops_at <= $1",
             &[&to_db(now)],
             |r| r.card(0),
@@ -36,7 +36,7 @@ impl JobRows for PgSession<'_> {
 
     async fn tiers_version(&mut self) -> Result<u64> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT tiers_rules_version FROM job_state WHERE id = 1",
             &[],
             |r| r.counter(0),
@@ -46,7 +46,7 @@ impl JobRows for PgSession<'_> {
 
     async fn cards_with_spend_or_tier(&mut self, zero_tier: Option<&str>) -> Result<Vec<CardId>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT card FROM cards WHERE spend_12m <> 0 OR tier IS DISTINCT FROM $1",
             &[&zero_tier],
             |r| r.card(0),
@@ -56,7 +56,7 @@ impl JobRows for PgSession<'_> {
 
     async fn mark_tiers(&mut self, version: u64) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE job_state SET tiers_rules_version = $1
              WHERE id = 1 AND tiers_rules_version < $1",
             &[&signed(version)?],
@@ -69,7 +69,7 @@ impl JobRows for PgSession<'_> {
 impl AuditRows for PgSession<'_> {
     async fn all_cards(&mut self) -> Result<Vec<AuditedCard>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!("SELECT {CARD_COLUMNS} FROM cards"),
             &[],
             rows::audited_card,
@@ -81,7 +81,7 @@ impl AuditRows for PgSession<'_> {
     /// `bigint` can: the split sums convert exactly, like SQLite's.
     async fn ledger_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT card, {}, {} FROM ledger GROUP BY card",
                 split_sum("delta_balance", "::bigint"),
@@ -95,7 +95,7 @@ impl AuditRows for PgSession<'_> {
 
     async fn lot_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT card, {}, {} FROM lots GROUP BY card",
                 split_sum("remaining", "::bigint"),
@@ -112,7 +112,7 @@ impl AuditRows for PgSession<'_> {
 
     async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT t.store, t.terminal, t.acked_through, COUNT(e.seq), MIN(e.seq), MAX(e.seq)
              FROM terminals t LEFT JOIN entries e ON e.terminal_ref = t.id
              GROUP BY t.id ORDER BY t.store, t.terminal",

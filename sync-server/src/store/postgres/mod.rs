@@ -17,6 +17,7 @@ mod escrow;
 mod feed;
 mod jobs;
 pub mod options;
+mod push;
 mod quarantine;
 pub mod retry;
 mod rules;

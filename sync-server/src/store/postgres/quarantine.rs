@@ -9,33 +9,19 @@ use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, QUARANTINE_COLUMNS};
 use crate::store::statements::{HeldInQuarantine, QuarantineRows};
+use deadpool_postgres::Client;
 use protocol::{CardId, Money};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 impl QuarantineRows for PgSession<'_> {
     async fn insert_quarantine(&mut self, q: &[QuarantineRow], now: OffsetDateTime) -> Result<()> {
-        for r in q {
-            sql::execute(
-                self.client(),
-                "INSERT INTO quarantine (entry_id, card, kind, reason, quarantined_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &r.entry_id,
-                    &r.card.as_ref().map(CardId::as_str),
-                    &r.kind.as_str(),
-                    &r.reason.as_str(),
-                    &to_db(now),
-                ],
-            )
-            .await?;
-        }
-        Ok(())
+        insert_quarantine(self.conn().await?, q, now).await
     }
 
     async fn quarantined(&mut self) -> Result<Vec<QuarantinedEntry>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             &format!(
                 "SELECT {QUARANTINE_COLUMNS} FROM quarantine q
                  JOIN entries e ON e.id = q.entry_id
@@ -50,7 +36,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn lock_quarantined(&mut self, id: i64) -> Result<Option<HeldInQuarantine>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT e.body, t.store, q.released_at IS NOT NULL FROM quarantine q
              JOIN entries e ON e.id = q.entry_id
              JOIN terminals t ON t.id = e.terminal_ref
@@ -64,7 +50,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn release_quarantined(&mut self, id: i64, now: OffsetDateTime) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE quarantine SET released_at = $2 WHERE id = $1",
             &[&id, &to_db(now)],
         )
@@ -74,7 +60,7 @@ impl QuarantineRows for PgSession<'_> {
 
     async fn set_entry_spend(&mut self, entry: Uuid, spend: Money) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE entries SET spend_minor = $2 WHERE id = $1",
             &[&entry, &spend.get()],
         )
@@ -82,3 +68,35 @@ impl QuarantineRows for PgSession<'_> {
         Ok(())
     }
 }
+
+pub(super) async fn insert_quarantine(
+    c: &Client,
+    q: &[QuarantineRow],
+    now: OffsetDateTime,
+) -> Result<()> {
+    if q.is_empty() {
+        return Ok(());
+    }
+    let entry: Vec<Uuid> = q.iter().map(|r| r.entry_id).collect();
+    let card: Vec<Option<&str>> = q
+        .iter()
+        .map(|r| r.card.as_ref().map(CardId::as_str))
+        .collect();
+    let kind: Vec<&str> = q.iter().map(|r| r.kind.as_str()).collect();
+    let reason: Vec<&str> = q.iter().map(|r| r.reason.as_str()).collect();
+    sql::execute(
+        c,
+        INSERT_QUARANTINE,
+        &[&entry, &card, &kind, &reason, &to_db(now)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`insert_quarantine`]: one for the batch, records in its order.
+pub(super) const INSERT_QUARANTINE: &str =
+    "INSERT INTO quarantine (entry_id, card, kind, reason, quarantined_at)
+     SELECT entry, card, kind, reason, $5
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+          WITH ORDINALITY AS u(entry, card, kind, reason, n)
+     ORDER BY n";

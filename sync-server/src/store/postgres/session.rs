@@ -3,7 +3,10 @@
 //! the transactions around them.
 //!
 //! Transactions are `START TRANSACTION` / `COMMIT` on the session's own connection,
-//! exactly what the driver's transaction type sends. A session dropped inside a
+//! exactly what the driver's transaction type sends. The `START TRANSACTION` of a
+//! write transaction is held back until the first statement ([`PgSession::conn`]), or
+//! sent in the same flight as the push's first statements ([`PgSession::take_begin`]),
+//! so it costs no round trip of its own. A session dropped inside a
 //! transaction (a cancelled request, an attempt that failed before it could roll
 //! back) cannot wait for a `ROLLBACK`, so it takes its connection out of the pool
 //! and closes it: the server rolls the transaction back, and no later request ever
@@ -24,7 +27,10 @@ pub struct PgSession<'c> {
     /// Always `Some` until the session is dropped.
     client: Option<Client>,
     caches: &'c Caches,
+    /// A transaction was begun on the server (or its `START TRANSACTION` sent).
     open: bool,
+    /// The `START TRANSACTION` not sent yet.
+    pending: Option<&'static str>,
 }
 
 impl<'c> PgSession<'c> {
@@ -34,14 +40,35 @@ impl<'c> PgSession<'c> {
             client: Some(client),
             caches,
             open: false,
+            pending: None,
         }
     }
 
-    /// The connection.
+    /// The connection, as it is: a held-back `START TRANSACTION` is not sent. Only
+    /// for the statements of a flight that sent it ([`Self::take_begin`]).
     pub fn client(&self) -> &Client {
         self.client
             .as_ref()
             .expect("a session holds its client until it is dropped")
+    }
+
+    /// The connection, inside the transaction begun (a held-back `START
+    /// TRANSACTION` is sent first).
+    pub async fn conn(&mut self) -> Result<&Client> {
+        if let Some(begin) = self.take_begin() {
+            self.client().batch_execute(begin).await?;
+        }
+        Ok(self.client())
+    }
+
+    /// The held-back `START TRANSACTION`, if any, for the caller to send ahead of its
+    /// statements in one flight; the transaction counts as open from now on.
+    pub fn take_begin(&mut self) -> Option<&'static str> {
+        let begin = self.pending.take();
+        if begin.is_some() {
+            self.open = true;
+        }
+        begin
     }
 
     /// Sends `sql`, counting the transaction as open until it answered: a session
@@ -54,24 +81,28 @@ impl<'c> PgSession<'c> {
 }
 
 impl Session for PgSession<'_> {
+    /// Sends nothing yet: see the module documentation.
     async fn begin(&mut self, kind: TxKind) -> Result<()> {
-        self.open = true;
-        self.client()
-            .batch_execute(match kind {
-                TxKind::Snapshot => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                // READ COMMITTED: a writer's consistency comes from the row locks it
-                // takes in a fixed order (terminal, then cards by id).
-                TxKind::Write => "START TRANSACTION",
-            })
-            .await?;
+        self.pending = Some(match kind {
+            TxKind::Snapshot => "START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            // READ COMMITTED: a writer's consistency comes from the row locks it
+            // takes in a fixed order (terminal, then cards by id).
+            TxKind::Write => "START TRANSACTION",
+        });
         Ok(())
     }
 
+    /// A transaction that never sent a statement has nothing to commit.
     async fn commit(&mut self) -> Result<()> {
-        self.end("COMMIT").await
+        self.pending = None;
+        if self.open {
+            self.end("COMMIT").await?;
+        }
+        Ok(())
     }
 
     async fn rollback(&mut self) -> Result<()> {
+        self.pending = None;
         if self.open {
             self.end("ROLLBACK").await?;
         }

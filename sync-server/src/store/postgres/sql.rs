@@ -2,8 +2,8 @@
 //! turned into [`StoreError`] and rows decoded by [`crate::store::rows`]. Every
 //! helper takes a connection or a transaction.
 
-use crate::store::Result;
-use deadpool_postgres::GenericClient;
+use crate::store::{Result, StoreError};
+use deadpool_postgres::{Client, GenericClient};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -56,4 +56,34 @@ pub async fn first<T>(
 pub async fn execute(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<u64> {
     let stmt = c.prepare_cached(sql).await?;
     Ok(c.execute(&stmt, params).await?)
+}
+
+/// Runs `flight`, statements whose futures are polled together (`tokio::join!`), so
+/// that tokio-postgres pipelines them: all are sent before the first answer is
+/// awaited, one round trip for them all, and the server runs them in the order sent.
+///
+/// That order holds only if no statement of the flight has to be prepared first (a
+/// future waiting for its `Parse` would let the next ones overtake it), so `sqls`,
+/// every statement of the flight, are prepared before (on a new connection only; a
+/// round trip each). A statement prepared during the flight anyway (missing from
+/// `sqls`) is a bug, and fails the transaction rather than let it commit what may have
+/// run out of order.
+pub async fn flight<T>(
+    c: &Client,
+    sqls: &[&str],
+    flight: impl std::future::Future<Output = T>,
+) -> Result<T> {
+    for sql in sqls {
+        c.prepare_cached(sql).await?;
+    }
+    let prepared = c.statement_cache.size();
+    let out = flight.await;
+    if c.statement_cache.size() != prepared {
+        return Err(StoreError::corrupt(
+            "a pipelined statement was prepared inside its flight: its order is not \
+             guaranteed"
+                .to_owned(),
+        ));
+    }
+    Ok(out)
 }

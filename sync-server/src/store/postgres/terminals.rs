@@ -21,6 +21,7 @@ use crate::store::statements::{
     TerminalState,
 };
 use crate::store::{TerminalIdentity, TerminalInfo};
+use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Seq};
 use time::OffsetDateTime;
@@ -41,7 +42,7 @@ pub const INSERT_ENTRIES: &str =
 impl TerminalRows for PgSession<'_> {
     async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT id, store, terminal FROM terminals WHERE token_hash = $1 AND revoked_at IS NULL",
             &[&hash.as_str()],
             rows::terminal_identity,
@@ -50,25 +51,12 @@ impl TerminalRows for PgSession<'_> {
     }
 
     async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
-        sql::first(
-            self.client(),
-            "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals
-             WHERE id = $1 FOR NO KEY UPDATE",
-            &[&key],
-            |r| {
-                Ok(TerminalState {
-                    acked_through: Seq(r.counter(0)?),
-                    revoked: r.boolean(1)?,
-                    lease_epoch: r.counter(2)?,
-                })
-            },
-        )
-        .await
+        lock_terminal(self.conn().await?, key).await
     }
 
     async fn active_acked_through(&mut self, key: i64) -> Result<Option<Seq>> {
         sql::first(
-            self.client(),
+            self.conn().await?,
             "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL",
             &[&key],
             |r| Ok(Seq(r.counter(0)?)),
@@ -77,18 +65,12 @@ impl TerminalRows for PgSession<'_> {
     }
 
     async fn ack(&mut self, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
-        sql::execute(
-            self.client(),
-            "UPDATE terminals SET acked_through = $2, last_push_at = $3 WHERE id = $1",
-            &[&key, &signed(acked.get())?, &to_db(now)],
-        )
-        .await?;
-        Ok(())
+        ack(self.conn().await?, key, acked, now).await
     }
 
     async fn insert_terminal(&mut self, new: &NewTerminal<'_>) -> Result<bool> {
         let n = sql::execute(
-            self.client(),
+            self.conn().await?,
             "INSERT INTO terminals (store, terminal, token_hash, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (store, terminal) DO NOTHING",
             &[
@@ -104,7 +86,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn lock_named_terminal(&mut self, name: TerminalName<'_>) -> Result<(i64, bool)> {
         sql::one(
-            self.client(),
+            self.conn().await?,
             "SELECT id, revoked_at IS NOT NULL FROM terminals
              WHERE store = $1 AND terminal = $2 FOR UPDATE",
             &[&name.store.as_str(), &name.terminal.as_str()],
@@ -115,7 +97,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn set_token(&mut self, key: i64, hash: &TokenHash) -> Result<()> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET token_hash = $2, revoked_at = NULL WHERE id = $1",
             &[&key, &hash.as_str()],
         )
@@ -125,7 +107,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn revoke(&mut self, name: TerminalName<'_>, now: OffsetDateTime) -> Result<u64> {
         sql::execute(
-            self.client(),
+            self.conn().await?,
             "UPDATE terminals SET revoked_at = COALESCE(revoked_at, $3)
              WHERE store = $1 AND terminal = $2",
             &[&name.store.as_str(), &name.terminal.as_str(), &to_db(now)],
@@ -135,7 +117,7 @@ impl TerminalRows for PgSession<'_> {
 
     async fn list_terminals(&mut self) -> Result<Vec<TerminalInfo>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT store, terminal, created_at, revoked_at, acked_through, last_push_at
              FROM terminals ORDER BY store, terminal",
             &[],
@@ -147,14 +129,7 @@ impl TerminalRows for PgSession<'_> {
 
 impl EntryRows for PgSession<'_> {
     async fn held(&mut self, key: i64, from: Seq, to: Seq) -> Result<Vec<(u64, StoredEntry)>> {
-        sql::all(
-            self.client(),
-            "SELECT seq, id, content_hash FROM entries
-             WHERE terminal_ref = $1 AND seq BETWEEN $2 AND $3",
-            &[&key, &signed(from.get())?, &signed(to.get())?],
-            rows::stored_entry,
-        )
-        .await
+        held(self.conn().await?, key, from, to).await
     }
 
     /// One statement for the whole batch (arrays through `unnest`). A plain INSERT
@@ -162,68 +137,12 @@ impl EntryRows for PgSession<'_> {
     /// unique constraints abort the transaction on a reused id or seq, and the flow
     /// names the owner after the rollback.
     async fn insert_entries(&mut self, new: &NewEntries<'_>) -> Result<Option<Clash>> {
-        let entries = new.entries;
-        let n = entries.len();
-        let mut id = Vec::with_capacity(n);
-        let mut seq = Vec::with_capacity(n);
-        let mut at = Vec::with_capacity(n);
-        let mut kind = Vec::with_capacity(n);
-        let mut card = Vec::with_capacity(n);
-        let mut spend = Vec::with_capacity(n);
-        let mut rules_version = Vec::with_capacity(n);
-        let mut hash = Vec::with_capacity(n);
-        let mut body = Vec::with_capacity(n);
-        for (e, (b, h)) in entries.iter().zip(new.encoded) {
-            id.push(e.id);
-            seq.push(signed(e.seq.get())?);
-            at.push(to_db(e.at));
-            kind.push(entry_kind(e).as_str());
-            card.push(e.card().map(CardId::as_str));
-            spend.push(new.spend(e).get());
-            rules_version.push(signed(e.rules_version)?);
-            hash.push(h.as_str());
-            body.push(b.as_str());
-        }
-        let c = self.client();
-        let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
-        let result = c
-            .execute(
-                &stmt,
-                &[
-                    &new.terminal,
-                    &to_db(new.received_at),
-                    &id,
-                    &seq,
-                    &at,
-                    &kind,
-                    &card,
-                    &spend,
-                    &rules_version,
-                    &hash,
-                    &body,
-                ],
-            )
-            .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                match e.as_db_error().and_then(|d| d.constraint()) {
-                    Some("entries_pkey") => Ok(Some(Clash::Id(None))),
-                    // The terminal's row lock makes this unreachable; the constraint
-                    // holds anyway.
-                    Some("entries_terminal_seq") => {
-                        Ok(Some(Clash::Seq(entries.first().map_or(Seq(0), |e| e.seq))))
-                    }
-                    _ => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
+        insert_entries(self.conn().await?, new).await
     }
 
     async fn entry_holders(&mut self, ids: &[Uuid]) -> Result<Vec<EntryHolder>> {
         sql::all(
-            self.client(),
+            self.conn().await?,
             "SELECT e.id, e.terminal_ref, e.seq, t.store, t.terminal FROM entries e
              JOIN terminals t ON t.id = e.terminal_ref
              WHERE e.id = ANY($1) ORDER BY e.seq",
@@ -233,3 +152,110 @@ impl EntryRows for PgSession<'_> {
         .await
     }
 }
+
+pub(super) async fn lock_terminal(c: &Client, key: i64) -> Result<Option<TerminalState>> {
+    sql::first(c, LOCK_TERMINAL, &[&key], |r| {
+        Ok(TerminalState {
+            acked_through: Seq(r.counter(0)?),
+            revoked: r.boolean(1)?,
+            lease_epoch: r.counter(2)?,
+        })
+    })
+    .await
+}
+
+pub(super) async fn ack(c: &Client, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
+    sql::execute(c, ACK, &[&key, &signed(acked.get())?, &to_db(now)]).await?;
+    Ok(())
+}
+
+pub(super) async fn held(
+    c: &Client,
+    key: i64,
+    from: Seq,
+    to: Seq,
+) -> Result<Vec<(u64, StoredEntry)>> {
+    sql::all(
+        c,
+        HELD,
+        &[&key, &signed(from.get())?, &signed(to.get())?],
+        rows::stored_entry,
+    )
+    .await
+}
+
+/// One statement for the whole batch (arrays through `unnest`). A plain INSERT
+/// (no `ON CONFLICT`, whose speculative insertion costs as much again): the
+/// unique constraints abort the transaction on a reused id or seq, and the flow
+/// names the owner after the rollback.
+pub(super) async fn insert_entries(c: &Client, new: &NewEntries<'_>) -> Result<Option<Clash>> {
+    let entries = new.entries;
+    let n = entries.len();
+    let mut id = Vec::with_capacity(n);
+    let mut seq = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut card = Vec::with_capacity(n);
+    let mut spend = Vec::with_capacity(n);
+    let mut rules_version = Vec::with_capacity(n);
+    let mut hash = Vec::with_capacity(n);
+    let mut body = Vec::with_capacity(n);
+    for (e, (b, h)) in entries.iter().zip(new.encoded) {
+        id.push(e.id);
+        seq.push(signed(e.seq.get())?);
+        at.push(to_db(e.at));
+        kind.push(entry_kind(e).as_str());
+        card.push(e.card().map(CardId::as_str));
+        spend.push(new.spend(e).get());
+        rules_version.push(signed(e.rules_version)?);
+        hash.push(h.as_str());
+        body.push(b.as_str());
+    }
+    let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
+    let result = c
+        .execute(
+            &stmt,
+            &[
+                &new.terminal,
+                &to_db(new.received_at),
+                &id,
+                &seq,
+                &at,
+                &kind,
+                &card,
+                &spend,
+                &rules_version,
+                &hash,
+                &body,
+            ],
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            match e.as_db_error().and_then(|d| d.constraint()) {
+                Some("entries_pkey") => Ok(Some(Clash::Id(None))),
+                // The terminal's row lock makes this unreachable; the constraint
+                // holds anyway.
+                Some("entries_terminal_seq") => {
+                    Ok(Some(Clash::Seq(entries.first().map_or(Seq(0), |e| e.seq))))
+                }
+                _ => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The statement of [`lock_terminal`].
+pub(super) const LOCK_TERMINAL: &str =
+    "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals
+         WHERE id = $1 FOR NO KEY UPDATE";
+
+/// The statement of [`ack`].
+pub(super) const ACK: &str =
+    "UPDATE terminals SET acked_through = $2, last_push_at = $3 WHERE id = $1";
+
+/// The statement of [`held`].
+pub(super) const HELD: &str = "SELECT seq, id, content_hash FROM entries
+         WHERE terminal_ref = $1 AND seq BETWEEN $2 AND $3";

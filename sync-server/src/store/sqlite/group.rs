@@ -274,6 +274,39 @@ mod tests {
     }
 
     #[test]
+    fn a_group_commits_once_and_answers_after_the_commit_its_failure_alone_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hq.db");
+        let mut conn = super::super::connect(&path).unwrap();
+        super::super::schema::migrations()
+            .to_latest(&mut conn)
+            .unwrap();
+        let caches = Caches::default();
+        let (one, mut one_answer) = pending(record(1, false));
+        let (two, mut two_answer) = pending(record(2, true));
+        let (three, mut three_answer) = pending(record(3, false));
+        let mut group = vec![one, two, three];
+        let commit = {
+            let mut session = SqliteSession::new(&mut conn, &caches);
+            run_group(&mut session, &mut group)
+        };
+        assert_eq!(commit, Ok(()));
+        // Committed (another connection sees it) without the failed one's row, and
+        // nobody answered yet: answers come only after the commit.
+        assert_eq!(recorded(&path), vec![1, 3]);
+        for answer in [&mut one_answer, &mut two_answer, &mut three_answer] {
+            assert!(answer.try_recv().is_err());
+        }
+        for job in group {
+            job.finish(&caches, &commit);
+        }
+        assert_eq!(one_answer.blocking_recv().unwrap().unwrap(), 1);
+        let two = two_answer.blocking_recv().unwrap();
+        assert!(matches!(two, Err(StoreError::Corrupt(_))), "{two:?}");
+        assert_eq!(three_answer.blocking_recv().unwrap().unwrap(), 3);
+    }
+
+    #[test]
     fn the_others_of_a_failed_group_are_told_to_run_again_not_that_they_failed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hq.db");

@@ -15,7 +15,7 @@ use crate::store::StoreError;
 use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
 use crate::store::rows::{Columns, Raw};
-use crate::store::statements::Statements;
+use crate::store::statements::{PushRows, Statements};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Params, Row, params_from_iter};
 use std::future::Future;
@@ -142,6 +142,9 @@ pub const CHUNK: usize = 64;
 /// Rows per multi-row `INSERT`: one statement spreads SQLite's per-statement setup
 /// (a cursor on the table and on each index, foreign-key checks) over many rows.
 const ROWS_PER_INSERT: usize = 32;
+
+/// Each statement on its own, in order: no network to save round trips on.
+impl PushRows for SqliteSession<'_> {}
 
 impl Statements for SqliteSession<'_> {
     fn caches(&self) -> &Caches {

@@ -1,0 +1,182 @@
+//! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
+//! flight ([`sql::flight`]), so a push costs four round trips whatever its size:
+//!
+//! 1. `START TRANSACTION`, lock the terminal's row, what HQ holds of the batch's seq
+//!    range, the rules version (and the JSON of versions the cache lacks);
+//! 2. lock the touched cards in card-id order (after blank rows for cards HQ never
+//!    held, on the attempt that creates them), then their reservations, leases and
+//!    open lots: the server runs a flight's statements in the order sent, so every
+//!    read comes after the locks;
+//! 3. every write, one statement per table (arrays through `unnest`), the ack last;
+//! 4. `COMMIT`.
+//!
+//! Only a card whose cached spend is stale (rare: the ledger job recomputes it) adds
+//! a round trip, and a batch with a card HQ never held starts over once.
+//!
+//! A failing statement aborts the transaction, so every later one of its flight fails
+//! too ("current transaction is aborted"): the answers are looked at in the order
+//! sent and the first failure is the one reported; a clash of the entry rows with the
+//! uniqueness constraints is the refusal it always was, and a serialization failure
+//! or deadlock is retried as before ([`super::retry`]).
+
+use super::session::PgSession;
+use super::{admin, analytics, cards, escrow, quarantine, rules, sql, terminals};
+use crate::store::Result;
+use crate::store::encode::signed;
+use crate::store::rows::Columns;
+use crate::store::statements::{
+    CardReads, CardState, Clash, Head, HeadReads, Missing, PushRows, PushWrites,
+};
+use deadpool_postgres::Client;
+use std::collections::HashSet;
+
+/// The stored JSON of the rules versions among `versions`.
+async fn rules_bodies(c: &Client, versions: &[u64]) -> Result<Vec<(u64, String)>> {
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let versions = versions
+        .iter()
+        .map(|v| signed(*v))
+        .collect::<Result<Vec<i64>>>()?;
+    sql::all(c, RULES_BODIES, &[&versions], |r| {
+        Ok((r.counter(0)?, r.text(1)?))
+    })
+    .await
+}
+
+/// The statement of [`rules_bodies`].
+const RULES_BODIES: &str = "SELECT version, body FROM rules WHERE version = ANY($1)";
+
+/// Sends the held-back `START TRANSACTION`, if any.
+async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
+    if let Some(sql) = begin {
+        c.batch_execute(sql).await?;
+    }
+    Ok(())
+}
+
+impl PushRows for PgSession<'_> {
+    async fn push_head(&mut self, reads: HeadReads<'_>) -> Result<Head> {
+        let start = self.take_begin();
+        let c = self.client();
+        let key = reads.terminal;
+        let statements = [
+            terminals::LOCK_TERMINAL,
+            terminals::HELD,
+            rules::RULES_VERSION,
+            RULES_BODIES,
+        ];
+        let (began, terminal, held, rules_version, bodies) = sql::flight(c, &statements, async {
+            tokio::join!(
+                begin(c, start),
+                terminals::lock_terminal(c, key),
+                async {
+                    match reads.range {
+                        Some((from, to)) => terminals::held(c, key, from, to).await,
+                        None => Ok(Vec::new()),
+                    }
+                },
+                rules::rules_version(c),
+                rules_bodies(c, reads.rules),
+            )
+        })
+        .await?;
+        began?;
+        Ok(Head {
+            terminal: terminal?,
+            held: held?,
+            rules_version: rules_version?,
+            rules: bodies?,
+        })
+    }
+
+    async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<Option<CardState>> {
+        let keys = cards::sorted_keys(reads.cards);
+        let c = self.conn().await?;
+        let statements = [
+            cards::CREATE_CARDS,
+            &cards::LOCK_CARDS,
+            &escrow::RESERVATIONS,
+            &escrow::LEASES,
+            &cards::OPEN_LOTS,
+        ];
+        let (created, locked, reservations, leases, open_lots) =
+            sql::flight(c, &statements, async {
+                tokio::join!(
+                    async {
+                        match reads.missing {
+                            Missing::Create(now) => cards::create_cards(c, &keys, now).await,
+                            Missing::Report => Ok(HashSet::new()),
+                        }
+                    },
+                    cards::lock_sorted(c, &keys),
+                    escrow::reservations(c, reads.terminal, reads.receipts),
+                    escrow::leases(c, reads.leases),
+                    cards::open_lots(c, reads.consuming),
+                )
+            })
+            .await?;
+        let Some(locked) = cards::all_locked(&keys, locked?, created?, reads.missing)? else {
+            return Ok(None);
+        };
+        Ok(Some(CardState {
+            locked,
+            reservations: reservations?,
+            leases: leases?,
+            open_lots: open_lots?,
+        }))
+    }
+
+    async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
+        let c = self.conn().await?;
+        let statements = [
+            terminals::INSERT_ENTRIES,
+            cards::WRITE_CARDS,
+            cards::INSERT_LOTS,
+            cards::UPDATE_LOTS,
+            cards::INSERT_LEDGER,
+            cards::INSERT_FLAGS,
+            quarantine::INSERT_QUARANTINE,
+            &escrow::WRITE_RESERVATIONS,
+            &escrow::WRITE_LEASES,
+            admin::INSERT_ANOMALIES,
+            analytics::KPI_DAILY,
+            analytics::KPI_MEMBER_DAYS,
+            analytics::KPI_MEMBERS,
+            analytics::KPI_CATEGORIES,
+            cards::ASSOCIATE,
+            terminals::ACK,
+        ];
+        let (store, associated) = w.associate;
+        let answers = sql::flight(c, &statements, async {
+            tokio::join!(
+                terminals::insert_entries(c, &w.entries),
+                cards::write_cards(c, &w.cards, w.now),
+                cards::insert_lots(c, w.new_lots),
+                cards::update_lots(c, w.changed_lots),
+                cards::insert_ledger(c, w.ledger),
+                cards::insert_flags(c, w.flags),
+                quarantine::insert_quarantine(c, w.quarantine, w.now),
+                escrow::write_reservations(c, w.reservations),
+                escrow::write_leases(c, w.leases),
+                admin::insert_anomalies(c, w.anomalies),
+                analytics::kpi_daily(c, w.kpi),
+                analytics::kpi_member_days(c, w.kpi),
+                analytics::kpi_members(c, w.kpi),
+                analytics::kpi_categories(c, w.kpi),
+                cards::associate(c, store, associated),
+                terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
+            )
+        })
+        .await?;
+        let (entries, a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack) = answers;
+        if let Some(clash) = entries? {
+            return Ok(Some(clash));
+        }
+        for written in [a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack] {
+            written?;
+        }
+        Ok(None)
+    }
+}

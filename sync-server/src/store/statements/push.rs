@@ -1,0 +1,188 @@
+//! The push's statements grouped by round trip ([`PushRows`]): what it reads before
+//! it classifies its batch, what it locks and reads of the touched cards, and every
+//! write. The default methods run the single statements one after the other, in the
+//! order the flow needs (SQLite: no network, so nothing to save); PostgreSQL sends
+//! each group as one pipelined flight, in the same order (`postgres::push`).
+
+use super::{
+    AdminRows, AnalyticsRows, CardRows, Clash, EntryRows, EscrowRows, Fut, Locked, Missing,
+    NewEntries, QuarantineRows, RulesRows, TerminalRows, TerminalState,
+};
+use crate::ledger::escrow::{LeaseRow, ReservationRow};
+use crate::ledger::kpi::KpiDelta;
+use crate::ledger::quarantine::QuarantineRow;
+use crate::ledger::sequence::StoredEntry;
+use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot};
+use crate::store::Anomaly;
+use protocol::{CardId, ReceiptId, Seq, StoreId};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// What a push reads first.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadReads<'a> {
+    /// The backend's key of the pushing terminal, whose row is locked first.
+    pub terminal: i64,
+    /// The batch's whole seq range (what HQ holds of it), if not empty.
+    pub range: Option<(Seq, Seq)>,
+    /// Rules versions whose stored JSON to read (those the cache lacks).
+    pub rules: &'a [u64],
+}
+
+/// What [`PushRows::push_head`] read.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The terminal's row, locked (`None`: gone).
+    pub terminal: Option<TerminalState>,
+    /// What HQ holds of the range: `(seq, entry)`.
+    pub held: Vec<(u64, StoredEntry)>,
+    /// The current rules version (0 before any `rules set`).
+    pub rules_version: u64,
+    /// `(version, JSON)` of the stored versions among those asked for.
+    pub rules: Vec<(u64, String)>,
+}
+
+/// What a push locks and reads of its cards.
+#[derive(Debug, Clone, Copy)]
+pub struct CardReads<'a> {
+    /// The touched cards, locked in card-id order.
+    pub cards: &'a [&'a CardId],
+    /// What to do about cards HQ holds no row for.
+    pub missing: Missing,
+    /// The pushing terminal's key (its reservations).
+    pub terminal: i64,
+    /// Receipts whose reservations the batch settles.
+    pub receipts: &'a [ReceiptId],
+    /// Leases the batch settles.
+    pub leases: &'a [Uuid],
+    /// Cards whose open lots the batch consumes.
+    pub consuming: &'a [&'a CardId],
+}
+
+/// What [`PushRows::lock_and_read_cards`] read, after the card locks.
+#[derive(Debug, Clone, Default)]
+pub struct CardState {
+    /// The locked cards.
+    pub locked: Locked,
+    /// The terminal's reservations for the receipts.
+    pub reservations: Vec<ReservationRow>,
+    /// The leases.
+    pub leases: Vec<LeaseRow>,
+    /// The open lots of the consuming cards.
+    pub open_lots: Vec<Lot>,
+}
+
+/// Everything a push writes, in the order it is written.
+#[derive(Debug, Clone)]
+pub struct PushWrites<'a> {
+    /// The entry rows (a clash with the uniqueness constraints refuses the batch).
+    pub entries: NewEntries<'a>,
+    /// Card states.
+    pub cards: Vec<&'a CardRecord>,
+    /// New lots.
+    pub new_lots: &'a [Lot],
+    /// Stored lots that changed.
+    pub changed_lots: &'a [Lot],
+    /// Ledger rows, in order.
+    pub ledger: &'a [LedgerRow],
+    /// Flagged entries, in order.
+    pub flags: &'a [FlagRow],
+    /// Entries stored without effect.
+    pub quarantine: &'a [QuarantineRow],
+    /// Settled reservations.
+    pub reservations: &'a [ReservationRow],
+    /// Settled leases.
+    pub leases: &'a [LeaseRow],
+    /// Lease settlements that do not add up.
+    pub anomalies: &'a [Anomaly],
+    /// What the applied entries add to the KPI aggregates.
+    pub kpi: &'a KpiDelta,
+    /// The store, and the cards to add to its feed.
+    pub associate: (&'a StoreId, &'a [String]),
+    /// The terminal's new `acked_through`.
+    pub acked_through: Seq,
+    /// The server's time.
+    pub now: OffsetDateTime,
+}
+
+/// The push's statements by round trip; see the module documentation.
+pub trait PushRows:
+    TerminalRows
+    + EntryRows
+    + CardRows
+    + RulesRows
+    + EscrowRows
+    + AdminRows
+    + AnalyticsRows
+    + QuarantineRows
+{
+    /// Locks the terminal's row, then reads what HQ holds of the range and the rules.
+    fn push_head(&mut self, reads: HeadReads<'_>) -> impl Fut<Head> {
+        async move {
+            let terminal = self.lock_terminal(reads.terminal).await?;
+            let held = match reads.range {
+                Some((from, to)) => self.held(reads.terminal, from, to).await?,
+                None => Vec::new(),
+            };
+            let rules_version = self.rules_version().await?;
+            let mut rules = Vec::new();
+            for &v in reads.rules {
+                if let Some(body) = self.rules_body(v).await? {
+                    rules.push((v, body));
+                }
+            }
+            Ok(Head {
+                terminal,
+                held,
+                rules_version,
+                rules,
+            })
+        }
+    }
+
+    /// Locks the cards ([`CardRows::lock_cards`]; `None` as it answers), then reads
+    /// the reservations, leases and open lots.
+    fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> impl Fut<Option<CardState>> {
+        async move {
+            let Some(locked) = self.lock_cards(reads.cards, reads.missing).await? else {
+                return Ok(None);
+            };
+            Ok(Some(CardState {
+                locked,
+                reservations: self.reservations(reads.terminal, reads.receipts).await?,
+                leases: self.leases(reads.leases).await?,
+                open_lots: self.open_lots(reads.consuming).await?,
+            }))
+        }
+    }
+
+    /// Writes everything, the terminal's ack last; a clash on the entry rows is
+    /// answered (the transaction is then unusable: the caller rolls it back).
+    fn write_push(&mut self, w: &PushWrites<'_>) -> impl Fut<Option<Clash>> {
+        async move {
+            if let Some(clash) = self.insert_entries(&w.entries).await? {
+                return Ok(Some(clash));
+            }
+            self.write_cards(&w.cards, w.now).await?;
+            self.insert_lots(w.new_lots).await?;
+            self.update_lots(w.changed_lots).await?;
+            self.insert_ledger(w.ledger).await?;
+            self.insert_flags(w.flags).await?;
+            self.insert_quarantine(w.quarantine, w.now).await?;
+            self.write_reservations(w.reservations).await?;
+            self.write_leases(w.leases).await?;
+            for a in w.anomalies {
+                self.insert_anomaly(a).await?;
+            }
+            if !w.kpi.is_empty() {
+                self.add_kpi(w.kpi).await?;
+            }
+            let (store, cards) = w.associate;
+            if !cards.is_empty() {
+                self.associate(store, cards).await?;
+            }
+            self.ack(w.entries.terminal, w.acked_through, w.now).await?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! A PostgreSQL push costs four round trips whatever its size, counted on the wire
+//! ([`FlightCounter`]) so that the count cannot creep back up unnoticed.
+
+use super::{CARD, OTHER_CARD, T0, batch, terminal};
+use crate::ledger::apply::tests::sale;
+use crate::store::Store;
+use crate::store::postgres::PgStore;
+use protocol::Seq;
+use testkit::pg::TestDatabase;
+use testkit::pg_flights::FlightCounter;
+
+/// The round trips of one push of known cards: `START TRANSACTION` with the
+/// terminal's lock and reads, the card locks with theirs, every write, `COMMIT`.
+pub const PUSH_ROUND_TRIPS: u64 = 4;
+
+#[tokio::test]
+async fn a_push_of_ten_entries_costs_four_round_trips() {
+    let Some(db) = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    else {
+        return;
+    };
+    let (counter, url) = FlightCounter::for_url(db.url()).unwrap();
+    // One connection: the warm-up push prepares the statements the measured one uses.
+    let store = PgStore::open(&format!("{url}?pool_max_size=1"))
+        .await
+        .unwrap();
+    let t = terminal(&store, "s1", "t1").await;
+    // The warm-up push makes the cards known (a first sight starts over once) and
+    // gives them points to redeem.
+    let warm: Vec<_> = (1..=10)
+        .map(|seq| sale(seq, if seq % 2 == 0 { CARD } else { OTHER_CARD }, 0, 20))
+        .collect();
+    store.push(&t, batch(warm), T0).await.unwrap();
+    // Redemptions (lots read and consumed), accruals, both cards, KPI rows. The
+    // proxy may count a flight twice when it reaches it in pieces on a loaded
+    // machine, never a round trip less: the least of identical pushes is the count.
+    let mut trips = Vec::new();
+    for round in 1..=3u64 {
+        let measured: Vec<_> = (round * 10 + 1..=round * 10 + 10)
+            .map(|seq| {
+                let card = if seq % 2 == 0 { CARD } else { OTHER_CARD };
+                sale(seq, card, if seq % 3 == 0 { 5 } else { 0 }, 3)
+            })
+            .collect();
+        counter.reset();
+        let out = store.push(&t, batch(measured), T0).await.unwrap();
+        trips.push(counter.flights());
+        assert_eq!((out.acked_through, out.applied), (Seq(round * 10 + 10), 10));
+    }
+    let least = trips.iter().copied().min();
+    assert_eq!(
+        least,
+        Some(PUSH_ROUND_TRIPS),
+        "round trips of 10-entry pushes: {trips:?}"
+    );
+}
