@@ -98,3 +98,25 @@ schema!(
         Some(u32::MAX.into())
     )
 );
+
+/// Checks an API's generated OpenAPI document against its committed copy (the tests
+/// of both servers): with `UPDATE_OPENAPI` set, writes the copy first. `Err` names
+/// the copy and how to update it.
+pub fn check_committed_document(
+    committed: &std::path::Path,
+    generated: &str,
+    update_with: &str,
+) -> Result<(), String> {
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(committed, generated).map_err(|e| e.to_string())?;
+    }
+    let copy = std::fs::read_to_string(committed).unwrap_or_default();
+    if copy == generated {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not the document the code generates; update it with {update_with}",
+            committed.display()
+        ))
+    }
+}

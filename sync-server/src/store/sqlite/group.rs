@@ -217,12 +217,18 @@ mod tests {
             .collect()
     }
 
-    fn store(dir: &tempfile::TempDir) -> (Writer, std::path::PathBuf) {
+    /// A migrated HQ database in `dir`: a connection to it and its path.
+    fn database(dir: &tempfile::TempDir) -> (Connection, std::path::PathBuf) {
         let path = dir.path().join("hq.db");
         let mut conn = super::super::connect(&path).unwrap();
         super::super::schema::migrations()
             .to_latest(&mut conn)
             .unwrap();
+        (conn, path)
+    }
+
+    fn store(dir: &tempfile::TempDir) -> (Writer, std::path::PathBuf) {
+        let (conn, path) = database(dir);
         (Writer::start(conn, Arc::default()).unwrap(), path)
     }
 
@@ -276,11 +282,7 @@ mod tests {
     #[test]
     fn a_group_commits_once_and_answers_after_the_commit_its_failure_alone_undone() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hq.db");
-        let mut conn = super::super::connect(&path).unwrap();
-        super::super::schema::migrations()
-            .to_latest(&mut conn)
-            .unwrap();
+        let (mut conn, path) = database(&dir);
         let caches = Caches::default();
         let (one, mut one_answer) = pending(record(1, false));
         let (two, mut two_answer) = pending(record(2, true));
@@ -309,11 +311,7 @@ mod tests {
     #[test]
     fn the_others_of_a_failed_group_are_told_to_run_again_not_that_they_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hq.db");
-        let mut conn = super::super::connect(&path).unwrap();
-        super::super::schema::migrations()
-            .to_latest(&mut conn)
-            .unwrap();
+        let (mut conn, path) = database(&dir);
         let caches = Caches::default();
         let (good, good_answer) = pending(record(1, false));
         let panicking = Record {
