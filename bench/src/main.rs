@@ -1,7 +1,7 @@
 //! `pos-bench`: measures the real binaries and, beside each figure, the physical limit
 //! it is bounded by, in the same run on the same disk. Prints a table and writes JSON.
 //!
-//! `cargo run --release -p pos-bench -- [--quick] --out FILE`
+//! `cargo run --release -p pos-bench -- [--quick] [--only SECTION,..] [--backend B] --out FILE`
 
 mod agent_sales;
 mod arrivals;
@@ -39,6 +39,51 @@ struct Args {
     /// Directory for the journals and databases (default: a temp dir under target/).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run only these sections (default: all), to look at one figure while working
+    /// on it; the README's table comes from a run of all of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Run the HQ sections against this backend only (default: both).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+}
+
+/// A part of the run, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    /// Till sales against raw SQLite commits, and the agent's memory.
+    Till,
+    /// Scanner frame to SSE event.
+    Scans,
+    /// Offline redemptions replayed over CDNOW.
+    Offline,
+    /// A till's backlog pushed to HQ, beside raw writes of the same rows.
+    Backlog,
+    /// Round trips of one push (PostgreSQL).
+    RoundTrips,
+    /// The KPI report over a year of receipts.
+    Kpi,
+    /// 500 tills pushing: saturation, then 50 % and 80 % of it.
+    Push,
+}
+
+/// An HQ backend, for `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Args {
+    /// Whether `section` is part of this run.
+    fn runs(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
+
+    /// Whether the HQ sections run against `backend`.
+    fn measures(&self, backend: Backend) -> bool {
+        self.backend.is_none_or(|b| b == backend)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,131 +99,137 @@ fn main() -> anyhow::Result<()> {
     let mut table = Vec::new();
 
     let q = args.quick;
-    let sales = if q { 500 } else { 3_000 };
-    let raw = sqlite_limit::raw_commits_per_s(
-        work.path(),
-        Duration::from_secs(if q { 3 } else { 10 }),
-        200,
-    )?;
-    let agent = agent_sales::measure(&work.path().join("agent"), sales)?;
-    // The limit again after the agent ran: the disk's fsync rate drifts on shared
-    // machines, so the ratio uses the better of the two readings.
-    let raw = raw.max(sqlite_limit::raw_commits_per_s(
-        work.path(),
-        Duration::from_secs(if q { 3 } else { 10 }),
-        200,
-    )?);
-    figures.insert("sqlite_raw_commits_per_s".into(), json!(round(raw)));
-    figures.insert("agent_sales_per_s".into(), json!(round(agent.sales_per_s)));
-    figures.insert(
-        "agent_commits_per_s".into(),
-        json!(round(agent.commits_per_s)),
-    );
-    figures.insert("agent_rss_mb_idle".into(), json!(round(agent.rss_mb_idle)));
-    table.push(row(
-        "till sale+commit pairs/s",
-        agent.sales_per_s,
-        "raw SQLite commits/s",
-        raw,
-        Some(agent.commits_per_s / raw),
-        "ratio counts the agent's 2 commits per sale",
-    ));
-    table.push(row(
-        "agent idle RSS (MB)",
-        agent.rss_mb_idle,
-        "goal",
-        30.0,
-        None,
-        "below 30 MB",
-    ));
-
-    let scans = scan_latency::measure(
-        &work.path().join("scanners"),
-        if q { 1_000 } else { 5_000 },
-        if q { 3 } else { 10 },
-    )?;
-    figures.insert("scan_to_event_p50_ms".into(), json!(round3(scans.p50_ms)));
-    figures.insert("scan_to_event_p99_ms".into(), json!(round3(scans.p99_ms)));
-    figures.insert("scan_count".into(), json!(scans.scans));
-    figures.insert(
-        "agent_idle_cpu_percent_4_scanners".into(),
-        json!(round3(scans.idle_cpu_percent)),
-    );
-    table.push(row(
-        "scan -> SSE event p50 (ms)",
-        scans.p50_ms,
-        "goal p99",
-        2.0,
-        None,
-        "PTY write to event at a client",
-    ));
-    table.push(row(
-        "scan -> SSE event p99 (ms)",
-        scans.p99_ms,
-        "goal p99",
-        2.0,
-        None,
-        "a 16-byte frame at 9600 baud: ~17 ms",
-    ));
-    table.push(row(
-        "idle CPU, 4 scanners (%)",
-        scans.idle_cpu_percent,
-        "goal",
-        0.0,
-        None,
-        "near zero: no polling",
-    ));
-
-    // Offline redemption, caps against escrow, over CDNOW (the same in both runs:
-    // it replays decision rules, not speed).
-    let (caps, escrow) = offline_replay::measure()?;
-    figures.insert("offline_replay_outage_days".into(), json!(caps.outage_days));
-    figures.insert("offline_replay_attempts".into(), json!(caps.attempts));
-    for (name, out) in [("caps", &caps), ("escrow", &escrow)] {
+    if args.runs(Section::Till) {
+        let sales = if q { 500 } else { 3_000 };
+        let raw = sqlite_limit::raw_commits_per_s(
+            work.path(),
+            Duration::from_secs(if q { 3 } else { 10 }),
+            200,
+        )?;
+        let agent = agent_sales::measure(&work.path().join("agent"), sales)?;
+        // The limit again after the agent ran: the disk's fsync rate drifts on shared
+        // machines, so the ratio uses the better of the two readings.
+        let raw = raw.max(sqlite_limit::raw_commits_per_s(
+            work.path(),
+            Duration::from_secs(if q { 3 } else { 10 }),
+            200,
+        )?);
+        figures.insert("sqlite_raw_commits_per_s".into(), json!(round(raw)));
+        figures.insert("agent_sales_per_s".into(), json!(round(agent.sales_per_s)));
         figures.insert(
-            format!("offline_replay_{name}_served_share"),
-            json!(round3(out.served_share())),
+            "agent_commits_per_s".into(),
+            json!(round(agent.commits_per_s)),
         );
-        figures.insert(
-            format!("offline_replay_{name}_points_served"),
-            json!(out.points_served),
-        );
-        figures.insert(
-            format!("offline_replay_{name}_points_overdrawn"),
-            json!(out.points_overdrawn),
-        );
-        figures.insert(
-            format!("offline_replay_{name}_cards_overdrawn"),
-            json!(out.cards_overdrawn),
-        );
+        figures.insert("agent_rss_mb_idle".into(), json!(round(agent.rss_mb_idle)));
         table.push(row(
-            &format!("offline redemptions served, {name} (%)"),
-            out.served_share() * 100.0,
-            "attempts (all served)",
-            100.0,
-            Some(out.served_share()),
-            &format!(
-                "CDNOW, {} outage days: {} of {} points, {} overdrawn on {} cards",
-                out.outage_days,
-                out.points_served,
-                out.points_wanted,
-                out.points_overdrawn,
-                out.cards_overdrawn
-            ),
+            "till sale+commit pairs/s",
+            agent.sales_per_s,
+            "raw SQLite commits/s",
+            raw,
+            Some(agent.commits_per_s / raw),
+            "ratio counts the agent's 2 commits per sale",
+        ));
+        table.push(row(
+            "agent idle RSS (MB)",
+            agent.rss_mb_idle,
+            "goal",
+            30.0,
+            None,
+            "below 30 MB",
         ));
     }
-    figures.insert(
-        "offline_replay_escrow_online_withheld_share".into(),
-        json!(round3(escrow.online_withheld_share())),
-    );
-    table.push(row(
-        "online redemption withheld by allowances (%)",
-        escrow.online_withheld_share() * 100.0,
-        "goal",
-        0.0,
-        None,
-        "escrow: points other tills hold for the card, refused online",
-    ));
+
+    if args.runs(Section::Scans) {
+        let scans = scan_latency::measure(
+            &work.path().join("scanners"),
+            if q { 1_000 } else { 5_000 },
+            if q { 3 } else { 10 },
+        )?;
+        figures.insert("scan_to_event_p50_ms".into(), json!(round3(scans.p50_ms)));
+        figures.insert("scan_to_event_p99_ms".into(), json!(round3(scans.p99_ms)));
+        figures.insert("scan_count".into(), json!(scans.scans));
+        figures.insert(
+            "agent_idle_cpu_percent_4_scanners".into(),
+            json!(round3(scans.idle_cpu_percent)),
+        );
+        table.push(row(
+            "scan -> SSE event p50 (ms)",
+            scans.p50_ms,
+            "goal p99",
+            2.0,
+            None,
+            "PTY write to event at a client",
+        ));
+        table.push(row(
+            "scan -> SSE event p99 (ms)",
+            scans.p99_ms,
+            "goal p99",
+            2.0,
+            None,
+            "a 16-byte frame at 9600 baud: ~17 ms",
+        ));
+        table.push(row(
+            "idle CPU, 4 scanners (%)",
+            scans.idle_cpu_percent,
+            "goal",
+            0.0,
+            None,
+            "near zero: no polling",
+        ));
+    }
+
+    if args.runs(Section::Offline) {
+        // Offline redemption, caps against escrow, over CDNOW (the same in both runs:
+        // it replays decision rules, not speed).
+        let (caps, escrow) = offline_replay::measure()?;
+        figures.insert("offline_replay_outage_days".into(), json!(caps.outage_days));
+        figures.insert("offline_replay_attempts".into(), json!(caps.attempts));
+        for (name, out) in [("caps", &caps), ("escrow", &escrow)] {
+            figures.insert(
+                format!("offline_replay_{name}_served_share"),
+                json!(round3(out.served_share())),
+            );
+            figures.insert(
+                format!("offline_replay_{name}_points_served"),
+                json!(out.points_served),
+            );
+            figures.insert(
+                format!("offline_replay_{name}_points_overdrawn"),
+                json!(out.points_overdrawn),
+            );
+            figures.insert(
+                format!("offline_replay_{name}_cards_overdrawn"),
+                json!(out.cards_overdrawn),
+            );
+            table.push(row(
+                &format!("offline redemptions served, {name} (%)"),
+                out.served_share() * 100.0,
+                "attempts (all served)",
+                100.0,
+                Some(out.served_share()),
+                &format!(
+                    "CDNOW, {} outage days: {} of {} points, {} overdrawn on {} cards",
+                    out.outage_days,
+                    out.points_served,
+                    out.points_wanted,
+                    out.points_overdrawn,
+                    out.cards_overdrawn
+                ),
+            ));
+        }
+        figures.insert(
+            "offline_replay_escrow_online_withheld_share".into(),
+            json!(round3(escrow.online_withheld_share())),
+        );
+        table.push(row(
+            "online redemption withheld by allowances (%)",
+            escrow.online_withheld_share() * 100.0,
+            "goal",
+            0.0,
+            None,
+            "escrow: points other tills hold for the card, refused online",
+        ));
+    }
 
     let backlog_n = if q { 20_000 } else { 100_000 };
     let size = push_runs::Size {
@@ -191,10 +242,15 @@ fn main() -> anyhow::Result<()> {
     figures.insert("kpi_receipts".into(), json!(kpi_receipts));
     figures.insert("server_push_terminals".into(), json!(size.terminals));
     // Each measurement gets a fresh, empty database.
-    let mut backends: Vec<(&str, FreshDb, usize)> = vec![("", || Ok(hq::HqDb::Sqlite), 1)];
-    match hq::HqDb::postgres() {
-        Ok(_) => backends.push(("pg_", hq::HqDb::postgres, 2)),
-        Err(why) => println!("PostgreSQL not reachable ({why}): PostgreSQL figures left out"),
+    let mut backends: Vec<(&str, FreshDb, usize)> = Vec::new();
+    if args.measures(Backend::Sqlite) {
+        backends.push(("", || Ok(hq::HqDb::Sqlite), 1));
+    }
+    if args.measures(Backend::Postgres) {
+        match hq::HqDb::postgres() {
+            Ok(_) => backends.push(("pg_", hq::HqDb::postgres, 2)),
+            Err(why) => println!("PostgreSQL not reachable ({why}): PostgreSQL figures left out"),
+        }
     }
     for (prefix, fresh_db, instances) in &backends {
         let fresh = || fresh_db().map_err(|e| anyhow::anyhow!(e));
@@ -204,29 +260,31 @@ fn main() -> anyhow::Result<()> {
             "PostgreSQL"
         };
         let dir = work.path().join(format!("{name}-hq"));
-        let backlog = backlog::agent_to_hq(&dir.join("backlog"), &fresh()?, backlog_n, 500)?;
-        let raws = backlog::raw_limits(&dir.join("raw"), &fresh()?, backlog_n, 500)?;
-        figures.insert(
-            format!("{prefix}sync_backlog_entries_per_s"),
-            json!(round(backlog)),
-        );
-        for (baseline, rate) in &raws {
-            let key = if baseline.contains("COPY") || baseline.contains("copy") {
-                format!("{prefix}server_raw_copy_entries_per_s")
-            } else {
-                format!("{prefix}server_raw_insert_entries_per_s")
-            };
-            figures.insert(key, json!(round(*rate)));
-            table.push(Row {
-                what: format!("backlog sync entries/s ({name} HQ)"),
-                value: backlog,
-                limit_name: format!("raw {baseline}"),
-                limit: *rate,
-                ratio: Some(backlog / rate),
-                note: format!("{backlog_n} entries, agent -> HQ, batches of 500"),
-            });
+        if args.runs(Section::Backlog) {
+            let backlog = backlog::agent_to_hq(&dir.join("backlog"), &fresh()?, backlog_n, 500)?;
+            let raws = backlog::raw_limits(&dir.join("raw"), &fresh()?, backlog_n, 500)?;
+            figures.insert(
+                format!("{prefix}sync_backlog_entries_per_s"),
+                json!(round(backlog)),
+            );
+            for (baseline, rate) in &raws {
+                let key = if baseline.contains("COPY") || baseline.contains("copy") {
+                    format!("{prefix}server_raw_copy_entries_per_s")
+                } else {
+                    format!("{prefix}server_raw_insert_entries_per_s")
+                };
+                figures.insert(key, json!(round(*rate)));
+                table.push(Row {
+                    what: format!("backlog sync entries/s ({name} HQ)"),
+                    value: backlog,
+                    limit_name: format!("raw {baseline}"),
+                    limit: *rate,
+                    ratio: Some(backlog / rate),
+                    note: format!("{backlog_n} entries, agent -> HQ, batches of 500"),
+                });
+            }
         }
-        if !prefix.is_empty() {
+        if !prefix.is_empty() && args.runs(Section::RoundTrips) {
             let trips = round_trips::measure(&fresh()?)?;
             figures.insert(format!("{prefix}push_round_trips"), json!(trips));
             table.push(row(
@@ -238,51 +296,58 @@ fn main() -> anyhow::Result<()> {
                 "counted on the wire; known cards",
             ));
         }
-        let kpi = kpi_report::measure(&dir.join("kpi"), &fresh()?, kpi_receipts, 20)?;
-        figures.insert(format!("{prefix}kpi_report_s"), json!(round3(kpi.report_s)));
-        figures.insert(
-            format!("{prefix}kpi_store_report_s"),
-            json!(round3(kpi.store_report_s)),
-        );
-        figures.insert(
-            format!("{prefix}kpi_fill_entries_per_s"),
-            json!(round(kpi.fill_entries_per_s)),
-        );
-        table.push(row(
-            &format!(
-                "report kpi, a year of {} receipts, {name} (s)",
-                kpi.receipts
-            ),
-            kpi.report_s,
-            "goal (s)",
-            2.0,
-            None,
-            "whole process, chain-wide; aggregates kept at push time",
-        ));
-        table.push(row(
-            &format!("report kpi --store, {name} (s)"),
-            kpi.store_report_s,
-            "goal (s)",
-            2.0,
-            None,
-            "one of 20 stores",
-        ));
-        push_runs::measure(
-            &dir,
-            &push_runs::Backend {
-                prefix,
-                name,
-                instances: *instances,
-                fresh: &fresh,
-            },
-            &size,
-            &mut figures,
-            &mut table,
-        )?;
+        if args.runs(Section::Kpi) {
+            let kpi = kpi_report::measure(&dir.join("kpi"), &fresh()?, kpi_receipts, 20)?;
+            figures.insert(format!("{prefix}kpi_report_s"), json!(round3(kpi.report_s)));
+            figures.insert(
+                format!("{prefix}kpi_store_report_s"),
+                json!(round3(kpi.store_report_s)),
+            );
+            figures.insert(
+                format!("{prefix}kpi_fill_entries_per_s"),
+                json!(round(kpi.fill_entries_per_s)),
+            );
+            table.push(row(
+                &format!(
+                    "report kpi, a year of {} receipts, {name} (s)",
+                    kpi.receipts
+                ),
+                kpi.report_s,
+                "goal (s)",
+                2.0,
+                None,
+                "whole process, chain-wide; aggregates kept at push time",
+            ));
+            table.push(row(
+                &format!("report kpi --store, {name} (s)"),
+                kpi.store_report_s,
+                "goal (s)",
+                2.0,
+                None,
+                "one of 20 stores",
+            ));
+        }
+        if args.runs(Section::Push) {
+            push_runs::measure(
+                &dir,
+                &push_runs::Backend {
+                    prefix,
+                    name,
+                    instances: *instances,
+                    fresh: &fresh,
+                },
+                &size,
+                &mut figures,
+                &mut table,
+            )?;
+        }
     }
 
     figures.insert("machine".into(), json!(machine()));
     figures.insert("quick".into(), json!(args.quick));
+    if !args.only.is_empty() || args.backend.is_some() {
+        figures.insert("partial".into(), json!(format!("{:?} {:?}", args.only, args.backend)));
+    }
     let out = Value::Object(figures);
     std::fs::write(&args.out, serde_json::to_string_pretty(&out)? + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
