@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Reader connections: pulls of many terminals proceed in parallel with pushes.
 const READERS: usize = 4;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
 /// How long a connection waits for another process's write lock (a second server
 /// instance on the same file) before giving up.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -62,7 +64,10 @@ fn connect(path: &Path) -> Result<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA cache_size = -65536;",
     )?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // Every statement HQ runs stays prepared: about 90 single statements, and each
+    // multi-row insert in its six sizes (`session::insert_chunk`). An evicted
+    // statement is parsed and planned again at its next use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 

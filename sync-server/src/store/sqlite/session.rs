@@ -237,18 +237,30 @@ impl SqliteSession<'_> {
         let Some(cols) = rows.first().map(Vec::len) else {
             return Ok(());
         };
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(insert_chunk(rest.len()));
             let sql = multi_insert_sql(head, tail, cols, chunk.len());
-            let params = params_from_iter(chunk.iter().flatten());
-            // Full chunks reuse one cached statement; the one short tail per call is
-            // prepared afresh so its odd sizes do not evict hot statements.
-            if chunk.len() == ROWS_PER_INSERT {
-                self.conn.prepare_cached(&sql)?.execute(params)?;
-            } else {
-                self.conn.prepare(&sql)?.execute(params)?;
-            }
+            self.conn
+                .prepare_cached(&sql)?
+                .execute(params_from_iter(chunk.iter().flatten()))?;
+            rest = after;
         }
         Ok(())
+    }
+}
+
+/// Rows in the next multi-row `INSERT` when `left` remain: full statements of
+/// [`ROWS_PER_INSERT`], then the remainder by powers of two (16, 8, …, 1). Every
+/// size is one of six, so every statement stays in the connection's cache: a push of
+/// a few entries (a till's usual) would otherwise prepare each of its inserts afresh,
+/// which costs more than running them.
+fn insert_chunk(left: usize) -> usize {
+    if left >= ROWS_PER_INSERT {
+        ROWS_PER_INSERT
+    } else {
+        // The highest power of two not above `left` (`left` ≥ 1 here).
+        1 << left.max(1).ilog2()
     }
 }
 
@@ -333,6 +345,28 @@ mod tests {
             multi_insert_sql("INSERT INTO t (a, b)", "", 2, 2),
             "INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
         );
+    }
+
+    #[test]
+    fn inserts_come_in_six_sizes_that_add_up_in_order() {
+        let sizes = |mut n: usize| {
+            let mut out = Vec::new();
+            while n > 0 {
+                let k = insert_chunk(n);
+                out.push(k);
+                n -= k;
+            }
+            out
+        };
+        assert_eq!(sizes(75), vec![32, 32, 8, 2, 1]);
+        assert_eq!(sizes(10), vec![8, 2]);
+        assert_eq!(sizes(1), vec![1]);
+        assert!(sizes(0).is_empty());
+        for n in 1..200 {
+            let s = sizes(n);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            assert!(s.iter().all(|k| [1, 2, 4, 8, 16, 32].contains(k)), "{s:?}");
+        }
     }
 
     #[test]
