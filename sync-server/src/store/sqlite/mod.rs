@@ -6,6 +6,10 @@
 //!
 //! WAL mode lets readers see a consistent snapshot while the writer works;
 //! `synchronous=FULL` makes every acknowledged push survive a power cut.
+//! `temp_store=MEMORY` keeps the statement journals of the group commit's savepoints
+//! (the pages each push changed, to undo it alone) in memory: they matter only
+//! until the savepoint ends, never after a crash, and on disk every push wrote them
+//! to a temporary file.
 //!
 //! Only SQL lives here: the flows are [`crate::store::flow`]'s, run by
 //! [`Backend::run`] on a blocking thread through `session::block_on`.
@@ -62,7 +66,8 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
     )?;
     // Every statement HQ runs stays prepared: about 90 single statements, and each
     // multi-row insert in its six sizes (`session::insert_chunk`). An evicted
