@@ -135,9 +135,11 @@ impl Drop for SqliteSession<'_> {
     }
 }
 
-/// Keys per chunked `IN (…)` query; short chunks are padded with NULL so that one
-/// cached statement serves every chunk.
+/// Most keys per chunked `IN (…)` query.
 pub const CHUNK: usize = 64;
+
+/// The shortest `IN (…)` list of [`SqliteSession::query_in`].
+const IN_LIST_MIN: usize = 8;
 
 /// Rows per multi-row `INSERT`: one statement spreads SQLite's per-statement setup
 /// (a cursor on the table and on each index, foreign-key checks) over many rows.
@@ -204,8 +206,8 @@ impl SqliteSession<'_> {
         Ok(self.conn.prepare_cached(sql)?.execute(params)?)
     }
 
-    /// Runs `template` (whose `{keys}` becomes `?1 … ?64` and whose further
-    /// parameters are `?65 …`) once per chunk of `keys`.
+    /// Runs `template` (whose `{keys}` becomes `?1 …`, at most `?64`, and whose
+    /// further parameters are `?65 …`) once per chunk of `keys`.
     pub fn query_in<T>(
         &self,
         template: &str,
@@ -213,15 +215,20 @@ impl SqliteSession<'_> {
         extra: &[Value],
         mut decode: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = template.replace("{keys}", &placeholders(1, CHUNK));
-        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut out = Vec::new();
         for chunk in keys.chunks(CHUNK) {
+            // The list names only as many keys as the chunk needs, rounded up to a
+            // power of two (four cached statements): a push of a few cards does not
+            // look up 64. The parameters stay numbered as the template says.
+            let listed = chunk.len().next_power_of_two().max(IN_LIST_MIN);
+            let sql = template.replace("{keys}", &placeholders(1, listed));
+            let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut params = chunk.to_vec();
-            params.resize(CHUNK, Value::Null);
+            // Unlisted keys up to the extras' numbers are bound as NULL.
+            params.resize(
+                stmt.parameter_count().saturating_sub(extra.len()),
+                Value::Null,
+            );
             params.extend(extra.iter().cloned());
             let mut rows = stmt.query(params_from_iter(params))?;
             while let Some(r) = rows.next()? {
@@ -366,6 +373,38 @@ mod tests {
             let s = sizes(n);
             assert_eq!(s.iter().sum::<usize>(), n);
             assert!(s.iter().all(|k| [1, 2, 4, 8, 16, 32].contains(k)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn an_in_query_finds_its_keys_whatever_their_count_with_its_further_parameters() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER, v INTEGER)")
+            .unwrap();
+        for k in 0..200 {
+            conn.execute("INSERT INTO t VALUES (?1, ?2)", (k, k % 2))
+                .unwrap();
+        }
+        let caches = Caches::default();
+        let session = SqliteSession::new(&mut conn, &caches);
+        for n in [1_i64, 3, 8, 9, 64, 65, 150] {
+            let keys: Vec<Value> = (0..n).map(int).collect();
+            let mut all = session
+                .query_in("SELECT k FROM t WHERE k IN ({keys})", &keys, &[], |r| {
+                    Ok(r.get::<_, i64>(0)?)
+                })
+                .unwrap();
+            all.sort_unstable();
+            assert_eq!(all, (0..n).collect::<Vec<_>>());
+            let odd = session
+                .query_in(
+                    &format!("SELECT k FROM t WHERE k IN ({{keys}}) AND v = ?{}", CHUNK + 1),
+                    &keys,
+                    &[int(1)],
+                    |r| Ok(r.get::<_, i64>(0)?),
+                )
+                .unwrap();
+            assert_eq!(odd.len(), usize::try_from(n / 2).unwrap(), "{n} keys");
         }
     }
 
