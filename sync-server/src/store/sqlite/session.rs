@@ -398,7 +398,10 @@ mod tests {
             assert_eq!(all, (0..n).collect::<Vec<_>>());
             let odd = session
                 .query_in(
-                    &format!("SELECT k FROM t WHERE k IN ({{keys}}) AND v = ?{}", CHUNK + 1),
+                    &format!(
+                        "SELECT k FROM t WHERE k IN ({{keys}}) AND v = ?{}",
+                        CHUNK + 1
+                    ),
                     &keys,
                     &[int(1)],
                     |r| Ok(r.get::<_, i64>(0)?),
