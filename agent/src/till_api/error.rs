@@ -60,10 +60,6 @@ pub enum ApiError {
     /// `GET /v1/scans/last` before any scan.
     #[error("no card has been scanned yet")]
     NoScan,
-    /// The card number is not one of the program's (`[card_numbers]` of the rules):
-    /// most likely typed with a typo. The text never repeats the number.
-    #[error("not a card number of this program: {0}")]
-    BadCardNumber(protocol::card_numbers::CardNumberError),
     /// The till token is missing or wrong (`[till_api] token_hash_file`). The
     /// message never repeats what was presented.
     #[error("{0}")]
@@ -185,6 +181,7 @@ impl ApiError {
             Self::Sale(e) => match e {
                 SaleError::Invalid(_) => (S::BAD_REQUEST, C::BadRequest),
                 SaleError::CardRequired => (S::BAD_REQUEST, C::CardRequired),
+                SaleError::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
                 SaleError::UnknownReceipt(_) => (S::NOT_FOUND, C::UnknownReceipt),
                 SaleError::IdempotencyConflict(_) => (S::CONFLICT, C::IdempotencyConflict),
                 SaleError::SaleCancelled { .. } => (S::CONFLICT, C::SaleCancelled),
@@ -230,7 +227,6 @@ impl ApiError {
                 (*status, code)
             }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
-            Self::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
             Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
         }
     }

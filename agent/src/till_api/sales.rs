@@ -16,8 +16,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use protocol::Points;
-use protocol::ReceiptId;
+use protocol::{CardId, Points, ReceiptId};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -91,44 +90,11 @@ pub async fn open_sale(
     let now = state.clock.now();
     let hold_secs = i64::try_from(state.settings.hold_timeout_secs).unwrap_or(i64::MAX / 2);
     let hold_expires_at = now + time::Duration::seconds(hold_secs);
-    // A receipt opened before is answered from the journal (the same answer, or a
-    // conflict) without asking HQ again.
-    let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
-    let (opened, lease) = state
-        .journal
-        .read(move |tx| -> Result<_, JournalError> {
-            let lease = match &card {
-                Some(card) => tx.open_lease_of(card)?,
-                None => None,
-            };
-            Ok((tx.hold_request(&receipt)?.is_some(), lease))
-        })
-        .await?;
-    // A receipt opened before keeps its card whatever the rules say now.
-    if !opened && let Some(card) = &req.card {
-        state.check_card_number(card)?;
-    }
-    if !opened && req.redeem_points > Points::ZERO {
-        hold::refused_before_hq(
-            &req,
-            &state.rules.current(),
-            state.clock.store_day(now),
-            &state.settings.figure_limits,
-        )?;
-    }
     let authorised = match &req.card {
-        Some(card) if !opened => {
-            state
-                .redemption
-                .authorise(
-                    card,
-                    &req.receipt_id,
-                    req.redeem_points,
-                    lease.as_ref().map(|l| &l.lease),
-                    hold_expires_at,
-                )
-                .await?
+        Some(card) if state.redemption.asks_hq(req.redeem_points) => {
+            authorise_with_hq(&state, &req, card, now, hold_expires_at).await?
         }
+        // Decided in the hold's one write transaction: a single journal round trip.
         _ => Authorised {
             funding: Funding::Local,
             live: None,
@@ -170,6 +136,50 @@ pub async fn open_sale(
         state.metrics.sale(SaleState::Held);
     }
     Ok(self::answer(answer))
+}
+
+/// Asks HQ to authorise the redemption `req` asks of `card`. A receipt opened before
+/// is answered from the journal (the same answer, or a conflict) without asking HQ
+/// again; a new one is first checked for what the till refuses on its face.
+async fn authorise_with_hq(
+    state: &TillState,
+    req: &SaleRequest,
+    card: &CardId,
+    now: OffsetDateTime,
+    hold_expires_at: OffsetDateTime,
+) -> Result<Authorised, ApiError> {
+    let (receipt, read_card) = (req.receipt_id.clone(), card.clone());
+    let (opened, lease) = state
+        .journal
+        .read(move |tx| -> Result<_, JournalError> {
+            Ok((
+                tx.hold_request(&receipt)?.is_some(),
+                tx.open_lease_of(&read_card)?,
+            ))
+        })
+        .await?;
+    if opened {
+        return Ok(Authorised {
+            funding: Funding::Local,
+            live: None,
+        });
+    }
+    hold::refused_on_its_face(
+        req,
+        &state.rules.current(),
+        state.clock.store_day(now),
+        &state.settings.figure_limits,
+    )?;
+    Ok(state
+        .redemption
+        .authorise(
+            card,
+            &req.receipt_id,
+            req.redeem_points,
+            lease.as_ref().map(|l| &l.lease),
+            hold_expires_at,
+        )
+        .await?)
 }
 
 #[utoipa::path(
