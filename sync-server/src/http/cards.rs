@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use protocol::CardId;
+use protocol::ids::Scrubbed;
 use protocol::wire::LiveBalanceResponse;
 
 /// The handler. A card HQ never saw has a zero balance, not a 404: to HQ every
@@ -31,8 +32,8 @@ pub async fn live_balance(
     _: ProtocolHeader,
     card: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LiveBalanceResponse>, ApiError> {
-    let Path(card) = card.map_err(|e| ApiError::BadCard(e.body_text()))?;
-    let card = CardId::parse(&card).map_err(|e| ApiError::BadCard(e.to_string()))?;
+    let Path(card) = card.map_err(|e| ApiError::BadCard(Scrubbed::new(e.body_text())))?;
+    let card = CardId::parse(&card).map_err(|e| ApiError::BadCard(Scrubbed::new(e)))?;
     let response = state
         .store
         .live_balance(&terminal, &card, state.clock.now())

@@ -43,7 +43,7 @@ fn not_too_late(
     if at <= now + MAX_AHEAD {
         Ok(at)
     } else {
-        Err(ApiError::BadRequest(format!(
+        Err(ApiError::Invalid(format!(
             "{what} is more than a day ahead of HQ's clock"
         )))
     }
@@ -53,8 +53,9 @@ fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
     if (min..=MAX_POINTS).contains(&points.get()) {
         Ok(points)
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{what} must be between {min} and {MAX_POINTS}, not {points}"
+        // The figure sent is not repeated: it may be a card number in the wrong field.
+        Err(ApiError::Invalid(format!(
+            "{what} must be between {min} and {MAX_POINTS}"
         )))
     }
 }
@@ -63,7 +64,7 @@ fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
 /// (a larger one failed as an internal error).
 pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
     i64::try_from(value)
-        .map_err(|_| ApiError::BadRequest(format!("{what} must be at most {}", i64::MAX)))
+        .map_err(|_| ApiError::Invalid(format!("{what} must be at most {}", i64::MAX)))
 }
 
 /// `POST /v1/reservations`.
@@ -131,7 +132,7 @@ pub async fn lease_sync(
     stored_integer("epoch", request.epoch)?;
     stored_integer("through_seq", request.through_seq.get())?;
     if request.want.len() > MAX_WANTED {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Invalid(format!(
             "a lease sync may want at most {MAX_WANTED} cards, not {}",
             request.want.len()
         )));
@@ -192,7 +193,7 @@ pub async fn use_token(
     let request: TokenUseRequest = parse_request(&body, "token use")?;
     let id = &request.token_id;
     if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Invalid(format!(
             "token_id must be the token's id: {TOKEN_ID_LEN} hex digits"
         )));
     }

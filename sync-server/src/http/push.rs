@@ -12,6 +12,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use protocol::ids::Scrubbed;
 use protocol::wire::{
     LeaseSyncRequest, PROTOCOL_VERSION, PushRequest, PushResponse, ReserveRequest, TokenUseRequest,
 };
@@ -26,9 +27,9 @@ struct VersionProbe {
 }
 
 fn unsupported(version: impl std::fmt::Display) -> ApiError {
-    ApiError::UnsupportedProtocol(format!(
+    ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
         "protocol {version} is not supported; this server speaks {PROTOCOL_VERSION}"
-    ))
+    )))
 }
 
 /// A request body that carries the protocol version.
@@ -70,10 +71,14 @@ pub fn parse_request<T: Versioned>(body: &[u8], what: &str) -> Result<T, ApiErro
             Ok(VersionProbe { protocol: Some(v) }) if v != serde_json::json!(PROTOCOL_VERSION) => {
                 Err(unsupported(v))
             }
-            Ok(VersionProbe { protocol: None }) => Err(ApiError::UnsupportedProtocol(format!(
-                "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
-            ))),
-            _ => Err(ApiError::BadRequest(format!("invalid {what}: {e}"))),
+            Ok(VersionProbe { protocol: None }) => {
+                Err(ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
+                    "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
+                ))))
+            }
+            _ => Err(ApiError::BadRequest(Scrubbed::new(format_args!(
+                "invalid {what}: {e}"
+            )))),
         },
     }
 }
@@ -198,7 +203,7 @@ mod tests {
         let err =
             parse_push(br#"{"protocol":1,"store_id":"s","terminal_id":"t","entries":[],"x":1}"#)
                 .unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(m) if m.contains("unknown field")));
+        assert!(matches!(err, ApiError::BadRequest(m) if m.as_str().contains("unknown field")));
         assert!(matches!(
             parse_push(b"{nope").unwrap_err(),
             ApiError::BadRequest(_)
