@@ -3,6 +3,7 @@
 use super::AppState;
 use super::auth::{ProtocolHeader, Terminal};
 use super::error::ApiError;
+use super::openapi::answers;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -20,10 +21,10 @@ use protocol::wire::LiveBalanceResponse;
     params(("card" = protocol::CardId, Path, description = "The card number."), ("x-loyalty-protocol" = u32, Header, minimum = 1, maximum = 1, description = "The protocol version the terminal speaks (requests without a body carry it here).")),
     responses(
         (status = 200, description = "The card's live balance (zero everywhere for a card HQ never saw).", body = LiveBalanceResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn live_balance(

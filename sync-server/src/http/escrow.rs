@@ -8,6 +8,7 @@
 use super::AppState;
 use super::auth::Terminal;
 use super::error::ApiError;
+use super::openapi::answers;
 use super::push::parse_request;
 use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
 use axum::Json;
@@ -76,13 +77,13 @@ pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The points are held for the receipt (or were: the same reservation).", body = ReserveResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn reserve(
@@ -113,13 +114,13 @@ pub async fn reserve(
     request_body = LeaseSyncRequest,
     responses(
         (status = 200, description = "Every open lease of the terminal.", body = LeaseSyncResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn lease_sync(
@@ -175,13 +176,13 @@ pub async fn lease_sync(
     request_body = TokenUseRequest,
     responses(
         (status = 200, description = "The app token's first use (or a retry of it) is recorded.", body = TokenUseResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn use_token(

@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Terminal;
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::ledger::AnomalyKind;
 use crate::ledger::batch::{Batch, check_identity};
 use crate::metrics::PushResult;
@@ -105,14 +106,14 @@ async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind
     request_body = protocol::wire::PushRequest,
     responses(
         (status = 200, description = "The batch is committed; what HQ holds for the terminal.", body = protocol::wire::PushResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
         (status = 403, description = "The body names another store or terminal than the token (`terminal_mismatch`).", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn push(
