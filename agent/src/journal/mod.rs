@@ -296,15 +296,26 @@ mod tests {
         Journal(#[from] JournalError),
     }
 
-    #[tokio::test]
-    async fn a_write_commits_on_ok_and_writes_nothing_on_err() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(
+    fn open(dir: &tempfile::TempDir) -> Journal {
+        Journal::open(
             &dir.path().join("j.db"),
             &StoreId::parse("s").unwrap(),
             &TerminalId::parse("t").unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The journal is empty, and the next write commits entry 1.
+    async fn nothing_written_then_one_entry(journal: &Journal, at: time::OffsetDateTime) {
+        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(0));
+        let entry = journal
+            .write(move |tx| tx.append(welcome(), at, 0))
+            .await
+            .unwrap();
+        assert_eq!(entry.seq, Seq(1));
+    }
+
+    async fn a_write_commits_on_ok_and_writes_nothing_on_err(journal: Journal) {
         let at = datetime!(2026-11-24 10:00 UTC);
         let refused = journal
             .write(move |tx| -> Result<(), Refused> {
@@ -313,13 +324,39 @@ mod tests {
             })
             .await;
         assert!(matches!(refused, Err(Refused::Refused)));
-        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(0));
-        let entry = journal
-            .write(move |tx| tx.append(welcome(), at, 0))
-            .await
-            .unwrap();
-        assert_eq!(entry.seq, Seq(1));
+        nothing_written_then_one_entry(&journal, at).await;
         assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(1));
         journal.close();
+    }
+
+    #[tokio::test]
+    async fn on_a_current_thread_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_the_daemons_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_a_transaction_rolls_it_back_and_the_journal_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(&dir);
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let buggy = journal.clone();
+        let panicked = tokio::spawn(async move {
+            buggy
+                .write(move |tx| -> Result<(), JournalError> {
+                    tx.append(welcome(), at, 0)?;
+                    panic!("a bug inside a transaction");
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.is_err());
+        nothing_written_then_one_entry(&journal, at).await;
     }
 }
