@@ -346,7 +346,10 @@ fn main() -> anyhow::Result<()> {
     figures.insert("machine".into(), json!(machine()));
     figures.insert("quick".into(), json!(args.quick));
     if !args.only.is_empty() || args.backend.is_some() {
-        figures.insert("partial".into(), json!(format!("{:?} {:?}", args.only, args.backend)));
+        figures.insert(
+            "partial".into(),
+            json!(format!("{:?} {:?}", args.only, args.backend)),
+        );
     }
     let out = Value::Object(figures);
     std::fs::write(&args.out, serde_json::to_string_pretty(&out)? + "\n")
