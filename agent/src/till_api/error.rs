@@ -9,6 +9,7 @@ use crate::policy::OfflineLimit;
 use crate::sales::SaleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use protocol::ids::Scrubbed;
 use protocol::limits::Limit;
 use protocol::wire::ErrorBody;
 
@@ -21,12 +22,13 @@ pub enum ApiError {
     /// The journal failed: nothing was recorded.
     #[error("{}", journal_message(.0))]
     Journal(JournalError),
-    /// The body is not the JSON this endpoint takes.
+    /// The body is not the JSON this endpoint takes (serde's words, which quote the
+    /// offending value: scrubbed).
     #[error("invalid request body: {0}")]
-    BadJson(String),
+    BadJson(Scrubbed),
     /// The body could not be read.
     #[error("{0}")]
-    BadBody(String),
+    BadBody(Scrubbed),
     /// The body is over `[till_api] max_body_bytes` (`limit` when it was declared).
     #[error("{}", body_too_large(*.limit))]
     BodyTooLarge {
@@ -35,7 +37,7 @@ pub enum ApiError {
     },
     /// A path parameter is missing or malformed.
     #[error("{0}")]
-    BadPath(String),
+    BadPath(Scrubbed),
     /// A path segment is not a valid id (card, receipt). The segment is masked: a
     /// mistyped card number is still most of a card number.
     #[error("'{}': {reason}", protocol::ids::masked(.raw))]

@@ -4,6 +4,7 @@
 use super::TillState;
 use super::body::{JsonBody, PathId, UnusedBody};
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::journal::JournalError;
 use crate::redemption::{Authorised, Funding, LiveBalance};
 use crate::sales::quote::QuoteRequest;
@@ -74,13 +75,13 @@ impl TillState {
                 ("cancel" = (operation_id = "cancel_sale", parameters(("receipt_id" = "$response.body#/receipt_id")))),
             )
         ),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn open_sale(
@@ -179,12 +180,12 @@ pub async fn open_sale(
     params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
     responses(
         (status = 200, description = "The sale is committed (or was: the same answer).", body = crate::sales::commit::CommitResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn commit_sale(
@@ -242,11 +243,11 @@ fn count_commit(state: &TillState, answer: &Answer) {
     params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
     responses(
         (status = 200, description = "The sale is cancelled (or was: the same answer).", body = crate::sales::cancel::CancelResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn cancel_sale(
@@ -273,14 +274,14 @@ pub async fn cancel_sale(
     request_body = crate::sales::ReturnRequest,
     responses(
         (status = 200, description = "The return is recorded (or was: the same answer).", body = crate::sales::returns::ReturnResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn record_return(
@@ -307,12 +308,12 @@ pub async fn record_return(
     request_body = crate::sales::quote::QuoteRequest,
     responses(
         (status = 200, description = "What the receipt would accrue and may redeem; nothing is recorded.", body = crate::sales::quote::QuoteResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn quote_receipt(
