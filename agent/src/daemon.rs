@@ -1,6 +1,6 @@
 //! `pos-agent run`: load the config, open the journal, start every task, and shut
-//! down cleanly on SIGINT/SIGTERM (in-flight requests finish, the journal thread
-//! drains its queue and closes the database).
+//! down cleanly on SIGINT/SIGTERM (in-flight requests finish, then the journal is
+//! closed, which checkpoints its WAL).
 //!
 //! [`run`] is the composition root: it creates the parts (journal, rules, keys, HQ
 //! client, link, metrics, scan bus) and gives the till API, the scanners, the sync
@@ -144,8 +144,7 @@ pub async fn run(
     };
     let clock = Clock::from_env(cfg.store.utc_offset.minutes)?;
     let path = journal_path(&cfg)?;
-    let (journal, journal_thread) =
-        Journal::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
+    let journal = Journal::open(&path, &cfg.store.store_id, &cfg.store.terminal_id)?;
     tracing::info!(journal = %path.display(), store = %cfg.store.store_id, terminal = %cfg.store.terminal_id, "journal open");
 
     let (stored_rules, stored_keys) = journal
@@ -267,9 +266,8 @@ pub async fn run(
     {
         tracing::error!(error = %e, "sync task failed");
     }
-    drop(journal);
-    // Every handle is gone: the journal thread finishes queued work and closes.
-    tokio::task::spawn_blocking(move || journal_thread.join())
+    // Every other handle is gone with its task: closing checkpoints the WAL.
+    tokio::task::spawn_blocking(move || journal.close())
         .await
         .context("closing the journal")?;
     tracing::info!("stopped");

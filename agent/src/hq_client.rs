@@ -64,31 +64,10 @@ impl LinkTimeouts {
     }
 }
 
-/// Text from outside about a request to HQ (the HTTP client's error with its URL,
-/// HQ's message, a proxy's page) with every card number masked. The only way to make
-/// one is [`Scrubbed::new`], so every text an [`HqError`] carries to the logs,
-/// `/v1/health` and the till went through this one masking point.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scrubbed(String);
-
-impl Scrubbed {
-    /// Masks every card number in `text`.
-    pub fn new(text: impl std::fmt::Display) -> Self {
-        Self(protocol::ids::redact_card_numbers(&text.to_string()))
-    }
-}
-
-impl From<&str> for Scrubbed {
-    fn from(text: &str) -> Self {
-        Self::new(text)
-    }
-}
-
-impl std::fmt::Display for Scrubbed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Every text an [`HqError`] carries to the logs, `/v1/health` and the till (the HTTP
+/// client's error with its URL, HQ's message, a proxy's page) is a [`Scrubbed`]: it
+/// went through the one masking point of card numbers.
+pub use protocol::ids::Scrubbed;
 
 /// Why a request to HQ failed.
 #[derive(Debug, thiserror::Error)]

@@ -231,7 +231,7 @@ impl Redemption {
         lease: Option<&TillLease>,
         hold_expires_at: OffsetDateTime,
     ) -> Result<Authorised, SaleError> {
-        let Some(hq) = self.hq.as_ref().filter(|_| asked > Points::ZERO) else {
+        let Some(hq) = self.hq.as_ref().filter(|_| self.asks_hq(asked)) else {
             return Ok(Authorised {
                 funding: Funding::Local,
                 live: None,
@@ -289,6 +289,13 @@ impl Redemption {
     /// The `[offline] redemption` rules.
     pub fn offline_rules(&self) -> OfflineRedemption {
         self.offline
+    }
+
+    /// True when [`Self::authorise`] asks HQ about a redemption of `asked` points
+    /// (there is an HQ and points are redeemed); otherwise it decides locally without
+    /// reading anything.
+    pub fn asks_hq(&self, asked: Points) -> bool {
+        self.hq.is_some() && asked > Points::ZERO
     }
 
     /// True in a standalone store (no `[sync]`).

@@ -32,15 +32,23 @@ pub fn measure(dir: &Path, sales: u32) -> anyhow::Result<SalesFigures> {
             started = Instant::now();
         }
         let receipt = format!("B-{i}");
-        client.post(&agent.url("/v1/sales")).send_json(sale_body(
-            &receipt,
-            Some("4006381333931"),
-            1_000 + i64::from(i % 100),
-            0,
-        ))?;
+        // Each answer is read to its end, as a till does: ureq returns a connection to
+        // its pool only then, and otherwise opens a new one for every request.
+        client
+            .post(&agent.url("/v1/sales"))
+            .send_json(sale_body(
+                &receipt,
+                Some("4006381333931"),
+                1_000 + i64::from(i % 100),
+                0,
+            ))?
+            .body_mut()
+            .read_to_vec()?;
         client
             .post(&agent.url(&format!("/v1/sales/{receipt}/commit")))
-            .send_json(json!({}))?;
+            .send_json(json!({}))?
+            .body_mut()
+            .read_to_vec()?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));

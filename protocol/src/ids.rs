@@ -130,6 +130,45 @@ pub fn redact_card_numbers(text: &str) -> String {
     out
 }
 
+/// Text from outside (a parser's or a database driver's message, an HTTP client's
+/// error with its URL, a peer's answer) with every card number masked by
+/// [`redact_card_numbers`]. The only way to make one is [`Scrubbed::new`], so an
+/// error that carries outside text as a `Scrubbed` cannot put a card number in an
+/// error body or a log line. Both servers' errors and the agent's texts about HQ use
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scrubbed(String);
+
+impl Scrubbed {
+    /// Masks every card number in `text`.
+    pub fn new(text: impl fmt::Display) -> Self {
+        Self(redact_card_numbers(&text.to_string()))
+    }
+
+    /// The masked text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Scrubbed {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for Scrubbed {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -257,6 +296,19 @@ mod tests {
             "seq 12345 at 2026-11-24"
         );
         assert_eq!(redact_card_numbers("123456"), "****3456");
+    }
+
+    #[test]
+    fn scrubbed_text_is_masked_when_it_is_made() {
+        let serde = "invalid type: integer `4006381333931`, expected a string at line 1";
+        assert_eq!(
+            Scrubbed::new(serde).as_str(),
+            "invalid type: integer `****3931`, expected a string at line 1"
+        );
+        assert_eq!(
+            Scrubbed::from(String::from("x 40063813339312")).to_string(),
+            "x ****9312"
+        );
     }
 
     #[test]

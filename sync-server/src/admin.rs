@@ -1,7 +1,8 @@
 //! The admin commands: terminals, rules, cards, keys, verify, reports, jobs. Each
 //! writes its human-readable answer to `out`, so tests can read it and `main` can
-//! send it to stdout. Full card numbers appear here (HQ IT's own reports), never in
-//! logs.
+//! send it to stdout. Card numbers are printed masked (`****3931`), like everywhere
+//! else: output gets pasted into tickets and mails. An operator who needs a card's
+//! full record types its number (`card show CARD`); no command prints one back.
 
 use crate::jobs::RunReport;
 use crate::keys::{RandomError, TerminalToken, generate_signing_key};
@@ -202,10 +203,11 @@ pub async fn card_block(
     if changed {
         writeln!(
             out,
-            "card {card} {state}; terminals learn it at their next pull"
+            "card {} {state}; terminals learn it at their next pull",
+            card.masked()
         )?;
     } else {
-        writeln!(out, "card {card} was already {state}")?;
+        writeln!(out, "card {} was already {state}", card.masked())?;
     }
     Ok(())
 }
@@ -217,11 +219,15 @@ pub async fn card_show(
     out: &mut dyn Write,
 ) -> Result<(), AdminError> {
     let Some(report) = store.card_report(card, 20).await? else {
-        writeln!(out, "card {card}: HQ holds no record of it (balance 0)")?;
+        writeln!(
+            out,
+            "card {}: HQ holds no record of it (balance 0)",
+            card.masked()
+        )?;
         return Ok(());
     };
     let s = &report.state;
-    writeln!(out, "card       {}", s.card)?;
+    writeln!(out, "card       {}", s.card.masked())?;
     writeln!(out, "balance    {}", s.balance)?;
     writeln!(out, "pending    {}", s.pending)?;
     writeln!(
@@ -382,7 +388,7 @@ pub async fn report_overdrafts(store: &dyn Store, out: &mut dyn Write) -> Result
         writeln!(out, "no card has a negative balance")?;
     }
     for o in overdrafts {
-        writeln!(out, "card {} balance {}", o.card, o.balance)?;
+        writeln!(out, "card {} balance {}", o.card.masked(), o.balance)?;
         for f in o.flagged {
             writeln!(
                 out,
@@ -415,7 +421,7 @@ pub async fn report_flags(store: &dyn Store, out: &mut dyn Write) -> Result<(), 
             f.terminal,
             f.seq,
             f.entry_id,
-            f.card,
+            f.card.masked(),
             f.kind,
             f.detail
         )?;
@@ -463,7 +469,9 @@ pub async fn report_quarantine(store: &dyn Store, out: &mut dyn Write) -> Result
             q.terminal,
             q.seq,
             q.entry_id,
-            q.card.as_ref().map_or("-", |c| c.as_str()),
+            q.card
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |c| c.masked().to_string()),
             q.kind,
             q.reason
         )?;

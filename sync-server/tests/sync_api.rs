@@ -353,7 +353,11 @@ async fn blocks_and_new_rules_reach_the_terminals_of_every_store(backend: Backen
     let token = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
-    hq.ok(&["card", "block", CARD, "--reason", "reported stolen"]);
+    let blocked = hq.ok(&["card", "block", CARD, "--reason", "reported stolen"]);
+    assert!(
+        blocked.starts_with("card ****3931 blocked") && !blocked.contains(CARD),
+        "the card is echoed masked: {blocked}"
+    );
     std::fs::write(
         hq.dir.path().join("rules.toml"),
         "welcome_bonus_points = 25\n",

@@ -1,11 +1,11 @@
 //! The local SQLite journal: the till's source of truth while HQ is away, and the only
 //! module of the agent that speaks SQL.
 //!
-//! One dedicated thread owns the only connection (one writer, and SQLite work never
-//! runs on tokio's worker threads). Async code sends it closures through
-//! [`Journal::write`] and [`Journal::read`]; each runs in its own transaction, a
-//! write in `BEGIN IMMEDIATE`, committed before the caller (and so the till) gets an
-//! answer. The closures get a [`Tx`]: the typed operations of the schema, grouped by
+//! One connection behind one lock (one writer, one transaction at a time). Async code
+//! runs closures on it through [`Journal::write`] and [`Journal::read`], off the async
+//! scheduler (`block_in_place` or the blocking pool); each runs in its own
+//! transaction, a write in `BEGIN IMMEDIATE`, committed before the caller (and so the
+//! till) gets an answer. The closures get a [`Tx`]: the typed operations of the schema, grouped by
 //! table, so a function that must run inside a transaction says so in its signature.
 //!
 //! Submodules: [`schema`] (open, identity checks, migrations), [`entries`] (append with
@@ -30,8 +30,8 @@ pub mod used_tokens;
 use protocol::{StoreId, TerminalId};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use std::path::Path;
-use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Why the journal could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +44,8 @@ pub enum JournalError {
         /// SQLite's message.
         message: String,
     },
-    /// A directory for the journal (or the journal's thread) could not be created.
-    #[error("cannot create journal directory or thread for {path}: {source}")]
+    /// A directory for the journal could not be created.
+    #[error("cannot create journal directory {path}: {source}")]
     Io {
         /// Directory path.
         path: String,
@@ -104,7 +104,8 @@ pub enum JournalError {
         /// The card, masked.
         card: String,
     },
-    /// The writer thread has stopped (shutting down).
+    /// The operation was lost before it finished (the runtime is shutting down, or it
+    /// panicked and its transaction was rolled back).
     #[error("journal is closed")]
     Closed,
 }
@@ -140,7 +141,7 @@ pub struct Tx<'c> {
     inner: Transaction<'c>,
 }
 
-/// The journal file, opened and migrated, for synchronous use: the writer thread owns
+/// The journal file, opened and migrated, for synchronous use: a [`Journal`] holds
 /// one, and so do commands that run without the daemon (`sync-resume`) and tools that
 /// prepare a journal (tests, benchmarks).
 pub struct JournalFile {
@@ -194,96 +195,82 @@ impl JournalFile {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut JournalFile) + Send>;
-
-/// Handle to the journal's writer thread. Cheap to clone.
+/// Handle to the journal's one connection. Cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    jobs: mpsc::UnboundedSender<Job>,
-}
-
-/// Joins the writer thread when the last [`Journal`] handle is gone.
-pub struct JournalThread {
-    handle: JoinHandle<()>,
-}
-
-impl JournalThread {
-    /// Waits until every queued operation has finished and the connection is closed.
-    /// Call after dropping every [`Journal`] handle.
-    pub fn join(self) {
-        if self.handle.join().is_err() {
-            tracing::error!("journal thread panicked");
-        }
-    }
+    file: Arc<Mutex<JournalFile>>,
 }
 
 impl Journal {
-    /// Opens the journal file for this terminal and starts its writer thread.
-    pub fn open(
-        path: &Path,
-        store: &StoreId,
-        terminal: &TerminalId,
-    ) -> Result<(Self, JournalThread), JournalError> {
-        let file = JournalFile::open(path, store, terminal)?;
-        let shown = path.display().to_string();
-        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
-        let handle = std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || {
-                let mut file = file;
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut file);
-                }
-                // A clean close checkpoints the WAL into the main file.
-                if let Err((_, e)) = file.conn.close() {
-                    tracing::warn!(path = %shown, error = %e, "closing journal");
-                }
-            })
-            .map_err(|e| JournalError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-        Ok((Self { jobs }, JournalThread { handle }))
+    /// Opens the journal file for this terminal.
+    pub fn open(path: &Path, store: &StoreId, terminal: &TerminalId) -> Result<Self, JournalError> {
+        Ok(Self {
+            file: Arc::new(Mutex::new(JournalFile::open(path, store, terminal)?)),
+        })
     }
 
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction on the writer thread:
-    /// committed when `f` returns `Ok`, rolled back (nothing written) otherwise.
+    /// Closes the connection, which checkpoints the WAL into the main file, when this
+    /// is the last handle (otherwise the last one dropped closes it).
+    pub fn close(self) {
+        if let Ok(file) = Arc::try_unwrap(self.file) {
+            let file = file.into_inner().unwrap_or_else(PoisonError::into_inner);
+            if let Err((_, e)) = file.conn.close() {
+                tracing::warn!(error = %e, "closing journal");
+            }
+        }
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: committed when `f` returns
+    /// `Ok`, rolled back (nothing written) otherwise.
     pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<JournalError> + Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
     {
-        self.on_thread(move |file| file.write(f)).await
+        self.with_file(move |file| file.write(f)).await
     }
 
-    /// Runs `f` inside one read transaction on the writer thread.
+    /// Runs `f` inside one read transaction.
     pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<JournalError> + Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
     {
-        self.on_thread(move |file| file.read(f)).await
+        self.with_file(move |file| file.read(f)).await
     }
 
-    async fn on_thread<R, E, F>(&self, f: F) -> Result<R, E>
+    /// Runs `f` on the connection, one caller at a time, off the async scheduler.
+    ///
+    /// On the daemon's multi-threaded runtime the transaction runs on the calling
+    /// task's own thread, which hands its other tasks to a fresh worker first
+    /// (`block_in_place`): the request is answered without a hand-off to another
+    /// thread and back, which cost more than the commit itself (README, *Till
+    /// sales*). Elsewhere (current-thread runtimes: one-shot commands, tests) it runs
+    /// on the blocking pool. Either way `f` runs to its end even when the caller is
+    /// cancelled: the work is committed or rolled back, never cut in the middle.
+    async fn with_file<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<JournalError> + Send + 'static,
         F: FnOnce(&mut JournalFile) -> Result<R, E> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move |file| {
-                // The caller may have gone (its request was cancelled): the work is
-                // done or rolled back either way.
-                let _ = answer.send(f(file));
-            }))
-            .map_err(|_| E::from(JournalError::Closed))?;
-        answered
-            .await
-            .unwrap_or_else(|_| Err(E::from(JournalError::Closed)))
+        let file = Arc::clone(&self.file);
+        let run = move || {
+            // A panic inside a transaction rolled it back (rusqlite's transaction
+            // rolls back when dropped), so the connection behind a poisoned lock is
+            // as the last commit left it.
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut file)
+        };
+        if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(run)
+        } else {
+            tokio::task::spawn_blocking(run)
+                .await
+                .unwrap_or_else(|_| Err(E::from(JournalError::Closed)))
+        }
     }
 }
 
@@ -309,15 +296,26 @@ mod tests {
         Journal(#[from] JournalError),
     }
 
-    #[tokio::test]
-    async fn a_write_commits_on_ok_and_writes_nothing_on_err() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, thread) = Journal::open(
+    fn open(dir: &tempfile::TempDir) -> Journal {
+        Journal::open(
             &dir.path().join("j.db"),
             &StoreId::parse("s").unwrap(),
             &TerminalId::parse("t").unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The journal is empty, and the next write commits entry 1.
+    async fn nothing_written_then_one_entry(journal: &Journal, at: time::OffsetDateTime) {
+        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(0));
+        let entry = journal
+            .write(move |tx| tx.append(welcome(), at, 0))
+            .await
+            .unwrap();
+        assert_eq!(entry.seq, Seq(1));
+    }
+
+    async fn a_write_commits_on_ok_and_writes_nothing_on_err(journal: Journal) {
         let at = datetime!(2026-11-24 10:00 UTC);
         let refused = journal
             .write(move |tx| -> Result<(), Refused> {
@@ -326,14 +324,39 @@ mod tests {
             })
             .await;
         assert!(matches!(refused, Err(Refused::Refused)));
-        assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(0));
-        let entry = journal
-            .write(move |tx| tx.append(welcome(), at, 0))
-            .await
-            .unwrap();
-        assert_eq!(entry.seq, Seq(1));
+        nothing_written_then_one_entry(&journal, at).await;
         assert_eq!(journal.read(|tx| tx.last_seq()).await.unwrap(), Seq(1));
-        drop(journal);
-        thread.join();
+        journal.close();
+    }
+
+    #[tokio::test]
+    async fn on_a_current_thread_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_the_daemons_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_a_transaction_rolls_it_back_and_the_journal_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = open(&dir);
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let buggy = journal.clone();
+        let panicked = tokio::spawn(async move {
+            buggy
+                .write(move |tx| -> Result<(), JournalError> {
+                    tx.append(welcome(), at, 0)?;
+                    panic!("a bug inside a transaction");
+                })
+                .await
+        })
+        .await;
+        assert!(panicked.is_err());
+        nothing_written_then_one_entry(&journal, at).await;
     }
 }

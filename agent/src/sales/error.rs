@@ -16,6 +16,10 @@ pub enum SaleError {
     /// The receipt, the redemption or the return cannot be priced as asked.
     #[error("{0}")]
     Invalid(EvalError),
+    /// The card number is not one of the program's (`[card_numbers]` of the rules):
+    /// most likely typed with a typo. The text never repeats the number.
+    #[error("not a card number of this program: {0}")]
+    BadCardNumber(protocol::card_numbers::CardNumberError),
     /// Points to redeem without a card.
     #[error("redeem_points needs a card")]
     CardRequired,

@@ -56,7 +56,6 @@ pub struct DecidedHold {
     pub settled: Settled,
 }
 
-/// Opens a sale for `req` (idempotent on `receipt_id`).
 /// Prices `req` under `rules`, refusing what the rules or the figure limits forbid.
 fn price(
     rules: &ProgramRules,
@@ -74,20 +73,33 @@ fn price(
     Ok(priced)
 }
 
-/// What the till refuses whatever the card holds (bad lines, points above the rules'
-/// cap, figures above the limits), decided before HQ is asked to reserve points: a
-/// reservation for a receipt the till then refuses is released at HQ, which settles
-/// the receipt, so the corrected ask under the same receipt would be refused.
-/// The rules' cap does not depend on the card's tier.
-pub fn refused_before_hq(
+/// What the till refuses on the face of a new request, whatever the card holds: a card
+/// number the program does not issue (a typo), bad lines, points above the rules' cap,
+/// figures above the limits. Checked in the hold's transaction once the receipt is
+/// known to be new (a receipt opened before keeps its card whatever the rules say
+/// now), and before HQ is asked to reserve points: a reservation for a receipt the
+/// till then refuses is released at HQ, which settles the receipt, so the corrected
+/// ask under the same receipt would be refused. The rules' cap does not depend on the
+/// card's tier.
+pub fn refused_on_its_face(
     req: &SaleRequest,
     rules: &ProgramRules,
     day: Date,
     limits: &Limits,
 ) -> Result<(), SaleError> {
-    price(rules, req, None, day, limits).map(drop)
+    if let Some(card) = &req.card {
+        rules
+            .card_numbers
+            .check(card)
+            .map_err(SaleError::BadCardNumber)?;
+    }
+    if req.redeem_points > Points::ZERO {
+        price(rules, req, None, day, limits)?;
+    }
+    Ok(())
 }
 
+/// Opens a sale for `req` (idempotent on `receipt_id`).
 pub fn hold(
     tx: &Tx<'_>,
     req: &SaleRequest,
@@ -99,6 +111,7 @@ pub fn hold(
     if let Some(answer) = idempotency::replay(stored, hash, key)? {
         return Ok(answer);
     }
+    refused_on_its_face(req, &ctx.rules, ctx.day, &ctx.figure_limits)?;
     if let Some(live) = &ctx.live {
         live.record(tx, ctx.now)?;
     }

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use protocol::ids::redact_card_numbers;
+use protocol::ids::Scrubbed;
 use serde::de::DeserializeOwned;
 use std::str::FromStr;
 
@@ -21,7 +21,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         protocol::json::from_slice(&bytes)
             .map(JsonBody)
             // serde's messages quote the offending value (a card sent as a number).
-            .map_err(|e| ApiError::BadJson(redact_card_numbers(&e.to_string())))
+            .map_err(|e| ApiError::BadJson(Scrubbed::new(e)))
     }
 }
 
@@ -45,7 +45,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::BodyTooLarge { limit: None }
         } else {
-            ApiError::BadBody(redact_card_numbers(&e.body_text()))
+            ApiError::BadBody(Scrubbed::new(e.body_text()))
         }
     })
 }
@@ -64,7 +64,7 @@ where
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::BadPath(redact_card_numbers(&e.body_text())))?;
+                .map_err(|e| ApiError::BadPath(Scrubbed::new(e.body_text())))?;
         match raw.parse::<T>() {
             Ok(id) => Ok(PathId(id)),
             Err(e) => Err(ApiError::BadId {

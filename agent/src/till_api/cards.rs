@@ -3,6 +3,7 @@
 use super::TillState;
 use super::body::PathId;
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::cards::CardView;
 use crate::journal::JournalError;
 use axum::extract::State;
@@ -22,9 +23,9 @@ pub fn routes() -> Router<TillState> {
     params(("card" = protocol::CardId, Path, description = "The card number.")),
     responses(
         (status = 200, description = "The card's balance (HQ's live figures online, the cache offline).", body = crate::cards::CardView),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn card(

@@ -9,6 +9,7 @@ use crate::policy::OfflineLimit;
 use crate::sales::SaleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use protocol::ids::Scrubbed;
 use protocol::limits::Limit;
 use protocol::wire::ErrorBody;
 
@@ -21,12 +22,13 @@ pub enum ApiError {
     /// The journal failed: nothing was recorded.
     #[error("{}", journal_message(.0))]
     Journal(JournalError),
-    /// The body is not the JSON this endpoint takes.
+    /// The body is not the JSON this endpoint takes (serde's words, which quote the
+    /// offending value: scrubbed).
     #[error("invalid request body: {0}")]
-    BadJson(String),
+    BadJson(Scrubbed),
     /// The body could not be read.
     #[error("{0}")]
-    BadBody(String),
+    BadBody(Scrubbed),
     /// The body is over `[till_api] max_body_bytes` (`limit` when it was declared).
     #[error("{}", body_too_large(*.limit))]
     BodyTooLarge {
@@ -35,7 +37,7 @@ pub enum ApiError {
     },
     /// A path parameter is missing or malformed.
     #[error("{0}")]
-    BadPath(String),
+    BadPath(Scrubbed),
     /// A path segment is not a valid id (card, receipt). The segment is masked: a
     /// mistyped card number is still most of a card number.
     #[error("'{}': {reason}", protocol::ids::masked(.raw))]
@@ -60,10 +62,6 @@ pub enum ApiError {
     /// `GET /v1/scans/last` before any scan.
     #[error("no card has been scanned yet")]
     NoScan,
-    /// The card number is not one of the program's (`[card_numbers]` of the rules):
-    /// most likely typed with a typo. The text never repeats the number.
-    #[error("not a card number of this program: {0}")]
-    BadCardNumber(protocol::card_numbers::CardNumberError),
     /// The till token is missing or wrong (`[till_api] token_hash_file`). The
     /// message never repeats what was presented.
     #[error("{0}")]
@@ -185,6 +183,7 @@ impl ApiError {
             Self::Sale(e) => match e {
                 SaleError::Invalid(_) => (S::BAD_REQUEST, C::BadRequest),
                 SaleError::CardRequired => (S::BAD_REQUEST, C::CardRequired),
+                SaleError::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
                 SaleError::UnknownReceipt(_) => (S::NOT_FOUND, C::UnknownReceipt),
                 SaleError::IdempotencyConflict(_) => (S::CONFLICT, C::IdempotencyConflict),
                 SaleError::SaleCancelled { .. } => (S::CONFLICT, C::SaleCancelled),
@@ -230,7 +229,6 @@ impl ApiError {
                 (*status, code)
             }
             Self::NoScan => (S::NOT_FOUND, C::NoScan),
-            Self::BadCardNumber(_) => (S::BAD_REQUEST, C::BadCardNumber),
             Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
         }
     }

@@ -27,6 +27,7 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::program::RulesHandle;
 use crate::redemption::Redemption;
+use crate::sales::SaleError;
 use crate::scan_bus::{ScanBus, ScannerStates};
 use crate::till_token::TokenCheck;
 use axum::Router;
@@ -92,7 +93,7 @@ impl TillState {
             .current()
             .card_numbers
             .check(card)
-            .map_err(ApiError::BadCardNumber)
+            .map_err(|e| ApiError::Sale(SaleError::BadCardNumber(e)))
     }
 }
 

@@ -36,11 +36,82 @@ use utoipa::{Modify, OpenApi};
         scans::stream,
         openapi_json,
     ),
+    // Every error answer's body; `answers` refer to it without registering it.
+    components(schemas(protocol::wire::ErrorBody)),
     modifiers(&TillToken),
     // The empty requirement: on loopback without a token file, no token is needed.
     security((), ("till_token" = [])),
 )]
 pub struct TillApiDoc;
+
+/// The error answers the till endpoints share, each described once (status, meaning,
+/// `ErrorBody`): a handler lists those it can give after its success, as
+/// `responses((status = 200, …), answers::BadRequest, answers::Unauthorized, …)`.
+/// An answer only one handler gives stays in that handler's list.
+pub mod answers {
+    use protocol::wire::ErrorBody;
+
+    /// 400.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 400,
+        description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded."
+    )]
+    pub struct BadRequest(pub ErrorBody);
+
+    /// 401.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 401,
+        description = "Missing or wrong till token (only when the API is bound beyond loopback)."
+    )]
+    pub struct Unauthorized(pub ErrorBody);
+
+    /// 404.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 404, description = "No sale under this receipt number.")]
+    pub struct UnknownReceipt(pub ErrorBody);
+
+    /// 409.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned)."
+    )]
+    pub struct Conflict(pub ErrorBody);
+
+    /// 413.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 413,
+        description = "The body is larger than `[till_api] max_body_bytes`."
+    )]
+    pub struct TooLarge(pub ErrorBody);
+
+    /// 415.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 415,
+        description = "The body is encoded (`Content-Encoding`); send plain JSON."
+    )]
+    pub struct UnsupportedEncoding(pub ErrorBody);
+
+    /// 422.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 422,
+        description = "Refused by a rule (card blocked, too few points, above a cap, offline limit)."
+    )]
+    pub struct Refused(pub ErrorBody);
+
+    /// 503.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 503,
+        description = "The journal cannot record now (disk full, busy, shutting down); retry later."
+    )]
+    pub struct JournalUnavailable(pub ErrorBody);
+}
 
 /// Declares the till token's bearer scheme.
 struct TillToken;

@@ -4,6 +4,7 @@
 use super::TillState;
 use super::body::{JsonBody, PathId, UnusedBody};
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::journal::JournalError;
 use crate::redemption::{Authorised, Funding, LiveBalance};
 use crate::sales::quote::QuoteRequest;
@@ -16,8 +17,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use protocol::Points;
-use protocol::ReceiptId;
+use protocol::{CardId, Points, ReceiptId};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -74,13 +74,13 @@ impl TillState {
                 ("cancel" = (operation_id = "cancel_sale", parameters(("receipt_id" = "$response.body#/receipt_id")))),
             )
         ),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn open_sale(
@@ -91,44 +91,11 @@ pub async fn open_sale(
     let now = state.clock.now();
     let hold_secs = i64::try_from(state.settings.hold_timeout_secs).unwrap_or(i64::MAX / 2);
     let hold_expires_at = now + time::Duration::seconds(hold_secs);
-    // A receipt opened before is answered from the journal (the same answer, or a
-    // conflict) without asking HQ again.
-    let (receipt, card) = (req.receipt_id.clone(), req.card.clone());
-    let (opened, lease) = state
-        .journal
-        .read(move |tx| -> Result<_, JournalError> {
-            let lease = match &card {
-                Some(card) => tx.open_lease_of(card)?,
-                None => None,
-            };
-            Ok((tx.hold_request(&receipt)?.is_some(), lease))
-        })
-        .await?;
-    // A receipt opened before keeps its card whatever the rules say now.
-    if !opened && let Some(card) = &req.card {
-        state.check_card_number(card)?;
-    }
-    if !opened && req.redeem_points > Points::ZERO {
-        hold::refused_before_hq(
-            &req,
-            &state.rules.current(),
-            state.clock.store_day(now),
-            &state.settings.figure_limits,
-        )?;
-    }
     let authorised = match &req.card {
-        Some(card) if !opened => {
-            state
-                .redemption
-                .authorise(
-                    card,
-                    &req.receipt_id,
-                    req.redeem_points,
-                    lease.as_ref().map(|l| &l.lease),
-                    hold_expires_at,
-                )
-                .await?
+        Some(card) if state.redemption.asks_hq(req.redeem_points) => {
+            authorise_with_hq(&state, &req, card, now, hold_expires_at).await?
         }
+        // Decided in the hold's one write transaction: a single journal round trip.
         _ => Authorised {
             funding: Funding::Local,
             live: None,
@@ -172,6 +139,50 @@ pub async fn open_sale(
     Ok(self::answer(answer))
 }
 
+/// Asks HQ to authorise the redemption `req` asks of `card`. A receipt opened before
+/// is answered from the journal (the same answer, or a conflict) without asking HQ
+/// again; a new one is first checked for what the till refuses on its face.
+async fn authorise_with_hq(
+    state: &TillState,
+    req: &SaleRequest,
+    card: &CardId,
+    now: OffsetDateTime,
+    hold_expires_at: OffsetDateTime,
+) -> Result<Authorised, ApiError> {
+    let (receipt, read_card) = (req.receipt_id.clone(), card.clone());
+    let (opened, lease) = state
+        .journal
+        .read(move |tx| -> Result<_, JournalError> {
+            Ok((
+                tx.hold_request(&receipt)?.is_some(),
+                tx.open_lease_of(&read_card)?,
+            ))
+        })
+        .await?;
+    if opened {
+        return Ok(Authorised {
+            funding: Funding::Local,
+            live: None,
+        });
+    }
+    hold::refused_on_its_face(
+        req,
+        &state.rules.current(),
+        state.clock.store_day(now),
+        &state.settings.figure_limits,
+    )?;
+    Ok(state
+        .redemption
+        .authorise(
+            card,
+            &req.receipt_id,
+            req.redeem_points,
+            lease.as_ref().map(|l| &l.lease),
+            hold_expires_at,
+        )
+        .await?)
+}
+
 #[utoipa::path(
     post,
     path = "/v1/sales/{receipt_id}/commit",
@@ -179,12 +190,12 @@ pub async fn open_sale(
     params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
     responses(
         (status = 200, description = "The sale is committed (or was: the same answer).", body = crate::sales::commit::CommitResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn commit_sale(
@@ -242,11 +253,11 @@ fn count_commit(state: &TillState, answer: &Answer) {
     params(("receipt_id" = protocol::ReceiptId, Path, description = "The receipt number the sale was opened with.")),
     responses(
         (status = 200, description = "The sale is cancelled (or was: the same answer).", body = crate::sales::cancel::CancelResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn cancel_sale(
@@ -273,14 +284,14 @@ pub async fn cancel_sale(
     request_body = crate::sales::ReturnRequest,
     responses(
         (status = 200, description = "The return is recorded (or was: the same answer).", body = crate::sales::returns::ReturnResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 404, description = "No sale under this receipt number.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "In conflict with earlier requests (idempotency key reused with another body, sale already cancelled/committed/returned).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::UnknownReceipt,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn record_return(
@@ -307,12 +318,12 @@ pub async fn record_return(
     request_body = crate::sales::quote::QuoteRequest,
     responses(
         (status = 200, description = "What the receipt would accrue and may redeem; nothing is recorded.", body = crate::sales::quote::QuoteResponse),
-        (status = 400, description = "The request is malformed (bad JSON, id, card number or figure); nothing was recorded.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The body is larger than `[till_api] max_body_bytes`.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "The body is encoded (`Content-Encoding`); send plain JSON.", body = protocol::wire::ErrorBody),
-        (status = 422, description = "Refused by a rule (card blocked, too few points, above a cap, offline limit).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Refused,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn quote_receipt(

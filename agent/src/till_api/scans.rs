@@ -3,6 +3,7 @@
 
 use super::TillState;
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::scan_bus::ScanEvent;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -26,7 +27,7 @@ pub fn routes() -> Router<TillState> {
     responses(
         (status = 200, description = "The latest card scan.", body = ScanEvent),
         (status = 404, description = "No card has been scanned yet.", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        answers::Unauthorized,
     )
 )]
 pub async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, ApiError> {
@@ -43,7 +44,7 @@ pub async fn last(State(state): State<TillState>) -> Result<Json<ScanEvent>, Api
     tag = "scans",
     responses(
         (status = 200, description = "Server-Sent Events: one JSON `data:` line per scan (a `ScanEvent`), keep-alive comments; the stream does not end.", body = String, content_type = "text/event-stream"),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        answers::Unauthorized,
     )
 )]
 pub async fn stream(

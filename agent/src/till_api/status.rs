@@ -2,6 +2,7 @@
 
 use super::TillState;
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::journal::JournalError;
 use crate::scan_bus::ScannerStatus;
 use axum::extract::State;
@@ -91,8 +92,8 @@ impl SyncMode {
     tag = "status",
     responses(
         (status = 200, description = "The agent runs; its sync and scanner state.", body = Health),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The journal cannot record now (disk full, busy, shutting down); retry later.", body = protocol::wire::ErrorBody),
+        answers::Unauthorized,
+        answers::JournalUnavailable,
     )
 )]
 pub async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiError> {
@@ -144,7 +145,7 @@ pub async fn health(State(state): State<TillState>) -> Result<Json<Health>, ApiE
     tag = "status",
     responses(
         (status = 200, description = "Prometheus/OpenMetrics text.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        (status = 401, description = "Missing or wrong till token (only when the API is bound beyond loopback).", body = protocol::wire::ErrorBody),
+        answers::Unauthorized,
     )
 )]
 pub async fn metrics(State(state): State<TillState>) -> impl IntoResponse {

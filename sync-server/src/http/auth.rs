@@ -7,6 +7,7 @@ use crate::keys::TokenHash;
 use crate::store::TerminalIdentity;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use protocol::ids::Scrubbed;
 use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
 /// The authenticated, active terminal of a request.
@@ -39,15 +40,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ProtocolHeader {
         let value = parts.headers.get(PROTOCOL_HEADER).map(|v| v.to_str());
         match value {
             Some(Ok(v)) if v.trim() == PROTOCOL_VERSION.to_string() => Ok(Self),
-            Some(Ok(v)) => Err(ApiError::UnsupportedProtocol(format!(
+            Some(Ok(v)) => Err(ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
                 "protocol {v:?} is not supported; this server speaks {PROTOCOL_VERSION}"
-            ))),
-            Some(Err(_)) => Err(ApiError::UnsupportedProtocol(format!(
+            )))),
+            Some(Err(_)) => Err(ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
                 "{PROTOCOL_HEADER} is not readable text"
-            ))),
-            None => Err(ApiError::UnsupportedProtocol(format!(
+            )))),
+            None => Err(ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
                 "missing {PROTOCOL_HEADER} header (this server speaks {PROTOCOL_VERSION})"
-            ))),
+            )))),
         }
     }
 }

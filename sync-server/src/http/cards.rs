@@ -3,10 +3,12 @@
 use super::AppState;
 use super::auth::{ProtocolHeader, Terminal};
 use super::error::ApiError;
+use super::openapi::answers;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use protocol::CardId;
+use protocol::ids::Scrubbed;
 use protocol::wire::LiveBalanceResponse;
 
 /// The handler. A card HQ never saw has a zero balance, not a 404: to HQ every
@@ -19,10 +21,10 @@ use protocol::wire::LiveBalanceResponse;
     params(("card" = protocol::CardId, Path, description = "The card number."), ("x-loyalty-protocol" = u32, Header, minimum = 1, maximum = 1, description = "The protocol version the terminal speaks (requests without a body carry it here).")),
     responses(
         (status = 200, description = "The card's live balance (zero everywhere for a card HQ never saw).", body = LiveBalanceResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn live_balance(
@@ -31,8 +33,8 @@ pub async fn live_balance(
     _: ProtocolHeader,
     card: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LiveBalanceResponse>, ApiError> {
-    let Path(card) = card.map_err(|e| ApiError::BadCard(e.body_text()))?;
-    let card = CardId::parse(&card).map_err(|e| ApiError::BadCard(e.to_string()))?;
+    let Path(card) = card.map_err(|e| ApiError::BadCard(Scrubbed::new(e.body_text())))?;
+    let card = CardId::parse(&card).map_err(|e| ApiError::BadCard(Scrubbed::new(e)))?;
     let response = state
         .store
         .live_balance(&terminal, &card, state.clock.now())

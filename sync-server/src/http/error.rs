@@ -1,5 +1,8 @@
 //! One error type for the HTTP API: each variant maps to a status and a stable
-//! `code`, and the body is always `protocol::wire::ErrorBody`.
+//! `code`, and the body is always `protocol::wire::ErrorBody`. A variant whose text
+//! may quote the request (a parser's words, a rejection, a cursor, a version) holds a
+//! [`Scrubbed`], so no card number a terminal sent comes back in an answer; the
+//! store's errors reach the log only through their own scrubbed `Display`.
 
 use crate::ledger::batch::{BatchError, IdentityMismatch};
 use crate::ledger::escrow::EscrowRefusal;
@@ -9,6 +12,7 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use protocol::ids::Scrubbed;
 use protocol::wire::{ErrorBody, SyncErrorCode};
 
 /// Everything a request can fail with.
@@ -23,12 +27,17 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
-    /// Malformed request (JSON, query, cursor).
+    /// Malformed request (JSON, query, cursor): the parser's words, which quote the
+    /// input.
     #[error("{0}")]
-    BadRequest(String),
-    /// A protocol version this server does not speak.
+    BadRequest(Scrubbed),
+    /// A well-formed request HQ refuses (a figure out of range, a time too far
+    /// ahead), in HQ's own words, which never quote the request.
     #[error("{0}")]
-    UnsupportedProtocol(String),
+    Invalid(String),
+    /// A protocol version this server does not speak (the version sent is quoted).
+    #[error("{0}")]
+    UnsupportedProtocol(Scrubbed),
     /// The body names another terminal than the token.
     #[error(transparent)]
     TerminalMismatch(#[from] IdentityMismatch),
@@ -40,7 +49,7 @@ pub enum ApiError {
     Refused(#[from] Refusal),
     /// Not a card number.
     #[error("{0}")]
-    BadCard(String),
+    BadCard(Scrubbed),
     /// No such endpoint.
     #[error("no such endpoint")]
     NotFound,
@@ -68,7 +77,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, C::BodyTooLarge),
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, C::BadRequest),
+            Self::BadRequest(_) | Self::Invalid(_) => (StatusCode::BAD_REQUEST, C::BadRequest),
             Self::UnsupportedProtocol(_) => (StatusCode::BAD_REQUEST, C::UnsupportedProtocol),
             Self::TerminalMismatch(_) => (StatusCode::FORBIDDEN, C::TerminalMismatch),
             Self::BadBatch(BatchError::RepeatedId { .. }) => (StatusCode::CONFLICT, C::IdConflict),
@@ -94,16 +103,16 @@ impl ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::BodyTooLarge { limit }
         } else {
-            Self::BadRequest(format!(
+            Self::BadRequest(Scrubbed::new(format_args!(
                 "could not read the body: {}",
                 rejection.body_text()
-            ))
+            )))
         }
     }
 
     /// Maps a malformed query string.
     pub fn from_query(rejection: QueryRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
+        Self::BadRequest(Scrubbed::new(rejection.body_text()))
     }
 }
 
@@ -125,7 +134,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Refused(r) => Self::Refused(r),
             StoreError::Escrow(r) => Self::Escrow(r),
-            StoreError::BadCursor(c) => Self::BadRequest(format!("bad cursor {c:?}")),
+            StoreError::BadCursor(c) => {
+                Self::BadRequest(Scrubbed::new(format_args!("bad cursor {c:?}")))
+            }
             StoreError::Revoked(_) => Self::Unauthorized,
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "database unavailable");
@@ -185,5 +196,22 @@ mod tests {
         );
         let broken = ApiError::from(StoreError::corrupt("bad row"));
         assert_eq!(broken.status_and_code().1, SyncErrorCode::Internal);
+    }
+
+    #[test]
+    fn a_driver_error_quoting_a_card_number_reaches_the_log_masked_and_has_no_raw_source() {
+        let driver = std::io::Error::other("duplicate key (card)=(4006381333931)");
+        let e = StoreError::Backend(Box::new(driver));
+        assert_eq!(e.to_string(), "database: duplicate key (card)=(****3931)");
+        // An error chain printed with its sources (anyhow's `{:#}`) must not bypass it.
+        assert!(std::error::Error::source(&e).is_none());
+        let busy = StoreError::Unavailable("refused 4006381333931".into());
+        assert_eq!(busy.to_string(), "database unavailable: refused ****3931");
+    }
+
+    #[test]
+    fn a_bad_cursor_is_answered_masked() {
+        let e = ApiError::from(StoreError::BadCursor("-4006381333931".into()));
+        assert_eq!(e.to_string(), "bad cursor \"-****3931\"");
     }
 }

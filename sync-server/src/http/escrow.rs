@@ -8,6 +8,7 @@
 use super::AppState;
 use super::auth::Terminal;
 use super::error::ApiError;
+use super::openapi::answers;
 use super::push::parse_request;
 use crate::ledger::escrow::{LeaseAsks, ReserveAsk, TokenUse};
 use axum::Json;
@@ -43,7 +44,7 @@ fn not_too_late(
     if at <= now + MAX_AHEAD {
         Ok(at)
     } else {
-        Err(ApiError::BadRequest(format!(
+        Err(ApiError::Invalid(format!(
             "{what} is more than a day ahead of HQ's clock"
         )))
     }
@@ -53,8 +54,9 @@ fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
     if (min..=MAX_POINTS).contains(&points.get()) {
         Ok(points)
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{what} must be between {min} and {MAX_POINTS}, not {points}"
+        // The figure sent is not repeated: it may be a card number in the wrong field.
+        Err(ApiError::Invalid(format!(
+            "{what} must be between {min} and {MAX_POINTS}"
         )))
     }
 }
@@ -63,7 +65,7 @@ fn bounded(what: &str, points: Points, min: i64) -> Result<Points, ApiError> {
 /// (a larger one failed as an internal error).
 pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
     i64::try_from(value)
-        .map_err(|_| ApiError::BadRequest(format!("{what} must be at most {}", i64::MAX)))
+        .map_err(|_| ApiError::Invalid(format!("{what} must be at most {}", i64::MAX)))
 }
 
 /// `POST /v1/reservations`.
@@ -75,13 +77,13 @@ pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The points are held for the receipt (or were: the same reservation).", body = ReserveResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn reserve(
@@ -112,13 +114,13 @@ pub async fn reserve(
     request_body = LeaseSyncRequest,
     responses(
         (status = 200, description = "Every open lease of the terminal.", body = LeaseSyncResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn lease_sync(
@@ -131,7 +133,7 @@ pub async fn lease_sync(
     stored_integer("epoch", request.epoch)?;
     stored_integer("through_seq", request.through_seq.get())?;
     if request.want.len() > MAX_WANTED {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Invalid(format!(
             "a lease sync may want at most {MAX_WANTED} cards, not {}",
             request.want.len()
         )));
@@ -174,13 +176,13 @@ pub async fn lease_sync(
     request_body = TokenUseRequest,
     responses(
         (status = 200, description = "The app token's first use (or a retry of it) is recorded.", body = TokenUseResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn use_token(
@@ -192,7 +194,7 @@ pub async fn use_token(
     let request: TokenUseRequest = parse_request(&body, "token use")?;
     let id = &request.token_id;
     if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Invalid(format!(
             "token_id must be the token's id: {TOKEN_ID_LEN} hex digits"
         )));
     }

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::openapi::answers;
 use axum::Json;
 use axum::extract::State;
 use protocol::wire::{PROTOCOL_VERSION, ServerHealth};
@@ -19,7 +20,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
     security(()),
     responses(
         (status = 200, description = "The database answers.", body = ServerHealth),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::Unavailable,
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Json<ServerHealth>, ApiError> {

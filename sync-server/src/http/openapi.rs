@@ -30,6 +30,8 @@ use utoipa::{Modify, OpenApi};
         metrics::metrics,
         openapi_json,
     ),
+    // Every error answer's body; `answers` refer to it without registering it.
+    components(schemas(protocol::wire::ErrorBody)),
     modifiers(&Schemes),
 )]
 pub struct SyncApiDoc;
@@ -63,6 +65,67 @@ impl Modify for Schemes {
             ),
         );
     }
+}
+
+/// The error answers the terminal endpoints share, each described once (status, meaning,
+/// `ErrorBody`): a handler lists those it can give after its success, as
+/// `responses((status = 200, …), answers::BadRequest, answers::Unauthorized, …)`.
+/// An answer only one handler gives stays in that handler's list.
+pub mod answers {
+    use protocol::wire::ErrorBody;
+
+    /// 400.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 400,
+        description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`)."
+    )]
+    pub struct BadRequest(pub ErrorBody);
+
+    /// 401.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 401,
+        description = "Missing, unknown or revoked terminal token."
+    )]
+    pub struct Unauthorized(pub ErrorBody);
+
+    /// 409.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 409,
+        description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`)."
+    )]
+    pub struct Conflict(pub ErrorBody);
+
+    /// 413.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 413,
+        description = "The (decompressed) body is larger than the server accepts."
+    )]
+    pub struct TooLarge(pub ErrorBody);
+
+    /// 415.
+    #[derive(utoipa::IntoResponses)]
+    #[response(status = 415, description = "A `Content-Encoding` other than gzip.")]
+    pub struct UnsupportedEncoding(pub ErrorBody);
+
+    /// 500.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 500,
+        description = "A bug or a broken database at HQ (details in the server log)."
+    )]
+    pub struct Internal(pub ErrorBody);
+
+    /// 503.
+    #[derive(utoipa::IntoResponses)]
+    #[response(
+        status = 503,
+        description = "The database is not available; retry later."
+    )]
+    pub struct Unavailable(pub ErrorBody);
 }
 
 /// The document as pretty JSON with a final newline, as committed.

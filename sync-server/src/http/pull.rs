@@ -3,6 +3,7 @@
 use super::AppState;
 use super::auth::{ProtocolHeader, Terminal};
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::store::PullRequest;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -34,10 +35,10 @@ pub struct PullParams {
     params(PullParams, ("x-loyalty-protocol" = u32, Header, minimum = 1, maximum = 1, description = "The protocol version the terminal speaks (requests without a body carry it here).")),
     responses(
         (status = 200, description = "What changed at HQ since the cursor.", body = protocol::wire::PullResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn pull(

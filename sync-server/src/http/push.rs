@@ -4,6 +4,7 @@
 use super::AppState;
 use super::auth::Terminal;
 use super::error::ApiError;
+use super::openapi::answers;
 use crate::ledger::AnomalyKind;
 use crate::ledger::batch::{Batch, check_identity};
 use crate::metrics::PushResult;
@@ -12,6 +13,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use protocol::ids::Scrubbed;
 use protocol::wire::{
     LeaseSyncRequest, PROTOCOL_VERSION, PushRequest, PushResponse, ReserveRequest, TokenUseRequest,
 };
@@ -26,9 +28,9 @@ struct VersionProbe {
 }
 
 fn unsupported(version: impl std::fmt::Display) -> ApiError {
-    ApiError::UnsupportedProtocol(format!(
+    ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
         "protocol {version} is not supported; this server speaks {PROTOCOL_VERSION}"
-    ))
+    )))
 }
 
 /// A request body that carries the protocol version.
@@ -70,10 +72,14 @@ pub fn parse_request<T: Versioned>(body: &[u8], what: &str) -> Result<T, ApiErro
             Ok(VersionProbe { protocol: Some(v) }) if v != serde_json::json!(PROTOCOL_VERSION) => {
                 Err(unsupported(v))
             }
-            Ok(VersionProbe { protocol: None }) => Err(ApiError::UnsupportedProtocol(format!(
-                "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
-            ))),
-            _ => Err(ApiError::BadRequest(format!("invalid {what}: {e}"))),
+            Ok(VersionProbe { protocol: None }) => {
+                Err(ApiError::UnsupportedProtocol(Scrubbed::new(format_args!(
+                    "missing field `protocol` (this server speaks {PROTOCOL_VERSION})"
+                ))))
+            }
+            _ => Err(ApiError::BadRequest(Scrubbed::new(format_args!(
+                "invalid {what}: {e}"
+            )))),
         },
     }
 }
@@ -100,14 +106,14 @@ async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind
     request_body = protocol::wire::PushRequest,
     responses(
         (status = 200, description = "The batch is committed; what HQ holds for the terminal.", body = protocol::wire::PushResponse),
-        (status = 400, description = "Malformed request (JSON, query, cursor, card number, figures out of range) or a protocol version this server does not speak (`unsupported_protocol`).", body = protocol::wire::ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked terminal token.", body = protocol::wire::ErrorBody),
+        answers::BadRequest,
+        answers::Unauthorized,
         (status = 403, description = "The body names another store or terminal than the token (`terminal_mismatch`).", body = protocol::wire::ErrorBody),
-        (status = 409, description = "Refused: the batch does not follow what HQ holds (`seq_gap`, `seq_conflict`, `id_conflict`; the error carries `acked_through`), or an escrow refusal (`insufficient_points` with `spendable`, `card_blocked`, `reservation_settled`, `stale_epoch`, `push_first`, `token_used`).", body = protocol::wire::ErrorBody),
-        (status = 413, description = "The (decompressed) body is larger than the server accepts.", body = protocol::wire::ErrorBody),
-        (status = 415, description = "A `Content-Encoding` other than gzip.", body = protocol::wire::ErrorBody),
-        (status = 500, description = "A bug or a broken database at HQ (details in the server log).", body = protocol::wire::ErrorBody),
-        (status = 503, description = "The database is not available; retry later.", body = protocol::wire::ErrorBody),
+        answers::Conflict,
+        answers::TooLarge,
+        answers::UnsupportedEncoding,
+        answers::Internal,
+        answers::Unavailable,
     )
 )]
 pub async fn push(
@@ -198,7 +204,7 @@ mod tests {
         let err =
             parse_push(br#"{"protocol":1,"store_id":"s","terminal_id":"t","entries":[],"x":1}"#)
                 .unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(m) if m.contains("unknown field")));
+        assert!(matches!(err, ApiError::BadRequest(m) if m.as_str().contains("unknown field")));
         assert!(matches!(
             parse_push(b"{nope").unwrap_err(),
             ApiError::BadRequest(_)

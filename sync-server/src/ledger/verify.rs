@@ -96,14 +96,19 @@ impl fmt::Display for Difference {
                 recomputed,
             } => write!(
                 f,
-                "card {card}: {what} is {stored}, recomputed {recomputed}"
+                "card {}: {what} is {stored}, recomputed {recomputed}",
+                card.masked()
             ),
-            Self::Unreadable { card, detail } => {
-                write!(f, "card {card}: its row is unreadable: {detail}")
-            }
-            Self::MissingCard { card } => {
-                write!(f, "card {card}: ledger rows or lots without a card row")
-            }
+            Self::Unreadable { card, detail } => write!(
+                f,
+                "card {}: its row is unreadable: {detail}",
+                protocol::ids::masked(card)
+            ),
+            Self::MissingCard { card } => write!(
+                f,
+                "card {}: ledger rows or lots without a card row",
+                card.masked()
+            ),
             Self::Terminal { name, detail } => write!(f, "terminal {name}: {detail}"),
         }
     }
@@ -171,7 +176,11 @@ pub fn overcommitted(a: &CardAudit) -> Option<String> {
     (promised > 0 && promised > holds).then(|| {
         format!(
             "card {}: reserved {} + leased {} exceed balance {} - pending {}",
-            a.card, cached.reserved, cached.leased, cached.balance, cached.pending
+            a.card.masked(),
+            cached.reserved,
+            cached.leased,
+            cached.balance,
+            cached.pending
         )
     })
 }
@@ -246,7 +255,7 @@ mod tests {
         }
         assert_eq!(
             overcommitted(&a).as_deref(),
-            Some("card 4006381333931: reserved 4 + leased 5 exceed balance 8 - pending 0")
+            Some("card ****3931: reserved 4 + leased 5 exceed balance 8 - pending 0")
         );
     }
 

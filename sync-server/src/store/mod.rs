@@ -33,6 +33,7 @@ use crate::ledger::{AnomalyKind, CardRecord, FlagKind, LedgerKind, RulesVersionE
 use crate::store::flow::escrow::{AbandonAfter, AbandonReport};
 use async_trait::async_trait;
 use ed25519_dalek::SigningKey;
+use protocol::ids::Scrubbed;
 use protocol::rules::ProgramRules;
 use protocol::token::KeyId;
 use protocol::wire::{Lease, LiveBalanceResponse, PullResponse, ReserveResponse};
@@ -78,7 +79,7 @@ pub enum StoreError {
     /// A stored value no longer parses (hand-edited database, newer server). Made by
     /// [`StoreError::corrupt`], which masks card numbers.
     #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
+    Corrupt(Scrubbed),
     /// The terminal (`store/terminal`) was revoked while its request was under way.
     #[error("terminal {0} is revoked")]
     Revoked(String),
@@ -90,14 +91,18 @@ pub enum StoreError {
     InvalidUrl(String),
     /// The database cannot serve the request now (unreachable, or still conflicting
     /// after bounded retries); the client should try again later. Nothing was applied.
+    /// The driver's words may quote a value (a card number): scrubbed.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Scrubbed),
     /// A reservation, lease sync or token use was refused; nothing was changed.
     #[error(transparent)]
     Escrow(#[from] EscrowRefusal),
-    /// The database failed.
-    #[error("database: {0}")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database failed. Kept whole for the retry decision
+    /// (`store::postgres::retry::is_transient`), but shown only scrubbed and not as the
+    /// error's source: a driver's message may quote a value it refused (a card number),
+    /// and an error chain printed with its sources would bypass the masking.
+    #[error("database: {}", Scrubbed::new(.0))]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
@@ -106,7 +111,7 @@ impl StoreError {
     /// `verify`'s lines and error answers: every card number in it is masked here,
     /// the one place such an error is made.
     pub fn corrupt(what: impl std::fmt::Display) -> Self {
-        Self::Corrupt(protocol::ids::redact_card_numbers(&what.to_string()))
+        Self::Corrupt(Scrubbed::new(what))
     }
 }
 

@@ -122,6 +122,7 @@ testkit::on_every_backend!(
     the_same_batches_pushed_to_two_instances_at_once_are_applied_once,
     many_terminals_selling_on_one_card_while_the_job_runs_keep_its_balance_exact,
     kpi_aggregates_count_each_entry_once_per_store_and_day,
+    a_member_s_first_day_is_its_earliest_receipt_in_any_push_order,
     kpi_cohorts_follow_each_member_from_its_first_month,
 );
 
@@ -1058,6 +1059,42 @@ async fn kpi_aggregates_count_each_entry_once_per_store_and_day(store: Db) {
     assert_eq!(receipts(&after), 0);
     assert_eq!((after.churned_members, after.new_members), (2, 0));
     assert_eq!(after.active_members_30d, 2);
+}
+
+/// A member's first day is its earliest receipt whatever order the pushes bring them
+/// in: an offline till's older receipt moves it back, a later receipt leaves it.
+async fn a_member_s_first_day_is_its_earliest_receipt_in_any_push_order(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s1", "t2").await;
+    let now = T0 + Duration::days(3);
+    let on_day = |mut e: JournalEntry, day: i64| {
+        e.at = T0 + Duration::days(day);
+        e
+    };
+    store
+        .push(&t1, batch(vec![on_day(sale(1, CARD, 0, 10), 1)]), now)
+        .await
+        .unwrap();
+    store
+        .push(
+            &t2,
+            batch(vec![other_terminal(on_day(sale(1, CARD, 0, 10), 0))]),
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .push(&t1, batch(vec![on_day(sale(2, CARD, 0, 10), 2)]), now)
+        .await
+        .unwrap();
+    let mut new_members = Vec::new();
+    for day in 0..3 {
+        let date = (T0 + Duration::days(day)).date();
+        let period = Period::new(date, date).unwrap();
+        let inputs = store.kpi_inputs(period, None, now).await.unwrap();
+        new_members.push((inputs.active_members, inputs.new_members));
+    }
+    assert_eq!(new_members, [(1, 1), (1, 0), (1, 0)]);
 }
 
 /// Retention by enrolment month, as the store counts it (the report's arithmetic is

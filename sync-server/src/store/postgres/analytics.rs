@@ -285,11 +285,17 @@ pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
     Ok(())
 }
 
-/// The statement of [`kpi_members`].
+/// The statement of [`kpi_members`]. Almost every push names members whose first day
+/// is already stored and no later: those rows are left alone (not even locked), where
+/// an unconditional `DO UPDATE` wrote a new version of each (heap, WAL, both indexes).
+/// `ON CONFLICT … WHERE` still settles a row another push inserted meanwhile.
 pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_day)
-     SELECT * FROM unnest($1::text[], $2::int[]) ORDER BY 1
-     ON CONFLICT (card) DO UPDATE
-         SET first_day = LEAST(m.first_day, EXCLUDED.first_day)";
+     SELECT * FROM unnest($1::text[], $2::int[]) AS u(card, day)
+     WHERE NOT EXISTS (SELECT 1 FROM kpi_members k
+                       WHERE k.card = u.card AND k.first_day <= u.day)
+     ORDER BY 1
+     ON CONFLICT (card) DO UPDATE SET first_day = EXCLUDED.first_day
+         WHERE EXCLUDED.first_day < m.first_day";
 
 /// Adds the delta's revenue and items per category (rows in key order).
 pub(super) async fn kpi_categories(c: &Client, delta: &KpiDelta) -> Result<()> {

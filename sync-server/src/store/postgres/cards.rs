@@ -21,6 +21,7 @@ use protocol::{CardId, StoreId};
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use time::OffsetDateTime;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 pub(super) fn sorted_keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
@@ -189,7 +190,16 @@ pub(super) async fn open_lots(c: &Client, cards: &[&CardId]) -> Result<Vec<Lot>>
     if cards.is_empty() {
         return Ok(Vec::new());
     }
-    sql::all(c, &OPEN_LOTS, &[&keys(cards)], rows::lot).await
+    // Planned each time: the generic plan made while `lots` was small was a
+    // sequential scan comparing every lot with every card of the batch (28 ms for a
+    // 500-entry push at 17,000 lots, growing with the table).
+    sql::all_planned(
+        c,
+        &OPEN_LOTS,
+        &[(&keys(cards), Type::TEXT_ARRAY)],
+        rows::lot,
+    )
+    .await
 }
 
 /// The rows are locked by this transaction; each takes this transaction's feed

@@ -17,6 +17,7 @@ use deadpool_postgres::Client;
 use protocol::{CardId, Points, ReceiptId};
 use std::sync::LazyLock;
 use time::OffsetDateTime;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 /// `(card, reserved, leased)` of open rows, summed per card in overflow-free halves
@@ -180,7 +181,16 @@ pub(super) async fn reservations(
         return Ok(Vec::new());
     }
     let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
-    sql::all(c, &RESERVATIONS, &[&terminal, &keys], rows::reservation).await
+    // Planned each time: the generic plan made while the terminal had few
+    // reservations scanned all of them (settled rows stay) against every receipt of
+    // the batch, 25 ms for a 500-entry push after 20,000 receipts, and growing.
+    sql::all_planned(
+        c,
+        &RESERVATIONS,
+        &[(&terminal, Type::INT8), (&keys, Type::TEXT_ARRAY)],
+        rows::reservation,
+    )
+    .await
 }
 
 pub(super) async fn write_reservations(c: &Client, rows: &[ReservationRow]) -> Result<()> {

@@ -74,7 +74,7 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}").into()))?;
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
@@ -109,11 +109,14 @@ impl PgStore {
         }
         got.map_err(|e| {
             metrics.errors.inc();
-            StoreError::Unavailable(format!(
-                "cannot connect to {}: {}",
-                self.inner.redacted_url,
-                retry::describe(&e)
-            ))
+            StoreError::Unavailable(
+                format!(
+                    "cannot connect to {}: {}",
+                    self.inner.redacted_url,
+                    retry::describe(&e)
+                )
+                .into(),
+            )
         })
     }
 }

@@ -94,13 +94,9 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<Option<CardState>> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        let statements = [
-            cards::CREATE_CARDS,
-            &cards::LOCK_CARDS,
-            &escrow::RESERVATIONS,
-            &escrow::LEASES,
-            &cards::OPEN_LOTS,
-        ];
+        // The reservations and open lots are planned on each run (unnamed
+        // statements: `sql::all_planned`), so they are not prepared here.
+        let statements = [cards::CREATE_CARDS, &cards::LOCK_CARDS, &escrow::LEASES];
         let (created, locked, reservations, leases, open_lots) =
             sql::flight(c, &statements, async {
                 tokio::join!(

@@ -26,7 +26,7 @@ impl From<tokio_postgres::Error> for StoreError {
                     || *c == SqlState::TOO_MANY_CONNECTIONS
             });
         if unavailable {
-            Self::Unavailable(describe(&e))
+            Self::Unavailable(describe(&e).into())
         } else {
             Self::Backend(Box::new(e))
         }
@@ -86,10 +86,9 @@ impl Retry {
         self.failed += 1;
         if self.failed >= MAX_ATTEMPTS {
             tracing::warn!(attempts = self.failed, error = %e, "transaction still conflicting; giving up");
-            return Next::Fail(StoreError::Unavailable(format!(
-                "{e} (still conflicting after {} attempts)",
-                self.failed
-            )));
+            return Next::Fail(StoreError::Unavailable(
+                format!("{e} (still conflicting after {} attempts)", self.failed).into(),
+            ));
         }
         tracing::debug!(attempt = self.failed, error = %e, "transaction conflicted; retrying");
         Next::Again(delay(self.failed))

@@ -5,7 +5,7 @@
 use crate::store::{Result, StoreError};
 use deadpool_postgres::{Client, GenericClient};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -24,6 +24,25 @@ pub async fn all<T>(
     decode: impl Fn(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
     query(c, sql, params).await?.iter().map(decode).collect()
+}
+
+/// Every row of a statement planned for its parameters each time it runs (an unnamed
+/// statement, parsed, bound and run in one burst of messages: no extra round trip, and
+/// it keeps its place in a [`flight`]), decoded. For reads whose right plan depends
+/// on how big the table is now: a cached statement keeps the generic plan it made
+/// after its first few runs, and when the table was small then, that plan scans it
+/// whole for as long as the connection lives.
+pub async fn all_planned<T>(
+    c: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    decode: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    c.query_typed(sql, params)
+        .await?
+        .iter()
+        .map(decode)
+        .collect()
 }
 
 /// The one row of a cached statement, decoded.

@@ -120,7 +120,7 @@ impl<O: Op> Job for Pending<O> {
                 Ok(out)
             }
             // Undone with its group, through no fault of its own: run it again.
-            (_, Err(why)) => Err(StoreError::Unavailable(why.clone())),
+            (_, Err(why)) => Err(StoreError::Unavailable(why.as_str().into())),
             (None, Ok(())) => Err(StoreError::Backend(
                 "the SQLite writer did not run the operation".into(),
             )),

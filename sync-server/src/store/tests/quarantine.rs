@@ -270,16 +270,24 @@ async fn verify_names_each_bad_card_and_checks_the_others(store: Db) {
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains(&format!(
-            "card {CARD}: balance (vs ledger) is 7, recomputed {}",
+            "card {}: balance (vs ledger) is 7, recomputed {}",
+            protocol::ids::masked(CARD),
             7 + 2 * i128::from(i64::MAX)
         )),
         "{text}"
     );
     assert!(
-        text.contains(&format!("card {third}: its row is unreadable")),
+        text.contains("card ****3955: its row is unreadable"),
         "{text}"
     );
-    assert!(!text.contains(&format!("card {OTHER_CARD}")), "{text}");
+    assert!(
+        !text.contains(CARD) && !text.contains(third),
+        "card numbers are masked: {text}"
+    );
+    assert!(
+        !text.contains(&format!("card {}", protocol::ids::masked(OTHER_CARD))),
+        "{text}"
+    );
     assert!(text.contains("verified 3 cards"), "{text}");
 }
 
