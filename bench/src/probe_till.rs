@@ -100,9 +100,12 @@ impl ProbeTill {
                 .send_json(sale_body(&receipt, Some(PROBE_CARD), 10_000, 1))?;
             let answer: serde_json::Value = reply.body_mut().read_json()?;
             let waited = started.elapsed();
+            // Read to its end, so ureq keeps the connection (as in `agent_sales`).
             client
                 .post(&self.agent.url(&format!("/v1/sales/{receipt}/cancel")))
-                .send_json(json!({}))?;
+                .send_json(json!({}))?
+                .body_mut()
+                .read_to_vec()?;
             Ok((waited, answer["offline"] == true))
         })
     }

@@ -177,11 +177,16 @@ pub fn measure(
                         }
                         None => Instant::now(),
                     };
+                    // The answer is read to its end, as a till's client does: ureq
+                    // keeps a connection only then, and otherwise every push would
+                    // open a new one.
                     client
                         .post(&url)
                         .header("authorization", &format!("Bearer {token}"))
                         .header("content-type", "application/json")
-                        .send(body.as_bytes())?;
+                        .send(body.as_bytes())?
+                        .body_mut()
+                        .read_to_vec()?;
                     latencies.push(from.elapsed());
                 }
                 Ok(latencies)
