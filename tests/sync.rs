@@ -122,11 +122,18 @@ fn a_lost_answer_after_hq_committed_is_not_applied_twice() {
     for i in 0..5 {
         s.agent.sell(&format!("L-{i}"), Some(CARD), 20_000, 0); // +10 each
     }
-    wait_for(Duration::from_secs(30), "an answer to be dropped", || {
-        (proxy.responses_dropped() >= 2).then_some(())
-    });
-    // HQ has the entries although the agent does not know it yet.
-    assert_eq!(hq_balance(&s.server, &s.token, CARD)["balance"], 50);
+    // HQ has all five entries although the agent does not know it yet. (The sales
+    // and the pushes race: an answer can be dropped before the last sale was in a
+    // push, so the test waits for both rather than for two drops alone.)
+    wait_for(
+        Duration::from_secs(30),
+        "HQ to hold all five behind dropped answers",
+        || {
+            (proxy.responses_dropped() >= 2
+                && hq_balance(&s.server, &s.token, CARD)["balance"] == 50)
+                .then_some(())
+        },
+    );
     assert_eq!(s.agent.health()["queue_depth"], 5);
     proxy.set(Fault::TruncateResponse(20));
     let before = proxy.responses_dropped();
