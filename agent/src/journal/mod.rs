@@ -248,8 +248,9 @@ impl Journal {
     /// (`block_in_place`): the request is answered without a hand-off to another
     /// thread and back, which cost more than the commit itself (README, *Till
     /// sales*). Elsewhere (current-thread runtimes: one-shot commands, tests) it runs
-    /// on the blocking pool. Either way `f` runs to its end even when the caller is
-    /// cancelled: the work is committed or rolled back, never cut in the middle.
+    /// on the blocking pool; polled outside tokio, on the caller's thread. Either way
+    /// `f` runs to its end even when the caller is cancelled: the work is committed
+    /// or rolled back, never cut in the middle.
     async fn with_file<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
@@ -264,12 +265,14 @@ impl Journal {
             let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut file)
         };
-        if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(run)
-        } else {
-            tokio::task::spawn_blocking(run)
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            Ok(_) => tokio::task::spawn_blocking(run)
                 .await
-                .unwrap_or_else(|_| Err(E::from(JournalError::Closed)))
+                .unwrap_or_else(|_| Err(E::from(JournalError::Closed))),
+            // Polled outside tokio (`Handle::current` would panic): the caller's own
+            // thread is the one an executor without a blocking pool expects to block.
+            Err(_) => run(),
         }
     }
 }
@@ -339,6 +342,15 @@ mod tests {
     async fn on_the_daemons_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
         let dir = tempfile::tempdir().unwrap();
         a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
+    }
+
+    #[test]
+    fn outside_tokio_a_write_commits_on_ok_and_writes_nothing_on_err() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = std::pin::pin!(a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)));
+        // No runtime: every journal call runs on this thread, so one poll finishes.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(work, &mut cx).is_ready());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
