@@ -289,10 +289,16 @@ pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
 /// is already stored and no later: those rows are left alone (not even locked), where
 /// an unconditional `DO UPDATE` wrote a new version of each (heap, WAL, both indexes).
 /// `ON CONFLICT … WHERE` still settles a row another push inserted meanwhile.
+///
+/// The stored day is looked up per member by a scalar subquery, which PostgreSQL
+/// never turns into a join: it stays one probe of the primary key per member of the
+/// push. The `NOT EXISTS` it replaces became an anti-join, and its cached generic plan
+/// (which guesses ten members) hashed the whole table on every push: 6 ms of a
+/// 500-entry push at 20,000 members, growing with the chain's membership.
 pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_day)
      SELECT * FROM unnest($1::text[], $2::int[]) AS u(card, day)
-     WHERE NOT EXISTS (SELECT 1 FROM kpi_members k
-                       WHERE k.card = u.card AND k.first_day <= u.day)
+     WHERE COALESCE((SELECT k.first_day FROM kpi_members k WHERE k.card = u.card),
+                    2147483647) > u.day
      ORDER BY 1
      ON CONFLICT (card) DO UPDATE SET first_day = EXCLUDED.first_day
          WHERE EXCLUDED.first_day < m.first_day";
@@ -327,3 +333,47 @@ pub(super) const KPI_CATEGORIES: &str =
      ON CONFLICT (day, store, member, category) DO UPDATE SET
          revenue_minor = k.revenue_minor + EXCLUDED.revenue_minor,
          items = k.items + EXCLUDED.items";
+
+#[cfg(test)]
+mod tests {
+    use super::KPI_MEMBERS;
+    use crate::store::postgres::PgStore;
+    use testkit::pg::TestDatabase;
+
+    /// A connection caches a generic plan after a statement's first runs; on a new HQ
+    /// it is made while `kpi_members` holds a few pushes' members, not yet analyzed.
+    /// That plan must still look each member up by key: a scan of the table is paid
+    /// again by every push, and grows with the chain's membership.
+    #[tokio::test]
+    async fn the_generic_plan_of_first_days_probes_members_by_key() {
+        let Some(db) = TestDatabase::create()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        else {
+            return;
+        };
+        PgStore::open(db.url()).await.unwrap();
+        let c = db.client().await.unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO kpi_members (card, first_day)
+                 SELECT (4000000000000 + g)::text, 2460000 FROM generate_series(1, 2000) g;
+             SET plan_cache_mode = force_generic_plan;
+             PREPARE members(text[], int[]) AS {KPI_MEMBERS}"
+        ))
+        .await
+        .unwrap();
+        let plan: Vec<String> = c
+            .query(
+                "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan on kpi_members"), "{plan}");
+        assert!(plan.contains("kpi_members_pkey"), "{plan}");
+    }
+}
