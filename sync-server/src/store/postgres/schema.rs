@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "promotion revenue and tier moves",
         sql: V5_PROMOTIONS_TIERS,
     },
+    Migration {
+        version: 6,
+        name: "expiry-only ledger index",
+        sql: V6_LEDGER_EXPIRY,
+    },
 ];
 
 /// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
@@ -415,4 +420,13 @@ EXECUTE FUNCTION kpi_record_tier_move();
 CREATE TRIGGER cards_tier_set AFTER INSERT ON cards
 FOR EACH ROW WHEN (NEW.tier IS NOT NULL)
 EXECUTE FUNCTION kpi_record_tier_move();
+"#;
+
+/// The only reader of `ledger_kind_at` is the points-expired report, which asks for
+/// expiry rows alone; yet every ledger row of every push paid an entry in it (one
+/// index insert in about twenty per entry). Expiry rows are written by the ledger job
+/// only, so the push writes none into the partial index that replaces it.
+const V6_LEDGER_EXPIRY: &str = r#"
+CREATE INDEX ledger_expiry_at ON ledger (at) WHERE kind = 'expiry';
+DROP INDEX ledger_kind_at;
 "#;
