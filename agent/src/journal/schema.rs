@@ -245,8 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_of_version_6_drops_the_indexes_a_sale_wrote_for_nothing_and_reads_the_same()
-    {
+    fn a_journal_of_version_6_drops_the_indexes_a_sale_wrote_for_nothing_and_reads_the_same() {
         use crate::journal::{JournalError, JournalFile};
         use protocol::{CardId, Points};
         use time::macros::datetime;
