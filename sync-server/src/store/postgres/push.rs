@@ -94,9 +94,9 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<Option<CardState>> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        // The reservations and open lots are planned on each run (unnamed
-        // statements: `sql::all_planned`), so they are not prepared here.
-        let statements = [cards::CREATE_CARDS, &cards::LOCK_CARDS, &escrow::LEASES];
+        // The card locks, reservations and open lots are planned on each run
+        // (unnamed statements: `sql::all_planned`), so they are not prepared here.
+        let statements = [cards::CREATE_CARDS, &escrow::LEASES];
         let (created, locked, reservations, leases, open_lots) =
             sql::flight(c, &statements, async {
                 tokio::join!(
@@ -126,9 +126,10 @@ impl PushRows for PgSession<'_> {
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
         let c = self.conn().await?;
+        // The cards' update is planned on each run (`cards::write_cards`), so it is
+        // not prepared here.
         let statements = [
             terminals::INSERT_ENTRIES,
-            cards::WRITE_CARDS,
             cards::INSERT_LOTS,
             cards::UPDATE_LOTS,
             cards::INSERT_LEDGER,
