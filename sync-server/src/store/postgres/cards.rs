@@ -397,3 +397,6 @@ pub(super) const INSERT_FLAGS: &str = "INSERT INTO flags (entry_id, card, kind, 
 pub(super) const ASSOCIATE: &str =
     "INSERT INTO store_cards (store, card) SELECT $1, unnest($2::text[])
          ON CONFLICT DO NOTHING";
+
+#[cfg(test)]
+mod tests;
