@@ -49,7 +49,7 @@ async fn rules_bodies(c: &Client, versions: &[u64]) -> Result<Vec<(u64, String)>
 const RULES_BODIES: &str = "SELECT version, body FROM rules WHERE version = ANY($1)";
 
 /// Sends the held-back `START TRANSACTION`, if any.
-async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
+pub(super) async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
     if let Some(sql) = begin {
         c.batch_execute(sql).await?;
     }

@@ -56,3 +56,43 @@ async fn a_push_of_ten_entries_costs_four_round_trips() {
         "round trips of 10-entry pushes: {trips:?}"
     );
 }
+
+/// The round trips of a live balance lookup: the snapshot's `START TRANSACTION` with
+/// its three reads (the terminal's acknowledgement, the card, its own holds), then
+/// `COMMIT`.
+pub const LIVE_BALANCE_ROUND_TRIPS: u64 = 2;
+
+#[tokio::test]
+async fn a_live_balance_lookup_costs_two_round_trips() {
+    let Some(db) = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    else {
+        return;
+    };
+    let (counter, url) = FlightCounter::for_url(db.url()).unwrap();
+    let store = PgStore::open(&format!("{url}?pool_max_size=1"))
+        .await
+        .unwrap();
+    let t = terminal(&store, "s1", "t1").await;
+    store
+        .push(&t, batch(vec![sale(1, CARD, 0, 20)]), T0)
+        .await
+        .unwrap();
+    let card = protocol::CardId::parse(CARD).unwrap();
+    // The first lookup prepares its statements; the least of the later ones is the
+    // count (see above).
+    let mut trips = Vec::new();
+    for _ in 0..4 {
+        counter.reset();
+        let live = store.live_balance(&t, &card, T0).await.unwrap();
+        trips.push(counter.flights());
+        assert_eq!(live.acked_through, Seq(1));
+        assert!(live.balance.balance.get() >= 20, "{:?}", live.balance);
+    }
+    assert_eq!(
+        trips[1..].iter().copied().min(),
+        Some(LIVE_BALANCE_ROUND_TRIPS),
+        "round trips of live balance lookups: {trips:?}"
+    );
+}

@@ -59,9 +59,7 @@ async fn card_locks_and_updates_use_the_key_after_the_table_grew() {
     // A new HQ: a few cards, and more runs than PostgreSQL plans for their values
     // before it settles on a generic plan (five).
     add_cards(&c, 0, 50).await;
-    let keys: Vec<String> = (0..10u32)
-        .map(|n| format!("{:013}", n * 3))
-        .collect();
+    let keys: Vec<String> = (0..10u32).map(|n| format!("{:013}", n * 3)).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     for _ in 0..10 {
         lock_and_write(&c, &keys).await;
