@@ -374,7 +374,7 @@ mod tests {
         };
         let store = PgStore::open(db.url()).await.unwrap();
         let c = store.connection().await.unwrap();
-        add_members(&c, 0, 50).await;
+        add_members(&c, 0, 1_000).await;
         let delta = KpiDelta {
             first_days: (0..10u32)
                 .map(|n| (CardId::parse(&format!("{:013}", n * 3)).unwrap(), 20_000))
@@ -386,7 +386,7 @@ mod tests {
         for _ in 0..10 {
             member_scans(&c, &delta).await;
         }
-        add_members(&c, 50, 20_050).await;
+        add_members(&c, 1_000, 20_000).await;
         assert_eq!(member_scans(&c, &delta).await, 0);
     }
 }
