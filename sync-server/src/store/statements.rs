@@ -298,8 +298,20 @@ pub trait FeedRows: Send {
         after: &Self::Position,
         upto: &Self::Position,
     ) -> impl Fut<Vec<BlockChange>>;
-    /// One card's stored state.
-    fn card(&mut self, card: &CardId) -> impl Fut<Option<CardRecord>>;
+    /// What a live balance reads, all in the snapshot it runs in (PostgreSQL sends
+    /// the reads in one flight).
+    fn live_reads(&mut self, terminal: i64, card: &CardId) -> impl Fut<LiveReads>;
+}
+
+/// The reads of [`FeedRows::live_reads`].
+#[derive(Debug, Clone)]
+pub struct LiveReads {
+    /// The terminal's `acked_through`; `None` once it was revoked.
+    pub acked_through: Option<Seq>,
+    /// The card's stored state; `None` for a card HQ never held.
+    pub card: Option<CardRecord>,
+    /// `(card, reserved, leased)` of the terminal's own open holds of the card, if any.
+    pub own_holds: Vec<(CardId, Points, Points)>,
 }
 
 /// App-token signing keys.

@@ -24,7 +24,7 @@ use crate::store::encode::{Holds, card_balance, unseen_card_balance};
 use crate::store::statements::Statements;
 use crate::store::{StoreError, TerminalIdentity};
 use protocol::wire::{CardBalance, Lease, PROTOCOL_VERSION, Reservation, ReserveResponse};
-use protocol::{CardId, Seq};
+use protocol::{CardId, Points, Seq};
 use std::collections::{BTreeSet, HashMap};
 use time::{Duration, OffsetDateTime};
 
@@ -37,11 +37,14 @@ pub async fn own_holds<C: Statements>(
     terminal: i64,
     cards: &[&CardId],
 ) -> Result<HashMap<CardId, Holds>> {
-    Ok(c.own_holds(terminal, cards)
-        .await?
-        .into_iter()
+    Ok(holds_by_card(c.own_holds(terminal, cards).await?))
+}
+
+/// `(card, reserved, leased)` rows by card.
+pub fn holds_by_card(rows: Vec<(CardId, Points, Points)>) -> HashMap<CardId, Holds> {
+    rows.into_iter()
         .map(|(card, reserved, leased)| (card, Holds { reserved, leased }))
-        .collect())
+        .collect()
 }
 
 /// A card's balance as `terminal` is told it: others' reservations and leases only.

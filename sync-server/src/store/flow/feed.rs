@@ -8,7 +8,7 @@
 //!
 //! [`FeedRows::Position`]: crate::store::statements::FeedRows::Position
 
-use super::escrow::own_holds;
+use super::escrow::{holds_by_card, own_holds};
 use super::push::revoked;
 use super::{done, rules};
 use crate::store::Result;
@@ -120,10 +120,13 @@ impl Op for LiveBalance {
     const ACCESS: Access = Access::Snapshot;
 
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<LiveBalanceResponse>> {
-        let acked = acked_through(c, &self.terminal).await?;
-        let balance = match c.card(&self.card).await? {
+        // One snapshot, one flight on PostgreSQL: a cashier waits for this answer,
+        // and each round trip queues behind the pushes for a CPU on a busy HQ.
+        let reads = c.live_reads(self.terminal.key, &self.card).await?;
+        let acked = reads.acked_through.ok_or_else(|| revoked(&self.terminal))?;
+        let balance = match reads.card {
             Some(card) => {
-                let own = own_holds(c, self.terminal.key, &[&self.card]).await?;
+                let own = holds_by_card(reads.own_holds);
                 let mine = own.get(&self.card).copied().unwrap_or_default();
                 card_balance(card, mine, self.now)
             }

@@ -78,14 +78,7 @@ impl EscrowRows for PgSession<'_> {
         if cards.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
-        sql::all(
-            self.conn().await?,
-            &holds_sql("AND terminal_ref = $1 AND card = ANY($2)"),
-            &[&terminal, &keys],
-            rows::holds,
-        )
-        .await
+        own_holds(self.conn().await?, terminal, cards).await
     }
 
     async fn set_lease_epoch(&mut self, terminal: i64, epoch: u64) -> Result<()> {
@@ -280,3 +273,17 @@ pub(super) static WRITE_LEASES: LazyLock<String> = LazyLock::new(|| {
                 expires_at = excluded.expires_at"
     )
 });
+
+/// `(card, reserved, leased)` of the open holds of `terminal` on `cards`.
+pub(super) async fn own_holds(
+    c: &Client,
+    terminal: i64,
+    cards: &[&CardId],
+) -> Result<Vec<(CardId, Points, Points)>> {
+    let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
+    sql::all(c, &OWN_HOLDS, &[&terminal, &keys], rows::holds).await
+}
+
+/// The statement of [`own_holds`].
+pub(super) static OWN_HOLDS: LazyLock<String> =
+    LazyLock::new(|| holds_sql("AND terminal_ref = $1 AND card = ANY($2)"));

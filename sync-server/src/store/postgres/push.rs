@@ -49,7 +49,7 @@ async fn rules_bodies(c: &Client, versions: &[u64]) -> Result<Vec<(u64, String)>
 const RULES_BODIES: &str = "SELECT version, body FROM rules WHERE version = ANY($1)";
 
 /// Sends the held-back `START TRANSACTION`, if any.
-async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
+pub(super) async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
     if let Some(sql) = begin {
         c.batch_execute(sql).await?;
     }
@@ -94,9 +94,9 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<Option<CardState>> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        // The reservations and open lots are planned on each run (unnamed
-        // statements: `sql::all_planned`), so they are not prepared here.
-        let statements = [cards::CREATE_CARDS, &cards::LOCK_CARDS, &escrow::LEASES];
+        // The card locks, reservations and open lots are planned on each run
+        // (unnamed statements: `sql::all_planned`), so they are not prepared here.
+        let statements = [cards::CREATE_CARDS, &escrow::LEASES];
         let (created, locked, reservations, leases, open_lots) =
             sql::flight(c, &statements, async {
                 tokio::join!(
@@ -126,9 +126,11 @@ impl PushRows for PgSession<'_> {
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
         let c = self.conn().await?;
+        // The cards' update and the KPI members are planned on each run
+        // (`cards::write_cards`, `analytics::kpi_members`), so they are not prepared
+        // here.
         let statements = [
             terminals::INSERT_ENTRIES,
-            cards::WRITE_CARDS,
             cards::INSERT_LOTS,
             cards::UPDATE_LOTS,
             cards::INSERT_LEDGER,
@@ -139,7 +141,6 @@ impl PushRows for PgSession<'_> {
             admin::INSERT_ANOMALIES,
             analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
-            analytics::KPI_MEMBERS,
             analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,

@@ -45,6 +45,16 @@ pub async fn all_planned<T>(
         .collect()
 }
 
+/// Runs a statement planned for its parameters each time it runs (see
+/// [`all_planned`]); returns the rows it changed.
+pub async fn execute_planned(
+    c: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<u64> {
+    Ok(c.execute_typed(sql, params).await?)
+}
+
 /// The one row of a cached statement, decoded.
 pub async fn one<T>(
     c: &impl GenericClient,

@@ -55,13 +55,7 @@ impl TerminalRows for PgSession<'_> {
     }
 
     async fn active_acked_through(&mut self, key: i64) -> Result<Option<Seq>> {
-        sql::first(
-            self.conn().await?,
-            "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL",
-            &[&key],
-            |r| Ok(Seq(r.counter(0)?)),
-        )
-        .await
+        active_acked_through(self.conn().await?, key).await
     }
 
     async fn ack(&mut self, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
@@ -259,3 +253,12 @@ pub(super) const ACK: &str =
 /// The statement of [`held`].
 pub(super) const HELD: &str = "SELECT seq, id, content_hash FROM entries
          WHERE terminal_ref = $1 AND seq BETWEEN $2 AND $3";
+
+/// `acked_through` of the terminal `key`, `None` once it was revoked.
+pub(super) async fn active_acked_through(c: &Client, key: i64) -> Result<Option<Seq>> {
+    sql::first(c, ACTIVE_ACKED, &[&key], |r| Ok(Seq(r.counter(0)?))).await
+}
+
+/// The statement of [`active_acked_through`].
+pub(super) const ACTIVE_ACKED: &str =
+    "SELECT acked_through FROM terminals WHERE id = $1 AND revoked_at IS NULL";

@@ -8,7 +8,7 @@ use crate::ledger::CardRecord;
 use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::rows::{self, CARD_COLUMNS};
-use crate::store::statements::{FeedPosition, FeedRows};
+use crate::store::statements::{EscrowRows, FeedPosition, FeedRows, LiveReads, TerminalRows};
 use protocol::wire::BlockChange;
 use protocol::{CardId, StoreId};
 use std::fmt;
@@ -102,12 +102,17 @@ impl FeedRows for SqliteSession<'_> {
         )
     }
 
-    async fn card(&mut self, card: &CardId) -> Result<Option<CardRecord>> {
-        self.first(
-            &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"),
-            [card.as_str()],
-            |r| rows::card_record(r, 0),
-        )
+    /// One after the other: on SQLite a statement costs no round trip.
+    async fn live_reads(&mut self, terminal: i64, card: &CardId) -> Result<LiveReads> {
+        Ok(LiveReads {
+            acked_through: self.active_acked_through(terminal).await?,
+            card: self.first(
+                &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"),
+                [card.as_str()],
+                |r| rows::card_record(r, 0),
+            )?,
+            own_holds: self.own_holds(terminal, &[card]).await?,
+        })
     }
 }
 

@@ -13,19 +13,25 @@ use testkit::pg_flights::FlightCounter;
 /// terminal's lock and reads, the card locks with theirs, every write, `COMMIT`.
 pub const PUSH_ROUND_TRIPS: u64 = 4;
 
-#[tokio::test]
-async fn a_push_of_ten_entries_costs_four_round_trips() {
-    let Some(db) = TestDatabase::create()
+/// A store on a fresh database through a counting proxy, on one connection (so
+/// that a warm-up call prepares the statements the measured ones use); `None` when
+/// the PostgreSQL tests are skipped. The database lives as long as the first value.
+async fn counted_store() -> Option<(TestDatabase, FlightCounter, PgStore)> {
+    let db = TestDatabase::create()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
-    else {
-        return;
-    };
+        .unwrap_or_else(|e| panic!("{e}"))?;
     let (counter, url) = FlightCounter::for_url(db.url()).unwrap();
-    // One connection: the warm-up push prepares the statements the measured one uses.
     let store = PgStore::open(&format!("{url}?pool_max_size=1"))
         .await
         .unwrap();
+    Some((db, counter, store))
+}
+
+#[tokio::test]
+async fn a_push_of_ten_entries_costs_four_round_trips() {
+    let Some((_db, counter, store)) = counted_store().await else {
+        return;
+    };
     let t = terminal(&store, "s1", "t1").await;
     // The warm-up push makes the cards known (a first sight starts over once) and
     // gives them points to redeem.
@@ -54,5 +60,38 @@ async fn a_push_of_ten_entries_costs_four_round_trips() {
         least,
         Some(PUSH_ROUND_TRIPS),
         "round trips of 10-entry pushes: {trips:?}"
+    );
+}
+
+/// The round trips of a live balance lookup: the snapshot's `START TRANSACTION` with
+/// its three reads (the terminal's acknowledgement, the card, its own holds), then
+/// `COMMIT`.
+pub const LIVE_BALANCE_ROUND_TRIPS: u64 = 2;
+
+#[tokio::test]
+async fn a_live_balance_lookup_costs_two_round_trips() {
+    let Some((_db, counter, store)) = counted_store().await else {
+        return;
+    };
+    let t = terminal(&store, "s1", "t1").await;
+    store
+        .push(&t, batch(vec![sale(1, CARD, 0, 20)]), T0)
+        .await
+        .unwrap();
+    let card = protocol::CardId::parse(CARD).unwrap();
+    // The first lookup prepares its statements; the least of the later ones is the
+    // count (see above).
+    let mut trips = Vec::new();
+    for _ in 0..4 {
+        counter.reset();
+        let live = store.live_balance(&t, &card, T0).await.unwrap();
+        trips.push(counter.flights());
+        assert_eq!(live.acked_through, Seq(1));
+        assert!(live.balance.balance.get() >= 20, "{:?}", live.balance);
+    }
+    assert_eq!(
+        trips[1..].iter().copied().min(),
+        Some(LIVE_BALANCE_ROUND_TRIPS),
+        "round trips of live balance lookups: {trips:?}"
     );
 }

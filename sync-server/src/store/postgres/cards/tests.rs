@@ -1,0 +1,70 @@
+//! The card locks and the cards' update find their rows by key however small `cards`
+//! was when the connection first ran them.
+
+use super::{lock_sorted, write_cards};
+use crate::store::postgres::PgStore;
+use deadpool_postgres::Client;
+use testkit::pg::TestDatabase;
+use time::OffsetDateTime;
+
+/// Blank cards `from..to` (13-digit numbers).
+async fn add_cards(c: &Client, from: u32, to: u32) {
+    c.batch_execute(&format!(
+        "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                            change_xid, updated_at)
+         SELECT lpad(n::text, 13, '0'), 0, 0, 0, FALSE, FALSE, 0, 0
+         FROM generate_series({from}, {to} - 1) AS n"
+    ))
+    .await
+    .unwrap();
+}
+
+/// Sequential scans of `cards` by this connection's open transaction so far.
+async fn card_scans(c: &Client) -> i64 {
+    c.query_one(
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'cards'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Locks and rewrites `keys` in one transaction; answers the sequential scans of
+/// `cards` it made, rolled back.
+async fn lock_and_write(c: &Client, keys: &[&str]) -> i64 {
+    c.batch_execute("START TRANSACTION").await.unwrap();
+    let before = card_scans(c).await;
+    let locked = lock_sorted(c, keys).await.unwrap();
+    assert_eq!(locked.len(), keys.len());
+    let records: Vec<_> = locked.values().collect();
+    write_cards(c, &records, OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
+    let scans = card_scans(c).await - before;
+    c.batch_execute("ROLLBACK").await.unwrap();
+    scans
+}
+
+#[tokio::test]
+async fn card_locks_and_updates_use_the_key_after_the_table_grew() {
+    let Some(db) = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    else {
+        return;
+    };
+    let store = PgStore::open(db.url()).await.unwrap();
+    let c = store.connection().await.unwrap();
+    // A new HQ: a few cards, and more runs than PostgreSQL plans for their values
+    // before it settles on a generic plan (five).
+    add_cards(&c, 0, 50).await;
+    let keys: Vec<String> = (0..10u32).map(|n| format!("{:013}", n * 3)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for _ in 0..10 {
+        lock_and_write(&c, &keys).await;
+    }
+    // The chain's cards arrive; the same connection pushes on.
+    add_cards(&c, 50, 20_050).await;
+    assert_eq!(lock_and_write(&c, &keys).await, 0);
+}
