@@ -19,7 +19,7 @@ use crate::scan_bus::{ScanBus, ScannerStates};
 use crate::scanner::gate::TokenUses;
 use crate::scanner::{ScanContext, ScannerSet};
 use crate::sync_client::SyncClient;
-use crate::till_api::{self, TillSettings, TillState};
+use crate::till_api::{self, TillParts, TillSettings, TillState};
 use crate::till_token::TokenCheck;
 use anyhow::{Context, bail};
 use config::AgentConfig;
@@ -173,7 +173,7 @@ pub async fn run(
     let scanner_states = ScannerStates::default();
     let live_timeout =
         Duration::from_millis(cfg.sync.as_ref().map_or(800, |s| s.live_balance_timeout_ms));
-    let till = TillState {
+    let till = TillState::new(TillParts {
         journal: journal.clone(),
         rules: rules.clone(),
         clock,
@@ -195,7 +195,7 @@ pub async fn run(
             hold_timeout_secs: cfg.till_api.hold_timeout_secs,
             max_body_bytes: cfg.till_api.max_body_bytes,
         }),
-    };
+    });
     let expiry = HoldExpiry {
         journal: journal.clone(),
         clock,

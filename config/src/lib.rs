@@ -17,6 +17,7 @@
 mod address;
 pub mod agent;
 pub mod clock;
+pub mod command_line;
 mod error;
 mod explain;
 mod files;

@@ -2,13 +2,13 @@
 //! [`sync_server::cli::run`]. Everything else lives in the library.
 
 use anyhow::Context;
-use clap::Parser;
 use std::process::ExitCode;
 use sync_server::cli::{self, Cli};
 use sync_server::store::postgres::retry::describe;
 
 fn main() -> ExitCode {
-    let args = Cli::parse();
+    // clap's own refusals quote what was typed; these mask card numbers in them.
+    let args: Cli = config::command_line::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -467,3 +467,28 @@ fn a_command_without_config_or_database_says_which_default_database_it_uses() {
         stderr(&out)
     );
 }
+
+/// clap's own refusals quote the argument they refuse; the binary masks card numbers
+/// in them, as in every other error (stderr of an admin command ends up in cron mail).
+#[test]
+fn a_card_number_clap_refuses_is_named_masked() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stray = format!("{CARD}x");
+    for args in [
+        vec!["card", "show", stray.as_str()],
+        vec!["card", "show", CARD, CARD],
+    ] {
+        let out = run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("****3931") && !err.contains(CARD),
+            "{args:?}: the refusal names the card masked: {err}"
+        );
+    }
+}

@@ -28,7 +28,7 @@ pub mod sync_state;
 pub mod used_tokens;
 
 use protocol::{StoreId, TerminalId};
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -138,7 +138,7 @@ impl From<rusqlite::Error> for JournalError {
 /// method of this type (in the submodule of its table), so nothing touches the journal
 /// outside a transaction.
 pub struct Tx<'c> {
-    inner: Transaction<'c>,
+    inner: &'c Connection,
 }
 
 /// The journal file, opened and migrated, for synchronous use: a [`Journal`] holds
@@ -163,7 +163,7 @@ impl JournalFile {
     where
         E: From<JournalError>,
     {
-        self.run(TransactionBehavior::Immediate, f)
+        self.run("BEGIN IMMEDIATE", f)
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot).
@@ -171,27 +171,62 @@ impl JournalFile {
     where
         E: From<JournalError>,
     {
-        self.run(TransactionBehavior::Deferred, f)
+        self.run("BEGIN DEFERRED", f)
     }
 
     fn run<R, E>(
         &mut self,
-        behavior: TransactionBehavior,
+        begin: &'static str,
         f: impl FnOnce(&Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E>
     where
         E: From<JournalError>,
     {
-        let inner = self
-            .conn
-            .transaction_with_behavior(behavior)
+        let open = OpenTransaction::begin(&self.conn, begin)
             .map_err(|e| E::from(JournalError::from(e)))?;
-        let tx = Tx { inner };
-        let out = f(&tx)?;
-        tx.inner
-            .commit()
-            .map_err(|e| E::from(JournalError::from(e)))?;
+        // On `Err` (or a panic) `open` is dropped here and rolls the work back.
+        let out = f(&Tx { inner: &self.conn })?;
+        open.commit().map_err(|e| E::from(JournalError::from(e)))?;
         Ok(out)
+    }
+}
+
+/// A transaction begun and committed with cached statements: rusqlite's
+/// `Transaction` compiles `BEGIN` and `COMMIT` anew for every transaction, which cost
+/// a till sale more than some of its own statements (README, *Till sales*). Like
+/// it, a transaction not committed is rolled back when dropped.
+struct OpenTransaction<'c> {
+    conn: &'c Connection,
+    committed: bool,
+}
+
+impl<'c> OpenTransaction<'c> {
+    /// Runs `begin` (`BEGIN IMMEDIATE` to write, `BEGIN DEFERRED` to read).
+    fn begin(conn: &'c Connection, begin: &'static str) -> rusqlite::Result<Self> {
+        conn.prepare_cached(begin)?.execute([])?;
+        Ok(Self {
+            conn,
+            committed: false,
+        })
+    }
+
+    /// Commits; on failure the transaction is rolled back (when `self` drops).
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        // SQLite may have rolled back already (some errors end the transaction).
+        if !self.committed
+            && !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(error = %e, "rolling back a journal transaction");
+        }
     }
 }
 

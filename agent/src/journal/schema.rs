@@ -21,6 +21,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("migrations/004_card_running_totals.sql")),
     M::up(include_str!("migrations/005_escrow.sql")),
     M::up(include_str!("migrations/006_hq_quarantine.sql")),
+    M::up(include_str!("migrations/007_fewer_pages_per_sale.sql")),
 ];
 
 /// The journal's numbered migrations, oldest first.
@@ -230,6 +231,77 @@ mod tests {
             Err(JournalError::NotAJournal { .. })
         ));
         assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    /// The indexes of `table`, by name.
+    fn indexes(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+            .unwrap();
+        stmt.query_map([table], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_journal_of_version_6_drops_the_indexes_a_sale_wrote_for_nothing_and_reads_the_same() {
+        use crate::journal::{JournalError, JournalFile};
+        use protocol::{CardId, Points};
+        use time::macros::datetime;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            MIGRATIONS.to_version(&mut c, 6).unwrap();
+            assert!(indexes(&c, "entries").contains(&"entries_by_card".to_owned()));
+            assert!(indexes(&c, "sales").contains(&"sales_holds_by_card".to_owned()));
+            c.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
+                 INSERT INTO entries (seq, id, kind, card, at_unix, delta_balance, body)
+                 VALUES (1, 'e1', 'welcome', '4006381333931', 1795514400, 5, '{\"at\":\"2026-11-24T10:00:00Z\"}');
+                 INSERT INTO card_running (card, seq, running) VALUES ('4006381333931', 1, 5);
+                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline,
+                                    held_at_unix, rules_version, priced, hold_response)
+                 VALUES ('R-1', 'h', 'held', '4006381333931', 3, 0, 1795514400, 0, '{}', '{}');",
+            )
+            .unwrap();
+        }
+        let (s, t) = ids();
+        let mut file = JournalFile::open(&path, &s, &t).unwrap();
+        let card = CardId::parse("4006381333931").unwrap();
+        let (held, figures) = file
+            .read(|tx| -> Result<_, JournalError> {
+                Ok((
+                    tx.held_points(&card)?,
+                    tx.card_figures(&card, datetime!(2026-11-24 11:00 UTC))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!(held, Points(3));
+        assert_eq!(figures.local_balance, Points(5));
+        assert_eq!(figures.local_as_of, Some(datetime!(2026-11-24 10:00 UTC)));
+        let conn = open(&path, &s, &t).unwrap();
+        assert_eq!(
+            indexes(&conn, "entries"),
+            [
+                "entries_offline_redemptions",
+                "entries_pending_by_card",
+                "sqlite_autoindex_entries_1"
+            ]
+        );
+        assert_eq!(
+            indexes(&conn, "sales"),
+            [
+                "sales_by_lease",
+                "sales_cards_by_time",
+                "sales_open_holds",
+                "sqlite_autoindex_sales_1"
+            ]
+        );
     }
 
     #[test]

@@ -62,9 +62,29 @@ pub struct TillSettings {
     pub max_body_bytes: usize,
 }
 
-/// What the handlers work with. Cheap to clone.
+/// What the handlers work with: one shared [`TillParts`]. axum clones the state for
+/// every extractor and middleware of every request; shared, that is one reference
+/// count instead of one clone of each part (HQ's client among them).
 #[derive(Clone)]
-pub struct TillState {
+pub struct TillState(Arc<TillParts>);
+
+impl TillState {
+    /// The state of a till API made of `parts`.
+    pub fn new(parts: TillParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for TillState {
+    type Target = TillParts;
+
+    fn deref(&self) -> &TillParts {
+        &self.0
+    }
+}
+
+/// The parts of [`TillState`].
+pub struct TillParts {
     /// The journal every operation is recorded in.
     pub journal: Journal,
     /// Rules in force.
