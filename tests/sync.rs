@@ -148,6 +148,35 @@ fn a_lost_answer_after_hq_committed_is_not_applied_twice() {
 }
 
 #[test]
+fn a_backlog_sent_batch_after_batch_goes_on_from_what_hq_holds_after_lost_answers() {
+    // The sync client sends the next batch as soon as HQ answered one, and records
+    // that answer while the next is in flight: a lost answer mid-backlog makes it
+    // start again from what its journal recorded, and HQ recognises what it holds.
+    let (s, proxy) = setup_with_proxy("batch_size = 3\n");
+    s.agent.wait_synced();
+    proxy.set(Fault::Refuse);
+    let sales = 13;
+    for i in 0..sales {
+        s.agent.sell(&format!("P-{i}"), Some(CARD), 2_000, 0); // +1 each
+    }
+    proxy.set(Fault::DropResponse);
+    wait_for(
+        Duration::from_secs(30),
+        "HQ to hold the first batch behind dropped answers",
+        || {
+            (proxy.responses_dropped() >= 2
+                && hq_balance(&s.server, &s.token, CARD)["balance"] == 3)
+                .then_some(())
+        },
+    );
+    proxy.set(Fault::Pass);
+    s.agent.wait_synced();
+    assert_eq!(s.agent.health()["queue_depth"], 0);
+    assert_eq!(hq_balance(&s.server, &s.token, CARD)["balance"], sales);
+    s.server.assert_verify();
+}
+
+#[test]
 fn an_agent_killed_between_push_and_ack_resends_without_doubling() {
     let (mut s, proxy) = setup_with_proxy("");
     s.agent.wait_synced();

@@ -145,6 +145,13 @@ pub enum SetupError {
     Client(String),
 }
 
+/// A push body ready to send, compressed when large.
+#[derive(Debug)]
+pub struct PushPayload {
+    bytes: Vec<u8>,
+    gzipped: bool,
+}
+
 /// A client for one terminal.
 #[derive(Clone)]
 pub struct HqClient {
@@ -201,23 +208,37 @@ impl HqClient {
         })
     }
 
-    /// Pushes entries (consecutive `seq`, oldest first), given as the journal stored
-    /// them. The body is a `PushRequest`, assembled around the stored JSON so that a
-    /// backlog of thousands of entries is not parsed and re-encoded on the till.
-    pub async fn push(&self, entries: &[StoredEntry]) -> Result<PushResponse, HqError> {
+    /// Encodes a push of entries (consecutive `seq`, oldest first), given as the
+    /// journal stored them. The body is a `PushRequest`, assembled around the stored
+    /// JSON so that a backlog of thousands of entries is not parsed and re-encoded on
+    /// the till. Separate from [`Self::send_push`] so that the sync client encodes the
+    /// next batch while HQ applies the previous one.
+    pub fn encode_push(&self, entries: &[StoredEntry]) -> Result<PushPayload, HqError> {
         let json = push_body(&self.store, &self.terminal, entries)?;
+        if json.len() > GZIP_ABOVE_BYTES {
+            let bytes = gzip(&json).map_err(|e| HqError::Protocol(Scrubbed::new(e)))?;
+            return Ok(PushPayload {
+                bytes,
+                gzipped: true,
+            });
+        }
+        Ok(PushPayload {
+            bytes: json,
+            gzipped: false,
+        })
+    }
+
+    /// Sends a push [`Self::encode_push`] made and reads HQ's answer.
+    pub async fn send_push(&self, payload: PushPayload) -> Result<PushResponse, HqError> {
         let mut req = self
             .http
             .post(format!("{}/v1/sync/push", self.base))
             .bearer_auth(&*self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        let payload = if json.len() > GZIP_ABOVE_BYTES {
+        if payload.gzipped {
             req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
-            gzip(&json).map_err(|e| HqError::Protocol(Scrubbed::new(e)))?
-        } else {
-            json
-        };
-        let resp = req.body(payload).send().await.map_err(unreachable)?;
+        }
+        let resp = req.body(payload.bytes).send().await.map_err(unreachable)?;
         read_json(resp).await
     }
 

@@ -15,7 +15,7 @@ pub mod leases;
 
 use crate::backoff::Backoff;
 use crate::clock::Clock;
-use crate::hq_client::{HqClient, HqError, RefusalCode};
+use crate::hq_client::{HqClient, HqError, PushPayload, RefusalCode, Scrubbed};
 use crate::hq_link::HqLink;
 use crate::journal::sync_state::AckOutcome;
 use crate::journal::{Journal, JournalError};
@@ -23,7 +23,8 @@ use crate::keyring::{self, KeyRingHandle};
 use crate::metrics::Metrics;
 use crate::program::RulesHandle;
 use config::agent::{OfflineRedemption, OfflineSection, SyncSection};
-use protocol::wire::SyncErrorCode;
+use protocol::Seq;
+use protocol::wire::{PushResponse, SyncErrorCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,46 @@ enum SyncError {
     /// Needs a human: syncing stops.
     #[error("{0}")]
     Halt(String),
+}
+
+/// A batch read from the journal and encoded for HQ.
+struct Outgoing {
+    /// The seq it follows.
+    after: Seq,
+    /// Its last seq.
+    last: Seq,
+    payload: PushPayload,
+}
+
+/// HQ's answer to a push, not yet recorded in the journal.
+struct Answer {
+    resp: PushResponse,
+    /// The seq the batch followed.
+    after: Seq,
+    /// The batch's last seq.
+    last: Seq,
+}
+
+/// A push on its own task, so that the sync task reads and writes the journal
+/// meanwhile. Dropped unanswered (the sync round failed), it is cancelled: no push
+/// of this terminal outlives its round.
+struct InFlight(tokio::task::JoinHandle<Result<PushResponse, HqError>>);
+
+impl InFlight {
+    /// HQ's answer, or a failure to retry when the task itself failed (a panic).
+    async fn answer(mut self) -> Result<PushResponse, HqError> {
+        (&mut self.0).await.unwrap_or_else(|e| {
+            Err(HqError::Unreachable(Scrubbed::new(format_args!(
+                "the push task failed: {e}"
+            ))))
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Everything the sync task works with.
@@ -170,53 +211,50 @@ impl SyncClient {
     }
 
     /// Pushes batches until HQ holds every entry.
+    ///
+    /// One push is in flight at a time: HQ applies a terminal's batches in `seq`
+    /// order and refuses one that does not follow what it holds. The till's own work
+    /// overlaps HQ's instead of adding to it: while HQ applies a batch, the answer to
+    /// the previous one is recorded in the journal and the next batch is read and
+    /// encoded. That batch is sent only if HQ's answer is that it holds exactly the
+    /// one before; any other answer, and every failure, starts again from what the
+    /// journal has recorded. An answer is recorded before the journal is read for
+    /// what to push next, so a batch HQ acknowledged is never read as unacknowledged.
     async fn push_all(&self) -> Result<(), SyncError> {
-        let batch = self.config.batch_size;
         let mut gap_retries = 0;
+        let mut next: Option<Outgoing> = None;
+        let mut unrecorded: Option<Answer> = None;
         loop {
-            let (acked, entries) = self
-                .journal
-                .read(move |tx| -> Result<_, JournalError> {
-                    let acked = tx.acked_through()?;
-                    Ok((acked, tx.entries_after(acked, batch)?))
-                })
-                .await?;
-            let Some(last) = entries.last().map(|e| e.seq) else {
-                return Ok(());
+            let out = match next.take() {
+                Some(out) => out,
+                None => {
+                    if let Some(answer) = unrecorded.take() {
+                        self.record_answer(answer).await?;
+                    }
+                    let acked = self.journal.read(|tx| tx.acked_through()).await?;
+                    match self.outgoing(acked).await? {
+                        Some(out) => out,
+                        None => return Ok(()),
+                    }
+                }
             };
-            match self.hq.push(&entries).await {
+            let (after, last) = (out.after, out.last);
+            let hq = self.hq.clone();
+            let in_flight = InFlight(tokio::spawn(async move { hq.send_push(out.payload).await }));
+            if let Some(answer) = unrecorded.take() {
+                self.record_answer(answer).await?;
+            }
+            let following = self.outgoing(last).await?;
+            match in_flight.answer().await {
+                Ok(resp) if resp.acked_through == last => {
+                    unrecorded = Some(Answer { resp, after, last });
+                    next = following;
+                    gap_retries = 0;
+                }
+                // HQ holds more or less than this batch: record what it says (or halt),
+                // then go on from there.
                 Ok(resp) => {
-                    let now = self.clock.now();
-                    let quarantined = resp.quarantined.clone();
-                    let outcome = self
-                        .journal
-                        .write(move |tx| -> Result<_, JournalError> {
-                            let outcome = tx.record_ack(resp.acked_through, now)?;
-                            if outcome == AckOutcome::Recorded {
-                                tx.record_hq_quarantine(&quarantined)?;
-                            }
-                            Ok(outcome)
-                        })
-                        .await?;
-                    if !resp.quarantined.is_empty() {
-                        // Seqs only: the store manager finds the receipts by seq.
-                        tracing::warn!(seqs = ?resp.quarantined,
-                            "HQ stored these entries but could not apply them (its quarantine); their points are missing at HQ until it retries them");
-                    }
-                    if let AckOutcome::AheadOfJournal { hq, local } = outcome {
-                        return Err(SyncError::Halt(format!(
-                            "HQ holds entries up to seq {hq} for this terminal but this journal ends at {local}: \
-                             this is not the journal HQ knows (restored from a backup or copied?)"
-                        )));
-                    }
-                    let newly = resp.acked_through.get().saturating_sub(acked.get());
-                    self.metrics.synced_entries.inc_by(newly);
-                    if resp.acked_through < last {
-                        return Err(SyncError::Halt(format!(
-                            "HQ acknowledged only through seq {} of a batch ending at {last}",
-                            resp.acked_through
-                        )));
-                    }
+                    self.record_answer(Answer { resp, after, last }).await?;
                     gap_retries = 0;
                 }
                 // HQ holds less than we thought (its acked_through is authoritative):
@@ -227,7 +265,7 @@ impl SyncClient {
                     ..
                 }) if gap_retries < GAP_RETRIES => {
                     gap_retries += 1;
-                    tracing::warn!(hq_acked = %hq_acked, local_acked = %acked, "HQ is missing entries; resending from its position");
+                    tracing::warn!(hq_acked = %hq_acked, local_acked = %after, "HQ is missing entries; resending from its position");
                     let now = self.clock.now();
                     self.journal
                         .write(move |tx| tx.record_ack(hq_acked, now))
@@ -251,6 +289,62 @@ impl SyncClient {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The batch of entries after `after`, read and encoded; `None` when there is none.
+    async fn outgoing(&self, after: Seq) -> Result<Option<Outgoing>, SyncError> {
+        let batch = self.config.batch_size;
+        let entries = self
+            .journal
+            .read(move |tx| tx.entries_after(after, batch))
+            .await?;
+        let Some(last) = entries.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        Ok(Some(Outgoing {
+            after,
+            last,
+            payload: self.hq.encode_push(&entries)?,
+        }))
+    }
+
+    /// Records HQ's answer to a push in the journal, or halts when it cannot be
+    /// this journal's (HQ holds more than it) or HQ stopped inside the batch.
+    async fn record_answer(&self, answer: Answer) -> Result<(), SyncError> {
+        let Answer { resp, after, last } = answer;
+        let now = self.clock.now();
+        let acked_through = resp.acked_through;
+        let quarantined = resp.quarantined;
+        let logged = quarantined.clone();
+        let outcome = self
+            .journal
+            .write(move |tx| -> Result<_, JournalError> {
+                let outcome = tx.record_ack(acked_through, now)?;
+                if outcome == AckOutcome::Recorded {
+                    tx.record_hq_quarantine(&quarantined)?;
+                }
+                Ok(outcome)
+            })
+            .await?;
+        if !logged.is_empty() {
+            // Seqs only: the store manager finds the receipts by seq.
+            tracing::warn!(seqs = ?logged,
+                "HQ stored these entries but could not apply them (its quarantine); their points are missing at HQ until it retries them");
+        }
+        if let AckOutcome::AheadOfJournal { hq, local } = outcome {
+            return Err(SyncError::Halt(format!(
+                "HQ holds entries up to seq {hq} for this terminal but this journal ends at {local}: \
+                 this is not the journal HQ knows (restored from a backup or copied?)"
+            )));
+        }
+        let newly = acked_through.get().saturating_sub(after.get());
+        self.metrics.synced_entries.inc_by(newly);
+        if acked_through < last {
+            return Err(SyncError::Halt(format!(
+                "HQ acknowledged only through seq {acked_through} of a batch ending at {last}"
+            )));
+        }
+        Ok(())
     }
 
     /// The lease cycle: close expired leases, push their entries, then sync leases
