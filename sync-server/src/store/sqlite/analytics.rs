@@ -173,12 +173,7 @@ impl AnalyticsRows for SqliteSession<'_> {
     }
 
     async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
-        self.one(
-            "SELECT COALESCE(SUM(-delta_balance), 0) FROM ledger
-             WHERE kind = 'expiry' AND at >= ?1 AND at < ?2",
-            (to_db(from), to_db(to)),
-            |r| r.int(0),
-        )
+        self.one(POINTS_EXPIRED, (to_db(from), to_db(to)), |r| r.int(0))
     }
 
     async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
@@ -234,3 +229,8 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 }
+
+/// The statement of `points_expired`: expiry rows alone, read through their partial
+/// index (`schema::V6_LEDGER_EXPIRY`).
+pub(super) const POINTS_EXPIRED: &str = "SELECT COALESCE(SUM(-delta_balance), 0) FROM ledger
+     WHERE kind = 'expiry' AND at >= ?1 AND at < ?2";

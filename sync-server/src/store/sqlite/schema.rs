@@ -18,6 +18,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V3_QUARANTINE),
         M::up(V4),
         M::up(V5_PROMOTIONS_TIERS),
+        M::up(V6_LEDGER_EXPIRY),
     ])
 }
 
@@ -341,10 +342,49 @@ BEGIN
 END;
 "#;
 
+/// The only reader of `ledger_kind_at` is the points-expired report, which asks for
+/// expiry rows alone; yet every ledger row of every push paid an entry in it. Expiry
+/// rows are written by the ledger job only, so the push writes none into the partial
+/// index that replaces it (as PostgreSQL's migration 6).
+const V6_LEDGER_EXPIRY: &str = r#"
+CREATE INDEX ledger_expiry_at ON ledger (at) WHERE kind = 'expiry';
+DROP INDEX ledger_kind_at;
+"#;
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(super::migrations().validate().is_ok());
+    }
+
+    /// Every ledger row of a push pays an entry in each ledger index: there are only
+    /// the card's and the expiry rows' (which the points-expired report reads).
+    #[test]
+    fn ledger_rows_are_indexed_by_card_and_expiries_alone() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut c).unwrap();
+        let indexes: Vec<String> = c
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'
+                 AND sql IS NOT NULL ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["ledger_card", "ledger_expiry_at"]);
+        let plan: Vec<String> = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                crate::store::sqlite::analytics::POINTS_EXPIRED
+            ))
+            .unwrap()
+            .query_map([0, 1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
     }
 }
