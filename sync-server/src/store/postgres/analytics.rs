@@ -12,7 +12,6 @@ use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
 use deadpool_postgres::Client;
 use protocol::{CardId, Money};
 use time::OffsetDateTime;
-use tokio_postgres::types::Type;
 
 impl AnalyticsRows for PgSession<'_> {
     async fn member_purchases(&mut self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
@@ -286,14 +285,9 @@ pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
     }
     let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
     let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
-    // Planned each time: the generic plan made while `kpi_members` was small hashed
-    // the whole table for every push (18 ms at 5,600 members, and growing).
-    sql::execute_planned(
-        c,
-        KPI_MEMBERS,
-        &[(&card, Type::TEXT_ARRAY), (&day, Type::INT4_ARRAY)],
-    )
-    .await?;
+    // A cached statement: its lookup of stored first days is a key probe whatever
+    // plan the connection caches (see `KPI_MEMBERS`), so it needs no planning per run.
+    sql::execute(c, KPI_MEMBERS, &[&card, &day]).await?;
     Ok(())
 }
 

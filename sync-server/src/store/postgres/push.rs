@@ -126,9 +126,8 @@ impl PushRows for PgSession<'_> {
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
         let c = self.conn().await?;
-        // The cards' update and the KPI members are planned on each run
-        // (`cards::write_cards`, `analytics::kpi_members`), so they are not prepared
-        // here.
+        // The cards' update is planned on each run (`cards::write_cards`), so it is
+        // not prepared here.
         let statements = [
             terminals::INSERT_ENTRIES,
             cards::INSERT_LOTS,
@@ -141,6 +140,7 @@ impl PushRows for PgSession<'_> {
             admin::INSERT_ANOMALIES,
             analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
+            analytics::KPI_MEMBERS,
             analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,
