@@ -312,13 +312,21 @@ mod plan_tests {
         add_cards(&c, 50, 20_050).await;
         for after in [0, 20] {
             let (store_cards, range_scans) = page_reads(&c, after).await;
-            assert!(store_cards <= 20, "stale statistics, after {after}: {store_cards}");
+            assert!(
+                store_cards <= 20,
+                "stale statistics, after {after}: {store_cards}"
+            );
             assert_eq!(range_scans, 1, "stale statistics, after {after}");
         }
-        c.batch_execute("ANALYZE cards; ANALYZE store_cards").await.unwrap();
+        c.batch_execute("ANALYZE cards; ANALYZE store_cards")
+            .await
+            .unwrap();
         for after in [0, 20] {
             let (store_cards, range_scans) = page_reads(&c, after).await;
-            assert!(store_cards <= 20, "fresh statistics, after {after}: {store_cards}");
+            assert!(
+                store_cards <= 20,
+                "fresh statistics, after {after}: {store_cards}"
+            );
             assert_eq!(range_scans, 1, "fresh statistics, after {after}");
         }
     }
