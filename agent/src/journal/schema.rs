@@ -39,7 +39,8 @@ pub fn latest_version() -> usize {
 
 /// The check of a sale's state as migration 1 declared it, and as migration 8 rewrites it.
 const SALE_STATE_IN_LIST: &str = "CHECK (state IN ('held', 'committed', 'cancelled', 'returned'))";
-const SALE_STATE_COMPARISONS: &str = "CHECK (state = 'held' OR state = 'committed' OR state = 'cancelled' OR state = 'returned')";
+const SALE_STATE_COMPARISONS: &str =
+    "CHECK (state = 'held' OR state = 'committed' OR state = 'cancelled' OR state = 'returned')";
 
 /// Migration 8: the declaration of `sales` with its state check as comparisons (see
 /// the migration's comment), edited in place the way SQLite documents for a CHECK
@@ -367,19 +368,32 @@ mod tests {
         assert!(declared.contains(SALE_STATE_COMPARISONS), "{declared}");
         // The same states pass and any other is refused, by this connection too.
         for state in ["committed", "returned", "cancelled", "held"] {
-            conn.execute("UPDATE sales SET state = ?1 WHERE receipt_id = 'R-1'", [state])
-                .unwrap();
+            conn.execute(
+                "UPDATE sales SET state = ?1 WHERE receipt_id = 'R-1'",
+                [state],
+            )
+            .unwrap();
         }
         let refused = conn
-            .execute("UPDATE sales SET state = 'lost' WHERE receipt_id = 'R-1'", [])
+            .execute(
+                "UPDATE sales SET state = 'lost' WHERE receipt_id = 'R-1'",
+                [],
+            )
             .unwrap_err();
-        assert!(refused.to_string().contains("CHECK constraint failed"), "{refused}");
+        assert!(
+            refused.to_string().contains("CHECK constraint failed"),
+            "{refused}"
+        );
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
         let kept: String = conn
-            .query_row("SELECT state FROM sales WHERE receipt_id = 'R-1'", [], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM sales WHERE receipt_id = 'R-1'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(kept, "held");
     }
