@@ -223,7 +223,7 @@ mod tests {
                 at,
                 0,
             )?;
-            tx.capture_hold(&committed, entry.seq)?;
+            tx.capture_hold(&committed, entry.seq, "{}")?;
             tx.cancel_hold(&cancelled, CancelReason::Till)
         })
         .unwrap();

@@ -250,28 +250,25 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Marks a held sale committed with its journal entry: the hold is captured and no
-    /// longer counts as held.
-    pub fn capture_hold(&self, receipt: &ReceiptId, entry_seq: Seq) -> Result<(), JournalError> {
-        self.inner
-            .prepare_cached("UPDATE sales SET state = ?3, entry_seq = ?2 WHERE receipt_id = ?1")?
-            .execute(params![
-                receipt.as_str(),
-                entry_seq.get(),
-                SaleState::Committed.as_str()
-            ])?;
-        Ok(())
-    }
-
-    /// Stores the commit's answer, for repeated commits.
-    pub fn store_commit_answer(
+    /// Marks a held sale committed with its journal entry and the commit's answer (for
+    /// repeated commits): the hold is captured and no longer counts as held. One
+    /// update of the sale's row, not one for the state and one for the answer.
+    pub fn capture_hold(
         &self,
         receipt: &ReceiptId,
+        entry_seq: Seq,
         answer: &str,
     ) -> Result<(), JournalError> {
         self.inner
-            .prepare_cached("UPDATE sales SET commit_response = ?2 WHERE receipt_id = ?1")?
-            .execute(params![receipt.as_str(), answer])?;
+            .prepare_cached(
+                "UPDATE sales SET state = ?3, entry_seq = ?2, commit_response = ?4 WHERE receipt_id = ?1",
+            )?
+            .execute(params![
+                receipt.as_str(),
+                entry_seq.get(),
+                SaleState::Committed.as_str(),
+                answer
+            ])?;
         Ok(())
     }
 
@@ -417,7 +414,7 @@ mod tests {
         });
         file.write(|tx| {
             let entry = tx.append(welcome, at, 0)?;
-            tx.capture_hold(&sold, entry.seq)
+            tx.capture_hold(&sold, entry.seq, "{}")
         })
         .unwrap();
         assert_eq!(state(&mut file, &sold), SaleState::Committed);

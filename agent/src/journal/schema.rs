@@ -8,28 +8,62 @@
 use super::JournalError;
 use protocol::{StoreId, TerminalId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use rusqlite_migration::{M, Migrations};
+use rusqlite_migration::{HookError, HookResult, M, Migrations};
 use std::path::Path;
+use std::sync::LazyLock;
 
 /// `PRAGMA application_id` of every journal: "LOYA".
 pub const APPLICATION_ID: i32 = 0x4C4F_5941;
 
-const MIGRATION_LIST: &[M<'static>] = &[
-    M::up(include_str!("migrations/001_journal.sql")),
-    M::up(include_str!("migrations/002_hq_cache.sql")),
-    M::up(include_str!("migrations/003_used_tokens.sql")),
-    M::up(include_str!("migrations/004_card_running_totals.sql")),
-    M::up(include_str!("migrations/005_escrow.sql")),
-    M::up(include_str!("migrations/006_hq_quarantine.sql")),
-    M::up(include_str!("migrations/007_fewer_pages_per_sale.sql")),
-];
-
 /// The journal's numbered migrations, oldest first.
-pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
+pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("migrations/001_journal.sql")),
+        M::up(include_str!("migrations/002_hq_cache.sql")),
+        M::up(include_str!("migrations/003_used_tokens.sql")),
+        M::up(include_str!("migrations/004_card_running_totals.sql")),
+        M::up(include_str!("migrations/005_escrow.sql")),
+        M::up(include_str!("migrations/006_hq_quarantine.sql")),
+        M::up(include_str!("migrations/007_fewer_pages_per_sale.sql")),
+        M::up_with_hook(
+            include_str!("migrations/008_sale_state_check.sql"),
+            sale_state_check_without_in_list,
+        ),
+    ])
+});
 
 /// Number of migrations: the schema version of a journal this build writes.
 pub fn latest_version() -> usize {
-    MIGRATION_LIST.len()
+    8
+}
+
+/// The check of a sale's state as migration 1 declared it, and as migration 8 rewrites it.
+const SALE_STATE_IN_LIST: &str = "CHECK (state IN ('held', 'committed', 'cancelled', 'returned'))";
+const SALE_STATE_COMPARISONS: &str =
+    "CHECK (state = 'held' OR state = 'committed' OR state = 'cancelled' OR state = 'returned')";
+
+/// Migration 8: the declaration of `sales` with its state check as comparisons (see
+/// the migration's comment), edited in place the way SQLite documents for a CHECK
+/// constraint: `writable_schema`, the new text, then a new schema version so that
+/// every connection (this one included) reads the declaration again.
+fn sale_state_check_without_in_list(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let version: i64 = tx.pragma_query_value(None, "schema_version", |r| r.get(0))?;
+    tx.pragma_update(None, "writable_schema", true)?;
+    let changed = tx.execute(
+        "UPDATE sqlite_schema SET sql = replace(sql, ?1, ?2)
+         WHERE type = 'table' AND name = 'sales' AND instr(sql, ?1) > 0",
+        [SALE_STATE_IN_LIST, SALE_STATE_COMPARISONS],
+    );
+    // Off again whatever happened: the flag belongs to the connection, not to the
+    // transaction.
+    tx.pragma_update(None, "writable_schema", false)?;
+    if changed? != 1 {
+        return Err(HookError::Hook(format!(
+            "the declaration of table sales has no `{SALE_STATE_IN_LIST}` to rewrite"
+        )));
+    }
+    tx.pragma_update(None, "schema_version", version + 1)?;
+    Ok(())
 }
 
 /// Opens (creating if needed) the journal at `path` for this terminal, migrated to the
@@ -302,6 +336,66 @@ mod tests {
                 "sqlite_autoindex_sales_1"
             ]
         );
+    }
+
+    #[test]
+    fn a_journal_of_version_7_checks_sale_states_without_an_in_list_and_keeps_its_sales() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v7.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            MIGRATIONS.to_version(&mut c, 7).unwrap();
+            c.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
+                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline,
+                                    held_at_unix, rules_version, priced, hold_response)
+                 VALUES ('R-1', 'h', 'held', NULL, 0, 0, 1795514400, 0, '{}', '{}');",
+            )
+            .unwrap();
+        }
+        let (s, t) = ids();
+        let conn = open(&path, &s, &t).unwrap();
+        let declared: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'sales'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!declared.contains(SALE_STATE_IN_LIST), "{declared}");
+        assert!(declared.contains(SALE_STATE_COMPARISONS), "{declared}");
+        // The same states pass and any other is refused, by this connection too.
+        for state in ["committed", "returned", "cancelled", "held"] {
+            conn.execute(
+                "UPDATE sales SET state = ?1 WHERE receipt_id = 'R-1'",
+                [state],
+            )
+            .unwrap();
+        }
+        let refused = conn
+            .execute(
+                "UPDATE sales SET state = 'lost' WHERE receipt_id = 'R-1'",
+                [],
+            )
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("CHECK constraint failed"),
+            "{refused}"
+        );
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let kept: String = conn
+            .query_row(
+                "SELECT state FROM sales WHERE receipt_id = 'R-1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, "held");
     }
 
     #[test]

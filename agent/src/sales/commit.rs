@@ -72,15 +72,19 @@ pub fn commit(
         tx.append(EntryBody::Welcome(welcome), now, sale.rules_version)?;
     }
     let entry = tx.append(EntryBody::Sale(entry), now, sale.rules_version)?;
-    // The hold is captured before the card is read back, so it no longer counts as held.
-    tx.capture_hold(receipt, entry.seq)?;
+    // The card right after the sale: the hold is captured below, in this transaction,
+    // with the answer that shows this view, so its points no longer count as held.
     let view = sale
         .card
         .as_ref()
-        .map(|card| CardView::read(tx, card, now))
+        .map(|card| -> Result<_, JournalError> {
+            let mut figures = tx.card_figures(card, now)?;
+            figures.held = Points(figures.held.get().saturating_sub(sale.redeem_points.get()));
+            Ok(CardView::new(card, figures))
+        })
         .transpose()?;
     let answer = Answer::fresh(&respond(receipt, &sale, &entry, view))?;
-    tx.store_commit_answer(receipt, &answer.json)?;
+    tx.capture_hold(receipt, entry.seq, &answer.json)?;
     Ok(answer)
 }
 
@@ -152,6 +156,64 @@ mod tests {
 
     fn receipt() -> ReceiptId {
         ReceiptId::parse("R-1").unwrap()
+    }
+
+    #[test]
+    fn the_commit_answer_shows_the_card_without_this_hold_and_is_stored_with_the_capture() {
+        use crate::journal::JournalFile;
+        use crate::journal::sales::NewHold;
+        use crate::sales::fixtures::CARD;
+        use protocol::{CardId, StoreId, TerminalId};
+        use time::macros::datetime;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = JournalFile::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap();
+        let now = datetime!(2026-11-24 10:00 UTC);
+        let card = CardId::parse(CARD).unwrap();
+        let sale = sale_record(SaleState::Held, true);
+        let welcome = EntryBody::Welcome(WelcomeEntry {
+            card: card.clone(),
+            points: Points(100),
+        });
+        // Two open holds of the card, 10 points each; the first is committed.
+        file.write(|tx| -> Result<(), JournalError> {
+            tx.append(welcome, now, 0)?;
+            for receipt in ["R-1", "R-2"] {
+                tx.insert_hold(&NewHold {
+                    receipt_id: &ReceiptId::parse(receipt).unwrap(),
+                    request_hash: "h",
+                    card: Some(&card),
+                    redeem_points: sale.redeem_points,
+                    offline: false,
+                    reserved_points: Points::ZERO,
+                    lease: None,
+                    held_at: now,
+                    rules_version: sale.rules_version,
+                    matures_at: None,
+                    priced: &sale.priced,
+                    answer: "{}",
+                })?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let answer = file.write(|tx| commit(tx, &receipt(), now, None)).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&answer.json).unwrap();
+        let balance = 100 - 10 + sale.priced.accrued_points.get();
+        assert_eq!(body["card"]["balance"], balance, "{body}");
+        assert_eq!(body["card"]["held"], 10, "only the other hold: {body}");
+        assert_eq!(body["card"]["available"], balance - 10, "{body}");
+        let stored = file.read(|tx| tx.sale(&receipt())).unwrap().unwrap();
+        assert_eq!(stored.state, SaleState::Committed);
+        assert_eq!(stored.commit_answer.as_deref(), Some(answer.json.as_str()));
+        let again = file.write(|tx| commit(tx, &receipt(), now, None)).unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.json, answer.json);
     }
 
     #[test]

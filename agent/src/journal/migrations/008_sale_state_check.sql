@@ -1,0 +1,9 @@
+-- The `CHECK (state IN (…))` of `sales` is rewritten as a chain of comparisons by the
+-- hook of this migration (`schema::sale_state_check_without_in_list`): SQLite builds
+-- a temporary table for an IN list of more than two values each time the check runs,
+-- which is at every insert and every state update of a sale, a twentieth of a till
+-- sale's instructions (README, *Till sales*). The same states are allowed; the rows
+-- are not touched. Only the table's declaration changes, which SQLite documents as
+-- safe to edit in place for a CHECK constraint ("Making Other Kinds Of Table Schema
+-- Changes", sqlite.org/lang_altertable.html), instead of rebuilding a table that
+-- `returns` references.
