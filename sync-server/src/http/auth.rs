@@ -14,17 +14,39 @@ use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 #[derive(Debug, Clone)]
 pub struct Terminal(pub TerminalIdentity);
 
+impl Terminal {
+    /// The active terminal `token` belongs to, or [`ApiError::Unauthorized`].
+    pub async fn of(state: &AppState, token: &Bearer) -> Result<Self, ApiError> {
+        let identity = state
+            .store
+            .authenticate(&token.0)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self(identity))
+    }
+}
+
 impl FromRequestParts<AppState> for Terminal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = Bearer::from_request_parts(parts, state).await?;
+        Self::of(state, &token).await
+    }
+}
+
+/// The hash of a request's bearer token, not authenticated yet: for a handler that
+/// authenticates it in the same database round trip as its reads (and answers
+/// [`ApiError::Unauthorized`] when that finds no active terminal).
+#[derive(Debug, Clone)]
+pub struct Bearer(pub TokenHash);
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let token = http_serve::bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let identity = state
-            .store
-            .authenticate(&TokenHash::of(token))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Self(identity))
+        Ok(Self(TokenHash::of(token)))
     }
 }
 

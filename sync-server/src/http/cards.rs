@@ -1,7 +1,7 @@
 //! `GET /v1/cards/{card}`: a card's live balance for an online agent.
 
 use super::AppState;
-use super::auth::{ProtocolHeader, Terminal};
+use super::auth::{Bearer, ProtocolHeader, Terminal};
 use super::error::ApiError;
 use super::openapi::answers;
 use axum::Json;
@@ -29,16 +29,36 @@ use protocol::wire::LiveBalanceResponse;
 )]
 pub async fn live_balance(
     State(state): State<AppState>,
-    Terminal(terminal): Terminal,
-    _: ProtocolHeader,
+    token: Bearer,
+    protocol: Result<ProtocolHeader, ApiError>,
     card: Result<Path<String>, PathRejection>,
 ) -> Result<Json<LiveBalanceResponse>, ApiError> {
-    let Path(card) = card.map_err(|e| ApiError::BadCard(Scrubbed::new(e.body_text())))?;
-    let card = CardId::parse(&card).map_err(|e| ApiError::BadCard(Scrubbed::new(e)))?;
+    let card = protocol.and_then(|ProtocolHeader| {
+        let Path(card) = card.map_err(|e| ApiError::BadCard(Scrubbed::new(e.body_text())))?;
+        CardId::parse(&card).map_err(|e| ApiError::BadCard(Scrubbed::new(e)))
+    });
+    let card = match card {
+        Ok(card) => card,
+        // A caller that is not a terminal is told so first, as by every endpoint.
+        Err(e) => {
+            Terminal::of(&state, &token).await?;
+            return Err(e);
+        }
+    };
+    // Authenticated in the lookup's own snapshot: one database round trip in all.
     let response = state
         .store
-        .live_balance(&terminal, &card, state.clock.now())
+        .live_balance(&token.0, &card, state.clock.now())
         .await;
-    state.metrics.live_balance(response.is_ok());
-    Ok(Json(response?))
+    match response {
+        Ok(Some(live)) => {
+            state.metrics.live_balance(true);
+            Ok(Json(live))
+        }
+        Ok(None) => Err(ApiError::Unauthorized),
+        Err(e) => {
+            state.metrics.live_balance(false);
+            Err(e.into())
+        }
+    }
 }

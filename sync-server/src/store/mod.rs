@@ -362,13 +362,15 @@ pub trait Store: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<PullResponse, StoreError>;
 
-    /// A card's balance with the terminal's `acked_through`, read in one snapshot.
+    /// A card's balance with the `acked_through` of the active terminal the token
+    /// hash belongs to, authenticated and read in one snapshot; `None` when the token
+    /// belongs to no active terminal (nothing else is read then).
     async fn live_balance(
         &self,
-        terminal: &TerminalIdentity,
+        token: &TokenHash,
         card: &CardId,
         now: OffsetDateTime,
-    ) -> Result<LiveBalanceResponse, StoreError>;
+    ) -> Result<Option<LiveBalanceResponse>, StoreError>;
 
     /// The current rules (`ProgramRules::default()` before any `rules set`).
     async fn current_rules(&self) -> Result<ProgramRules, StoreError>;

@@ -298,16 +298,19 @@ pub trait FeedRows: Send {
         after: &Self::Position,
         upto: &Self::Position,
     ) -> impl Fut<Vec<BlockChange>>;
-    /// What a live balance reads, all in the snapshot it runs in (PostgreSQL sends
-    /// the reads in one flight).
-    fn live_reads(&mut self, terminal: i64, card: &CardId) -> impl Fut<LiveReads>;
+    /// What a live balance reads for the active terminal the token hash belongs to,
+    /// all in the snapshot it runs in, authentication included; `None`, and nothing
+    /// read, when the token belongs to no active terminal. PostgreSQL sends the
+    /// snapshot's `START TRANSACTION`, the reads and its `COMMIT` in one flight,
+    /// every read keyed by the token, so that an unknown or revoked one reads nothing.
+    fn live_reads(&mut self, token: &TokenHash, card: &CardId) -> impl Fut<Option<LiveReads>>;
 }
 
 /// The reads of [`FeedRows::live_reads`].
 #[derive(Debug, Clone)]
 pub struct LiveReads {
-    /// The terminal's `acked_through`; `None` once it was revoked.
-    pub acked_through: Option<Seq>,
+    /// The terminal's `acked_through`.
+    pub acked_through: Seq,
     /// The card's stored state; `None` for a card HQ never held.
     pub card: Option<CardRecord>,
     /// `(card, reserved, leased)` of the terminal's own open holds of the card, if any.

@@ -7,7 +7,7 @@
 //! `testkit::pg`) by `testkit::on_every_backend!`.
 
 use crate::admin;
-use crate::keys::TerminalToken;
+use crate::keys::{TerminalToken, TokenHash};
 use crate::ledger::apply::tests::{CARD, T0, entry_id, pending_sale, sale, welcome};
 use crate::ledger::batch::Batch;
 use crate::ledger::kpi::{KpiInputs, Period};
@@ -17,6 +17,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{PullRequest, Store, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
+use protocol::wire::LiveBalanceResponse;
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,14 +133,43 @@ mod kpi_programs;
 mod quarantine;
 mod round_trips;
 
-async fn terminal(store: &dyn Store, s: &str, t: &str) -> TerminalIdentity {
+/// A terminal of the tests: who it is, and its token's hash (what a live balance
+/// lookup authenticates).
+#[derive(Clone)]
+struct TestTerminal {
+    identity: TerminalIdentity,
+    token: TokenHash,
+}
+
+impl std::ops::Deref for TestTerminal {
+    type Target = TerminalIdentity;
+
+    fn deref(&self) -> &TerminalIdentity {
+        &self.identity
+    }
+}
+
+async fn terminal(store: &dyn Store, s: &str, t: &str) -> TestTerminal {
     let token = TerminalToken::generate().unwrap();
     let (s, t) = (StoreId::parse(s).unwrap(), TerminalId::parse(t).unwrap());
     store
         .add_terminal(&s, &t, &token.hash(), false, T0)
         .await
         .unwrap();
-    store.authenticate(&token.hash()).await.unwrap().unwrap()
+    let identity = store.authenticate(&token.hash()).await.unwrap().unwrap();
+    TestTerminal {
+        identity,
+        token: token.hash(),
+    }
+}
+
+/// The live balance `t` is answered for `c`.
+async fn live(store: &dyn Store, t: &TestTerminal, c: &str) -> LiveBalanceResponse {
+    store
+        .live_balance(&t.token, &card(c), T0)
+        .await
+        .unwrap()
+        .expect("an active terminal is answered")
 }
 
 fn batch(entries: Vec<JournalEntry>) -> Batch {
@@ -156,8 +186,8 @@ fn card(s: &str) -> CardId {
     CardId::parse(s).unwrap()
 }
 
-async fn balance(store: &dyn Store, t: &TerminalIdentity, c: &str) -> (Seq, Points, Points) {
-    let live = store.live_balance(t, &card(c), T0).await.unwrap();
+async fn balance(store: &dyn Store, t: &TestTerminal, c: &str) -> (Seq, Points, Points) {
+    let live = live(store, t, c).await;
     (
         live.acked_through,
         live.balance.balance,
@@ -704,11 +734,29 @@ async fn revoked_terminals_lose_their_token_and_rotation_replaces_it(store: Db) 
         .unwrap();
     assert!(store.authenticate(&old.hash()).await.unwrap().is_none());
     let identity = store.authenticate(&new.hash()).await.unwrap().unwrap();
+    // The live balance authenticates in its own snapshot: only the active token is
+    // answered, and a card HQ holds is read for nobody else.
+    store
+        .push(&identity, batch(vec![sale(1, CARD, 0, 1)]), T0)
+        .await
+        .unwrap();
+    let looked_up = |hash: TokenHash| {
+        let store = &store;
+        async move { store.live_balance(&hash, &card(CARD), T0).await.unwrap() }
+    };
+    assert_eq!(
+        looked_up(new.hash()).await.map(|l| l.acked_through),
+        Some(Seq(1))
+    );
+    assert!(looked_up(old.hash()).await.is_none());
+    let unknown = TerminalToken::generate().unwrap();
+    assert!(looked_up(unknown.hash()).await.is_none());
     store.revoke_terminal(&s, &t, T0).await.unwrap();
     assert!(store.authenticate(&new.hash()).await.unwrap().is_none());
+    assert!(looked_up(new.hash()).await.is_none());
     assert!(matches!(
         store
-            .push(&identity, batch(vec![sale(1, CARD, 0, 1)]), T0)
+            .push(&identity, batch(vec![sale(2, CARD, 0, 1)]), T0)
             .await,
         Err(StoreError::Revoked(_))
     ));

@@ -11,6 +11,7 @@
 use super::escrow::{holds_by_card, own_holds};
 use super::push::revoked;
 use super::{done, rules};
+use crate::keys::TokenHash;
 use crate::store::Result;
 use crate::store::TerminalIdentity;
 use crate::store::backend::{Access, Attempt, Op};
@@ -107,8 +108,8 @@ impl Op for Pull {
 
 /// See [`crate::store::Store::live_balance`].
 pub struct LiveBalance {
-    /// The asking terminal.
-    pub terminal: TerminalIdentity,
+    /// The asking terminal's token hash: authenticated in the lookup's own snapshot.
+    pub token: TokenHash,
     /// The card.
     pub card: CardId,
     /// The server's time (the balance's `as_of`).
@@ -116,14 +117,19 @@ pub struct LiveBalance {
 }
 
 impl Op for LiveBalance {
-    type Out = LiveBalanceResponse;
+    type Out = Option<LiveBalanceResponse>;
     const ACCESS: Access = Access::Snapshot;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<LiveBalanceResponse>> {
-        // One snapshot, one flight on PostgreSQL: a cashier waits for this answer,
-        // and each round trip queues behind the pushes for a CPU on a busy HQ.
-        let reads = c.live_reads(self.terminal.key, &self.card).await?;
-        let acked = reads.acked_through.ok_or_else(|| revoked(&self.terminal))?;
+    async fn run<C: Statements>(
+        &mut self,
+        c: &mut C,
+    ) -> Result<Attempt<Option<LiveBalanceResponse>>> {
+        // One snapshot, and on PostgreSQL one flight with the authentication in it: a
+        // cashier waits for this answer, and each round trip queues behind the pushes
+        // for a CPU on a busy HQ.
+        let Some(reads) = c.live_reads(&self.token, &self.card).await? else {
+            return done(Ok(None));
+        };
         let balance = match reads.card {
             Some(card) => {
                 let own = holds_by_card(reads.own_holds);
@@ -132,10 +138,10 @@ impl Op for LiveBalance {
             }
             None => unseen_card_balance(&self.card, self.now),
         };
-        done(Ok(LiveBalanceResponse {
+        done(Ok(Some(LiveBalanceResponse {
             protocol: PROTOCOL_VERSION,
-            acked_through: acked,
+            acked_through: reads.acked_through,
             balance,
-        }))
+        })))
     }
 }

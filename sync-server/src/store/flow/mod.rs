@@ -153,12 +153,12 @@ impl<B: Backend> Store for B {
 
     async fn live_balance(
         &self,
-        terminal: &TerminalIdentity,
+        token: &TokenHash,
         card: &CardId,
         now: OffsetDateTime,
-    ) -> Result<LiveBalanceResponse> {
+    ) -> Result<Option<LiveBalanceResponse>> {
         self.run(feed::LiveBalance {
-            terminal: terminal.clone(),
+            token: token.clone(),
             card: card.clone(),
             now,
         })

@@ -6,7 +6,8 @@
 //! reads the row that won).
 
 use super::session::PgSession;
-use super::sql;
+use super::{sql, terminals};
+use crate::keys::TokenHash;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
 use crate::ledger::verify::WideSum;
 use crate::store::Result;
@@ -17,7 +18,7 @@ use deadpool_postgres::Client;
 use protocol::{CardId, Points, ReceiptId};
 use std::sync::LazyLock;
 use time::OffsetDateTime;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// `(card, reserved, leased)` of open rows, summed per card in overflow-free halves
@@ -280,10 +281,38 @@ pub(super) async fn own_holds(
     terminal: i64,
     cards: &[&CardId],
 ) -> Result<Vec<(CardId, Points, Points)>> {
+    holds_of(c, &OWN_HOLDS, &terminal, cards).await
+}
+
+/// [`own_holds`] of the active terminal of a token hash: none for an unknown or
+/// revoked token.
+pub(super) async fn token_own_holds(
+    c: &Client,
+    token: &TokenHash,
+    cards: &[&CardId],
+) -> Result<Vec<(CardId, Points, Points)>> {
+    holds_of(c, &TOKEN_OWN_HOLDS, &token.as_str(), cards).await
+}
+
+/// The holds `sql` reads for the terminal `who` names (`$1`) on `cards` (`$2`).
+async fn holds_of(
+    c: &Client,
+    sql: &str,
+    who: &(dyn ToSql + Sync),
+    cards: &[&CardId],
+) -> Result<Vec<(CardId, Points, Points)>> {
     let keys: Vec<&str> = cards.iter().map(|c| c.as_str()).collect();
-    sql::all(c, &OWN_HOLDS, &[&terminal, &keys], rows::holds).await
+    sql::all(c, sql, &[who, &keys], rows::holds).await
 }
 
 /// The statement of [`own_holds`].
 pub(super) static OWN_HOLDS: LazyLock<String> =
     LazyLock::new(|| holds_sql("AND terminal_ref = $1 AND card = ANY($2)"));
+
+/// The statement of [`token_own_holds`].
+pub(super) static TOKEN_OWN_HOLDS: LazyLock<String> = LazyLock::new(|| {
+    holds_sql(&format!(
+        "AND terminal_ref = {} AND card = ANY($2)",
+        *terminals::TOKEN_TERMINAL
+    ))
+});

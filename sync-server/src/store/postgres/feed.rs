@@ -22,8 +22,9 @@
 //! the snapshot, so events that arrive out of their commit order still leave the
 //! agent with HQ's latest word.
 
-use super::session::PgSession;
+use super::session::{self, PgSession};
 use super::{escrow, push, sql, terminals};
+use crate::keys::TokenHash;
 use crate::ledger::CardRecord;
 use crate::store::Result;
 use crate::store::StoreError;
@@ -155,28 +156,44 @@ impl FeedRows for PgSession<'_> {
         .await
     }
 
-    /// One flight: the held-back `START TRANSACTION` and the three reads, then the
-    /// `COMMIT`. Two round trips instead of five.
-    async fn live_reads(&mut self, terminal: i64, card: &CardId) -> Result<LiveReads> {
+    /// One flight, one round trip: the held-back `START TRANSACTION`, the three reads
+    /// keyed by the token (so that an unknown or revoked token reads nothing: its
+    /// `acked_through` has no row, and the card and holds are read only for an active
+    /// terminal), then the `COMMIT`.
+    async fn live_reads(&mut self, token: &TokenHash, card: &CardId) -> Result<Option<LiveReads>> {
         let start = self.take_begin();
+        let whole = start.is_some();
         let c = self.client();
         let cards = [card];
-        let statements = [terminals::ACTIVE_ACKED, &CARD, &escrow::OWN_HOLDS];
-        let (began, acked_through, record, own_holds) = sql::flight(c, &statements, async {
-            tokio::join!(
-                push::begin(c, start),
-                terminals::active_acked_through(c, terminal),
-                card_state(c, card),
-                escrow::own_holds(c, terminal, &cards),
-            )
-        })
-        .await?;
+        let statements = [
+            terminals::TOKEN_ACKED.as_str(),
+            &TOKEN_CARD,
+            &escrow::TOKEN_OWN_HOLDS,
+        ];
+        let (began, acked_through, record, own_holds, committed) =
+            sql::flight(c, &statements, async {
+                tokio::join!(
+                    push::begin(c, start),
+                    terminals::token_acked_through(c, token),
+                    token_card(c, token, card),
+                    escrow::token_own_holds(c, token, &cards),
+                    session::commit_in_flight(c, whole),
+                )
+            })
+            .await?;
+        committed?;
+        if whole {
+            self.ended();
+        }
         began?;
-        Ok(LiveReads {
-            acked_through: acked_through?,
+        let Some(acked_through) = acked_through? else {
+            return Ok(None);
+        };
+        Ok(Some(LiveReads {
+            acked_through,
             card: record?,
             own_holds: own_holds?,
-        })
+        }))
     }
 }
 
@@ -200,14 +217,22 @@ static CHANGED_CARDS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// One card's stored state.
-async fn card_state(c: &Client, card: &CardId) -> Result<Option<CardRecord>> {
-    sql::first(c, &CARD, &[&card.as_str()], |r| rows::card_record(r, 0)).await
+/// One card's stored state, read for the active terminal of `token` only.
+async fn token_card(c: &Client, token: &TokenHash, card: &CardId) -> Result<Option<CardRecord>> {
+    sql::first(c, &TOKEN_CARD, &[&token.as_str(), &card.as_str()], |r| {
+        rows::card_record(r, 0)
+    })
+    .await
 }
 
-/// The statement of [`card_state`].
-static CARD: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = $1"));
+/// The statement of [`token_card`]: the card `$2` if the token hash `$1` is an
+/// active terminal's.
+static TOKEN_CARD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {CARD_COLUMNS} FROM cards WHERE card = $2 AND EXISTS {}",
+        *terminals::TOKEN_TERMINAL
+    )
+});
 
 /// `a, b` with each column prefixed (`c.a, c.b`).
 fn prefixed(columns: &str, prefix: &str) -> String {

@@ -71,6 +71,12 @@ impl<'c> PgSession<'c> {
         begin
     }
 
+    /// The transaction ended by a `COMMIT` sent in a flight ([`commit_in_flight`]) that
+    /// answered: nothing is left to commit or roll back.
+    pub fn ended(&mut self) {
+        self.open = false;
+    }
+
     /// Sends `sql`, counting the transaction as open until it answered: a session
     /// dropped while waiting discards its connection.
     async fn end(&mut self, sql: &str) -> Result<()> {
@@ -78,6 +84,18 @@ impl<'c> PgSession<'c> {
         self.open = false;
         Ok(())
     }
+}
+
+/// The `COMMIT` of a flight that also sent its transaction's `START TRANSACTION`
+/// (`began`), for an operation whose reads all fit in that one flight: the whole
+/// transaction costs one round trip. Nothing when the flight began nothing (the
+/// transaction is the operation's, to commit at its end). Once it answered, the
+/// caller calls [`PgSession::ended`].
+pub async fn commit_in_flight(c: &Client, began: bool) -> Result<()> {
+    if began {
+        c.batch_execute("COMMIT").await?;
+    }
+    Ok(())
 }
 
 impl Session for PgSession<'_> {

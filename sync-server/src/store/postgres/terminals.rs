@@ -24,6 +24,7 @@ use crate::store::{TerminalIdentity, TerminalInfo};
 use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Seq};
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -43,7 +44,7 @@ impl TerminalRows for PgSession<'_> {
     async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         sql::first(
             self.conn().await?,
-            "SELECT id, store, terminal FROM terminals WHERE token_hash = $1 AND revoked_at IS NULL",
+            &AUTHENTICATE,
             &[&hash.as_str()],
             rows::terminal_identity,
         )
@@ -258,6 +259,31 @@ pub(super) const HELD: &str = "SELECT seq, id, content_hash FROM entries
 pub(super) async fn active_acked_through(c: &Client, key: i64) -> Result<Option<Seq>> {
     sql::first(c, ACTIVE_ACKED, &[&key], |r| Ok(Seq(r.counter(0)?))).await
 }
+
+/// Who a token authenticates, written once: the active terminal whose token hash is
+/// `$1`. Every statement that authenticates says it with this condition.
+pub(super) const ACTIVE_TOKEN: &str = "token_hash = $1 AND revoked_at IS NULL";
+
+/// The statement of [`TerminalRows::authenticate`].
+static AUTHENTICATE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT id, store, terminal FROM terminals WHERE {ACTIVE_TOKEN}"));
+
+/// `acked_through` of the active terminal `token` belongs to, if any.
+pub(super) async fn token_acked_through(c: &Client, token: &TokenHash) -> Result<Option<Seq>> {
+    sql::first(c, &TOKEN_ACKED, &[&token.as_str()], |r| {
+        Ok(Seq(r.counter(0)?))
+    })
+    .await
+}
+
+/// The statement of [`token_acked_through`].
+pub(super) static TOKEN_ACKED: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT acked_through FROM terminals WHERE {ACTIVE_TOKEN}"));
+
+/// The id of the active terminal of the token hash `$1` (no row when there is none),
+/// as a subquery for statements keyed by the token.
+pub(super) static TOKEN_TERMINAL: LazyLock<String> =
+    LazyLock::new(|| format!("(SELECT id FROM terminals WHERE {ACTIVE_TOKEN})"));
 
 /// The statement of [`active_acked_through`].
 pub(super) const ACTIVE_ACKED: &str =

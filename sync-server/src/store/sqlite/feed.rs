@@ -4,6 +4,7 @@
 //! position N" is exact.
 
 use super::session::SqliteSession;
+use crate::keys::TokenHash;
 use crate::ledger::CardRecord;
 use crate::store::Result;
 use crate::store::StoreError;
@@ -103,16 +104,23 @@ impl FeedRows for SqliteSession<'_> {
     }
 
     /// One after the other: on SQLite a statement costs no round trip.
-    async fn live_reads(&mut self, terminal: i64, card: &CardId) -> Result<LiveReads> {
-        Ok(LiveReads {
-            acked_through: self.active_acked_through(terminal).await?,
+    async fn live_reads(&mut self, token: &TokenHash, card: &CardId) -> Result<Option<LiveReads>> {
+        let Some(terminal) = self.authenticate(token).await? else {
+            return Ok(None);
+        };
+        // Authenticated in this snapshot: the terminal is active in it.
+        let Some(acked_through) = self.active_acked_through(terminal.key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LiveReads {
+            acked_through,
             card: self.first(
                 &format!("SELECT {CARD_COLUMNS} FROM cards WHERE card = ?1"),
                 [card.as_str()],
                 |r| rows::card_record(r, 0),
             )?,
-            own_holds: self.own_holds(terminal, &[card]).await?,
-        })
+            own_holds: self.own_holds(terminal.key, &[card]).await?,
+        }))
     }
 }
 

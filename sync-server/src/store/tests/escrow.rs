@@ -4,7 +4,7 @@
 //! bounds, charge, close, epoch and push-first), app-token uses, and the job that
 //! takes back what tills abandoned.
 
-use super::{CARD, Db, T0, batch, card, fresh, terminal, verify_ok};
+use super::{CARD, Db, T0, batch, card, fresh, live, terminal, verify_ok};
 use crate::ledger::apply::tests::sale;
 use crate::ledger::escrow::tests::{lease_closed, receipt, release, sale_on_lease};
 use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
@@ -77,7 +77,7 @@ async fn a_reservation_is_idempotent_and_a_refusal_changes_nothing(store: Db) {
     assert_eq!(again.reservation, first.reservation);
     assert_eq!(figures(&*store).await, (Points(100), Points(60), Points(0)));
     // Another terminal sees the hold, and cannot take the same points.
-    let live = store.live_balance(&t2, &card(CARD), T0).await.unwrap();
+    let live = live(&*store, &t2, CARD).await;
     assert_eq!(live.balance.reserved, Points(60));
     assert_eq!(
         refusal(store.reserve(&t2, ask(&t2, 2, 41), T0).await),
@@ -278,9 +278,9 @@ async fn leases_are_bounded_charged_and_closed_and_syncs_are_ordered(store: Db) 
             asked: Points(51)
         }
     );
-    let live = store.live_balance(&t2, &card(CARD), T0).await.unwrap();
-    assert_eq!(live.balance.leased, Points(50));
-    let own = store.live_balance(&t1, &card(CARD), T0).await.unwrap();
+    let theirs = live(&*store, &t2, CARD).await;
+    assert_eq!(theirs.balance.leased, Points(50));
+    let own = live(&*store, &t1, CARD).await;
     assert_eq!(own.balance.leased, Points(0));
     // Spent offline, then closed with a wrong figure: applied, flagged, never refused.
     let id = leases[0].lease_id;
