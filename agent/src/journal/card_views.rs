@@ -142,20 +142,11 @@ mod tests {
     use crate::journal::{JournalError, JournalFile};
     use protocol::journal::{EntryBody, WelcomeEntry};
     use protocol::wire::CardBalance;
-    use protocol::{CardId, Points, Seq, StoreId, TerminalId};
+    use protocol::{CardId, Points, Seq};
     use time::OffsetDateTime;
     use time::macros::datetime;
 
-    fn journal() -> (tempfile::TempDir, JournalFile) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = JournalFile::open(
-            &dir.path().join("j.db"),
-            &StoreId::parse("s").unwrap(),
-            &TerminalId::parse("t").unwrap(),
-        )
-        .unwrap();
-        (dir, file)
-    }
+    use crate::journal::test_journal as journal;
 
     fn add(file: &mut JournalFile, card: &CardId, points: i64) {
         let body = EntryBody::Welcome(WelcomeEntry {

@@ -152,21 +152,12 @@ mod tests {
     use crate::journal::sales::NewHold;
     use crate::sales::fixtures::{CARD, sale_record};
     use crate::sales::{CancelReason, SaleState};
+    use protocol::ReceiptId;
     use protocol::journal::{EntryBody, LeaseDraw, WelcomeEntry};
-    use protocol::{ReceiptId, StoreId, TerminalId};
     use time::OffsetDateTime;
     use time::macros::datetime;
 
-    fn journal() -> (tempfile::TempDir, JournalFile) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = JournalFile::open(
-            &dir.path().join("j.db"),
-            &StoreId::parse("s").unwrap(),
-            &TerminalId::parse("t").unwrap(),
-        )
-        .unwrap();
-        (dir, file)
-    }
+    use crate::journal::test_journal as journal;
 
     fn lease(points: i64, expires_at: OffsetDateTime) -> Lease {
         Lease {

@@ -312,6 +312,20 @@ impl Journal {
     }
 }
 
+/// A new journal in a temporary directory, for tests (the directory lives as long as
+/// the first half of the pair).
+#[cfg(test)]
+pub(crate) fn test_journal() -> (tempfile::TempDir, JournalFile) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = JournalFile::open(
+        &dir.path().join("j.db"),
+        &protocol::StoreId::parse("s").unwrap(),
+        &protocol::TerminalId::parse("t").unwrap(),
+    )
+    .unwrap();
+    (dir, file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -354,19 +354,9 @@ mod tests {
     use super::*;
     use crate::journal::JournalFile;
     use crate::sales::fixtures::sale_record;
-    use protocol::{StoreId, TerminalId};
     use time::macros::datetime;
 
-    fn journal() -> (tempfile::TempDir, JournalFile) {
-        let dir = tempfile::tempdir().unwrap();
-        let file = JournalFile::open(
-            &dir.path().join("j.db"),
-            &StoreId::parse("s").unwrap(),
-            &TerminalId::parse("t").unwrap(),
-        )
-        .unwrap();
-        (dir, file)
-    }
+    use crate::journal::test_journal as journal;
 
     fn hold(file: &mut JournalFile, receipt: &str, held_at: OffsetDateTime) -> ReceiptId {
         let receipt = ReceiptId::parse(receipt).unwrap();

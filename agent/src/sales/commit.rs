@@ -160,19 +160,12 @@ mod tests {
 
     #[test]
     fn the_commit_answer_shows_the_card_without_this_hold_and_is_stored_with_the_capture() {
-        use crate::journal::JournalFile;
         use crate::journal::sales::NewHold;
         use crate::sales::fixtures::CARD;
-        use protocol::{CardId, StoreId, TerminalId};
+        use protocol::CardId;
         use time::macros::datetime;
 
-        let dir = tempfile::tempdir().unwrap();
-        let mut file = JournalFile::open(
-            &dir.path().join("j.db"),
-            &StoreId::parse("s").unwrap(),
-            &TerminalId::parse("t").unwrap(),
-        )
-        .unwrap();
+        let (_dir, mut file) = crate::journal::test_journal();
         let now = datetime!(2026-11-24 10:00 UTC);
         let card = CardId::parse(CARD).unwrap();
         let sale = sale_record(SaleState::Held, true);

@@ -344,6 +344,7 @@ pub(super) const KPI_CATEGORIES: &str =
 mod tests {
     use super::*;
     use crate::store::postgres::PgStore;
+    use crate::store::postgres::test_hq::new_hq;
     use testkit::pg::TestDatabase;
 
     /// A connection caches a generic plan after a statement's first runs; on a new HQ
@@ -446,14 +447,9 @@ mod tests {
 
     #[tokio::test]
     async fn known_members_are_looked_up_by_key_after_the_table_grew() {
-        let Some(db) = TestDatabase::create()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-        else {
+        let Some((_db, _store, c)) = new_hq().await else {
             return;
         };
-        let store = PgStore::open(db.url()).await.unwrap();
-        let c = store.connection().await.unwrap();
         add_members(&c, 0, 1_000).await;
         let delta = KpiDelta {
             first_days: (0..10u32)

@@ -277,24 +277,8 @@ mod tests {
 #[cfg(test)]
 mod plan_tests {
     use super::CHANGED_CARDS;
-    use crate::store::postgres::PgStore;
+    use crate::store::postgres::test_hq::{add_cards, new_hq};
     use deadpool_postgres::Client;
-    use testkit::pg::TestDatabase;
-
-    /// Cards `from..to` (13-digit numbers) of store-1, changed by transaction `1 + n / 500`
-    /// (pushes of 500 cards).
-    async fn add_cards(c: &Client, from: u32, to: u32) {
-        c.batch_execute(&format!(
-            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                change_xid, updated_at)
-             SELECT lpad(n::text, 13, '0'), 0, 0, 0, FALSE, FALSE, 1 + n / 500, 0
-             FROM generate_series({from}, {to} - 1) AS n;
-             INSERT INTO store_cards (store, card)
-             SELECT 'store-1', lpad(n::text, 13, '0') FROM generate_series({from}, {to} - 1) AS n"
-        ))
-        .await
-        .unwrap();
-    }
 
     /// Index entries of `store_cards` one page of the feed (10 cards) read, and
     /// scans of `cards_change`, after cursor `(after, "")`.
@@ -320,14 +304,9 @@ mod plan_tests {
     /// and fresh ones once the chain's cards arrived.
     #[tokio::test]
     async fn a_feed_page_reads_a_page_of_the_store_s_cards() {
-        let Some(db) = TestDatabase::create()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-        else {
+        let Some((_db, _store, c)) = new_hq().await else {
             return;
         };
-        let store = PgStore::open(db.url()).await.unwrap();
-        let c = store.connection().await.unwrap();
         // A new HQ: a few cards, never analyzed yet, and more pages than PostgreSQL
         // plans for their values before it settles on a generic plan (five).
         add_cards(&c, 0, 50).await;

@@ -25,6 +25,8 @@ pub mod schema;
 mod session;
 mod sql;
 mod terminals;
+#[cfg(test)]
+mod test_hq;
 
 pub use terminals::INSERT_ENTRIES;
 

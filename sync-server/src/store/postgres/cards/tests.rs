@@ -2,22 +2,9 @@
 //! was when the connection first ran them.
 
 use super::{lock_sorted, write_cards};
-use crate::store::postgres::PgStore;
+use crate::store::postgres::test_hq::{add_cards, new_hq};
 use deadpool_postgres::Client;
-use testkit::pg::TestDatabase;
 use time::OffsetDateTime;
-
-/// Blank cards `from..to` (13-digit numbers).
-async fn add_cards(c: &Client, from: u32, to: u32) {
-    c.batch_execute(&format!(
-        "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                            change_xid, updated_at)
-         SELECT lpad(n::text, 13, '0'), 0, 0, 0, FALSE, FALSE, 0, 0
-         FROM generate_series({from}, {to} - 1) AS n"
-    ))
-    .await
-    .unwrap();
-}
 
 /// Sequential scans of `cards` by this connection's open transaction so far.
 async fn card_scans(c: &Client) -> i64 {
@@ -48,14 +35,9 @@ async fn lock_and_write(c: &Client, keys: &[&str]) -> i64 {
 
 #[tokio::test]
 async fn card_locks_and_updates_use_the_key_after_the_table_grew() {
-    let Some(db) = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-    else {
+    let Some((_db, _store, c)) = new_hq().await else {
         return;
     };
-    let store = PgStore::open(db.url()).await.unwrap();
-    let c = store.connection().await.unwrap();
     // A new HQ: a few cards, and more runs than PostgreSQL plans for their values
     // before it settles on a generic plan (five).
     add_cards(&c, 0, 50).await;
