@@ -41,6 +41,18 @@ impl FromRequestParts<AppState> for Terminal {
 #[derive(Debug, Clone)]
 pub struct Bearer(pub TokenHash);
 
+impl Bearer {
+    /// `refusal`, the answer to a request found bad before it was authenticated, once
+    /// the token is found to be an active terminal's: a caller that is not a terminal
+    /// is told so first ([`ApiError::Unauthorized`]), as by every endpoint.
+    pub async fn refuse(&self, state: &AppState, refusal: ApiError) -> ApiError {
+        match Terminal::of(state, self).await {
+            Ok(_) => refusal,
+            Err(e) => e,
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = ApiError;
 

@@ -1,7 +1,7 @@
 //! `GET /v1/cards/{card}`: a card's live balance for an online agent.
 
 use super::AppState;
-use super::auth::{Bearer, ProtocolHeader, Terminal};
+use super::auth::{Bearer, ProtocolHeader};
 use super::error::ApiError;
 use super::openapi::answers;
 use axum::Json;
@@ -39,11 +39,7 @@ pub async fn live_balance(
     });
     let card = match card {
         Ok(card) => card,
-        // A caller that is not a terminal is told so first, as by every endpoint.
-        Err(e) => {
-            Terminal::of(&state, &token).await?;
-            return Err(e);
-        }
+        Err(e) => return Err(token.refuse(&state, e).await),
     };
     // Authenticated in the lookup's own snapshot: one database round trip in all.
     let response = state

@@ -6,7 +6,7 @@
 //! a stable code (see [`super::error::ApiError::Escrow`]).
 
 use super::AppState;
-use super::auth::Terminal;
+use super::auth::{Bearer, Terminal};
 use super::error::ApiError;
 use super::openapi::answers;
 use super::push::parse_request;
@@ -88,21 +88,38 @@ pub fn stored_integer(what: &str, value: u64) -> Result<i64, ApiError> {
 )]
 pub async fn reserve(
     State(state): State<AppState>,
-    Terminal(terminal): Terminal,
+    token: Bearer,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ReserveResponse>, ApiError> {
+    let now = state.clock.now();
+    let ask = match reserve_ask(&state, body, now) {
+        Ok(ask) => ask,
+        Err(e) => return Err(token.refuse(&state, e).await),
+    };
+    // Authenticated in the reservation's own transaction: on PostgreSQL in the
+    // flight that locks the cards.
+    state
+        .store
+        .reserve(&token.0, ask, now)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The ask of a reservation request's body, checked.
+fn reserve_ask(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    now: OffsetDateTime,
+) -> Result<ReserveAsk, ApiError> {
     let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
     let request: ReserveRequest = parse_request(&body, "reservation")?;
-    let now = state.clock.now();
-    let ask = ReserveAsk {
-        terminal: terminal.key,
+    Ok(ReserveAsk {
         receipt_id: request.receipt_id,
         card: request.card,
         points: bounded("points", request.points, 1)?,
         expires_at: not_too_late("hold_expires_at", request.hold_expires_at, now)?,
-    };
-    let response = state.store.reserve(&terminal, ask, now).await?;
-    Ok(Json(response))
+    })
 }
 
 /// `POST /v1/sync/leases`.

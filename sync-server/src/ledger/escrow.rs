@@ -203,8 +203,6 @@ fn add(points: &mut Points, delta: i64) {
 /// A reservation ask, as the API received it.
 #[derive(Debug, Clone)]
 pub struct ReserveAsk {
-    /// The asking terminal's key.
-    pub terminal: i64,
     /// The receipt.
     pub receipt_id: ReceiptId,
     /// The card.
@@ -218,8 +216,10 @@ pub struct ReserveAsk {
 /// Decides a reservation ask against the receipt's existing reservation (if any) and
 /// the locked cards (the asked card, and the card of an open reservation of the same
 /// receipt for another card, which is released). On success the cards' `reserved`
-/// figures are updated in `cards` and the row to store is returned.
+/// figures are updated in `cards` and the row to store (the asking `terminal`'s) is
+/// returned.
 pub fn reserve(
+    terminal: i64,
     ask: &ReserveAsk,
     existing: Option<&ReservationRow>,
     cards: &mut HashMap<CardId, CardRecord>,
@@ -244,7 +244,7 @@ pub fn reserve(
         add(&mut c.reserved, delta.get());
     }
     Ok(ReservationRow {
-        terminal: ask.terminal,
+        terminal,
         receipt_id: ask.receipt_id.clone(),
         card: ask.card.clone(),
         points: ask.points,

@@ -452,14 +452,16 @@ pub trait Store: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<RetryOutcome, StoreError>;
 
-    /// Holds points of a card for a receipt of the terminal, under the card's lock;
-    /// idempotent per (terminal, receipt). Refusals: [`StoreError::Escrow`].
+    /// Holds points of a card for a receipt of the active terminal the token hash
+    /// belongs to, under the card's lock, authenticated in the same transaction;
+    /// idempotent per (terminal, receipt). `None` when the token belongs to no active
+    /// terminal (nothing is changed then). Refusals: [`StoreError::Escrow`].
     async fn reserve(
         &self,
-        terminal: &TerminalIdentity,
+        token: &TokenHash,
         ask: ReserveAsk,
         now: OffsetDateTime,
-    ) -> Result<ReserveResponse, StoreError>;
+    ) -> Result<Option<ReserveResponse>, StoreError>;
 
     /// Grants the leases a terminal asks for (epoch after the last one, every entry
     /// of the till held); answers every open lease of the terminal.

@@ -500,6 +500,44 @@ pub trait EscrowRows: Send {
     /// Per card with any: `(card, reserved, leased)` summed exactly from the open
     /// rows, with the card as stored (`verify` names a card it cannot parse).
     fn hold_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
+    /// What a reservation of `receipt` on `card` decides from, for the active terminal
+    /// the token hash belongs to, authentication included; `None`, and nothing locked
+    /// or read, when the token belongs to no active terminal. The cards locked are
+    /// `card` and the card of the receipt's reservation as read just before the locks
+    /// (plus `also`); the reservation is read again after them. PostgreSQL sends the
+    /// write transaction's `START TRANSACTION` and all of it in one flight, every
+    /// statement keyed by the token.
+    fn reserve_reads(
+        &mut self,
+        token: &TokenHash,
+        receipt: &ReceiptId,
+        card: &CardId,
+        also: Option<&CardId>,
+    ) -> impl Fut<Option<ReserveReads>>;
+    /// The last statements of a reservation's transaction: writes the changed cards and
+    /// the reservation row, then answers the terminal's own holds of `row.card` with
+    /// them (`(card, reserved, leased)`, none when it holds nothing). PostgreSQL sends
+    /// them and the `COMMIT` in one flight (a failed write turns that `COMMIT` into a
+    /// rollback), so nothing may follow them in the transaction.
+    fn finish_reservation(
+        &mut self,
+        cards: &[&CardRecord],
+        row: &ReservationRow,
+        now: OffsetDateTime,
+    ) -> impl Fut<Vec<(CardId, Points, Points)>>;
+}
+
+/// The reads of [`EscrowRows::reserve_reads`].
+#[derive(Debug, Clone)]
+pub struct ReserveReads {
+    /// The terminal's key.
+    pub terminal: i64,
+    /// The terminal's `acked_through`.
+    pub acked_through: Seq,
+    /// The locked cards that have a row.
+    pub cards: HashMap<CardId, CardRecord>,
+    /// The receipt's reservation, read after the locks.
+    pub existing: Option<ReservationRow>,
 }
 
 /// Every statement of a backend, on one connection (inside a transaction or not, as

@@ -377,7 +377,6 @@ impl World {
         };
         if reserve_points > 0 {
             let ask = ReserveAsk {
-                terminal: t.key,
                 receipt_id: tests::receipt(receipt),
                 card: card_id(),
                 points: Points(reserve_points),
@@ -385,6 +384,7 @@ impl World {
             };
             let key = (t.key, ask.receipt_id.as_str().to_owned());
             match reserve(
+                t.key,
                 &ask,
                 self.hq.reservations.get(&key),
                 &mut self.hq.card,

@@ -53,9 +53,8 @@ fn the(cards: &HashMap<CardId, CardRecord>) -> &CardRecord {
     &cards[&CardId::parse(CARD).unwrap()]
 }
 
-fn ask(terminal: i64, seq: u64, points: i64) -> ReserveAsk {
+fn ask(seq: u64, points: i64) -> ReserveAsk {
     ReserveAsk {
-        terminal,
         receipt_id: receipt(seq),
         card: CardId::parse(CARD).unwrap(),
         points: Points(points),
@@ -66,24 +65,24 @@ fn ask(terminal: i64, seq: u64, points: i64) -> ReserveAsk {
 #[test]
 fn a_reservation_holds_spendable_points_once_and_a_retry_changes_nothing() {
     let mut cards = card_with(100);
-    let row = reserve(&ask(1, 1, 60), None, &mut cards, T0).unwrap();
+    let row = reserve(1, &ask(1, 60), None, &mut cards, T0).unwrap();
     assert_eq!(the(&cards).reserved, Points(60));
     // The same ask again: the same hold, nothing more reserved.
-    let again = reserve(&ask(1, 1, 60), Some(&row), &mut cards, T0).unwrap();
+    let again = reserve(1, &ask(1, 60), Some(&row), &mut cards, T0).unwrap();
     assert_eq!(
         (again.points, the(&cards).reserved),
         (Points(60), Points(60))
     );
     // Another receipt may only take what is left, and is told how much that is.
     assert_eq!(
-        reserve(&ask(2, 2, 41), None, &mut cards, T0),
+        reserve(2, &ask(2, 41), None, &mut cards, T0),
         Err(EscrowRefusal::InsufficientPoints {
             spendable: Points(40),
             asked: Points(41)
         })
     );
     // The receipt's own hold is replaced, not added to.
-    let smaller = reserve(&ask(1, 1, 30), Some(&again), &mut cards, T0).unwrap();
+    let smaller = reserve(1, &ask(1, 30), Some(&again), &mut cards, T0).unwrap();
     assert_eq!(
         (smaller.points, the(&cards).reserved),
         (Points(30), Points(30))
@@ -91,7 +90,7 @@ fn a_reservation_holds_spendable_points_once_and_a_retry_changes_nothing() {
     let mut settled = smaller;
     settled.status = ReservationStatus::Captured;
     assert_eq!(
-        reserve(&ask(1, 1, 30), Some(&settled), &mut cards, T0),
+        reserve(1, &ask(1, 30), Some(&settled), &mut cards, T0),
         Err(EscrowRefusal::ReservationSettled("captured"))
     );
 }
@@ -100,7 +99,7 @@ fn a_reservation_holds_spendable_points_once_and_a_retry_changes_nothing() {
 fn unknown_and_blocked_cards_are_refused() {
     let mut none = HashMap::new();
     assert_eq!(
-        reserve(&ask(1, 1, 1), None, &mut none, T0),
+        reserve(1, &ask(1, 1), None, &mut none, T0),
         Err(EscrowRefusal::InsufficientPoints {
             spendable: Points(0),
             asked: Points(1)
@@ -111,7 +110,7 @@ fn unknown_and_blocked_cards_are_refused() {
         c.blocked = true;
     }
     assert_eq!(
-        reserve(&ask(1, 1, 1), None, &mut cards, T0),
+        reserve(1, &ask(1, 1), None, &mut cards, T0),
         Err(EscrowRefusal::CardBlocked)
     );
 }
@@ -234,7 +233,7 @@ fn a_sale_or_release_before_its_reservation_leaves_a_settled_marker() {
     );
     // The late ask is refused, never a second hold.
     assert_eq!(
-        reserve(&ask(1, 1, 40), Some(&s.reservations[0]), &mut cards, T0),
+        reserve(1, &ask(1, 40), Some(&s.reservations[0]), &mut cards, T0),
         Err(EscrowRefusal::ReservationSettled("captured"))
     );
     assert_eq!(the(&cards).reserved, Points(0));

@@ -13,15 +13,16 @@
 
 use super::done;
 use super::push::revoked;
+use crate::keys::TokenHash;
 use crate::ledger::CardRecord;
 use crate::ledger::escrow::{
-    EscrowRefusal, LeaseAsks, LeaseRow, ReserveAsk, TokenUse, grant_leases, reclaim_abandoned,
-    release_abandoned, reserve,
+    EscrowRefusal, LeaseAsks, LeaseRow, ReservationStatus, ReserveAsk, TokenUse, grant_leases,
+    reclaim_abandoned, release_abandoned, reserve,
 };
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::encode::{Holds, card_balance, unseen_card_balance};
-use crate::store::statements::Statements;
+use crate::store::statements::{ReserveReads, Statements};
 use crate::store::{StoreError, TerminalIdentity};
 use protocol::wire::{CardBalance, Lease, PROTOCOL_VERSION, Reservation, ReserveResponse};
 use protocol::{CardId, Points, Seq};
@@ -47,82 +48,106 @@ pub fn holds_by_card(rows: Vec<(CardId, Points, Points)>) -> HashMap<CardId, Hol
         .collect()
 }
 
-/// A card's balance as `terminal` is told it: others' reservations and leases only.
-async fn balance_for<C: Statements>(
-    c: &mut C,
-    terminal: i64,
+/// A card's balance as its terminal is told it, from the card's stored state (`None`:
+/// a card HQ never held) and the terminal's own holds (`(card, reserved, leased)`
+/// rows): others' reservations and leases only.
+pub fn balance_for(
     card: &CardId,
     state: Option<CardRecord>,
+    own_holds: Vec<(CardId, Points, Points)>,
     now: OffsetDateTime,
-) -> Result<CardBalance> {
+) -> CardBalance {
     let Some(state) = state else {
-        return Ok(unseen_card_balance(card, now));
+        return unseen_card_balance(card, now);
     };
-    let own = own_holds(c, terminal, &[card]).await?;
-    Ok(card_balance(
-        state,
-        own.get(card).copied().unwrap_or_default(),
-        now,
-    ))
+    let own = holds_by_card(own_holds);
+    card_balance(state, own.get(card).copied().unwrap_or_default(), now)
 }
 
 /// See [`crate::store::Store::reserve`].
 pub struct Reserve {
-    /// The asking terminal.
-    pub terminal: TerminalIdentity,
+    /// The asking terminal's token hash: authenticated in the reservation's own
+    /// transaction.
+    token: TokenHash,
     /// The ask.
-    pub ask: ReserveAsk,
+    ask: ReserveAsk,
     /// The server's time.
-    pub now: OffsetDateTime,
+    now: OffsetDateTime,
+    /// A card to lock besides the asked one and the one the receipt's reservation
+    /// named before the locks: the card an earlier attempt found the reservation on
+    /// after them.
+    also: Option<CardId>,
+}
+
+impl Reserve {
+    /// The reservation `ask` of the terminal the token hash belongs to.
+    pub fn new(token: TokenHash, ask: ReserveAsk, now: OffsetDateTime) -> Self {
+        Self {
+            token,
+            ask,
+            now,
+            also: None,
+        }
+    }
 }
 
 impl Op for Reserve {
-    type Out = ReserveResponse;
+    type Out = Option<ReserveResponse>;
     const ACCESS: Access = Access::Write;
 
-    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<ReserveResponse>> {
-        let acked = c
-            .active_acked_through(self.terminal.key)
-            .await?
-            .ok_or_else(|| revoked(&self.terminal))?;
-        let key = self.terminal.key;
+    async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Option<ReserveResponse>>> {
         // The receipt's reservation may name another card (the till changed the
-        // card of an open sale): both cards are locked, in one sorted pass.
-        let existing = c
-            .reservations(key, std::slice::from_ref(&self.ask.receipt_id))
-            .await?
-            .pop();
-        let mut ids: Vec<&CardId> = vec![&self.ask.card];
-        if let Some(r) = &existing {
-            ids.push(&r.card);
+        // card of an open sale): both cards are locked, in one sorted pass, and on
+        // PostgreSQL in the same flight as the authentication.
+        let reads = c
+            .reserve_reads(
+                &self.token,
+                &self.ask.receipt_id,
+                &self.ask.card,
+                self.also.as_ref(),
+            )
+            .await?;
+        let Some(ReserveReads {
+            terminal,
+            acked_through,
+            mut cards,
+            existing,
+        }) = reads
+        else {
+            return done(Ok(None));
+        };
+        // Read again under the locks, the reservation may have moved to a card they
+        // missed (another ask for the same receipt committed in between): its points
+        // are released only under that card's lock too, so start over locking it. A
+        // card asked for once and still without a row is one HQ never held.
+        if let Some(moved) = existing.as_ref().filter(|r| {
+            r.status == ReservationStatus::Open
+                && r.card != self.ask.card
+                && !cards.contains_key(&r.card)
+                && self.also.as_ref() != Some(&r.card)
+        }) {
+            self.also = Some(moved.card.clone());
+            return Ok(Attempt::StartOver);
         }
-        let mut cards = c.lock_existing_cards(&ids).await?;
-        // Read again under the lock: a push may have settled it meanwhile.
-        let existing = c
-            .reservations(key, std::slice::from_ref(&self.ask.receipt_id))
-            .await?
-            .pop();
         let before = cards.clone();
-        let row = reserve(&self.ask, existing.as_ref(), &mut cards, self.now)?;
+        let row = reserve(terminal, &self.ask, existing.as_ref(), &mut cards, self.now)?;
         let changed: Vec<&CardRecord> = cards
             .values()
             .filter(|card| before.get(&card.card) != Some(*card))
             .collect();
-        c.write_cards(&changed, self.now).await?;
-        c.write_reservations(std::slice::from_ref(&row)).await?;
+        let own_holds = c.finish_reservation(&changed, &row, self.now).await?;
         let state = cards.remove(&self.ask.card);
-        let balance = balance_for(c, key, &self.ask.card, state, self.now).await?;
-        done(Ok(ReserveResponse {
+        done(Ok(Some(ReserveResponse {
             protocol: PROTOCOL_VERSION,
+            balance: balance_for(&self.ask.card, state, own_holds, self.now),
             reservation: Reservation {
                 receipt_id: row.receipt_id,
                 card: row.card,
                 points: row.points,
                 expires_at: row.expires_at,
             },
-            acked_through: acked,
-            balance,
-        }))
+            acked_through,
+        })))
     }
 }
 

@@ -8,14 +8,14 @@
 //!
 //! [`FeedRows::Position`]: crate::store::statements::FeedRows::Position
 
-use super::escrow::{holds_by_card, own_holds};
+use super::escrow::{balance_for, own_holds};
 use super::push::revoked;
 use super::{done, rules};
 use crate::keys::TokenHash;
 use crate::store::Result;
 use crate::store::TerminalIdentity;
 use crate::store::backend::{Access, Attempt, Op};
-use crate::store::encode::{card_balance, unseen_card_balance};
+use crate::store::encode::card_balance;
 use crate::store::statements::{FeedPosition, FeedRows, Statements};
 use protocol::wire::{LiveBalanceResponse, PROTOCOL_VERSION, PublicKeyInfo, PullResponse};
 use protocol::{CardId, Seq};
@@ -130,18 +130,10 @@ impl Op for LiveBalance {
         let Some(reads) = c.live_reads(&self.token, &self.card).await? else {
             return done(Ok(None));
         };
-        let balance = match reads.card {
-            Some(card) => {
-                let own = holds_by_card(reads.own_holds);
-                let mine = own.get(&self.card).copied().unwrap_or_default();
-                card_balance(card, mine, self.now)
-            }
-            None => unseen_card_balance(&self.card, self.now),
-        };
         done(Ok(Some(LiveBalanceResponse {
             protocol: PROTOCOL_VERSION,
             acked_through: reads.acked_through,
-            balance,
+            balance: balance_for(&self.card, reads.card, reads.own_holds, self.now),
         })))
     }
 }

@@ -291,16 +291,12 @@ impl<B: Backend> Store for B {
 
     async fn reserve(
         &self,
-        terminal: &TerminalIdentity,
+        token: &TokenHash,
         ask: ReserveAsk,
         now: OffsetDateTime,
-    ) -> Result<ReserveResponse> {
-        self.run(escrow::Reserve {
-            terminal: terminal.clone(),
-            ask,
-            now,
-        })
-        .await
+    ) -> Result<Option<ReserveResponse>> {
+        self.run(escrow::Reserve::new(token.clone(), ask, now))
+            .await
     }
 
     async fn lease_sync(

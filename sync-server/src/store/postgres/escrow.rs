@@ -5,17 +5,21 @@
 //! (`ON CONFLICT DO NOTHING` waits for a concurrent insert of the same token and then
 //! reads the row that won).
 
-use super::session::PgSession;
-use super::{sql, terminals};
+use super::session::{self, PgSession};
+use super::{push, sql, terminals};
 use crate::keys::TokenHash;
+use crate::ledger::CardRecord;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
 use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
-use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
-use crate::store::statements::EscrowRows;
+use crate::store::rows::{
+    self, CARD_COLUMNS, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum,
+};
+use crate::store::statements::{EscrowRows, ReserveReads};
 use deadpool_postgres::Client;
 use protocol::{CardId, Points, ReceiptId};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use time::OffsetDateTime;
 use tokio_postgres::types::{ToSql, Type};
@@ -164,7 +168,142 @@ impl EscrowRows for PgSession<'_> {
     async fn hold_sums(&mut self) -> Result<Vec<(String, WideSum, WideSum)>> {
         sql::all(self.conn().await?, &holds_sql(""), &[], rows::card_sums).await
     }
+
+    /// One flight: the held-back `START TRANSACTION`, the terminal of the token, the
+    /// card locks, then the reservation read again. The server runs them in the
+    /// order sent, so the read comes after the locks; each is keyed by the token, so
+    /// an unknown or revoked one locks and reads nothing.
+    async fn reserve_reads(
+        &mut self,
+        token: &TokenHash,
+        receipt: &ReceiptId,
+        card: &CardId,
+        also: Option<&CardId>,
+    ) -> Result<Option<ReserveReads>> {
+        let start = self.take_begin();
+        let c = self.client();
+        let statements = [
+            terminals::TOKEN_ACKED.as_str(),
+            &LOCK_RESERVED_CARDS,
+            &TOKEN_RESERVATION,
+        ];
+        let (began, terminal, locked, existing) = sql::flight(c, &statements, async {
+            tokio::join!(
+                push::begin(c, start),
+                terminals::token_acked_through(c, token),
+                lock_reserved_cards(c, token, receipt, card, also),
+                token_reservation(c, token, receipt),
+            )
+        })
+        .await?;
+        began?;
+        let Some((terminal, acked_through)) = terminal? else {
+            return Ok(None);
+        };
+        Ok(Some(ReserveReads {
+            terminal,
+            acked_through,
+            cards: locked?,
+            existing: existing?,
+        }))
+    }
+
+    /// One flight: the writes, the holds read after them, and the `COMMIT`, so the
+    /// card locks are held for this one round trip.
+    async fn finish_reservation(
+        &mut self,
+        cards: &[&CardRecord],
+        row: &ReservationRow,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(CardId, Points, Points)>> {
+        let c = self.conn().await?;
+        let rows = std::slice::from_ref(row);
+        let held = [&row.card];
+        let statements = [WRITE_RESERVATIONS.as_str(), &OWN_HOLDS];
+        let (written_cards, written, holds, committed) = sql::flight(c, &statements, async {
+            tokio::join!(
+                super::cards::write_cards(c, cards, now),
+                write_reservations(c, rows),
+                own_holds(c, row.terminal, &held),
+                session::commit_in_flight(c, true),
+            )
+        })
+        .await?;
+        // Answered: the transaction is over, committed or (after a failed
+        // statement) rolled back by that `COMMIT`.
+        committed?;
+        self.ended();
+        written_cards?;
+        written?;
+        holds
+    }
 }
+
+/// Locks the cards a reservation of `receipt` on `card` changes, for the active
+/// terminal of `token` only: `card`, `also`, and the card of the receipt's reservation
+/// as this statement reads it, in card-id order ([`LOCK_RESERVED_CARDS`]).
+async fn lock_reserved_cards(
+    c: &Client,
+    token: &TokenHash,
+    receipt: &ReceiptId,
+    card: &CardId,
+    also: Option<&CardId>,
+) -> Result<HashMap<CardId, CardRecord>> {
+    let cards = sql::all(
+        c,
+        &LOCK_RESERVED_CARDS,
+        &[
+            &token.as_str(),
+            &card.as_str(),
+            &receipt.as_str(),
+            &also.map(CardId::as_str),
+        ],
+        |r| rows::card_record(r, 0),
+    )
+    .await?;
+    Ok(rows::by_card(cards))
+}
+
+/// The statement of [`lock_reserved_cards`]: `$1` the token hash, `$2` the card asked
+/// for, `$3` the receipt, `$4` another card or NULL. ORDER BY below the locking step,
+/// so rows are locked in card-id order, as every other card lock.
+static LOCK_RESERVED_CARDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {CARD_COLUMNS} FROM cards WHERE card IN (
+             SELECT u.card FROM terminals, unnest(ARRAY[$2::text, $4::text]) AS u(card)
+             WHERE {}
+             UNION ALL
+             SELECT r.card FROM reservations r
+             WHERE r.terminal_ref = {} AND r.receipt_id = $3)
+         ORDER BY card FOR UPDATE",
+        terminals::ACTIVE_TOKEN,
+        *terminals::TOKEN_TERMINAL
+    )
+});
+
+/// The reservation of `receipt` of the active terminal of `token`.
+async fn token_reservation(
+    c: &Client,
+    token: &TokenHash,
+    receipt: &ReceiptId,
+) -> Result<Option<ReservationRow>> {
+    sql::first(
+        c,
+        &TOKEN_RESERVATION,
+        &[&token.as_str(), &receipt.as_str()],
+        rows::reservation,
+    )
+    .await
+}
+
+/// The statement of [`token_reservation`].
+static TOKEN_RESERVATION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations
+         WHERE terminal_ref = {} AND receipt_id = $2",
+        *terminals::TOKEN_TERMINAL
+    )
+});
 
 pub(super) async fn reservations(
     c: &Client,

@@ -186,7 +186,7 @@ impl FeedRows for PgSession<'_> {
             self.ended();
         }
         began?;
-        let Some(acked_through) = acked_through? else {
+        let Some((_, acked_through)) = acked_through? else {
             return Ok(None);
         };
         Ok(Some(LiveReads {

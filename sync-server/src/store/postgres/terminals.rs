@@ -268,17 +268,21 @@ pub(super) const ACTIVE_TOKEN: &str = "token_hash = $1 AND revoked_at IS NULL";
 static AUTHENTICATE: LazyLock<String> =
     LazyLock::new(|| format!("SELECT id, store, terminal FROM terminals WHERE {ACTIVE_TOKEN}"));
 
-/// `acked_through` of the active terminal `token` belongs to, if any.
-pub(super) async fn token_acked_through(c: &Client, token: &TokenHash) -> Result<Option<Seq>> {
+/// The key and `acked_through` of the active terminal `token` belongs to, if any.
+pub(super) async fn token_acked_through(
+    c: &Client,
+    token: &TokenHash,
+) -> Result<Option<(i64, Seq)>> {
     sql::first(c, &TOKEN_ACKED, &[&token.as_str()], |r| {
-        Ok(Seq(r.counter(0)?))
+        Ok((r.int(0)?, Seq(r.counter(1)?)))
     })
     .await
 }
 
 /// The statement of [`token_acked_through`].
-pub(super) static TOKEN_ACKED: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT acked_through FROM terminals WHERE {ACTIVE_TOKEN}"));
+pub(super) static TOKEN_ACKED: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT id, acked_through FROM terminals WHERE {ACTIVE_TOKEN}")
+});
 
 /// The id of the active terminal of the token hash `$1` (no row when there is none),
 /// as a subquery for statements keyed by the token.

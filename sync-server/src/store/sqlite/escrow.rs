@@ -8,7 +8,9 @@ use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
-use crate::store::statements::EscrowRows;
+use crate::keys::TokenHash;
+use crate::ledger::CardRecord;
+use crate::store::statements::{CardRows, EscrowRows, ReserveReads, TerminalRows};
 use protocol::{CardId, Points, ReceiptId};
 use rusqlite::types::Value;
 use time::OffsetDateTime;
@@ -210,5 +212,47 @@ impl EscrowRows for SqliteSession<'_> {
             [],
             |r| rows::card_sums(r),
         )
+    }
+
+    /// One after the other: on SQLite a statement costs no round trip, and the single
+    /// writer keeps the reservation as it was read before the locks.
+    async fn reserve_reads(
+        &mut self,
+        token: &TokenHash,
+        receipt: &ReceiptId,
+        card: &CardId,
+        also: Option<&CardId>,
+    ) -> Result<Option<ReserveReads>> {
+        let Some(terminal) = self.authenticate(token).await? else {
+            return Ok(None);
+        };
+        let Some(acked_through) = self.active_acked_through(terminal.key).await? else {
+            return Ok(None);
+        };
+        let existing = self
+            .reservations(terminal.key, std::slice::from_ref(receipt))
+            .await?
+            .pop();
+        let ids: Vec<&CardId> = std::iter::once(card)
+            .chain(also)
+            .chain(existing.as_ref().map(|r| &r.card))
+            .collect();
+        Ok(Some(ReserveReads {
+            terminal: terminal.key,
+            acked_through,
+            cards: self.lock_existing_cards(&ids).await?,
+            existing,
+        }))
+    }
+
+    async fn finish_reservation(
+        &mut self,
+        cards: &[&CardRecord],
+        row: &ReservationRow,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(CardId, Points, Points)>> {
+        self.write_cards(cards, now).await?;
+        self.write_reservations(std::slice::from_ref(row)).await?;
+        self.own_holds(row.terminal, &[&row.card]).await
     }
 }

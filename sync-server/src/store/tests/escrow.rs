@@ -4,14 +4,16 @@
 //! bounds, charge, close, epoch and push-first), app-token uses, and the job that
 //! takes back what tills abandoned.
 
-use super::{CARD, Db, T0, batch, card, fresh, live, terminal, verify_ok};
+use super::{CARD, Db, T0, TestTerminal, batch, card, fresh, live, terminal, verify_ok};
 use crate::ledger::apply::tests::sale;
 use crate::ledger::escrow::tests::{lease_closed, receipt, release, sale_on_lease};
 use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::quarantine::QuarantineKind;
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalIdentity};
+use crate::keys::TerminalToken;
 use protocol::limits::Limits;
+use protocol::wire::ReserveResponse;
 use protocol::{Points, Seq};
 use std::sync::Arc;
 use time::Duration;
@@ -20,6 +22,7 @@ use uuid::Uuid;
 testkit::on_every_backend!(
     open: Db::open;
     a_reservation_is_idempotent_and_a_refusal_changes_nothing,
+    a_reservation_of_an_unknown_or_revoked_token_changes_nothing,
     two_terminals_racing_for_the_same_points_on_two_instances_exactly_one_wins,
     a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push,
     leases_are_bounded_charged_and_closed_and_syncs_are_ordered,
@@ -29,14 +32,23 @@ testkit::on_every_backend!(
     a_quarantined_sale_ends_its_hold_and_moves_no_points,
 );
 
-fn ask(t: &TerminalIdentity, seq: u64, points: i64) -> ReserveAsk {
+fn ask(seq: u64, points: i64) -> ReserveAsk {
     ReserveAsk {
-        terminal: t.key,
         receipt_id: receipt(seq),
         card: card(CARD),
         points: Points(points),
         expires_at: T0 + Duration::minutes(15),
     }
+}
+
+/// `ask` of the active terminal `t`, authenticated by its token as the API does.
+async fn reserve(
+    store: &dyn Store,
+    t: &TestTerminal,
+    ask: ReserveAsk,
+) -> Result<ReserveResponse, StoreError> {
+    let answer = store.reserve(&t.token, ask, T0).await?;
+    Ok(answer.expect("an active terminal's token authenticates"))
 }
 
 fn refusal(result: Result<impl std::fmt::Debug, StoreError>) -> EscrowRefusal {
@@ -69,43 +81,64 @@ async fn a_reservation_is_idempotent_and_a_refusal_changes_nothing(store: Db) {
     let t1 = terminal(&*store, "s1", "t1").await;
     let t2 = terminal(&*store, "s1", "t2").await;
     funded(&*store, &t1, 100).await;
-    let first = store.reserve(&t1, ask(&t1, 2, 60), T0).await.unwrap();
+    let first = reserve(&*store, &t1, ask(2, 60)).await.unwrap();
     assert_eq!(first.reservation.points, Points(60));
     // The asking terminal is told the others' holds only.
     assert_eq!(first.balance.reserved, Points(0));
-    let again = store.reserve(&t1, ask(&t1, 2, 60), T0).await.unwrap();
+    let again = reserve(&*store, &t1, ask(2, 60)).await.unwrap();
     assert_eq!(again.reservation, first.reservation);
     assert_eq!(figures(&*store).await, (Points(100), Points(60), Points(0)));
     // Another terminal sees the hold, and cannot take the same points.
     let live = live(&*store, &t2, CARD).await;
     assert_eq!(live.balance.reserved, Points(60));
     assert_eq!(
-        refusal(store.reserve(&t2, ask(&t2, 2, 41), T0).await),
+        refusal(reserve(&*store, &t2, ask(2, 41)).await),
         EscrowRefusal::InsufficientPoints {
             spendable: Points(40),
             asked: Points(41)
         }
     );
     // A different amount for the open reservation replaces it.
-    store.reserve(&t1, ask(&t1, 2, 30), T0).await.unwrap();
+    reserve(&*store, &t1, ask(2, 30)).await.unwrap();
     assert_eq!(figures(&*store).await.1, Points(30));
     store
         .set_blocked(&card(CARD), true, None, T0)
         .await
         .unwrap();
     assert_eq!(
-        refusal(store.reserve(&t2, ask(&t2, 3, 1), T0).await),
+        refusal(reserve(&*store, &t2, ask(3, 1)).await),
         EscrowRefusal::CardBlocked
     );
-    let mut unknown = ask(&t2, 4, 1);
+    let mut unknown = ask(4, 1);
     unknown.card = card(super::OTHER_CARD);
     assert_eq!(
-        refusal(store.reserve(&t2, unknown, T0).await),
+        refusal(reserve(&*store, &t2, unknown).await),
         EscrowRefusal::InsufficientPoints {
             spendable: Points(0),
             asked: Points(1)
         }
     );
+    assert_eq!(figures(&*store).await, (Points(100), Points(30), Points(0)));
+    assert!(verify_ok(&*store).await);
+}
+
+async fn a_reservation_of_an_unknown_or_revoked_token_changes_nothing(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
+    funded(&*store, &t, 100).await;
+    let unknown = TerminalToken::generate().unwrap().hash();
+    assert!(store.reserve(&unknown, ask(2, 60), T0).await.unwrap().is_none());
+    assert_eq!(figures(&*store).await, (Points(100), Points(0), Points(0)));
+    // A revoked terminal's open reservation stays as it was: neither replaced nor
+    // released by the revoked token.
+    reserve(&*store, &t, ask(2, 30)).await.unwrap();
+    store
+        .revoke_terminal(&t.store, &t.terminal, T0)
+        .await
+        .unwrap();
+    assert!(store.reserve(&t.token, ask(2, 60), T0).await.unwrap().is_none());
+    let mut moved = ask(2, 10);
+    moved.card = card(super::OTHER_CARD);
+    assert!(store.reserve(&t.token, moved, T0).await.unwrap().is_none());
     assert_eq!(figures(&*store).await, (Points(100), Points(30), Points(0)));
     assert!(verify_ok(&*store).await);
 }
@@ -124,10 +157,10 @@ async fn two_terminals_racing_for_the_same_points_on_two_instances_exactly_one_w
         // store instances at once.
         let (a, b) = {
             let (s1, s2) = (Arc::clone(&store.store), Arc::clone(&other));
-            let (a1, a2) = (ask(&t1, 10 + round, ALL), ask(&t2, 10 + round, ALL));
+            let (a1, a2) = (ask(10 + round, ALL), ask(10 + round, ALL));
             let (t1, t2) = (t1.clone(), t2.clone());
-            let ha = tokio::spawn(async move { s1.reserve(&t1, a1, T0).await });
-            let hb = tokio::spawn(async move { s2.reserve(&t2, a2, T0).await });
+            let ha = tokio::spawn(async move { reserve(&*s1, &t1, a1).await });
+            let hb = tokio::spawn(async move { reserve(&*s2, &t2, a2).await });
             (ha.await.unwrap(), hb.await.unwrap())
         };
         let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
@@ -168,14 +201,14 @@ async fn a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push(store:
     let t = terminal(&*store, "s1", "t1").await;
     funded(&*store, &t, 100).await;
     // Ask, then the sale is pushed: captured; asking again is refused.
-    store.reserve(&t, ask(&t, 2, 40), T0).await.unwrap();
+    reserve(&*store, &t, ask(2, 40)).await.unwrap();
     store
         .push(&t, batch(vec![sale(2, CARD, 40, 0)]), T0)
         .await
         .unwrap();
     assert_eq!(figures(&*store).await, (Points(60), Points(0), Points(0)));
     assert_eq!(
-        refusal(store.reserve(&t, ask(&t, 2, 40), T0).await),
+        refusal(reserve(&*store, &t, ask(2, 40)).await),
         EscrowRefusal::ReservationSettled("captured")
     );
     // The sale pushed before its (late) ask: the ask never holds anything.
@@ -184,11 +217,11 @@ async fn a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push(store:
         .await
         .unwrap();
     assert_eq!(
-        refusal(store.reserve(&t, ask(&t, 3, 10), T0).await),
+        refusal(reserve(&*store, &t, ask(3, 10)).await),
         EscrowRefusal::ReservationSettled("captured")
     );
     // Ask, then the hold is cancelled: released, and a replayed release is a no-op.
-    store.reserve(&t, ask(&t, 4, 20), T0).await.unwrap();
+    reserve(&*store, &t, ask(4, 20)).await.unwrap();
     assert_eq!(figures(&*store).await.1, Points(20));
     store
         .push(&t, batch(vec![release(4, CARD, 4, 20)]), T0)
@@ -196,7 +229,7 @@ async fn a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push(store:
         .unwrap();
     assert_eq!(figures(&*store).await, (Points(50), Points(0), Points(0)));
     assert_eq!(
-        refusal(store.reserve(&t, ask(&t, 4, 20), T0).await),
+        refusal(reserve(&*store, &t, ask(4, 20)).await),
         EscrowRefusal::ReservationSettled("released")
     );
     // A release of a hold HQ never granted changes nothing.
@@ -206,10 +239,10 @@ async fn a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push(store:
         .unwrap();
     assert_eq!(figures(&*store).await, (Points(50), Points(0), Points(0)));
     // A hold survives a restart of HQ (a new store on the same database).
-    store.reserve(&t, ask(&t, 6, 50), T0).await.unwrap();
+    reserve(&*store, &t, ask(6, 50)).await.unwrap();
     let reopened = store.another_store().await;
     assert_eq!(
-        refusal(reopened.reserve(&t, ask(&t, 7, 1), T0).await),
+        refusal(reserve(&*reopened, &t, ask(7, 1)).await),
         EscrowRefusal::InsufficientPoints {
             spendable: Points(0),
             asked: Points(1)
@@ -272,7 +305,7 @@ async fn leases_are_bounded_charged_and_closed_and_syncs_are_ordered(store: Db) 
     assert!(other.is_empty());
     // The leased points are not spendable online anywhere.
     assert_eq!(
-        refusal(store.reserve(&t2, ask(&t2, 2, 51), T0).await),
+        refusal(reserve(&*store, &t2, ask(2, 51)).await),
         EscrowRefusal::InsufficientPoints {
             spendable: Points(50),
             asked: Points(51)
@@ -349,7 +382,7 @@ fn abandon() -> AbandonAfter {
 async fn the_job_takes_back_only_what_tills_abandoned(store: Db) {
     let t = terminal(&*store, "s1", "t1").await;
     funded(&*store, &t, 100).await;
-    store.reserve(&t, ask(&t, 2, 30), T0).await.unwrap();
+    reserve(&*store, &t, ask(2, 30)).await.unwrap();
     store
         .lease_sync(&t, 1, Seq(1), lease_asks(&t, 1_000, 20), T0)
         .await
@@ -373,7 +406,7 @@ async fn the_job_takes_back_only_what_tills_abandoned(store: Db) {
 async fn verify_checks_the_cached_reserved_and_leased_figures(store: Db) {
     let t = terminal(&*store, "s1", "t1").await;
     funded(&*store, &t, 100).await;
-    store.reserve(&t, ask(&t, 2, 30), T0).await.unwrap();
+    reserve(&*store, &t, ask(2, 30)).await.unwrap();
     assert!(verify_ok(&*store).await);
     store
         .exec("UPDATE cards SET reserved = reserved + 1")
@@ -393,7 +426,7 @@ async fn verify_checks_the_cached_reserved_and_leased_figures(store: Db) {
 async fn a_quarantined_sale_ends_its_hold_and_moves_no_points(store: Db) {
     let t = terminal(&*store, "s1", "t1").await;
     funded(&*store, &t, 100).await;
-    store.reserve(&t, ask(&t, 2, 60), T0).await.unwrap();
+    reserve(&*store, &t, ask(2, 60)).await.unwrap();
     assert_eq!(figures(&*store).await, (Points(100), Points(60), Points(0)));
     let beyond = Limits::CEILING.max_entry_points.get() + 1;
     let outcome = store

@@ -1,11 +1,15 @@
-//! A PostgreSQL push costs four round trips whatever its size, counted on the wire
+//! A PostgreSQL push costs four round trips whatever its size, and a live balance
+//! lookup and a reservation few, authentication included, counted on the wire
 //! ([`FlightCounter`]) so that the count cannot creep back up unnoticed.
 
 use super::{CARD, OTHER_CARD, T0, batch, terminal};
 use crate::ledger::apply::tests::sale;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
-use protocol::Seq;
+use crate::ledger::escrow::ReserveAsk;
+use crate::ledger::escrow::tests::receipt;
+use protocol::{CardId, Points, Seq};
+use time::Duration;
 use testkit::pg::TestDatabase;
 use testkit::pg_flights::FlightCounter;
 
@@ -110,4 +114,50 @@ async fn a_live_balance_lookup_costs_one_round_trip_authentication_included() {
         .unwrap()
         .unwrap();
     assert_eq!(live.acked_through, Seq(2));
+}
+
+/// The round trips of a reservation: the write transaction's `START TRANSACTION`,
+/// the terminal of the token (authentication), the card locks and the reservation
+/// read after them in one flight; the writes, the terminal's own holds and the
+/// `COMMIT` in a second one.
+pub const RESERVATION_ROUND_TRIPS: u64 = 2;
+
+#[tokio::test]
+async fn a_reservation_costs_two_round_trips_authentication_included() {
+    let Some((_db, counter, store)) = counted_store().await else {
+        return;
+    };
+    let t = terminal(&store, "s1", "t1").await;
+    let funds = vec![sale(1, CARD, 0, 100), sale(2, OTHER_CARD, 0, 100)];
+    store.push(&t, batch(funds), T0).await.unwrap();
+    // Receipts 1 to 3 hold points of one card; the last ask moves receipt 3's hold to
+    // the other card (both cards locked, one released). The first ask prepares the
+    // statements; the least of the later ones is the count (see above).
+    let asks = [(1, CARD), (2, CARD), (3, CARD), (3, OTHER_CARD)];
+    let mut trips = Vec::new();
+    for (seq, on) in asks {
+        let ask = ReserveAsk {
+            receipt_id: receipt(seq),
+            card: CardId::parse(on).unwrap(),
+            points: Points(5),
+            expires_at: T0 + Duration::minutes(15),
+        };
+        counter.reset();
+        let held = store.reserve(&t.token, ask, T0).await.unwrap().unwrap();
+        trips.push(counter.flights());
+        assert_eq!(held.acked_through, Seq(2));
+        assert_eq!(held.reservation.card.as_str(), on);
+    }
+    assert_eq!(
+        trips[1..].iter().copied().min(),
+        Some(RESERVATION_ROUND_TRIPS),
+        "round trips of reservations: {trips:?}"
+    );
+    // The transaction committed in the second flight: the next operation on the
+    // connection (the pool has one) starts afresh and sees the holds.
+    let card = CardId::parse(CARD).unwrap();
+    let other = store.live_balance(&t.token, &card, T0).await.unwrap().unwrap();
+    assert_eq!(other.balance.reserved, Points(0), "its own holds are not shown");
+    let audit = store.card_report(&card, 1).await.unwrap().unwrap();
+    assert_eq!(audit.state.reserved, Points(10));
 }
