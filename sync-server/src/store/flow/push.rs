@@ -25,8 +25,8 @@
 //! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
 //! the spend (`lock_and_read_cards`), and every write of steps 5–6
 //! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
-//! `START TRANSACTION` in the first), so a push costs four round trips with `COMMIT`
-//! whatever its size; only a stale cached spend adds one, and a card HQ never held
+//! `START TRANSACTION` in the first, the `COMMIT` in the last), so a push costs three
+//! round trips whatever its size; only a stale cached spend adds one, and a card HQ never held
 //! makes the attempt start over once.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking

@@ -1,5 +1,5 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
-//! flight ([`sql::flight`]), so a push costs four round trips whatever its size:
+//! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
 //! 1. `START TRANSACTION`, lock the terminal's row, what HQ holds of the batch's seq
 //!    range, the rules version (and the JSON of versions the cache lacks);
@@ -7,19 +7,23 @@
 //!    held, on the attempt that creates them), then their reservations, leases and
 //!    open lots: the server runs a flight's statements in the order sent, so every
 //!    read comes after the locks;
-//! 3. every write, one statement per table (arrays through `unnest`), the ack last;
-//! 4. `COMMIT`.
+//! 3. every write, one statement per table (arrays through `unnest`), the store's
+//!    KPI rows last, then `COMMIT`. Every lock the push took is released with that
+//!    one flight's answer, instead of one more round trip (and the wait for HQ to
+//!    send it) later; the per-store KPI rows, which all the store's tills update,
+//!    are locked for the commit only.
 //!
 //! Only a card whose cached spend is stale (rare: the ledger job recomputes it) adds
 //! a round trip, and a batch with a card HQ never held starts over once.
 //!
 //! A failing statement aborts the transaction, so every later one of its flight fails
-//! too ("current transaction is aborted"): the answers are looked at in the order
-//! sent and the first failure is the one reported; a clash of the entry rows with the
+//! too ("current transaction is aborted") and the flight's `COMMIT` rolls the
+//! transaction back: the answers are looked at in the order sent and the first
+//! failure is the one reported; a clash of the entry rows with the
 //! uniqueness constraints is the refusal it always was, and a serialization failure
 //! or deadlock is retried as before ([`super::retry`]).
 
-use super::session::PgSession;
+use super::session::{self, PgSession};
 use super::{admin, analytics, cards, escrow, quarantine, rules, sql, terminals};
 use crate::store::Result;
 use crate::store::encode::signed;
@@ -127,7 +131,9 @@ impl PushRows for PgSession<'_> {
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
         let c = self.conn().await?;
         // The cards' update is planned on each run (`cards::write_cards`), so it is
-        // not prepared here.
+        // not prepared here. The store's KPI rows, which every till of the store
+        // updates, come last, right before the `COMMIT`: their row locks are held
+        // for no more than the commit itself.
         let statements = [
             terminals::INSERT_ENTRIES,
             cards::INSERT_LOTS,
@@ -138,12 +144,12 @@ impl PushRows for PgSession<'_> {
             &escrow::WRITE_RESERVATIONS,
             &escrow::WRITE_LEASES,
             admin::INSERT_ANOMALIES,
-            analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
             analytics::KPI_MEMBERS,
-            analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,
+            analytics::KPI_DAILY,
+            analytics::KPI_CATEGORIES,
         ];
         let (store, associated) = w.associate;
         let answers = sql::flight(c, &statements, async {
@@ -158,20 +164,25 @@ impl PushRows for PgSession<'_> {
                 escrow::write_reservations(c, w.reservations),
                 escrow::write_leases(c, w.leases),
                 admin::insert_anomalies(c, w.anomalies),
-                analytics::kpi_daily(c, w.kpi),
                 analytics::kpi_member_days(c, w.kpi),
                 analytics::kpi_members(c, w.kpi),
-                analytics::kpi_categories(c, w.kpi),
                 cards::associate(c, store, associated),
                 terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
+                analytics::kpi_daily(c, w.kpi),
+                analytics::kpi_categories(c, w.kpi),
+                session::commit_in_flight(c, true),
             )
         })
         .await?;
-        let (entries, a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack) = answers;
+        let (entries, a, b, d, e, f, g, h, i, j, l, m, n, ack, k, kc, committed) = answers;
+        // Answered: the transaction is over, committed or (after a failed statement,
+        // a clash of the entries included) rolled back by that `COMMIT`.
+        committed?;
+        self.ended();
         if let Some(clash) = entries? {
             return Ok(Some(clash));
         }
-        for written in [a, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack] {
+        for written in [a, b, d, e, f, g, h, i, j, l, m, n, ack, k, kc] {
             written?;
         }
         Ok(None)

@@ -157,7 +157,9 @@ pub trait PushRows:
     }
 
     /// Writes everything, the terminal's ack last; a clash on the entry rows is
-    /// answered (the transaction is then unusable: the caller rolls it back).
+    /// answered (the transaction is then unusable: the caller rolls it back). The
+    /// push's last statements: PostgreSQL sends its `COMMIT` in the same flight (a
+    /// failed write turns it into a rollback), so nothing may follow them.
     fn write_push(&mut self, w: &PushWrites<'_>) -> impl Fut<Option<Clash>> {
         async move {
             if let Some(clash) = self.insert_entries(&w.entries).await? {

@@ -1,4 +1,4 @@
-//! A PostgreSQL push costs four round trips whatever its size, and a live balance
+//! A PostgreSQL push costs three round trips whatever its size, and a live balance
 //! lookup and a reservation few, authentication included, counted on the wire
 //! ([`FlightCounter`]) so that the count cannot creep back up unnoticed.
 
@@ -14,8 +14,9 @@ use testkit::pg::TestDatabase;
 use testkit::pg_flights::FlightCounter;
 
 /// The round trips of one push of known cards: `START TRANSACTION` with the
-/// terminal's lock and reads, the card locks with theirs, every write, `COMMIT`.
-pub const PUSH_ROUND_TRIPS: u64 = 4;
+/// terminal's lock and reads, the card locks with theirs, every write with the
+/// `COMMIT`.
+pub const PUSH_ROUND_TRIPS: u64 = 3;
 
 /// A store on a fresh database through a counting proxy, on one connection (so
 /// that a warm-up call prepares the statements the measured ones use); `None` when
@@ -32,7 +33,7 @@ async fn counted_store() -> Option<(TestDatabase, FlightCounter, PgStore)> {
 }
 
 #[tokio::test]
-async fn a_push_of_ten_entries_costs_four_round_trips() {
+async fn a_push_of_ten_entries_costs_three_round_trips() {
     let Some((_db, counter, store)) = counted_store().await else {
         return;
     };
