@@ -182,11 +182,9 @@ impl EscrowRows for PgSession<'_> {
     ) -> Result<Option<ReserveReads>> {
         let start = self.take_begin();
         let c = self.client();
-        let statements = [
-            terminals::TOKEN_ACKED.as_str(),
-            &LOCK_RESERVED_CARDS,
-            &TOKEN_RESERVATION,
-        ];
+        // The card locks and the reservation are planned on each run (unnamed
+        // statements), so they are not prepared here.
+        let statements = [terminals::TOKEN_ACKED.as_str()];
         let (began, terminal, locked, existing) = sql::flight(c, &statements, async {
             tokio::join!(
                 push::begin(c, start),
@@ -249,14 +247,16 @@ async fn lock_reserved_cards(
     card: &CardId,
     also: Option<&CardId>,
 ) -> Result<HashMap<CardId, CardRecord>> {
-    let cards = sql::all(
+    // Planned each time, as every card lock: a plan cached while `cards` was small
+    // scans it whole for as long as the connection lives.
+    let cards = sql::all_planned(
         c,
         &LOCK_RESERVED_CARDS,
         &[
-            &token.as_str(),
-            &card.as_str(),
-            &receipt.as_str(),
-            &also.map(CardId::as_str),
+            (&token.as_str(), Type::TEXT),
+            (&card.as_str(), Type::TEXT),
+            (&receipt.as_str(), Type::TEXT),
+            (&also.map(CardId::as_str), Type::TEXT),
         ],
         |r| rows::card_record(r, 0),
     )
@@ -266,7 +266,8 @@ async fn lock_reserved_cards(
 
 /// The statement of [`lock_reserved_cards`]: `$1` the token hash, `$2` the card asked
 /// for, `$3` the receipt, `$4` another card or NULL. ORDER BY below the locking step,
-/// so rows are locked in card-id order, as every other card lock.
+/// so rows are locked in card-id order, as every other card lock. Not prepared: see
+/// [`lock_reserved_cards`].
 static LOCK_RESERVED_CARDS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {CARD_COLUMNS} FROM cards WHERE card IN (
@@ -287,16 +288,18 @@ async fn token_reservation(
     token: &TokenHash,
     receipt: &ReceiptId,
 ) -> Result<Option<ReservationRow>> {
-    sql::first(
+    // Planned each time, as the push's read of reservations ([`RESERVATIONS`]).
+    let mut found = sql::all_planned(
         c,
         &TOKEN_RESERVATION,
-        &[&token.as_str(), &receipt.as_str()],
+        &[(&token.as_str(), Type::TEXT), (&receipt.as_str(), Type::TEXT)],
         rows::reservation,
     )
-    .await
+    .await?;
+    Ok(found.pop())
 }
 
-/// The statement of [`token_reservation`].
+/// The statement of [`token_reservation`]; not prepared.
 static TOKEN_RESERVATION: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {RESERVATION_COLUMNS} FROM reservations

@@ -6,7 +6,9 @@
 //! exactly what the driver's transaction type sends. The `START TRANSACTION` of a
 //! write transaction is held back until the first statement ([`PgSession::conn`]), or
 //! sent in the same flight as the push's first statements ([`PgSession::take_begin`]),
-//! so it costs no round trip of its own. A session dropped inside a
+//! so it costs no round trip of its own; the `COMMIT` of a push or a reservation goes
+//! in the flight of its last statements ([`commit_in_flight`]), so that the locks are
+//! released with that flight's answer. A session dropped inside a
 //! transaction (a cancelled request, an attempt that failed before it could roll
 //! back) cannot wait for a `ROLLBACK`, so it takes its connection out of the pool
 //! and closes it: the server rolls the transaction back, and no later request ever
@@ -86,10 +88,12 @@ impl<'c> PgSession<'c> {
     }
 }
 
-/// The `COMMIT` of a flight that also sent its transaction's `START TRANSACTION`
-/// (`began`), for an operation whose reads all fit in that one flight: the whole
-/// transaction costs one round trip. Nothing when the flight began nothing (the
-/// transaction is the operation's, to commit at its end). Once it answered, the
+/// The `COMMIT` of a flight that ends its transaction, sent after the flight's
+/// statements: `began` says the transaction is the flight's to end (a flight that
+/// also sent the `START TRANSACTION` of an operation whose reads all fit in it, or
+/// the last statements of a write transaction). Nothing when it is not (the
+/// transaction is the operation's, to commit at its end). After a failed statement
+/// of the flight the server answers it by rolling back. Once it answered, the
 /// caller calls [`PgSession::ended`].
 pub async fn commit_in_flight(c: &Client, began: bool) -> Result<()> {
     if began {

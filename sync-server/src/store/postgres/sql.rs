@@ -96,7 +96,8 @@ pub async fn execute(c: &impl GenericClient, sql: &str, params: Params<'_>) -> R
 /// every statement of the flight, are prepared before (on a new connection only; a
 /// round trip each). A statement prepared during the flight anyway (missing from
 /// `sqls`) is a bug, and fails the transaction rather than let it commit what may have
-/// run out of order.
+/// run out of order; in a flight that ends with its `COMMIT` it is found only after it,
+/// but on the first run on every new connection, so any test of the flight finds it.
 pub async fn flight<T>(
     c: &Client,
     sqls: &[&str],
