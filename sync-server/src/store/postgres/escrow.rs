@@ -292,7 +292,10 @@ async fn token_reservation(
     let mut found = sql::all_planned(
         c,
         &TOKEN_RESERVATION,
-        &[(&token.as_str(), Type::TEXT), (&receipt.as_str(), Type::TEXT)],
+        &[
+            (&token.as_str(), Type::TEXT),
+            (&receipt.as_str(), Type::TEXT),
+        ],
         rows::reservation,
     )
     .await?;

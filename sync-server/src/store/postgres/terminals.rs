@@ -280,9 +280,8 @@ pub(super) async fn token_acked_through(
 }
 
 /// The statement of [`token_acked_through`].
-pub(super) static TOKEN_ACKED: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT id, acked_through FROM terminals WHERE {ACTIVE_TOKEN}")
-});
+pub(super) static TOKEN_ACKED: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT id, acked_through FROM terminals WHERE {ACTIVE_TOKEN}"));
 
 /// The id of the active terminal of the token hash `$1` (no row when there is none),
 /// as a subquery for statements keyed by the token.

@@ -3,13 +3,13 @@
 //! decided one at a time, exactly like its pushes.
 
 use super::session::{CHUNK, SqliteSession, int, text};
+use crate::keys::TokenHash;
+use crate::ledger::CardRecord;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
 use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
-use crate::keys::TokenHash;
-use crate::ledger::CardRecord;
 use crate::store::statements::{CardRows, EscrowRows, ReserveReads, TerminalRows};
 use protocol::{CardId, Points, ReceiptId};
 use rusqlite::types::Value;

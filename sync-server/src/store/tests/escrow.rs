@@ -5,13 +5,13 @@
 //! takes back what tills abandoned.
 
 use super::{CARD, Db, T0, TestTerminal, batch, card, fresh, live, terminal, verify_ok};
+use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::sale;
 use crate::ledger::escrow::tests::{lease_closed, receipt, release, sale_on_lease};
 use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::quarantine::QuarantineKind;
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalIdentity};
-use crate::keys::TerminalToken;
 use protocol::limits::Limits;
 use protocol::wire::ReserveResponse;
 use protocol::{Points, Seq};
@@ -126,7 +126,13 @@ async fn a_reservation_of_an_unknown_or_revoked_token_changes_nothing(store: Db)
     let t = terminal(&*store, "s1", "t1").await;
     funded(&*store, &t, 100).await;
     let unknown = TerminalToken::generate().unwrap().hash();
-    assert!(store.reserve(&unknown, ask(2, 60), T0).await.unwrap().is_none());
+    assert!(
+        store
+            .reserve(&unknown, ask(2, 60), T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(figures(&*store).await, (Points(100), Points(0), Points(0)));
     // A revoked terminal's open reservation stays as it was: neither replaced nor
     // released by the revoked token.
@@ -135,7 +141,13 @@ async fn a_reservation_of_an_unknown_or_revoked_token_changes_nothing(store: Db)
         .revoke_terminal(&t.store, &t.terminal, T0)
         .await
         .unwrap();
-    assert!(store.reserve(&t.token, ask(2, 60), T0).await.unwrap().is_none());
+    assert!(
+        store
+            .reserve(&t.token, ask(2, 60), T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let mut moved = ask(2, 10);
     moved.card = card(super::OTHER_CARD);
     assert!(store.reserve(&t.token, moved, T0).await.unwrap().is_none());

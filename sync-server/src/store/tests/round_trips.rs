@@ -4,14 +4,14 @@
 
 use super::{CARD, OTHER_CARD, T0, batch, terminal};
 use crate::ledger::apply::tests::sale;
-use crate::store::Store;
-use crate::store::postgres::PgStore;
 use crate::ledger::escrow::ReserveAsk;
 use crate::ledger::escrow::tests::receipt;
+use crate::store::Store;
+use crate::store::postgres::PgStore;
 use protocol::{CardId, Points, Seq};
-use time::Duration;
 use testkit::pg::TestDatabase;
 use testkit::pg_flights::FlightCounter;
+use time::Duration;
 
 /// The round trips of one push of known cards: `START TRANSACTION` with the
 /// terminal's lock and reads, the card locks with theirs, every write with the
@@ -157,8 +157,16 @@ async fn a_reservation_costs_two_round_trips_authentication_included() {
     // The transaction committed in the second flight: the next operation on the
     // connection (the pool has one) starts afresh and sees the holds.
     let card = CardId::parse(CARD).unwrap();
-    let other = store.live_balance(&t.token, &card, T0).await.unwrap().unwrap();
-    assert_eq!(other.balance.reserved, Points(0), "its own holds are not shown");
+    let other = store
+        .live_balance(&t.token, &card, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        other.balance.reserved,
+        Points(0),
+        "its own holds are not shown"
+    );
     let audit = store.card_report(&card, 1).await.unwrap().unwrap();
     assert_eq!(audit.state.reserved, Points(10));
 }
