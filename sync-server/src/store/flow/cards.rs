@@ -2,10 +2,10 @@
 
 use super::done;
 use crate::ledger::CardRecord;
+use crate::store::CardReport;
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::{Blocking, Missing, Statements};
-use crate::store::CardReport;
 use protocol::CardId;
 use time::OffsetDateTime;
 

@@ -186,8 +186,7 @@ impl Op for Push {
             asked: uncached,
             read: head.rules,
         };
-        let Some(applied) =
-            apply_new(c, terminal, batch, encoded, &to_apply, rules, *now).await?
+        let Some(applied) = apply_new(c, terminal, batch, encoded, &to_apply, rules, *now).await?
         else {
             *cards_taken += 1;
             if *cards_taken > batch.entries().len() {
