@@ -73,7 +73,8 @@ impl Wal {
 /// The checkpoint modes HQ uses.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
-    /// Only reads the WAL's size.
+    /// Only reads the WAL's size, taking no lock (SQLite 3.51 on, as bundled; an
+    /// older one would run a passive checkpoint instead).
     Noop,
     /// Copies what no reader needs; waits for nobody.
     Passive,
