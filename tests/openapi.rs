@@ -112,6 +112,29 @@ fn each_server_serves_the_document_it_prints_and_the_repository_commits() {
 }
 
 #[test]
+fn an_agent_configured_below_the_default_limits_serves_its_own() {
+    let dir = temp_dir();
+    let config = format!(
+        "{}[limits]\nmax_line_minor = 50000\nmax_entry_points = 2000\n",
+        Agent::standalone_config()
+    );
+    let agent = Agent::start(dir.path(), &config);
+    let served = http::get(&agent.url("/v1/openapi.json"));
+    assert_eq!(served.status, 200);
+    let schemas = &served.body["components"]["schemas"];
+    let line_max = &schemas["Line"]["properties"]["amount_minor"]["maximum"];
+    assert_eq!(line_max, 50_000);
+    let redeem_max = &schemas["SaleRequest"]["properties"]["redeem_points"]["maximum"];
+    assert_eq!(redeem_max, 2_000);
+    // The bound is the one this agent enforces: one minor unit above it is refused.
+    let refused = agent.post("/v1/sales", &sale_body("r-1", None, 50_001, 0));
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(refused.body["error"]["code"], "max_line_minor");
+    let taken = agent.post("/v1/sales", &sale_body("r-2", None, 50_000, 0));
+    assert_eq!(taken.status, 200, "{}", taken.text);
+}
+
+#[test]
 fn schemathesis_finds_nothing_against_a_live_agent() {
     let Some(st) = schemathesis() else { return };
     let dir = temp_dir();

@@ -17,7 +17,8 @@ pub struct Line {
     #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$")]
     pub category: String,
     /// Line total in minor units; never negative, at most `[limits] max_line_minor`
-    /// (the document states the default, [`crate::limits::Limits::DEFAULT`]).
+    /// (the generated document states the default, [`crate::limits::Limits::DEFAULT`];
+    /// an agent serves its own).
     #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000)]
     pub amount_minor: Money,
     /// Quantity in whole units (weighed goods: 1); at least 1.

@@ -56,7 +56,7 @@ pub struct SaleRequest {
     #[schema(min_items = 1, max_items = 1000)]
     pub lines: Vec<Line>,
     /// Points to redeem on this receipt (0 for none); at most `[limits]
-    /// max_entry_points` (the document states the default).
+    /// max_entry_points` (the served document states this till's own).
     #[serde(default)]
     #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub redeem_points: Points,

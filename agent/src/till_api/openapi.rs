@@ -8,7 +8,10 @@ use crate::sales::quote::LimitedBy;
 use crate::sales::{CancelReason, SaleState};
 use axum::Json;
 use axum::Router;
+use axum::extract::State;
 use axum::routing::get;
+use protocol::limits::Limits;
+use serde_json::Value;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -157,8 +160,39 @@ pub fn routes() -> Router<super::TillState> {
         (status = 401, description = "Missing or wrong till token.", body = protocol::wire::ErrorBody),
     )
 )]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(TillApiDoc::openapi())
+pub async fn openapi_json(State(state): State<super::TillState>) -> Json<Value> {
+    Json(served(&state.settings.figure_limits))
+}
+
+/// The bounds of the document that are `[limits]` keys: where each sits, and its value
+/// in `limits`. The generated document (and the committed copy) states the defaults.
+fn configured_bounds(limits: &Limits) -> [(&'static str, i64); 2] {
+    [
+        (
+            "/components/schemas/Line/properties/amount_minor/maximum",
+            limits.max_line_minor.get(),
+        ),
+        (
+            "/components/schemas/SaleRequest/properties/redeem_points/maximum",
+            limits.max_entry_points.get(),
+        ),
+    ]
+}
+
+/// The document this agent serves: the generated one with this till's own `[limits]`
+/// in place of the defaults. A till may be configured below them, and a client built
+/// from the served document must not send a figure this agent refuses as above a limit.
+pub fn served(limits: &Limits) -> Value {
+    let mut doc = match serde_json::to_value(TillApiDoc::openapi()) {
+        Ok(doc) => doc,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }),
+    };
+    for (pointer, max) in configured_bounds(limits) {
+        if let Some(bound) = doc.pointer_mut(pointer) {
+            *bound = max.into();
+        }
+    }
+    doc
 }
 
 /// A string schema with one of `values`.
@@ -208,9 +242,8 @@ impl utoipa::ToSchema for LimitedBy {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::limits::Limits;
+    use protocol::money::{Money, Points};
     use protocol::receipt::MAX_LINES;
-    use serde_json::Value;
 
     /// The committed copy, `docs/openapi/till-api.json`.
     fn committed_path() -> std::path::PathBuf {
@@ -250,6 +283,36 @@ mod tests {
         );
         let ret = schema(&doc, "ReturnLineRequest");
         assert_eq!(ret["properties"]["line"]["maximum"], MAX_LINES - 1);
+    }
+
+    #[test]
+    fn the_served_document_states_this_till_s_own_limits() {
+        let generated = serde_json::to_value(TillApiDoc::openapi()).unwrap();
+        // Every bound it replaces is in the generated document, at its default: a
+        // renamed schema or field cannot leave the served document silently unchanged.
+        for (pointer, default) in configured_bounds(&Limits::DEFAULT) {
+            assert_eq!(
+                generated.pointer(pointer),
+                Some(&Value::from(default)),
+                "{pointer}"
+            );
+        }
+        assert_eq!(served(&Limits::DEFAULT), generated);
+
+        let mut lower = Limits::DEFAULT;
+        lower.max_line_minor = Money(50_000);
+        lower.max_entry_points = Points(2_000);
+        let doc = served(&lower);
+        let line = schema(&doc, "Line");
+        assert_eq!(line["properties"]["amount_minor"]["maximum"], 50_000);
+        let sale = schema(&doc, "SaleRequest");
+        assert_eq!(sale["properties"]["redeem_points"]["maximum"], 2_000);
+        // Nothing else moved.
+        let mut back = doc.clone();
+        for (pointer, default) in configured_bounds(&Limits::DEFAULT) {
+            *back.pointer_mut(pointer).unwrap() = default.into();
+        }
+        assert_eq!(back, generated);
     }
 
     #[test]
