@@ -3,10 +3,12 @@
 //! with the card's history), pending points, open holds and the blocked flag.
 //! `crate::cards` turns them into the view the till sees.
 
+use super::sales::HELD_POINTS_OF_CARD;
 use super::{JournalError, Tx};
 use protocol::{CardId, Points};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Deserialize;
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -54,6 +56,35 @@ struct EntryInstant {
     at: OffsetDateTime,
 }
 
+/// A card's figures in one statement (`?1` the card, `?2` now): HQ's cached row if
+/// there is one, then this terminal's part after the seq HQ's figures include (0
+/// without a cached row). One statement instead of seven: the reads are the same
+/// key lookups, but each statement of its own paid its cache lookup, binding, step
+/// and reset, twice per till sale (the hold's view and the commit's).
+///
+/// - the card's running total now, and through the included seq (a difference of
+///   running totals, so the cost does not grow with the card's history);
+/// - pending points of entries maturing after now, which the pending period bounds;
+/// - the newest entry's JSON, for its own instant (`at_unix` is whole seconds,
+///   coarser than HQ's), found by its running total: a row for every entry of a
+///   card, so entries need no index of their own by card;
+/// - points reserved by open holds, and the blocked flag.
+static CARD_FIGURES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT c.balance, c.pending, c.tier, c.as_of, c.reserved, c.leased,
+            (SELECT running FROM card_running WHERE card = ?1 ORDER BY seq DESC LIMIT 1),
+            (SELECT running FROM card_running WHERE card = ?1 AND seq <= COALESCE(c.included_seq, 0)
+             ORDER BY seq DESC LIMIT 1),
+            (SELECT COALESCE(SUM(delta_pending), 0) FROM entries INDEXED BY entries_pending_by_card
+             WHERE card = ?1 AND matures_at_unix > ?2 AND seq > COALESCE(c.included_seq, 0)),
+            (SELECT e.body FROM card_running AS r JOIN entries AS e ON e.seq = r.seq
+             WHERE r.card = ?1 AND r.seq > COALESCE(c.included_seq, 0) ORDER BY r.seq DESC LIMIT 1),
+            ({HELD_POINTS_OF_CARD}),
+            EXISTS (SELECT 1 FROM blocked_cards WHERE card = ?1)
+         FROM (SELECT 1) LEFT JOIN cards AS c ON c.card = ?1"
+    )
+});
+
 impl Tx<'_> {
     /// The figures of `card` at `now`.
     pub fn card_figures(
@@ -61,76 +92,44 @@ impl Tx<'_> {
         card: &CardId,
         now: OffsetDateTime,
     ) -> Result<CardFigures, JournalError> {
-        let cached = self
+        let (hq, running_now, running_included, local_pending, newest_body, held, blocked) = self
             .inner
-            .prepare_cached(
-                "SELECT balance, pending, tier, as_of, included_seq, reserved, leased FROM cards WHERE card = ?1",
-            )?
-            .query_row([card.as_str()], |r| {
-                Ok((
-                    HqFigures {
-                        balance: Points(r.get(0)?),
+            .prepare_cached(&CARD_FIGURES)?
+            .query_row(params![card.as_str(), now.unix_timestamp()], |r| {
+                let hq = match r.get::<_, Option<i64>>(0)? {
+                    None => None,
+                    Some(balance) => Some(HqFigures {
+                        balance: Points(balance),
                         pending: Points(r.get(1)?),
-                        reserved_elsewhere: Points(r.get(5)?),
-                        leased_elsewhere: Points(r.get(6)?),
+                        reserved_elsewhere: Points(r.get(4)?),
+                        leased_elsewhere: Points(r.get(5)?),
                         tier: r.get(2)?,
                         as_of: OffsetDateTime::parse(&r.get::<_, String>(3)?, &Rfc3339).ok(),
-                    },
-                    r.get::<_, i64>(4)?,
+                    }),
+                };
+                Ok((
+                    hq,
+                    r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, i64>(10)?,
+                    r.get::<_, bool>(11)?,
                 ))
-            })
-            .optional()?;
-        let included = cached.as_ref().map_or(0, |(_, seq)| *seq);
-        let running_through = |seq: Option<i64>| -> Result<i64, JournalError> {
-            Ok(self
-                .inner
-                .prepare_cached(
-                    "SELECT running FROM card_running WHERE card = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
-                )?
-                .query_row(params![card.as_str(), seq.unwrap_or(i64::MAX)], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0))
-        };
-        // Both are running totals written checked; their difference may still not fit
-        // (one near i64::MAX, the other near i64::MIN): then it is saturated, and the
-        // balance limit at the till refuses anything that would add to it.
-        let local_balance = running_through(None)?.saturating_sub(running_through(Some(included))?);
-        // Only entries whose maturity is in the future, which the pending period bounds.
-        let local_pending: i64 = self
-            .inner
-            .prepare_cached(
-                "SELECT COALESCE(SUM(delta_pending), 0) FROM entries INDEXED BY entries_pending_by_card
-                 WHERE card = ?1 AND matures_at_unix > ?3 AND seq > ?2",
-            )?
-            .query_row(
-                params![card.as_str(), included, now.unix_timestamp()],
-                |r| r.get(0),
-            )?;
-        // The entry's own instant (`at_unix` is whole seconds, coarser than HQ's). The
-        // card's newest entry is found by its running total (a row for every entry of a
-        // card), so entries need no index of their own by card.
-        let local_as_of = self
-            .inner
-            .prepare_cached(
-                "SELECT e.body FROM card_running AS c JOIN entries AS e ON e.seq = c.seq
-                 WHERE c.card = ?1 AND c.seq > ?2 ORDER BY c.seq DESC LIMIT 1",
-            )?
-            .query_row(params![card.as_str(), included], |r| r.get::<_, String>(0))
-            .optional()?
+            })?;
+        let local_as_of = newest_body
             .map(|body| serde_json::from_str::<EntryInstant>(&body).map(|e| e.at))
             .transpose()
             .map_err(JournalError::data)?;
-        let held = self.held_points(card)?;
-        let blocked = self
-            .inner
-            .prepare_cached("SELECT 1 FROM blocked_cards WHERE card = ?1")?
-            .exists([card.as_str()])?;
         Ok(CardFigures {
-            hq: cached.map(|(figures, _)| figures),
-            local_balance: Points(local_balance),
+            hq,
+            // Both are running totals written checked; their difference may still not
+            // fit (one near i64::MAX, the other near i64::MIN): then it is saturated,
+            // and the balance limit at the till refuses anything that would add to it.
+            local_balance: Points(running_now.saturating_sub(running_included)),
             local_pending: Points(local_pending),
             local_as_of,
-            held,
+            held: Points(held),
             blocked,
         })
     }

@@ -131,17 +131,53 @@ impl Tx<'_> {
         )?)
     }
 
-    /// Cards of sales opened at this till since `since_unix`, most recent first, at
-    /// most `limit`.
+    /// Cards of sales at this till since `since_unix`, most recent first, at most
+    /// `limit`: the sales committed since then and the holds still open. Run in a
+    /// write transaction: the sales committed since the last call are folded into
+    /// `recent_cards` first and cards last seen before `since_unix` leave it, so a
+    /// hold writes nothing for this question (journal migration 9).
     pub fn recent_cards(&self, since_unix: i64, limit: u32) -> Result<Vec<CardId>, JournalError> {
+        self.fold_recent_cards()?;
+        self.inner
+            .prepare_cached("DELETE FROM recent_cards WHERE last_seen_unix < ?1")?
+            .execute([since_unix])?;
         let mut stmt = self.inner.prepare_cached(
-            "SELECT card FROM sales INDEXED BY sales_cards_by_time
-             WHERE card IS NOT NULL AND held_at_unix >= ?1
-             GROUP BY card ORDER BY MAX(held_at_unix) DESC LIMIT ?2",
+            "SELECT card FROM (
+                 SELECT card, last_seen_unix AS seen FROM recent_cards WHERE last_seen_unix >= ?1
+                 UNION ALL
+                 SELECT card, held_at_unix FROM sales INDEXED BY sales_open_holds
+                 WHERE state = 'held' AND card IS NOT NULL AND held_at_unix >= ?1
+             )
+             GROUP BY card ORDER BY MAX(seen) DESC, card LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![since_unix, limit], |r| r.get::<_, String>(0))?;
         rows.map(|c| CardId::parse(&c?).map_err(JournalError::data))
             .collect()
+    }
+
+    /// Folds the cards of the sale entries written since the last fold into
+    /// `recent_cards` (each keeps its latest instant) and moves the fold's position to
+    /// the last entry. Entries are read by their key from that position, so a fold
+    /// costs what was sold since, not the journal's history.
+    fn fold_recent_cards(&self) -> Result<(), JournalError> {
+        self.inner
+            .prepare_cached(
+                "INSERT INTO recent_cards (card, last_seen_unix)
+                 SELECT card, MAX(at_unix) FROM entries
+                 WHERE seq > (SELECT recent_cards_through_seq FROM sync_state WHERE id = 1)
+                   AND kind = 'sale' AND card IS NOT NULL
+                 GROUP BY card
+                 ON CONFLICT (card) DO UPDATE
+                 SET last_seen_unix = MAX(last_seen_unix, excluded.last_seen_unix)",
+            )?
+            .execute([])?;
+        self.inner
+            .prepare_cached(
+                "UPDATE sync_state SET recent_cards_through_seq = (SELECT COALESCE(MAX(seq), 0) FROM entries)
+                 WHERE id = 1",
+            )?
+            .execute([])?;
+        Ok(())
     }
 }
 
@@ -254,13 +290,58 @@ mod tests {
             .unwrap();
         hold(&mut file, "R-1", 1);
         let since = datetime!(2026-11-24 00:00 UTC).unix_timestamp();
-        let cards = file.read(|tx| tx.recent_cards(since, 10)).unwrap();
+        let cards = file.write(|tx| tx.recent_cards(since, 10)).unwrap();
         assert_eq!(cards, vec![CardId::parse(CARD).unwrap()]);
         let after = datetime!(2026-11-24 11:00 UTC).unix_timestamp();
         assert!(
-            file.read(|tx| tx.recent_cards(after, 10))
+            file.write(|tx| tx.recent_cards(after, 10))
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A sale entry of `card` at `at`, as a commit writes it.
+    fn sold(file: &mut JournalFile, card: &str, at: OffsetDateTime) {
+        let body = EntryBody::Sale(protocol::journal::SaleEntry {
+            receipt_id: ReceiptId::parse(&format!("S-{card}-{}", at.unix_timestamp())).unwrap(),
+            card: Some(CardId::parse(card).unwrap()),
+            sale: sale_record(SaleState::Committed, true).priced,
+            matures_at: None,
+            offline: false,
+            lease: None,
+        });
+        file.write(|tx| tx.append(body, at, 1).map(drop)).unwrap();
+    }
+
+    #[test]
+    fn recent_cards_are_the_committed_sales_since_then_and_the_open_holds_newest_first() {
+        let (_dir, mut file) = journal();
+        let (a, b) = ("12345670", "96385074");
+        let day = |h: u8| datetime!(2026-11-24 00:00 UTC) + time::Duration::hours(i64::from(h));
+        sold(&mut file, a, day(8));
+        sold(&mut file, b, day(9));
+        let since = |h: u8| day(h).unix_timestamp();
+        let recent = |file: &mut JournalFile, h: u8| {
+            file.write(|tx| tx.recent_cards(since(h), 10))
+                .unwrap()
+                .into_iter()
+                .map(|c| c.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(recent(&mut file, 0), [b, a]);
+        // Folded already: a later sale of `a` moves it up, and is the only new read.
+        sold(&mut file, a, day(11));
+        assert_eq!(recent(&mut file, 0), [a, b]);
+        // An open hold (held at 10:00) counts until it is committed or cancelled.
+        file.write(|tx| tx.store_leases(&[lease(10, day(24))]))
+            .unwrap();
+        let open = hold(&mut file, "R-open", 0);
+        assert_eq!(recent(&mut file, 10), [a, CARD]);
+        file.write(|tx| tx.cancel_hold(&open, CancelReason::Till))
+            .unwrap();
+        assert_eq!(recent(&mut file, 10), [a]);
+        // Cards last seen before the window leave the table for good.
+        assert_eq!(recent(&mut file, 10), [a]);
+        assert_eq!(recent(&mut file, 0), [a]);
     }
 }

@@ -10,6 +10,14 @@ use protocol::{CardId, Points, ReceiptId, Seq};
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
+/// Points reserved by open holds at this terminal for the card `?1`. Open holds are
+/// few (a till has one sale open at a time; expiry releases forgotten ones), so they
+/// are all read from their index and filtered by card: one index less to write with
+/// every hold and commit. Also a part of a card's figures (`card_views`).
+pub(super) const HELD_POINTS_OF_CARD: &str =
+    "SELECT COALESCE(SUM(redeem_points), 0) FROM sales INDEXED BY sales_open_holds
+     WHERE state = 'held' AND card = ?1";
+
 impl SaleState {
     /// The state's name: in the journal's `sales.state` column, in the till's JSON
     /// answers and in the metrics.
@@ -333,17 +341,12 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Points reserved by open holds at this terminal for `card`. Open holds are few
-    /// (a till has one sale open at a time; expiry releases forgotten ones), so they
-    /// are all read from their index and filtered by card: one index less to write
-    /// with every hold and commit.
+    /// Points reserved by open holds at this terminal for `card`
+    /// ([`HELD_POINTS_OF_CARD`]).
     pub fn held_points(&self, card: &CardId) -> Result<Points, JournalError> {
         Ok(Points(
             self.inner
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(redeem_points), 0) FROM sales INDEXED BY sales_open_holds
-                     WHERE state = 'held' AND card = ?1",
-                )?
+                .prepare_cached(HELD_POINTS_OF_CARD)?
                 .query_row([card.as_str()], |r| r.get(0))?,
         ))
     }

@@ -29,12 +29,13 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             include_str!("migrations/008_sale_state_check.sql"),
             sale_state_check_without_in_list,
         ),
+        M::up(include_str!("migrations/009_recent_cards_folded.sql")),
     ])
 });
 
 /// Number of migrations: the schema version of a journal this build writes.
 pub fn latest_version() -> usize {
-    8
+    9
 }
 
 /// The check of a sale's state as migration 1 declared it, and as migration 8 rewrites it.
@@ -331,7 +332,6 @@ mod tests {
             indexes(&conn, "sales"),
             [
                 "sales_by_lease",
-                "sales_cards_by_time",
                 "sales_open_holds",
                 "sqlite_autoindex_sales_1"
             ]
@@ -428,5 +428,83 @@ mod tests {
             .query_row("SELECT pull_cursor FROM sync_state", [], |r| r.get(0))
             .unwrap();
         assert_eq!(cursor, "");
+    }
+
+    #[test]
+    fn a_journal_of_version_8_keeps_its_recent_cards_without_the_index_of_sales_by_time() {
+        use crate::journal::JournalFile;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v8.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            MIGRATIONS.to_version(&mut c, 8).unwrap();
+            // A committed sale with a return, a cancelled one, an open hold and a sale
+            // without a card; card A shopped twice.
+            c.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
+                 INSERT INTO entries (seq, id, kind, card, at_unix, body)
+                 VALUES (1, 'e1', 'sale', '12345670', 1000, '{}'),
+                        (2, 'e2', 'return', '12345670', 1500, '{}');
+                 INSERT INTO card_running (card, seq, running) VALUES ('12345670', 1, 5), ('12345670', 2, 4);
+                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline,
+                                    held_at_unix, rules_version, priced, hold_response, entry_seq)
+                 VALUES ('R-1', 'h', 'returned', '12345670', 0, 0, 990, 0, '{}', '{}', 1),
+                        ('R-2', 'h', 'cancelled', '96385074', 0, 0, 2000, 0, '{}', '{}', NULL),
+                        ('R-3', 'h', 'held', '4006381333931', 0, 0, 3000, 0, '{}', '{}', NULL),
+                        ('R-4', 'h', 'held', '12345670', 0, 0, 500, 0, '{}', '{}', NULL),
+                        ('R-5', 'h', 'committed', NULL, 0, 0, 4000, 0, '{}', '{}', NULL);
+                 INSERT INTO returns (return_id, receipt_id, request_hash, entry_seq, response)
+                 VALUES ('RT-1', 'R-1', 'h', 2, '{}');",
+            )
+            .unwrap();
+        }
+        let (s, t) = ids();
+        let conn = open(&path, &s, &t).unwrap();
+        assert!(!indexes(&conn, "sales").contains(&"sales_cards_by_time".to_owned()));
+        let seeded: Vec<(String, i64)> = conn
+            .prepare("SELECT card, last_seen_unix FROM recent_cards ORDER BY card")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let seeded: Vec<(&str, i64)> = seeded.iter().map(|(c, t)| (c.as_str(), *t)).collect();
+        assert_eq!(
+            seeded,
+            [
+                ("12345670", 990),
+                ("4006381333931", 3000),
+                ("96385074", 2000)
+            ]
+        );
+        let through: i64 = conn
+            .query_row("SELECT recent_cards_through_seq FROM sync_state", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(through, 2, "entries before the migration are in the seed");
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let violations: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(violations, 0);
+        let sales: i64 = conn
+            .query_row("SELECT count(*) FROM sales", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sales, 5);
+        drop(conn);
+        // The lease sync's answer is the one the index gave.
+        let mut file = JournalFile::open(&path, &s, &t).unwrap();
+        let recent = file.write(|tx| tx.recent_cards(900, 10)).unwrap();
+        let recent: Vec<&str> = recent.iter().map(protocol::CardId::as_str).collect();
+        assert_eq!(recent, ["4006381333931", "96385074", "12345670"]);
     }
 }

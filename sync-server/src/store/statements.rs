@@ -11,7 +11,7 @@
 
 mod push;
 
-pub use push::{CardReads, CardState, Head, HeadReads, PushRows, PushWrites};
+pub use push::{CardReads, CardState, Head, HeadReads, PushRows, PushWrites, Written};
 
 use super::caches::Caches;
 use super::{Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry};
@@ -159,9 +159,10 @@ pub struct EntryHolder {
 /// What [`CardRows::lock_cards`] does about cards HQ holds no row for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
-    /// Lock the cards only if all exist; otherwise answer `None` (nothing was locked
-    /// out of order: the caller starts over with `Create`).
-    Report,
+    /// Lock the cards that have a row and leave the others out: the caller writes
+    /// those as new rows (a push: [`PushWrites::new_cards`]), and one that another
+    /// transaction inserted meanwhile makes it start over ([`Written::CardTaken`]).
+    Leave,
     /// Create blank rows for them first, updated at this time.
     Create(OffsetDateTime),
 }
@@ -235,7 +236,7 @@ pub trait EntryRows: Send {
 pub trait CardRows: Send {
     /// The stored states of `cards`, locked for the rest of the transaction in card-id
     /// order where the backend has row locks; see [`Missing`] for absent cards.
-    fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> impl Fut<Option<Locked>>;
+    fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> impl Fut<Locked>;
     /// The stored states of the existing cards among `cards`, locked likewise.
     fn lock_existing_cards(&mut self, cards: &[&CardId]) -> impl Fut<HashMap<CardId, CardRecord>>;
     /// Spend of `cards` from stored entries after `since` (the window excludes its

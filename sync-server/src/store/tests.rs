@@ -992,6 +992,59 @@ mod postgres_only {
         assert_eq!(got, [(CARD, 1005), (OTHER_CARD, 7)]);
     }
 
+    /// A push plans a card HQ holds no row for as new and inserts it among its
+    /// writes; when another transaction inserted the card meanwhile, the push must
+    /// not keep the other's row unchanged (its points would be lost) nor overwrite
+    /// it: it starts over and applies its entries on top.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_card_inserted_meanwhile_by_another_transaction_makes_the_push_start_over() {
+        let Some(store) = Db::open(Backend::Postgres).await else {
+            return;
+        };
+        let t = terminal(&*store, "s1", "t1").await;
+        let other = testdb(&store).client().await.unwrap();
+        other
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                    change_xid, updated_at)
+                 VALUES ('{CARD}', 0, 0, 0, FALSE, FALSE, loyalty_xid(), 0);"
+            ))
+            .await
+            .unwrap();
+        let pushing = Arc::clone(&store.store);
+        let push_t = t.clone();
+        let push = tokio::spawn(async move {
+            pushing
+                .push(&push_t, batch(vec![sale(1, CARD, 0, 5)]), T0)
+                .await
+        });
+        // The push found no row to lock and now waits for the other insert.
+        loop {
+            let waiting: i64 = other
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        other.batch_execute("COMMIT").await.unwrap();
+        let out = push.await.unwrap().unwrap();
+        assert_eq!((out.acked_through, out.applied), (Seq(1), 1));
+        assert_eq!(
+            balance(&*store, &t, CARD).await,
+            (Seq(1), Points(5), Points(0))
+        );
+        assert!(verify_ok(&*store).await);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_starting_together_migrate_once() {
         let Some(db) = TestDatabase::create()

@@ -2,10 +2,10 @@
 
 use super::done;
 use crate::ledger::CardRecord;
+use crate::store::CardReport;
 use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::{Blocking, Missing, Statements};
-use crate::store::{CardReport, StoreError};
 use protocol::CardId;
 use time::OffsetDateTime;
 
@@ -32,10 +32,7 @@ impl Op for SetBlocked {
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<bool>> {
         let locked = c
             .lock_cards(&[&self.card], Missing::Create(self.now))
-            .await?
-            .ok_or_else(|| {
-                StoreError::corrupt(format!("card {} could not be locked", self.card))
-            })?;
+            .await?;
         let existed = !locked.created.contains(self.card.as_str());
         let mut card = match locked.cards.get(&self.card) {
             Some(card) if existed && card.blocked == self.blocked => return done(Ok(false)),

@@ -5,9 +5,12 @@
 //!    first one committed; SQLite: its single writer already serializes pushes).
 //! 2. Read what HQ holds of the batch's seq range and classify the entries
 //!    ([`crate::ledger::sequence`]): duplicates, new, or a refusal of the whole batch.
-//! 3. Lock the touched cards in card-id order ([`CardRows::lock_cards`]); a card HQ
-//!    never held makes the attempt start over with blank rows created first
-//!    ([`Missing`]), so that two first sights of a card queue up too.
+//! 3. Lock the touched cards that have a row in card-id order
+//!    ([`CardRows::lock_cards`] with [`Missing::Leave`]); a card HQ never held is
+//!    planned as new and inserted with its figures in step 5. Two first sights of a
+//!    card still cannot both write a "new" card: the second one's insert waits for
+//!    the first transaction, finds the row and makes its push start over
+//!    ([`Written::CardTaken`]), which then locks the row like any other.
 //! 4. After the locks, read the consuming cards' open lots and the spend of cards
 //!    whose cached spend is stale ([`crate::ledger::cached_spend`]), so each batch
 //!    computes from the state the previous writer committed.
@@ -25,15 +28,17 @@
 //! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
 //! the spend (`lock_and_read_cards`), and every write of steps 5–6
 //! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
-//! `START TRANSACTION` in the first, the `COMMIT` in the last), so a push costs three
-//! round trips whatever its size; only a stale cached spend adds one, and a card HQ never held
-//! makes the attempt start over once.
+//! `START TRANSACTION` in the first), so a push costs four round trips with `COMMIT`
+//! whatever its size, cards HQ never held included; only a stale cached spend adds
+//! one.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
 //! thread from the moment the push arrives, so the hashing overlaps with the
 //! transaction's first statements instead of adding to them.
 //!
 //! [`CardRows::lock_cards`]: crate::store::statements::CardRows::lock_cards
+//! [`Missing::Leave`]: crate::store::statements::Missing::Leave
+//! [`Written::CardTaken`]: crate::store::statements::Written::CardTaken
 //! [`PushRows`]: crate::store::statements::PushRows
 
 use super::done;
@@ -49,7 +54,7 @@ use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
 use crate::store::statements::{
-    CardReads, Clash, HeadReads, Missing, NewEntries, PushWrites, Statements,
+    CardReads, Clash, HeadReads, NewEntries, PushWrites, Statements, Written,
 };
 use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
@@ -100,8 +105,10 @@ pub struct Push {
     batch: Arc<Batch>,
     encoded: Encoded,
     now: OffsetDateTime,
-    /// `Report` first: almost always every card is known and one attempt locks them.
-    missing: Missing,
+    /// Attempts that found one of their new cards inserted meanwhile. Each one
+    /// leaves at least one more of the batch's cards with a row (rows are never
+    /// deleted), so there are no more than the batch has entries.
+    cards_taken: usize,
     /// Cards whose feed membership the committed attempt made sure of.
     associated: Vec<String>,
 }
@@ -114,7 +121,7 @@ impl Push {
             terminal,
             batch,
             now,
-            missing: Missing::Report,
+            cards_taken: 0,
             associated: Vec::new(),
         }
     }
@@ -130,7 +137,7 @@ impl Op for Push {
             batch,
             encoded,
             now,
-            missing,
+            cards_taken,
             associated,
         } = self;
         let uncached: Vec<u64> = batch
@@ -179,17 +186,14 @@ impl Op for Push {
             asked: uncached,
             read: head.rules,
         };
-        let Some(applied) = apply_new(
-            c, terminal, batch, encoded, &to_apply, rules, *missing, *now,
-        )
-        .await?
+        let Some(applied) = apply_new(c, terminal, batch, encoded, &to_apply, rules, *now).await?
         else {
-            if matches!(missing, Missing::Create(_)) {
+            *cards_taken += 1;
+            if *cards_taken > batch.entries().len() {
                 return Err(StoreError::corrupt(
-                    "cards created for a push were not there to lock".to_owned(),
+                    "a push kept finding its new cards inserted by others".to_owned(),
                 ));
             }
-            *missing = Missing::Create(*now);
             return Ok(Attempt::StartOver);
         };
         *associated = applied.associated;
@@ -244,8 +248,8 @@ struct Applied {
 }
 
 /// Writes the new entries, their effects and the terminal's ack, or answers `None`
-/// when a card has no row and `missing` is `Report` (nothing written).
-#[allow(clippy::too_many_arguments)]
+/// when another transaction inserted one of the cards this one found without a row
+/// (the attempt must start over).
 async fn apply_new<C: Statements>(
     c: &mut C,
     terminal: &TerminalIdentity,
@@ -253,7 +257,6 @@ async fn apply_new<C: Statements>(
     encoded: &mut Encoded,
     new: &New<'_>,
     rules: Rules,
-    missing: Missing,
     now: OffsetDateTime,
 ) -> Result<Option<Applied>> {
     let book = rules::book_at(
@@ -277,20 +280,18 @@ async fn apply_new<C: Statements>(
     // points move when a retry applies it).
     let keys = settlement_keys(new.entries);
     let consuming = cards_that_consume(new.entries);
-    let Some(state) = c
+    let state = c
         .lock_and_read_cards(CardReads {
             cards: &touched,
-            missing,
             terminal: terminal.key,
             receipts: &keys.receipts,
             leases: &keys.leases,
             consuming: &consuming,
         })
-        .await?
-    else {
-        return Ok(None);
-    };
+        .await?;
     let mut cards = state.locked.cards;
+    // Absent from the locked rows: the plan starts them from `CardRecord::new`.
+    let stored: HashSet<CardId> = cards.keys().cloned().collect();
     let settlement = settle(
         terminal.key,
         new.entries,
@@ -310,6 +311,11 @@ async fn apply_new<C: Statements>(
     let kpi = kpi::delta(applied, &terminal.store);
     let anomalies = mismatches(terminal, &settlement, now);
     let unknown = c.caches().associations.unknown(&terminal.store, &touched);
+    let states: (Vec<&CardRecord>, Vec<&CardRecord>) = plan
+        .cards
+        .iter()
+        .map(|p| &p.state)
+        .partition(|s| stored.contains(&s.card));
     let writes = PushWrites {
         entries: NewEntries {
             terminal: terminal.key,
@@ -318,7 +324,8 @@ async fn apply_new<C: Statements>(
             received_at: now,
             quarantined: &plan.quarantined,
         },
-        cards: plan.cards.iter().map(|p| &p.state).collect(),
+        cards: states.0,
+        new_cards: states.1,
         new_lots: &plan.new_lots,
         changed_lots: &plan.changed_lots,
         ledger: &plan.ledger,
@@ -332,8 +339,10 @@ async fn apply_new<C: Statements>(
         acked_through: new.acked_after,
         now,
     };
-    if let Some(clash) = c.write_push(&writes).await? {
-        return Err(refusal(clash, new.acked));
+    match c.write_push(&writes).await? {
+        Written::Done => {}
+        Written::Refused(clash) => return Err(refusal(clash, new.acked)),
+        Written::CardTaken => return Ok(None),
     }
     Ok(Some(Applied {
         associated: unknown,

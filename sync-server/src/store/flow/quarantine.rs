@@ -66,11 +66,7 @@ impl Op for Retry {
         })?;
         let book = rules::book(c, HashSet::from([entry.rules_version])).await?;
         let touched: Vec<&CardId> = entry.card().into_iter().collect();
-        let Some(locked) = c.lock_cards(&touched, Missing::Create(self.now)).await? else {
-            return Err(StoreError::corrupt(
-                "the card created for a retry was not there to lock".to_owned(),
-            ));
-        };
+        let locked = c.lock_cards(&touched, Missing::Create(self.now)).await?;
         let plan = plan(
             c,
             std::slice::from_ref(&entry),

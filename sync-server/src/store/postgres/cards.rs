@@ -78,46 +78,32 @@ pub(super) const CREATE_CARDS: &str = r#"INSERT INTO cards (card, balance, pendi
     ON CONFLICT (card) DO NOTHING
     RETURNING card"#;
 
-/// What [`CardRows::lock_cards`] answers once `locked` of `keys` are locked:
-/// `None` when some have no row and `missing` is `Report`.
-pub(super) fn all_locked(
-    keys: &[&str],
-    locked: HashMap<CardId, CardRecord>,
-    created: HashSet<String>,
-    missing: Missing,
-) -> Result<Option<Locked>> {
-    if locked.len() < keys.len() {
-        return match missing {
-            Missing::Report => Ok(None),
-            Missing::Create(_) => Err(StoreError::corrupt(format!(
-                "locked {} of {} card rows just created",
-                locked.len(),
-                keys.len()
-            ))),
-        };
-    }
-    Ok(Some(Locked {
-        cards: locked,
-        created,
-    }))
-}
-
 impl CardRows for PgSession<'_> {
-    /// Cards HQ never held get blank rows first (`Missing::Create`), in the same
+    /// With `Missing::Create`, cards HQ never held get blank rows first, in the same
     /// order, so that two first sights of one card also queue up instead of both
     /// writing a "new" card; a blank row is exactly `CardRecord::new`, so the ledger
-    /// decides as it would for an absent card. The common case, every card known,
-    /// costs only the locking query (`Missing::Report`). Either way a transaction
-    /// takes its card locks in one sorted pass, so transactions never wait for each
-    /// other in a cycle.
-    async fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> Result<Option<Locked>> {
+    /// decides as it would for an absent card. With `Missing::Leave` (the push) only
+    /// the locking query runs, and [`insert_new_cards`] settles a race for a new card
+    /// later. Either way a transaction takes its card locks in one sorted pass, so
+    /// transactions never wait for each other in a cycle.
+    async fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> Result<Locked> {
         let keys = sorted_keys(cards);
         let created = match missing {
-            Missing::Report => HashSet::new(),
+            Missing::Leave => HashSet::new(),
             Missing::Create(now) => create_cards(self.conn().await?, &keys, now).await?,
         };
         let locked = lock_sorted(self.conn().await?, &keys).await?;
-        all_locked(&keys, locked, created, missing)
+        if matches!(missing, Missing::Create(_)) && locked.len() < keys.len() {
+            return Err(StoreError::corrupt(format!(
+                "locked {} of {} card rows just created",
+                locked.len(),
+                keys.len()
+            )));
+        }
+        Ok(Locked {
+            cards: locked,
+            created,
+        })
     }
 
     async fn lock_existing_cards(
@@ -220,38 +206,9 @@ pub(super) async fn write_cards(
     if cards.is_empty() {
         return Ok(());
     }
-    let card: Vec<&str> = cards.iter().map(|s| s.card.as_str()).collect();
-    let balance: Vec<i64> = cards.iter().map(|s| s.balance.get()).collect();
-    let pending: Vec<i64> = cards.iter().map(|s| s.pending.get()).collect();
-    let tier: Vec<Option<&str>> = cards.iter().map(|s| s.tier.as_deref()).collect();
-    let spend: Vec<i64> = cards.iter().map(|s| s.spend_12m.get()).collect();
-    let drops: Vec<Option<i64>> = cards.iter().map(|s| opt_to_db(s.spend_drops_at)).collect();
-    let welcome: Vec<bool> = cards.iter().map(|s| s.welcome_given).collect();
-    let seen: Vec<bool> = cards.iter().map(|s| s.seen).collect();
-    let flags: Vec<i64> = cards.iter().map(|s| i64::from(s.flags.bits())).collect();
-    let reserved: Vec<i64> = cards.iter().map(|s| s.reserved.get()).collect();
-    let leased: Vec<i64> = cards.iter().map(|s| s.leased.get()).collect();
     // Planned each time (see `lock_sorted`): the generic plan made on a small table
     // joined the batch to a sequential scan of every card.
-    let updated = sql::execute_planned(
-        c,
-        WRITE_CARDS,
-        &[
-            (&card, Type::TEXT_ARRAY),
-            (&balance, Type::INT8_ARRAY),
-            (&pending, Type::INT8_ARRAY),
-            (&tier, Type::TEXT_ARRAY),
-            (&spend, Type::INT8_ARRAY),
-            (&drops, Type::INT8_ARRAY),
-            (&welcome, Type::BOOL_ARRAY),
-            (&seen, Type::BOOL_ARRAY),
-            (&flags, Type::INT8_ARRAY),
-            (&to_db(now), Type::INT8),
-            (&reserved, Type::INT8_ARRAY),
-            (&leased, Type::INT8_ARRAY),
-        ],
-    )
-    .await?;
+    let updated = CardArrays::of(cards).run(c, WRITE_CARDS, now).await?;
     if updated != cards.len() as u64 {
         return Err(StoreError::corrupt(format!(
             "wrote {updated} of {} locked card rows",
@@ -259,6 +216,82 @@ pub(super) async fn write_cards(
         )));
     }
     Ok(())
+}
+
+/// Inserts cards that had no row when the push locked its cards, with their
+/// figures, in card-id order, at this transaction's feed position. False when
+/// another transaction inserted one of them meanwhile: the insert waited for it to
+/// commit and skipped that card, so the push must start over (and lock its row).
+/// The sorted order makes two such inserts wait for each other in one direction
+/// only, as the locks do.
+pub(super) async fn insert_new_cards(
+    c: &Client,
+    cards: &[&CardRecord],
+    now: OffsetDateTime,
+) -> Result<bool> {
+    if cards.is_empty() {
+        return Ok(true);
+    }
+    let inserted = CardArrays::of(cards).run(c, INSERT_NEW_CARDS, now).await?;
+    Ok(inserted == cards.len() as u64)
+}
+
+/// The figures of card states as array parameters, in the numbering both
+/// [`WRITE_CARDS`] and [`INSERT_NEW_CARDS`] use.
+struct CardArrays<'a> {
+    card: Vec<&'a str>,
+    balance: Vec<i64>,
+    pending: Vec<i64>,
+    tier: Vec<Option<&'a str>>,
+    spend: Vec<i64>,
+    drops: Vec<Option<i64>>,
+    welcome: Vec<bool>,
+    seen: Vec<bool>,
+    flags: Vec<i64>,
+    reserved: Vec<i64>,
+    leased: Vec<i64>,
+}
+
+impl<'a> CardArrays<'a> {
+    fn of(cards: &[&'a CardRecord]) -> Self {
+        Self {
+            card: cards.iter().map(|s| s.card.as_str()).collect(),
+            balance: cards.iter().map(|s| s.balance.get()).collect(),
+            pending: cards.iter().map(|s| s.pending.get()).collect(),
+            tier: cards.iter().map(|s| s.tier.as_deref()).collect(),
+            spend: cards.iter().map(|s| s.spend_12m.get()).collect(),
+            drops: cards.iter().map(|s| opt_to_db(s.spend_drops_at)).collect(),
+            welcome: cards.iter().map(|s| s.welcome_given).collect(),
+            seen: cards.iter().map(|s| s.seen).collect(),
+            flags: cards.iter().map(|s| i64::from(s.flags.bits())).collect(),
+            reserved: cards.iter().map(|s| s.reserved.get()).collect(),
+            leased: cards.iter().map(|s| s.leased.get()).collect(),
+        }
+    }
+
+    /// Runs `sql` (planned for these arrays) with them and `now` as `$10`; answers
+    /// the rows it wrote.
+    async fn run(&self, c: &Client, sql: &str, now: OffsetDateTime) -> Result<u64> {
+        sql::execute_planned(
+            c,
+            sql,
+            &[
+                (&self.card, Type::TEXT_ARRAY),
+                (&self.balance, Type::INT8_ARRAY),
+                (&self.pending, Type::INT8_ARRAY),
+                (&self.tier, Type::TEXT_ARRAY),
+                (&self.spend, Type::INT8_ARRAY),
+                (&self.drops, Type::INT8_ARRAY),
+                (&self.welcome, Type::BOOL_ARRAY),
+                (&self.seen, Type::BOOL_ARRAY),
+                (&self.flags, Type::INT8_ARRAY),
+                (&to_db(now), Type::INT8),
+                (&self.reserved, Type::INT8_ARRAY),
+                (&self.leased, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+    }
 }
 
 pub(super) async fn insert_lots(c: &Client, lots: &[Lot]) -> Result<()> {
@@ -363,6 +396,23 @@ pub(super) const WRITE_CARDS: &str =
                    reserved, leased),
               (SELECT loyalty_xid() AS xid) AS x
          WHERE cards.card = u.card";
+
+/// The statement of [`insert_new_cards`] (parameters as [`WRITE_CARDS`]'s). `ON
+/// CONFLICT DO NOTHING` waits for a concurrent inserter of the same card and skips
+/// the card once it committed, which the row count tells.
+pub(super) const INSERT_NEW_CARDS: &str = r#"INSERT INTO cards (card, balance, pending, tier,
+        spend_12m, spend_drops_at, welcome_given, seen, flags, reserved, leased,
+        change_xid, updated_at)
+    SELECT u.card, u.balance, u.pending, u.tier, u.spend, u.drops, u.welcome, u.seen,
+           u.flags, u.reserved, u.leased, x.xid, $10
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
+                $12::bigint[])
+         AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
+              reserved, leased),
+         (SELECT loyalty_xid() AS xid) AS x
+    ORDER BY u.card COLLATE "C"
+    ON CONFLICT (card) DO NOTHING"#;
 
 /// The statement of [`insert_lots`].
 pub(super) const INSERT_LOTS: &str =

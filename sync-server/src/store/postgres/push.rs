@@ -1,35 +1,32 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
-//! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
+//! flight ([`sql::flight`]), so a push costs four round trips whatever its size:
 //!
 //! 1. `START TRANSACTION`, lock the terminal's row, what HQ holds of the batch's seq
 //!    range, the rules version (and the JSON of versions the cache lacks);
-//! 2. lock the touched cards in card-id order (after blank rows for cards HQ never
-//!    held, on the attempt that creates them), then their reservations, leases and
-//!    open lots: the server runs a flight's statements in the order sent, so every
-//!    read comes after the locks;
-//! 3. every write, one statement per table (arrays through `unnest`), the store's
-//!    KPI rows last, then `COMMIT`. Every lock the push took is released with that
-//!    one flight's answer, instead of one more round trip (and the wait for HQ to
-//!    send it) later; the per-store KPI rows, which all the store's tills update,
-//!    are locked for the commit only.
+//! 2. lock the touched cards that have a row in card-id order, then their
+//!    reservations, leases and open lots: the server runs a flight's statements in
+//!    the order sent, so every read comes after the locks;
+//! 3. every write, one statement per table (arrays through `unnest`; cards HQ never
+//!    held are inserted with their figures), the ack last;
+//! 4. `COMMIT`.
 //!
 //! Only a card whose cached spend is stale (rare: the ledger job recomputes it) adds
-//! a round trip, and a batch with a card HQ never held starts over once.
+//! a round trip; a card another push inserted between this one's locks and writes
+//! makes it start over ([`cards::insert_new_cards`]).
 //!
 //! A failing statement aborts the transaction, so every later one of its flight fails
-//! too ("current transaction is aborted") and the flight's `COMMIT` rolls the
-//! transaction back: the answers are looked at in the order sent and the first
-//! failure is the one reported; a clash of the entry rows with the
+//! too ("current transaction is aborted"): the answers are looked at in the order
+//! sent and the first failure is the one reported; a clash of the entry rows with the
 //! uniqueness constraints is the refusal it always was, and a serialization failure
 //! or deadlock is retried as before ([`super::retry`]).
 
-use super::session::{self, PgSession};
+use super::session::PgSession;
 use super::{admin, analytics, cards, escrow, quarantine, rules, sql, terminals};
 use crate::store::Result;
 use crate::store::encode::signed;
 use crate::store::rows::Columns;
 use crate::store::statements::{
-    CardReads, CardState, Clash, Head, HeadReads, Missing, PushRows, PushWrites,
+    CardReads, CardState, Head, HeadReads, Locked, PushRows, PushWrites, Written,
 };
 use deadpool_postgres::Client;
 use std::collections::HashSet;
@@ -95,45 +92,36 @@ impl PushRows for PgSession<'_> {
         })
     }
 
-    async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<Option<CardState>> {
+    async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
         // The card locks, reservations and open lots are planned on each run
         // (unnamed statements: `sql::all_planned`), so they are not prepared here.
-        let statements = [cards::CREATE_CARDS, &escrow::LEASES];
-        let (created, locked, reservations, leases, open_lots) =
-            sql::flight(c, &statements, async {
-                tokio::join!(
-                    async {
-                        match reads.missing {
-                            Missing::Create(now) => cards::create_cards(c, &keys, now).await,
-                            Missing::Report => Ok(HashSet::new()),
-                        }
-                    },
-                    cards::lock_sorted(c, &keys),
-                    escrow::reservations(c, reads.terminal, reads.receipts),
-                    escrow::leases(c, reads.leases),
-                    cards::open_lots(c, reads.consuming),
-                )
-            })
-            .await?;
-        let Some(locked) = cards::all_locked(&keys, locked?, created?, reads.missing)? else {
-            return Ok(None);
-        };
-        Ok(Some(CardState {
-            locked,
+        let statements: [&str; 1] = [&escrow::LEASES];
+        let (locked, reservations, leases, open_lots) = sql::flight(c, &statements, async {
+            tokio::join!(
+                cards::lock_sorted(c, &keys),
+                escrow::reservations(c, reads.terminal, reads.receipts),
+                escrow::leases(c, reads.leases),
+                cards::open_lots(c, reads.consuming),
+            )
+        })
+        .await?;
+        Ok(CardState {
+            locked: Locked {
+                cards: locked?,
+                created: HashSet::new(),
+            },
             reservations: reservations?,
             leases: leases?,
             open_lots: open_lots?,
-        }))
+        })
     }
 
-    async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Option<Clash>> {
+    async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Written> {
         let c = self.conn().await?;
-        // The cards' update is planned on each run (`cards::write_cards`), so it is
-        // not prepared here. The store's KPI rows, which every till of the store
-        // updates, come last, right before the `COMMIT`: their row locks are held
-        // for no more than the commit itself.
+        // The cards' update and insert are planned on each run (`cards::write_cards`),
+        // so they are not prepared here.
         let statements = [
             terminals::INSERT_ENTRIES,
             cards::INSERT_LOTS,
@@ -144,18 +132,19 @@ impl PushRows for PgSession<'_> {
             &escrow::WRITE_RESERVATIONS,
             &escrow::WRITE_LEASES,
             admin::INSERT_ANOMALIES,
+            analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
             analytics::KPI_MEMBERS,
+            analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,
-            analytics::KPI_DAILY,
-            analytics::KPI_CATEGORIES,
         ];
         let (store, associated) = w.associate;
         let answers = sql::flight(c, &statements, async {
             tokio::join!(
                 terminals::insert_entries(c, &w.entries),
                 cards::write_cards(c, &w.cards, w.now),
+                cards::insert_new_cards(c, &w.new_cards, w.now),
                 cards::insert_lots(c, w.new_lots),
                 cards::update_lots(c, w.changed_lots),
                 cards::insert_ledger(c, w.ledger),
@@ -164,27 +153,28 @@ impl PushRows for PgSession<'_> {
                 escrow::write_reservations(c, w.reservations),
                 escrow::write_leases(c, w.leases),
                 admin::insert_anomalies(c, w.anomalies),
+                analytics::kpi_daily(c, w.kpi),
                 analytics::kpi_member_days(c, w.kpi),
                 analytics::kpi_members(c, w.kpi),
+                analytics::kpi_categories(c, w.kpi),
                 cards::associate(c, store, associated),
                 terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
-                analytics::kpi_daily(c, w.kpi),
-                analytics::kpi_categories(c, w.kpi),
-                session::commit_in_flight(c, true),
             )
         })
         .await?;
-        let (entries, a, b, d, e, f, g, h, i, j, l, m, n, ack, k, kc, committed) = answers;
-        // Answered: the transaction is over, committed or (after a failed statement,
-        // a clash of the entries included) rolled back by that `COMMIT`.
-        committed?;
-        self.ended();
+        let (entries, a, inserted, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack) = answers;
         if let Some(clash) = entries? {
-            return Ok(Some(clash));
+            return Ok(Written::Refused(clash));
         }
-        for written in [a, b, d, e, f, g, h, i, j, l, m, n, ack, k, kc] {
+        a?;
+        let inserted = inserted?;
+        for written in [b, d, e, f, g, h, i, j, k, l, m, kc, n, ack] {
             written?;
         }
-        Ok(None)
+        Ok(if inserted {
+            Written::Done
+        } else {
+            Written::CardTaken
+        })
     }
 }

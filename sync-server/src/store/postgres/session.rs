@@ -6,8 +6,8 @@
 //! exactly what the driver's transaction type sends. The `START TRANSACTION` of a
 //! write transaction is held back until the first statement ([`PgSession::conn`]), or
 //! sent in the same flight as the push's first statements ([`PgSession::take_begin`]),
-//! so it costs no round trip of its own; the `COMMIT` of a push or a reservation goes
-//! in the flight of its last statements ([`commit_in_flight`]), so that the locks are
+//! so it costs no round trip of its own; the `COMMIT` of a reservation goes in the
+//! flight of its last statements ([`commit_in_flight`]), so that its card locks are
 //! released with that flight's answer. A session dropped inside a
 //! transaction (a cancelled request, an attempt that failed before it could roll
 //! back) cannot wait for a `ROLLBACK`, so it takes its connection out of the pool

@@ -35,11 +35,11 @@ impl SqliteSession<'_> {
 }
 
 impl CardRows for SqliteSession<'_> {
-    async fn lock_cards(&mut self, cards: &[&CardId], _missing: Missing) -> Result<Option<Locked>> {
-        Ok(Some(Locked {
+    async fn lock_cards(&mut self, cards: &[&CardId], _missing: Missing) -> Result<Locked> {
+        Ok(Locked {
             cards: self.load_cards(cards)?,
             created: Default::default(),
-        }))
+        })
     }
 
     async fn lock_existing_cards(

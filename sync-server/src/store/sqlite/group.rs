@@ -20,6 +20,7 @@
 //! that broke the group, so that a push does not take the group's failure for its
 //! own and quarantine good entries (`flow::quarantine`).
 
+use super::checkpoint::WalWatch;
 use super::session::{SqliteSession, block_on};
 use crate::store::Result;
 use crate::store::StoreError;
@@ -41,12 +42,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread, which owns `conn` until every handle is dropped.
-    pub fn start(conn: Connection, caches: Arc<Caches>) -> std::io::Result<Self> {
+    /// Starts the writer thread, which owns `conn` until every handle is dropped and
+    /// leaves the WAL's checkpoints to `watch`'s checkpointer.
+    pub fn start(conn: Connection, caches: Arc<Caches>, watch: WalWatch) -> std::io::Result<Self> {
+        watch.take_over(&conn).map_err(std::io::Error::other)?;
         let (jobs, rx) = channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(conn, &caches, &rx))?;
+            .spawn(move || serve(conn, &caches, &watch, &rx))?;
         Ok(Self { jobs })
     }
 
@@ -132,7 +135,7 @@ impl<O: Op> Job for Pending<O> {
 }
 
 /// The writer thread: a group per wake-up, until every [`Writer`] is dropped.
-fn serve(mut conn: Connection, caches: &Caches, rx: &Receiver<Box<dyn Job>>) {
+fn serve(mut conn: Connection, caches: &Caches, watch: &WalWatch, rx: &Receiver<Box<dyn Job>>) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -147,6 +150,12 @@ fn serve(mut conn: Connection, caches: &Caches, rx: &Receiver<Box<dyn Job>>) {
         };
         for job in group {
             job.finish(caches, &commit);
+        }
+        // After the answers: a restart of the WAL, when due, delays no one's reply.
+        if commit.is_ok()
+            && let Err(e) = watch.committed(&conn)
+        {
+            tracing::warn!(error = %e, "reading the WAL's size after a commit failed");
         }
     }
 }
@@ -172,6 +181,7 @@ fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Res
 mod tests {
     use super::*;
     use crate::store::backend::Access;
+    use crate::store::sqlite::checkpoint::{Checkpointer, Limits};
     use crate::store::statements::Statements;
     use crate::store::{Anomaly, AnomalyKind};
     use protocol::{StoreId, TerminalId};
@@ -227,9 +237,12 @@ mod tests {
         (conn, path)
     }
 
-    fn store(dir: &tempfile::TempDir) -> (Writer, std::path::PathBuf) {
+    fn store(dir: &tempfile::TempDir) -> (Writer, Checkpointer, std::path::PathBuf) {
         let (conn, path) = database(dir);
-        (Writer::start(conn, Arc::default()).unwrap(), path)
+        let checkpointer =
+            Checkpointer::start(super::super::connect(&path).unwrap(), Limits::default()).unwrap();
+        let writer = Writer::start(conn, Arc::default(), checkpointer.watch()).unwrap();
+        (writer, checkpointer, path)
     }
 
     fn record(n: u32, fail: bool) -> Record {
@@ -243,7 +256,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_failed_operation_rolls_back_only_its_own_savepoint() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, path) = store(&dir);
+        let (w, _checkpointer, path) = store(&dir);
         let w = Arc::new(w);
         let tasks: Vec<_> = (1..=300)
             .map(|n| {
@@ -342,7 +355,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_fails_its_group_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, path) = store(&dir);
+        let (w, _checkpointer, path) = store(&dir);
         let panicking = Record {
             n: 1,
             fail: false,

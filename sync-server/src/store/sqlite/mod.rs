@@ -9,7 +9,8 @@
 //! `temp_store=MEMORY` keeps the statement journals of the group commit's savepoints
 //! (the pages each push changed, to undo it alone) in memory: they matter only
 //! until the savepoint ends, never after a crash, and on disk every push wrote them
-//! to a temporary file.
+//! to a temporary file. The writer never checkpoints the WAL itself: a thread of its
+//! own does ([`checkpoint`]).
 //!
 //! Only SQL lives here: the flows are [`crate::store::flow`]'s, run by
 //! [`Backend::run`] on a blocking thread through `session::block_on`.
@@ -17,6 +18,7 @@
 mod admin;
 mod analytics;
 mod cards;
+mod checkpoint;
 mod escrow;
 mod feed;
 mod group;
@@ -31,6 +33,7 @@ use super::StoreError;
 use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
 use crate::store::Result;
+use checkpoint::{Checkpointer, Limits};
 use group::Writer;
 use rusqlite::Connection;
 use session::{SqliteSession, block_on};
@@ -58,6 +61,8 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     caches: Arc<Caches>,
+    /// Stopped after the writer's handle is dropped.
+    _checkpointer: Checkpointer,
 }
 
 fn connect(path: &Path) -> Result<Connection> {
@@ -98,7 +103,9 @@ impl SqliteStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let caches = Arc::new(Caches::default());
-        let writer = Writer::start(writer, Arc::clone(&caches))
+        let checkpointer = Checkpointer::start(connect(path)?, Limits::default())
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let writer = Writer::start(writer, Arc::clone(&caches), checkpointer.watch())
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -107,6 +114,7 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 caches,
+                _checkpointer: checkpointer,
             }),
         })
     }

@@ -19,6 +19,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V4),
         M::up(V5_PROMOTIONS_TIERS),
         M::up(V6_LEDGER_EXPIRY),
+        M::up(V7_NO_SPEND_DROPS_INDEX),
     ])
 }
 
@@ -351,6 +352,10 @@ CREATE INDEX ledger_expiry_at ON ledger (at) WHERE kind = 'expiry';
 DROP INDEX ledger_kind_at;
 "#;
 
+/// See the PostgreSQL schema's V7: the ledger job, the index's only reader, scans
+/// `cards` instead, and each card write of a push updates one index less.
+const V7_NO_SPEND_DROPS_INDEX: &str = "DROP INDEX cards_spend_drops;";
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -362,19 +367,8 @@ mod tests {
     /// the card's and the expiry rows' (which the points-expired report reads).
     #[test]
     fn ledger_rows_are_indexed_by_card_and_expiries_alone() {
-        let mut c = rusqlite::Connection::open_in_memory().unwrap();
-        super::migrations().to_latest(&mut c).unwrap();
-        let indexes: Vec<String> = c
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'
-                 AND sql IS NOT NULL ORDER BY 1",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(indexes, ["ledger_card", "ledger_expiry_at"]);
+        let c = migrated();
+        assert_eq!(indexes(&c, "ledger"), ["ledger_card", "ledger_expiry_at"]);
         let plan: Vec<String> = c
             .prepare(&format!(
                 "EXPLAIN QUERY PLAN {}",
@@ -386,5 +380,32 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
+    }
+
+    /// Every card write of a push pays an entry in each index of `cards`: beside its
+    /// key there is only the feed's.
+    #[test]
+    fn cards_are_indexed_by_feed_position_alone() {
+        assert_eq!(indexes(&migrated(), "cards"), ["cards_change_pos"]);
+    }
+
+    /// A database at the latest version.
+    fn migrated() -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut c).unwrap();
+        c
+    }
+
+    /// The declared indexes of `table` (not the key's), by name.
+    fn indexes(c: &rusqlite::Connection, table: &str) -> Vec<String> {
+        c.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1
+             AND sql IS NOT NULL ORDER BY 1",
+        )
+        .unwrap()
+        .query_map([table], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 }

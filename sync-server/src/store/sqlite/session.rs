@@ -241,7 +241,13 @@ impl SqliteSession<'_> {
     }
 
     /// Inserts `rows` (each the same number of values) in multi-row statements
-    /// `head VALUES (…), (…) tail`.
+    /// `head VALUES (…), (…) tail`, `head`'s `INSERT INTO` run as `INSERT OR FAIL
+    /// INTO`: a uniqueness, `NOT NULL` or `CHECK` failure stops the statement without
+    /// undoing the rows it already wrote, which spares SQLite a statement journal (a
+    /// copy of every page the statement touches, to undo it alone) wherever nothing
+    /// else needs one (a foreign key still does). The error reaches the operation,
+    /// whose savepoint is then rolled back with those rows (`super::group`); no flow
+    /// goes on after a failed insert.
     pub fn insert_many(&self, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<()> {
         let Some(cols) = rows.first().map(Vec::len) else {
             return Ok(());
@@ -319,10 +325,16 @@ fn multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> Rc<str>
     })
 }
 
-/// [`multi_insert_sql`]'s text.
+/// [`multi_insert_sql`]'s text (see [`SqliteSession::insert_many`] for `OR FAIL`).
 fn write_multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
-    sql.push_str(head);
+    match head.strip_prefix("INSERT INTO ") {
+        Some(rest) => {
+            sql.push_str("INSERT OR FAIL INTO ");
+            sql.push_str(rest);
+        }
+        None => sql.push_str(head),
+    }
     sql.push_str(" VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -390,15 +402,15 @@ mod tests {
         assert_eq!(placeholders(2, 3), "?2, ?3, ?4");
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 2),
-            "INSERT INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 1),
-            "INSERT INTO t (a, b) VALUES (?1, ?2) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO u (a, b)", "", 2, 2),
-            "INSERT INTO u (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO u (a, b) VALUES (?1, ?2), (?3, ?4) "
         );
     }
 
@@ -457,6 +469,32 @@ mod tests {
                 .unwrap();
             assert_eq!(odd.len(), usize::try_from(n / 2).unwrap(), "{n} keys");
         }
+    }
+
+    #[test]
+    fn a_failed_multi_row_insert_leaves_its_rows_to_the_savepoint_rollback() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (100);")
+            .unwrap();
+        let caches = Caches::default();
+        let mut session = SqliteSession::new(&mut conn, &caches);
+        block_on(session.begin(TxKind::Write)).unwrap();
+        session.savepoint().unwrap();
+        let count = |s: &SqliteSession<'_>| {
+            s.one("SELECT COUNT(*) FROM t", [], |r| Ok(r.get::<_, i64>(0)?))
+                .unwrap()
+        };
+        // 40 rows: a statement of 32, then one of 8 whose sixth row clashes.
+        let rows: Vec<Vec<Value>> = (1..=40)
+            .map(|k| vec![int(if k == 38 { 100 } else { k })])
+            .collect();
+        assert!(session.insert_many("INSERT INTO t (k)", "", &rows).is_err());
+        // The failed statement kept its first five rows (no statement journal)...
+        assert_eq!(count(&session), 1 + 32 + 5);
+        // ...which the operation's savepoint undoes with the rest.
+        session.rollback_to_savepoint().unwrap();
+        assert_eq!(count(&session), 1);
+        block_on(session.commit()).unwrap();
     }
 
     #[test]

@@ -45,10 +45,9 @@ pub struct Head {
 /// What a push locks and reads of its cards.
 #[derive(Debug, Clone, Copy)]
 pub struct CardReads<'a> {
-    /// The touched cards, locked in card-id order.
+    /// The touched cards, locked in card-id order; those HQ holds no row for are
+    /// left out ([`Missing::Leave`]) and written as new rows.
     pub cards: &'a [&'a CardId],
-    /// What to do about cards HQ holds no row for.
-    pub missing: Missing,
     /// The pushing terminal's key (its reservations).
     pub terminal: i64,
     /// Receipts whose reservations the batch settles.
@@ -77,8 +76,11 @@ pub struct CardState {
 pub struct PushWrites<'a> {
     /// The entry rows (a clash with the uniqueness constraints refuses the batch).
     pub entries: NewEntries<'a>,
-    /// Card states.
+    /// States of cards that were locked.
     pub cards: Vec<&'a CardRecord>,
+    /// States of cards HQ held no row for when they were locked, inserted with
+    /// their figures (one row version, where a blank row and its update were two).
+    pub new_cards: Vec<&'a CardRecord>,
     /// New lots.
     pub new_lots: &'a [Lot],
     /// Stored lots that changed.
@@ -103,6 +105,19 @@ pub struct PushWrites<'a> {
     pub acked_through: Seq,
     /// The server's time.
     pub now: OffsetDateTime,
+}
+
+/// How [`PushRows::write_push`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Everything is written.
+    Done,
+    /// The entry rows clashed with the uniqueness constraints: the batch is refused
+    /// (the transaction is unusable: the caller rolls it back).
+    Refused(Clash),
+    /// Another transaction inserted one of the new cards since the locks: the
+    /// caller rolls back and starts over, and then locks that card's row.
+    CardTaken,
 }
 
 /// The push's statements by round trip; see the module documentation.
@@ -140,32 +155,30 @@ pub trait PushRows:
         }
     }
 
-    /// Locks the cards ([`CardRows::lock_cards`]; `None` as it answers), then reads
-    /// the reservations, leases and open lots.
-    fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> impl Fut<Option<CardState>> {
+    /// Locks the cards that have a row ([`CardRows::lock_cards`] with
+    /// [`Missing::Leave`]), then reads the reservations, leases and open lots.
+    fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> impl Fut<CardState> {
         async move {
-            let Some(locked) = self.lock_cards(reads.cards, reads.missing).await? else {
-                return Ok(None);
-            };
-            Ok(Some(CardState {
-                locked,
+            Ok(CardState {
+                locked: self.lock_cards(reads.cards, Missing::Leave).await?,
                 reservations: self.reservations(reads.terminal, reads.receipts).await?,
                 leases: self.leases(reads.leases).await?,
                 open_lots: self.open_lots(reads.consuming).await?,
-            }))
+            })
         }
     }
 
-    /// Writes everything, the terminal's ack last; a clash on the entry rows is
-    /// answered (the transaction is then unusable: the caller rolls it back). The
-    /// push's last statements: PostgreSQL sends its `COMMIT` in the same flight (a
-    /// failed write turns it into a rollback), so nothing may follow them.
-    fn write_push(&mut self, w: &PushWrites<'_>) -> impl Fut<Option<Clash>> {
+    /// Writes everything, the terminal's ack last, or answers why not.
+    ///
+    /// The default has one writer at a time (SQLite), so no other transaction can
+    /// insert a card meanwhile, and its `write_cards` inserts absent cards.
+    fn write_push(&mut self, w: &PushWrites<'_>) -> impl Fut<Written> {
         async move {
             if let Some(clash) = self.insert_entries(&w.entries).await? {
-                return Ok(Some(clash));
+                return Ok(Written::Refused(clash));
             }
-            self.write_cards(&w.cards, w.now).await?;
+            let cards: Vec<&CardRecord> = w.cards.iter().chain(&w.new_cards).copied().collect();
+            self.write_cards(&cards, w.now).await?;
             self.insert_lots(w.new_lots).await?;
             self.update_lots(w.changed_lots).await?;
             self.insert_ledger(w.ledger).await?;
@@ -184,7 +197,7 @@ pub trait PushRows:
                 self.associate(store, cards).await?;
             }
             self.ack(w.entries.terminal, w.acked_through, w.now).await?;
-            Ok(None)
+            Ok(Written::Done)
         }
     }
 }

@@ -1,0 +1,347 @@
+//! The WAL checkpoint, off the writer thread.
+//!
+//! Left to itself SQLite checkpoints inside the `COMMIT` that takes the WAL past
+//! 1,000 pages: the writer copies every page of the WAL into the database file and
+//! syncs it while the pushes of its group, and those queued behind them, wait (about
+//! 14 % of the writer's time in a backlog). Here the writer's connection never
+//! checkpoints on its own (`wal_autocheckpoint = 0`); after each commit it reads the
+//! WAL's size (`PRAGMA wal_checkpoint(NOOP)`, no lock) and, past
+//! [`Limits::checkpoint_at`], wakes a [`Checkpointer`]: a thread with a connection
+//! of its own that runs `PRAGMA wal_checkpoint(PASSIVE)`, which copies what no reader
+//! still needs and waits for nobody. It never begins a transaction, so it is never a
+//! writer.
+//!
+//! SQLite starts the WAL over (and so keeps it bounded) at the first write
+//! transaction that finds it wholly copied. Under a steady stream of groups a passive
+//! checkpoint may stay a group behind for a long time, so past
+//! [`Limits::restart_at`] the writer itself runs `wal_checkpoint(RESTART)` after its
+//! commit: by then the checkpointer has copied nearly everything, the writer copies the
+//! rest, waits for the readers still inside the WAL (short transactions) and its next
+//! transaction writes from the WAL's start. A checkpointer busy at that moment makes
+//! the restart return at once (SQLite does not wait for the checkpoint lock); the
+//! writer tries again after its next commit.
+
+use rusqlite::Connection;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// When the WAL is checkpointed, in pages (frames).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The checkpointer is woken once the WAL holds this many frames: SQLite's own
+    /// default for its automatic checkpoint.
+    pub checkpoint_at: i64,
+    /// The writer restarts the WAL itself past this many (40 MB of 4 KB pages).
+    pub restart_at: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            checkpoint_at: 1_000,
+            restart_at: 10_000,
+        }
+    }
+}
+
+/// How long the checkpointer waits before trying again when readers kept it from
+/// copying the whole WAL and no commit woke it meanwhile.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// `PRAGMA wal_checkpoint`'s answer: the WAL's frames and those copied into the
+/// database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wal {
+    /// True when the checkpoint could not take a lock it needed.
+    pub busy: bool,
+    /// Frames in the WAL.
+    pub log: i64,
+    /// Frames of it in the database file.
+    pub checkpointed: i64,
+}
+
+impl Wal {
+    /// Whether every frame is in the database file (the next write transaction
+    /// starts the WAL over unless a reader still uses it).
+    pub fn caught_up(&self) -> bool {
+        self.checkpointed >= self.log
+    }
+}
+
+/// The checkpoint modes HQ uses.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Only reads the WAL's size, taking no lock (SQLite 3.51 on, as bundled; an
+    /// older one would run a passive checkpoint instead).
+    Noop,
+    /// Copies what no reader needs; waits for nobody.
+    Passive,
+    /// Copies everything, then waits for readers to leave the WAL.
+    Restart,
+}
+
+/// Runs one `PRAGMA wal_checkpoint` on `conn`, which must be outside a transaction.
+fn checkpoint(conn: &Connection, mode: Mode) -> rusqlite::Result<Wal> {
+    let sql = match mode {
+        Mode::Noop => "PRAGMA wal_checkpoint(NOOP)",
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+    };
+    conn.prepare_cached(sql)?.query_row([], |r| {
+        Ok(Wal {
+            busy: r.get::<_, i64>(0)? != 0,
+            log: r.get(1)?,
+            checkpointed: r.get(2)?,
+        })
+    })
+}
+
+/// What the checkpointer and the writer share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Checkpoints that copied frames, for tests and curiosity.
+    done: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// The writer saw the WAL past the threshold since the last checkpoint.
+    due: bool,
+    /// The store is closing.
+    stop: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is two flags, sound whatever a panicking holder left.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The checkpointer thread, stopped and joined when dropped.
+pub struct Checkpointer {
+    shared: Arc<Shared>,
+    limits: Limits,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the checkpointer on `conn`, a connection of its own to the database.
+    pub fn start(conn: Connection, limits: Limits) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("sqlite-checkpointer".into())
+                .spawn(move || serve(&conn, &shared))?
+        };
+        Ok(Self {
+            shared,
+            limits,
+            thread: Some(thread),
+        })
+    }
+
+    /// The writer's side of it.
+    pub fn watch(&self) -> WalWatch {
+        WalWatch {
+            shared: Arc::clone(&self.shared),
+            limits: self.limits,
+        }
+    }
+
+    /// Checkpoints that copied frames so far.
+    #[cfg(test)]
+    pub fn done(&self) -> u64 {
+        self.shared.done.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            // A panic in the thread was its own; the store is closing anyway.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The checkpointer thread: a passive checkpoint each time the writer says the WAL
+/// grew past the threshold, and again after [`RETRY`] while readers hold it back.
+fn serve(conn: &Connection, shared: &Shared) {
+    let mut behind = false;
+    loop {
+        {
+            let mut state = shared.lock();
+            while !state.due && !state.stop {
+                if behind {
+                    let (s, waited) = shared
+                        .wake
+                        .wait_timeout(state, RETRY)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state = s;
+                    if waited.timed_out() {
+                        break;
+                    }
+                } else {
+                    state = shared
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            if state.stop {
+                return;
+            }
+            state.due = false;
+        }
+        behind = match checkpoint(conn, Mode::Passive) {
+            Ok(wal) => {
+                if wal.checkpointed > 0 {
+                    shared.done.fetch_add(1, Ordering::Relaxed);
+                }
+                !wal.caught_up()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; trying again");
+                true
+            }
+        };
+    }
+}
+
+/// The writer's side: reads the WAL's size after each commit and acts on it.
+pub struct WalWatch {
+    shared: Arc<Shared>,
+    limits: Limits,
+}
+
+impl WalWatch {
+    /// Makes `conn` (the writer's) leave checkpoints to the checkpointer.
+    pub fn take_over(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+    }
+
+    /// After a commit on the writer's `conn`: wakes the checkpointer past the
+    /// threshold, and restarts the WAL itself when it has grown far past it.
+    pub fn committed(&self, conn: &Connection) -> rusqlite::Result<Wal> {
+        let wal = checkpoint(conn, Mode::Noop)?;
+        if wal.log >= self.limits.restart_at {
+            return checkpoint(conn, Mode::Restart);
+        }
+        if wal.log >= self.limits.checkpoint_at && !wal.caught_up() {
+            self.shared.lock().due = true;
+            self.shared.wake.notify_one();
+        }
+        Ok(wal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL database with a table `t`, on a connection set up as the writer's.
+    fn database(dir: &tempfile::TempDir, watch: &WalWatch) -> (Connection, std::path::PathBuf) {
+        let path = dir.path().join("hq.db");
+        let conn = super::super::connect(&path).unwrap();
+        watch.take_over(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t (v TEXT)").unwrap();
+        (conn, path)
+    }
+
+    /// Commits a transaction of about `pages` new pages.
+    fn grow(conn: &Connection, pages: usize) {
+        let row = "x".repeat(3_000);
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for _ in 0..pages {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [&row])
+                .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+
+    fn unwatched(limits: Limits) -> WalWatch {
+        WalWatch {
+            shared: Arc::default(),
+            limits,
+        }
+    }
+
+    #[test]
+    fn the_writer_does_not_checkpoint_below_the_restart_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = unwatched(Limits::default());
+        let (conn, path) = database(&dir, &watch);
+        for _ in 0..30 {
+            grow(&conn, 50);
+            watch.committed(&conn).unwrap();
+        }
+        // SQLite's automatic checkpoint would have copied the WAL at 1,000 frames.
+        let wal = checkpoint(&super::super::connect(&path).unwrap(), Mode::Noop).unwrap();
+        assert!(wal.log > 1_000, "{wal:?}");
+        assert_eq!(wal.checkpointed, 0, "{wal:?}");
+        // And the checkpointer was told.
+        assert!(watch.shared.lock().due);
+    }
+
+    #[test]
+    fn past_the_restart_limit_the_writer_starts_the_wal_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            checkpoint_at: 100,
+            restart_at: 400,
+        };
+        let watch = unwatched(limits);
+        let (conn, _path) = database(&dir, &watch);
+        let mut largest = 0;
+        for _ in 0..40 {
+            grow(&conn, 50);
+            let wal = watch.committed(&conn).unwrap();
+            largest = largest.max(wal.log);
+            // Nobody else reads: a restart copies everything at once.
+            assert!(!wal.busy && wal.log < limits.restart_at + 100, "{wal:?}");
+        }
+        assert!(
+            largest >= limits.restart_at,
+            "the WAL never reached the limit"
+        );
+    }
+
+    #[test]
+    fn the_checkpointer_copies_the_wal_when_the_writer_says_it_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hq.db");
+        let limits = Limits {
+            checkpoint_at: 100,
+            restart_at: 1_000_000,
+        };
+        let checkpointer =
+            Checkpointer::start(super::super::connect(&path).unwrap(), limits).unwrap();
+        let watch = checkpointer.watch();
+        let (conn, path) = database(&dir, &watch);
+        grow(&conn, 50);
+        watch.committed(&conn).unwrap();
+        assert_eq!(checkpointer.done(), 0, "below the threshold");
+        grow(&conn, 100);
+        watch.committed(&conn).unwrap();
+        // No deadline: the test harness's own timeout catches a checkpointer that
+        // never runs.
+        while checkpointer.done() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let wal = checkpoint(&super::super::connect(&path).unwrap(), Mode::Noop).unwrap();
+        assert!(wal.checkpointed > 0, "{wal:?}");
+        // The next transaction writes from the WAL's start.
+        grow(&conn, 1);
+        let wal = watch.committed(&conn).unwrap();
+        assert!(wal.log < 10, "{wal:?}");
+        drop(checkpointer);
+    }
+}
