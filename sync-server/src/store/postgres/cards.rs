@@ -383,36 +383,45 @@ pub(super) static OPEN_LOTS: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {LOT_COLUMNS} FROM lots WHERE card = ANY($1) AND remaining > 0")
 });
 
+/// What [`WRITE_CARDS`] and [`INSERT_NEW_CARDS`] read: the rows of [`CardArrays`]
+/// as `u` (its parameter numbering), beside this transaction's feed position `x`.
+macro_rules! card_arrays {
+    () => {
+        "unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
+                $12::bigint[])
+              AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
+                   reserved, leased),
+              (SELECT loyalty_xid() AS xid) AS x"
+    };
+}
+
 /// The statement of [`write_cards`].
-pub(super) const WRITE_CARDS: &str =
+pub(super) const WRITE_CARDS: &str = concat!(
     "UPDATE cards SET balance = u.balance, pending = u.pending, tier = u.tier,
                 spend_12m = u.spend, spend_drops_at = u.drops, welcome_given = u.welcome,
                 seen = u.seen, flags = u.flags, reserved = u.reserved, leased = u.leased,
                 change_xid = x.xid, updated_at = $10
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
-                     $12::bigint[])
-              AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
-                   reserved, leased),
-              (SELECT loyalty_xid() AS xid) AS x
-         WHERE cards.card = u.card";
+         FROM ",
+    card_arrays!(),
+    "
+         WHERE cards.card = u.card"
+);
 
-/// The statement of [`insert_new_cards`] (parameters as [`WRITE_CARDS`]'s). `ON
-/// CONFLICT DO NOTHING` waits for a concurrent inserter of the same card and skips
-/// the card once it committed, which the row count tells.
-pub(super) const INSERT_NEW_CARDS: &str = r#"INSERT INTO cards (card, balance, pending, tier,
-        spend_12m, spend_drops_at, welcome_given, seen, flags, reserved, leased,
-        change_xid, updated_at)
+/// The statement of [`insert_new_cards`]. `ON CONFLICT DO NOTHING` waits for a
+/// concurrent inserter of the same card and skips the card once it committed, which
+/// the row count tells.
+pub(super) const INSERT_NEW_CARDS: &str = concat!(
+    "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
+        welcome_given, seen, flags, reserved, leased, change_xid, updated_at)
     SELECT u.card, u.balance, u.pending, u.tier, u.spend, u.drops, u.welcome, u.seen,
            u.flags, u.reserved, u.leased, x.xid, $10
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
-                $6::bigint[], $7::bool[], $8::bool[], $9::bigint[], $11::bigint[],
-                $12::bigint[])
-         AS u(card, balance, pending, tier, spend, drops, welcome, seen, flags,
-              reserved, leased),
-         (SELECT loyalty_xid() AS xid) AS x
+    FROM ",
+    card_arrays!(),
+    r#"
     ORDER BY u.card COLLATE "C"
-    ON CONFLICT (card) DO NOTHING"#;
+    ON CONFLICT (card) DO NOTHING"#
+);
 
 /// The statement of [`insert_lots`].
 pub(super) const INSERT_LOTS: &str =
