@@ -110,6 +110,7 @@ testkit::on_every_backend!(
     a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds,
     an_entry_id_reused_by_another_terminal_is_an_id_conflict,
     a_batch_that_fails_midway_applies_nothing,
+    a_refused_push_leaves_nothing_written,
     pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through,
     rules_are_pulled_only_when_newer_and_versions_only_go_up,
     the_job_matures_and_expires_lots_once_per_instant,
@@ -370,6 +371,74 @@ async fn a_batch_that_fails_midway_applies_nothing(store: Db) {
         .unwrap();
     assert!(pulled.balances.is_empty());
     assert!(verify_ok(&*store).await);
+}
+
+/// A refused push writes nothing at all: not its known cards' figures and lots, not
+/// the cards HQ never held, not the KPI aggregates, not the ack. (On PostgreSQL its
+/// `COMMIT` goes out in the same flight as its writes; the failed entry insert
+/// aborted the transaction, so that `COMMIT` rolled it back.)
+async fn a_refused_push_leaves_nothing_written(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s1", "t2").await;
+    store
+        .push(&t1, batch(vec![sale(1, CARD, 0, 10)]), T0)
+        .await
+        .unwrap();
+    store
+        .push(&t2, batch(vec![other_terminal(sale(1, CARD, 0, 4))]), T0)
+        .await
+        .unwrap();
+    let day = Period::new(T0.date(), T0.date()).unwrap();
+    let kpi_before = store.kpi_inputs(day, None, T0).await.unwrap();
+    let report_before = store.card_report(&card(CARD), 10).await.unwrap();
+    // A redemption on the known card (its lots consumed), a card HQ never held, and
+    // an entry that reuses t1's id, last.
+    let mut reused = other_terminal(sale(4, OTHER_CARD, 0, 1));
+    reused.id = entry_id(1);
+    let entries = vec![
+        other_terminal(sale(2, CARD, 6, 0)),
+        other_terminal(sale(3, OTHER_CARD, 0, 9)),
+        reused,
+    ];
+    let err = store.push(&t2, batch(entries), T0).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Refused(Refusal::IdConflict { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        balance(&*store, &t2, CARD).await,
+        (Seq(1), Points(14), Points(0))
+    );
+    assert_eq!(
+        store.card_report(&card(CARD), 10).await.unwrap(),
+        report_before
+    );
+    assert!(
+        store
+            .card_report(&card(OTHER_CARD), 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.kpi_inputs(day, None, T0).await.unwrap(), kpi_before);
+    assert!(verify_ok(&*store).await);
+    // The batch without the reused id is applied as usual afterwards.
+    let out = store
+        .push(
+            &t2,
+            batch(vec![
+                other_terminal(sale(2, CARD, 6, 0)),
+                other_terminal(sale(3, OTHER_CARD, 0, 9)),
+            ]),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.acked_through, out.applied), (Seq(3), 2));
+    assert_eq!(
+        balance(&*store, &t2, CARD).await,
+        (Seq(3), Points(8), Points(0))
+    );
 }
 
 async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through(store: Db) {
@@ -1041,6 +1110,64 @@ mod postgres_only {
         assert_eq!(
             balance(&*store, &t, CARD).await,
             (Seq(1), Points(5), Points(0))
+        );
+        assert!(verify_ok(&*store).await);
+    }
+
+    /// Two pushes that both find no row for a card plan it as new and insert it with
+    /// their writes, their `COMMIT` in the same flight. The second insert fails on
+    /// the card's key once the first push committed, which aborts its transaction,
+    /// so that `COMMIT` commits none of its writes; it starts over on the row the
+    /// first one committed. Each push is applied once, on top of the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_pushes_creating_the_same_card_are_both_applied_once() {
+        let Some(store) = Db::open(Backend::Postgres).await else {
+            return;
+        };
+        let t1 = terminal(&*store, "s1", "t1").await;
+        let t2 = terminal(&*store, "s1", "t2").await;
+        // A third transaction holds an uncommitted row of the card: both pushes find
+        // no row to lock, plan the card as new, and their inserts queue behind it.
+        let other = testdb(&store).client().await.unwrap();
+        other
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                    change_xid, updated_at)
+                 VALUES ('{CARD}', 0, 0, 0, FALSE, FALSE, loyalty_xid(), 0);"
+            ))
+            .await
+            .unwrap();
+        let push = |t: &TestTerminal, entry: JournalEntry| {
+            let (store, t) = (Arc::clone(&store.store), t.clone());
+            tokio::spawn(async move { store.push(&t, batch(vec![entry]), T0).await })
+        };
+        let first = push(&t1, sale(1, CARD, 0, 5));
+        let second = push(&t2, other_terminal(sale(1, CARD, 0, 7)));
+        loop {
+            let waiting: i64 = other
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Gone: the pushes' inserts go ahead, one of them first.
+        other.batch_execute("ROLLBACK").await.unwrap();
+        for out in [first.await.unwrap(), second.await.unwrap()] {
+            let out = out.unwrap();
+            assert_eq!((out.acked_through, out.applied), (Seq(1), 1));
+        }
+        assert_eq!(
+            balance(&*store, &t1, CARD).await,
+            (Seq(1), Points(12), Points(0))
         );
         assert!(verify_ok(&*store).await);
     }

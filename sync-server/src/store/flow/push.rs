@@ -9,7 +9,7 @@
 //!    ([`CardRows::lock_cards`] with [`Missing::Leave`]); a card HQ never held is
 //!    planned as new and inserted with its figures in step 5. Two first sights of a
 //!    card still cannot both write a "new" card: the second one's insert waits for
-//!    the first transaction, finds the row and makes its push start over
+//!    the first transaction, fails on the card's key and makes its push start over
 //!    ([`Written::CardTaken`]), which then locks the row like any other.
 //! 4. After the locks, read the consuming cards' open lots and the spend of cards
 //!    whose cached spend is stale ([`crate::ledger::cached_spend`]), so each batch
@@ -28,9 +28,11 @@
 //! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
 //! the spend (`lock_and_read_cards`), and every write of steps 5–6
 //! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
-//! `START TRANSACTION` in the first), so a push costs four round trips with `COMMIT`
-//! whatever its size, cards HQ never held included; only a stale cached spend adds
-//! one.
+//! `START TRANSACTION` in the first, the `COMMIT` at the end of the last), so a push
+//! costs three round trips whatever its size, cards HQ never held included; only a
+//! stale cached spend adds one. A write flight that failed committed nothing (its
+//! `COMMIT` rolled back), so a refusal or [`Written::CardTaken`] leaves the database
+//! as it was, and a start-over begins a new transaction.
 //!
 //! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
 //! thread from the moment the push arrives, so the hashing overlaps with the

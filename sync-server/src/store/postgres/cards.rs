@@ -9,7 +9,7 @@
 //! holds the lock.
 
 use super::session::PgSession;
-use super::sql;
+use super::{retry, sql};
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
 use crate::store::Result;
 use crate::store::StoreError;
@@ -21,6 +21,7 @@ use protocol::{CardId, StoreId};
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -221,9 +222,10 @@ pub(super) async fn write_cards(
 /// Inserts cards that had no row when the push locked its cards, with their
 /// figures, in card-id order, at this transaction's feed position. False when
 /// another transaction inserted one of them meanwhile: the insert waited for it to
-/// commit and skipped that card, so the push must start over (and lock its row).
-/// The sorted order makes two such inserts wait for each other in one direction
-/// only, as the locks do.
+/// commit and failed on the card's key, which aborts this transaction (so the
+/// `COMMIT` of its flight rolls it back), and the push must start over (and lock
+/// the row). The sorted order makes two such inserts wait for each other in one
+/// direction only, as the locks do.
 pub(super) async fn insert_new_cards(
     c: &Client,
     cards: &[&CardRecord],
@@ -232,8 +234,20 @@ pub(super) async fn insert_new_cards(
     if cards.is_empty() {
         return Ok(true);
     }
-    let inserted = CardArrays::of(cards).run(c, INSERT_NEW_CARDS, now).await?;
-    Ok(inserted == cards.len() as u64)
+    match CardArrays::of(cards).run(c, INSERT_NEW_CARDS, now).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_card_key_clash(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A unique violation of the cards' primary key.
+fn is_card_key_clash(e: &StoreError) -> bool {
+    retry::driver_error(e)
+        .and_then(tokio_postgres::Error::as_db_error)
+        .is_some_and(|d| {
+            *d.code() == SqlState::UNIQUE_VIOLATION && d.constraint() == Some("cards_pkey")
+        })
 }
 
 /// The figures of card states as array parameters, in the numbering both
@@ -408,9 +422,9 @@ pub(super) const WRITE_CARDS: &str = concat!(
          WHERE cards.card = u.card"
 );
 
-/// The statement of [`insert_new_cards`]. `ON CONFLICT DO NOTHING` waits for a
-/// concurrent inserter of the same card and skips the card once it committed, which
-/// the row count tells.
+/// The statement of [`insert_new_cards`]. A plain INSERT, no `ON CONFLICT`: a
+/// card a concurrent inserter committed must abort the transaction, not be skipped,
+/// since the push's `COMMIT` is already on its way in the same flight.
 pub(super) const INSERT_NEW_CARDS: &str = concat!(
     "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
         welcome_given, seen, flags, reserved, leased, change_xid, updated_at)
@@ -419,8 +433,7 @@ pub(super) const INSERT_NEW_CARDS: &str = concat!(
     FROM ",
     card_arrays!(),
     r#"
-    ORDER BY u.card COLLATE "C"
-    ON CONFLICT (card) DO NOTHING"#
+    ORDER BY u.card COLLATE "C""#
 );
 
 /// The statement of [`insert_lots`].

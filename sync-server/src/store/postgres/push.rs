@@ -1,5 +1,5 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
-//! flight ([`sql::flight`]), so a push costs four round trips whatever its size:
+//! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
 //! 1. `START TRANSACTION`, lock the terminal's row, what HQ holds of the batch's seq
 //!    range, the rules version (and the JSON of versions the cache lacks);
@@ -7,20 +7,25 @@
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
 //! 3. every write, one statement per table (arrays through `unnest`; cards HQ never
-//!    held are inserted with their figures), the ack last;
-//! 4. `COMMIT`.
+//!    held are inserted with their figures), the ack, the store's KPI rows last,
+//!    then `COMMIT`. Every lock the push took (terminal, cards, the per-store KPI
+//!    rows all of a store's tills update) is released with that flight's answer
+//!    instead of one HQ turn and one more round trip later.
 //!
 //! Only a card whose cached spend is stale (rare: the ledger job recomputes it) adds
-//! a round trip; a card another push inserted between this one's locks and writes
-//! makes it start over ([`cards::insert_new_cards`]).
+//! a round trip, before the write flight.
 //!
 //! A failing statement aborts the transaction, so every later one of its flight fails
-//! too ("current transaction is aborted"): the answers are looked at in the order
-//! sent and the first failure is the one reported; a clash of the entry rows with the
-//! uniqueness constraints is the refusal it always was, and a serialization failure
-//! or deadlock is retried as before ([`super::retry`]).
+//! too ("current transaction is aborted") and the flight's `COMMIT` rolls the
+//! transaction back: nothing of a failed write flight is ever committed. The answers
+//! are looked at in the order sent and the first failure is the one reported: a clash
+//! of the entry rows with the uniqueness constraints is the refusal it always was; a
+//! card another push inserted between this one's locks and writes fails the new
+//! cards' insert on the card's key, and the push starts over in a new transaction
+//! ([`cards::insert_new_cards`]); a serialization failure or deadlock is retried as
+//! before ([`super::retry`]).
 
-use super::session::PgSession;
+use super::session::{self, PgSession};
 use super::{admin, analytics, cards, escrow, quarantine, rules, sql, terminals};
 use crate::store::Result;
 use crate::store::encode::signed;
@@ -121,7 +126,9 @@ impl PushRows for PgSession<'_> {
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Written> {
         let c = self.conn().await?;
         // The cards' update and insert are planned on each run (`cards::write_cards`),
-        // so they are not prepared here.
+        // so they are not prepared here. The store's KPI rows, which every till of
+        // the store updates, come last, right before the `COMMIT`: their row locks
+        // are held for the commit only.
         let statements = [
             terminals::INSERT_ENTRIES,
             cards::INSERT_LOTS,
@@ -132,12 +139,12 @@ impl PushRows for PgSession<'_> {
             &escrow::WRITE_RESERVATIONS,
             &escrow::WRITE_LEASES,
             admin::INSERT_ANOMALIES,
-            analytics::KPI_DAILY,
             analytics::KPI_MEMBER_DAYS,
             analytics::KPI_MEMBERS,
-            analytics::KPI_CATEGORIES,
             cards::ASSOCIATE,
             terminals::ACK,
+            analytics::KPI_DAILY,
+            analytics::KPI_CATEGORIES,
         ];
         let (store, associated) = w.associate;
         let answers = sql::flight(c, &statements, async {
@@ -153,28 +160,67 @@ impl PushRows for PgSession<'_> {
                 escrow::write_reservations(c, w.reservations),
                 escrow::write_leases(c, w.leases),
                 admin::insert_anomalies(c, w.anomalies),
-                analytics::kpi_daily(c, w.kpi),
                 analytics::kpi_member_days(c, w.kpi),
                 analytics::kpi_members(c, w.kpi),
-                analytics::kpi_categories(c, w.kpi),
                 cards::associate(c, store, associated),
                 terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
+                analytics::kpi_daily(c, w.kpi),
+                analytics::kpi_categories(c, w.kpi),
+                session::commit_in_flight(c, true),
             )
         })
         .await?;
-        let (entries, a, inserted, b, d, e, f, g, h, i, j, k, l, m, kc, n, ack) = answers;
+        let (
+            entries,
+            updated,
+            inserted,
+            lots,
+            lot_updates,
+            ledger,
+            flags,
+            quarantined,
+            reservations,
+            leases,
+            anomalies,
+            member_days,
+            members,
+            associate,
+            ack,
+            daily,
+            categories,
+            committed,
+        ) = answers;
+        // Answered: the transaction is over, committed or (after a failed statement)
+        // rolled back by that `COMMIT`. The first failure in the order sent is the
+        // cause; the statements after it failed only because the transaction was
+        // aborted.
+        committed?;
+        self.ended();
         if let Some(clash) = entries? {
             return Ok(Written::Refused(clash));
         }
-        a?;
-        let inserted = inserted?;
-        for written in [b, d, e, f, g, h, i, j, k, l, m, kc, n, ack] {
+        updated?;
+        if !inserted? {
+            return Ok(Written::CardTaken);
+        }
+        for written in [
+            lots,
+            lot_updates,
+            ledger,
+            flags,
+            quarantined,
+            reservations,
+            leases,
+            anomalies,
+            member_days,
+            members,
+            associate,
+            ack,
+            daily,
+            categories,
+        ] {
             written?;
         }
-        Ok(if inserted {
-            Written::Done
-        } else {
-            Written::CardTaken
-        })
+        Ok(Written::Done)
     }
 }

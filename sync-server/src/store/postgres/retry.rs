@@ -49,17 +49,21 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The driver's error behind `e`, if it is one.
+pub fn driver_error(e: &StoreError) -> Option<&tokio_postgres::Error> {
+    match e {
+        StoreError::Backend(source) => source.downcast_ref::<tokio_postgres::Error>(),
+        _ => None,
+    }
+}
+
 /// True for the failures a rerun of the transaction can cure.
 pub fn is_transient(e: &StoreError) -> bool {
-    match e {
-        StoreError::Backend(source) => source
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(tokio_postgres::Error::code)
-            .is_some_and(|c| {
-                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-            }),
-        _ => false,
-    }
+    driver_error(e)
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|c| {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+        })
 }
 
 /// What to do after a failed attempt.

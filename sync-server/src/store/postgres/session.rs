@@ -6,9 +6,9 @@
 //! exactly what the driver's transaction type sends. The `START TRANSACTION` of a
 //! write transaction is held back until the first statement ([`PgSession::conn`]), or
 //! sent in the same flight as the push's first statements ([`PgSession::take_begin`]),
-//! so it costs no round trip of its own; the `COMMIT` of a reservation goes in the
-//! flight of its last statements ([`commit_in_flight`]), so that its card locks are
-//! released with that flight's answer. A session dropped inside a
+//! so it costs no round trip of its own; the `COMMIT` of a reservation or a push
+//! goes in the flight of its last statements ([`commit_in_flight`]), so that its
+//! locks are released with that flight's answer. A session dropped inside a
 //! transaction (a cancelled request, an attempt that failed before it could roll
 //! back) cannot wait for a `ROLLBACK`, so it takes its connection out of the pool
 //! and closes it: the server rolls the transaction back, and no later request ever
