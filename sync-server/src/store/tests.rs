@@ -1008,6 +1008,28 @@ mod postgres_only {
         }
     }
 
+    /// Waits until `n` backends of the test's database wait for a lock. Asked on a
+    /// connection of its own, outside any transaction: inside one, every read of
+    /// `pg_stat_activity` answers the snapshot its first one took.
+    async fn lock_waiters(db: &TestDatabase, n: i64) {
+        let watcher = db.client().await.unwrap();
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_change_committed_late_by_an_older_transaction_is_not_skipped() {
         let Some(store) = Db::open(Backend::Postgres).await else {
@@ -1089,21 +1111,7 @@ mod postgres_only {
                 .await
         });
         // The push found no row to lock and now waits for the other insert.
-        loop {
-            let waiting: i64 = other
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        lock_waiters(testdb(&store), 1).await;
         other.batch_execute("COMMIT").await.unwrap();
         let out = push.await.unwrap().unwrap();
         assert_eq!((out.acked_through, out.applied), (Seq(1), 1));
@@ -1144,21 +1152,7 @@ mod postgres_only {
         };
         let first = push(&t1, sale(1, CARD, 0, 5));
         let second = push(&t2, other_terminal(sale(1, CARD, 0, 7)));
-        loop {
-            let waiting: i64 = other
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting >= 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        lock_waiters(testdb(&store), 2).await;
         // Gone: the pushes' inserts go ahead, one of them first.
         other.batch_execute("ROLLBACK").await.unwrap();
         for out in [first.await.unwrap(), second.await.unwrap()] {
