@@ -110,7 +110,6 @@ testkit::on_every_backend!(
     a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds,
     an_entry_id_reused_by_another_terminal_is_an_id_conflict,
     a_batch_that_fails_midway_applies_nothing,
-    a_refused_push_leaves_nothing_written,
     pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through,
     rules_are_pulled_only_when_newer_and_versions_only_go_up,
     the_job_matures_and_expires_lots_once_per_instant,
@@ -324,6 +323,11 @@ async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict(store: Db) {
     }
 }
 
+/// A refused batch writes nothing at all: not its known cards' figures and lots, not
+/// the cards HQ never held, not the KPI aggregates, not the store's feed, not the
+/// ack. (On PostgreSQL the push's `COMMIT` goes out in the same flight as its
+/// writes; the failed entry insert aborted the transaction, so that `COMMIT` rolled
+/// it back.)
 async fn a_batch_that_fails_midway_applies_nothing(store: Db) {
     let t1 = terminal(&*store, "s1", "t1").await;
     let t2 = terminal(&*store, "s2", "t1").await;
@@ -331,24 +335,34 @@ async fn a_batch_that_fails_midway_applies_nothing(store: Db) {
         .push(&t1, batch(vec![sale(1, CARD, 0, 10)]), T0)
         .await
         .unwrap();
-    // Entries 1 and 2 are fine; entry 3 reuses t1's entry id and fails at insert,
-    // after the first two rows were written inside the transaction.
-    let mut third = other_terminal(sale(3, OTHER_CARD, 0, 1));
-    third.id = entry_id(1);
+    let day = Period::new(T0.date(), T0.date()).unwrap();
+    let kpi_before = store.kpi_inputs(day, None, T0).await.unwrap();
+    let report_before = store.card_report(&card(CARD), 10).await.unwrap();
+    // Entries 1 to 3 are fine (a redemption on a card HQ holds, which consumes its
+    // lots, and a card HQ never held); entry 4 reuses t1's entry id and fails at
+    // insert, with the others written inside the transaction.
+    let mut fourth = other_terminal(sale(4, OTHER_CARD, 0, 1));
+    fourth.id = entry_id(1);
     let entries = vec![
-        other_terminal(sale(1, OTHER_CARD, 0, 10)),
+        other_terminal(sale(1, CARD, 6, 0)),
         other_terminal(sale(2, OTHER_CARD, 0, 10)),
-        third,
+        other_terminal(sale(3, OTHER_CARD, 0, 10)),
+        fourth,
     ];
     let err = store.push(&t2, batch(entries), T0).await.unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Refused(Refusal::IdConflict { .. })
-    ));
+    assert!(
+        matches!(err, StoreError::Refused(Refusal::IdConflict { .. })),
+        "{err:?}"
+    );
     assert_eq!(
         balance(&*store, &t2, OTHER_CARD).await,
         (Seq(0), Points(0), Points(0))
     );
+    assert_eq!(
+        store.card_report(&card(CARD), 10).await.unwrap(),
+        report_before
+    );
+    assert_eq!(store.kpi_inputs(day, None, T0).await.unwrap(), kpi_before);
     assert!(
         store
             .card_report(&card(OTHER_CARD), 10)
@@ -371,74 +385,6 @@ async fn a_batch_that_fails_midway_applies_nothing(store: Db) {
         .unwrap();
     assert!(pulled.balances.is_empty());
     assert!(verify_ok(&*store).await);
-}
-
-/// A refused push writes nothing at all: not its known cards' figures and lots, not
-/// the cards HQ never held, not the KPI aggregates, not the ack. (On PostgreSQL its
-/// `COMMIT` goes out in the same flight as its writes; the failed entry insert
-/// aborted the transaction, so that `COMMIT` rolled it back.)
-async fn a_refused_push_leaves_nothing_written(store: Db) {
-    let t1 = terminal(&*store, "s1", "t1").await;
-    let t2 = terminal(&*store, "s1", "t2").await;
-    store
-        .push(&t1, batch(vec![sale(1, CARD, 0, 10)]), T0)
-        .await
-        .unwrap();
-    store
-        .push(&t2, batch(vec![other_terminal(sale(1, CARD, 0, 4))]), T0)
-        .await
-        .unwrap();
-    let day = Period::new(T0.date(), T0.date()).unwrap();
-    let kpi_before = store.kpi_inputs(day, None, T0).await.unwrap();
-    let report_before = store.card_report(&card(CARD), 10).await.unwrap();
-    // A redemption on the known card (its lots consumed), a card HQ never held, and
-    // an entry that reuses t1's id, last.
-    let mut reused = other_terminal(sale(4, OTHER_CARD, 0, 1));
-    reused.id = entry_id(1);
-    let entries = vec![
-        other_terminal(sale(2, CARD, 6, 0)),
-        other_terminal(sale(3, OTHER_CARD, 0, 9)),
-        reused,
-    ];
-    let err = store.push(&t2, batch(entries), T0).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::Refused(Refusal::IdConflict { .. })),
-        "{err:?}"
-    );
-    assert_eq!(
-        balance(&*store, &t2, CARD).await,
-        (Seq(1), Points(14), Points(0))
-    );
-    assert_eq!(
-        store.card_report(&card(CARD), 10).await.unwrap(),
-        report_before
-    );
-    assert!(
-        store
-            .card_report(&card(OTHER_CARD), 10)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(store.kpi_inputs(day, None, T0).await.unwrap(), kpi_before);
-    assert!(verify_ok(&*store).await);
-    // The batch without the reused id is applied as usual afterwards.
-    let out = store
-        .push(
-            &t2,
-            batch(vec![
-                other_terminal(sale(2, CARD, 6, 0)),
-                other_terminal(sale(3, OTHER_CARD, 0, 9)),
-            ]),
-            T0,
-        )
-        .await
-        .unwrap();
-    assert_eq!((out.acked_through, out.applied), (Seq(3), 2));
-    assert_eq!(
-        balance(&*store, &t2, CARD).await,
-        (Seq(3), Points(8), Points(0))
-    );
 }
 
 async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through(store: Db) {
@@ -1008,6 +954,33 @@ mod postgres_only {
         }
     }
 
+    /// A connection inside a transaction that inserted a row of `CARD` and has not
+    /// committed it: a push finds no row of the card to lock, and its insert of the
+    /// card waits for this transaction.
+    async fn uncommitted_card(db: &TestDatabase) -> tokio_postgres::Client {
+        let other = db.client().await.unwrap();
+        other
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                    change_xid, updated_at)
+                 VALUES ('{CARD}', 0, 0, 0, FALSE, FALSE, loyalty_xid(), 0);"
+            ))
+            .await
+            .unwrap();
+        other
+    }
+
+    /// A push of `entry` by `t`, running on its own task.
+    fn spawn_push(
+        db: &Db,
+        t: &TestTerminal,
+        entry: JournalEntry,
+    ) -> tokio::task::JoinHandle<Result<crate::store::PushOutcome, StoreError>> {
+        let (store, t) = (Arc::clone(&db.store), t.clone());
+        tokio::spawn(async move { store.push(&t, batch(vec![entry]), T0).await })
+    }
+
     /// Waits until `n` backends of the test's database wait for a lock. Asked on a
     /// connection of its own, outside any transaction: inside one, every read of
     /// `pg_stat_activity` answers the snapshot its first one took.
@@ -1093,23 +1066,8 @@ mod postgres_only {
             return;
         };
         let t = terminal(&*store, "s1", "t1").await;
-        let other = testdb(&store).client().await.unwrap();
-        other
-            .batch_execute(&format!(
-                "BEGIN;
-                 INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                    change_xid, updated_at)
-                 VALUES ('{CARD}', 0, 0, 0, FALSE, FALSE, loyalty_xid(), 0);"
-            ))
-            .await
-            .unwrap();
-        let pushing = Arc::clone(&store.store);
-        let push_t = t.clone();
-        let push = tokio::spawn(async move {
-            pushing
-                .push(&push_t, batch(vec![sale(1, CARD, 0, 5)]), T0)
-                .await
-        });
+        let other = uncommitted_card(testdb(&store)).await;
+        let push = spawn_push(&store, &t, sale(1, CARD, 0, 5));
         // The push found no row to lock and now waits for the other insert.
         lock_waiters(testdb(&store), 1).await;
         other.batch_execute("COMMIT").await.unwrap();
@@ -1136,22 +1094,9 @@ mod postgres_only {
         let t2 = terminal(&*store, "s1", "t2").await;
         // A third transaction holds an uncommitted row of the card: both pushes find
         // no row to lock, plan the card as new, and their inserts queue behind it.
-        let other = testdb(&store).client().await.unwrap();
-        other
-            .batch_execute(&format!(
-                "BEGIN;
-                 INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                    change_xid, updated_at)
-                 VALUES ('{CARD}', 0, 0, 0, FALSE, FALSE, loyalty_xid(), 0);"
-            ))
-            .await
-            .unwrap();
-        let push = |t: &TestTerminal, entry: JournalEntry| {
-            let (store, t) = (Arc::clone(&store.store), t.clone());
-            tokio::spawn(async move { store.push(&t, batch(vec![entry]), T0).await })
-        };
-        let first = push(&t1, sale(1, CARD, 0, 5));
-        let second = push(&t2, other_terminal(sale(1, CARD, 0, 7)));
+        let other = uncommitted_card(testdb(&store)).await;
+        let first = spawn_push(&store, &t1, sale(1, CARD, 0, 5));
+        let second = spawn_push(&store, &t2, other_terminal(sale(1, CARD, 0, 7)));
         lock_waiters(testdb(&store), 2).await;
         // Gone: the pushes' inserts go ahead, one of them first.
         other.batch_execute("ROLLBACK").await.unwrap();

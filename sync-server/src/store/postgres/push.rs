@@ -170,26 +170,7 @@ impl PushRows for PgSession<'_> {
             )
         })
         .await?;
-        let (
-            entries,
-            updated,
-            inserted,
-            lots,
-            lot_updates,
-            ledger,
-            flags,
-            quarantined,
-            reservations,
-            leases,
-            anomalies,
-            member_days,
-            members,
-            associate,
-            ack,
-            daily,
-            categories,
-            committed,
-        ) = answers;
+        let (entries, a, inserted, b, d, e, f, g, h, i, j, k, l, m, n, o, p, committed) = answers;
         // Answered: the transaction is over, committed or (after a failed statement)
         // rolled back by that `COMMIT`. The first failure in the order sent is the
         // cause; the statements after it failed only because the transaction was
@@ -199,26 +180,11 @@ impl PushRows for PgSession<'_> {
         if let Some(clash) = entries? {
             return Ok(Written::Refused(clash));
         }
-        updated?;
+        a?;
         if !inserted? {
             return Ok(Written::CardTaken);
         }
-        for written in [
-            lots,
-            lot_updates,
-            ledger,
-            flags,
-            quarantined,
-            reservations,
-            leases,
-            anomalies,
-            member_days,
-            members,
-            associate,
-            ack,
-            daily,
-            categories,
-        ] {
+        for written in [b, d, e, f, g, h, i, j, k, l, m, n, o, p] {
             written?;
         }
         Ok(Written::Done)
