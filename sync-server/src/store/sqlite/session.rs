@@ -111,14 +111,17 @@ impl Session for SqliteSession<'_> {
 /// Savepoints inside the open transaction, one operation at a time (the group
 /// commit's: see `super::group`).
 impl SqliteSession<'_> {
-    /// Starts the current operation's savepoint.
+    /// Starts the current operation's savepoint. Prepared once, as `RELEASE`: twice
+    /// per push, `execute_batch` parsed them afresh every time.
     pub fn savepoint(&self) -> Result<()> {
-        Ok(self.conn.execute_batch("SAVEPOINT op")?)
+        self.execute("SAVEPOINT op", [])?;
+        Ok(())
     }
 
     /// Keeps what the current operation wrote (in the open transaction).
     pub fn release_savepoint(&self) -> Result<()> {
-        Ok(self.conn.execute_batch("RELEASE op")?)
+        self.execute("RELEASE op", [])?;
+        Ok(())
     }
 
     /// Undoes what the current operation wrote, and ends its savepoint.
