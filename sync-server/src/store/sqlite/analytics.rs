@@ -272,8 +272,16 @@ mod tests {
             (written, stored)
         };
         assert_eq!(add(2_460_000), (1, 2_460_000));
-        assert_eq!(add(2_460_000), (0, 2_460_000), "the same day rewrote the row");
-        assert_eq!(add(2_460_005), (0, 2_460_000), "a later day rewrote the row");
+        assert_eq!(
+            add(2_460_000),
+            (0, 2_460_000),
+            "the same day rewrote the row"
+        );
+        assert_eq!(
+            add(2_460_005),
+            (0, 2_460_000),
+            "a later day rewrote the row"
+        );
         assert_eq!(add(2_459_990), (1, 2_459_990));
     }
 }

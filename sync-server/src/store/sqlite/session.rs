@@ -232,10 +232,7 @@ impl SqliteSession<'_> {
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut params = chunk.to_vec();
             // Unlisted keys up to the extras' numbers are bound as NULL.
-            params.resize(
-                stmt.parameter_count().saturating_sub(extra.len()),
-                NULL,
-            );
+            params.resize(stmt.parameter_count().saturating_sub(extra.len()), NULL);
             params.extend(extra.iter().cloned());
             let mut rows = stmt.query(params_from_iter(params))?;
             while let Some(r) = rows.next()? {
