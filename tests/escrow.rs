@@ -270,6 +270,18 @@ fn allowances_spent_offline_at_three_tills_never_overdraw(backend: Backend) {
     // fits in half of 1,000 only for two tills and a part of the third.
     let leased_total = (earned / 2).min(ALLOWANCE_PER_TILL * 3);
     wait_for_leased(&hq.server, &audit, card, leased_total);
+    // Offline, a till redeems no more than the card's figures it last pulled from
+    // HQ's feed, whatever its allowance; a till whose pull after its own sale had not
+    // run yet (a loaded machine) would quote nothing by "balance". Each till must
+    // hold the card's figures before HQ goes away.
+    for (i, (_, t)) in tills.iter().enumerate() {
+        let journal = t.dir.join("journal.db");
+        wait_for(
+            Duration::from_secs(60),
+            &format!("the card's figures in till {i}'s cache"),
+            || (cached_balance_in(&journal, card) > 0).then_some(()),
+        );
+    }
 
     for (proxy, _) in &tills {
         proxy.set(Fault::Refuse);
@@ -405,6 +417,20 @@ fn an_app_code_is_accepted_at_one_till_and_refused_at_every_other(backend: Backe
 }
 
 /// Signing keys in the journal at `path` (read-only, beside the running agent).
+/// The balance of `card` in the HQ cache of the till journal at `path` (0 when the
+/// card is not there yet or the journal cannot be read).
+fn cached_balance_in(path: &Path, card: &str) -> i64 {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    conn.query_row("SELECT balance FROM cards WHERE card = ?1", [card], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
+}
+
 fn signing_keys_in(path: &Path) -> i64 {
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
