@@ -352,13 +352,14 @@ fn write_multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> S
         None => sql.push_str(head),
     }
     sql.push_str(" VALUES ");
+    // Anonymous `?`s, numbered by SQLite in order: the text is half as long as with
+    // `?123`s, and the statement cache hashes and compares all of it at every run.
+    let row = format!("({})", vec!["?"; cols].join(", "));
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        sql.push_str(&placeholders(r * cols + 1, cols));
-        sql.push(')');
+        sql.push_str(&row);
     }
     sql.push(' ');
     sql.push_str(tail);
@@ -430,15 +431,15 @@ mod tests {
         assert_eq!(placeholders(2, 3), "?2, ?3, ?4");
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 2),
-            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?, ?), (?, ?) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 1),
-            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?, ?) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO u (a, b)", "", 2, 2),
-            "INSERT OR FAIL INTO u (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO u (a, b) VALUES (?, ?), (?, ?) "
         );
     }
 
