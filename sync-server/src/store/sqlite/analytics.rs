@@ -29,7 +29,7 @@ impl AnalyticsRows for SqliteSession<'_> {
             .daily
             .iter()
             .map(|(k, t)| {
-                vec![
+                [
                     int(k.day.into()),
                     text(k.store.as_str()),
                     int(k.member.into()),
@@ -58,7 +58,7 @@ impl AnalyticsRows for SqliteSession<'_> {
             .member_days
             .iter()
             .map(|(card, day, store)| {
-                vec![
+                [
                     int((*day).into()),
                     text(card.as_str()),
                     text(store.as_str()),
@@ -73,18 +73,23 @@ impl AnalyticsRows for SqliteSession<'_> {
         let firsts: Vec<_> = delta
             .first_days
             .iter()
-            .map(|(card, day)| vec![text(card.as_str()), int((*day).into())])
+            .map(|(card, day)| [text(card.as_str()), int((*day).into())])
             .collect();
+        // A member seen before keeps its row untouched unless the day is earlier:
+        // rewriting the same first day would still write the row and its
+        // `kpi_members_first` entry (SQLite does not compare), once per entry of a
+        // returning card.
         self.insert_many(
             "INSERT INTO kpi_members (card, first_day)",
-            "ON CONFLICT (card) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            "ON CONFLICT (card) DO UPDATE SET first_day = excluded.first_day
+             WHERE excluded.first_day < first_day",
             &firsts,
         )?;
         let categories: Vec<_> = delta
             .categories
             .iter()
             .map(|(k, t)| {
-                vec![
+                [
                     int(k.day.day.into()),
                     text(k.day.store.as_str()),
                     int(k.day.member.into()),
@@ -234,3 +239,49 @@ impl AnalyticsRows for SqliteSession<'_> {
 /// index (`schema::V6_LEDGER_EXPIRY`).
 pub(super) const POINTS_EXPIRED: &str = "SELECT COALESCE(SUM(-delta_balance), 0) FROM ledger
      WHERE kind = 'expiry' AND at >= ?1 AND at < ?2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::backend::{Session, TxKind};
+    use crate::store::caches::Caches;
+    use crate::store::sqlite::session::block_on;
+
+    #[test]
+    fn a_members_first_day_moves_only_earlier_and_a_later_day_writes_nothing() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::schema::migrations()
+            .to_latest(&mut conn)
+            .unwrap();
+        let caches = Caches::default();
+        let mut s = SqliteSession::new(&mut conn, &caches);
+        block_on(s.begin(TxKind::Write)).unwrap();
+        let card = CardId::parse("4000000000001").unwrap();
+        let first = |day| KpiDelta {
+            first_days: vec![(card.clone(), day)],
+            ..KpiDelta::default()
+        };
+        // Rows written by one `add_kpi` of a first day alone, and the day stored after.
+        let mut add = |day| {
+            let before = s.conn().total_changes();
+            block_on(s.add_kpi(&first(day))).unwrap();
+            let written = s.conn().total_changes() - before;
+            let stored: i32 = s
+                .one("SELECT first_day FROM kpi_members", [], |r| Ok(r.get(0)?))
+                .unwrap();
+            (written, stored)
+        };
+        assert_eq!(add(2_460_000), (1, 2_460_000));
+        assert_eq!(
+            add(2_460_000),
+            (0, 2_460_000),
+            "the same day rewrote the row"
+        );
+        assert_eq!(
+            add(2_460_005),
+            (0, 2_460_000),
+            "a later day rewrote the row"
+        );
+        assert_eq!(add(2_459_990), (1, 2_459_990));
+    }
+}

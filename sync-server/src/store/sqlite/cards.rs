@@ -6,18 +6,19 @@
 //! simply absent (the ledger treats it as new and [`CardRows::write_cards`] inserts
 //! it).
 
-use super::session::{CHUNK, SqliteSession, boolean, int, opt_int, opt_text, text};
+use super::session::{
+    CHUNK, NULL, Param, SqliteSession, boolean, int, opt_int, opt_text, owned_text, text,
+};
 use crate::ledger::{CardRecord, FlagRow, LedgerRow, Lot, LotKey, Spend};
 use crate::store::Result;
 use crate::store::encode::{opt_to_db, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, Locked, Missing};
 use protocol::{CardId, StoreId};
-use rusqlite::types::Value;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
-fn card_keys(cards: &[&CardId]) -> Vec<Value> {
+fn card_keys<'a>(cards: &[&'a CardId]) -> Vec<Param<'a>> {
     cards.iter().map(|c| text(c.as_str())).collect()
 }
 
@@ -77,7 +78,7 @@ impl CardRows for SqliteSession<'_> {
     }
 
     async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>> {
-        let keys: Vec<Value> = ids.iter().map(|id| int(*id)).collect();
+        let keys: Vec<Param<'_>> = ids.iter().map(|id| int(*id)).collect();
         self.query_in(
             &format!("SELECT {LOT_COLUMNS} FROM lots WHERE id IN ({{keys}})"),
             &keys,
@@ -97,11 +98,11 @@ impl CardRows for SqliteSession<'_> {
             [n],
             |r| Ok(r.get(0)?),
         )?;
-        let values: Vec<Vec<Value>> = cards
+        let values: Vec<_> = cards
             .iter()
             .zip(last - n + 1..)
             .map(|(s, pos)| {
-                vec![
+                [
                     text(s.card.as_str()),
                     int(s.balance.get()),
                     int(s.pending.get()),
@@ -135,13 +136,13 @@ impl CardRows for SqliteSession<'_> {
     }
 
     async fn insert_lots(&mut self, lots: &[Lot]) -> Result<()> {
-        let values: Vec<Vec<Value>> = lots
+        let values: Vec<_> = lots
             .iter()
             .map(|l| {
-                vec![
+                [
                     text(l.card.as_str()),
                     text(l.kind.as_str()),
-                    opt_text(l.source_entry.map(|u| u.to_string()).as_deref()),
+                    l.source_entry.map_or(NULL, |u| owned_text(u.to_string())),
                     int(to_db(l.earned_at)),
                     opt_int(opt_to_db(l.matures_at)),
                     boolean(l.matured),
@@ -172,16 +173,16 @@ impl CardRows for SqliteSession<'_> {
     }
 
     async fn insert_ledger(&mut self, rows: &[LedgerRow]) -> Result<()> {
-        let values: Vec<Vec<Value>> = rows
+        let values: Vec<_> = rows
             .iter()
             .map(|r| {
-                vec![
+                [
                     text(r.card.as_str()),
                     text(r.kind.as_str()),
                     int(r.delta_balance.get()),
                     int(r.delta_pending.get()),
                     int(to_db(r.at)),
-                    opt_text(r.entry_id.map(|u| u.to_string()).as_deref()),
+                    r.entry_id.map_or(NULL, |u| owned_text(u.to_string())),
                 ]
             })
             .collect();
@@ -208,9 +209,9 @@ impl CardRows for SqliteSession<'_> {
     }
 
     async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<()> {
-        let values: Vec<Vec<Value>> = cards
+        let values: Vec<_> = cards
             .iter()
-            .map(|c| vec![text(store.as_str()), text(c)])
+            .map(|c| [text(store.as_str()), text(c)])
             .collect();
         self.insert_many(
             "INSERT INTO store_cards (store, card)",

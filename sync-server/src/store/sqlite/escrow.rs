@@ -2,7 +2,7 @@
 //! serializes every transaction that changes them, so a card's reservations are
 //! decided one at a time, exactly like its pushes.
 
-use super::session::{CHUNK, SqliteSession, int, text};
+use super::session::{CHUNK, Param, SqliteSession, int, owned_text, text};
 use crate::keys::TokenHash;
 use crate::ledger::CardRecord;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
@@ -12,7 +12,6 @@ use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, EscrowRows, ReserveReads, TerminalRows};
 use protocol::{CardId, Points, ReceiptId};
-use rusqlite::types::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -22,7 +21,7 @@ impl EscrowRows for SqliteSession<'_> {
         terminal: i64,
         receipts: &[ReceiptId],
     ) -> Result<Vec<ReservationRow>> {
-        let keys: Vec<Value> = receipts.iter().map(|r| text(r.as_str())).collect();
+        let keys: Vec<Param<'_>> = receipts.iter().map(|r| text(r.as_str())).collect();
         self.query_in(
             &format!(
                 "SELECT {RESERVATION_COLUMNS} FROM reservations
@@ -36,10 +35,10 @@ impl EscrowRows for SqliteSession<'_> {
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {
-        let values: Vec<Vec<Value>> = rows
+        let values: Vec<_> = rows
             .iter()
             .map(|r| {
-                vec![
+                [
                     int(r.terminal),
                     text(r.receipt_id.as_str()),
                     text(r.card.as_str()),
@@ -60,7 +59,7 @@ impl EscrowRows for SqliteSession<'_> {
     }
 
     async fn leases(&mut self, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
-        let keys: Vec<Value> = ids.iter().map(|id| text(&id.to_string())).collect();
+        let keys: Vec<Param<'_>> = ids.iter().map(|id| owned_text(id.to_string())).collect();
         self.query_in(
             &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE id IN ({{keys}})"),
             &keys,
@@ -81,11 +80,11 @@ impl EscrowRows for SqliteSession<'_> {
     }
 
     async fn write_leases(&mut self, rows: &[LeaseRow]) -> Result<()> {
-        let values: Vec<Vec<Value>> = rows
+        let values: Vec<_> = rows
             .iter()
             .map(|l| {
-                vec![
-                    text(&l.id.to_string()),
+                [
+                    owned_text(l.id.to_string()),
                     int(l.terminal),
                     text(l.card.as_str()),
                     int(l.points.get()),
@@ -110,7 +109,7 @@ impl EscrowRows for SqliteSession<'_> {
         terminal: i64,
         cards: &[&CardId],
     ) -> Result<Vec<(CardId, Points, Points)>> {
-        let keys: Vec<Value> = cards.iter().map(|c| text(c.as_str())).collect();
+        let keys: Vec<Param<'_>> = cards.iter().map(|c| text(c.as_str())).collect();
         let t = CHUNK + 1;
         self.query_in(
             &format!(

@@ -1,7 +1,7 @@
 //! Quarantined entries in SQLite. The one writer thread already runs retries one
 //! after the other (`group`), so locking a record is reading it.
 
-use super::session::{SqliteSession, int, opt_text, text};
+use super::session::{SqliteSession, int, opt_text, owned_text, text};
 use crate::ledger::quarantine::QuarantineRow;
 use crate::store::QuarantinedEntry;
 use crate::store::Result;
@@ -17,8 +17,8 @@ impl QuarantineRows for SqliteSession<'_> {
         let rows: Vec<_> = q
             .iter()
             .map(|r| {
-                vec![
-                    text(&r.entry_id.to_string()),
+                [
+                    owned_text(r.entry_id.to_string()),
                     opt_text(r.card.as_ref().map(CardId::as_str)),
                     text(r.kind.as_str()),
                     text(&r.reason),

@@ -16,7 +16,7 @@ use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
 use crate::store::rows::{Columns, Raw};
 use crate::store::statements::{PushRows, Statements};
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, Params, Row, params_from_iter};
 use std::cell::RefCell;
 use std::future::Future;
@@ -111,14 +111,17 @@ impl Session for SqliteSession<'_> {
 /// Savepoints inside the open transaction, one operation at a time (the group
 /// commit's: see `super::group`).
 impl SqliteSession<'_> {
-    /// Starts the current operation's savepoint.
+    /// Starts the current operation's savepoint. Prepared once, as `RELEASE`: twice
+    /// per push, `execute_batch` parsed them afresh every time.
     pub fn savepoint(&self) -> Result<()> {
-        Ok(self.conn.execute_batch("SAVEPOINT op")?)
+        self.execute("SAVEPOINT op", [])?;
+        Ok(())
     }
 
     /// Keeps what the current operation wrote (in the open transaction).
     pub fn release_savepoint(&self) -> Result<()> {
-        Ok(self.conn.execute_batch("RELEASE op")?)
+        self.execute("RELEASE op", [])?;
+        Ok(())
     }
 
     /// Undoes what the current operation wrote, and ends its savepoint.
@@ -213,8 +216,8 @@ impl SqliteSession<'_> {
     pub fn query_in<T>(
         &self,
         template: &str,
-        keys: &[Value],
-        extra: &[Value],
+        keys: &[Param<'_>],
+        extra: &[Param<'_>],
         mut decode: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
         let mut out = Vec::new();
@@ -223,14 +226,13 @@ impl SqliteSession<'_> {
             // power of two (four cached statements): a push of a few cards does not
             // look up 64. The parameters stay numbered as the template says.
             let listed = chunk.len().next_power_of_two().max(IN_LIST_MIN);
-            let sql = template.replace("{keys}", &placeholders(1, listed));
+            let sql = made_once(template, "", listed, 0, || {
+                template.replace("{keys}", &placeholders(1, listed))
+            });
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut params = chunk.to_vec();
             // Unlisted keys up to the extras' numbers are bound as NULL.
-            params.resize(
-                stmt.parameter_count().saturating_sub(extra.len()),
-                Value::Null,
-            );
+            params.resize(stmt.parameter_count().saturating_sub(extra.len()), NULL);
             params.extend(extra.iter().cloned());
             let mut rows = stmt.query(params_from_iter(params))?;
             while let Some(r) = rows.next()? {
@@ -248,14 +250,19 @@ impl SqliteSession<'_> {
     /// else needs one (a foreign key still does). The error reaches the operation,
     /// whose savepoint is then rolled back with those rows (`super::group`); no flow
     /// goes on after a failed insert.
-    pub fn insert_many(&self, head: &str, tail: &str, rows: &[Vec<Value>]) -> Result<()> {
-        let Some(cols) = rows.first().map(Vec::len) else {
-            return Ok(());
-        };
+    ///
+    /// Each row is an array of parameters bound by reference: no row and no text is
+    /// copied on its way to SQLite but by SQLite itself.
+    pub fn insert_many<const N: usize>(
+        &self,
+        head: &str,
+        tail: &str,
+        rows: &[[Param<'_>; N]],
+    ) -> Result<()> {
         let mut rest = rows;
         while !rest.is_empty() {
             let (chunk, after) = rest.split_at(insert_chunk(rest.len()));
-            let sql = multi_insert_sql(head, tail, cols, chunk.len());
+            let sql = multi_insert_sql(head, tail, N, chunk.len());
             self.conn
                 .prepare_cached(&sql)?
                 .execute(params_from_iter(chunk.iter().flatten()))?;
@@ -287,41 +294,50 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// A multi-row statement's SQL, made once per thread ([`multi_insert_sql`]).
-struct MultiInsert {
-    rows: usize,
-    cols: usize,
-    head: String,
-    tail: String,
+/// A statement's SQL made from two texts and two sizes, once per thread
+/// ([`made_once`]).
+struct Made {
+    a: String,
+    b: String,
+    x: usize,
+    y: usize,
     sql: Rc<str>,
 }
 
 thread_local! {
-    /// Every multi-row statement this thread ran: a few dozen (a handful of tables,
-    /// six sizes each).
-    static MULTI_INSERTS: RefCell<Vec<MultiInsert>> = const { RefCell::new(Vec::new()) };
+    /// Every statement text this thread made: a few dozen (a handful of tables, six
+    /// sizes of multi-row insert each, four sizes of `IN` list per query).
+    static MADE: RefCell<Vec<Made>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `head VALUES (…), (…) tail` for `rows` rows of `cols` columns, made once per
-/// thread: writing hundreds of numbered placeholders for every statement, only to
-/// find it in the statement cache, was about 6 % of the writer's time in a backlog.
-fn multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> Rc<str> {
-    MULTI_INSERTS.with_borrow_mut(|made| {
+/// The SQL `make` writes for `(a, b, x, y)`, made once per thread: writing hundreds of
+/// numbered placeholders for every statement, only to find it in the statement
+/// cache, was about 6 % of the writer's time in a backlog (multi-row inserts), and
+/// about 2 % more for the `IN` lists of the push's reads.
+fn made_once(a: &str, b: &str, x: usize, y: usize, make: impl FnOnce() -> String) -> Rc<str> {
+    MADE.with_borrow_mut(|made| {
         if let Some(m) = made
             .iter()
-            .find(|m| m.rows == rows && m.cols == cols && m.head == head && m.tail == tail)
+            .find(|m| m.x == x && m.y == y && m.a == a && m.b == b)
         {
             return Rc::clone(&m.sql);
         }
-        let sql: Rc<str> = write_multi_insert_sql(head, tail, cols, rows).into();
-        made.push(MultiInsert {
-            rows,
-            cols,
-            head: head.to_owned(),
-            tail: tail.to_owned(),
+        let sql: Rc<str> = make().into();
+        made.push(Made {
+            a: a.to_owned(),
+            b: b.to_owned(),
+            x,
+            y,
             sql: Rc::clone(&sql),
         });
         sql
+    })
+}
+
+/// `head VALUES (…), (…) tail` for `rows` rows of `cols` columns ([`made_once`]).
+fn multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> Rc<str> {
+    made_once(head, tail, rows, cols, || {
+        write_multi_insert_sql(head, tail, cols, rows)
     })
 }
 
@@ -336,42 +352,55 @@ fn write_multi_insert_sql(head: &str, tail: &str, cols: usize, rows: usize) -> S
         None => sql.push_str(head),
     }
     sql.push_str(" VALUES ");
+    // Anonymous `?`s, numbered by SQLite in order: the text is half as long as with
+    // `?123`s, and the statement cache hashes and compares all of it at every run.
+    let row = format!("({})", vec!["?"; cols].join(", "));
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        sql.push_str(&placeholders(r * cols + 1, cols));
-        sql.push(')');
+        sql.push_str(&row);
     }
     sql.push(' ');
     sql.push_str(tail);
     sql
 }
 
-/// A text value.
-pub fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
+/// A statement parameter: a text is bound from the caller's string, an integer or
+/// NULL costs no allocation (a backlog's push binds tens of thousands).
+pub type Param<'a> = ToSqlOutput<'a>;
+
+/// NULL.
+pub const NULL: Param<'static> = ToSqlOutput::Owned(Value::Null);
+
+/// A text, bound from `s`.
+pub fn text(s: &str) -> Param<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
 }
 
-/// A nullable text value.
-pub fn opt_text(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, text)
+/// A text made for the statement (an id's string).
+pub fn owned_text(s: String) -> Param<'static> {
+    ToSqlOutput::Owned(Value::Text(s))
+}
+
+/// A nullable text, bound from `s`.
+pub fn opt_text(s: Option<&str>) -> Param<'_> {
+    s.map_or(NULL, text)
 }
 
 /// An integer value.
-pub fn int(n: i64) -> Value {
-    Value::Integer(n)
+pub fn int(n: i64) -> Param<'static> {
+    ToSqlOutput::Owned(Value::Integer(n))
 }
 
 /// A nullable integer value.
-pub fn opt_int(n: Option<i64>) -> Value {
-    n.map_or(Value::Null, Value::Integer)
+pub fn opt_int(n: Option<i64>) -> Param<'static> {
+    n.map_or(NULL, int)
 }
 
 /// A boolean value (0/1).
-pub fn boolean(b: bool) -> Value {
-    Value::Integer(i64::from(b))
+pub fn boolean(b: bool) -> Param<'static> {
+    int(i64::from(b))
 }
 
 impl Columns for Row<'_> {
@@ -402,15 +431,15 @@ mod tests {
         assert_eq!(placeholders(2, 3), "?2, ?3, ?4");
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 2),
-            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?, ?), (?, ?) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO t (a, b)", "", 2, 1),
-            "INSERT OR FAIL INTO t (a, b) VALUES (?1, ?2) "
+            "INSERT OR FAIL INTO t (a, b) VALUES (?, ?) "
         );
         assert_eq!(
             &*multi_insert_sql("INSERT INTO u (a, b)", "", 2, 2),
-            "INSERT OR FAIL INTO u (a, b) VALUES (?1, ?2), (?3, ?4) "
+            "INSERT OR FAIL INTO u (a, b) VALUES (?, ?), (?, ?) "
         );
     }
 
@@ -448,7 +477,7 @@ mod tests {
         let caches = Caches::default();
         let session = SqliteSession::new(&mut conn, &caches);
         for n in [1_i64, 3, 8, 9, 64, 65, 150] {
-            let keys: Vec<Value> = (0..n).map(int).collect();
+            let keys: Vec<Param<'_>> = (0..n).map(int).collect();
             let mut all = session
                 .query_in("SELECT k FROM t WHERE k IN ({keys})", &keys, &[], |r| {
                     Ok(r.get::<_, i64>(0)?)
@@ -485,8 +514,8 @@ mod tests {
                 .unwrap()
         };
         // 40 rows: a statement of 32, then one of 8 whose sixth row clashes.
-        let rows: Vec<Vec<Value>> = (1..=40)
-            .map(|k| vec![int(if k == 38 { 100 } else { k })])
+        let rows: Vec<[Param<'_>; 1]> = (1..=40)
+            .map(|k| [int(if k == 38 { 100 } else { k })])
             .collect();
         assert!(session.insert_many("INSERT INTO t (k)", "", &rows).is_err());
         // The failed statement kept its first five rows (no statement journal)...

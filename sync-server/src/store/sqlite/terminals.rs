@@ -1,7 +1,7 @@
 //! Terminals and entries in SQLite. The single writer connection serializes pushes,
 //! so locking a terminal is a plain read inside the `BEGIN IMMEDIATE` transaction.
 
-use super::session::SqliteSession;
+use super::session::{Param, SqliteSession, owned_text};
 use crate::keys::TokenHash;
 use crate::ledger::apply::entry_kind;
 use crate::ledger::sequence::StoredEntry;
@@ -15,7 +15,6 @@ use crate::store::statements::{
 use crate::store::{TerminalIdentity, TerminalInfo};
 use protocol::{CardId, Seq};
 use rusqlite::ErrorCode;
-use rusqlite::types::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -161,7 +160,7 @@ impl EntryRows for SqliteSession<'_> {
     }
 
     async fn entry_holders(&mut self, ids: &[Uuid]) -> Result<Vec<EntryHolder>> {
-        let keys: Vec<Value> = ids.iter().map(|id| Value::Text(id.to_string())).collect();
+        let keys: Vec<Param<'_>> = ids.iter().map(|id| owned_text(id.to_string())).collect();
         let mut holders = self.query_in(
             "SELECT e.id, e.terminal_ref, e.seq, t.store, t.terminal FROM entries e
              JOIN terminals t ON t.id = e.terminal_ref WHERE e.id IN ({keys})",
