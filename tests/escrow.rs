@@ -417,28 +417,24 @@ fn an_app_code_is_accepted_at_one_till_and_refused_at_every_other(backend: Backe
 }
 
 /// Signing keys in the journal at `path` (read-only, beside the running agent).
-/// The balance of `card` in the HQ cache of the till journal at `path` (0 when the
-/// card is not there yet or the journal cannot be read).
-fn cached_balance_in(path: &Path, card: &str) -> i64 {
+/// A number the till journal at `path` answers to `sql` (one row, one column), or
+/// 0 while the journal cannot be read or has no such row yet.
+fn journal_number(path: &Path, sql: &str, params: impl rusqlite::Params) -> i64 {
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {
         return 0;
     };
-    conn.query_row("SELECT balance FROM cards WHERE card = ?1", [card], |r| {
-        r.get(0)
-    })
-    .unwrap_or(0)
+    conn.query_row(sql, params, |r| r.get(0)).unwrap_or(0)
+}
+
+/// The balance of `card` in the till's cache of HQ's figures.
+fn cached_balance_in(path: &Path, card: &str) -> i64 {
+    journal_number(path, "SELECT balance FROM cards WHERE card = ?1", [card])
 }
 
 fn signing_keys_in(path: &Path) -> i64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM signing_keys", [], |r| r.get(0))
-        .unwrap_or(0)
+    journal_number(path, "SELECT count(*) FROM signing_keys", [])
 }
 
 testkit::on_every_backend!(blocking:
