@@ -1,8 +1,9 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
 //! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
-//! 1. `START TRANSACTION`, lock the terminal's row, what HQ holds of the batch's seq
-//!    range, the rules version (and the JSON of versions the cache lacks);
+//! 1. `START TRANSACTION` with the push's planner [`SETTINGS`], lock the terminal's
+//!    row, what HQ holds of the batch's seq range, the rules version (and the JSON
+//!    of versions the cache lacks);
 //! 2. lock the touched cards that have a row in card-id order, then their
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
@@ -62,6 +63,25 @@ pub(super) async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// What a push transaction plans with: no sequential scans. Every read and write of
+/// a push finds its rows by key, so this costs it nothing, and it lets the push cache
+/// the card locks, open lots and reservations ([`sql::Plan::InPush`]) instead of
+/// parsing and planning them at every run: a generic plan made under it uses the
+/// key whatever the statistics said when it was made (an index scan was always
+/// possible; a sequential scan of a small table looked cheaper). `SET LOCAL`: it
+/// ends with the transaction, so nothing else on the connection plans with it.
+pub(super) const SETTINGS: &str = "SET LOCAL enable_seqscan = off";
+
+/// Sends the held-back `START TRANSACTION`, if any, and the push's [`SETTINGS`], in
+/// one message (one answer).
+async fn begin_push(c: &Client, begin: Option<&str>) -> Result<()> {
+    match begin {
+        Some(begin) => c.batch_execute(&format!("{begin}; {SETTINGS}")).await?,
+        None => c.batch_execute(SETTINGS).await?,
+    }
+    Ok(())
+}
+
 impl PushRows for PgSession<'_> {
     async fn push_head(&mut self, reads: HeadReads<'_>) -> Result<Head> {
         let start = self.take_begin();
@@ -75,7 +95,7 @@ impl PushRows for PgSession<'_> {
         ];
         let (began, terminal, held, rules_version, bodies) = sql::flight(c, &statements, async {
             tokio::join!(
-                begin(c, start),
+                begin_push(c, start),
                 terminals::lock_terminal(c, key),
                 async {
                     match reads.range {
@@ -100,15 +120,20 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        // The card locks, reservations and open lots are planned on each run
-        // (unnamed statements: `sql::all_planned`), so they are not prepared here.
-        let statements: [&str; 1] = [&escrow::LEASES];
+        // Cached, under the push's settings (`SETTINGS`, sent in the first flight).
+        let statements: [&str; 4] = [
+            &cards::LOCK_CARDS,
+            &escrow::RESERVATIONS,
+            &escrow::LEASES,
+            &cards::OPEN_LOTS,
+        ];
+        let in_push = sql::Plan::InPush;
         let (locked, reservations, leases, open_lots) = sql::flight(c, &statements, async {
             tokio::join!(
-                cards::lock_sorted(c, &keys),
-                escrow::reservations(c, reads.terminal, reads.receipts),
+                cards::lock_sorted(c, &keys, in_push),
+                escrow::reservations(c, reads.terminal, reads.receipts, in_push),
                 escrow::leases(c, reads.leases),
-                cards::open_lots(c, reads.consuming),
+                cards::open_lots(c, reads.consuming, in_push),
             )
         })
         .await?;
@@ -190,3 +215,6 @@ impl PushRows for PgSession<'_> {
         Ok(Written::Done)
     }
 }
+
+#[cfg(test)]
+mod tests;

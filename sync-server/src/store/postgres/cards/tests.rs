@@ -2,6 +2,7 @@
 //! was when the connection first ran them.
 
 use super::{lock_sorted, write_cards};
+use crate::store::postgres::sql;
 use crate::store::postgres::test_hq::{add_cards, new_hq};
 use deadpool_postgres::Client;
 use time::OffsetDateTime;
@@ -22,7 +23,7 @@ async fn card_scans(c: &Client) -> i64 {
 async fn lock_and_write(c: &Client, keys: &[&str]) -> i64 {
     c.batch_execute("START TRANSACTION").await.unwrap();
     let before = card_scans(c).await;
-    let locked = lock_sorted(c, keys).await.unwrap();
+    let locked = lock_sorted(c, keys, sql::Plan::EachRun).await.unwrap();
     assert_eq!(locked.len(), keys.len());
     let records: Vec<_> = locked.values().collect();
     write_cards(c, &records, OffsetDateTime::UNIX_EPOCH)
