@@ -1,8 +1,9 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
 //! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
-//! 1. `START TRANSACTION` (planning with [`PUSH_COSTS`]), lock the terminal's row, what HQ holds of the batch's seq
-//!    range, the rules version (and the JSON of versions the cache lacks);
+//! 1. `START TRANSACTION` (planning with [`PUSH_COSTS`]), lock the terminal's row,
+//!    what HQ holds of the batch's seq range, the rules version (and the JSON of
+//!    versions the cache lacks);
 //! 2. lock the touched cards that have a row in card-id order, then their
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
