@@ -116,12 +116,7 @@ impl CardRows for PgSession<'_> {
         &mut self,
         cards: &[&CardId],
     ) -> Result<HashMap<CardId, CardRecord>> {
-        lock_sorted(
-            self.conn().await?,
-            &sorted_keys(cards),
-            sql::Plan::EachRun,
-        )
-        .await
+        lock_sorted(self.conn().await?, &sorted_keys(cards), sql::Plan::EachRun).await
     }
 
     async fn spend_since(
@@ -191,11 +186,7 @@ impl CardRows for PgSession<'_> {
     }
 }
 
-pub(super) async fn open_lots(
-    c: &Client,
-    cards: &[&CardId],
-    plan: sql::Plan,
-) -> Result<Vec<Lot>> {
+pub(super) async fn open_lots(c: &Client, cards: &[&CardId], plan: sql::Plan) -> Result<Vec<Lot>> {
     if cards.is_empty() {
         return Ok(Vec::new());
     }

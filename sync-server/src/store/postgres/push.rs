@@ -1,9 +1,9 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
 //! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
-//! 1. `START TRANSACTION` with the push's planner [`SETTINGS`], lock the terminal's
-//!    row, what HQ holds of the batch's seq range, the rules version (and the JSON
-//!    of versions the cache lacks);
+//! 1. `START TRANSACTION` with the push's planner settings ([`PUSH_COSTS`],
+//!    [`KEYS_ONLY`]), lock the terminal's row, what HQ holds of the batch's seq
+//!    range, the rules version (and the JSON of versions the cache lacks);
 //! 2. lock the touched cards that have a row in card-id order, then their
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
@@ -63,24 +63,51 @@ pub(super) async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// What a push transaction plans with: no sequential scans. Every read and write of
-/// a push finds its rows by key, so this costs it nothing, and it lets the push cache
-/// the card locks, open lots and reservations ([`sql::Plan::InPush`]) instead of
-/// parsing and planning them at every run: a generic plan made under it uses the
-/// key whatever the statistics said when it was made (an index scan was always
-/// possible; a sequential scan of a small table looked cheaper). `SET LOCAL`: it
-/// ends with the transaction, so nothing else on the connection plans with it.
-pub(super) const SETTINGS: &str = "SET LOCAL enable_seqscan = off";
+/// How a push's transaction plans, besides [`PUSH_COSTS`]: no sequential scans.
+/// Every read and write of a push finds its rows by key, so this costs it nothing,
+/// and it lets the push cache the card locks, open lots and reservations
+/// ([`sql::Plan::InPush`]) instead of parsing and planning them at every run: a
+/// generic plan made under it uses the key whatever the statistics said when it was
+/// made (an index scan was always possible; a sequential scan of a small table
+/// looked cheaper). `LOCAL`, as [`PUSH_COSTS`].
+pub(super) const KEYS_ONLY: &str = "SET LOCAL enable_seqscan = off";
 
-/// Sends the held-back `START TRANSACTION`, if any, and the push's [`SETTINGS`], in
-/// one message (one answer).
+/// Sends the held-back `START TRANSACTION` of a push, if any, with the push's
+/// planner settings in the same message (one simple query, no round trip of its
+/// own); the settings alone in a transaction begun already.
 async fn begin_push(c: &Client, begin: Option<&str>) -> Result<()> {
     match begin {
-        Some(begin) => c.batch_execute(&format!("{begin}; {SETTINGS}")).await?,
-        None => c.batch_execute(SETTINGS).await?,
+        Some(sql) => c.batch_execute(&with_push_settings(sql)).await?,
+        None => c.batch_execute(&push_settings()).await?,
     }
     Ok(())
 }
+
+/// `begin` (a `START TRANSACTION`) followed by the push's planner settings, as one
+/// simple query.
+pub(super) fn with_push_settings(begin: &str) -> String {
+    format!("{begin}; {}", push_settings())
+}
+
+/// The push's planner settings ([`PUSH_COSTS`], [`KEYS_ONLY`]), as one simple query.
+fn push_settings() -> String {
+    format!("{PUSH_COSTS}; {KEYS_ONLY}")
+}
+
+/// How a push's transaction plans: a random page read costs about a sequential one.
+/// The statements that read a batch by key were planned for their arrays (the card
+/// locks and update, `cards::lock_sorted` and `cards::write_cards`; the batch's
+/// reservations, `escrow::reservations`; the cards' update still is), and with the
+/// default cost (4, a spinning
+/// disk's) 500 keys were costed cheaper as a sequential scan than as 500 probes of
+/// the key: at 20,000 cards each push of the backlog benchmark read every card twice,
+/// hashing them all for the update (about 14 of its 17 ms, `EXPLAIN ANALYZE`), and
+/// every reservation ever written (settled rows stay), costs that grow with the
+/// chain. The pages a push touches (its keys' index pages and rows, the tables'
+/// right edges) are in memory, where a probe costs what PostgreSQL's documentation
+/// suggests for cached data. `LOCAL`: the setting ends with the transaction, so no
+/// other use of the pooled connection plans with it.
+const PUSH_COSTS: &str = "SET LOCAL random_page_cost = 1.1";
 
 impl PushRows for PgSession<'_> {
     async fn push_head(&mut self, reads: HeadReads<'_>) -> Result<Head> {
