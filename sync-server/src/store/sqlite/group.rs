@@ -33,11 +33,11 @@
 //! own and quarantine good entries (`flow::quarantine`).
 
 use super::checkpoint::WalWatch;
+use super::session::is_deferred_key_violation;
 use super::session::{SqliteSession, block_on};
 use crate::store::Result;
 use crate::store::StoreError;
 use crate::store::backend::{Attempt, Op, Session, TxKind};
-use super::session::is_deferred_key_violation;
 use crate::store::caches::Caches;
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -212,6 +212,8 @@ fn serve(mut conn: Connection, caches: &Caches, watch: &WalWatch, rx: &Receiver<
 /// Runs a group, or its operations one transaction each when the group broke a
 /// foreign key, and answers every operation; true when anything committed.
 fn run_and_answer(conn: &mut Connection, caches: &Caches, mut group: Vec<Box<dyn Job>>) -> bool {
+    // The session's drop rolls back a group that did not commit, before anything
+    // of it runs again.
     let commit = {
         let mut session = SqliteSession::new(conn, caches);
         run_group(&mut session, &mut group)
@@ -503,7 +505,10 @@ mod tests {
     #[test]
     fn a_failed_first_operation_undoes_only_itself_and_the_others_still_commit() {
         let (answers, kept) = answered(vec![record(1, true), record(2, false), record(3, false)]);
-        assert!(matches!(answers[0], Err(StoreError::Corrupt(_))), "{answers:?}");
+        assert!(
+            matches!(answers[0], Err(StoreError::Corrupt(_))),
+            "{answers:?}"
+        );
         assert_eq!(answers[1].as_ref().unwrap(), &2);
         assert_eq!(answers[2].as_ref().unwrap(), &3);
         assert_eq!(kept, vec![2, 3]);
@@ -530,12 +535,18 @@ mod tests {
             matches!(broke, Err(e @ StoreError::Backend(_)) if e.to_string().contains("FOREIGN KEY")),
             "{broke:?}"
         );
-        assert!(matches!(answers[2], Err(StoreError::Corrupt(_))), "{answers:?}");
+        assert!(
+            matches!(answers[2], Err(StoreError::Corrupt(_))),
+            "{answers:?}"
+        );
         assert_eq!(answers[3].as_ref().unwrap(), &4);
         assert_eq!(kept, vec![1, 4]);
         // Alone in its group (a backlog's push), the faulty one fails the same way.
         let (answers, kept) = answered(vec![orphan(5)]);
-        assert!(matches!(answers[0], Err(StoreError::Backend(_))), "{answers:?}");
+        assert!(
+            matches!(answers[0], Err(StoreError::Backend(_))),
+            "{answers:?}"
+        );
         assert!(kept.is_empty());
     }
 }

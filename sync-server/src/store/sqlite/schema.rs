@@ -591,17 +591,11 @@ mod tests {
     /// refused by the table itself on the same connection.
     #[test]
     fn a_version_7_database_keeps_its_rows_and_refuses_an_unknown_kind() {
-        let mut c = rusqlite::Connection::open_in_memory().unwrap();
-        super::migrations().to_version(&mut c, 7).unwrap();
-        c.execute_batch(
-            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                change_pos, updated_at)
-             VALUES ('12345670', 10, 0, 0, 1, 1, 1, 1);
-             INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+        let c = migrated_from(
+            7,
+            "INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
              VALUES ('12345670', 'welcome', 1, 1, 10, 10);",
-        )
-        .unwrap();
-        super::migrations().to_latest(&mut c).unwrap();
+        );
         let kept: i64 = c
             .query_row(
                 "SELECT count(*) FROM lots WHERE kind = 'welcome'",
@@ -630,17 +624,11 @@ mod tests {
     /// version 8 keeps its rows.
     #[test]
     fn a_version_8_database_keeps_its_rows_and_its_push_keys_are_checked_at_commit() {
-        let mut c = rusqlite::Connection::open_in_memory().unwrap();
-        super::migrations().to_version(&mut c, 8).unwrap();
-        c.execute_batch(
-            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                change_pos, updated_at)
-             VALUES ('12345670', 10, 0, 0, 1, 1, 1, 1);
-             INSERT INTO ledger (card, kind, delta_balance, delta_pending, at)
+        let c = migrated_from(
+            8,
+            "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at)
              VALUES ('12345670', 'welcome', 10, 0, 1);",
-        )
-        .unwrap();
-        super::migrations().to_latest(&mut c).unwrap();
+        );
         c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         let rows: i64 = c
             .query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))
@@ -659,11 +647,30 @@ mod tests {
             c.execute_batch("BEGIN").unwrap();
             c.execute(insert, []).unwrap();
             let commit = c.execute_batch("COMMIT").unwrap_err();
-            assert!(commit.to_string().contains("FOREIGN KEY"), "{insert}: {commit}");
+            assert!(
+                commit.to_string().contains("FOREIGN KEY"),
+                "{insert}: {commit}"
+            );
             c.execute_batch("ROLLBACK").unwrap();
         }
         // The same keys still hold at once outside a transaction.
         assert!(c.execute(broken[3], []).is_err());
+    }
+
+    /// A database at `version` holding card 12345670 and the rows `insert` writes,
+    /// then migrated to the latest version.
+    fn migrated_from(version: usize, insert: &str) -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_version(&mut c, version).unwrap();
+        c.execute_batch(
+            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                change_pos, updated_at)
+             VALUES ('12345670', 10, 0, 0, 1, 1, 1, 1);",
+        )
+        .unwrap();
+        c.execute_batch(insert).unwrap();
+        super::migrations().to_latest(&mut c).unwrap();
+        c
     }
 
     /// A database at the latest version.
