@@ -294,13 +294,14 @@ mod tests {
     use protocol::{StoreId, TerminalId};
     use time::OffsetDateTime;
 
-    /// Records an anomaly named `n`; then fails, panics or adds a card HQ does not
-    /// hold to a store's feed (a broken foreign key) when asked.
+    /// Records an anomaly named `n`; then fails, panics, adds a card HQ does not
+    /// hold to a store's feed (a broken foreign key) or starts over once when asked.
     struct Record {
         n: u32,
         fail: bool,
         panic: bool,
         orphan: bool,
+        start_over: bool,
     }
 
     impl Op for Record {
@@ -321,6 +322,9 @@ mod tests {
                 c.associate(&store, &["no-such-card".into()]).await?;
             }
             assert!(!self.panic, "a panicking operation");
+            if std::mem::take(&mut self.start_over) {
+                return Ok(Attempt::StartOver);
+            }
             if self.fail {
                 return Err(StoreError::corrupt("refused"));
             }
@@ -365,6 +369,7 @@ mod tests {
             fail,
             panic: false,
             orphan: false,
+            start_over: false,
         }
     }
 
@@ -443,10 +448,8 @@ mod tests {
         let caches = Caches::default();
         let (good, good_answer) = pending(record(1, false));
         let panicking = Record {
-            n: 2,
-            fail: false,
             panic: true,
-            orphan: false,
+            ..record(2, false)
         };
         let (bad, bad_answer) = pending(panicking);
         let (late, late_answer) = pending(record(3, false));
@@ -476,10 +479,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (w, _checkpointer, path) = store(&dir);
         let panicking = Record {
-            n: 1,
-            fail: false,
             panic: true,
-            orphan: false,
+            ..record(1, false)
         };
         let out = w.run(panicking).await;
         assert!(matches!(out, Err(StoreError::Backend(_))), "{out:?}");
@@ -502,6 +503,8 @@ mod tests {
         (answers, recorded(&path))
     }
 
+    /// The first operation of a group runs without a savepoint: a failure or a
+    /// start-over rolls back the transaction, which undoes only it.
     #[test]
     fn a_failed_first_operation_undoes_only_itself_and_the_others_still_commit() {
         let (answers, kept) = answered(vec![record(1, true), record(2, false), record(3, false)]);
@@ -512,6 +515,14 @@ mod tests {
         assert_eq!(answers[1].as_ref().unwrap(), &2);
         assert_eq!(answers[2].as_ref().unwrap(), &3);
         assert_eq!(kept, vec![2, 3]);
+        let again = |n| Record {
+            start_over: true,
+            ..record(n, false)
+        };
+        let (answers, kept) = answered(vec![again(4), again(5)]);
+        assert_eq!(answers[0].as_ref().unwrap(), &4);
+        assert_eq!(answers[1].as_ref().unwrap(), &5);
+        assert_eq!(kept, vec![4, 5]);
     }
 
     /// A foreign key broken by one operation of a group is found only at `COMMIT`:
