@@ -34,9 +34,12 @@
 //! `COMMIT` rolled back), so a refusal or [`Written::CardTaken`] leaves the database
 //! as it was, and a start-over begins a new transaction.
 //!
-//! The entries' canonical JSON and hashes ([`Encoded`]) are computed on a blocking
-//! thread from the moment the push arrives, so the hashing overlaps with the
-//! transaction's first statements instead of adding to them.
+//! The entries' canonical JSON and hashes ([`Encoded`]) are computed from the moment
+//! the push arrives, before the push reaches the writer: a large batch's on a
+//! blocking thread, so the hashing overlaps with the transaction's first statements
+//! instead of adding to them; a small batch's at once, where the push arrived, since
+//! handing a few microseconds of work to another thread and back costs more than the
+//! work.
 //!
 //! [`CardRows::lock_cards`]: crate::store::statements::CardRows::lock_cards
 //! [`Missing::Leave`]: crate::store::statements::Missing::Leave
@@ -68,37 +71,57 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// The entries' canonical JSON and content hashes, in batch order, computed on a
-/// blocking thread.
+/// Batches of up to this many entries are encoded at once, where the push arrives
+/// (a few microseconds per entry); larger ones on a blocking thread. A hand-off to
+/// that thread and back costs two thread wake-ups, more than encoding a till's usual
+/// batch of a few sales.
+const ENCODE_IN_PLACE_UP_TO: usize = 32;
+
+/// The entries' canonical JSON and content hashes, in batch order.
 pub enum Encoded {
-    /// Still being computed.
+    /// Still being computed on a blocking thread.
     Pending(JoinHandle<Result<Vec<(String, String)>>>),
     /// Computed, in batch order.
     Ready(Vec<(String, String)>),
+    /// Failed (the error is handed out once: the push fails with it).
+    Failed(Option<StoreError>),
 }
 
 impl Encoded {
-    /// Starts encoding `batch`.
+    /// Starts encoding `batch`: at once when it is small, else on a blocking thread.
     pub fn start(batch: &Arc<Batch>) -> Self {
+        if batch.entries().len() <= ENCODE_IN_PLACE_UP_TO {
+            return match encode(batch) {
+                Ok(done) => Self::Ready(done),
+                Err(e) => Self::Failed(Some(e)),
+            };
+        }
         let batch = Arc::clone(batch);
-        Self::Pending(tokio::task::spawn_blocking(move || {
-            batch.entries().iter().map(entry_body_and_hash).collect()
-        }))
+        Self::Pending(tokio::task::spawn_blocking(move || encode(&batch)))
     }
 
     /// The encodings (waiting for them the first time).
     async fn get(&mut self) -> Result<&[(String, String)]> {
         if let Self::Pending(handle) = self {
-            let done = handle
-                .await
-                .map_err(|e| StoreError::Backend(Box::new(e)))??;
-            *self = Self::Ready(done);
+            *self = match handle.await {
+                Ok(Ok(done)) => Self::Ready(done),
+                Ok(Err(e)) => Self::Failed(Some(e)),
+                Err(e) => Self::Failed(Some(StoreError::Backend(Box::new(e)))),
+            };
         }
         match self {
             Self::Ready(v) => Ok(v),
+            Self::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| StoreError::corrupt("the entries' encoding failed"))),
             Self::Pending(_) => Err(StoreError::corrupt("entry encoding vanished")),
         }
     }
+}
+
+/// Every entry's canonical JSON and content hash, in batch order.
+fn encode(batch: &Batch) -> Result<Vec<(String, String)>> {
+    batch.entries().iter().map(entry_body_and_hash).collect()
 }
 
 /// Applies a batch or refuses it; see [`crate::store::Store::push`].
@@ -503,5 +526,45 @@ impl Op for IdOwner {
             return done(Ok((h.id, format!("{} seq {}", h.name, h.seq))));
         }
         done(Ok((self.clashed, "another entry".to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(entries: u64) -> Arc<Batch> {
+        let sales = (1..=entries)
+            .map(|seq| testkit::entries::sale(seq, "4000000000001", 0))
+            .collect();
+        Arc::new(Batch::new(sales).unwrap())
+    }
+
+    fn expected(batch: &Batch) -> Vec<(String, String)> {
+        batch
+            .entries()
+            .iter()
+            .map(|e| entry_body_and_hash(e).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_small_batch_is_encoded_in_place_without_a_blocking_thread() {
+        // No runtime here: a hand-off to a blocking thread would panic.
+        let small = batch(ENCODE_IN_PLACE_UP_TO as u64);
+        let Encoded::Ready(done) = Encoded::start(&small) else {
+            panic!("a batch of {ENCODE_IN_PLACE_UP_TO} entries was not encoded at once");
+        };
+        assert_eq!(done, expected(&small));
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_is_encoded_on_a_blocking_thread_to_the_same_result() {
+        let large = batch(ENCODE_IN_PLACE_UP_TO as u64 + 1);
+        let mut encoded = Encoded::start(&large);
+        assert!(matches!(encoded, Encoded::Pending(_)));
+        assert_eq!(encoded.get().await.unwrap(), expected(&large).as_slice());
+        // A second attempt of the push reads the same encodings.
+        assert_eq!(encoded.get().await.unwrap(), expected(&large).as_slice());
     }
 }

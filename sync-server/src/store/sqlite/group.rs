@@ -15,12 +15,25 @@
 //! callers' retries are safe). A panic inside an operation rolls back the whole group
 //! and the writer goes on with the next one.
 //!
+//! The first operation of a group runs without a savepoint: rolling the transaction
+//! back (and opening it again for the others) undoes it alone, and a savepoint costs
+//! a copy of every page the operation changes, into SQLite's sub-journal. A backlog's
+//! pushes come one at a time, each a group of its own, and pay none.
+//!
+//! The foreign keys of the tables a push fills with multi-row inserts are checked at
+//! `COMMIT` (schema migration 9), not at each statement nor at a savepoint's
+//! release: an operation that broke one (a bug, never normal traffic) makes its
+//! group's `COMMIT` fail. The writer then rolls the group back and runs its
+//! operations again one transaction each, so that only the faulty one fails, with
+//! the key's error as its own.
+//!
 //! An operation undone because its group failed did not fail itself: it is answered
 //! [`StoreError::Unavailable`] (run it again), never the internal error of the one
 //! that broke the group, so that a push does not take the group's failure for its
 //! own and quarantine good entries (`flow::quarantine`).
 
 use super::checkpoint::WalWatch;
+use super::session::is_deferred_key_violation;
 use super::session::{SqliteSession, block_on};
 use crate::store::Result;
 use crate::store::StoreError;
@@ -72,11 +85,15 @@ impl Writer {
 
 /// An operation waiting in the writer's queue, type-erased.
 trait Job: Send {
-    /// Runs the operation inside its own savepoint of the group's transaction. An
-    /// error here means the savepoint itself failed: the group cannot go on.
-    fn run(&mut self, session: &mut SqliteSession<'_>) -> Result<()>;
+    /// Runs the operation in the group's transaction, undone alone as `undo` says.
+    /// An error here means the savepoint or the transaction itself failed: the group
+    /// cannot go on.
+    fn run(&mut self, session: &mut SqliteSession<'_>, undo: Undo) -> Result<()>;
     /// Records that the operation panicked: its own failure, unlike its group's.
     fn panicked(&mut self);
+    /// Records that the operation, committed alone, broke a foreign key: its own
+    /// failure, found at `COMMIT`.
+    fn broke_key(&mut self, e: StoreError);
     /// Answers the caller once the group's transaction ended with `commit`.
     fn finish(self: Box<Self>, caches: &Caches, commit: &Result<(), String>);
 }
@@ -88,19 +105,55 @@ struct Pending<O: Op> {
     reply: oneshot::Sender<Result<O::Out>>,
 }
 
+/// How an operation's writes are undone alone, should it fail or start over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// It runs first in the transaction: rolling the transaction back (and opening
+    /// it again) undoes only it.
+    Transaction,
+    /// Others wrote before it: its own savepoint.
+    Savepoint,
+}
+
+impl Undo {
+    fn start(self, session: &SqliteSession<'_>) -> Result<()> {
+        match self {
+            Self::Transaction => Ok(()),
+            Self::Savepoint => session.savepoint(),
+        }
+    }
+
+    fn keep(self, session: &SqliteSession<'_>) -> Result<()> {
+        match self {
+            Self::Transaction => Ok(()),
+            Self::Savepoint => session.release_savepoint(),
+        }
+    }
+
+    fn undo(self, session: &mut SqliteSession<'_>) -> Result<()> {
+        match self {
+            Self::Transaction => {
+                block_on(session.rollback())?;
+                block_on(session.begin(TxKind::Write))
+            }
+            Self::Savepoint => session.rollback_to_savepoint(),
+        }
+    }
+}
+
 impl<O: Op> Job for Pending<O> {
-    fn run(&mut self, session: &mut SqliteSession<'_>) -> Result<()> {
+    fn run(&mut self, session: &mut SqliteSession<'_>, undo: Undo) -> Result<()> {
         loop {
-            session.savepoint()?;
+            undo.start(session)?;
             match block_on(self.op.run(session)) {
                 Ok(Attempt::Done(out)) => {
-                    session.release_savepoint()?;
+                    undo.keep(session)?;
                     self.out = Some(Ok(out));
                     return Ok(());
                 }
-                Ok(Attempt::StartOver) => session.rollback_to_savepoint()?,
+                Ok(Attempt::StartOver) => undo.undo(session)?,
                 Err(e) => {
-                    session.rollback_to_savepoint()?;
+                    undo.undo(session)?;
                     self.out = Some(Err(e));
                     return Ok(());
                 }
@@ -112,6 +165,10 @@ impl<O: Op> Job for Pending<O> {
         self.out = Some(Err(StoreError::Backend(
             "the operation panicked; its group was rolled back".into(),
         )));
+    }
+
+    fn broke_key(&mut self, e: StoreError) {
+        self.out = Some(Err(e));
     }
 
     fn finish(mut self: Box<Self>, caches: &Caches, commit: &Result<(), String>) {
@@ -144,37 +201,87 @@ fn serve(mut conn: Connection, caches: &Caches, watch: &WalWatch, rx: &Receiver<
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let commit = {
-            let mut session = SqliteSession::new(&mut conn, caches);
-            run_group(&mut session, &mut group)
-        };
-        for job in group {
-            job.finish(caches, &commit);
-        }
+        let committed = run_and_answer(&mut conn, caches, group);
         // After the answers: a restart of the WAL, when due, delays no one's reply.
-        if commit.is_ok()
-            && let Err(e) = watch.committed(&conn)
-        {
+        if committed && let Err(e) = watch.committed(&conn) {
             tracing::warn!(error = %e, "reading the WAL's size after a commit failed");
         }
     }
 }
 
+/// Runs a group, or its operations one transaction each when the group broke a
+/// foreign key, and answers every operation; true when anything committed.
+fn run_and_answer(conn: &mut Connection, caches: &Caches, mut group: Vec<Box<dyn Job>>) -> bool {
+    // The session's drop rolls back a group that did not commit, before anything
+    // of it runs again.
+    let commit = {
+        let mut session = SqliteSession::new(conn, caches);
+        run_group(&mut session, &mut group)
+    };
+    let commit = match commit {
+        Ok(()) => Ok(()),
+        Err(Failed::Group(why)) => Err(why),
+        Err(Failed::Key(e)) => {
+            if group.len() > 1 {
+                // Which operation broke it is not known: each alone tells.
+                let mut committed = false;
+                for job in group {
+                    committed |= run_and_answer(conn, caches, vec![job]);
+                }
+                return committed;
+            }
+            let why = e.to_string();
+            if let Some(job) = group.first_mut() {
+                job.broke_key(e);
+            }
+            Err(why)
+        }
+    };
+    for job in group {
+        job.finish(caches, &commit);
+    }
+    commit.is_ok()
+}
+
+/// Why a group's transaction did not commit.
+#[derive(Debug)]
+enum Failed {
+    /// A deferred foreign key was left broken at `COMMIT`: by one of the group's
+    /// operations, which one is not known.
+    Key(StoreError),
+    /// Anything else: what every operation of the group is told.
+    Group(String),
+}
+
 /// Runs a group in one transaction and commits it; on any failure of the group as a
 /// whole, the transaction is rolled back (the session's drop does it).
-fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Result<(), String> {
-    block_on(session.begin(TxKind::Write)).map_err(|e| e.to_string())?;
-    for job in group.iter_mut() {
-        match catch_unwind(AssertUnwindSafe(|| job.run(session))) {
+fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Result<(), Failed> {
+    let aborted = |e: StoreError| Failed::Group(format!("group transaction aborted: {e}"));
+    block_on(session.begin(TxKind::Write)).map_err(|e| Failed::Group(e.to_string()))?;
+    for (i, job) in group.iter_mut().enumerate() {
+        let undo = if i == 0 {
+            Undo::Transaction
+        } else {
+            Undo::Savepoint
+        };
+        match catch_unwind(AssertUnwindSafe(|| job.run(session, undo))) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("group transaction aborted: {e}")),
+            Ok(Err(e)) => return Err(aborted(e)),
             Err(_) => {
                 job.panicked();
-                return Err("group transaction aborted: an operation panicked".into());
+                return Err(Failed::Group(
+                    "group transaction aborted: an operation panicked".into(),
+                ));
             }
         }
     }
-    block_on(session.commit()).map_err(|e| e.to_string())
+    block_on(session.commit()).map_err(|e| {
+        if is_deferred_key_violation(&e) {
+            Failed::Key(e)
+        } else {
+            Failed::Group(e.to_string())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -187,11 +294,14 @@ mod tests {
     use protocol::{StoreId, TerminalId};
     use time::OffsetDateTime;
 
-    /// Records an anomaly named `n`; then fails or panics when asked.
+    /// Records an anomaly named `n`; then fails, panics, adds a card HQ does not
+    /// hold to a store's feed (a broken foreign key) or starts over once when asked.
     struct Record {
         n: u32,
         fail: bool,
         panic: bool,
+        orphan: bool,
+        start_over: bool,
     }
 
     impl Op for Record {
@@ -207,7 +317,14 @@ mod tests {
                 detail: self.n.to_string(),
             })
             .await?;
+            if self.orphan {
+                let store = StoreId::parse("s1").unwrap();
+                c.associate(&store, &["no-such-card".into()]).await?;
+            }
             assert!(!self.panic, "a panicking operation");
+            if std::mem::take(&mut self.start_over) {
+                return Ok(Attempt::StartOver);
+            }
             if self.fail {
                 return Err(StoreError::corrupt("refused"));
             }
@@ -234,6 +351,7 @@ mod tests {
         super::super::schema::migrations()
             .to_latest(&mut conn)
             .unwrap();
+        super::super::enforce_foreign_keys(&conn).unwrap();
         (conn, path)
     }
 
@@ -250,6 +368,8 @@ mod tests {
             n,
             fail,
             panic: false,
+            orphan: false,
+            start_over: false,
         }
     }
 
@@ -305,7 +425,7 @@ mod tests {
             let mut session = SqliteSession::new(&mut conn, &caches);
             run_group(&mut session, &mut group)
         };
-        assert_eq!(commit, Ok(()));
+        assert!(commit.is_ok(), "{commit:?}");
         // Committed (another connection sees it) without the failed one's row, and
         // nobody answered yet: answers come only after the commit.
         assert_eq!(recorded(&path), vec![1, 3]);
@@ -313,7 +433,7 @@ mod tests {
             assert!(answer.try_recv().is_err());
         }
         for job in group {
-            job.finish(&caches, &commit);
+            job.finish(&caches, &Ok(()));
         }
         assert_eq!(one_answer.blocking_recv().unwrap().unwrap(), 1);
         let two = two_answer.blocking_recv().unwrap();
@@ -328,9 +448,8 @@ mod tests {
         let caches = Caches::default();
         let (good, good_answer) = pending(record(1, false));
         let panicking = Record {
-            n: 2,
-            fail: false,
             panic: true,
+            ..record(2, false)
         };
         let (bad, bad_answer) = pending(panicking);
         let (late, late_answer) = pending(record(3, false));
@@ -339,7 +458,10 @@ mod tests {
             let mut session = SqliteSession::new(&mut conn, &caches);
             run_group(&mut session, &mut group)
         };
-        assert!(commit.is_err());
+        let Err(Failed::Group(commit)) = commit else {
+            panic!("{commit:?}");
+        };
+        let commit = Err(commit);
         for job in group {
             job.finish(&caches, &commit);
         }
@@ -357,13 +479,85 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (w, _checkpointer, path) = store(&dir);
         let panicking = Record {
-            n: 1,
-            fail: false,
             panic: true,
+            ..record(1, false)
         };
         let out = w.run(panicking).await;
         assert!(matches!(out, Err(StoreError::Backend(_))), "{out:?}");
         assert_eq!(w.run(record(2, false)).await.unwrap(), 2);
         assert_eq!(recorded(&path), vec![2]);
+    }
+
+    /// A group of `ops` run and answered by the writer's own code, on a fresh
+    /// database: the answers, and the anomalies committed.
+    fn answered(ops: Vec<Record>) -> (Vec<Result<u32>>, Vec<u32>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, path) = database(&dir);
+        let caches = Caches::default();
+        let (group, answers): (Vec<_>, Vec<_>) = ops.into_iter().map(pending).unzip();
+        run_and_answer(&mut conn, &caches, group);
+        let answers = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap())
+            .collect();
+        (answers, recorded(&path))
+    }
+
+    /// The first operation of a group runs without a savepoint: a failure or a
+    /// start-over rolls back the transaction, which undoes only it.
+    #[test]
+    fn a_failed_first_operation_undoes_only_itself_and_the_others_still_commit() {
+        let (answers, kept) = answered(vec![record(1, true), record(2, false), record(3, false)]);
+        assert!(
+            matches!(answers[0], Err(StoreError::Corrupt(_))),
+            "{answers:?}"
+        );
+        assert_eq!(answers[1].as_ref().unwrap(), &2);
+        assert_eq!(answers[2].as_ref().unwrap(), &3);
+        assert_eq!(kept, vec![2, 3]);
+        let again = |n| Record {
+            start_over: true,
+            ..record(n, false)
+        };
+        let (answers, kept) = answered(vec![again(4), again(5)]);
+        assert_eq!(answers[0].as_ref().unwrap(), &4);
+        assert_eq!(answers[1].as_ref().unwrap(), &5);
+        assert_eq!(kept, vec![4, 5]);
+    }
+
+    /// A foreign key broken by one operation of a group is found only at `COMMIT`:
+    /// the group is run again one operation at a time, the others commit and only
+    /// the faulty one fails, with the key's error as its own.
+    #[test]
+    fn a_broken_foreign_key_fails_only_the_operation_that_broke_it() {
+        let orphan = |n| Record {
+            orphan: true,
+            ..record(n, false)
+        };
+        let (answers, kept) = answered(vec![
+            record(1, false),
+            orphan(2),
+            record(3, true),
+            record(4, false),
+        ]);
+        assert_eq!(answers[0].as_ref().unwrap(), &1);
+        let broke = &answers[1];
+        assert!(
+            matches!(broke, Err(e @ StoreError::Backend(_)) if e.to_string().contains("FOREIGN KEY")),
+            "{broke:?}"
+        );
+        assert!(
+            matches!(answers[2], Err(StoreError::Corrupt(_))),
+            "{answers:?}"
+        );
+        assert_eq!(answers[3].as_ref().unwrap(), &4);
+        assert_eq!(kept, vec![1, 4]);
+        // Alone in its group (a backlog's push), the faulty one fails the same way.
+        let (answers, kept) = answered(vec![orphan(5)]);
+        assert!(
+            matches!(answers[0], Err(StoreError::Backend(_))),
+            "{answers:?}"
+        );
+        assert!(kept.is_empty());
     }
 }

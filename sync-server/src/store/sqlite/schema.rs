@@ -4,6 +4,7 @@
 //! minor units; booleans are 0/1. The SQL stays close to what PostgreSQL accepts, so
 //! the PostgreSQL backend's schema is a translation, not a redesign.
 
+use rusqlite::OptionalExtension;
 use rusqlite_migration::{HookError, HookResult, M, Migrations};
 
 /// Every migration, oldest first. Never edit a released one: add the next.
@@ -21,6 +22,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V6_LEDGER_EXPIRY),
         M::up(V7_NO_SPEND_DROPS_INDEX),
         M::up_with_hook(V8_CHECKS_WITHOUT_IN_LISTS, checks_without_in_lists),
+        M::up_with_hook(V9_DEFERRED_KEYS, deferred_keys),
     ])
 }
 
@@ -415,32 +417,90 @@ fn comparisons(column: &str, values: &[&str]) -> String {
     format!("CHECK ({})", alternatives.join(" OR "))
 }
 
-/// Migration 8: each of [`IN_LIST_CHECKS`] rewritten in its table's declaration, the
-/// way SQLite documents for a CHECK constraint ("Making Other Kinds Of Table Schema
-/// Changes", sqlite.org/lang_altertable.html): `writable_schema`, the new text, then
-/// a new schema version so that every connection reads the declarations again. The
-/// rows are not touched: the new checks allow exactly the values the old ones did.
-/// Fails, and so rolls the migration back, if a declaration lacks the expected text.
+/// Migration 8: each of [`IN_LIST_CHECKS`] rewritten in its table's declaration
+/// ([`rewrite_declarations`]). The rows are not touched: the new checks allow
+/// exactly the values the old ones did.
 fn checks_without_in_lists(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let rewrites: Vec<_> = IN_LIST_CHECKS
+        .iter()
+        .map(|&(table, in_list, column, values)| (table, in_list, comparisons(column, values)))
+        .collect();
+    rewrite_declarations(tx, &rewrites)
+}
+
+/// Migration 9 is its hook, [`deferred_keys`]; this text only says why.
+const V9_DEFERRED_KEYS: &str = "
+-- A multi-row insert into a table with an immediate foreign key keeps a statement
+-- journal (a copy of every page it touches) because SQLite checks the key at the
+-- statement's end and must be able to undo the statement alone. Checked at COMMIT
+-- instead, the key lets the push's multi-row inserts run without one; the writer
+-- finds a push that broke a key when its group's COMMIT fails (sqlite/group.rs).
+";
+
+/// The foreign keys migration 9 makes deferred: those of the tables a push fills
+/// with multi-row inserts. Table, the key's text as migration 1 wrote it.
+const DEFERRED_KEYS: [(&str, &str); 4] = [
+    ("ledger", "REFERENCES cards (card)"),
+    ("ledger", "REFERENCES entries (id)"),
+    ("lots", "REFERENCES cards (card)"),
+    ("store_cards", "REFERENCES cards (card)"),
+];
+
+/// What a key of [`DEFERRED_KEYS`] says after migration 9.
+fn deferred(key: &str) -> String {
+    format!("{key} DEFERRABLE INITIALLY DEFERRED")
+}
+
+/// Migration 9: each of [`DEFERRED_KEYS`] declared `DEFERRABLE INITIALLY DEFERRED`
+/// ([`rewrite_declarations`]). A key says where it is checked, not what it allows:
+/// the rows are not touched, and the migration checks the keys before it commits
+/// all the same.
+fn deferred_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let rewrites: Vec<_> = DEFERRED_KEYS
+        .iter()
+        .map(|&(table, key)| (table, key, deferred(key)))
+        .collect();
+    rewrite_declarations(tx, &rewrites)?;
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()?;
+    match broken {
+        Some(table) => Err(HookError::Hook(format!(
+            "table {table} holds a row whose foreign key matches nothing"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Rewrites a text in table declarations, each `(table, old, new)` once, the way
+/// SQLite documents for a change it cannot make with ALTER TABLE ("Making Other
+/// Kinds Of Table Schema Changes", sqlite.org/lang_altertable.html):
+/// `writable_schema`, the new text, then a new schema version so that every
+/// connection reads the declarations again. Fails, and so rolls the migration back,
+/// if a declaration lacks its old text.
+fn rewrite_declarations(
+    tx: &rusqlite::Transaction<'_>,
+    rewrites: &[(&str, &str, String)],
+) -> HookResult {
     let version: i64 = tx.pragma_query_value(None, "schema_version", |r| r.get(0))?;
     tx.pragma_update(None, "writable_schema", true)?;
-    let rewritten = IN_LIST_CHECKS
+    let rewritten = rewrites
         .iter()
-        .map(|&(table, in_list, column, values)| {
+        .map(|(table, old, new)| {
             let changed = tx.execute(
                 "UPDATE sqlite_schema SET sql = replace(sql, ?2, ?3)
                  WHERE type = 'table' AND name = ?1 AND instr(sql, ?2) > 0",
-                rusqlite::params![table, in_list, comparisons(column, values)],
+                rusqlite::params![table, old, new],
             )?;
-            Ok((table, changed))
+            Ok((*table, *old, changed))
         })
         .collect::<rusqlite::Result<Vec<_>>>();
     // Off again whatever happened: the flag belongs to the connection, not to the
     // transaction.
     tx.pragma_update(None, "writable_schema", false)?;
-    if let Some((table, _)) = rewritten?.iter().find(|(_, changed)| *changed != 1) {
+    if let Some((table, old, _)) = rewritten?.iter().find(|(_, _, changed)| *changed != 1) {
         return Err(HookError::Hook(format!(
-            "the declaration of table {table} has no CHECK … IN (…) to rewrite"
+            "the declaration of table {table} has no {old} to rewrite"
         )));
     }
     tx.pragma_update(None, "schema_version", version + 1)?;
@@ -531,17 +591,11 @@ mod tests {
     /// refused by the table itself on the same connection.
     #[test]
     fn a_version_7_database_keeps_its_rows_and_refuses_an_unknown_kind() {
-        let mut c = rusqlite::Connection::open_in_memory().unwrap();
-        super::migrations().to_version(&mut c, 7).unwrap();
-        c.execute_batch(
-            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                change_pos, updated_at)
-             VALUES ('12345670', 10, 0, 0, 1, 1, 1, 1);
-             INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+        let c = migrated_from(
+            7,
+            "INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
              VALUES ('12345670', 'welcome', 1, 1, 10, 10);",
-        )
-        .unwrap();
-        super::migrations().to_latest(&mut c).unwrap();
+        );
         let kept: i64 = c
             .query_row(
                 "SELECT count(*) FROM lots WHERE kind = 'welcome'",
@@ -562,6 +616,61 @@ mod tests {
             [],
         );
         assert_eq!(allowed.unwrap(), 1);
+    }
+
+    /// The keys of the tables a push fills with multi-row inserts are checked at
+    /// `COMMIT`: a row that breaks one is written, and the transaction cannot commit
+    /// (no statement journal is needed to undo the statement alone). A database at
+    /// version 8 keeps its rows.
+    #[test]
+    fn a_version_8_database_keeps_its_rows_and_its_push_keys_are_checked_at_commit() {
+        let c = migrated_from(
+            8,
+            "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at)
+             VALUES ('12345670', 'welcome', 10, 0, 1);",
+        );
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM ledger", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        let broken = [
+            "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at)
+             VALUES ('99999997', 'welcome', 10, 0, 1)",
+            "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
+             VALUES ('12345670', 'welcome', 10, 0, 1, 'no-such-entry')",
+            "INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+             VALUES ('99999997', 'welcome', 1, 1, 10, 10)",
+            "INSERT INTO store_cards (store, card) VALUES ('s1', '99999997')",
+        ];
+        for insert in broken {
+            c.execute_batch("BEGIN").unwrap();
+            c.execute(insert, []).unwrap();
+            let commit = c.execute_batch("COMMIT").unwrap_err();
+            assert!(
+                commit.to_string().contains("FOREIGN KEY"),
+                "{insert}: {commit}"
+            );
+            c.execute_batch("ROLLBACK").unwrap();
+        }
+        // The same keys still hold at once outside a transaction.
+        assert!(c.execute(broken[3], []).is_err());
+    }
+
+    /// A database at `version` holding card 12345670 and the rows `insert` writes,
+    /// then migrated to the latest version.
+    fn migrated_from(version: usize, insert: &str) -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_version(&mut c, version).unwrap();
+        c.execute_batch(
+            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                change_pos, updated_at)
+             VALUES ('12345670', 10, 0, 0, 1, 1, 1, 1);",
+        )
+        .unwrap();
+        c.execute_batch(insert).unwrap();
+        super::migrations().to_latest(&mut c).unwrap();
+        c
     }
 
     /// A database at the latest version.

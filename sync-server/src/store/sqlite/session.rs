@@ -38,6 +38,14 @@ impl From<rusqlite_migration::Error> for StoreError {
     }
 }
 
+/// True when `e` is a `COMMIT` refused for a deferred foreign key left broken.
+pub fn is_deferred_key_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend(b)
+        if b.downcast_ref::<rusqlite::Error>().is_some_and(|e| matches!(e,
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)))
+}
+
 /// Wakes the thread that polls.
 struct Unpark(Thread);
 
@@ -247,9 +255,10 @@ impl SqliteSession<'_> {
     /// INTO`: a uniqueness, `NOT NULL` or `CHECK` failure stops the statement without
     /// undoing the rows it already wrote, which spares SQLite a statement journal (a
     /// copy of every page the statement touches, to undo it alone) wherever nothing
-    /// else needs one (a foreign key still does). The error reaches the operation,
-    /// whose savepoint is then rolled back with those rows (`super::group`); no flow
-    /// goes on after a failed insert.
+    /// else needs one (an immediate foreign key would: the tables filled this way
+    /// have deferred ones, `super::schema`'s migration 9). The error reaches the
+    /// operation, which is then undone with those rows (`super::group`); no flow goes
+    /// on after a failed insert.
     ///
     /// Each row is an array of parameters bound by reference: no row and no text is
     /// copied on its way to SQLite but by SQLite itself.
