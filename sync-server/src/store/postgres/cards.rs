@@ -38,12 +38,17 @@ fn keys<'a>(cards: &[&'a CardId]) -> Vec<&'a str> {
 
 /// Locks the rows of `keys` (sorted), in that order.
 ///
-/// Planned each time, as is [`write_cards`]: the generic plan a connection made
-/// while `cards` was small scanned the whole table for every push (15 ms at 12,000
-/// cards, and growing) for as long as the connection lived, since nothing re-plans
-/// it until an ANALYZE of the table happens to invalidate it.
-pub(super) async fn lock_sorted(c: &Client, keys: &[&str]) -> Result<HashMap<CardId, CardRecord>> {
-    let cards = sql::all_planned(c, &LOCK_CARDS, &[(&keys, Type::TEXT_ARRAY)], |r| {
+/// Outside a push planned each time ([`sql::Plan::EachRun`]), as is [`write_cards`]:
+/// the generic plan a connection made while `cards` was small scanned the whole
+/// table for every push (15 ms at 12,000 cards, and growing) for as long as the
+/// connection lived, since nothing re-plans it until an ANALYZE of the table
+/// happens to invalidate it. A push caches it ([`sql::Plan::InPush`]).
+pub(super) async fn lock_sorted(
+    c: &Client,
+    keys: &[&str],
+    plan: sql::Plan,
+) -> Result<HashMap<CardId, CardRecord>> {
+    let cards = sql::all_as(c, plan, &LOCK_CARDS, &[(&keys, Type::TEXT_ARRAY)], |r| {
         rows::card_record(r, 0)
     })
     .await?;
@@ -93,7 +98,7 @@ impl CardRows for PgSession<'_> {
             Missing::Leave => HashSet::new(),
             Missing::Create(now) => create_cards(self.conn().await?, &keys, now).await?,
         };
-        let locked = lock_sorted(self.conn().await?, &keys).await?;
+        let locked = lock_sorted(self.conn().await?, &keys, sql::Plan::EachRun).await?;
         if matches!(missing, Missing::Create(_)) && locked.len() < keys.len() {
             return Err(StoreError::corrupt(format!(
                 "locked {} of {} card rows just created",
@@ -111,7 +116,7 @@ impl CardRows for PgSession<'_> {
         &mut self,
         cards: &[&CardId],
     ) -> Result<HashMap<CardId, CardRecord>> {
-        lock_sorted(self.conn().await?, &sorted_keys(cards)).await
+        lock_sorted(self.conn().await?, &sorted_keys(cards), sql::Plan::EachRun).await
     }
 
     async fn spend_since(
@@ -136,7 +141,7 @@ impl CardRows for PgSession<'_> {
     }
 
     async fn open_lots(&mut self, cards: &[&CardId]) -> Result<Vec<Lot>> {
-        open_lots(self.conn().await?, cards).await
+        open_lots(self.conn().await?, cards, sql::Plan::EachRun).await
     }
 
     async fn lots(&mut self, ids: &[i64]) -> Result<Vec<Lot>> {
@@ -181,15 +186,16 @@ impl CardRows for PgSession<'_> {
     }
 }
 
-pub(super) async fn open_lots(c: &Client, cards: &[&CardId]) -> Result<Vec<Lot>> {
+pub(super) async fn open_lots(c: &Client, cards: &[&CardId], plan: sql::Plan) -> Result<Vec<Lot>> {
     if cards.is_empty() {
         return Ok(Vec::new());
     }
-    // Planned each time: the generic plan made while `lots` was small was a
-    // sequential scan comparing every lot with every card of the batch (28 ms for a
-    // 500-entry push at 17,000 lots, growing with the table).
-    sql::all_planned(
+    // Outside a push planned each time: the generic plan made while `lots` was small
+    // was a sequential scan comparing every lot with every card of the batch (28 ms
+    // for a 500-entry push at 17,000 lots, growing with the table).
+    sql::all_as(
         c,
+        plan,
         &OPEN_LOTS,
         &[(&keys(cards), Type::TEXT_ARRAY)],
         rows::lot,

@@ -47,7 +47,7 @@ impl EscrowRows for PgSession<'_> {
         terminal: i64,
         receipts: &[ReceiptId],
     ) -> Result<Vec<ReservationRow>> {
-        reservations(self.conn().await?, terminal, receipts).await
+        reservations(self.conn().await?, terminal, receipts, sql::Plan::EachRun).await
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {
@@ -288,7 +288,8 @@ async fn token_reservation(
     token: &TokenHash,
     receipt: &ReceiptId,
 ) -> Result<Option<ReservationRow>> {
-    // Planned each time, as the push's read of reservations ([`RESERVATIONS`]).
+    // Planned each time, as every read of reservations outside a push
+    // ([`reservations`]).
     let mut found = sql::all_planned(
         c,
         &TOKEN_RESERVATION,
@@ -315,16 +316,18 @@ pub(super) async fn reservations(
     c: &Client,
     terminal: i64,
     receipts: &[ReceiptId],
+    plan: sql::Plan,
 ) -> Result<Vec<ReservationRow>> {
     if receipts.is_empty() {
         return Ok(Vec::new());
     }
     let keys: Vec<&str> = receipts.iter().map(ReceiptId::as_str).collect();
-    // Planned each time: the generic plan made while the terminal had few
-    // reservations scanned all of them (settled rows stay) against every receipt of
-    // the batch, 25 ms for a 500-entry push after 20,000 receipts, and growing.
-    sql::all_planned(
+    // Outside a push planned each time: the generic plan made while the terminal had
+    // few reservations scanned all of them (settled rows stay) against every receipt
+    // of the batch, 25 ms for a 500-entry push after 20,000 receipts, and growing.
+    sql::all_as(
         c,
+        plan,
         &RESERVATIONS,
         &[(&terminal, Type::INT8), (&keys, Type::TEXT_ARRAY)],
         rows::reservation,
@@ -384,11 +387,19 @@ pub(super) async fn write_leases(c: &Client, rows: &[LeaseRow]) -> Result<()> {
     Ok(())
 }
 
-/// The statement of [`reservations`].
+/// The statement of [`reservations`]: one probe of the key per receipt. With
+/// `receipt_id = ANY($2)` instead, the generic plan made on a table whose statistics
+/// say it is tiny reads the key by `terminal_ref` alone and filters every reservation
+/// the terminal ever had, even with sequential scans ruled out; the subquery (kept
+/// apart by `OFFSET 0`) compares the whole key with one receipt, so every plan of it
+/// is a lookup.
 pub(super) static RESERVATIONS: LazyLock<String> = LazyLock::new(|| {
+    let columns = RESERVATION_COLUMNS;
     format!(
-        "SELECT {RESERVATION_COLUMNS} FROM reservations
-             WHERE terminal_ref = $1 AND receipt_id = ANY($2)"
+        "SELECT r.* FROM unnest($2::text[]) AS k(receipt_id)
+             CROSS JOIN LATERAL (SELECT {columns} FROM reservations
+                                 WHERE terminal_ref = $1 AND receipt_id = k.receipt_id
+                                 OFFSET 0) AS r"
     )
 });
 

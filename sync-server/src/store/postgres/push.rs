@@ -1,9 +1,9 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
 //! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
 //!
-//! 1. `START TRANSACTION` (planning with [`PUSH_COSTS`]), lock the terminal's row,
-//!    what HQ holds of the batch's seq range, the rules version (and the JSON of
-//!    versions the cache lacks);
+//! 1. `START TRANSACTION` with the push's planner settings ([`PUSH_COSTS`],
+//!    [`KEYS_ONLY`]), lock the terminal's row, what HQ holds of the batch's seq
+//!    range, the rules version (and the JSON of versions the cache lacks);
 //! 2. lock the touched cards that have a row in card-id order, then their
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
@@ -63,24 +63,42 @@ pub(super) async fn begin(c: &Client, begin: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Sends the held-back `START TRANSACTION` of a push, if any, with [`PUSH_COSTS`]
-/// in the same message (one simple query, no round trip of its own).
+/// How a push's transaction plans, besides [`PUSH_COSTS`]: no sequential scans.
+/// Every read and write of a push finds its rows by key, so this costs it nothing,
+/// and it lets the push cache the card locks, open lots and reservations
+/// ([`sql::Plan::InPush`]) instead of parsing and planning them at every run: a
+/// generic plan made under it uses the key whatever the statistics said when it was
+/// made (an index scan was always possible; a sequential scan of a small table
+/// looked cheaper). `LOCAL`, as [`PUSH_COSTS`].
+pub(super) const KEYS_ONLY: &str = "SET LOCAL enable_seqscan = off";
+
+/// Sends the held-back `START TRANSACTION` of a push, if any, with the push's
+/// planner settings in the same message (one simple query, no round trip of its
+/// own); the settings alone in a transaction begun already.
 async fn begin_push(c: &Client, begin: Option<&str>) -> Result<()> {
-    if let Some(sql) = begin {
-        c.batch_execute(&with_push_costs(sql)).await?;
+    match begin {
+        Some(sql) => c.batch_execute(&with_push_settings(sql)).await?,
+        None => c.batch_execute(&push_settings()).await?,
     }
     Ok(())
 }
 
-/// `begin` (a `START TRANSACTION`) followed by [`PUSH_COSTS`], as one simple query.
-pub(super) fn with_push_costs(begin: &str) -> String {
-    format!("{begin}; {PUSH_COSTS}")
+/// `begin` (a `START TRANSACTION`) followed by the push's planner settings, as one
+/// simple query.
+pub(super) fn with_push_settings(begin: &str) -> String {
+    format!("{begin}; {}", push_settings())
+}
+
+/// The push's planner settings ([`PUSH_COSTS`], [`KEYS_ONLY`]), as one simple query.
+fn push_settings() -> String {
+    format!("{PUSH_COSTS}; {KEYS_ONLY}")
 }
 
 /// How a push's transaction plans: a random page read costs about a sequential one.
-/// The statements that read a batch by key are planned for their arrays (the card
+/// The statements that read a batch by key were planned for their arrays (the card
 /// locks and update, `cards::lock_sorted` and `cards::write_cards`; the batch's
-/// reservations, `escrow::reservations`), and with the default cost (4, a spinning
+/// reservations, `escrow::reservations`; the cards' update still is), and with the
+/// default cost (4, a spinning
 /// disk's) 500 keys were costed cheaper as a sequential scan than as 500 probes of
 /// the key: at 20,000 cards each push of the backlog benchmark read every card twice,
 /// hashing them all for the update (about 14 of its 17 ms, `EXPLAIN ANALYZE`), and
@@ -129,15 +147,20 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        // The card locks, reservations and open lots are planned on each run
-        // (unnamed statements: `sql::all_planned`), so they are not prepared here.
-        let statements: [&str; 1] = [&escrow::LEASES];
+        // Cached, under the push's settings (`SETTINGS`, sent in the first flight).
+        let statements: [&str; 4] = [
+            &cards::LOCK_CARDS,
+            &escrow::RESERVATIONS,
+            &escrow::LEASES,
+            &cards::OPEN_LOTS,
+        ];
+        let in_push = sql::Plan::InPush;
         let (locked, reservations, leases, open_lots) = sql::flight(c, &statements, async {
             tokio::join!(
-                cards::lock_sorted(c, &keys),
-                escrow::reservations(c, reads.terminal, reads.receipts),
+                cards::lock_sorted(c, &keys, in_push),
+                escrow::reservations(c, reads.terminal, reads.receipts, in_push),
                 escrow::leases(c, reads.leases),
-                cards::open_lots(c, reads.consuming),
+                cards::open_lots(c, reads.consuming, in_push),
             )
         })
         .await?;
@@ -221,52 +244,4 @@ impl PushRows for PgSession<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::with_push_costs;
-    use crate::store::postgres::escrow;
-    use crate::store::postgres::test_hq::new_hq;
-    use protocol::ReceiptId;
-
-    /// The push reads a batch's reservations by receipt: planned with the default
-    /// page costs, 500 receipts were costed cheaper as a scan of every reservation
-    /// ever written (settled rows stay, for every terminal) than as 500 probes of the
-    /// key, so each push read them all.
-    #[tokio::test]
-    async fn a_push_sized_batch_probes_its_reservations_by_key() {
-        let Some((_db, _store, c)) = new_hq().await else {
-            return;
-        };
-        let terminal: i64 = c
-            .query_one(
-                "INSERT INTO terminals (store, terminal, token_hash, created_at)
-                 VALUES ('store-1', 'till-1', 'h', 0) RETURNING id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        c.batch_execute(&format!(
-            "INSERT INTO reservations (terminal_ref, receipt_id, card, points, status,
-                                       expires_at, updated_at)
-             SELECT {terminal}, 'till-1-R' || n, lpad(n::text, 13, '0'), 3, 'captured', 0, 0
-             FROM generate_series(1, 15000) AS n;
-             ANALYZE reservations"
-        ))
-        .await
-        .unwrap();
-        let receipts: Vec<ReceiptId> = (15_001..15_501)
-            .map(|n| ReceiptId::parse(&format!("till-1-R{n}")).unwrap())
-            .collect();
-        const SCANS: &str =
-            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'reservations'";
-        c.batch_execute(&with_push_costs("START TRANSACTION"))
-            .await
-            .unwrap();
-        let before: i64 = c.query_one(SCANS, &[]).await.unwrap().get(0);
-        let found = escrow::reservations(&c, terminal, &receipts).await.unwrap();
-        let after: i64 = c.query_one(SCANS, &[]).await.unwrap().get(0);
-        c.batch_execute("ROLLBACK").await.unwrap();
-        assert!(found.is_empty());
-        assert_eq!(after - before, 0);
-    }
-}
+mod tests;

@@ -45,6 +45,38 @@ pub async fn all_planned<T>(
         .collect()
 }
 
+/// How a read whose right plan depends on how big its tables are now is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// For its parameters at each run ([`all_planned`]): the only safe way outside
+    /// a push, where nothing keeps a cached generic plan from scanning.
+    EachRun,
+    /// Cached with the connection's statements, like any other: only inside a push
+    /// transaction, whose settings (`push::SETTINGS`) rule out the scans, so that any
+    /// plan PostgreSQL caches for it, generic ones included, finds its rows by key
+    /// however small the tables were when it was made. Saves the parse and the
+    /// planning of each run.
+    InPush,
+}
+
+/// Every row of a read planned as `plan` says, decoded; `params` with their types
+/// (used by [`Plan::EachRun`] only: a cached statement has them from its SQL).
+pub async fn all_as<T>(
+    c: &Client,
+    plan: Plan,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    decode: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    match plan {
+        Plan::EachRun => all_planned(c, sql, params, decode).await,
+        Plan::InPush => {
+            let untyped: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(p, _)| *p).collect();
+            all(c, sql, &untyped, decode).await
+        }
+    }
+}
+
 /// Runs a statement planned for its parameters each time it runs (see
 /// [`all_planned`]); returns the rows it changed.
 pub async fn execute_planned(

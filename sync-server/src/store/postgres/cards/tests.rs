@@ -2,7 +2,8 @@
 //! was when the connection first ran them, and however big a push's batch is.
 
 use super::{lock_sorted, write_cards};
-use crate::store::postgres::push::with_push_costs;
+use crate::store::postgres::push::with_push_settings;
+use crate::store::postgres::sql;
 use crate::store::postgres::test_hq::{add_cards, new_hq};
 use deadpool_postgres::Client;
 use time::OffsetDateTime;
@@ -23,7 +24,7 @@ async fn card_scans(c: &Client) -> i64 {
 async fn lock_and_write_in(c: &Client, begin: &str, keys: &[&str]) -> i64 {
     c.batch_execute(begin).await.unwrap();
     let before = card_scans(c).await;
-    let locked = lock_sorted(c, keys).await.unwrap();
+    let locked = lock_sorted(c, keys, sql::Plan::EachRun).await.unwrap();
     assert_eq!(locked.len(), keys.len());
     let records: Vec<_> = locked.values().collect();
     write_cards(c, &records, OffsetDateTime::UNIX_EPOCH)
@@ -60,7 +61,8 @@ async fn card_locks_and_updates_use_the_key_after_the_table_grew() {
 /// A push of 500 cards among 20,000 (the backlog benchmark's shape), with the
 /// table's statistics current: planned for its arrays with the default page costs,
 /// both statements read every card (the update hashing them all) instead of probing
-/// the key 500 times; a push's transaction plans with `push::PUSH_COSTS`.
+/// the key 500 times; a push's transaction plans with `push::PUSH_COSTS`
+/// (among its settings).
 #[tokio::test]
 async fn a_push_sized_batch_probes_its_cards_by_key() {
     let Some((_db, _store, c)) = new_hq().await else {
@@ -70,6 +72,6 @@ async fn a_push_sized_batch_probes_its_cards_by_key() {
     c.batch_execute("ANALYZE cards").await.unwrap();
     let keys: Vec<String> = (3_000..3_500u32).map(|n| format!("{n:013}")).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let begin = with_push_costs("START TRANSACTION");
+    let begin = with_push_settings("START TRANSACTION");
     assert_eq!(lock_and_write_in(&c, &begin, &keys).await, 0);
 }

@@ -1,0 +1,200 @@
+//! A push caches its card locks, open lots and reservations, and the plans
+//! PostgreSQL caches for them find their rows by key whatever the tables' statistics
+//! said when they were made.
+
+use super::{KEYS_ONLY, begin_push, with_push_settings};
+use crate::keys::TerminalToken;
+use crate::ledger::apply::tests::{CARD, T0, sale};
+use crate::ledger::batch::Batch;
+use crate::store::postgres::test_hq::{add_cards, new_hq};
+use crate::store::postgres::{PgStore, cards, escrow, sql};
+use crate::store::{Store, TerminalIdentity};
+use deadpool_postgres::Client;
+use protocol::{CardId, ReceiptId, StoreId, TerminalId};
+use testkit::pg::TestDatabase;
+
+#[tokio::test]
+async fn a_push_caches_its_card_locks_open_lots_and_reservations() {
+    let Some(db) = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    else {
+        return;
+    };
+    // One connection: the one the pushes ran on is the one asked afterwards.
+    let store = PgStore::open(&format!("{}?pool_max_size=1", db.url()))
+        .await
+        .unwrap();
+    let token = TerminalToken::generate().unwrap();
+    let (s, t) = (
+        StoreId::parse("s1").unwrap(),
+        TerminalId::parse("t1").unwrap(),
+    );
+    store
+        .add_terminal(&s, &t, &token.hash(), false, T0)
+        .await
+        .unwrap();
+    let t: TerminalIdentity = store.authenticate(&token.hash()).await.unwrap().unwrap();
+    // The second push redeems: it reads the card's open lots.
+    for entry in [sale(1, CARD, 0, 20), sale(2, CARD, 5, 3)] {
+        let batch = Batch::new(vec![entry]).unwrap();
+        store.push(&t, batch, T0).await.unwrap();
+    }
+    let c = store.connection().await.unwrap();
+    let prepared: Vec<String> = c
+        .query("SELECT statement FROM pg_prepared_statements", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for read in [
+        &*cards::LOCK_CARDS,
+        &*cards::OPEN_LOTS,
+        &*escrow::RESERVATIONS,
+    ] {
+        assert!(
+            prepared.iter().any(|p| p == read),
+            "{read} in {prepared:#?}"
+        );
+    }
+}
+
+/// Sequential scans and rows fetched by index of `cards`, `lots` and `reservations`
+/// by this connection's open transaction so far.
+async fn reads(c: &Client) -> (i64, i64) {
+    let row = c
+        .query_one(
+            "SELECT SUM(seq_scan)::bigint, SUM(idx_tup_fetch)::bigint
+             FROM pg_stat_xact_user_tables
+             WHERE relname IN ('cards', 'lots', 'reservations')",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// The push's card reads of `keys` for terminal 1, each with the generic plan the
+/// connection caches, in one rolled-back push transaction; answers the sequential
+/// scans and the rows fetched by index they made.
+async fn push_reads(c: &Client, keys: &[&str]) -> (i64, i64) {
+    begin_push(c, Some("START TRANSACTION")).await.unwrap();
+    // The worst case: the plan made without the run's values.
+    c.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let before = reads(c).await;
+    let in_push = sql::Plan::InPush;
+    let locked = cards::lock_sorted(c, keys, in_push).await.unwrap();
+    assert_eq!(locked.len(), keys.len());
+    let ids: Vec<CardId> = keys.iter().map(|k| CardId::parse(k).unwrap()).collect();
+    let ids: Vec<&CardId> = ids.iter().collect();
+    let lots = cards::open_lots(c, &ids, in_push).await.unwrap();
+    assert_eq!(lots.len(), keys.len());
+    let receipts: Vec<ReceiptId> = keys
+        .iter()
+        .map(|k| ReceiptId::parse(&format!("R-{k}")).unwrap())
+        .collect();
+    let held = escrow::reservations(c, 1, &receipts, in_push)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), keys.len());
+    let after = reads(c).await;
+    c.batch_execute("ROLLBACK").await.unwrap();
+    (after.0 - before.0, after.1 - before.1)
+}
+
+/// An open lot per card `from..to` and a reservation of terminal 1 per card, with
+/// the receipt `R-{card}`.
+async fn add_lots_and_reservations(c: &Client, from: u32, to: u32) {
+    c.batch_execute(&format!(
+        "INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+         SELECT lpad(n::text, 13, '0'), 'accrual', 0, TRUE, 5, 5
+         FROM generate_series({from}, {to} - 1) AS n;
+         INSERT INTO reservations (terminal_ref, receipt_id, card, points, status,
+                                   expires_at, updated_at)
+         SELECT 1, 'R-' || lpad(n::text, 13, '0'), lpad(n::text, 13, '0'), 1, 'captured',
+                0, 0
+         FROM generate_series({from}, {to} - 1) AS n"
+    ))
+    .await
+    .unwrap();
+}
+
+/// The generic plans are made on a new HQ whose statistics say every table is empty
+/// (an `ANALYZE` before its first rows: where a sequential scan, or a scan of the
+/// reservations' key by terminal alone, looks cheapest); then the chain's cards, lots
+/// and receipts arrive and the same connection pushes on. Each read must still fetch
+/// only its keys' rows.
+#[tokio::test]
+async fn the_cached_card_reads_of_a_push_use_the_key_whatever_the_statistics() {
+    let Some((_db, _store, c)) = new_hq().await else {
+        return;
+    };
+    c.batch_execute(
+        "INSERT INTO terminals (store, terminal, token_hash, created_at)
+         VALUES ('store-1', 't1', 'hash', 0)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("ANALYZE").await.unwrap();
+    add_cards(&c, 0, 50).await;
+    add_lots_and_reservations(&c, 0, 50).await;
+    let keys: Vec<String> = (0..10u32).map(|n| format!("{:013}", n * 3)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for _ in 0..10 {
+        push_reads(&c, &keys).await;
+    }
+    add_cards(&c, 50, 20_050).await;
+    add_lots_and_reservations(&c, 50, 20_050).await;
+    let (scans, fetched) = push_reads(&c, &keys).await;
+    assert_eq!(scans, 0, "sequential scans under {KEYS_ONLY}");
+    // A card, a lot and a reservation per key.
+    assert!(fetched <= 3 * keys.len() as i64, "{fetched} rows fetched");
+}
+
+/// The push reads a batch's reservations by receipt: planned with the default
+/// page costs, 500 receipts were costed cheaper as a scan of every reservation
+/// ever written (settled rows stay, for every terminal) than as 500 probes of the
+/// key, so each push read them all.
+#[tokio::test]
+async fn a_push_sized_batch_probes_its_reservations_by_key() {
+    let Some((_db, _store, c)) = new_hq().await else {
+        return;
+    };
+    let terminal: i64 = c
+        .query_one(
+            "INSERT INTO terminals (store, terminal, token_hash, created_at)
+             VALUES ('store-1', 'till-1', 'h', 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!(
+        "INSERT INTO reservations (terminal_ref, receipt_id, card, points, status,
+                                   expires_at, updated_at)
+         SELECT {terminal}, 'till-1-R' || n, lpad(n::text, 13, '0'), 3, 'captured', 0, 0
+         FROM generate_series(1, 15000) AS n;
+         ANALYZE reservations"
+    ))
+    .await
+    .unwrap();
+    let receipts: Vec<ReceiptId> = (15_001..15_501)
+        .map(|n| ReceiptId::parse(&format!("till-1-R{n}")).unwrap())
+        .collect();
+    const SCANS: &str =
+        "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'reservations'";
+    c.batch_execute(&with_push_settings("START TRANSACTION"))
+        .await
+        .unwrap();
+    let before: i64 = c.query_one(SCANS, &[]).await.unwrap().get(0);
+    let found = escrow::reservations(&c, terminal, &receipts, sql::Plan::InPush)
+        .await
+        .unwrap();
+    let after: i64 = c.query_one(SCANS, &[]).await.unwrap().get(0);
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert!(found.is_empty());
+    assert_eq!(after - before, 0);
+}
