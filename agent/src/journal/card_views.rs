@@ -48,8 +48,8 @@ pub struct CardFigures {
 }
 
 /// The instant of a stored entry, read from its JSON. SQLite's `json_extract` turned
-/// the whole entry into its binary form first, a tenth of a till sale's CPU (README,
-/// *Till sales*); serde skips the other fields without building anything.
+/// the whole entry into its binary form first, a tenth of a till sale's CPU
+/// (docs/performance.md, *Till sales*); serde skips the other fields without building anything.
 #[derive(Deserialize)]
 struct EntryInstant {
     #[serde(with = "time::serde::rfc3339")]

@@ -193,8 +193,8 @@ impl JournalFile {
 
 /// A transaction begun and committed with cached statements: rusqlite's
 /// `Transaction` compiles `BEGIN` and `COMMIT` anew for every transaction, which cost
-/// a till sale more than some of its own statements (README, *Till sales*). Like
-/// it, a transaction not committed is rolled back when dropped.
+/// a till sale more than some of its own statements (docs/performance.md, *Till
+/// sales*). Like it, a transaction not committed is rolled back when dropped.
 struct OpenTransaction<'c> {
     conn: &'c Connection,
     committed: bool,
@@ -281,9 +281,9 @@ impl Journal {
     /// On the daemon's multi-threaded runtime the transaction runs on the calling
     /// task's own thread, which hands its other tasks to a fresh worker first
     /// (`block_in_place`): the request is answered without a hand-off to another
-    /// thread and back, which cost more than the commit itself (README, *Till
-    /// sales*). Elsewhere (current-thread runtimes: one-shot commands, tests) it runs
-    /// on the blocking pool; polled outside tokio, on the caller's thread. Either way
+    /// thread and back, which cost more than the commit itself (docs/performance.md,
+    /// *Till sales*). Elsewhere (current-thread runtimes: one-shot commands, tests) it
+    /// runs on the blocking pool; polled outside tokio, on the caller's thread. Either way
     /// `f` runs to its end even when the caller is cancelled: the work is committed
     /// or rolled back, never cut in the middle.
     async fn with_file<R, E, F>(&self, f: F) -> Result<R, E>

@@ -109,7 +109,7 @@ pub(super) fn open(
 /// Prepared statements a journal connection keeps compiled. The journal has some 40
 /// cached statements, more than rusqlite's default cache of 16 keeps, and the profile
 /// of a till sale showed SQLite compiling SQL again at about twice the CPU of running
-/// it (README, *Till sales*): with room for all of them each is compiled once.
+/// it (docs/performance.md, *Till sales*): with room for all of them each is compiled once.
 const STATEMENT_CACHE: usize = 128;
 
 /// WAL so readers never block the writer; `synchronous=FULL` so a committed

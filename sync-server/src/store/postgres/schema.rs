@@ -442,5 +442,5 @@ DROP INDEX ledger_kind_at;
 /// job's `spend_drops_at <= now` reads the whole table: about 11 ms at 100,000
 /// cards (`EXPLAIN ANALYZE`, 1,641 pages), once per run.
 /// (`change_xid` still changes on every write, so a card's update stays non-HOT
-/// and fillfactor would not help: see the README's *Backlogs*.)
+/// and fillfactor would not help: see docs/performance.md, *Backlogs*.)
 const V7_NO_SPEND_DROPS_INDEX: &str = "DROP INDEX cards_spend_drops;";
