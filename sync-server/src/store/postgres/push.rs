@@ -94,19 +94,18 @@ fn push_settings() -> String {
     format!("{PUSH_COSTS}; {KEYS_ONLY}")
 }
 
-/// How a push's transaction plans: a random page read costs about a sequential one.
-/// The statements that read a batch by key were planned for their arrays (the card
-/// locks and update, `cards::lock_sorted` and `cards::write_cards`; the batch's
-/// reservations, `escrow::reservations`; the cards' update still is), and with the
-/// default cost (4, a spinning
-/// disk's) 500 keys were costed cheaper as a sequential scan than as 500 probes of
-/// the key: at 20,000 cards each push of the backlog benchmark read every card twice,
-/// hashing them all for the update (about 14 of its 17 ms, `EXPLAIN ANALYZE`), and
-/// every reservation ever written (settled rows stay), costs that grow with the
-/// chain. The pages a push touches (its keys' index pages and rows, the tables'
-/// right edges) are in memory, where a probe costs what PostgreSQL's documentation
-/// suggests for cached data. `LOCAL`: the setting ends with the transaction, so no
-/// other use of the pooled connection plans with it.
+/// How a push's transaction plans: a random page read costs about a sequential one. The
+/// statements that read a batch by key were planned for their arrays (the card locks
+/// and update, `cards::lock_sorted` and `cards::write_cards`; the batch's reservations,
+/// `escrow::reservations`; the cards' update still is), and with the default cost (4, a
+/// spinning disk's) 500 keys were costed cheaper as a sequential scan than as 500
+/// probes of the key: at 20,000 cards each push of the backlog benchmark read every
+/// card twice, hashing them all for the update (about 14 of its 17 ms, `EXPLAIN
+/// ANALYZE`), and every reservation ever written (settled rows stay), costs that grow
+/// with the chain. The pages a push touches (its keys' index pages and rows, the
+/// tables' right edges) are in memory, where a probe costs what PostgreSQL's
+/// documentation suggests for cached data. `LOCAL`: the setting ends with the
+/// transaction, so no other use of the pooled connection plans with it.
 const PUSH_COSTS: &str = "SET LOCAL random_page_cost = 1.1";
 
 impl PushRows for PgSession<'_> {
@@ -147,7 +146,7 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        // Cached, under the push's settings (`SETTINGS`, sent in the first flight).
+        // Cached, under the push's settings (`push_settings`, sent in the first flight).
         let statements: [&str; 4] = [
             &cards::LOCK_CARDS,
             &escrow::RESERVATIONS,

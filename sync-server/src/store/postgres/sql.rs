@@ -52,7 +52,7 @@ pub enum Plan {
     /// a push, where nothing keeps a cached generic plan from scanning.
     EachRun,
     /// Cached with the connection's statements, like any other: only inside a push
-    /// transaction, whose settings (`push::SETTINGS`) rule out the scans, so that any
+    /// transaction, whose settings (`push::KEYS_ONLY`) rule out the scans, so that any
     /// plan PostgreSQL caches for it, generic ones included, finds its rows by key
     /// however small the tables were when it was made. Saves the parse and the
     /// planning of each run.
