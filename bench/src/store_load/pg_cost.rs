@@ -181,7 +181,13 @@ async fn what_pushes_cost_postgres() {
             per(e * 1e3),
             per(*rows as f64),
             per(*w as f64),
-            query.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(90).collect::<String>()
+            query
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(90)
+                .collect::<String>()
         );
     }
     record(&format!(

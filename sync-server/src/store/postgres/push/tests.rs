@@ -198,3 +198,76 @@ async fn a_push_sized_batch_probes_its_reservations_by_key() {
     assert!(found.is_empty());
     assert_eq!(after - before, 0);
 }
+
+/// The cards' and the lots' updates are cached with the push's other writes (one
+/// statement, [`super::write`]), so PostgreSQL may cache a generic plan of them made
+/// on a new HQ whose statistics say every table is empty. Once the chain's cards and
+/// lots are there, each update must still fetch only its keys' rows: without the
+/// keys as an index condition of their own, that plan walked the whole key of
+/// `cards` or `lots` for every push.
+#[tokio::test]
+async fn the_cached_card_and_lot_updates_of_a_push_use_the_key_whatever_the_statistics() {
+    let Some((_db, _store, c)) = new_hq().await else {
+        return;
+    };
+    c.batch_execute(
+        "INSERT INTO terminals (store, terminal, token_hash, created_at)
+         VALUES ('store-1', 't1', 'hash', 0)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("ANALYZE").await.unwrap();
+    add_cards(&c, 0, 50).await;
+    add_lots_and_reservations(&c, 0, 50).await;
+    let keys: Vec<String> = (0..10u32).map(|n| format!("{:013}", n * 3)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for _ in 0..10 {
+        push_updates(&c, &keys).await;
+    }
+    add_cards(&c, 50, 20_050).await;
+    add_lots_and_reservations(&c, 50, 20_050).await;
+    let (scans, fetched) = push_updates(&c, &keys).await;
+    assert_eq!(scans, 0, "sequential scans under {KEYS_ONLY}");
+    // A card and a lot per key.
+    assert!(fetched <= 2 * keys.len() as i64, "{fetched} rows fetched");
+}
+
+/// The push's updates of the cards `keys` and of their lots, each with the generic
+/// plan the connection caches, in one rolled-back push transaction (after the card
+/// locks); answers the sequential scans and the rows fetched by index they made.
+async fn push_updates(c: &Client, keys: &[&str]) -> (i64, i64) {
+    let lots: Vec<i64> = c
+        .query("SELECT id FROM lots WHERE card = ANY($1)", &[&keys])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(lots.len(), keys.len());
+    begin_push(c, Some("START TRANSACTION")).await.unwrap();
+    c.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let locked = cards::lock_sorted(c, keys, sql::Plan::InPush)
+        .await
+        .unwrap();
+    let records: Vec<_> = locked.values().collect();
+    let before = reads(c).await;
+    let written = sql::execute(
+        c,
+        cards::WRITE_CARDS,
+        &sql::refs(&cards::CardArrays::of(&records).owned(T0)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, keys.len() as u64);
+    let remaining = vec![4_i64; lots.len()];
+    let matured = vec![true; lots.len()];
+    let updated = sql::execute(c, cards::UPDATE_LOTS, &[&lots, &remaining, &matured])
+        .await
+        .unwrap();
+    assert_eq!(updated, keys.len() as u64);
+    let after = reads(c).await;
+    c.batch_execute("ROLLBACK").await.unwrap();
+    (after.0 - before.0, after.1 - before.1)
+}
