@@ -266,16 +266,23 @@ mod tests {
 
     #[test]
     fn a_pipelined_flight_counts_once_and_a_wait_starts_another() {
-        let flights = AtomicU64::new(0);
+        let counts = Counts {
+            flights: Arc::new(AtomicU64::new(0)),
+            executes: Arc::new(AtomicU64::new(0)),
+        };
         let mut st = InFlight::default();
         for kind in [b'P', b'B', b'E', b'S', b'B', b'E', b'S'] {
-            from_client(&mut st, Some(kind), &[], &flights);
+            from_client(&mut st, Some(kind), &[], &counts);
         }
-        assert_eq!((flights.load(Ordering::SeqCst), st.unanswered), (1, 2));
+        let flights = || counts.flights.load(Ordering::SeqCst);
+        assert_eq!((flights(), st.unanswered), (1, 2));
+        // Two statements; a simple query is not counted as one.
+        assert_eq!(counts.executes.load(Ordering::SeqCst), 2);
         // Both answered: the next message is a new flight.
         st.unanswered = 0;
         st.open = false;
-        from_client(&mut st, Some(b'Q'), &[], &flights);
-        assert_eq!(flights.load(Ordering::SeqCst), 2);
+        from_client(&mut st, Some(b'Q'), &[], &counts);
+        assert_eq!(flights(), 2);
+        assert_eq!(counts.executes.load(Ordering::SeqCst), 2);
     }
 }
