@@ -15,7 +15,6 @@ use crate::store::encode::{opt_to_db, to_db};
 use crate::store::rows::{self, CARD_COLUMNS, LOT_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, Locked, Missing};
 use protocol::{CardId, StoreId};
-use rusqlite::params_from_iter;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -34,26 +33,6 @@ impl SqliteSession<'_> {
         )?;
         Ok(rows::by_card(states))
     }
-}
-
-/// A card's columns as [`CardRows::write_cards`] inserts them.
-fn card_values(s: &CardRecord, pos: i64, now: i64) -> [Param<'_>; 14] {
-    [
-        text(s.card.as_str()),
-        int(s.balance.get()),
-        int(s.pending.get()),
-        opt_text(s.tier.as_deref()),
-        int(s.spend_12m.get()),
-        opt_int(opt_to_db(s.spend_drops_at)),
-        boolean(s.welcome_given),
-        boolean(s.seen),
-        boolean(s.blocked),
-        int(i64::from(s.flags.bits())),
-        int(s.reserved.get()),
-        int(s.leased.get()),
-        int(pos),
-        int(now),
-    ]
 }
 
 impl CardRows for SqliteSession<'_> {
@@ -108,11 +87,7 @@ impl CardRows for SqliteSession<'_> {
         )
     }
 
-    /// Each card takes a fresh change position (all reserved in one statement). A
-    /// card with a row is updated by key, the others are inserted in multi-row
-    /// statements: an upsert (`ON CONFLICT DO UPDATE`) would probe the key for every
-    /// row as well, and SQLite runs its update part as `ABORT` whatever the statement
-    /// says, so each of its statements kept a journal of the pages it wrote.
+    /// Each card takes a fresh change position (all reserved in one statement).
     async fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> Result<()> {
         if cards.is_empty() {
             return Ok(());
@@ -123,29 +98,40 @@ impl CardRows for SqliteSession<'_> {
             [n],
             |r| Ok(r.get(0)?),
         )?;
-        let now = to_db(now);
-        let mut absent = Vec::new();
-        {
-            // `?9`, `blocked`, belongs to the admin commands: bound, never written.
-            let mut update = self.conn().prepare_cached(
-                "UPDATE OR FAIL cards SET balance = ?2, pending = ?3, tier = ?4, spend_12m = ?5,
-                     spend_drops_at = ?6, welcome_given = ?7, seen = ?8, flags = ?10,
-                     reserved = ?11, leased = ?12, change_pos = ?13, updated_at = ?14
-                 WHERE card = ?1",
-            )?;
-            for (s, pos) in cards.iter().zip(last - n + 1..) {
-                let values = card_values(s, pos, now);
-                if update.execute(params_from_iter(&values))? == 0 {
-                    absent.push(values);
-                }
-            }
-        }
+        let values: Vec<_> = cards
+            .iter()
+            .zip(last - n + 1..)
+            .map(|(s, pos)| {
+                [
+                    text(s.card.as_str()),
+                    int(s.balance.get()),
+                    int(s.pending.get()),
+                    opt_text(s.tier.as_deref()),
+                    int(s.spend_12m.get()),
+                    opt_int(opt_to_db(s.spend_drops_at)),
+                    boolean(s.welcome_given),
+                    boolean(s.seen),
+                    boolean(s.blocked),
+                    int(i64::from(s.flags.bits())),
+                    int(s.reserved.get()),
+                    int(s.leased.get()),
+                    int(pos),
+                    int(to_db(now)),
+                ]
+            })
+            .collect();
         self.insert_many(
             "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
                                 welcome_given, seen, blocked, flags, reserved, leased,
                                 change_pos, updated_at)",
-            "",
-            &absent,
+            "ON CONFLICT (card) DO UPDATE SET
+                balance = excluded.balance, pending = excluded.pending, tier = excluded.tier,
+                spend_12m = excluded.spend_12m, spend_drops_at = excluded.spend_drops_at,
+                welcome_given = excluded.welcome_given,
+                seen = excluded.seen, flags = excluded.flags, reserved = excluded.reserved,
+                leased = excluded.leased, change_pos = excluded.change_pos,
+                updated_at = excluded.updated_at",
+            &values,
         )
     }
 
