@@ -168,7 +168,8 @@ impl Statements for SqliteSession<'_> {
 }
 
 impl SqliteSession<'_> {
-    /// The connection.
+    /// The connection (tests count the rows a statement changed).
+    #[cfg(test)]
     pub fn conn(&self) -> &Connection {
         self.conn
     }
