@@ -696,9 +696,11 @@ mod tests {
         );
         c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         let rows: i64 = c
-            .query_row("SELECT count(*) FROM entries WHERE terminal_ref = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM entries WHERE terminal_ref = 1",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(rows, 1);
         let broken = "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
