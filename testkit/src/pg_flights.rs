@@ -21,6 +21,8 @@ pub struct FlightCounter {
     /// Where clients connect.
     pub addr: SocketAddr,
     flights: Arc<AtomicU64>,
+    /// `Execute` messages: statements of the extended protocol.
+    executes: Arc<AtomicU64>,
 }
 
 impl FlightCounter {
@@ -29,19 +31,27 @@ impl FlightCounter {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let flights = Arc::new(AtomicU64::new(0));
-        let counted = flights.clone();
+        let executes = Arc::new(AtomicU64::new(0));
+        let counted = Counts {
+            flights: flights.clone(),
+            executes: executes.clone(),
+        };
         let upstream = upstream.to_owned();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (flights, upstream) = (counted.clone(), upstream.clone());
+                let (counted, upstream) = (counted.clone(), upstream.clone());
                 std::thread::spawn(move || {
                     if let Ok(server) = TcpStream::connect(&upstream) {
-                        pipe(client, server, &flights);
+                        pipe(client, server, &counted);
                     }
                 });
             }
         });
-        Ok(Self { addr, flights })
+        Ok(Self {
+            addr,
+            flights,
+            executes,
+        })
     }
 
     /// Starts a proxy to the server of the `postgres://` URL `url`, and answers it
@@ -61,10 +71,25 @@ impl FlightCounter {
         self.flights.load(Ordering::SeqCst)
     }
 
+    /// Statements run through the extended protocol (`Execute` messages) since the
+    /// start or the last [`Self::reset`], over every connection. A simple `Query`
+    /// (`START TRANSACTION`, `COMMIT`) is not one of them.
+    pub fn executes(&self) -> u64 {
+        self.executes.load(Ordering::SeqCst)
+    }
+
     /// Starts counting from zero.
     pub fn reset(&self) {
         self.flights.store(0, Ordering::SeqCst);
+        self.executes.store(0, Ordering::SeqCst);
     }
+}
+
+/// The counters every connection adds to.
+#[derive(Clone)]
+struct Counts {
+    flights: Arc<AtomicU64>,
+    executes: Arc<AtomicU64>,
 }
 
 /// What one connection has in flight.
@@ -78,12 +103,12 @@ struct InFlight {
     single_byte: bool,
 }
 
-fn pipe(client: TcpStream, server: TcpStream, flights: &Arc<AtomicU64>) {
+fn pipe(client: TcpStream, server: TcpStream, counts: &Counts) {
     let state = Arc::new(Mutex::new(InFlight::default()));
     let (Ok(client_in), Ok(server_in)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let (s, f) = (state.clone(), flights.clone());
+    let (s, f) = (state.clone(), counts.clone());
     let upstream = std::thread::spawn(move || {
         let mut parser = Parser::client();
         copy(client_in, server, |chunk| {
@@ -114,9 +139,13 @@ fn pipe(client: TcpStream, server: TcpStream, flights: &Arc<AtomicU64>) {
     let _ = upstream.join();
 }
 
-fn from_client(st: &mut InFlight, kind: Option<u8>, body: &[u8], flights: &AtomicU64) {
+fn from_client(st: &mut InFlight, kind: Option<u8>, body: &[u8], counts: &Counts) {
+    let flights = &counts.flights;
     if kind == Some(b'X') {
         return; // Terminate: never answered.
+    }
+    if kind == Some(b'E') {
+        counts.executes.fetch_add(1, Ordering::SeqCst);
     }
     if kind.is_none() {
         let code = body
@@ -237,16 +266,23 @@ mod tests {
 
     #[test]
     fn a_pipelined_flight_counts_once_and_a_wait_starts_another() {
-        let flights = AtomicU64::new(0);
+        let counts = Counts {
+            flights: Arc::new(AtomicU64::new(0)),
+            executes: Arc::new(AtomicU64::new(0)),
+        };
         let mut st = InFlight::default();
         for kind in [b'P', b'B', b'E', b'S', b'B', b'E', b'S'] {
-            from_client(&mut st, Some(kind), &[], &flights);
+            from_client(&mut st, Some(kind), &[], &counts);
         }
-        assert_eq!((flights.load(Ordering::SeqCst), st.unanswered), (1, 2));
+        let flights = || counts.flights.load(Ordering::SeqCst);
+        assert_eq!((flights(), st.unanswered), (1, 2));
+        // Two statements; a simple query is not counted as one.
+        assert_eq!(counts.executes.load(Ordering::SeqCst), 2);
         // Both answered: the next message is a new flight.
         st.unanswered = 0;
         st.open = false;
-        from_client(&mut st, Some(b'Q'), &[], &flights);
-        assert_eq!(flights.load(Ordering::SeqCst), 2);
+        from_client(&mut st, Some(b'Q'), &[], &counts);
+        assert_eq!(flights(), 2);
+        assert_eq!(counts.executes.load(Ordering::SeqCst), 2);
     }
 }

@@ -134,4 +134,6 @@ mod drivers;
 #[cfg(test)]
 mod over_http;
 #[cfg(test)]
+mod pg_cost;
+#[cfg(test)]
 mod tests;

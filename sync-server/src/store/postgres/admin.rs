@@ -7,7 +7,6 @@ use crate::store::encode::to_db;
 use crate::store::rows::{self, CARD_COLUMNS, Columns};
 use crate::store::statements::{AdminRows, Blocking, CardDetail, KeyRows, NewKey};
 use crate::store::{Anomaly, FlaggedEntry, KeyInfo, LedgerView};
-use deadpool_postgres::Client;
 use deadpool_postgres::GenericClient;
 use protocol::{CardId, Points};
 use time::OffsetDateTime;
@@ -186,23 +185,21 @@ impl AdminRows for PgSession<'_> {
     }
 }
 
-/// Appends anomalies, in order: one statement for them all.
-pub(super) async fn insert_anomalies(c: &Client, anomalies: &[Anomaly]) -> Result<()> {
-    if anomalies.is_empty() {
-        return Ok(());
-    }
+/// The parameters of [`INSERT_ANOMALIES`]: anomalies, in order, one statement for
+/// them all.
+pub(super) fn anomaly_rows(anomalies: &[Anomaly]) -> sql::Owned<'_> {
     let at: Vec<i64> = anomalies.iter().map(|a| to_db(a.at)).collect();
     let store: Vec<&str> = anomalies.iter().map(|a| a.store.as_str()).collect();
     let terminal: Vec<&str> = anomalies.iter().map(|a| a.terminal.as_str()).collect();
     let kind: Vec<&str> = anomalies.iter().map(|a| a.kind.as_str()).collect();
     let detail: Vec<&str> = anomalies.iter().map(|a| a.detail.as_str()).collect();
-    sql::execute(
-        c,
-        INSERT_ANOMALIES,
-        &[&at, &store, &terminal, &kind, &detail],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(at),
+        Box::new(store),
+        Box::new(terminal),
+        Box::new(kind),
+        Box::new(detail),
+    ]
 }
 
 /// The statement of [`insert_anomalies`].

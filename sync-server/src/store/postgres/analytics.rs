@@ -207,29 +207,29 @@ pub(super) async fn kpi_daily(c: &Client, delta: &KpiDelta) -> Result<()> {
     if delta.daily.is_empty() {
         return Ok(());
     }
+    sql::execute(c, KPI_DAILY, &sql::refs(&daily_rows(delta))).await?;
+    Ok(())
+}
+
+/// The parameters of [`KPI_DAILY`].
+pub(super) fn daily_rows(delta: &KpiDelta) -> sql::Owned<'_> {
     let col = |f: fn(&DailyTotals) -> i64| -> Vec<i64> {
         delta.daily.iter().map(|(_, t)| f(t)).collect()
     };
     let day: Vec<i32> = delta.daily.iter().map(|(k, _)| k.day).collect();
     let store: Vec<&str> = delta.daily.iter().map(|(k, _)| k.store.as_str()).collect();
     let member: Vec<bool> = delta.daily.iter().map(|(k, _)| k.member).collect();
-    sql::execute(
-        c,
-        KPI_DAILY,
-        &[
-            &day,
-            &store,
-            &member,
-            &col(|t| t.receipts),
-            &col(|t| t.revenue_minor),
-            &col(|t| t.items),
-            &col(|t| t.discount_minor),
-            &col(|t| t.points_accrued),
-            &col(|t| t.points_redeemed),
-        ],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(day),
+        Box::new(store),
+        Box::new(member),
+        Box::new(col(|t| t.receipts)),
+        Box::new(col(|t| t.revenue_minor)),
+        Box::new(col(|t| t.items)),
+        Box::new(col(|t| t.discount_minor)),
+        Box::new(col(|t| t.points_accrued)),
+        Box::new(col(|t| t.points_redeemed)),
+    ]
 }
 
 /// The statement of [`kpi_daily`].
@@ -258,6 +258,12 @@ pub(super) async fn kpi_member_days(c: &Client, delta: &KpiDelta) -> Result<()> 
     if delta.member_days.is_empty() {
         return Ok(());
     }
+    sql::execute(c, KPI_MEMBER_DAYS, &sql::refs(&member_day_rows(delta))).await?;
+    Ok(())
+}
+
+/// The parameters of [`KPI_MEMBER_DAYS`].
+pub(super) fn member_day_rows(delta: &KpiDelta) -> sql::Owned<'_> {
     let day: Vec<i32> = delta.member_days.iter().map(|(_, d, _)| *d).collect();
     let card: Vec<&str> = delta
         .member_days
@@ -269,8 +275,7 @@ pub(super) async fn kpi_member_days(c: &Client, delta: &KpiDelta) -> Result<()> 
         .iter()
         .map(|(_, _, s)| s.as_str())
         .collect();
-    sql::execute(c, KPI_MEMBER_DAYS, &[&day, &card, &store]).await?;
-    Ok(())
+    vec![Box::new(day), Box::new(card), Box::new(store)]
 }
 
 /// The statement of [`kpi_member_days`].
@@ -283,12 +288,17 @@ pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
     if delta.first_days.is_empty() {
         return Ok(());
     }
-    let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
-    let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
     // A cached statement: its lookup of stored first days is a key probe whatever
     // plan the connection caches (see `KPI_MEMBERS`), so it needs no planning per run.
-    sql::execute(c, KPI_MEMBERS, &[&card, &day]).await?;
+    sql::execute(c, KPI_MEMBERS, &sql::refs(&first_day_rows(delta))).await?;
     Ok(())
+}
+
+/// The parameters of [`KPI_MEMBERS`].
+pub(super) fn first_day_rows(delta: &KpiDelta) -> sql::Owned<'_> {
+    let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
+    let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
+    vec![Box::new(card), Box::new(day)]
 }
 
 /// The statement of [`kpi_members`]. Almost every push names members whose first day
@@ -311,23 +321,30 @@ pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_
 
 /// Adds the delta's revenue and items per category (rows in key order).
 pub(super) async fn kpi_categories(c: &Client, delta: &KpiDelta) -> Result<()> {
-    let rows = &delta.categories;
-    if rows.is_empty() {
+    if delta.categories.is_empty() {
         return Ok(());
     }
+    sql::execute(c, KPI_CATEGORIES, &sql::refs(&category_rows(delta))).await?;
+    Ok(())
+}
+
+/// The parameters of [`KPI_CATEGORIES`].
+pub(super) fn category_rows(delta: &KpiDelta) -> sql::Owned<'_> {
+    let rows = &delta.categories;
     let day: Vec<i32> = rows.iter().map(|(k, _)| k.day.day).collect();
     let store: Vec<&str> = rows.iter().map(|(k, _)| k.day.store.as_str()).collect();
     let member: Vec<bool> = rows.iter().map(|(k, _)| k.day.member).collect();
     let category: Vec<&str> = rows.iter().map(|(k, _)| k.category.as_str()).collect();
     let revenue: Vec<i64> = rows.iter().map(|(_, t)| t.revenue_minor).collect();
     let items: Vec<i64> = rows.iter().map(|(_, t)| t.items).collect();
-    sql::execute(
-        c,
-        KPI_CATEGORIES,
-        &[&day, &store, &member, &category, &revenue, &items],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(day),
+        Box::new(store),
+        Box::new(member),
+        Box::new(category),
+        Box::new(revenue),
+        Box::new(items),
+    ]
 }
 
 /// The statement of [`kpi_categories`].

@@ -89,7 +89,7 @@ impl CardRows for PgSession<'_> {
     /// order, so that two first sights of one card also queue up instead of both
     /// writing a "new" card; a blank row is exactly `CardRecord::new`, so the ledger
     /// decides as it would for an absent card. With `Missing::Leave` (the push) only
-    /// the locking query runs, and [`insert_new_cards`] settles a race for a new card
+    /// the locking query runs, and [`INSERT_NEW_CARDS`] settles a race for a new card
     /// later. Either way a transaction takes its card locks in one sorted pass, so
     /// transactions never wait for each other in a cycle.
     async fn lock_cards(&mut self, cards: &[&CardId], missing: Missing) -> Result<Locked> {
@@ -225,30 +225,8 @@ pub(super) async fn write_cards(
     Ok(())
 }
 
-/// Inserts cards that had no row when the push locked its cards, with their
-/// figures, in card-id order, at this transaction's feed position. False when
-/// another transaction inserted one of them meanwhile: the insert waited for it to
-/// commit and failed on the card's key, which aborts this transaction (so the
-/// `COMMIT` of its flight rolls it back), and the push must start over (and lock
-/// the row). The sorted order makes two such inserts wait for each other in one
-/// direction only, as the locks do.
-pub(super) async fn insert_new_cards(
-    c: &Client,
-    cards: &[&CardRecord],
-    now: OffsetDateTime,
-) -> Result<bool> {
-    if cards.is_empty() {
-        return Ok(true);
-    }
-    match CardArrays::of(cards).run(c, INSERT_NEW_CARDS, now).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_card_key_clash(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// A unique violation of the cards' primary key.
-fn is_card_key_clash(e: &StoreError) -> bool {
+pub(super) fn is_card_key_clash(e: &StoreError) -> bool {
     retry::driver_error(e)
         .and_then(tokio_postgres::Error::as_db_error)
         .is_some_and(|d| {
@@ -258,7 +236,7 @@ fn is_card_key_clash(e: &StoreError) -> bool {
 
 /// The figures of card states as array parameters, in the numbering both
 /// [`WRITE_CARDS`] and [`INSERT_NEW_CARDS`] use.
-struct CardArrays<'a> {
+pub(super) struct CardArrays<'a> {
     card: Vec<&'a str>,
     balance: Vec<i64>,
     pending: Vec<i64>,
@@ -273,7 +251,7 @@ struct CardArrays<'a> {
 }
 
 impl<'a> CardArrays<'a> {
-    fn of(cards: &[&'a CardRecord]) -> Self {
+    pub(super) fn of(cards: &[&'a CardRecord]) -> Self {
         Self {
             card: cards.iter().map(|s| s.card.as_str()).collect(),
             balance: cards.iter().map(|s| s.balance.get()).collect(),
@@ -312,12 +290,37 @@ impl<'a> CardArrays<'a> {
         )
         .await
     }
+
+    /// The arrays and `now`, as the parameters of a cached statement (the types
+    /// are those of the statement's casts and columns).
+    pub(super) fn owned(self, now: OffsetDateTime) -> sql::Owned<'a> {
+        vec![
+            Box::new(self.card),
+            Box::new(self.balance),
+            Box::new(self.pending),
+            Box::new(self.tier),
+            Box::new(self.spend),
+            Box::new(self.drops),
+            Box::new(self.welcome),
+            Box::new(self.seen),
+            Box::new(self.flags),
+            Box::new(to_db(now)),
+            Box::new(self.reserved),
+            Box::new(self.leased),
+        ]
+    }
 }
 
 pub(super) async fn insert_lots(c: &Client, lots: &[Lot]) -> Result<()> {
     if lots.is_empty() {
         return Ok(());
     }
+    sql::execute(c, INSERT_LOTS, &sql::refs(&lot_rows(lots))).await?;
+    Ok(())
+}
+
+/// The parameters of [`INSERT_LOTS`].
+pub(super) fn lot_rows(lots: &[Lot]) -> sql::Owned<'_> {
     let card: Vec<&str> = lots.iter().map(|l| l.card.as_str()).collect();
     let kind: Vec<&str> = lots.iter().map(|l| l.kind.as_str()).collect();
     let source: Vec<Option<Uuid>> = lots.iter().map(|l| l.source_entry).collect();
@@ -327,18 +330,29 @@ pub(super) async fn insert_lots(c: &Client, lots: &[Lot]) -> Result<()> {
     let expires: Vec<Option<i64>> = lots.iter().map(|l| opt_to_db(l.expires_at)).collect();
     let amount: Vec<i64> = lots.iter().map(|l| l.amount.get()).collect();
     let remaining: Vec<i64> = lots.iter().map(|l| l.remaining.get()).collect();
-    sql::execute(
-        c,
-        INSERT_LOTS,
-        &[
-            &card, &kind, &source, &earned, &matures, &matured, &expires, &amount, &remaining,
-        ],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(card),
+        Box::new(kind),
+        Box::new(source),
+        Box::new(earned),
+        Box::new(matures),
+        Box::new(matured),
+        Box::new(expires),
+        Box::new(amount),
+        Box::new(remaining),
+    ]
 }
 
 pub(super) async fn update_lots(c: &Client, lots: &[Lot]) -> Result<()> {
+    if !lots.iter().any(|l| matches!(l.key, LotKey::Stored(_))) {
+        return Ok(());
+    }
+    sql::execute(c, UPDATE_LOTS, &sql::refs(&changed_lot_rows(lots))).await?;
+    Ok(())
+}
+
+/// The parameters of [`UPDATE_LOTS`]: the stored lots among `lots`.
+pub(super) fn changed_lot_rows(lots: &[Lot]) -> sql::Owned<'static> {
     let mut id = Vec::with_capacity(lots.len());
     let mut remaining = Vec::with_capacity(lots.len());
     let mut matured = Vec::with_capacity(lots.len());
@@ -349,43 +363,55 @@ pub(super) async fn update_lots(c: &Client, lots: &[Lot]) -> Result<()> {
             matured.push(l.matured);
         }
     }
-    if id.is_empty() {
-        return Ok(());
-    }
-    sql::execute(c, UPDATE_LOTS, &[&id, &remaining, &matured]).await?;
-    Ok(())
+    vec![Box::new(id), Box::new(remaining), Box::new(matured)]
 }
 
 pub(super) async fn insert_ledger(c: &Client, rows: &[LedgerRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    sql::execute(c, INSERT_LEDGER, &sql::refs(&ledger_rows(rows))).await?;
+    Ok(())
+}
+
+/// The parameters of [`INSERT_LEDGER`].
+pub(super) fn ledger_rows(rows: &[LedgerRow]) -> sql::Owned<'_> {
     let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
     let kind: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
     let balance: Vec<i64> = rows.iter().map(|r| r.delta_balance.get()).collect();
     let pending: Vec<i64> = rows.iter().map(|r| r.delta_pending.get()).collect();
     let at: Vec<i64> = rows.iter().map(|r| to_db(r.at)).collect();
     let entry: Vec<Option<Uuid>> = rows.iter().map(|r| r.entry_id).collect();
-    // WITH ORDINALITY: ids follow the plan's order, which `card show` lists.
-    sql::execute(
-        c,
-        INSERT_LEDGER,
-        &[&card, &kind, &balance, &pending, &at, &entry],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(card),
+        Box::new(kind),
+        Box::new(balance),
+        Box::new(pending),
+        Box::new(at),
+        Box::new(entry),
+    ]
 }
 
 pub(super) async fn insert_flags(c: &Client, flags: &[FlagRow]) -> Result<()> {
     if flags.is_empty() {
         return Ok(());
     }
+    sql::execute(c, INSERT_FLAGS, &sql::refs(&flag_rows(flags))).await?;
+    Ok(())
+}
+
+/// The parameters of [`INSERT_FLAGS`].
+pub(super) fn flag_rows(flags: &[FlagRow]) -> sql::Owned<'_> {
     let entry: Vec<Uuid> = flags.iter().map(|f| f.entry_id).collect();
     let card: Vec<&str> = flags.iter().map(|f| f.card.as_str()).collect();
     let kind: Vec<&str> = flags.iter().map(|f| f.kind.as_str()).collect();
     let detail: Vec<&str> = flags.iter().map(|f| f.detail.as_str()).collect();
-    sql::execute(c, INSERT_FLAGS, &[&entry, &card, &kind, &detail]).await?;
-    Ok(())
+    vec![
+        Box::new(entry),
+        Box::new(card),
+        Box::new(kind),
+        Box::new(detail),
+    ]
 }
 
 /// `ON CONFLICT`: most pairs are there already (the cache only knows what this
@@ -394,8 +420,13 @@ pub(super) async fn associate(c: &Client, store: &StoreId, cards: &[String]) -> 
     if cards.is_empty() {
         return Ok(());
     }
-    sql::execute(c, ASSOCIATE, &[&store.as_str(), &cards]).await?;
+    sql::execute(c, ASSOCIATE, &sql::refs(&store_card_rows(store, cards))).await?;
     Ok(())
+}
+
+/// The parameters of [`ASSOCIATE`].
+pub(super) fn store_card_rows<'a>(store: &'a StoreId, cards: &'a [String]) -> sql::Owned<'a> {
+    vec![Box::new(store.as_str()), Box::new(cards)]
 }
 
 /// The statement of [`open_lots`].
@@ -425,12 +456,17 @@ pub(super) const WRITE_CARDS: &str = concat!(
          FROM ",
     card_arrays!(),
     "
-         WHERE cards.card = u.card"
+         WHERE cards.card = u.card AND cards.card = ANY($1)"
 );
 
-/// The statement of [`insert_new_cards`]. A plain INSERT, no `ON CONFLICT`: a
-/// card a concurrent inserter committed must abort the transaction, not be skipped,
-/// since the push's `COMMIT` is already on its way in the same flight.
+/// Inserts the cards a push found no row for when it locked its cards, with their
+/// figures, in card-id order, at this transaction's feed position (a part of the
+/// push's writes, `push::write`). A plain INSERT, no `ON CONFLICT`: when another
+/// transaction inserted one of them meanwhile, the insert waits for it to commit and
+/// fails on the card's key ([`is_card_key_clash`]), which aborts this transaction
+/// (the push's `COMMIT` is already on its way in the same flight, and rolls it
+/// back), and the push starts over and locks the row. The sorted order makes two
+/// such inserts wait for each other in one direction only, as the locks do.
 pub(super) const INSERT_NEW_CARDS: &str = concat!(
     "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
         welcome_given, seen, flags, reserved, leased, change_xid, updated_at)
@@ -453,7 +489,7 @@ pub(super) const INSERT_LOTS: &str =
 /// The statement of [`update_lots`].
 pub(super) const UPDATE_LOTS: &str = "UPDATE lots SET remaining = u.remaining, matured = u.matured
          FROM unnest($1::bigint[], $2::bigint[], $3::bool[]) AS u(id, remaining, matured)
-         WHERE lots.id = u.id";
+         WHERE lots.id = u.id AND lots.id = ANY($1)";
 
 /// The statement of [`insert_ledger`].
 pub(super) const INSERT_LEDGER: &str =

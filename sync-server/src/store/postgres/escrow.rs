@@ -339,6 +339,12 @@ pub(super) async fn write_reservations(c: &Client, rows: &[ReservationRow]) -> R
     if rows.is_empty() {
         return Ok(());
     }
+    sql::execute(c, &WRITE_RESERVATIONS, &sql::refs(&reservation_rows(rows))).await?;
+    Ok(())
+}
+
+/// The parameters of [`WRITE_RESERVATIONS`].
+pub(super) fn reservation_rows(rows: &[ReservationRow]) -> sql::Owned<'_> {
     let terminal: Vec<i64> = rows.iter().map(|r| r.terminal).collect();
     let receipt: Vec<&str> = rows.iter().map(|r| r.receipt_id.as_str()).collect();
     let card: Vec<&str> = rows.iter().map(|r| r.card.as_str()).collect();
@@ -346,15 +352,15 @@ pub(super) async fn write_reservations(c: &Client, rows: &[ReservationRow]) -> R
     let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
     let expires: Vec<i64> = rows.iter().map(|r| to_db(r.expires_at)).collect();
     let updated: Vec<i64> = rows.iter().map(|r| to_db(r.updated_at)).collect();
-    sql::execute(
-        c,
-        &WRITE_RESERVATIONS,
-        &[
-            &terminal, &receipt, &card, &points, &status, &expires, &updated,
-        ],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(terminal),
+        Box::new(receipt),
+        Box::new(card),
+        Box::new(points),
+        Box::new(status),
+        Box::new(expires),
+        Box::new(updated),
+    ]
 }
 
 pub(super) async fn leases(c: &Client, ids: &[Uuid]) -> Result<Vec<LeaseRow>> {
@@ -368,6 +374,12 @@ pub(super) async fn write_leases(c: &Client, rows: &[LeaseRow]) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    sql::execute(c, &WRITE_LEASES, &sql::refs(&lease_rows(rows))).await?;
+    Ok(())
+}
+
+/// The parameters of [`WRITE_LEASES`].
+pub(super) fn lease_rows(rows: &[LeaseRow]) -> sql::Owned<'_> {
     let id: Vec<Uuid> = rows.iter().map(|l| l.id).collect();
     let terminal: Vec<i64> = rows.iter().map(|l| l.terminal).collect();
     let card: Vec<&str> = rows.iter().map(|l| l.card.as_str()).collect();
@@ -376,15 +388,16 @@ pub(super) async fn write_leases(c: &Client, rows: &[LeaseRow]) -> Result<()> {
     let status: Vec<&str> = rows.iter().map(|l| l.status.as_str()).collect();
     let expires: Vec<i64> = rows.iter().map(|l| to_db(l.expires_at)).collect();
     let granted: Vec<i64> = rows.iter().map(|l| to_db(l.granted_at)).collect();
-    sql::execute(
-        c,
-        &WRITE_LEASES,
-        &[
-            &id, &terminal, &card, &points, &charged, &status, &expires, &granted,
-        ],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(id),
+        Box::new(terminal),
+        Box::new(card),
+        Box::new(points),
+        Box::new(charged),
+        Box::new(status),
+        Box::new(expires),
+        Box::new(granted),
+    ]
 }
 
 /// The statement of [`reservations`]: one probe of the key per receipt. With

@@ -7,27 +7,26 @@
 //! 2. lock the touched cards that have a row in card-id order, then their
 //!    reservations, leases and open lots: the server runs a flight's statements in
 //!    the order sent, so every read comes after the locks;
-//! 3. every write, one statement per table (arrays through `unnest`; cards HQ never
-//!    held are inserted with their figures), the ack, the store's KPI rows last,
-//!    then `COMMIT`. Every lock the push took (terminal, cards, the per-store KPI
-//!    rows all of a store's tills update) is released with that flight's answer
-//!    instead of one HQ turn and one more round trip later.
+//! 3. every write as one statement ([`write`]: a sub-statement per table, arrays
+//!    through `unnest`; cards HQ never held are inserted with their figures; the
+//!    ack; the store's KPI rows last), then `COMMIT`. Every lock the push took
+//!    (terminal, cards, the per-store KPI rows all of a store's tills update) is
+//!    released with that flight's answer instead of one HQ turn and one more round
+//!    trip later.
 //!
 //! Only a card whose cached spend is stale (rare: the ledger job recomputes it) adds
 //! a round trip, before the write flight.
 //!
-//! A failing statement aborts the transaction, so every later one of its flight fails
-//! too ("current transaction is aborted") and the flight's `COMMIT` rolls the
-//! transaction back: nothing of a failed write flight is ever committed. The answers
-//! are looked at in the order sent and the first failure is the one reported: a clash
-//! of the entry rows with the uniqueness constraints is the refusal it always was; a
-//! card another push inserted between this one's locks and writes fails the new
-//! cards' insert on the card's key, and the push starts over in a new transaction
-//! ([`cards::insert_new_cards`]); a serialization failure or deadlock is retried as
-//! before ([`super::retry`]).
+//! A failing statement aborts the transaction, so the flight's `COMMIT` rolls the
+//! transaction back: nothing of a failed write flight is ever committed. The write
+//! statement's failure says why: a clash of the entry rows with the uniqueness
+//! constraints is the refusal it always was; a card another push inserted between
+//! this one's locks and writes fails the new cards' insert on the card's key, and the
+//! push starts over in a new transaction (see [`cards::INSERT_NEW_CARDS`]); a
+//! serialization failure or deadlock is retried as before ([`super::retry`]).
 
 use super::session::{self, PgSession};
-use super::{admin, analytics, cards, escrow, quarantine, rules, sql, terminals};
+use super::{cards, escrow, rules, sql, terminals};
 use crate::store::Result;
 use crate::store::encode::signed;
 use crate::store::rows::Columns;
@@ -36,6 +35,8 @@ use crate::store::statements::{
 };
 use deadpool_postgres::Client;
 use std::collections::HashSet;
+
+mod write;
 
 /// The stored JSON of the rules versions among `versions`.
 async fn rules_bodies(c: &Client, versions: &[u64]) -> Result<Vec<(u64, String)>> {
@@ -175,70 +176,20 @@ impl PushRows for PgSession<'_> {
     }
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Written> {
+        let params = write::write_params(w)?;
         let c = self.conn().await?;
-        // The cards' update and insert are planned on each run (`cards::write_cards`),
-        // so they are not prepared here. The store's KPI rows, which every till of
-        // the store updates, come last, right before the `COMMIT`: their row locks
-        // are held for the commit only.
-        let statements = [
-            terminals::INSERT_ENTRIES,
-            cards::INSERT_LOTS,
-            cards::UPDATE_LOTS,
-            cards::INSERT_LEDGER,
-            cards::INSERT_FLAGS,
-            quarantine::INSERT_QUARANTINE,
-            &escrow::WRITE_RESERVATIONS,
-            &escrow::WRITE_LEASES,
-            admin::INSERT_ANOMALIES,
-            analytics::KPI_MEMBER_DAYS,
-            analytics::KPI_MEMBERS,
-            cards::ASSOCIATE,
-            terminals::ACK,
-            analytics::KPI_DAILY,
-            analytics::KPI_CATEGORIES,
-        ];
-        let (store, associated) = w.associate;
-        let answers = sql::flight(c, &statements, async {
+        let (written, committed) = sql::flight(c, &[write::WRITE_PUSH.as_str()], async {
             tokio::join!(
-                terminals::insert_entries(c, &w.entries),
-                cards::write_cards(c, &w.cards, w.now),
-                cards::insert_new_cards(c, &w.new_cards, w.now),
-                cards::insert_lots(c, w.new_lots),
-                cards::update_lots(c, w.changed_lots),
-                cards::insert_ledger(c, w.ledger),
-                cards::insert_flags(c, w.flags),
-                quarantine::insert_quarantine(c, w.quarantine, w.now),
-                escrow::write_reservations(c, w.reservations),
-                escrow::write_leases(c, w.leases),
-                admin::insert_anomalies(c, w.anomalies),
-                analytics::kpi_member_days(c, w.kpi),
-                analytics::kpi_members(c, w.kpi),
-                cards::associate(c, store, associated),
-                terminals::ack(c, w.entries.terminal, w.acked_through, w.now),
-                analytics::kpi_daily(c, w.kpi),
-                analytics::kpi_categories(c, w.kpi),
-                session::commit_in_flight(c, true),
+                write::write(c, w, &params),
+                session::commit_in_flight(c, true)
             )
         })
         .await?;
-        let (entries, a, inserted, b, d, e, f, g, h, i, j, k, l, m, n, o, p, committed) = answers;
-        // Answered: the transaction is over, committed or (after a failed statement)
-        // rolled back by that `COMMIT`. The first failure in the order sent is the
-        // cause; the statements after it failed only because the transaction was
-        // aborted.
+        // Answered: the transaction is over, committed or (after the statement
+        // failed) rolled back by that `COMMIT`.
         committed?;
         self.ended();
-        if let Some(clash) = entries? {
-            return Ok(Written::Refused(clash));
-        }
-        a?;
-        if !inserted? {
-            return Ok(Written::CardTaken);
-        }
-        for written in [b, d, e, f, g, h, i, j, k, l, m, n, o, p] {
-            written?;
-        }
-        Ok(Written::Done)
+        written
     }
 }
 

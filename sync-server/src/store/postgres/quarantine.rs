@@ -77,6 +77,12 @@ pub(super) async fn insert_quarantine(
     if q.is_empty() {
         return Ok(());
     }
+    sql::execute(c, INSERT_QUARANTINE, &sql::refs(&quarantine_rows(q, now))).await?;
+    Ok(())
+}
+
+/// The parameters of [`INSERT_QUARANTINE`].
+pub(super) fn quarantine_rows(q: &[QuarantineRow], now: OffsetDateTime) -> sql::Owned<'_> {
     let entry: Vec<Uuid> = q.iter().map(|r| r.entry_id).collect();
     let card: Vec<Option<&str>> = q
         .iter()
@@ -84,13 +90,13 @@ pub(super) async fn insert_quarantine(
         .collect();
     let kind: Vec<&str> = q.iter().map(|r| r.kind.as_str()).collect();
     let reason: Vec<&str> = q.iter().map(|r| r.reason.as_str()).collect();
-    sql::execute(
-        c,
-        INSERT_QUARANTINE,
-        &[&entry, &card, &kind, &reason, &to_db(now)],
-    )
-    .await?;
-    Ok(())
+    vec![
+        Box::new(entry),
+        Box::new(card),
+        Box::new(kind),
+        Box::new(reason),
+        Box::new(to_db(now)),
+    ]
 }
 
 /// The statement of [`insert_quarantine`]: one for the batch, records in its order.

@@ -10,6 +10,19 @@ use tokio_postgres::types::{ToSql, Type};
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// A statement's parameters, owned: the array columns built from rows apart from
+/// running the statement, so that several statements' parameters can also be sent
+/// as one statement's (`push::write`).
+pub type Owned<'a> = Vec<Box<dyn ToSql + Sync + Send + 'a>>;
+
+/// `owned` as the driver takes parameters.
+pub fn refs<'p>(owned: &'p Owned<'_>) -> Vec<&'p (dyn ToSql + Sync)> {
+    owned
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
 /// Every row of a cached statement.
 pub async fn query(c: &impl GenericClient, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let stmt = c.prepare_cached(sql).await?;

@@ -160,7 +160,7 @@ pub(super) async fn lock_terminal(c: &Client, key: i64) -> Result<Option<Termina
 }
 
 pub(super) async fn ack(c: &Client, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
-    sql::execute(c, ACK, &[&key, &signed(acked.get())?, &to_db(now)]).await?;
+    sql::execute(c, ACK, &sql::refs(&ack_row(key, acked, now)?)).await?;
     Ok(())
 }
 
@@ -184,6 +184,18 @@ pub(super) async fn held(
 /// unique constraints abort the transaction on a reused id or seq, and the flow
 /// names the owner after the rollback.
 pub(super) async fn insert_entries(c: &Client, new: &NewEntries<'_>) -> Result<Option<Clash>> {
+    let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
+    match c.execute(&stmt, &sql::refs(&entry_rows(new)?)).await {
+        Ok(_) => Ok(None),
+        Err(e) => match entry_clash(&e, new) {
+            Some(clash) => Ok(Some(clash)),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// The parameters of [`INSERT_ENTRIES`].
+pub(super) fn entry_rows<'a>(new: &NewEntries<'a>) -> Result<sql::Owned<'a>> {
     let entries = new.entries;
     let n = entries.len();
     let mut id = Vec::with_capacity(n);
@@ -206,40 +218,45 @@ pub(super) async fn insert_entries(c: &Client, new: &NewEntries<'_>) -> Result<O
         hash.push(h.as_str());
         body.push(b.as_str());
     }
-    let stmt = c.prepare_cached(INSERT_ENTRIES).await?;
-    let result = c
-        .execute(
-            &stmt,
-            &[
-                &new.terminal,
-                &to_db(new.received_at),
-                &id,
-                &seq,
-                &at,
-                &kind,
-                &card,
-                &spend,
-                &rules_version,
-                &hash,
-                &body,
-            ],
-        )
-        .await;
-    match result {
-        Ok(_) => Ok(None),
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            match e.as_db_error().and_then(|d| d.constraint()) {
-                Some("entries_pkey") => Ok(Some(Clash::Id(None))),
-                // The terminal's row lock makes this unreachable; the constraint
-                // holds anyway.
-                Some("entries_terminal_seq") => {
-                    Ok(Some(Clash::Seq(entries.first().map_or(Seq(0), |e| e.seq))))
-                }
-                _ => Err(e.into()),
-            }
-        }
-        Err(e) => Err(e.into()),
+    Ok(vec![
+        Box::new(new.terminal),
+        Box::new(to_db(new.received_at)),
+        Box::new(id),
+        Box::new(seq),
+        Box::new(at),
+        Box::new(kind),
+        Box::new(card),
+        Box::new(spend),
+        Box::new(rules_version),
+        Box::new(hash),
+        Box::new(body),
+    ])
+}
+
+/// The clash of `new`'s rows with the entries' uniqueness constraints that `e` is,
+/// if it is one.
+pub(super) fn entry_clash(e: &tokio_postgres::Error, new: &NewEntries<'_>) -> Option<Clash> {
+    if e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+        return None;
     }
+    match e.as_db_error().and_then(|d| d.constraint()) {
+        Some("entries_pkey") => Some(Clash::Id(None)),
+        // The terminal's row lock makes this unreachable; the constraint holds
+        // anyway.
+        Some("entries_terminal_seq") => {
+            Some(Clash::Seq(new.entries.first().map_or(Seq(0), |e| e.seq)))
+        }
+        _ => None,
+    }
+}
+
+/// The parameters of [`ACK`].
+pub(super) fn ack_row(key: i64, acked: Seq, now: OffsetDateTime) -> Result<sql::Owned<'static>> {
+    Ok(vec![
+        Box::new(key),
+        Box::new(signed(acked.get())?),
+        Box::new(to_db(now)),
+    ])
 }
 
 /// The statement of [`lock_terminal`].

@@ -17,6 +17,12 @@ use time::Duration;
 /// terminal's lock and reads, the card locks with theirs, every write with `COMMIT`.
 pub const PUSH_ROUND_TRIPS: u64 = 3;
 
+/// The statements of one push that redeems on known cards (`Execute` messages; its
+/// `START TRANSACTION` and `COMMIT` are simple queries): the reads of its first two
+/// flights (the terminal's lock and what it holds, the card locks and what hangs off
+/// them: 7 here), then every write as one statement (there was one per table).
+pub const PUSH_STATEMENTS: u64 = 8;
+
 /// A store on a fresh database through a counting proxy, on one connection (so
 /// that a warm-up call prepares the statements the measured ones use); `None` when
 /// the PostgreSQL tests are skipped. The database lives as long as the first value.
@@ -45,7 +51,7 @@ async fn a_push_of_ten_entries_costs_three_round_trips() {
     // Redemptions (lots read and consumed), accruals, both cards, KPI rows. The
     // proxy may count a flight twice when it reaches it in pieces on a loaded
     // machine, never a round trip less: the least of identical pushes is the count.
-    let mut trips = Vec::new();
+    let (mut trips, mut statements) = (Vec::new(), Vec::new());
     for round in 1..=3u64 {
         let measured: Vec<_> = (round * 10 + 1..=round * 10 + 10)
             .map(|seq| {
@@ -56,6 +62,7 @@ async fn a_push_of_ten_entries_costs_three_round_trips() {
         counter.reset();
         let out = store.push(&t, batch(measured), T0).await.unwrap();
         trips.push(counter.flights());
+        statements.push(counter.executes());
         assert_eq!((out.acked_through, out.applied), (Seq(round * 10 + 10), 10));
     }
     let least = trips.iter().copied().min();
@@ -63,6 +70,11 @@ async fn a_push_of_ten_entries_costs_three_round_trips() {
         least,
         Some(PUSH_ROUND_TRIPS),
         "round trips of 10-entry pushes: {trips:?}"
+    );
+    assert_eq!(
+        statements,
+        vec![PUSH_STATEMENTS; 3],
+        "statements of 10-entry pushes"
     );
 }
 

@@ -122,16 +122,17 @@ async fn add_lots_and_reservations(c: &Client, from: u32, to: u32) {
     .unwrap();
 }
 
-/// The generic plans are made on a new HQ whose statistics say every table is empty
-/// (an `ANALYZE` before its first rows: where a sequential scan, or a scan of the
-/// reservations' key by terminal alone, looks cheapest); then the chain's cards, lots
-/// and receipts arrive and the same connection pushes on. Each read must still fetch
-/// only its keys' rows.
-#[tokio::test]
-async fn the_cached_card_reads_of_a_push_use_the_key_whatever_the_statistics() {
-    let Some((_db, _store, c)) = new_hq().await else {
-        return;
-    };
+/// Runs `push` on keys of 10 cards with the plans its connection caches, on a new HQ
+/// whose statistics say every table is empty (an `ANALYZE` before its first rows:
+/// where a sequential scan, or a scan of a key by its first column alone, looks
+/// cheapest), ten times while it holds 50 cards, lots and reservations, then once
+/// more after the chain's cards, lots and receipts arrived (20,050 each). Answers
+/// what that last run read (its sequential scans and rows fetched by index) and the
+/// keys' number; `None` where the PostgreSQL tests are skipped.
+async fn after_growth(
+    push: impl AsyncFn(&Client, &[&str]) -> (i64, i64),
+) -> Option<(i64, i64, i64)> {
+    let (_db, _store, c) = new_hq().await?;
     c.batch_execute(
         "INSERT INTO terminals (store, terminal, token_hash, created_at)
          VALUES ('store-1', 't1', 'hash', 0)",
@@ -144,14 +145,24 @@ async fn the_cached_card_reads_of_a_push_use_the_key_whatever_the_statistics() {
     let keys: Vec<String> = (0..10u32).map(|n| format!("{:013}", n * 3)).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     for _ in 0..10 {
-        push_reads(&c, &keys).await;
+        push(&c, &keys).await;
     }
     add_cards(&c, 50, 20_050).await;
     add_lots_and_reservations(&c, 50, 20_050).await;
-    let (scans, fetched) = push_reads(&c, &keys).await;
+    let (scans, fetched) = push(&c, &keys).await;
+    Some((scans, fetched, keys.len() as i64))
+}
+
+/// Each cached read of a push must still fetch only its keys' rows once the chain
+/// has grown.
+#[tokio::test]
+async fn the_cached_card_reads_of_a_push_use_the_key_whatever_the_statistics() {
+    let Some((scans, fetched, keys)) = after_growth(push_reads).await else {
+        return;
+    };
     assert_eq!(scans, 0, "sequential scans under {KEYS_ONLY}");
     // A card, a lot and a reservation per key.
-    assert!(fetched <= 3 * keys.len() as i64, "{fetched} rows fetched");
+    assert!(fetched <= 3 * keys, "{fetched} rows fetched");
 }
 
 /// The push reads a batch's reservations by receipt: planned with the default
@@ -197,4 +208,60 @@ async fn a_push_sized_batch_probes_its_reservations_by_key() {
     c.batch_execute("ROLLBACK").await.unwrap();
     assert!(found.is_empty());
     assert_eq!(after - before, 0);
+}
+
+/// The cards' and the lots' updates are cached with the push's other writes (one
+/// statement, [`super::write`]), so PostgreSQL may cache a generic plan of them made
+/// on a new HQ whose statistics say every table is empty. Once the chain's cards and
+/// lots are there, each update must still fetch only its keys' rows: without the
+/// keys as an index condition of their own, that plan walked the whole key of
+/// `cards` or `lots` for every push.
+#[tokio::test]
+async fn the_cached_card_and_lot_updates_of_a_push_use_the_key_whatever_the_statistics() {
+    let Some((scans, fetched, keys)) = after_growth(push_updates).await else {
+        return;
+    };
+    assert_eq!(scans, 0, "sequential scans under {KEYS_ONLY}");
+    // A card and a lot per key.
+    assert!(fetched <= 2 * keys, "{fetched} rows fetched");
+}
+
+/// The push's updates of the cards `keys` and of their lots, each with the generic
+/// plan the connection caches, in one rolled-back push transaction (after the card
+/// locks); answers the sequential scans and the rows fetched by index they made.
+async fn push_updates(c: &Client, keys: &[&str]) -> (i64, i64) {
+    let lots: Vec<i64> = c
+        .query("SELECT id FROM lots WHERE card = ANY($1)", &[&keys])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(lots.len(), keys.len());
+    begin_push(c, Some("START TRANSACTION")).await.unwrap();
+    c.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let locked = cards::lock_sorted(c, keys, sql::Plan::InPush)
+        .await
+        .unwrap();
+    let records: Vec<_> = locked.values().collect();
+    let before = reads(c).await;
+    let written = sql::execute(
+        c,
+        cards::WRITE_CARDS,
+        &sql::refs(&cards::CardArrays::of(&records).owned(T0)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, keys.len() as u64);
+    let remaining = vec![4_i64; lots.len()];
+    let matured = vec![true; lots.len()];
+    let updated = sql::execute(c, cards::UPDATE_LOTS, &[&lots, &remaining, &matured])
+        .await
+        .unwrap();
+    assert_eq!(updated, keys.len() as u64);
+    let after = reads(c).await;
+    c.batch_execute("ROLLBACK").await.unwrap();
+    (after.0 - before.0, after.1 - before.1)
 }
