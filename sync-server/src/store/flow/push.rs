@@ -178,7 +178,7 @@ impl Op for Push {
             })
             .await?;
         let acked = match head.terminal {
-            Some(t) if !t.revoked => t.acked_through,
+            Some(t) if t.admits(terminal) => t.acked_through,
             _ => return Err(revoked(terminal)),
         };
         // What HQ holds of the batch's range is its history only through `acked`
