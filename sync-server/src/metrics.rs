@@ -102,10 +102,13 @@ impl Metrics {
         let pushes = Family::<Labels, Counter>::default();
         let entries = Family::<Labels, Counter>::default();
         // Every known series exists from the start at 0, so a rate() has a baseline.
-        let push_series = PushResult::ALL
-            .map(|result| pushes.get_or_create(&vec![("result", result.as_str())]).clone());
-        let entry_series =
-            ENTRY_OUTCOMES.map(|outcome| entries.get_or_create(&vec![("outcome", outcome)]).clone());
+        let push_series = PushResult::ALL.map(|result| {
+            pushes
+                .get_or_create(&vec![("result", result.as_str())])
+                .clone()
+        });
+        let entry_series = ENTRY_OUTCOMES
+            .map(|outcome| entries.get_or_create(&vec![("outcome", outcome)]).clone());
         let m = Self {
             pushes,
             entries,

@@ -123,6 +123,52 @@ async fn missing_forged_and_revoked_tokens_are_unauthorized(backend: Backend) {
     assert_eq!(pull.status(), 401);
 }
 
+/// HQ remembers the tokens that pushed: a rotation or revocation by the CLI (another
+/// process) still refuses the old token at its next push, before any other answer.
+async fn a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked(backend: Backend) {
+    let hq = backend.hq();
+    let old = hq.add_terminal("store-1", "till-1");
+    let server = hq.start();
+    let http = client();
+    let body = |seq| push_body("store-1", "till-1", vec![sale(seq, CARD, 0)]);
+    let (status, answer) = push(&http, &server, &old, &body(1)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let rotated = hq.ok(&[
+        "terminal",
+        "add",
+        "--store",
+        "store-1",
+        "--terminal",
+        "till-1",
+        "--rotate",
+    ]);
+    let new = rotated.lines().last().unwrap().trim().to_owned();
+    let another = push_body("store-1", "till-2", vec![sale(2, CARD, 0)]);
+    for refused in [body(2), another.clone(), serde_json::json!({"protocol": 1})] {
+        let (status, answer) = push(&http, &server, &old, &refused).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{refused}");
+    }
+    let (status, answer) = push(&http, &server, &new, &body(2)).await;
+    assert_eq!(status, 200, "{answer}");
+
+    hq.ok(&[
+        "terminal",
+        "revoke",
+        "--store",
+        "store-1",
+        "--terminal",
+        "till-1",
+    ]);
+    for refused in [body(3), another] {
+        let (status, answer) = push(&http, &server, &new, &refused).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{refused}");
+    }
+    // Refused as not a terminal's: no mismatch was recorded for it.
+    let report = hq.ok(&["report", "anomalies"]);
+    assert!(!report.contains("terminal_mismatch"), "{report}");
+}
+
 async fn a_body_naming_another_terminal_is_forbidden_and_reported(backend: Backend) {
     let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
@@ -399,6 +445,7 @@ async fn blocks_and_new_rules_reach_the_terminals_of_every_store(backend: Backen
 on_every_backend!(
     pushed_entries_show_in_the_pull_and_the_live_balance,
     missing_forged_and_revoked_tokens_are_unauthorized,
+    a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked,
     a_body_naming_another_terminal_is_forbidden_and_reported,
     malformed_bodies_are_refused_and_change_nothing,
     a_gap_and_a_rewind_are_refused_with_what_hq_holds,

@@ -12,10 +12,10 @@ use super::encode::{
     card, from_db, opt_from_db, receipt_id, store_id, terminal_id, unsigned, uuid,
 };
 use super::statements::{CardDetail, EntryHolder, HeldInQuarantine, TerminalState};
-use crate::keys::TokenHash;
 use super::{
     Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry, StoreError, TerminalIdentity,
 };
+use crate::keys::TokenHash;
 use crate::ledger::escrow::{LeaseRow, LeaseStatus, ReservationRow, ReservationStatus, TokenUse};
 use crate::ledger::kpi::DailyTotals;
 use crate::ledger::quarantine::QuarantineKind;

@@ -258,10 +258,9 @@ pub(super) async fn active_acked_through(c: &Client, key: i64) -> Result<Option<
 pub(super) const ACTIVE_TOKEN: &str = "token_hash = $1 AND revoked_at IS NULL";
 
 /// The statement of [`TerminalRows::authenticate`].
-static AUTHENTICATE: LazyLock<String> =
-    LazyLock::new(|| {
-        format!("SELECT id, store, terminal, token_hash FROM terminals WHERE {ACTIVE_TOKEN}")
-    });
+static AUTHENTICATE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT id, store, terminal, token_hash FROM terminals WHERE {ACTIVE_TOKEN}")
+});
 
 /// The key and `acked_through` of the active terminal `token` belongs to, if any.
 pub(super) async fn token_acked_through(
