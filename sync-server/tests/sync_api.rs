@@ -130,8 +130,25 @@ async fn a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked(backend:
     let old = hq.add_terminal("store-1", "till-1");
     let server = hq.start();
     let http = client();
-    let body = |seq| push_body("store-1", "till-1", vec![sale(seq, CARD, 0)]);
-    let (status, answer) = push(&http, &server, &old, &body(1)).await;
+    let send = |token: String, body: serde_json::Value| {
+        let (http, server) = (&http, &server);
+        async move {
+            let response = http
+                .post(server.at("/v1/sync/push"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let sales = |terminal: &str, seqs: &[u64]| {
+        let entries = seqs.iter().map(|&seq| sale(seq, CARD, 0)).collect();
+        serde_json::to_value(push_body("store-1", terminal, entries)).unwrap()
+    };
+    let (status, answer) = send(old.clone(), sales("till-1", &[1])).await;
     assert_eq!(status, 200, "{answer}");
 
     let rotated = hq.ok(&[
@@ -144,12 +161,18 @@ async fn a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked(backend:
         "--rotate",
     ]);
     let new = rotated.lines().last().unwrap().trim().to_owned();
-    let another = push_body("store-1", "till-2", vec![sale(2, CARD, 0)]);
-    for refused in [body(2), another.clone(), serde_json::json!({"protocol": 1})] {
-        let (status, answer) = push(&http, &server, &old, &refused).await;
-        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{refused}");
+    // Refused before anything else, whatever else is wrong with the push: a body
+    // naming another terminal, a batch with a gap, a body that does not parse.
+    let faulty = [
+        sales("till-2", &[2]),
+        sales("till-1", &[2, 4]),
+        serde_json::json!({"protocol": 1}),
+    ];
+    for body in faulty.iter().cloned().chain([sales("till-1", &[2])]) {
+        let (status, answer) = send(old.clone(), body.clone()).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{body}");
     }
-    let (status, answer) = push(&http, &server, &new, &body(2)).await;
+    let (status, answer) = send(new.clone(), sales("till-1", &[2])).await;
     assert_eq!(status, 200, "{answer}");
 
     hq.ok(&[
@@ -160,9 +183,9 @@ async fn a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked(backend:
         "--terminal",
         "till-1",
     ]);
-    for refused in [body(3), another] {
-        let (status, answer) = push(&http, &server, &new, &refused).await;
-        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{refused}");
+    for body in faulty.into_iter().chain([sales("till-1", &[3])]) {
+        let (status, answer) = send(new.clone(), body.clone()).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{body}");
     }
     // Refused as not a terminal's: no mismatch was recorded for it.
     let report = hq.ok(&["report", "anomalies"]);
