@@ -25,9 +25,14 @@ use std::fmt;
 /// The tag's field.
 const TAG: &str = "kind";
 
-/// The derived reader, for the shapes the one pass does not take.
+/// The derived reader, for the shapes the one pass does not take (its errors name
+/// the type as [`EntryBody`]'s did).
 #[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    expecting = "internally tagged enum EntryBody"
+)]
 enum Tagged {
     Sale(SaleEntry),
     Return(ReturnEntry),
