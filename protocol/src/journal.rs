@@ -28,8 +28,9 @@ pub struct JournalEntry {
     pub body: EntryBody,
 }
 
-/// What an entry records. Read by [`decode`] in one pass; written with its `kind`
-/// first.
+/// What an entry records.
+// Read by `decode` in one pass, not by serde's derived reader; written with its
+// `kind` first. (A doc comment here would change the OpenAPI document.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryBody {
