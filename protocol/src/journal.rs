@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod decode;
+
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +29,9 @@ pub struct JournalEntry {
 }
 
 /// What an entry records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+// Read by `decode` in one pass, not by serde's derived reader; written with its
+// `kind` first. (A doc comment here would change the OpenAPI document.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryBody {
     /// A committed sale: points redeemed and accrued.

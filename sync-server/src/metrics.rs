@@ -57,6 +57,17 @@ pub enum PushResult {
 }
 
 impl PushResult {
+    /// Every result, in the order of [`Self::index`].
+    const ALL: [Self; 3] = [Self::Acknowledged, Self::Refused, Self::Failed];
+
+    const fn index(self) -> usize {
+        match self {
+            Self::Acknowledged => 0,
+            Self::Refused => 1,
+            Self::Failed => 2,
+        }
+    }
+
     const fn as_str(self) -> &'static str {
         match self {
             Self::Acknowledged => "acknowledged",
@@ -66,6 +77,9 @@ impl PushResult {
     }
 }
 
+/// The outcomes of an acknowledged push's entries, the `entries` family's labels.
+const ENTRY_OUTCOMES: [&str; 3] = ["applied", "duplicate", "quarantined"];
+
 /// Every metric HQ exports.
 pub struct Metrics {
     registry: Registry,
@@ -74,19 +88,36 @@ pub struct Metrics {
     refusals: Family<Labels, Counter>,
     push_seconds: Histogram,
     live_balances: Family<Labels, Counter>,
+    /// The series every push updates, looked up once (each counter is shared with
+    /// its family): a lookup allocates its label list and takes the family's lock.
+    /// `pushes` by [`PushResult::index`], `entries` in [`ENTRY_OUTCOMES`] order.
+    push_series: [Counter; 3],
+    entry_series: [Counter; 3],
 }
 
 impl Metrics {
     /// Creates and registers every metric, with the store's pool metrics.
     pub fn new(pool: PoolMetrics) -> Self {
         let mut registry = Registry::with_prefix("sync_server");
+        let pushes = Family::<Labels, Counter>::default();
+        let entries = Family::<Labels, Counter>::default();
+        // Every known series exists from the start at 0, so a rate() has a baseline.
+        let push_series = PushResult::ALL.map(|result| {
+            pushes
+                .get_or_create(&vec![("result", result.as_str())])
+                .clone()
+        });
+        let entry_series = ENTRY_OUTCOMES
+            .map(|outcome| entries.get_or_create(&vec![("outcome", outcome)]).clone());
         let m = Self {
-            pushes: Family::default(),
-            entries: Family::default(),
+            pushes,
+            entries,
             refusals: Family::default(),
             push_seconds: push_histogram(),
             live_balances: Family::default(),
             registry: Registry::default(),
+            push_series,
+            entry_series,
         };
         registry.register(
             "pushes",
@@ -128,15 +159,6 @@ impl Metrics {
             "Requests that got no database connection",
             pool.errors,
         );
-        // Every known series from the start at 0, so a rate() has a baseline.
-        for result in [
-            PushResult::Acknowledged,
-            PushResult::Refused,
-            PushResult::Failed,
-        ] {
-            let _ = m.pushes.get_or_create(&vec![("result", result.as_str())]);
-        }
-        m.entries(0, 0, 0);
         for result in ["ok", "error"] {
             let _ = m.live_balances.get_or_create(&vec![("result", result)]);
         }
@@ -145,25 +167,19 @@ impl Metrics {
 
     /// Counts a push and its latency.
     pub fn push(&self, result: PushResult, seconds: f64) {
-        self.pushes
-            .get_or_create(&vec![("result", result.as_str())])
-            .inc();
+        self.push_series[result.index()].inc();
         self.push_seconds.observe(seconds);
     }
 
     /// Counts the entries of an acknowledged push.
     pub fn entries(&self, applied: u32, duplicates: u32, quarantined: usize) {
-        for (outcome, n) in [
-            ("applied", u64::from(applied)),
-            ("duplicate", u64::from(duplicates)),
-            (
-                "quarantined",
-                u64::try_from(quarantined).unwrap_or(u64::MAX),
-            ),
-        ] {
-            self.entries
-                .get_or_create(&vec![("outcome", outcome)])
-                .inc_by(n);
+        let counts = [
+            u64::from(applied),
+            u64::from(duplicates),
+            u64::try_from(quarantined).unwrap_or(u64::MAX),
+        ];
+        for (series, n) in self.entry_series.iter().zip(counts) {
+            series.inc_by(n);
         }
     }
 

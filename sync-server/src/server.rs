@@ -126,6 +126,7 @@ pub async fn serve(
         lease_duration: options.lease_duration,
         metrics: Arc::new(Metrics::new(store.pool_metrics())),
         metrics_access: Arc::new(metrics_access),
+        known_tokens: Arc::default(),
     });
     if let Some(admin) = &options.admin {
         // Browsers reach the dashboard over TLS here, or at a proxy in front when

@@ -123,6 +123,75 @@ async fn missing_forged_and_revoked_tokens_are_unauthorized(backend: Backend) {
     assert_eq!(pull.status(), 401);
 }
 
+/// HQ remembers the tokens that pushed: a rotation or revocation by the CLI (another
+/// process) still refuses the old token at its next push, before any other answer.
+async fn a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked(backend: Backend) {
+    let hq = backend.hq();
+    let old = hq.add_terminal("store-1", "till-1");
+    let server = hq.start();
+    let http = client();
+    let send = |token: String, body: serde_json::Value| {
+        let (http, server) = (&http, &server);
+        async move {
+            let response = http
+                .post(server.at("/v1/sync/push"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let sales = |terminal: &str, seqs: &[u64]| {
+        let entries = seqs.iter().map(|&seq| sale(seq, CARD, 0)).collect();
+        serde_json::to_value(push_body("store-1", terminal, entries)).unwrap()
+    };
+    let (status, answer) = send(old.clone(), sales("till-1", &[1])).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let rotated = hq.ok(&[
+        "terminal",
+        "add",
+        "--store",
+        "store-1",
+        "--terminal",
+        "till-1",
+        "--rotate",
+    ]);
+    let new = rotated.lines().last().unwrap().trim().to_owned();
+    // Refused before anything else, whatever else is wrong with the push: a body
+    // naming another terminal, a batch with a gap, a body that does not parse.
+    let faulty = [
+        sales("till-2", &[2]),
+        sales("till-1", &[2, 4]),
+        serde_json::json!({"protocol": 1}),
+    ];
+    for body in faulty.iter().cloned().chain([sales("till-1", &[2])]) {
+        let (status, answer) = send(old.clone(), body.clone()).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{body}");
+    }
+    let (status, answer) = send(new.clone(), sales("till-1", &[2])).await;
+    assert_eq!(status, 200, "{answer}");
+
+    hq.ok(&[
+        "terminal",
+        "revoke",
+        "--store",
+        "store-1",
+        "--terminal",
+        "till-1",
+    ]);
+    for body in faulty.into_iter().chain([sales("till-1", &[3])]) {
+        let (status, answer) = send(new.clone(), body.clone()).await;
+        assert_eq!((status, code(&answer)), (401, "unauthorized"), "{body}");
+    }
+    // Refused as not a terminal's: no mismatch was recorded for it.
+    let report = hq.ok(&["report", "anomalies"]);
+    assert!(!report.contains("terminal_mismatch"), "{report}");
+}
+
 async fn a_body_naming_another_terminal_is_forbidden_and_reported(backend: Backend) {
     let hq = backend.hq();
     let token = hq.add_terminal("store-1", "till-1");
@@ -399,6 +468,7 @@ async fn blocks_and_new_rules_reach_the_terminals_of_every_store(backend: Backen
 on_every_backend!(
     pushed_entries_show_in_the_pull_and_the_live_balance,
     missing_forged_and_revoked_tokens_are_unauthorized,
+    a_token_that_pushed_is_refused_at_once_once_rotated_or_revoked,
     a_body_naming_another_terminal_is_forbidden_and_reported,
     malformed_bodies_are_refused_and_change_nothing,
     a_gap_and_a_rewind_are_refused_with_what_hq_holds,

@@ -9,6 +9,12 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use protocol::ids::Scrubbed;
 use protocol::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// Most tokens [`KnownTokens`] holds (a few hundred bytes each); when full it starts
+/// afresh, and each till's next push looks its token up again.
+const KNOWN_TOKENS: usize = 100_000;
 
 /// The authenticated, active terminal of a request.
 #[derive(Debug, Clone)]
@@ -27,6 +33,119 @@ impl Terminal {
 }
 
 impl FromRequestParts<AppState> for Terminal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = Bearer::from_request_parts(parts, state).await?;
+        Self::of(state, &token).await
+    }
+}
+
+/// The terminals that pushed lately, by their token's hash: a push whose token is
+/// here skips the lookup (on SQLite a hand-off to a blocking thread and a read
+/// transaction, on PostgreSQL a pooled connection and a round trip).
+///
+/// A token held here is only a claim: the token may have been revoked or rotated
+/// since, on this instance or another, or by `sync-server terminal` in another
+/// process. The push's own transaction checks that the terminal's row still admits
+/// the token ([`crate::store::statements::TerminalState::admits`]), and an answer
+/// given before that transaction is preceded by a fresh lookup ([`Caller::confirm`]),
+/// so a token no longer active is refused as at once as when it was looked up for
+/// every request, and with the same answer. Only pushes use it: every other
+/// endpoint still looks the token up (or reads under it) in its own request.
+#[derive(Default)]
+pub struct KnownTokens {
+    known: Mutex<HashMap<TokenHash, TerminalIdentity>>,
+}
+
+impl KnownTokens {
+    fn get(&self, token: &TokenHash) -> Option<TerminalIdentity> {
+        self.lock().get(token).cloned()
+    }
+
+    fn remember(&self, identity: &TerminalIdentity) {
+        let mut known = self.lock();
+        if known.len() >= KNOWN_TOKENS {
+            known.clear();
+        }
+        known.insert(identity.token.clone(), identity.clone());
+    }
+
+    fn forget(&self, token: &TokenHash) {
+        self.lock().remove(token);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, TerminalIdentity>> {
+        // Every update is a single map operation: a panic cannot leave it half done.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The terminal a push comes from: its token looked up for this request, or found in
+/// [`KnownTokens`] (confirmed by the push's transaction, or by [`Self::confirm`]).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The terminal.
+    pub terminal: TerminalIdentity,
+    /// True when it came from [`KnownTokens`], not from a lookup for this request.
+    remembered: bool,
+}
+
+impl Caller {
+    /// The terminal of `token`, or [`ApiError::Unauthorized`].
+    pub async fn of(state: &AppState, token: &Bearer) -> Result<Self, ApiError> {
+        if let Some(terminal) = state.known_tokens.get(&token.0) {
+            return Ok(Self {
+                terminal,
+                remembered: true,
+            });
+        }
+        let Terminal(terminal) = Terminal::of(state, token).await?;
+        state.known_tokens.remember(&terminal);
+        Ok(Self {
+            terminal,
+            remembered: false,
+        })
+    }
+
+    /// Ok when the token is an active terminal's: at once when it was looked up for
+    /// this request, else by looking it up now. For an answer given before the
+    /// push's transaction checked the token: a token no longer active is told
+    /// [`ApiError::Unauthorized`] first, as when it is looked up before the body is
+    /// read.
+    pub async fn confirm(&self, state: &AppState) -> Result<(), ApiError> {
+        if !self.remembered {
+            return Ok(());
+        }
+        let token = Bearer(self.terminal.token.clone());
+        match Terminal::of(state, &token).await {
+            Ok(Terminal(found)) if found.key == self.terminal.key => Ok(()),
+            Ok(_) | Err(ApiError::Unauthorized) => {
+                self.forget(state);
+                Err(ApiError::Unauthorized)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `refusal`, once [`Self::confirm`] found the token active.
+    pub async fn refuse(&self, state: &AppState, refusal: ApiError) -> ApiError {
+        match self.confirm(state).await {
+            Ok(()) => refusal,
+            Err(e) => e,
+        }
+    }
+
+    /// Drops the token from [`KnownTokens`]: the push's transaction found it no
+    /// longer admitted.
+    pub fn forget(&self, state: &AppState) {
+        state.known_tokens.forget(&self.terminal.token);
+    }
+}
+
+/// Before the body is read, as [`Terminal`]: a caller that is not a terminal is
+/// refused without reading its body.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Who may read `/metrics`.
     pub metrics_access: Arc<metrics::MetricsAccess>,
+    /// Terminals that pushed lately, by token hash.
+    pub known_tokens: Arc<auth::KnownTokens>,
 }
 
 /// The API's router.

@@ -2,7 +2,7 @@
 //! transaction and acknowledged after commit.
 
 use super::AppState;
-use super::auth::Terminal;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::openapi::answers;
 use crate::ledger::AnomalyKind;
@@ -118,12 +118,14 @@ async fn record(state: &AppState, terminal: &TerminalIdentity, kind: AnomalyKind
 )]
 pub async fn push(
     State(state): State<AppState>,
-    Terminal(terminal): Terminal,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let started = std::time::Instant::now();
-    let answer = apply(&state, &terminal, body).await;
+    let answer = apply(&state, &caller, body).await;
     let result = match &answer {
+        // Not a terminal's push: not counted, as when the token is refused at once.
+        Err(ApiError::Unauthorized) => return answer,
         Ok(Json(response)) => {
             state.metrics.entries(
                 response.applied,
@@ -141,12 +143,19 @@ pub async fn push(
 
 async fn apply(
     state: &AppState,
-    terminal: &TerminalIdentity,
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PushResponse>, ApiError> {
-    let body = body.map_err(|r| ApiError::from_body(r, state.max_body_bytes))?;
-    let request = parse_push(&body)?;
+    let terminal = &caller.terminal;
+    let request = match body
+        .map_err(|r| ApiError::from_body(r, state.max_body_bytes))
+        .and_then(|body| parse_push(&body))
+    {
+        Ok(request) => request,
+        Err(e) => return Err(caller.refuse(state, e).await),
+    };
     if let Err(mismatch) = check_identity(&request, &terminal.store, &terminal.terminal) {
+        caller.confirm(state).await?;
         tracing::warn!(%terminal, "push refused: {mismatch}");
         state.metrics.refusal(AnomalyKind::TerminalMismatch);
         record(
@@ -158,7 +167,10 @@ async fn apply(
         .await;
         return Err(mismatch.into());
     }
-    let batch = Batch::new(request.entries).map_err(ApiError::BadBatch)?;
+    let batch = match Batch::new(request.entries) {
+        Ok(batch) => batch,
+        Err(e) => return Err(caller.refuse(state, ApiError::BadBatch(e)).await),
+    };
     let count = batch.entries().len();
     match state.store.push(terminal, batch, state.clock.now()).await {
         Ok(outcome) => {
@@ -182,6 +194,10 @@ async fn apply(
                 duplicates: outcome.duplicates,
                 quarantined: outcome.quarantined,
             }))
+        }
+        Err(e @ StoreError::Revoked(_)) => {
+            caller.forget(state);
+            Err(e.into())
         }
         Err(StoreError::Refused(refusal)) => {
             tracing::warn!(%terminal, kind = %refusal.anomaly_kind(), "push refused: {refusal}");

@@ -124,6 +124,10 @@ pub struct TerminalIdentity {
     pub store: StoreId,
     /// The terminal's name in its store.
     pub terminal: TerminalId,
+    /// The hash of the token it was authenticated by. A push checks it again in its
+    /// own transaction ([`crate::store::statements::TerminalState::admits`]), so an
+    /// identity remembered from an earlier request cannot outlive a rotation.
+    pub token: TokenHash,
 }
 
 impl fmt::Display for TerminalIdentity {

@@ -11,10 +11,11 @@ use super::TerminalInfo;
 use super::encode::{
     card, from_db, opt_from_db, receipt_id, store_id, terminal_id, unsigned, uuid,
 };
-use super::statements::{CardDetail, EntryHolder, HeldInQuarantine};
+use super::statements::{CardDetail, EntryHolder, HeldInQuarantine, TerminalState};
 use super::{
     Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry, StoreError, TerminalIdentity,
 };
+use crate::keys::TokenHash;
 use crate::ledger::escrow::{LeaseRow, LeaseStatus, ReservationRow, ReservationStatus, TokenUse};
 use crate::ledger::kpi::DailyTotals;
 use crate::ledger::quarantine::QuarantineKind;
@@ -189,12 +190,23 @@ pub fn lot(r: &impl Columns) -> Result<Lot> {
     })
 }
 
-/// `id, store, terminal` of a terminal.
+/// `id, store, terminal, token_hash` of a terminal.
 pub fn terminal_identity(r: &impl Columns) -> Result<TerminalIdentity> {
     Ok(TerminalIdentity {
         key: r.int(0)?,
         store: r.store(1)?,
         terminal: r.terminal(2)?,
+        token: TokenHash::from_hex(r.text(3)?),
+    })
+}
+
+/// `acked_through, revoked_at IS NOT NULL, lease_epoch, token_hash` of a terminal.
+pub fn terminal_state(r: &impl Columns) -> Result<TerminalState> {
+    Ok(TerminalState {
+        acked_through: Seq(r.counter(0)?),
+        revoked: r.boolean(1)?,
+        lease_epoch: r.counter(2)?,
+        token: TokenHash::from_hex(r.text(3)?),
     })
 }
 

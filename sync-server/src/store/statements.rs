@@ -40,7 +40,7 @@ pub trait Fut<T>: Future<Output = Result<T>> + Send {}
 impl<T, F: Future<Output = Result<T>> + Send> Fut<T> for F {}
 
 /// A terminal's row as a push finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TerminalState {
     /// Highest contiguous `seq` HQ holds.
     pub acked_through: Seq,
@@ -48,6 +48,17 @@ pub struct TerminalState {
     pub revoked: bool,
     /// The last lease-sync epoch HQ answered for it.
     pub lease_epoch: u64,
+    /// The hash of its current token.
+    pub token: TokenHash,
+}
+
+impl TerminalState {
+    /// True when the row still admits `who`: not revoked, and still under the token
+    /// `who` was authenticated by (a rotation since then ends that token at once,
+    /// however the request came by its identity).
+    pub fn admits(&self, who: &TerminalIdentity) -> bool {
+        !self.revoked && self.token == who.token
+    }
 }
 
 /// Why the database refused new entry rows: its uniqueness constraints, the last word

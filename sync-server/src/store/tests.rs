@@ -766,6 +766,7 @@ async fn revoked_terminals_lose_their_token_and_rotation_replaces_it(store: Db) 
         .add_terminal(&s, &t, &old.hash(), false, T0)
         .await
         .unwrap();
+    let before_rotation = store.authenticate(&old.hash()).await.unwrap().unwrap();
     let new = TerminalToken::generate().unwrap();
     assert!(matches!(
         store.add_terminal(&s, &t, &new.hash(), false, T0).await,
@@ -776,6 +777,14 @@ async fn revoked_terminals_lose_their_token_and_rotation_replaces_it(store: Db) 
         .await
         .unwrap();
     assert!(store.authenticate(&old.hash()).await.unwrap().is_none());
+    // An identity read under the old token (as HTTP remembers one) pushes nothing:
+    // the push's own transaction finds the token replaced.
+    assert!(matches!(
+        store
+            .push(&before_rotation, batch(vec![sale(1, CARD, 0, 1)]), T0)
+            .await,
+        Err(StoreError::Revoked(_))
+    ));
     let identity = store.authenticate(&new.hash()).await.unwrap().unwrap();
     // The live balance authenticates in its own snapshot: only the active token is
     // answered, and a card HQ holds is read for nobody else.

@@ -174,7 +174,7 @@ impl Op for LeaseSync {
         // The terminal's row lock serializes its lease syncs (and orders them after
         // its pushes), so two syncs cannot both pass the epoch check.
         let state = match c.lock_terminal(key).await? {
-            Some(t) if !t.revoked => t,
+            Some(t) if t.admits(&self.terminal) => t,
             _ => return Err(revoked(&self.terminal)),
         };
         if self.epoch <= state.lease_epoch {

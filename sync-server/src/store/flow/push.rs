@@ -2,7 +2,9 @@
 //!
 //! 1. Lock the terminal's row (PostgreSQL: `SELECT … FOR UPDATE`, so a second push of
 //!    the same terminal, on this instance or another, waits and then reads what the
-//!    first one committed; SQLite: its single writer already serializes pushes).
+//!    first one committed; SQLite: its single writer already serializes pushes),
+//!    and check it still admits the token the push came with (not revoked, not
+//!    rotated since): HTTP may have taken the terminal from tokens it remembers.
 //! 2. Read what HQ holds of the batch's seq range and classify the entries
 //!    ([`crate::ledger::sequence`]): duplicates, new, or a refusal of the whole batch.
 //! 3. Lock the touched cards that have a row in card-id order
@@ -178,7 +180,7 @@ impl Op for Push {
             })
             .await?;
         let acked = match head.terminal {
-            Some(t) if !t.revoked => t.acked_through,
+            Some(t) if t.admits(terminal) => t.acked_through,
             _ => return Err(revoked(terminal)),
         };
         // What HQ holds of the batch's range is its history only through `acked`

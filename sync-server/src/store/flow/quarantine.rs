@@ -109,7 +109,7 @@ impl Op for Isolate {
 
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PushOutcome>> {
         let acked = match c.lock_terminal(self.terminal.key).await? {
-            Some(t) if !t.revoked => t.acked_through,
+            Some(t) if t.admits(&self.terminal) => t.acked_through,
             _ => return Err(revoked(&self.terminal)),
         };
         let seq = self.entry.seq;

@@ -149,14 +149,7 @@ impl EntryRows for PgSession<'_> {
 }
 
 pub(super) async fn lock_terminal(c: &Client, key: i64) -> Result<Option<TerminalState>> {
-    sql::first(c, LOCK_TERMINAL, &[&key], |r| {
-        Ok(TerminalState {
-            acked_through: Seq(r.counter(0)?),
-            revoked: r.boolean(1)?,
-            lease_epoch: r.counter(2)?,
-        })
-    })
-    .await
+    sql::first(c, LOCK_TERMINAL, &[&key], rows::terminal_state).await
 }
 
 pub(super) async fn ack(c: &Client, key: i64, acked: Seq, now: OffsetDateTime) -> Result<()> {
@@ -261,7 +254,7 @@ pub(super) fn ack_row(key: i64, acked: Seq, now: OffsetDateTime) -> Result<sql::
 
 /// The statement of [`lock_terminal`].
 pub(super) const LOCK_TERMINAL: &str =
-    "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals
+    "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch, token_hash FROM terminals
          WHERE id = $1 FOR NO KEY UPDATE";
 
 /// The statement of [`ack`].
@@ -282,8 +275,9 @@ pub(super) async fn active_acked_through(c: &Client, key: i64) -> Result<Option<
 pub(super) const ACTIVE_TOKEN: &str = "token_hash = $1 AND revoked_at IS NULL";
 
 /// The statement of [`TerminalRows::authenticate`].
-static AUTHENTICATE: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT id, store, terminal FROM terminals WHERE {ACTIVE_TOKEN}"));
+static AUTHENTICATE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT id, store, terminal, token_hash FROM terminals WHERE {ACTIVE_TOKEN}")
+});
 
 /// The key and `acked_through` of the active terminal `token` belongs to, if any.
 pub(super) async fn token_acked_through(

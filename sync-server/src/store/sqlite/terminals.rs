@@ -21,7 +21,7 @@ use uuid::Uuid;
 impl TerminalRows for SqliteSession<'_> {
     async fn authenticate(&mut self, hash: &TokenHash) -> Result<Option<TerminalIdentity>> {
         self.first(
-            "SELECT id, store, terminal FROM terminals
+            "SELECT id, store, terminal, token_hash FROM terminals
              WHERE token_hash = ?1 AND revoked_at IS NULL",
             [hash.as_str()],
             |r| rows::terminal_identity(r),
@@ -30,15 +30,10 @@ impl TerminalRows for SqliteSession<'_> {
 
     async fn lock_terminal(&mut self, key: i64) -> Result<Option<TerminalState>> {
         self.first(
-            "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch FROM terminals WHERE id = ?1",
+            "SELECT acked_through, revoked_at IS NOT NULL, lease_epoch, token_hash
+             FROM terminals WHERE id = ?1",
             [key],
-            |r| {
-                Ok(TerminalState {
-                    acked_through: Seq(r.counter(0)?),
-                    revoked: r.boolean(1)?,
-                    lease_epoch: r.counter(2)?,
-                })
-            },
+            |r| rows::terminal_state(r),
         )
     }
 
