@@ -54,8 +54,16 @@ impl fmt::Debug for TerminalToken {
 }
 
 /// SHA-256 of a bearer token, lower-case hex: the only form HQ stores or compares.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// `Debug` hides it too: a terminal's identity carries it (a push checks it again in
+/// its transaction), and no log names a token in any form.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(String);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(***)")
+    }
+}
 
 impl TokenHash {
     /// Hashes a presented token.
@@ -93,6 +101,7 @@ mod tests {
         assert_eq!(a.hash(), TokenHash::of(a.reveal()));
         assert_eq!(a.hash().as_str().len(), 64);
         assert_eq!(format!("{a:?}"), "TerminalToken(***)");
+        assert_eq!(format!("{:?}", a.hash()), "TokenHash(***)");
     }
 
     #[test]
