@@ -109,6 +109,7 @@ testkit::on_every_backend!(
     a_held_seq_with_another_body_is_a_conflict_and_nothing_is_applied,
     a_batch_past_the_next_seq_is_a_gap_that_names_what_hq_holds,
     an_entry_id_reused_by_another_terminal_is_an_id_conflict,
+    an_id_reused_deep_in_a_large_batch_is_the_one_named,
     a_batch_that_fails_midway_applies_nothing,
     pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through,
     rules_are_pulled_only_when_newer_and_versions_only_go_up,
@@ -321,6 +322,33 @@ async fn an_entry_id_reused_by_another_terminal_is_an_id_conflict(store: Db) {
         }
         other => panic!("expected an id conflict, got {other:?}"),
     }
+}
+
+/// SQLite inserts a batch's entries 32 rows per statement: the id named is the one
+/// that clashed, in the middle of a later statement, and nothing of the batch stays.
+async fn an_id_reused_deep_in_a_large_batch_is_the_one_named(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s1", "t2").await;
+    let own: Vec<JournalEntry> = (1..=45).map(|s| sale(s, CARD, 0, 10)).collect();
+    store.push(&t1, batch(own), T0).await.unwrap();
+    // t2's own ids, but for its 37th entry (the 5th row of its second statement).
+    let reused: Vec<JournalEntry> = (1..=45)
+        .map(|s| match s {
+            37 => sale(s, CARD, 0, 10),
+            _ => other_terminal(sale(s, CARD, 0, 10)),
+        })
+        .collect();
+    let err = store.push(&t2, batch(reused), T0).await.unwrap_err();
+    match err {
+        StoreError::Refused(Refusal::IdConflict { id, owner, .. }) => {
+            assert_eq!((id, owner.as_str()), (entry_id(37), "s1/t1 seq 37"));
+        }
+        other => panic!("expected an id conflict, got {other:?}"),
+    }
+    assert_eq!(
+        balance(&*store, &t2, CARD).await,
+        (Seq(0), Points(450), Points(0))
+    );
 }
 
 /// A refused batch writes nothing at all: not its known cards' figures and lots, not

@@ -23,6 +23,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V7_NO_SPEND_DROPS_INDEX),
         M::up_with_hook(V8_CHECKS_WITHOUT_IN_LISTS, checks_without_in_lists),
         M::up_with_hook(V9_DEFERRED_KEYS, deferred_keys),
+        M::up_with_hook(V10_DEFERRED_ENTRY_TERMINAL, deferred_entry_terminal),
     ])
 }
 
@@ -461,6 +462,28 @@ fn deferred_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
         .map(|&(table, key)| (table, key, deferred(key)))
         .collect();
     rewrite_declarations(tx, &rewrites)?;
+    check_keys(tx)
+}
+
+/// Migration 10 is its hook, [`deferred_entry_terminal`]; this text only says why.
+const V10_DEFERRED_ENTRY_TERMINAL: &str = "
+-- The push inserts its entries in multi-row statements too (sqlite/terminals.rs):
+-- with the entries' immediate key on their terminal, each would keep a statement
+-- journal, as migration 9 says of the other tables a push fills.
+";
+
+/// The key migration 10 makes deferred, as [`DEFERRED_KEYS`].
+const DEFERRED_ENTRY_TERMINAL: (&str, &str) = ("entries", "REFERENCES terminals (id)");
+
+/// Migration 10: [`DEFERRED_ENTRY_TERMINAL`] declared deferred, as [`deferred_keys`].
+fn deferred_entry_terminal(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let (table, key) = DEFERRED_ENTRY_TERMINAL;
+    rewrite_declarations(tx, &[(table, key, deferred(key))])?;
+    check_keys(tx)
+}
+
+/// Fails, and so rolls the migration back, if any row's foreign key matches nothing.
+fn check_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
     let broken: Option<String> = tx
         .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
         .optional()?;
@@ -655,6 +678,40 @@ mod tests {
         }
         // The same keys still hold at once outside a transaction.
         assert!(c.execute(broken[3], []).is_err());
+    }
+
+    /// The entries' key on their terminal is checked at `COMMIT`, like the keys of
+    /// migration 9 (the push inserts entries in multi-row statements); a database at
+    /// version 9 keeps its entries, and the key still holds at once outside a
+    /// transaction.
+    #[test]
+    fn a_version_9_database_keeps_its_entries_and_their_terminal_key_is_checked_at_commit() {
+        let c = migrated_from(
+            9,
+            "INSERT INTO terminals (id, store, terminal, token_hash, created_at)
+             VALUES (1, 's1', 't1', 'hash', 1);
+             INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
+                                  rules_version, content_hash, body, received_at)
+             VALUES ('e1', 1, 1, 1, 'sale', '12345670', 0, 1, 'h', '{}', 1);",
+        );
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        let rows: i64 = c
+            .query_row(
+                "SELECT count(*) FROM entries WHERE terminal_ref = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 1);
+        let broken = "INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
+                                           rules_version, content_hash, body, received_at)
+                      VALUES ('e2', 99, 1, 1, 'sale', NULL, 0, 1, 'h', '{}', 1)";
+        c.execute_batch("BEGIN").unwrap();
+        c.execute(broken, []).unwrap();
+        let commit = c.execute_batch("COMMIT").unwrap_err();
+        assert!(commit.to_string().contains("FOREIGN KEY"), "{commit}");
+        c.execute_batch("ROLLBACK").unwrap();
+        assert!(c.execute(broken, []).is_err());
     }
 
     /// A database at `version` holding card 12345670 and the rows `insert` writes,

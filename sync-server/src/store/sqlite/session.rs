@@ -168,7 +168,8 @@ impl Statements for SqliteSession<'_> {
 }
 
 impl SqliteSession<'_> {
-    /// The connection.
+    /// The connection (tests count the rows a statement changed).
+    #[cfg(test)]
     pub fn conn(&self) -> &Connection {
         self.conn
     }
@@ -256,7 +257,7 @@ impl SqliteSession<'_> {
     /// undoing the rows it already wrote, which spares SQLite a statement journal (a
     /// copy of every page the statement touches, to undo it alone) wherever nothing
     /// else needs one (an immediate foreign key would: the tables filled this way
-    /// have deferred ones, `super::schema`'s migration 9). The error reaches the
+    /// have deferred ones, `super::schema`'s migrations 9 and 10). The error reaches the
     /// operation, which is then undone with those rows (`super::group`); no flow goes
     /// on after a failed insert.
     ///
@@ -268,17 +269,49 @@ impl SqliteSession<'_> {
         tail: &str,
         rows: &[[Param<'_>; N]],
     ) -> Result<()> {
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let (chunk, after) = rest.split_at(insert_chunk(rest.len()));
+        self.insert_rows(head, tail, rows)
+            .map_err(|failed| failed.error.into())
+    }
+
+    /// [`Self::insert_many`], answering which row a failed statement stopped at.
+    pub fn insert_rows<const N: usize>(
+        &self,
+        head: &str,
+        tail: &str,
+        rows: &[[Param<'_>; N]],
+    ) -> std::result::Result<(), FailedRow> {
+        let mut done = 0;
+        while done < rows.len() {
+            let chunk = &rows[done..done + insert_chunk(rows.len() - done)];
             let sql = multi_insert_sql(head, tail, N, chunk.len());
-            self.conn
-                .prepare_cached(&sql)?
-                .execute(params_from_iter(chunk.iter().flatten()))?;
-            rest = after;
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .map_err(|error| FailedRow { row: done, error })?;
+            if let Err(error) = stmt.execute(params_from_iter(chunk.iter().flatten())) {
+                // `OR FAIL` keeps the rows before the one that failed, and SQLite
+                // counts them as the statement's changes: the failed row is next.
+                let written = usize::try_from(self.conn.changes()).unwrap_or(0);
+                return Err(FailedRow {
+                    row: done + written.min(chunk.len()),
+                    error,
+                });
+            }
+            done += chunk.len();
         }
         Ok(())
     }
+}
+
+/// Why [`SqliteSession::insert_rows`] stopped: the error, and the index among the
+/// rows of the row it failed on when it was a constraint of that row (the rows
+/// before it are written; the caller's savepoint undoes them).
+#[derive(Debug)]
+pub struct FailedRow {
+    /// The row's index.
+    pub row: usize,
+    /// SQLite's error.
+    pub error: rusqlite::Error,
 }
 
 /// Rows in the next multi-row `INSERT` when `left` remain: full statements of
