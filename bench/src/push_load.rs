@@ -140,7 +140,9 @@ pub fn measure(
     let barrier = Arc::new(Barrier::new(terminals + 1));
     let mut threads = Vec::new();
     for (i, (store, token)) in tokens.into_iter().enumerate() {
-        let url = format!("{}/v1/sync/push", servers[i % servers.len()].base);
+        let base = &servers[i % servers.len()].base;
+        let url = format!("{base}/v1/sync/push");
+        let health = format!("{base}/v1/health");
         let barrier = barrier.clone();
         let schedule = load.schedule(i, terminals, batch);
         threads.push(std::thread::spawn(
@@ -165,6 +167,12 @@ pub fn measure(
                         .timeout_global(Some(Duration::from_secs(120)))
                         .build(),
                 );
+                // The till's keep-alive connection is open before the load starts, as
+                // a fleet's tills, each pushing every few seconds, keep theirs: else a
+                // short run's first pushes (29 % of a `--quick` run's at 50 %) pay the
+                // connection, all 500 of them in its first second
+                // (docs/performance.md, *The 50 % tail*).
+                client.get(&health).call()?.body_mut().read_to_vec()?;
                 barrier.wait();
                 let start = Instant::now();
                 let mut latencies = Vec::with_capacity(bodies.len());

@@ -62,7 +62,10 @@ impl Writer {
         let (jobs, rx) = channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(conn, &caches, &watch, &rx))?;
+            .spawn(move || {
+                raise_priority();
+                serve(conn, &caches, &watch, &rx)
+            })?;
         Ok(Self { jobs })
     }
 
@@ -80,6 +83,31 @@ impl Writer {
         answer.await.map_err(|_| {
             StoreError::Backend("the SQLite writer dropped an operation unanswered".into())
         })?
+    }
+}
+
+/// The writer thread's nice value, when the process may lower it.
+#[cfg(target_os = "linux")]
+const WRITER_NICE: i32 = -10;
+
+/// Puts the calling thread (the writer) ahead of HQ's other threads for a core.
+///
+/// Why: the writer is HQ's one serial point, and while it waits for a core every
+/// push queued behind it waits too, where the HTTP threads' work is spread over
+/// many pushes at once. Under the push benchmark's 50 % load on 2 cores, the writer
+/// spent about half of its groups' time runnable but without a core (its
+/// `/proc/thread-self/schedstat`), most of the latency of the slow pushes
+/// (docs/performance.md, *The 50 % tail*). Lowering a nice value takes `root`,
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` (systemd's `LimitNICE=`); without them the
+/// writer keeps the process's priority, which is said once in the log.
+fn raise_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(me), WRITER_NICE) {
+            tracing::info!(error = %e, nice = WRITER_NICE,
+                "the SQLite writer keeps the process's priority: lowering its nice value needs CAP_SYS_NICE or LimitNICE");
+        }
     }
 }
 
@@ -193,7 +221,16 @@ impl<O: Op> Job for Pending<O> {
 
 /// The writer thread: a group per wake-up, until every [`Writer`] is dropped.
 fn serve(mut conn: Connection, caches: &Caches, watch: &WalWatch, rx: &Receiver<Box<dyn Job>>) {
-    while let Ok(first) = rx.recv() {
+    // An operation that arrived while the last group committed: the next group's first.
+    let mut waiting = None;
+    loop {
+        let first = match waiting.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -202,9 +239,16 @@ fn serve(mut conn: Connection, caches: &Caches, watch: &WalWatch, rx: &Receiver<
             }
         }
         let committed = run_and_answer(&mut conn, caches, group);
-        // After the answers: a restart of the WAL, when due, delays no one's reply.
-        if committed && let Err(e) = watch.committed(&conn) {
-            tracing::warn!(error = %e, "reading the WAL's size after a commit failed");
+        if committed {
+            // After the answers, so a restart of the WAL delays no one's reply; and
+            // only while nobody waits for the writer, unless the WAL has grown far past
+            // its limit (`checkpoint::Limits`): a restart takes milliseconds (it copies
+            // what the checkpointer has not and waits for readers), which every push
+            // queued behind it would add to its latency.
+            waiting = rx.try_recv().ok();
+            if let Err(e) = watch.committed(&conn, waiting.is_some()) {
+                tracing::warn!(error = %e, "reading the WAL's size after a commit failed");
+            }
         }
     }
 }
