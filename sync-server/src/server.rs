@@ -18,7 +18,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 /// What `run` needs besides the store.
@@ -103,12 +103,10 @@ pub async fn serve(
         .as_ref()
         .map(|t| tls::server_config(&t.cert_file, &t.key_file))
         .transpose()?;
-    let tcp = TcpListener::bind(options.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: options.listen,
-            source,
-        })?;
+    let tcp = listen(options.listen).map_err(|source| ServeError::Bind {
+        addr: options.listen,
+        source,
+    })?;
     let local = tcp.local_addr()?;
     let metrics_access = MetricsAccess {
         trust_loopback: !options.allow_plain_http,
@@ -174,6 +172,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// Connections the kernel queues for HQ before it accepts them (capped by the
+/// kernel's `net.core.somaxconn`). With the usual 128, a burst of tills connecting at
+/// once (every till of a chain after an outage or a restart; the benchmark's 500)
+/// overflowed the queue while HQ's threads were busy, and each dropped SYN cost its
+/// till a one-second retransmission: seconds-long pushes in the benchmark's tails.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`ACCEPT_BACKLOG`] (address reuse as `TcpListener::bind`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +211,37 @@ mod tests {
             lease_duration: crate::store::flow::escrow::DEFAULT_LEASE_DURATION,
             abandon_after: AbandonAfter::default(),
         }
+    }
+
+    /// 300 tills connecting while HQ accepts none all get their connection from the
+    /// kernel's queue; with a backlog of 128 the 130th SYN is dropped and its
+    /// `connect` never completes (the timeout is only the test's bound).
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_queue_instead_of_being_dropped() {
+        // The kernel caps every backlog at `somaxconn` (128 before Linux 5.4).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if cap.is_some_and(|cap| cap < 300) {
+            eprintln!("skipped: net.core.somaxconn is {cap:?}, below the burst");
+            return;
+        }
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for i in 0..300 {
+            let connected = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            assert!(
+                matches!(connected, Ok(Ok(_))),
+                "connection {i} was not queued"
+            );
+            held.push(connected);
+        }
+        drop(listener);
     }
 
     #[test]
