@@ -21,7 +21,7 @@
 //! pushes come one at a time, each a group of its own, and pay none.
 //!
 //! The foreign keys of the tables a push fills with multi-row inserts are checked at
-//! `COMMIT` (schema migration 9), not at each statement nor at a savepoint's
+//! `COMMIT` (schema migrations 9 and 10), not at each statement nor at a savepoint's
 //! release: an operation that broke one (a bug, never normal traffic) makes its
 //! group's `COMMIT` fail. The writer then rolls the group back and runs its
 //! operations again one transaction each, so that only the faulty one fails, with
