@@ -93,18 +93,20 @@ pub(in super::super) static WRITE_PUSH: LazyLock<String> = LazyLock::new(|| {
 /// the push before its transaction writes).
 pub(super) fn write_params<'a>(w: &PushWrites<'a>) -> Result<sql::Owned<'a>> {
     let mut all = Vec::new();
-    for (part, owned) in parts().iter().zip(params(w)?) {
-        if owned.len() != placeholders(part) {
+    for ((part, wanted), owned) in parts().iter().zip(*PLACEHOLDERS).zip(params(w)?) {
+        if owned.len() != wanted {
             return Err(StoreError::corrupt(format!(
-                "{} parameters for a statement of {}: {part}",
+                "{} parameters for a statement of {wanted}: {part}",
                 owned.len(),
-                placeholders(part)
             )));
         }
         all.extend(owned);
     }
     Ok(all)
 }
+
+/// The placeholders of each of [`parts`], counted once rather than at every push.
+static PLACEHOLDERS: LazyLock<[usize; 17]> = LazyLock::new(|| parts().map(placeholders));
 
 /// Runs [`WRITE_PUSH`] with `params` ([`write_params`] of `w`): `Refused` when the
 /// entry rows clash with the uniqueness constraints, `CardTaken` when another
