@@ -19,7 +19,7 @@ use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
 use crate::ledger::apply::spend_of;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
-use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::ledger::kpi::{DailyTotals, KpiDelta, MemberActivity, MemberWindows};
 use crate::ledger::quarantine::QuarantineRow;
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::{TerminalAudit, WideSum};
@@ -419,10 +419,13 @@ pub trait AnalyticsRows: Send {
     fn add_kpi(&mut self, delta: &KpiDelta) -> impl Fut<()>;
     /// The scope's aggregate rows summed per day and member flag, by day.
     fn kpi_days(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, bool, DailyTotals)>>;
-    /// Distinct members with a receipt in the scope.
-    fn active_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
-    /// Members with a receipt in `before` and none in `scope`.
-    fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Distinct members with a receipt in each window (in `store`, or anywhere in
+    /// the chain), from one pass over the members' days.
+    fn member_activity(
+        &mut self,
+        windows: &MemberWindows,
+        store: Option<&StoreId>,
+    ) -> impl Fut<MemberActivity>;
     /// Members whose first receipt day is in the scope (for a store: who also bought
     /// there in it).
     fn new_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;

@@ -72,14 +72,15 @@ impl Op for KpiRead {
                 windows,
             });
         }
+        let members = c
+            .member_activity(&self.period.member_windows(), store)
+            .await?;
         done(Ok(KpiInputs {
             days: c.kpi_days(period).await?,
-            active_members: c.active_members(period).await?,
-            active_members_30d: c.active_members(scope(self.period.last_days(30))).await?,
-            active_members_90d: c.active_members(scope(self.period.last_days(90))).await?,
-            churned_members: c
-                .churned_members(scope(self.period.previous()), period)
-                .await?,
+            active_members: members.active,
+            active_members_30d: members.active_30d,
+            active_members_90d: members.active_90d,
+            churned_members: members.churned,
             new_members: c.new_members(period).await?,
             cohorts: c.cohort_activity(period).await?,
             points_expired: c.points_expired(start, end).await?,
