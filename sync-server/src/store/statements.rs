@@ -436,8 +436,6 @@ pub trait AnalyticsRows: Send {
     fn cohort_activity(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, i32, i64)>>;
     /// Points the ledger job expired at times in `from..to`.
     fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
-    /// Positive balances and pending points of every card, summed.
-    fn points_outstanding(&mut self) -> impl Fut<(i64, i64)>;
     /// Points left in lots that expire at times in `from..to`.
     fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
     /// Revenue of the sale lines of `categories` (every category when empty) in the
@@ -447,10 +445,26 @@ pub trait AnalyticsRows: Send {
         scope: KpiScope<'_>,
         categories: &[String],
     ) -> impl Fut<(i64, i64)>;
-    /// Cards per tier now (`None`: no tier), by tier.
-    fn tier_members(&mut self) -> impl Fut<Vec<(Option<String>, i64)>>;
+    /// Per tier now (`None`: no tier), by tier: its cards, and their positive
+    /// balances and pending points summed. One pass over the cards answers the
+    /// tier figures and the points outstanding.
+    fn cards_per_tier(&mut self) -> impl Fut<Vec<TierCards>>;
     /// Tier changes dated in days `from..=to`, counted per `(from tier, to tier)`.
     fn tier_moves(&mut self, from: i32, to: i32) -> impl Fut<Vec<TierMoveCount>>;
+}
+
+/// A tier's cards now (`None`: no tier): how many, their positive balances and
+/// their pending points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierCards {
+    /// The tier.
+    pub tier: Option<String>,
+    /// Cards in it.
+    pub cards: i64,
+    /// Their positive balances, summed.
+    pub outstanding: i64,
+    /// Their pending points, summed.
+    pub pending: i64,
 }
 
 /// Tier changes from one tier to another (`None`: no tier), and how many.

@@ -8,7 +8,7 @@ use crate::ledger::kpi::{DailyTotals, KpiDelta, MemberActivity, MemberWindows};
 use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
+use crate::store::statements::{AnalyticsRows, KpiScope, TierCards, TierMoveCount};
 use deadpool_postgres::Client;
 use protocol::{CardId, Money, StoreId};
 use time::OffsetDateTime;
@@ -115,17 +115,6 @@ impl AnalyticsRows for PgSession<'_> {
         .await
     }
 
-    async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
-        sql::one(
-            self.conn().await?,
-            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint,
-                    COALESCE(SUM(pending), 0)::bigint FROM cards",
-            &[],
-            |r| Ok((r.int(0)?, r.int(1)?)),
-        )
-        .await
-    }
-
     async fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
         sql::one(
             self.conn().await?,
@@ -160,12 +149,13 @@ impl AnalyticsRows for PgSession<'_> {
         .await
     }
 
-    async fn tier_members(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+    async fn cards_per_tier(&mut self) -> Result<Vec<TierCards>> {
         sql::all(
             self.conn().await?,
-            "SELECT tier, COUNT(*) FROM cards GROUP BY tier ORDER BY tier",
+            "SELECT tier, COUNT(*), SUM(GREATEST(balance, 0))::bigint, SUM(pending)::bigint
+             FROM cards GROUP BY tier ORDER BY tier",
             &[],
-            |r| Ok((r.opt_text(0)?, r.int(1)?)),
+            rows::tier_cards,
         )
         .await
     }
@@ -201,11 +191,11 @@ const MEMBER_ACTIVITY: &str = "SELECT COUNT(*) FILTER (WHERE period),
 
 /// The statement of `cohort_activity`. 'J' reads a Julian day number, as stored.
 /// Each day of the period is turned into its month once (a small map joined by
-/// hash), not once per row. The members' days are first cut down to distinct
+/// hash, materialized: inlined, it computes two `to_date` per row). The members' days are first cut down to distinct
 /// (card, month) pairs, a hash of a few per card, and only those meet the first
 /// days: counting distinct cards per cell after the join sorted every member-day
 /// (750,000 at a year of a million receipts, on disk past `work_mem`).
-const COHORT_ACTIVITY: &str = "WITH months AS (
+const COHORT_ACTIVITY: &str = "WITH months AS MATERIALIZED (
          SELECT g AS day,
                 (EXTRACT(YEAR FROM to_date(g::text, 'J')) * 12
                  + EXTRACT(MONTH FROM to_date(g::text, 'J')) - 1)::bigint AS month

@@ -5,7 +5,7 @@ use crate::ledger::kpi::{DailyTotals, KpiDelta, MemberActivity, MemberWindows};
 use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
+use crate::store::statements::{AnalyticsRows, KpiScope, TierCards, TierMoveCount};
 use protocol::{CardId, Money, StoreId};
 use time::OffsetDateTime;
 
@@ -169,14 +169,6 @@ impl AnalyticsRows for SqliteSession<'_> {
         self.one(POINTS_EXPIRED, (to_db(from), to_db(to)), |r| r.int(0))
     }
 
-    async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
-        self.one(
-            "SELECT COALESCE(SUM(MAX(balance, 0)), 0), COALESCE(SUM(pending), 0) FROM cards",
-            [],
-            |r| Ok((r.int(0)?, r.int(1)?)),
-        )
-    }
-
     async fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
         self.one(
             "SELECT COALESCE(SUM(remaining), 0) FROM lots
@@ -204,11 +196,12 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 
-    async fn tier_members(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+    async fn cards_per_tier(&mut self) -> Result<Vec<TierCards>> {
         self.all(
-            "SELECT tier, COUNT(*) FROM cards GROUP BY tier ORDER BY tier",
+            "SELECT tier, COUNT(*), SUM(MAX(balance, 0)), SUM(pending)
+             FROM cards GROUP BY tier ORDER BY tier",
             [],
-            |r| Ok((r.opt_text(0)?, r.int(1)?)),
+            |r| rows::tier_cards(r),
         )
     }
 
