@@ -3,9 +3,9 @@
 
 use super::{done, rules};
 use crate::ledger::kpi::{KpiInputs, Period, PromotionRevenue, promotion_windows};
-use crate::store::{Result, StoreError};
 use crate::store::backend::{Access, Attempt, Op};
 use crate::store::statements::{KpiScope, Statements, TierCards};
+use crate::store::{Result, StoreError};
 use protocol::{CardId, Money, StoreId};
 use time::{Duration, OffsetDateTime};
 
