@@ -111,12 +111,9 @@ impl AuditRows for PgSession<'_> {
     }
 
     async fn members_without_card(&mut self) -> Result<Vec<String>> {
-        sql::all(
-            self.conn().await?,
-            rows::MEMBERS_WITHOUT_CARD,
-            &[],
-            |r| r.text(0),
-        )
+        sql::all(self.conn().await?, rows::MEMBERS_WITHOUT_CARD, &[], |r| {
+            r.text(0)
+        })
         .await
     }
 

@@ -332,9 +332,9 @@ fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::apply::tests::{CARD, sale};
     use crate::store::backend::Access;
     use crate::store::sqlite::checkpoint::{Checkpointer, Limits};
-    use crate::ledger::apply::tests::{CARD, sale};
     use crate::store::statements::{NewEntries, Statements};
     use crate::store::{Anomaly, AnomalyKind};
     use protocol::{StoreId, TerminalId};

@@ -807,12 +807,14 @@ mod tests {
 
     /// The tables `table`'s foreign keys name, in the declaration's order.
     fn keys(c: &rusqlite::Connection, table: &str) -> Vec<String> {
-        c.prepare(&format!("SELECT \"table\" FROM pragma_foreign_key_list('{table}')"))
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        c.prepare(&format!(
+            "SELECT \"table\" FROM pragma_foreign_key_list('{table}')"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 
     /// A database at `version` holding card 12345670 and the rows `insert` writes,
