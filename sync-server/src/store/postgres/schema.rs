@@ -201,7 +201,7 @@ CREATE INDEX cards_spend_drops ON cards (spend_drops_at) WHERE spend_drops_at IS
 -- store_cards, lots, ledger and flags carry no foreign keys: they are written only
 -- by a push or the job, in the transaction that holds the card's row lock, and a
 -- per-row foreign-key check costs about as much as the row itself on the push path.
--- `verify` reports ledger rows, lots or store memberships without a card.
+-- `verify` reports ledger rows or lots without a card.
 
 -- Which store's entries mentioned which card: the balance feed of a store.
 CREATE TABLE store_cards (
