@@ -264,6 +264,24 @@ pub struct MemberWindows {
 }
 
 impl MemberWindows {
+    /// The first and last day of the period, the 30 days, the 90 days and the
+    /// previous period, then of [`Self::span`]: the order the statements bind them in.
+    pub fn bounds(&self) -> [i32; 10] {
+        let (first, last) = self.span();
+        [
+            self.period.0,
+            self.period.1,
+            self.last_30.0,
+            self.last_30.1,
+            self.last_90.0,
+            self.last_90.1,
+            self.previous.0,
+            self.previous.1,
+            first,
+            last,
+        ]
+    }
+
     /// The days from the first window's first to the last one's last: the rows
     /// any count reads.
     pub fn span(&self) -> (i32, i32) {

@@ -12,6 +12,7 @@ use crate::store::statements::{AnalyticsRows, KpiScope, TierCards, TierMoveCount
 use deadpool_postgres::Client;
 use protocol::{CardId, Money, StoreId};
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 
 impl AnalyticsRows for PgSession<'_> {
     async fn member_purchases(&mut self) -> Result<Vec<(CardId, OffsetDateTime, Money)>> {
@@ -59,23 +60,15 @@ impl AnalyticsRows for PgSession<'_> {
         windows: &MemberWindows,
         store: Option<&StoreId>,
     ) -> Result<MemberActivity> {
-        let (first, last) = windows.span();
+        let bounds = windows.bounds();
+        let store = store.map(StoreId::as_str);
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            bounds.iter().map(|d| d as &(dyn ToSql + Sync)).collect();
+        params.push(&store);
         sql::one(
             self.conn().await?,
             MEMBER_ACTIVITY,
-            &[
-                &windows.period.0,
-                &windows.period.1,
-                &windows.last_30.0,
-                &windows.last_30.1,
-                &windows.last_90.0,
-                &windows.last_90.1,
-                &windows.previous.0,
-                &windows.previous.1,
-                &first,
-                &last,
-                &store.map(StoreId::as_str),
-            ],
+            &params,
             rows::member_activity,
         )
         .await

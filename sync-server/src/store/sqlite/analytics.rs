@@ -125,24 +125,14 @@ impl AnalyticsRows for SqliteSession<'_> {
         windows: &MemberWindows,
         store: Option<&StoreId>,
     ) -> Result<MemberActivity> {
-        let (first, last) = windows.span();
-        self.one(
-            MEMBER_ACTIVITY,
-            rusqlite::params![
-                windows.period.0,
-                windows.period.1,
-                windows.last_30.0,
-                windows.last_30.1,
-                windows.last_90.0,
-                windows.last_90.1,
-                windows.previous.0,
-                windows.previous.1,
-                first,
-                last,
-                store.map(StoreId::as_str),
-            ],
-            |r| rows::member_activity(r),
-        )
+        let bounds = windows.bounds();
+        let store = store.map(StoreId::as_str);
+        let mut params: Vec<&dyn rusqlite::ToSql> =
+            bounds.iter().map(|d| d as &dyn rusqlite::ToSql).collect();
+        params.push(&store);
+        self.one(MEMBER_ACTIVITY, params.as_slice(), |r| {
+            rows::member_activity(r)
+        })
     }
 
     async fn new_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
