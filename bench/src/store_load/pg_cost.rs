@@ -152,7 +152,8 @@ async fn what_pushes_cost_postgres() {
             .unwrap();
         let text: String = r.get(0);
         let (hi, lo) = text.split_once('/').unwrap();
-        let at = (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap();
+        let at =
+            (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap();
         (at, text)
     };
     let lsn_before = lsn(&admin).await;
@@ -239,5 +240,13 @@ async fn print_wal(c: &tokio_postgres::Client, from: &str, to: &str, pushes: u64
         .iter()
         .map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap(), r.get(1)))
         .collect();
-    wal::print(&format!("{dir}/pg_wal"), from, to, db, &names, pushes, entries);
+    wal::print(
+        &format!("{dir}/pg_wal"),
+        from,
+        to,
+        db,
+        &names,
+        pushes,
+        entries,
+    );
 }

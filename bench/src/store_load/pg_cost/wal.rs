@@ -14,12 +14,23 @@ struct Group {
     bytes: u64,
 }
 
-/// One line of `pg_waldump`: resource manager, total length, first word of the
-/// description, and the first block reference's `tablespace/database/relfilenode`.
-fn parse(line: &str) -> Option<(&str, u64, &str, Option<(u32, u32)>)> {
+/// One record of `pg_waldump`'s output.
+#[derive(Debug, PartialEq)]
+struct Record<'a> {
+    rmgr: &'a str,
+    /// Its total length (with any full-page image).
+    bytes: u64,
+    /// The first word of its description.
+    kind: &'a str,
+    /// Database and relfilenode of its first block reference, if any.
+    rel: Option<(u32, u32)>,
+}
+
+/// One line of `pg_waldump`.
+fn parse(line: &str) -> Option<Record<'_>> {
     let rest = line.strip_prefix("rmgr: ")?;
     let (rmgr, rest) = rest.split_once(char::is_whitespace)?;
-    let total = rest
+    let bytes = rest
         .split_once("len (rec/tot):")?
         .1
         .split_once('/')?
@@ -38,7 +49,12 @@ fn parse(line: &str) -> Option<(&str, u64, &str, Option<(u32, u32)>)> {
         let node = parts.next()?.trim_end_matches(',').parse().ok()?;
         Some((db, node))
     });
-    Some((rmgr, total, kind, rel))
+    Some(Record {
+        rmgr,
+        bytes,
+        kind,
+        rel,
+    })
 }
 
 /// Prints the window `[from, to)` of the cluster's WAL for database `db`, per push
@@ -65,8 +81,8 @@ pub fn print(
     let text = String::from_utf8_lossy(&out.stdout);
     let mut groups: BTreeMap<(String, String, String), Group> = BTreeMap::new();
     let mut others = 0_u64;
-    for (rmgr, total, kind, rel) in text.lines().filter_map(parse) {
-        let name = match rel {
+    for r in text.lines().filter_map(parse) {
+        let name = match r.rel {
             Some((d, node)) if d == db => names
                 .get(&node)
                 .cloned()
@@ -80,16 +96,19 @@ pub fn print(
             None => "-".to_owned(),
         };
         let g = groups
-            .entry((name, rmgr.to_owned(), kind.to_owned()))
+            .entry((name, r.rmgr.to_owned(), r.kind.to_owned()))
             .or_default();
         g.records += 1;
-        g.bytes += total;
+        g.bytes += r.bytes;
     }
     println!(
         "WAL {from}..{to}, database {db}: {} records of other databases left out",
         others
     );
-    println!("{:>9} {:>9} {:>9}  relation / rmgr / kind", "rec/push", "rec/entry", "B/push");
+    println!(
+        "{:>9} {:>9} {:>9}  relation / rmgr / kind",
+        "rec/push", "rec/entry", "B/push"
+    );
     for ((name, rmgr, kind), g) in &groups {
         println!(
             "{:>9.2} {:>9.3} {:>9.0}  {name} / {rmgr} / {kind}",
@@ -101,26 +120,38 @@ pub fn print(
     if !out.status.success() {
         // It reports the end of the window it could not read past, harmlessly, when
         // `to` is the current insert position.
-        println!("pg_waldump: {}", String::from_utf8_lossy(&out.stderr).trim());
+        println!(
+            "pg_waldump: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{Record, parse};
 
     #[test]
     fn waldump_lines_are_read() {
         let heap = "rmgr: Heap        len (rec/tot):     79/    79, tx:        751, lsn: \
                     0/01A2B3C8, prev 0/01A2B390, desc: HOT_UPDATE off 5 xmax 751 flags \
                     0x10 ; new off 7 xmax 0, blkref #0: rel 1663/16384/16390 blk 12";
+        let record = |rmgr, bytes, kind, rel| Record {
+            rmgr,
+            bytes,
+            kind,
+            rel,
+        };
         assert_eq!(
             parse(heap),
-            Some(("Heap", 79, "HOT_UPDATE", Some((16384, 16390))))
+            Some(record("Heap", 79, "HOT_UPDATE", Some((16384, 16390))))
         );
         let commit = "rmgr: Transaction len (rec/tot):     34/    34, tx:        751, lsn: \
                       0/01A2B400, prev 0/01A2B3C8, desc: COMMIT 2026-12-02 01:00:00 UTC";
-        assert_eq!(parse(commit), Some(("Transaction", 34, "COMMIT", None)));
+        assert_eq!(
+            parse(commit),
+            Some(record("Transaction", 34, "COMMIT", None))
+        );
         assert_eq!(parse("pg_waldump: error: ..."), None);
     }
 }
