@@ -394,16 +394,11 @@ mod tests {
         ))
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query(
-                "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let plan = texts(
+            &c,
+            "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
+        )
+        .await;
         let plan = plan.join("\n");
         assert!(!plan.contains("Seq Scan on kpi_members"), "{plan}");
         assert!(plan.contains("kpi_members_pkey"), "{plan}");
@@ -421,16 +416,11 @@ mod tests {
         };
         PgStore::open(db.url()).await.unwrap();
         let c = db.client().await.unwrap();
-        let indexes: Vec<String> = c
-            .query(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'ledger' ORDER BY 1",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let indexes = texts(
+            &c,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'ledger' ORDER BY 1",
+        )
+        .await;
         assert_eq!(indexes, ["ledger_expiry_at", "ledger_pkey"]);
         c.batch_execute(&format!(
             "SET enable_seqscan = off;
@@ -438,13 +428,7 @@ mod tests {
         ))
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query("EXPLAIN EXECUTE expired(0, 1)", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let plan = texts(&c, "EXPLAIN EXECUTE expired(0, 1)").await;
         assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
     }
 
@@ -455,16 +439,11 @@ mod tests {
         let Some((_db, _store, c)) = new_hq().await else {
             return;
         };
-        let indexes: Vec<String> = c
-            .query(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'kpi_member_days'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let indexes = texts(
+            &c,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'kpi_member_days'",
+        )
+        .await;
         assert_eq!(indexes, ["kpi_member_days_pkey"]);
     }
 
@@ -489,20 +468,25 @@ mod tests {
         .await
         .unwrap();
         for store in ["NULL", "'store-1'"] {
-            let plan: Vec<String> = c
-                .query(
-                    &format!("EXPLAIN EXECUTE cohorts(2461100, 2461130, {store})"),
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let plan = texts(
+                &c,
+                &format!("EXPLAIN EXECUTE cohorts(2461100, 2461130, {store})"),
+            )
+            .await;
             let plan = plan.join("\n");
             assert!(!plan.contains("Seq Scan on kpi_member_days"), "{plan}");
             assert!(plan.contains("kpi_member_days_pkey"), "{plan}");
         }
+    }
+
+    /// The first column of every row `sql` answers (index names, plan lines).
+    async fn texts(c: &deadpool_postgres::tokio_postgres::Client, sql: &str) -> Vec<String> {
+        c.query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     /// Members `from..to` (13-digit card numbers), first seen on day 19,000.
