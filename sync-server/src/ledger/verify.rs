@@ -18,7 +18,8 @@ pub type WideSum = i128;
 /// A card as stored, with the sums recomputed from its ledger rows and lots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardAudit {
-    /// The cached card row (`None`: ledger rows or lots exist without a card row).
+    /// The cached card row (`None`: ledger rows, lots or store memberships exist
+    /// without a card row).
     pub card: CardId,
     /// The cached state, if a card row exists.
     pub cached: Option<CardRecord>,
@@ -72,7 +73,7 @@ pub enum Difference {
         /// Why it does not read.
         detail: String,
     },
-    /// Ledger rows or lots of a card HQ holds no row for.
+    /// Ledger rows, lots or store memberships of a card HQ holds no row for.
     MissingCard {
         /// The card.
         card: CardId,
@@ -106,7 +107,7 @@ impl fmt::Display for Difference {
             ),
             Self::MissingCard { card } => write!(
                 f,
-                "card {}: ledger rows or lots without a card row",
+                "card {}: ledger rows, lots or store memberships without a card row",
                 card.masked()
             ),
             Self::Terminal { name, detail } => write!(f, "terminal {name}: {detail}"),

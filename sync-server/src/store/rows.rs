@@ -139,6 +139,11 @@ pub trait Columns {
 pub const CARD_COLUMNS: &str = "card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen, blocked, flags, \
      reserved, leased";
 
+/// The cards that `store_cards` names and `cards` does not hold: no foreign key
+/// keeps them out (a push writes both in one transaction), `verify` reports them.
+pub const MEMBERS_WITHOUT_CARD: &str = "SELECT DISTINCT s.card FROM store_cards s
+     WHERE NOT EXISTS (SELECT 1 FROM cards c WHERE c.card = s.card)";
+
 /// Columns [`lot`] reads, in order.
 pub const LOT_COLUMNS: &str =
     "id, card, kind, source_entry, earned_at, matures_at, matured, expires_at, amount, remaining";

@@ -391,6 +391,9 @@ pub trait AuditRows: Send {
     fn ledger_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
     /// Per card (as stored): the points left in its lots, and in its unmatured lots.
     fn lot_sums(&mut self) -> impl Fut<Vec<(String, WideSum, WideSum)>>;
+    /// The cards (as stored) that store memberships name and no card row holds
+    /// ([`crate::store::rows::MEMBERS_WITHOUT_CARD`]).
+    fn members_without_card(&mut self) -> impl Fut<Vec<String>>;
     /// Every terminal with the count and range of the seqs HQ holds.
     fn terminal_audits(&mut self) -> impl Fut<Vec<TerminalAudit>>;
 }

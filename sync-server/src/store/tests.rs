@@ -118,6 +118,7 @@ testkit::on_every_backend!(
     a_push_after_the_window_moved_counts_only_the_spend_still_in_it,
     flagged_entries_are_applied_and_reported,
     verify_detects_a_tampered_balance_and_a_tampered_ack,
+    verify_names_each_card_that_rows_name_and_no_card_row_holds,
     revoked_terminals_lose_their_token_and_rotation_replaces_it,
     the_schema_enforces_unique_seq_per_terminal_and_unique_entry_ids,
     blocking_twice_changes_nothing_and_keys_rotate_with_a_grace_period,
@@ -754,6 +755,47 @@ async fn verify_detects_a_tampered_balance_and_a_tampered_ack(store: Db) {
         .await
         .unwrap();
     assert!(!verify_ok(&*store).await);
+}
+
+/// Neither backend keeps ledger rows, lots or store memberships from naming a card
+/// HQ holds no row for (no foreign key on the push's tables): `verify` names each.
+async fn verify_names_each_card_that_rows_name_and_no_card_row_holds(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
+    store
+        .push(&t, batch(vec![sale(1, CARD, 0, 10)]), T0)
+        .await
+        .unwrap();
+    assert!(verify_ok(&*store).await);
+    let missing = |c: &str| {
+        format!(
+            "card {}: ledger rows, lots or store memberships without a card row",
+            card(c).masked()
+        )
+    };
+    let verified = || async {
+        let mut out = Vec::new();
+        assert!(!admin::verify(&*store, &mut out).await.unwrap());
+        String::from_utf8(out).unwrap()
+    };
+    store
+        .exec(&format!(
+            "INSERT INTO store_cards (store, card) VALUES ('s2', '{OTHER_CARD}')"
+        ))
+        .await
+        .unwrap();
+    let text = verified().await;
+    assert!(text.contains(&missing(OTHER_CARD)), "{text}");
+    assert!(text.contains("1 differences"), "{text}");
+    store
+        .exec(&format!(
+            "DELETE FROM store_cards WHERE card = '{OTHER_CARD}';
+             DELETE FROM cards WHERE card = '{CARD}'"
+        ))
+        .await
+        .unwrap();
+    let text = verified().await;
+    assert!(text.contains(&missing(CARD)), "{text}");
+    assert!(text.contains("1 differences"), "{text}");
 }
 
 async fn revoked_terminals_lose_their_token_and_rotation_replaces_it(store: Db) {

@@ -52,8 +52,8 @@ impl Op for Read {
     const ACCESS: Access = Access::Snapshot;
 
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<Audit>> {
-        // Every card, and every card that has ledger rows or lots (a row without its
-        // card is a difference too).
+        // Every card, and every card that has ledger rows, lots or store memberships
+        // (a row without its card is a difference too).
         let mut cards: BTreeMap<CardId, CardAudit> = BTreeMap::new();
         let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
         for (stored, state) in c.all_cards().await? {
@@ -85,6 +85,10 @@ impl Op for Read {
                 a.open_reserved = reserved;
                 a.open_leased = leased;
             }
+        }
+        // Only a card's presence matters here: its sums stay blank.
+        for stored in c.members_without_card().await? {
+            audit_of(stored, &mut cards, &mut unreadable);
         }
         let terminals = c.terminal_audits().await?;
         done(Ok(Audit {

@@ -110,6 +110,13 @@ impl AuditRows for PgSession<'_> {
         .await
     }
 
+    async fn members_without_card(&mut self) -> Result<Vec<String>> {
+        sql::all(self.conn().await?, rows::MEMBERS_WITHOUT_CARD, &[], |r| {
+            r.text(0)
+        })
+        .await
+    }
+
     async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>> {
         sql::all(
             self.conn().await?,

@@ -21,7 +21,8 @@
 //! pushes come one at a time, each a group of its own, and pay none.
 //!
 //! The foreign keys of the tables a push fills with multi-row inserts are checked at
-//! `COMMIT` (schema migrations 9 and 10), not at each statement nor at a savepoint's
+//! `COMMIT` (schema migrations 9 and 10; since migration 11 only the entries' key on
+//! their terminal is left), not at each statement nor at a savepoint's
 //! release: an operation that broke one (a bug, never normal traffic) makes its
 //! group's `COMMIT` fail. The writer then rolls the group back and runs its
 //! operations again one transaction each, so that only the faulty one fails, with
@@ -331,15 +332,17 @@ fn run_group(session: &mut SqliteSession<'_>, group: &mut [Box<dyn Job>]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::apply::tests::{CARD, sale};
     use crate::store::backend::Access;
     use crate::store::sqlite::checkpoint::{Checkpointer, Limits};
-    use crate::store::statements::Statements;
+    use crate::store::statements::{NewEntries, Statements};
     use crate::store::{Anomaly, AnomalyKind};
     use protocol::{StoreId, TerminalId};
     use time::OffsetDateTime;
 
-    /// Records an anomaly named `n`; then fails, panics, adds a card HQ does not
-    /// hold to a store's feed (a broken foreign key) or starts over once when asked.
+    /// Records an anomaly named `n`; then fails, panics, stores an entry of a
+    /// terminal HQ does not hold (a broken foreign key) or starts over once when
+    /// asked.
     struct Record {
         n: u32,
         fail: bool,
@@ -362,8 +365,15 @@ mod tests {
             })
             .await?;
             if self.orphan {
-                let store = StoreId::parse("s1").unwrap();
-                c.associate(&store, &["no-such-card".into()]).await?;
+                let entry = sale(u64::from(self.n), CARD, 0, 1);
+                c.insert_entries(&NewEntries {
+                    terminal: 999,
+                    entries: std::slice::from_ref(&entry),
+                    encoded: &[("{}".to_owned(), "hash".to_owned())],
+                    received_at: OffsetDateTime::UNIX_EPOCH,
+                    quarantined: &[],
+                })
+                .await?;
             }
             assert!(!self.panic, "a panicking operation");
             if std::mem::take(&mut self.start_over) {

@@ -86,6 +86,10 @@ impl AuditRows for SqliteSession<'_> {
         )
     }
 
+    async fn members_without_card(&mut self) -> Result<Vec<String>> {
+        self.all(rows::MEMBERS_WITHOUT_CARD, [], |r| r.text(0))
+    }
+
     async fn terminal_audits(&mut self) -> Result<Vec<TerminalAudit>> {
         self.all(
             "SELECT t.store, t.terminal, t.acked_through, COUNT(e.seq), MIN(e.seq), MAX(e.seq)

@@ -24,6 +24,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V8_CHECKS_WITHOUT_IN_LISTS, checks_without_in_lists),
         M::up_with_hook(V9_DEFERRED_KEYS, deferred_keys),
         M::up_with_hook(V10_DEFERRED_ENTRY_TERMINAL, deferred_entry_terminal),
+        M::up_with_hook(V11_NO_PUSH_TABLE_KEYS, no_push_table_keys),
     ])
 }
 
@@ -482,6 +483,42 @@ fn deferred_entry_terminal(tx: &rusqlite::Transaction<'_>) -> HookResult {
     check_keys(tx)
 }
 
+/// Migration 11 is its hook, [`no_push_table_keys`]; this text only says why.
+const V11_NO_PUSH_TABLE_KEYS: &str = "
+-- Deferred or not, SQLite looks each key's parent up as it writes the row (a deferred
+-- key only counts the misses until COMMIT): a B-tree descent on a text key per
+-- ledger row (two: its card and its entry), per lot and per store membership of a
+-- push. As in the PostgreSQL schema, store_cards, lots, ledger and flags carry no
+-- foreign keys: they are written only by a push or the job, inside the one writer's
+-- transaction that wrote the card and the entry, and `verify` reports ledger rows,
+-- lots and store memberships without a card.
+";
+
+/// The foreign keys migration 11 removes: those of migration 9 (as it left them) and
+/// the flags' key on their entry (as migration 1 wrote it). Table, the text removed
+/// (the key with the space before it).
+fn push_table_keys() -> Vec<(&'static str, String)> {
+    let flags_entry = ("flags", "REFERENCES entries (id)".to_owned());
+    DEFERRED_KEYS
+        .iter()
+        .map(|&(table, key)| (table, deferred(key)))
+        .chain([flags_entry])
+        .map(|(table, key)| (table, format!(" {key}")))
+        .collect()
+}
+
+/// Migration 11: each of [`push_table_keys`] removed from its table's declaration
+/// ([`rewrite_declarations`]; removing a foreign key is one of the changes SQLite
+/// documents as safe that way). The rows are not touched.
+fn no_push_table_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
+    let keys = push_table_keys();
+    let rewrites: Vec<_> = keys
+        .iter()
+        .map(|(table, key)| (*table, key.as_str(), String::new()))
+        .collect();
+    rewrite_declarations(tx, &rewrites)
+}
+
 /// Fails, and so rolls the migration back, if any row's foreign key matches nothing.
 fn check_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
     let broken: Option<String> = tx
@@ -644,13 +681,14 @@ mod tests {
     /// The keys of the tables a push fills with multi-row inserts are checked at
     /// `COMMIT`: a row that breaks one is written, and the transaction cannot commit
     /// (no statement journal is needed to undo the statement alone). A database at
-    /// version 8 keeps its rows.
+    /// version 8 keeps its rows. (Migration 11 removes these keys.)
     #[test]
     fn a_version_8_database_keeps_its_rows_and_its_push_keys_are_checked_at_commit() {
-        let c = migrated_from(
+        let c = migrated_between(
             8,
             "INSERT INTO ledger (card, kind, delta_balance, delta_pending, at)
              VALUES ('12345670', 'welcome', 10, 0, 1);",
+            10,
         );
         c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
         let rows: i64 = c
@@ -714,9 +752,88 @@ mod tests {
         assert!(c.execute(broken, []).is_err());
     }
 
+    /// A version-10 database holding a card, its entry, ledger row, lot, store
+    /// membership and flag keeps them all through migration 11, which leaves those
+    /// tables without foreign keys (as PostgreSQL's; `verify` reports a row whose card
+    /// is missing) and the entries' key on their terminal as it was.
+    #[test]
+    fn a_version_10_database_keeps_its_rows_and_the_push_tables_lose_their_keys() {
+        let c = migrated_from(
+            10,
+            "INSERT INTO terminals (id, store, terminal, token_hash, created_at)
+             VALUES (1, 's1', 't1', 'hash', 1);
+             INSERT INTO entries (id, terminal_ref, seq, at, kind, card, spend_minor,
+                                  rules_version, content_hash, body, received_at)
+             VALUES ('e1', 1, 1, 1, 'sale', '12345670', 0, 1, 'h', '{}', 1);
+             INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
+             VALUES ('12345670', 'welcome', 10, 0, 1, 'e1');
+             INSERT INTO lots (card, kind, source_entry, earned_at, matured, amount, remaining)
+             VALUES ('12345670', 'welcome', 'e1', 1, 1, 10, 10);
+             INSERT INTO store_cards (store, card) VALUES ('s1', '12345670');
+             INSERT INTO flags (entry_id, card, kind, detail)
+             VALUES ('e1', '12345670', 'overdraft', 'd');",
+        );
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        assert_eq!(
+            c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "ok"
+        );
+        for table in ["ledger", "lots", "store_cards", "flags", "entries"] {
+            let rows: i64 = c
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 1, "{table}");
+        }
+        for table in ["ledger", "lots", "store_cards", "flags"] {
+            assert_eq!(keys(&c, table), Vec::<String>::new(), "{table}");
+        }
+        assert_eq!(keys(&c, "entries"), ["terminals"]);
+        assert_eq!(keys(&c, "quarantine"), ["entries"]);
+        // Rows naming nothing are written and committed.
+        c.execute_batch(
+            "BEGIN;
+             INSERT INTO ledger (card, kind, delta_balance, delta_pending, at, entry_id)
+             VALUES ('99999997', 'welcome', 10, 0, 1, 'no-such-entry');
+             INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+             VALUES ('99999997', 'welcome', 1, 1, 10, 10);
+             INSERT INTO store_cards (store, card) VALUES ('s1', '99999997');
+             INSERT INTO flags (entry_id, card, kind, detail)
+             VALUES ('no-such-entry', '99999997', 'overdraft', 'd');
+             COMMIT;",
+        )
+        .unwrap();
+    }
+
+    /// The tables `table`'s foreign keys name, in the declaration's order.
+    fn keys(c: &rusqlite::Connection, table: &str) -> Vec<String> {
+        c.prepare(&format!(
+            "SELECT \"table\" FROM pragma_foreign_key_list('{table}')"
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     /// A database at `version` holding card 12345670 and the rows `insert` writes,
     /// then migrated to the latest version.
     fn migrated_from(version: usize, insert: &str) -> rusqlite::Connection {
+        let mut c = seeded(version, insert);
+        super::migrations().to_latest(&mut c).unwrap();
+        c
+    }
+
+    /// [`migrated_from`], migrated to version `to` only.
+    fn migrated_between(version: usize, insert: &str, to: usize) -> rusqlite::Connection {
+        let mut c = seeded(version, insert);
+        super::migrations().to_version(&mut c, to).unwrap();
+        c
+    }
+
+    /// A database at `version` holding card 12345670 and the rows `insert` writes.
+    fn seeded(version: usize, insert: &str) -> rusqlite::Connection {
         let mut c = rusqlite::Connection::open_in_memory().unwrap();
         super::migrations().to_version(&mut c, version).unwrap();
         c.execute_batch(
@@ -726,7 +843,6 @@ mod tests {
         )
         .unwrap();
         c.execute_batch(insert).unwrap();
-        super::migrations().to_latest(&mut c).unwrap();
         c
     }
 

@@ -257,7 +257,7 @@ impl SqliteSession<'_> {
     /// undoing the rows it already wrote, which spares SQLite a statement journal (a
     /// copy of every page the statement touches, to undo it alone) wherever nothing
     /// else needs one (an immediate foreign key would: the tables filled this way
-    /// have deferred ones, `super::schema`'s migrations 9 and 10). The error reaches the
+    /// have deferred ones or none, `super::schema`'s migrations 9 to 11). The error reaches the
     /// operation, which is then undone with those rows (`super::group`); no flow goes
     /// on after a failed insert.
     ///
