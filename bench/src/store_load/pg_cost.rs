@@ -10,8 +10,12 @@
 //! Sizes from the environment: `PG_COST_BATCH` entries per push (10),
 //! `PG_COST_TERMINALS` (50), `PG_COST_WARM` pushes before measuring (1,000),
 //! `PG_COST_PUSHES` measured (1,000); `PG_COST_PERF=FILE` also records the backend
-//! with `perf record -e cpu-clock -g` while measuring. A backlog: `PG_COST_BATCH=500
+//! with `perf record -e cpu-clock -g` while measuring; `PG_COST_WAL=1` prints the
+//! measured window's WAL records by relation (`pg_waldump`, which must be on `PATH`
+//! and able to read the server's `pg_wal`). A backlog: `PG_COST_BATCH=500
 //! PG_COST_TERMINALS=1 PG_COST_WARM=40 PG_COST_PUSHES=100`.
+
+mod wal;
 
 use super::tests::record;
 use super::{Target, enroll, journal};
@@ -148,7 +152,9 @@ async fn what_pushes_cost_postgres() {
             .unwrap();
         let text: String = r.get(0);
         let (hi, lo) = text.split_once('/').unwrap();
-        (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap()
+        let at =
+            (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap();
+        (at, text)
     };
     let lsn_before = lsn(&admin).await;
     let cpu_before = cpu::process_seconds(pid).unwrap();
@@ -156,12 +162,16 @@ async fn what_pushes_cost_postgres() {
     push_some(pushes).await;
     let secs = started.elapsed().as_secs_f64();
     let cpu_s = cpu::process_seconds(pid).unwrap() - cpu_before;
-    let wal_all = lsn(&admin).await - lsn_before;
+    let lsn_after = lsn(&admin).await;
+    let wal_all = lsn_after.0 - lsn_before.0;
     if let Some(mut perf) = perf {
         let _ = std::process::Command::new("kill")
             .args(["-INT", &perf.id().to_string()])
             .status();
         let _ = perf.wait();
+    }
+    if std::env::var_os("PG_COST_WAL").is_some() {
+        print_wal(&admin, &lsn_before.1, &lsn_after.1, pushes, pushes * batch).await;
     }
     let counts = statements(&admin).await;
     let per = |x: f64| x / pushes as f64;
@@ -205,4 +215,38 @@ async fn what_pushes_cost_postgres() {
         per(wal_all as f64),
         per(secs * 1e3),
     ));
+}
+
+/// [`wal::print`] for the window `[from, to)` of this database.
+async fn print_wal(c: &tokio_postgres::Client, from: &str, to: &str, pushes: u64, entries: u64) {
+    let row = c
+        .query_one(
+            "SELECT current_setting('data_directory'),
+                    (SELECT oid FROM pg_database WHERE datname = current_database())::int8",
+            &[],
+        )
+        .await
+        .unwrap();
+    let dir: String = row.get(0);
+    let db = u32::try_from(row.get::<_, i64>(1)).unwrap();
+    let names = c
+        .query(
+            "SELECT pg_relation_filenode(oid)::int8, relname::text FROM pg_class
+             WHERE pg_relation_filenode(oid) IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (u32::try_from(r.get::<_, i64>(0)).unwrap(), r.get(1)))
+        .collect();
+    wal::print(
+        &format!("{dir}/pg_wal"),
+        from,
+        to,
+        db,
+        &names,
+        pushes,
+        entries,
+    );
 }

@@ -249,6 +249,28 @@ pub(super) const KPI_DAILY: &str =
          points_accrued = k.points_accrued + EXCLUDED.points_accrued,
          points_redeemed = k.points_redeemed + EXCLUDED.points_redeemed";
 
+/// The statement of `cohort_activity`. 'J' reads a Julian day number, as stored.
+/// Each day of the period is turned into its month once (a small map joined by hash),
+/// not once per row: on 750,000 member-days this nearly halves the query (850 -> 490
+/// ms). The joins with `months` already keep the period's days only; the same bounds
+/// written on the tables let a plan read just the period, through the leading `day`
+/// of `kpi_member_days`' key and `kpi_members_first`: the generic plan a connection
+/// caches cannot see through the joins, and read every member-day ever recorded (2.4
+/// s at 1,000,000, against 0.14 s for a month).
+const COHORT_ACTIVITY: &str = "WITH months AS (
+         SELECT g AS day,
+                (EXTRACT(YEAR FROM to_date(g::text, 'J')) * 12
+                 + EXTRACT(MONTH FROM to_date(g::text, 'J')) - 1)::bigint AS month
+         FROM generate_series($1::int, $2::int) g)
+     SELECT fm.month AS cohort, dm.month AS month, COUNT(DISTINCT m.card)::bigint
+     FROM kpi_members m
+     JOIN months fm ON fm.day = m.first_day
+     JOIN kpi_member_days d ON d.card = m.card
+     JOIN months dm ON dm.day = d.day
+     WHERE m.first_day BETWEEN $1 AND $2 AND d.day BETWEEN $1 AND $2
+       AND ($3::text IS NULL OR d.store = $3)
+     GROUP BY 1, 2 ORDER BY 1, 2";
+
 /// The statement of `points_expired`: read through the partial index of expiry rows
 /// (`ledger_expiry_at`), the only ledger index besides the key.
 const POINTS_EXPIRED: &str = "SELECT COALESCE(SUM(-delta_balance), 0)::bigint FROM ledger
@@ -387,16 +409,11 @@ mod tests {
         ))
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query(
-                "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let plan = texts(
+            &c,
+            "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
+        )
+        .await;
         let plan = plan.join("\n");
         assert!(!plan.contains("Seq Scan on kpi_members"), "{plan}");
         assert!(plan.contains("kpi_members_pkey"), "{plan}");
@@ -414,16 +431,11 @@ mod tests {
         };
         PgStore::open(db.url()).await.unwrap();
         let c = db.client().await.unwrap();
-        let indexes: Vec<String> = c
-            .query(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'ledger' ORDER BY 1",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let indexes = texts(
+            &c,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'ledger' ORDER BY 1",
+        )
+        .await;
         assert_eq!(indexes, ["ledger_expiry_at", "ledger_pkey"]);
         c.batch_execute(&format!(
             "SET enable_seqscan = off;
@@ -431,14 +443,65 @@ mod tests {
         ))
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query("EXPLAIN EXECUTE expired(0, 1)", &[])
+        let plan = texts(&c, "EXPLAIN EXECUTE expired(0, 1)").await;
+        assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
+    }
+
+    /// Nearly every member's receipt is a new member-day: it pays an entry in each
+    /// index of `kpi_member_days`, of which there is only the key.
+    #[tokio::test]
+    async fn member_days_are_indexed_by_their_key_alone() {
+        let Some((_db, _store, c)) = new_hq().await else {
+            return;
+        };
+        let indexes = texts(
+            &c,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'kpi_member_days'",
+        )
+        .await;
+        assert_eq!(indexes, ["kpi_member_days_pkey"]);
+    }
+
+    /// The cohorts' generic plan (what a connection caches after a statement's first
+    /// runs) reads the period's member-days through the key, not every member-day
+    /// ever recorded, with or without a store.
+    #[tokio::test]
+    async fn the_cohorts_generic_plan_reads_the_period_s_member_days() {
+        let Some((_db, _store, c)) = new_hq().await else {
+            return;
+        };
+        c.batch_execute(&format!(
+            "INSERT INTO kpi_member_days (day, card, store)
+                 SELECT 2461000 + n % 365, lpad((n / 3)::text, 13, '0'), 'store-' || n % 10
+                 FROM generate_series(0, 19999) AS n;
+             INSERT INTO kpi_members (card, first_day)
+                 SELECT card, min(day) FROM kpi_member_days GROUP BY card;
+             ANALYZE kpi_member_days; ANALYZE kpi_members;
+             SET plan_cache_mode = force_generic_plan;
+             PREPARE cohorts(int, int, text) AS {COHORT_ACTIVITY}"
+        ))
+        .await
+        .unwrap();
+        for store in ["NULL", "'store-1'"] {
+            let plan = texts(
+                &c,
+                &format!("EXPLAIN EXECUTE cohorts(2461100, 2461130, {store})"),
+            )
+            .await;
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan on kpi_member_days"), "{plan}");
+            assert!(plan.contains("kpi_member_days_pkey"), "{plan}");
+        }
+    }
+
+    /// The first column of every row `sql` answers (index names, plan lines).
+    async fn texts(c: &deadpool_postgres::tokio_postgres::Client, sql: &str) -> Vec<String> {
+        c.query(sql, &[])
             .await
             .unwrap()
             .iter()
             .map(|r| r.get(0))
-            .collect();
-        assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
+            .collect()
     }
 
     /// Members `from..to` (13-digit card numbers), first seen on day 19,000.
