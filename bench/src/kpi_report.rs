@@ -59,6 +59,39 @@ fn bench_rules() -> ProgramRules {
     }
 }
 
+/// Names a copy of the filled history to keep for study (`EXPLAIN`, timing the
+/// report by hand): PostgreSQL's as a database of that name, SQLite's as `NAME.db`.
+const KEEP: &str = "POS_BENCH_KPI_KEEP";
+
+/// Copies the filled history as [`KEEP`] names it. The fill's connections close
+/// when its runtime is dropped, but PostgreSQL ends their backends a moment later
+/// and copies no database anyone is connected to: hence the retries.
+fn keep(db: &HqDb, file: &Path, name: &str) -> anyhow::Result<()> {
+    match db {
+        HqDb::Sqlite => {
+            std::fs::copy(file, format!("{name}.db"))?;
+            let wal = file.with_extension("db-wal");
+            if wal.exists() {
+                std::fs::copy(wal, format!("{name}.db-wal"))?;
+            }
+        }
+        HqDb::Postgres(pg) => {
+            let sql = format!("CREATE DATABASE {name} TEMPLATE {{db}}");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut tries = 0;
+            while let Err(e) = rt.block_on(pg.admin_execute(&sql)) {
+                tries += 1;
+                anyhow::ensure!(tries < 50, "keeping the history as {name}: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    println!("kpi: the filled history is kept as {name}");
+    Ok(())
+}
+
 /// Fills `db` and times the report (best of three runs each).
 pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Result<KpiFigures> {
     std::fs::create_dir_all(dir)?;
@@ -105,6 +138,9 @@ pub fn measure(dir: &Path, db: &HqDb, receipts: u64, stores: u64) -> anyhow::Res
         anyhow::Ok(started.elapsed())
     })?;
     drop(rt);
+    if let Ok(name) = std::env::var(KEEP) {
+        keep(db, &file, &name)?;
+    }
     let database = match db {
         HqDb::Sqlite => format!("sqlite:{}", file.display()),
         HqDb::Postgres(pg) => pg.url().to_owned(),

@@ -237,6 +237,73 @@ impl Period {
         let (_, to) = self.days();
         (to - n + 1, to)
     }
+
+    /// The windows its member counts are taken over.
+    pub fn member_windows(&self) -> MemberWindows {
+        MemberWindows {
+            period: self.days(),
+            last_30: self.last_days(30),
+            last_90: self.last_days(90),
+            previous: self.previous(),
+        }
+    }
+}
+
+/// The day ranges `(first, last)` a report counts members over: read in one pass
+/// over the members' days, since each count reads the same rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberWindows {
+    /// The period (active members).
+    pub period: (i32, i32),
+    /// The 30 days ending with it.
+    pub last_30: (i32, i32),
+    /// The 90 days ending with it.
+    pub last_90: (i32, i32),
+    /// The period of the same length before it (churn).
+    pub previous: (i32, i32),
+}
+
+impl MemberWindows {
+    /// The first and last day of the period, the 30 days, the 90 days and the
+    /// previous period, then of [`Self::span`]: the order the statements bind them in.
+    pub fn bounds(&self) -> [i32; 10] {
+        let (first, last) = self.span();
+        [
+            self.period.0,
+            self.period.1,
+            self.last_30.0,
+            self.last_30.1,
+            self.last_90.0,
+            self.last_90.1,
+            self.previous.0,
+            self.previous.1,
+            first,
+            last,
+        ]
+    }
+
+    /// The days from the first window's first to the last one's last: the rows
+    /// any count reads.
+    pub fn span(&self) -> (i32, i32) {
+        let all = [self.period, self.last_30, self.last_90, self.previous];
+        (
+            all.iter().map(|w| w.0).min().unwrap_or(self.period.0),
+            all.iter().map(|w| w.1).max().unwrap_or(self.period.1),
+        )
+    }
+}
+
+/// Members counted over [`MemberWindows`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberActivity {
+    /// With a receipt in the period.
+    pub active: i64,
+    /// With a receipt in the 30 days ending with it.
+    pub active_30d: i64,
+    /// With a receipt in the 90 days ending with it.
+    pub active_90d: i64,
+    /// With a receipt in the previous period and none in this one.
+    pub churned: i64,
 }
 
 /// What a KPI report reads from the store, from one snapshot.

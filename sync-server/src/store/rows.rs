@@ -11,13 +11,13 @@ use super::TerminalInfo;
 use super::encode::{
     card, from_db, opt_from_db, receipt_id, store_id, terminal_id, unsigned, uuid,
 };
-use super::statements::{CardDetail, EntryHolder, HeldInQuarantine, TerminalState};
+use super::statements::{CardDetail, EntryHolder, HeldInQuarantine, TerminalState, TierCards};
 use super::{
     Anomaly, FlaggedEntry, KeyInfo, LedgerView, QuarantinedEntry, StoreError, TerminalIdentity,
 };
 use crate::keys::TokenHash;
 use crate::ledger::escrow::{LeaseRow, LeaseStatus, ReservationRow, ReservationStatus, TokenUse};
-use crate::ledger::kpi::DailyTotals;
+use crate::ledger::kpi::{DailyTotals, MemberActivity};
 use crate::ledger::quarantine::QuarantineKind;
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::{TerminalAudit, WideSum};
@@ -261,6 +261,26 @@ pub fn cohort_cell(r: &impl Columns) -> Result<(i32, i32, i64)> {
         i32::try_from(r.int(i)?).map_err(|_| StoreError::corrupt("kpi cohort month out of range"))
     };
     Ok((month(0)?, month(1)?, r.int(2)?))
+}
+
+/// `tier, cards, outstanding, pending` of one tier's cards.
+pub fn tier_cards(r: &impl Columns) -> Result<TierCards> {
+    Ok(TierCards {
+        tier: r.opt_text(0)?,
+        cards: r.int(1)?,
+        outstanding: r.int(2)?,
+        pending: r.int(3)?,
+    })
+}
+
+/// `active, active_30d, active_90d, churned` member counts.
+pub fn member_activity(r: &impl Columns) -> Result<MemberActivity> {
+    Ok(MemberActivity {
+        active: r.int(0)?,
+        active_30d: r.int(1)?,
+        active_90d: r.int(2)?,
+        churned: r.int(3)?,
+    })
 }
 
 pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {

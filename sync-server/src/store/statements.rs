@@ -19,7 +19,7 @@ use super::{TerminalIdentity, TerminalInfo};
 use crate::keys::TokenHash;
 use crate::ledger::apply::spend_of;
 use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
-use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::ledger::kpi::{DailyTotals, KpiDelta, MemberActivity, MemberWindows};
 use crate::ledger::quarantine::QuarantineRow;
 use crate::ledger::sequence::StoredEntry;
 use crate::ledger::verify::{TerminalAudit, WideSum};
@@ -422,10 +422,13 @@ pub trait AnalyticsRows: Send {
     fn add_kpi(&mut self, delta: &KpiDelta) -> impl Fut<()>;
     /// The scope's aggregate rows summed per day and member flag, by day.
     fn kpi_days(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, bool, DailyTotals)>>;
-    /// Distinct members with a receipt in the scope.
-    fn active_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
-    /// Members with a receipt in `before` and none in `scope`.
-    fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> impl Fut<i64>;
+    /// Distinct members with a receipt in each window (in `store`, or anywhere in
+    /// the chain), from one pass over the members' days.
+    fn member_activity(
+        &mut self,
+        windows: &MemberWindows,
+        store: Option<&StoreId>,
+    ) -> impl Fut<MemberActivity>;
     /// Members whose first receipt day is in the scope (for a store: who also bought
     /// there in it).
     fn new_members(&mut self, scope: KpiScope<'_>) -> impl Fut<i64>;
@@ -436,8 +439,6 @@ pub trait AnalyticsRows: Send {
     fn cohort_activity(&mut self, scope: KpiScope<'_>) -> impl Fut<Vec<(i32, i32, i64)>>;
     /// Points the ledger job expired at times in `from..to`.
     fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
-    /// Positive balances and pending points of every card, summed.
-    fn points_outstanding(&mut self) -> impl Fut<(i64, i64)>;
     /// Points left in lots that expire at times in `from..to`.
     fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> impl Fut<i64>;
     /// Revenue of the sale lines of `categories` (every category when empty) in the
@@ -447,10 +448,26 @@ pub trait AnalyticsRows: Send {
         scope: KpiScope<'_>,
         categories: &[String],
     ) -> impl Fut<(i64, i64)>;
-    /// Cards per tier now (`None`: no tier), by tier.
-    fn tier_members(&mut self) -> impl Fut<Vec<(Option<String>, i64)>>;
+    /// Per tier now (`None`: no tier), by tier: its cards, and their positive
+    /// balances and pending points summed. One pass over the cards answers the
+    /// tier figures and the points outstanding.
+    fn cards_per_tier(&mut self) -> impl Fut<Vec<TierCards>>;
     /// Tier changes dated in days `from..=to`, counted per `(from tier, to tier)`.
     fn tier_moves(&mut self, from: i32, to: i32) -> impl Fut<Vec<TierMoveCount>>;
+}
+
+/// A tier's cards now (`None`: no tier): how many, their positive balances and
+/// their pending points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierCards {
+    /// The tier.
+    pub tier: Option<String>,
+    /// Cards in it.
+    pub cards: i64,
+    /// Their positive balances, summed.
+    pub outstanding: i64,
+    /// Their pending points, summed.
+    pub pending: i64,
 }
 
 /// Tier changes from one tier to another (`None`: no tier), and how many.

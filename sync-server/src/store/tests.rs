@@ -127,6 +127,7 @@ testkit::on_every_backend!(
     kpi_aggregates_count_each_entry_once_per_store_and_day,
     a_member_s_first_day_is_its_earliest_receipt_in_any_push_order,
     kpi_cohorts_follow_each_member_from_its_first_month,
+    member_counts_take_each_window_of_the_chain_or_the_store,
 );
 
 mod escrow;
@@ -1395,4 +1396,56 @@ async fn kpi_cohorts_follow_each_member_from_its_first_month(store: Db) {
         inputs.cohorts,
         vec![(jan + 1, jan + 1, 1), (jan + 1, jan + 2, 1)]
     );
+}
+
+/// Each member count of a one-day period over its own window (the period, the 30
+/// and 90 days ending with it, the day before for churn), all read in one pass over
+/// days from 90 days back: a receipt in the span but outside a window must not count
+/// in it, nor one of another store.
+async fn member_counts_take_each_window_of_the_chain_or_the_store(store: Db) {
+    let s1 = terminal(&*store, "s1", "t1").await;
+    let s2 = terminal(&*store, "s2", "t1").await;
+    let day = time::macros::datetime!(2024-06-30 12:00 UTC);
+    let at = |seq: u64, card: &str, days_back: i64| {
+        testkit::entries::Entry::fixed(seq)
+            .at(day - Duration::days(days_back))
+            .sale(Some(card), testkit::entries::figures(0, 1))
+    };
+    // CARD buys on the day and the day before (active, not churned); a second card
+    // 50 days back (90 days only), a third 100 days back (outside every window).
+    let in_s1 = vec![
+        at(1, "7700000000003", 100),
+        at(2, "7700000000002", 50),
+        at(3, CARD, 1),
+        at(4, CARD, 0),
+    ];
+    store.push(&s1, batch(in_s1), day).await.unwrap();
+    // OTHER_CARD bought the day before only, in the other store: churned.
+    let in_s2 = vec![other_terminal(at(1, OTHER_CARD, 1))];
+    store.push(&s2, batch(in_s2), day).await.unwrap();
+    let period = Period::new(day.date(), day.date()).unwrap();
+    let counts = |i: &KpiInputs| {
+        (
+            i.active_members,
+            i.active_members_30d,
+            i.active_members_90d,
+            i.churned_members,
+        )
+    };
+    let chain = store.kpi_inputs(period, None, day).await.unwrap();
+    assert_eq!(counts(&chain), (1, 2, 3, 1));
+    let (id1, id2) = (StoreId::parse("s1").unwrap(), StoreId::parse("s2").unwrap());
+    let one = store.kpi_inputs(period, Some(&id1), day).await.unwrap();
+    assert_eq!(counts(&one), (1, 1, 2, 0));
+    let two = store.kpi_inputs(period, Some(&id2), day).await.unwrap();
+    assert_eq!(counts(&two), (0, 1, 1, 1));
+    // The store's cohorts: CARD alone (first day in June) bought in s1 in June.
+    let june = Period::new(
+        time::macros::date!(2024 - 06 - 01),
+        time::macros::date!(2024 - 06 - 30),
+    )
+    .unwrap();
+    let in_june = store.kpi_inputs(june, Some(&id1), day).await.unwrap();
+    let month = 2024 * 12 + 5;
+    assert_eq!(in_june.cohorts, vec![(month, month, 1)]);
 }

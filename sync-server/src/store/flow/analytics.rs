@@ -3,9 +3,9 @@
 
 use super::{done, rules};
 use crate::ledger::kpi::{KpiInputs, Period, PromotionRevenue, promotion_windows};
-use crate::store::Result;
 use crate::store::backend::{Access, Attempt, Op};
-use crate::store::statements::{KpiScope, Statements};
+use crate::store::statements::{KpiScope, Statements, TierCards};
+use crate::store::{Result, StoreError};
 use protocol::{CardId, Money, StoreId};
 use time::{Duration, OffsetDateTime};
 
@@ -39,7 +39,13 @@ impl Op for KpiRead {
         let store = self.store.as_ref();
         let scope = |(from, to): (i32, i32)| KpiScope { from, to, store };
         let period = scope(self.period.days());
-        let (outstanding, pending) = c.points_outstanding().await?;
+        let tiers = c.cards_per_tier().await?;
+        let sum = |of: fn(&TierCards) -> i64| {
+            tiers
+                .iter()
+                .try_fold(0_i64, |total, t| total.checked_add(of(t)))
+                .ok_or_else(|| StoreError::corrupt("the cards' points overflow 64 bits"))
+        };
         let start = self.period.from.midnight().assume_utc();
         let end = self
             .period
@@ -72,24 +78,25 @@ impl Op for KpiRead {
                 windows,
             });
         }
+        let members = c
+            .member_activity(&self.period.member_windows(), store)
+            .await?;
         done(Ok(KpiInputs {
             days: c.kpi_days(period).await?,
-            active_members: c.active_members(period).await?,
-            active_members_30d: c.active_members(scope(self.period.last_days(30))).await?,
-            active_members_90d: c.active_members(scope(self.period.last_days(90))).await?,
-            churned_members: c
-                .churned_members(scope(self.period.previous()), period)
-                .await?,
+            active_members: members.active,
+            active_members_30d: members.active_30d,
+            active_members_90d: members.active_90d,
+            churned_members: members.churned,
             new_members: c.new_members(period).await?,
             cohorts: c.cohort_activity(period).await?,
             points_expired: c.points_expired(start, end).await?,
-            points_outstanding: outstanding,
-            points_pending: pending,
+            points_outstanding: sum(|t| t.outstanding)?,
+            points_pending: sum(|t| t.pending)?,
             points_expiring_30d: c
                 .points_expiring(self.now, self.now + Duration::days(30))
                 .await?,
             tier_order: current.tiers.iter().map(|t| t.name.clone()).collect(),
-            tier_members: c.tier_members().await?,
+            tier_members: tiers.iter().map(|t| (t.tier.clone(), t.cards)).collect(),
             tier_moves: c.tier_moves(first, last).await?,
             promotions,
         }))

@@ -1,12 +1,12 @@
 //! The KPI aggregates and what the marketing reports read, in SQLite.
 
 use super::session::{SqliteSession, int, text};
-use crate::ledger::kpi::{DailyTotals, KpiDelta};
+use crate::ledger::kpi::{DailyTotals, KpiDelta, MemberActivity, MemberWindows};
 use crate::store::Result;
 use crate::store::encode::to_db;
 use crate::store::rows::{self, Columns};
-use crate::store::statements::{AnalyticsRows, KpiScope, TierMoveCount};
-use protocol::{CardId, Money};
+use crate::store::statements::{AnalyticsRows, KpiScope, TierCards, TierMoveCount};
+use protocol::{CardId, Money, StoreId};
 use time::OffsetDateTime;
 
 impl AnalyticsRows for SqliteSession<'_> {
@@ -120,32 +120,19 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 
-    async fn active_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
-        self.one(
-            "SELECT COUNT(DISTINCT card) FROM kpi_member_days
-             WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR store = ?3)",
-            (scope.from, scope.to, scope.store.map(|s| s.as_str())),
-            |r| r.int(0),
-        )
-    }
-
-    async fn churned_members(&mut self, before: KpiScope<'_>, scope: KpiScope<'_>) -> Result<i64> {
-        self.one(
-            "SELECT COUNT(*) FROM (
-                 SELECT card FROM kpi_member_days
-                 WHERE day BETWEEN ?1 AND ?2 AND (?5 IS NULL OR store = ?5)
-                 EXCEPT
-                 SELECT card FROM kpi_member_days
-                 WHERE day BETWEEN ?3 AND ?4 AND (?5 IS NULL OR store = ?5))",
-            (
-                before.from,
-                before.to,
-                scope.from,
-                scope.to,
-                scope.store.map(|s| s.as_str()),
-            ),
-            |r| r.int(0),
-        )
+    async fn member_activity(
+        &mut self,
+        windows: &MemberWindows,
+        store: Option<&StoreId>,
+    ) -> Result<MemberActivity> {
+        let bounds = windows.bounds();
+        let store = store.map(StoreId::as_str);
+        let mut params: Vec<&dyn rusqlite::ToSql> =
+            bounds.iter().map(|d| d as &dyn rusqlite::ToSql).collect();
+        params.push(&store);
+        self.one(MEMBER_ACTIVITY, params.as_slice(), |r| {
+            rows::member_activity(r)
+        })
     }
 
     async fn new_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
@@ -161,17 +148,8 @@ impl AnalyticsRows for SqliteSession<'_> {
     }
 
     async fn cohort_activity(&mut self, scope: KpiScope<'_>) -> Result<Vec<(i32, i32, i64)>> {
-        // A number is a Julian day number to SQLite's date functions, as stored.
         self.all(
-            "SELECT CAST(strftime('%Y', m.first_day) AS INTEGER) * 12
-                        + CAST(strftime('%m', m.first_day) AS INTEGER) - 1 AS cohort,
-                    CAST(strftime('%Y', d.day) AS INTEGER) * 12
-                        + CAST(strftime('%m', d.day) AS INTEGER) - 1 AS month,
-                    COUNT(DISTINCT m.card)
-             FROM kpi_members m JOIN kpi_member_days d ON d.card = m.card
-             WHERE m.first_day BETWEEN ?1 AND ?2 AND d.day BETWEEN ?1 AND ?2
-               AND (?3 IS NULL OR d.store = ?3)
-             GROUP BY cohort, month ORDER BY cohort, month",
+            COHORT_ACTIVITY,
             (scope.from, scope.to, scope.store.map(|s| s.as_str())),
             |r| rows::cohort_cell(r),
         )
@@ -179,14 +157,6 @@ impl AnalyticsRows for SqliteSession<'_> {
 
     async fn points_expired(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
         self.one(POINTS_EXPIRED, (to_db(from), to_db(to)), |r| r.int(0))
-    }
-
-    async fn points_outstanding(&mut self) -> Result<(i64, i64)> {
-        self.one(
-            "SELECT COALESCE(SUM(MAX(balance, 0)), 0), COALESCE(SUM(pending), 0) FROM cards",
-            [],
-            |r| Ok((r.int(0)?, r.int(1)?)),
-        )
     }
 
     async fn points_expiring(&mut self, from: OffsetDateTime, to: OffsetDateTime) -> Result<i64> {
@@ -216,11 +186,12 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 
-    async fn tier_members(&mut self) -> Result<Vec<(Option<String>, i64)>> {
+    async fn cards_per_tier(&mut self) -> Result<Vec<TierCards>> {
         self.all(
-            "SELECT tier, COUNT(*) FROM cards GROUP BY tier ORDER BY tier",
+            "SELECT tier, COUNT(*), SUM(MAX(balance, 0)), SUM(pending)
+             FROM cards GROUP BY tier ORDER BY tier",
             [],
-            |r| Ok((r.opt_text(0)?, r.int(1)?)),
+            |r| rows::tier_cards(r),
         )
     }
 
@@ -234,6 +205,42 @@ impl AnalyticsRows for SqliteSession<'_> {
         )
     }
 }
+
+/// The statement of `member_activity` (see PostgreSQL's): one pass over the members'
+/// days of the windows' span, grouped by card in the order of `kpi_member_days_card`,
+/// where each count was a pass of its own.
+const MEMBER_ACTIVITY: &str = "SELECT COUNT(*) FILTER (WHERE period),
+            COUNT(*) FILTER (WHERE last_30),
+            COUNT(*) FILTER (WHERE last_90),
+            COUNT(*) FILTER (WHERE previous AND NOT period)
+     FROM (SELECT MAX(day BETWEEN ?1 AND ?2) AS period,
+                  MAX(day BETWEEN ?3 AND ?4) AS last_30,
+                  MAX(day BETWEEN ?5 AND ?6) AS last_90,
+                  MAX(day BETWEEN ?7 AND ?8) AS previous
+           FROM kpi_member_days
+           WHERE day BETWEEN ?9 AND ?10 AND (?11 IS NULL OR store = ?11)
+           GROUP BY card)";
+
+/// The statement of `cohort_activity`. A number is a Julian day number to SQLite's
+/// date functions, as stored. Each day of the period is turned into its month once
+/// (`months`, materialized), where two `strftime` per member-day took most of the
+/// query; and the members' days are cut down to distinct (card, month) pairs before
+/// they meet the first days, as on PostgreSQL.
+const COHORT_ACTIVITY: &str = "WITH RECURSIVE
+         days(day) AS (SELECT ?1 UNION ALL SELECT day + 1 FROM days WHERE day < ?2),
+         months(day, month) AS MATERIALIZED (
+             SELECT day, CAST(strftime('%Y', day) AS INTEGER) * 12
+                         + CAST(strftime('%m', day) AS INTEGER) - 1
+             FROM days),
+         active(card, month) AS (
+             SELECT DISTINCT d.card, dm.month
+             FROM kpi_member_days d JOIN months dm ON dm.day = d.day
+             WHERE ?3 IS NULL OR d.store = ?3)
+     SELECT fm.month, a.month, COUNT(*)
+     FROM active a
+     JOIN kpi_members m ON m.card = a.card
+     JOIN months fm ON fm.day = m.first_day
+     GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// The statement of `points_expired`: expiry rows alone, read through their partial
 /// index (`schema::V6_LEDGER_EXPIRY`).
