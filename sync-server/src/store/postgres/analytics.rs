@@ -192,6 +192,10 @@ const MEMBER_ACTIVITY: &str = "SELECT COUNT(*) FILTER (WHERE period),
 /// written on the tables let a plan read just the period, through the leading `day`
 /// of `kpi_member_days`' key and `kpi_members_first`: the generic plan a connection
 /// caches cannot see through the joins, and read every member-day ever recorded.
+/// The pairs are counted per first day before the first days meet `months`: on
+/// tables without statistics (never analyzed) the planner expects one pair and
+/// joins `months` in a nested loop, scanning its 365 rows once per pair (39,285
+/// pairs for one store: 2.1 s, against 0.2 s when at most 365 × 12 counts meet it).
 const COHORT_ACTIVITY: &str = "WITH months AS MATERIALIZED (
          SELECT g AS day,
                 (EXTRACT(YEAR FROM to_date(g::text, 'J')) * 12
@@ -200,12 +204,14 @@ const COHORT_ACTIVITY: &str = "WITH months AS MATERIALIZED (
      active AS (
          SELECT DISTINCT d.card, dm.month
          FROM kpi_member_days d JOIN months dm ON dm.day = d.day
-         WHERE d.day BETWEEN $1 AND $2 AND ($3::text IS NULL OR d.store = $3))
-     SELECT fm.month AS cohort, a.month, COUNT(*)::bigint
-     FROM active a
-     JOIN kpi_members m ON m.card = a.card
-     JOIN months fm ON fm.day = m.first_day
-     WHERE m.first_day BETWEEN $1 AND $2
+         WHERE d.day BETWEEN $1 AND $2 AND ($3::text IS NULL OR d.store = $3)),
+     by_first_day AS (
+         SELECT m.first_day, a.month, COUNT(*) AS n
+         FROM active a JOIN kpi_members m ON m.card = a.card
+         WHERE m.first_day BETWEEN $1 AND $2
+         GROUP BY 1, 2)
+     SELECT fm.month AS cohort, f.month, SUM(f.n)::bigint
+     FROM by_first_day f JOIN months fm ON fm.day = f.first_day
      GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// Adds the delta's daily totals (rows in key order).
