@@ -10,7 +10,7 @@
 
 use super::CardRecord;
 use protocol::escrow::{CardFigures, LeaseAsk, ReserveRefusal, decide_reservation, lease_size};
-use protocol::journal::{EntryBody, JournalEntry};
+use protocol::journal::{EntryBody, JournalEntry, SaleEntry};
 use protocol::money::BasisPoints;
 use protocol::{CardId, Points, ReceiptId, Seq};
 use std::collections::HashMap;
@@ -313,10 +313,25 @@ pub fn grant_leases(
 /// loads before [`settle`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettlementKeys {
-    /// Receipts of sales with a card and of release entries.
+    /// Receipts whose reservation row [`settle`] needs whatever its status: those of
+    /// sales with a card that redeemed points and of release entries (with no row,
+    /// each leaves a settled marker; with a settled one, nothing).
     pub receipts: Vec<ReceiptId>,
+    /// Receipts of the other sales with a card (none redeemed points, none is in
+    /// `receipts`): only an open reservation of theirs changes anything (a sale
+    /// captures it; a settled row or none is left as it is, and no marker is
+    /// written), so their open rows are all [`settle`] needs. A store may find them
+    /// among the terminal's open reservations instead of looking each receipt up.
+    pub open_receipts: Vec<ReceiptId>,
     /// Leases drawn on or closed.
     pub leases: Vec<Uuid>,
+}
+
+/// Whether a sale with a card leaves a captured marker for a receipt HQ holds no
+/// reservation row for: it redeemed points (a late reservation ask for its receipt
+/// must then be refused).
+fn marks_receipt(sale: &SaleEntry) -> bool {
+    sale.sale.redeemed_points.get() > 0
 }
 
 /// What [`settle`] needs loaded for `entries`.
@@ -325,7 +340,12 @@ pub fn settlement_keys(entries: &[JournalEntry]) -> SettlementKeys {
     for e in entries {
         match &e.body {
             EntryBody::Sale(s) if s.card.is_some() => {
-                keys.receipts.push(s.receipt_id.clone());
+                let receipts = if marks_receipt(s) {
+                    &mut keys.receipts
+                } else {
+                    &mut keys.open_receipts
+                };
+                receipts.push(s.receipt_id.clone());
                 if let Some(draw) = &s.lease {
                     keys.leases.push(draw.lease_id);
                 }
@@ -335,9 +355,15 @@ pub fn settlement_keys(entries: &[JournalEntry]) -> SettlementKeys {
             _ => {}
         }
     }
-    keys.receipts
-        .sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    let by_text = |a: &ReceiptId, b: &ReceiptId| a.as_str().cmp(b.as_str());
+    keys.receipts.sort_unstable_by(by_text);
     keys.receipts.dedup();
+    keys.open_receipts.sort_unstable_by(by_text);
+    keys.open_receipts.dedup();
+    // A receipt `settle` needs whatever its row's status is loaded once, as such.
+    let receipts = &keys.receipts;
+    keys.open_receipts
+        .retain(|r| receipts.binary_search_by(|k| by_text(k, r)).is_err());
     keys.leases.sort_unstable();
     keys.leases.dedup();
     keys
@@ -409,7 +435,7 @@ pub fn settle(
         match &e.body {
             EntryBody::Sale(s) => {
                 let Some(card) = &s.card else { continue };
-                let redeemed = s.sale.redeemed_points.get() > 0;
+                let redeemed = marks_receipt(s);
                 let target = Target {
                     terminal,
                     receipt_id: &s.receipt_id,

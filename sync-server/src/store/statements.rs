@@ -498,6 +498,13 @@ pub trait EscrowRows: Send {
         terminal: i64,
         receipts: &[ReceiptId],
     ) -> impl Fut<Vec<ReservationRow>>;
+    /// The open reservations of `terminal` among these receipts (what a push's sales
+    /// that redeemed nothing settle: [`crate::ledger::escrow::SettlementKeys`]).
+    fn open_reservations_among(
+        &mut self,
+        terminal: i64,
+        receipts: &[ReceiptId],
+    ) -> impl Fut<Vec<ReservationRow>>;
     /// Inserts reservation rows, or updates those of the same (terminal, receipt).
     fn write_reservations(&mut self, rows: &[ReservationRow]) -> impl Fut<()>;
     /// The leases with these ids.

@@ -94,14 +94,23 @@ impl Hq {
             return Ok(());
         }
         let keys = settlement_keys(&new);
+        // As a store loads them: every row of `receipts`, the open rows of
+        // `open_receipts`.
+        let row = |r: &ReceiptId| {
+            self.reservations
+                .get(&(till, r.as_str().to_owned()))
+                .cloned()
+        };
         let reservations = keys
             .receipts
             .iter()
-            .filter_map(|r| {
-                self.reservations
-                    .get(&(till, r.as_str().to_owned()))
-                    .cloned()
-            })
+            .filter_map(row)
+            .chain(
+                keys.open_receipts
+                    .iter()
+                    .filter_map(row)
+                    .filter(|r| r.status == ReservationStatus::Open),
+            )
             .collect();
         let leases = keys
             .leases

@@ -345,3 +345,26 @@ fn a_token_use_is_a_retry_only_at_the_same_terminal_and_scan() {
     };
     assert!(!other_till.is_retry_of(&first));
 }
+
+/// Receipts whose row `settle` needs whatever its status (redeeming sales, releases)
+/// are apart from those of sales that redeemed nothing, which only an open row
+/// changes; a receipt in both is loaded as the first kind, once.
+#[test]
+fn settlement_keys_split_receipts_by_the_rows_settle_needs() {
+    let mut anonymous = sale(6, CARD, 0, 0);
+    if let EntryBody::Sale(s) = &mut anonymous.body {
+        s.card = None;
+    }
+    let entries = [
+        sale(1, CARD, 5, 0),
+        sale(2, CARD, 0, 3),
+        release(3, CARD, 2, 1),
+        sale(4, CARD, 0, 0),
+        sale(5, CARD, 0, 0),
+        release(7, CARD, 9, 1),
+        anonymous,
+    ];
+    let keys = settlement_keys(&entries);
+    assert_eq!(keys.receipts, [receipt(1), receipt(2), receipt(9)]);
+    assert_eq!(keys.open_receipts, [receipt(4), receipt(5)]);
+}

@@ -312,6 +312,7 @@ async fn apply_new<C: Statements>(
             cards: &touched,
             terminal: terminal.key,
             receipts: &keys.receipts,
+            open_receipts: &keys.open_receipts,
             leases: &keys.leases,
             consuming: &consuming,
         })

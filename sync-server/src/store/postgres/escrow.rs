@@ -9,7 +9,7 @@ use super::session::{self, PgSession};
 use super::{push, sql, terminals};
 use crate::keys::TokenHash;
 use crate::ledger::CardRecord;
-use crate::ledger::escrow::{LeaseRow, ReservationRow, TokenUse};
+use crate::ledger::escrow::{LeaseRow, ReservationRow, ReservationStatus, TokenUse};
 use crate::ledger::verify::WideSum;
 use crate::store::Result;
 use crate::store::encode::{signed, to_db};
@@ -48,6 +48,16 @@ impl EscrowRows for PgSession<'_> {
         receipts: &[ReceiptId],
     ) -> Result<Vec<ReservationRow>> {
         reservations(self.conn().await?, terminal, receipts, sql::Plan::EachRun).await
+    }
+
+    async fn open_reservations_among(
+        &mut self,
+        terminal: i64,
+        receipts: &[ReceiptId],
+    ) -> Result<Vec<ReservationRow>> {
+        let mut rows = self.reservations(terminal, receipts).await?;
+        rows.retain(|r| r.status == ReservationStatus::Open);
+        Ok(rows)
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {

@@ -34,6 +34,7 @@ use crate::store::statements::{
     CardReads, CardState, Head, HeadReads, Locked, PushRows, PushWrites, Written,
 };
 use deadpool_postgres::Client;
+use protocol::ReceiptId;
 use std::collections::HashSet;
 
 mod write;
@@ -146,6 +147,14 @@ impl PushRows for PgSession<'_> {
 
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
+        // One read for both kinds of receipt, each by key: a settled row of an open
+        // receipt settles nothing (`settle` leaves it), so it may come back too.
+        let receipts: Vec<ReceiptId> = reads
+            .receipts
+            .iter()
+            .chain(reads.open_receipts)
+            .cloned()
+            .collect();
         let c = self.conn().await?;
         // Cached, under the push's settings (`push_settings`, sent in the first flight).
         let statements: [&str; 4] = [
@@ -158,7 +167,7 @@ impl PushRows for PgSession<'_> {
         let (locked, reservations, leases, open_lots) = sql::flight(c, &statements, async {
             tokio::join!(
                 cards::lock_sorted(c, &keys, in_push),
-                escrow::reservations(c, reads.terminal, reads.receipts, in_push),
+                escrow::reservations(c, reads.terminal, &receipts, in_push),
                 escrow::leases(c, reads.leases),
                 cards::open_lots(c, reads.consuming, in_push),
             )

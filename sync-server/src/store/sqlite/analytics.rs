@@ -137,11 +137,7 @@ impl AnalyticsRows for SqliteSession<'_> {
 
     async fn new_members(&mut self, scope: KpiScope<'_>) -> Result<i64> {
         self.one(
-            "SELECT COUNT(*) FROM kpi_members m
-             WHERE m.first_day BETWEEN ?1 AND ?2
-               AND (?3 IS NULL OR EXISTS (
-                   SELECT 1 FROM kpi_member_days d
-                   WHERE d.card = m.card AND d.store = ?3 AND d.day BETWEEN ?1 AND ?2))",
+            NEW_MEMBERS,
             (scope.from, scope.to, scope.store.map(|s| s.as_str())),
             |r| r.int(0),
         )
@@ -207,8 +203,8 @@ impl AnalyticsRows for SqliteSession<'_> {
 }
 
 /// The statement of `member_activity` (see PostgreSQL's): one pass over the members'
-/// days of the windows' span, grouped by card in the order of `kpi_member_days_card`,
-/// where each count was a pass of its own.
+/// days of the windows' span (a range of the key), grouped by card, where each count
+/// was a pass of its own.
 const MEMBER_ACTIVITY: &str = "SELECT COUNT(*) FILTER (WHERE period),
             COUNT(*) FILTER (WHERE last_30),
             COUNT(*) FILTER (WHERE last_90),
@@ -220,6 +216,16 @@ const MEMBER_ACTIVITY: &str = "SELECT COUNT(*) FILTER (WHERE period),
            FROM kpi_member_days
            WHERE day BETWEEN ?9 AND ?10 AND (?11 IS NULL OR store = ?11)
            GROUP BY card)";
+
+/// The statement of `new_members`. One store's members are the period's cards of the
+/// store, read once through the key's leading `day` (a list SQLite builds once): an
+/// `EXISTS` per member, looking its days up by card, needs an index by card, which
+/// migration 12 dropped (without it each member scanned the period's member-days).
+pub(super) const NEW_MEMBERS: &str = "SELECT COUNT(*) FROM kpi_members m
+     WHERE m.first_day BETWEEN ?1 AND ?2
+       AND (?3 IS NULL OR m.card IN (
+           SELECT d.card FROM kpi_member_days d
+           WHERE d.store = ?3 AND d.day BETWEEN ?1 AND ?2))";
 
 /// The statement of `cohort_activity`. A number is a Julian day number to SQLite's
 /// date functions, as stored. Each day of the period is turned into its month once
@@ -253,6 +259,7 @@ mod tests {
     use crate::store::backend::{Session, TxKind};
     use crate::store::caches::Caches;
     use crate::store::sqlite::session::block_on;
+    use crate::store::statements::KpiScope;
 
     #[test]
     fn a_members_first_day_moves_only_earlier_and_a_later_day_writes_nothing() {
@@ -290,5 +297,148 @@ mod tests {
             "a later day rewrote the row"
         );
         assert_eq!(add(2_459_990), (1, 2_459_990));
+    }
+
+    /// One store's new members as they were counted with `kpi_member_days_card`
+    /// (before migration 12): an `EXISTS` per member, by card.
+    const NEW_MEMBERS_BY_CARD: &str = "SELECT COUNT(*) FROM kpi_members m
+         WHERE m.first_day BETWEEN ?1 AND ?2
+           AND (?3 IS NULL OR EXISTS (
+               SELECT 1 FROM kpi_member_days d
+               WHERE d.card = m.card AND d.store = ?3 AND d.day BETWEEN ?1 AND ?2))";
+
+    /// Member-days of 300 cards over 200 days at three stores (a fixed pseudo-random
+    /// draw, each card's first day its earliest, as a push keeps it): `(day, card,
+    /// store)`.
+    fn member_days() -> Vec<(i32, String, String)> {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let mut days: Vec<_> = (0..3_000)
+            .map(|_| {
+                let day = 2_460_676 + i32::try_from(next(200)).unwrap();
+                let card = format!("{:013}", 4_000_000_000_000_u64 + next(300));
+                (day, card, format!("store-{}", next(3)))
+            })
+            .collect();
+        days.sort();
+        days.dedup();
+        days
+    }
+
+    /// What every member-day report answers over `periods` × (the chain, each store),
+    /// one store's new members read by `new_members`.
+    fn member_reports(
+        s: &mut SqliteSession<'_>,
+        periods: &[(i32, i32)],
+        new_members: &str,
+    ) -> Vec<(MemberActivity, i64, Vec<(i32, i32, i64)>)> {
+        let stores: Vec<StoreId> = (0..3)
+            .map(|n| StoreId::parse(&format!("store-{n}")).unwrap())
+            .collect();
+        let mut out = Vec::new();
+        for &(from, to) in periods {
+            for store in [None].into_iter().chain(stores.iter().map(Some)) {
+                let scope = KpiScope { from, to, store };
+                let windows = MemberWindows {
+                    period: (from, to),
+                    last_30: (to - 29, to),
+                    last_90: (to - 89, to),
+                    previous: (2 * from - to - 1, from - 1),
+                };
+                let activity = block_on(s.member_activity(&windows, store)).unwrap();
+                let new = s
+                    .one(new_members, (from, to, store.map(StoreId::as_str)), |r| {
+                        r.int(0)
+                    })
+                    .unwrap();
+                let cohorts = block_on(s.cohort_activity(scope)).unwrap();
+                out.push((activity, new, cohorts));
+            }
+        }
+        out
+    }
+
+    /// Migration 12 dropped `kpi_member_days_card`: every member-day report answers
+    /// as it did with the index, one store's new members are those a plain count of
+    /// the rows finds, and no member looks its days up one by one.
+    #[test]
+    fn member_day_reports_answer_alike_without_the_card_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let migrations = super::super::schema::migrations();
+        migrations.to_version(&mut conn, 11).unwrap();
+        let days = member_days();
+        for (day, card, store) in &days {
+            conn.execute(
+                "INSERT INTO kpi_member_days (day, card, store) VALUES (?1, ?2, ?3)",
+                (day, card, store),
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO kpi_members (card, first_day)
+             SELECT card, MIN(day) FROM kpi_member_days GROUP BY card",
+        )
+        .unwrap();
+        let periods = [
+            (2_460_676, 2_460_875),
+            (2_460_676, 2_460_690),
+            (2_460_686, 2_460_716),
+        ];
+        let caches = Caches::default();
+        let before = {
+            let mut s = SqliteSession::new(&mut conn, &caches);
+            member_reports(&mut s, &periods, NEW_MEMBERS_BY_CARD)
+        };
+        migrations.to_latest(&mut conn).unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'kpi_member_days'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexes, Vec::<String>::new());
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {NEW_MEMBERS}"))
+            .unwrap()
+            .query_map((1, 2, "store-0"), |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            !plan.iter().any(|step| step.contains("CORRELATED")),
+            "{plan:?}"
+        );
+        let mut s = SqliteSession::new(&mut conn, &caches);
+        let after = member_reports(&mut s, &periods, NEW_MEMBERS);
+        assert_eq!(before, after);
+
+        // One store's new members, counted from the rows: first day in the period and
+        // a day at the store in the period.
+        let first_day = |card: &str| days.iter().filter(|d| d.1 == card).map(|d| d.0).min();
+        let mut counted = Vec::new();
+        for &(from, to) in &periods {
+            for store in [None, Some("store-0"), Some("store-1"), Some("store-2")] {
+                let mut cards: Vec<&str> = days
+                    .iter()
+                    .filter(|(day, _, at)| {
+                        store.is_none_or(|s| s == at) && (from..=to).contains(day)
+                    })
+                    .map(|(_, card, _)| card.as_str())
+                    .filter(|card| first_day(card).is_some_and(|f| (from..=to).contains(&f)))
+                    .collect();
+                cards.sort_unstable();
+                cards.dedup();
+                counted.push(i64::try_from(cards.len()).unwrap());
+            }
+        }
+        let read: Vec<i64> = after.iter().map(|(_, new, _)| *new).collect();
+        assert_eq!(read, counted);
+        assert!(counted.iter().all(|&n| n > 0), "{counted:?}");
     }
 }

@@ -12,6 +12,7 @@ use crate::store::encode::{signed, to_db};
 use crate::store::rows::{self, LEASE_COLUMNS, RESERVATION_COLUMNS, TOKEN_USE_COLUMNS, split_sum};
 use crate::store::statements::{CardRows, EscrowRows, ReserveReads, TerminalRows};
 use protocol::{CardId, Points, ReceiptId};
+use std::collections::HashSet;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,6 +33,32 @@ impl EscrowRows for SqliteSession<'_> {
             &[int(terminal)],
             |r| rows::reservation(r),
         )
+    }
+
+    async fn open_reservations_among(
+        &mut self,
+        terminal: i64,
+        receipts: &[ReceiptId],
+    ) -> Result<Vec<ReservationRow>> {
+        // The terminal's open reservations, through their own index (migration 12): a
+        // till holds a few at a time, and usually none, where looking each receipt up
+        // by key was a descent of the key's index, which holds every reservation ever
+        // written (settled rows stay), for each sale of a push. `INDEXED BY` fails loudly rather than let the
+        // key's prefix read all of the terminal's rows.
+        let mut open = self.all(
+            &format!(
+                "SELECT {RESERVATION_COLUMNS} FROM reservations
+                 INDEXED BY reservations_open_terminal
+                 WHERE terminal_ref = ?1 AND status = 'open'"
+            ),
+            [terminal],
+            |r| rows::reservation(r),
+        )?;
+        if !open.is_empty() {
+            let wanted: HashSet<&str> = receipts.iter().map(ReceiptId::as_str).collect();
+            open.retain(|r| wanted.contains(r.receipt_id.as_str()));
+        }
+        Ok(open)
     }
 
     async fn write_reservations(&mut self, rows: &[ReservationRow]) -> Result<()> {

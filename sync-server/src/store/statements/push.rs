@@ -50,8 +50,11 @@ pub struct CardReads<'a> {
     pub cards: &'a [&'a CardId],
     /// The pushing terminal's key (its reservations).
     pub terminal: i64,
-    /// Receipts whose reservations the batch settles.
+    /// Receipts whose reservations the batch settles, whatever their status.
     pub receipts: &'a [ReceiptId],
+    /// Receipts whose open reservations alone the batch settles
+    /// ([`crate::ledger::escrow::SettlementKeys::open_receipts`]).
+    pub open_receipts: &'a [ReceiptId],
     /// Leases the batch settles.
     pub leases: &'a [Uuid],
     /// Cards whose open lots the batch consumes.
@@ -63,7 +66,8 @@ pub struct CardReads<'a> {
 pub struct CardState {
     /// The locked cards.
     pub locked: Locked,
-    /// The terminal's reservations for the receipts.
+    /// The terminal's reservations for the receipts, and its open ones for the open
+    /// receipts (a store may also answer settled rows of those: they change nothing).
     pub reservations: Vec<ReservationRow>,
     /// The leases.
     pub leases: Vec<LeaseRow>,
@@ -156,12 +160,21 @@ pub trait PushRows:
     }
 
     /// Locks the cards that have a row ([`CardRows::lock_cards`] with
-    /// [`Missing::Leave`]), then reads the reservations, leases and open lots.
+    /// [`Missing::Leave`]), then reads the reservations (the open ones alone of the
+    /// open receipts), leases and open lots.
     fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> impl Fut<CardState> {
         async move {
+            let locked = self.lock_cards(reads.cards, Missing::Leave).await?;
+            let mut reservations = self.reservations(reads.terminal, reads.receipts).await?;
+            if !reads.open_receipts.is_empty() {
+                reservations.extend(
+                    self.open_reservations_among(reads.terminal, reads.open_receipts)
+                        .await?,
+                );
+            }
             Ok(CardState {
-                locked: self.lock_cards(reads.cards, Missing::Leave).await?,
-                reservations: self.reservations(reads.terminal, reads.receipts).await?,
+                locked,
+                reservations,
                 leases: self.leases(reads.leases).await?,
                 open_lots: self.open_lots(reads.consuming).await?,
             })

@@ -4,7 +4,9 @@
 //! bounds, charge, close, epoch and push-first), app-token uses, and the job that
 //! takes back what tills abandoned.
 
-use super::{CARD, Db, T0, TestTerminal, batch, card, fresh, live, terminal, verify_ok};
+use super::{
+    CARD, Db, T0, TestTerminal, batch, card, fresh, live, other_terminal, terminal, verify_ok,
+};
 use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::sale;
 use crate::ledger::escrow::tests::{lease_closed, receipt, release, sale_on_lease};
@@ -12,6 +14,7 @@ use crate::ledger::escrow::{EscrowRefusal, LeaseAsks, ReserveAsk, TokenUse};
 use crate::ledger::quarantine::QuarantineKind;
 use crate::store::flow::escrow::AbandonAfter;
 use crate::store::{Store, StoreError, TerminalIdentity};
+use protocol::journal::{EntryBody, JournalEntry};
 use protocol::limits::Limits;
 use protocol::wire::ReserveResponse;
 use protocol::{Points, Seq};
@@ -25,6 +28,7 @@ testkit::on_every_backend!(
     a_reservation_of_an_unknown_or_revoked_token_changes_nothing,
     two_terminals_racing_for_the_same_points_on_two_instances_exactly_one_wins,
     a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push,
+    a_sale_that_redeems_nothing_settles_only_its_terminal_s_open_hold,
     leases_are_bounded_charged_and_closed_and_syncs_are_ordered,
     an_app_code_is_used_once_everywhere_and_a_retry_is_not_a_replay,
     the_job_takes_back_only_what_tills_abandoned,
@@ -259,6 +263,69 @@ async fn a_hold_is_settled_once_whatever_the_order_of_ask_commit_and_push(store:
             spendable: Points(0),
             asked: Points(1)
         }
+    );
+    assert!(verify_ok(&*store).await);
+}
+
+/// Sale `seq` of [`CARD`] on receipt `receipt_seq`'s id, redeeming `redeemed`.
+fn sale_on_receipt(seq: u64, receipt_seq: u64, redeemed: i64) -> JournalEntry {
+    let mut e = sale(seq, CARD, redeemed, 0);
+    if let EntryBody::Sale(s) = &mut e.body {
+        s.receipt_id = receipt(receipt_seq);
+    }
+    e
+}
+
+/// A push reads the reservations of sales that redeemed nothing apart from the others
+/// (`SettlementKeys::open_receipts`): such a sale captures its receipt's open hold,
+/// leaves a settled one and another terminal's hold of the same receipt id as they
+/// are and writes no marker, while a redeeming sale of the same push leaves its
+/// marker.
+async fn a_sale_that_redeems_nothing_settles_only_its_terminal_s_open_hold(store: Db) {
+    let t = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s1", "t2").await;
+    funded(&*store, &t, 100).await;
+    reserve(&*store, &t, ask(2, 30)).await.unwrap();
+    reserve(&*store, &t, ask(3, 10)).await.unwrap();
+    store
+        .push(&t, batch(vec![release(2, CARD, 3, 10)]), T0)
+        .await
+        .unwrap();
+    reserve(&*store, &t2, ask(2, 20)).await.unwrap();
+    assert_eq!(figures(&*store).await, (Points(100), Points(50), Points(0)));
+    let entries = vec![
+        sale_on_receipt(3, 2, 0),
+        sale_on_receipt(4, 3, 0),
+        sale_on_receipt(5, 5, 0),
+        sale_on_receipt(6, 6, 7),
+    ];
+    store.push(&t, batch(entries), T0).await.unwrap();
+    // t's hold of receipt 2 captured, t2's left open.
+    assert_eq!(figures(&*store).await, (Points(93), Points(20), Points(0)));
+    let settled = |status| EscrowRefusal::ReservationSettled(status);
+    assert_eq!(
+        refusal(reserve(&*store, &t, ask(2, 30)).await),
+        settled("captured")
+    );
+    assert_eq!(
+        refusal(reserve(&*store, &t, ask(3, 10)).await),
+        settled("released")
+    );
+    assert_eq!(
+        refusal(reserve(&*store, &t, ask(6, 1)).await),
+        settled("captured")
+    );
+    // No marker for receipt 5: it can still be reserved.
+    reserve(&*store, &t, ask(5, 1)).await.unwrap();
+    // t2's hold is still open: its sale captures it.
+    store
+        .push(&t2, batch(vec![other_terminal(sale_on_receipt(1, 2, 0))]), T0)
+        .await
+        .unwrap();
+    assert_eq!(figures(&*store).await, (Points(93), Points(1), Points(0)));
+    assert_eq!(
+        refusal(reserve(&*store, &t2, ask(2, 20)).await),
+        settled("captured")
     );
     assert!(verify_ok(&*store).await);
 }
