@@ -319,7 +319,11 @@ async fn a_sale_that_redeems_nothing_settles_only_its_terminal_s_open_hold(store
     reserve(&*store, &t, ask(5, 1)).await.unwrap();
     // t2's hold is still open: its sale captures it.
     store
-        .push(&t2, batch(vec![other_terminal(sale_on_receipt(1, 2, 0))]), T0)
+        .push(
+            &t2,
+            batch(vec![other_terminal(sale_on_receipt(1, 2, 0))]),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(figures(&*store).await, (Points(93), Points(1), Points(0)));
