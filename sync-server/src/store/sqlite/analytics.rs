@@ -330,13 +330,16 @@ mod tests {
         days
     }
 
+    /// The member windows' counts, the new members and the cohort cells of one scope.
+    type MemberReports = (MemberActivity, i64, Vec<(i32, i32, i64)>);
+
     /// What every member-day report answers over `periods` × (the chain, each store),
     /// one store's new members read by `new_members`.
     fn member_reports(
         s: &mut SqliteSession<'_>,
         periods: &[(i32, i32)],
         new_members: &str,
-    ) -> Vec<(MemberActivity, i64, Vec<(i32, i32, i64)>)> {
+    ) -> Vec<MemberReports> {
         let stores: Vec<StoreId> = (0..3)
             .map(|n| StoreId::parse(&format!("store-{n}")).unwrap())
             .collect();
