@@ -12,7 +12,9 @@
 //! `PG_COST_PUSHES` measured (1,000); `PG_COST_PERF=FILE` also records the backend
 //! with `perf record -e cpu-clock -g` while measuring; `PG_COST_WAL=1` prints the
 //! measured window's WAL records by relation (`pg_waldump`, which must be on `PATH`
-//! and able to read the server's `pg_wal`). A backlog: `PG_COST_BATCH=500
+//! and able to read the server's `pg_wal`); `PG_COST_SQL` is run on the migrated
+//! database before the warm-up, to measure a schema variant (an index dropped, a
+//! table's fillfactor) before building it. A backlog: `PG_COST_BATCH=500
 //! PG_COST_TERMINALS=1 PG_COST_WARM=40 PG_COST_PUSHES=100`.
 
 mod wal;
@@ -88,6 +90,9 @@ async fn what_pushes_cost_postgres() {
         .open()
         .await
         .unwrap();
+    if let Ok(variant) = std::env::var("PG_COST_SQL") {
+        admin.batch_execute(&variant).await.unwrap();
+    }
     let rounds = (warm + pushes).div_ceil(terminals);
     let mut work = Vec::new();
     for i in 0..terminals {
