@@ -198,8 +198,7 @@ impl PushRows for PgSession<'_> {
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
         let c = self.conn().await?;
-        let state = sql::flight(c, &card_read_statements(), card_reads(c, &keys, reads)).await?;
-        state
+        sql::flight(c, &card_read_statements(), card_reads(c, &keys, reads)).await?
     }
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Written> {
