@@ -26,13 +26,15 @@
 //!    anomaly, never a refusal.
 //! 6. Record `acked_through`; after commit the caches learn the new associations.
 //!
-//! The statements are asked for in three groups ([`PushRows`]), shaped like round
-//! trips: steps 1–2 with the rules (`push_head`), steps 3–4's locks and reads but
-//! the spend (`lock_and_read_cards`), and every write of steps 5–6
+//! The statements are asked for in groups ([`PushRows`]), shaped like round trips:
+//! steps 1–2 with the rules and, where the backend can take them in the same round
+//! trip, step 3–4's locks and reads (but the spend) of the whole batch (`push_head`);
+//! those locks and reads again for the new entries only when they are not the whole
+//! batch or were not taken (`lock_and_read_cards`); and every write of steps 5–6
 //! (`write_push`). PostgreSQL sends each group as one pipelined flight (the
 //! `START TRANSACTION` in the first, the `COMMIT` at the end of the last), so a push
-//! costs three round trips whatever its size, cards HQ never held included; only a
-//! stale cached spend adds one. A write flight that failed committed nothing (its
+//! costs two round trips whatever its size, cards HQ never held included; a retried
+//! batch (some entries held) and a stale cached spend add one each. A write flight that failed committed nothing (its
 //! `COMMIT` rolled back), so a refusal or [`Written::CardTaken`] leaves the database
 //! as it was, and a start-over begins a new transaction.
 //!
@@ -52,7 +54,7 @@ use super::done;
 use super::rules;
 use crate::ledger::apply::{BatchInput, BatchPlan, apply_batch, cards_that_consume};
 use crate::ledger::batch::Batch;
-use crate::ledger::escrow::{Settlement, settle, settlement_keys};
+use crate::ledger::escrow::{Settlement, SettlementKeys, settle, settlement_keys};
 use crate::ledger::kpi;
 use crate::ledger::sequence::{Refusal, StoredEntry, classify};
 use crate::ledger::{AnomalyKind, CardRecord, Lot, RulesBook, cached_spend, spend_window_start};
@@ -61,7 +63,7 @@ use crate::store::backend::{Access, Attempt, Op};
 use crate::store::caches::Caches;
 use crate::store::encode::entry_body_and_hash;
 use crate::store::statements::{
-    CardReads, Clash, HeadReads, NewEntries, PushWrites, Statements, Written,
+    CardReads, CardState, Clash, HeadReads, NewEntries, PushWrites, Statements, Written,
 };
 use crate::store::{Anomaly, PushOutcome, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
@@ -172,11 +174,15 @@ impl Op for Push {
             .into_iter()
             .filter(|v| *v != 0 && c.caches().rules.get(*v).is_none())
             .collect();
+        // The whole batch's card locks and reads go with the first round trip where
+        // the backend can (PostgreSQL): used only if every entry is new.
+        let whole = CardKeys::of(batch.entries());
         let head = c
             .push_head(HeadReads {
                 terminal: terminal.key,
                 range: batch.seq_range(),
                 rules: &uncached,
+                cards: Some(whole.reads(terminal.key)),
             })
             .await?;
         let acked = match head.terminal {
@@ -202,18 +208,21 @@ impl Op for Push {
                 quarantined: Vec::new(),
             }));
         };
-        let to_apply = New {
+        let mut to_apply = New {
             entries: new,
             from: classified.new_from,
             acked,
             acked_after: last.seq,
+            // Locked and read for exactly these entries, or to be.
+            locked: head.cards.filter(|_| new.len() == batch.entries().len()),
         };
         let rules = Rules {
             current: head.rules_version,
             asked: uncached,
             read: head.rules,
         };
-        let Some(applied) = apply_new(c, terminal, batch, encoded, &to_apply, rules, *now).await?
+        let Some(applied) =
+            apply_new(c, terminal, batch, encoded, &mut to_apply, rules, *now).await?
         else {
             *cards_taken += 1;
             if *cards_taken > batch.entries().len() {
@@ -254,6 +263,8 @@ struct New<'a> {
     acked: Seq,
     /// The last entry's seq: what HQ holds once they are stored.
     acked_after: Seq,
+    /// Their card locks and reads ([`CardKeys`]), if taken already.
+    locked: Option<CardState>,
 }
 
 /// What the push's first flight read of the rules.
@@ -274,6 +285,43 @@ struct Applied {
     quarantined: Vec<Seq>,
 }
 
+/// The keys of what a push locks and reads of its cards, for some entries.
+struct CardKeys<'e> {
+    /// The cards the entries touch, each once, in entry order.
+    touched: Vec<&'e CardId>,
+    /// The reservations and leases they settle.
+    settlement: SettlementKeys,
+    /// The cards whose open lots they consume.
+    consuming: Vec<&'e CardId>,
+}
+
+impl<'e> CardKeys<'e> {
+    fn of(entries: &'e [JournalEntry]) -> Self {
+        let mut seen = HashSet::new();
+        Self {
+            touched: entries
+                .iter()
+                .filter_map(JournalEntry::card)
+                .filter(|card| seen.insert(*card))
+                .collect(),
+            settlement: settlement_keys(entries),
+            consuming: cards_that_consume(entries),
+        }
+    }
+
+    /// The reads of the pushing terminal (`terminal`, its key).
+    fn reads(&self, terminal: i64) -> CardReads<'_> {
+        CardReads {
+            cards: &self.touched,
+            terminal,
+            receipts: &self.settlement.receipts,
+            open_receipts: &self.settlement.open_receipts,
+            leases: &self.settlement.leases,
+            consuming: &self.consuming,
+        }
+    }
+}
+
 /// Writes the new entries, their effects and the terminal's ack, or answers `None`
 /// when another transaction inserted one of the cards this one found without a row
 /// (the attempt must start over).
@@ -282,7 +330,7 @@ async fn apply_new<C: Statements>(
     terminal: &TerminalIdentity,
     batch: &Batch,
     encoded: &mut Encoded,
-    new: &New<'_>,
+    new: &mut New<'_>,
     rules: Rules,
     now: OffsetDateTime,
 ) -> Result<Option<Applied>> {
@@ -294,29 +342,16 @@ async fn apply_new<C: Statements>(
         batch.rules_versions(),
     )
     .await?;
-    let mut seen = HashSet::new();
-    let touched: Vec<&CardId> = new
-        .entries
-        .iter()
-        .filter_map(JournalEntry::card)
-        .filter(|card| seen.insert(*card))
-        .collect();
     // Reservations, leases and lots are read after the card locks: every writer of
     // them holds the card's lock. Every stored entry settles them once, a
     // quarantined one included: HQ holds it, so the till's hold has ended (its
     // points move when a retry applies it).
-    let keys = settlement_keys(new.entries);
-    let consuming = cards_that_consume(new.entries);
-    let state = c
-        .lock_and_read_cards(CardReads {
-            cards: &touched,
-            terminal: terminal.key,
-            receipts: &keys.receipts,
-            open_receipts: &keys.open_receipts,
-            leases: &keys.leases,
-            consuming: &consuming,
-        })
-        .await?;
+    let keys = CardKeys::of(new.entries);
+    let touched = &keys.touched;
+    let state = match new.locked.take() {
+        Some(state) => state,
+        None => c.lock_and_read_cards(keys.reads(terminal.key)).await?,
+    };
     let mut cards = state.locked.cards;
     // Absent from the locked rows: the plan starts them from `CardRecord::new`.
     let stored: HashSet<CardId> = cards.keys().cloned().collect();
@@ -338,7 +373,7 @@ async fn apply_new<C: Statements>(
     let applied = new.entries.iter().filter(|e| !quarantined.contains(&e.seq));
     let kpi = kpi::delta(applied, &terminal.store);
     let anomalies = mismatches(terminal, &settlement, now);
-    let unknown = c.caches().associations.unknown(&terminal.store, &touched);
+    let unknown = c.caches().associations.unknown(&terminal.store, touched);
     let states: (Vec<&CardRecord>, Vec<&CardRecord>) = plan
         .cards
         .iter()

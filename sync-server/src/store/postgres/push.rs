@@ -1,13 +1,18 @@
 //! The push's statements on PostgreSQL: each group of [`PushRows`] is one pipelined
-//! flight ([`sql::flight`]), so a push costs three round trips whatever its size:
+//! flight ([`sql::flight`]), so a push costs two round trips whatever its size:
 //!
 //! 1. `START TRANSACTION` with the push's planner settings ([`PUSH_COSTS`],
 //!    [`KEYS_ONLY`]), lock the terminal's row, what HQ holds of the batch's seq
-//!    range, the rules version (and the JSON of versions the cache lacks);
-//! 2. lock the touched cards that have a row in card-id order, then their
-//!    reservations, leases and open lots: the server runs a flight's statements in
-//!    the order sent, so every read comes after the locks;
-//! 3. every write as one statement ([`write`]: a sub-statement per table, arrays
+//!    range, the rules version (and the JSON of versions the cache lacks), then
+//!    lock the batch's cards that have a row in card-id order and read their
+//!    reservations, leases and open lots ([`card_reads`]): the server runs a
+//!    flight's statements in the order sent, so the cards are locked after the
+//!    terminal and every read comes after the locks. The card reads are the whole
+//!    batch's, asked for before HQ knows which entries are new; a batch that
+//!    repeats entries HQ holds (a retry) takes its new entries' in a flight of
+//!    their own, as all pushes did before (`lock_and_read_cards`): the extra locks
+//!    of the first flight are the same cards' or more, taken in the same order;
+//! 2. every write as one statement ([`write`]: a sub-statement per table, arrays
 //!    through `unnest`; cards HQ never held are inserted with their figures; the
 //!    ack; the store's KPI rows last), then `COMMIT`. Every lock the push took
 //!    (terminal, cards, the per-store KPI rows all of a store's tills update) is
@@ -110,78 +115,99 @@ fn push_settings() -> String {
 /// transaction, so no other use of the pooled connection plans with it.
 const PUSH_COSTS: &str = "SET LOCAL random_page_cost = 1.1";
 
+/// The statements of [`card_reads`], in the order sent; cached, under the push's
+/// settings (`push_settings`, sent in the push's first flight).
+fn card_read_statements() -> [&'static str; 4] {
+    [
+        cards::LOCK_CARDS.as_str(),
+        escrow::RESERVATIONS.as_str(),
+        escrow::LEASES.as_str(),
+        cards::OPEN_LOTS.as_str(),
+    ]
+}
+
+/// Locks the cards among `keys` (sorted) that have a row, then reads the
+/// reservations, leases and open lots `reads` names: statements of one flight.
+async fn card_reads(c: &Client, keys: &[&str], reads: CardReads<'_>) -> Result<CardState> {
+    let in_push = sql::Plan::InPush;
+    // One read for both kinds of receipt, each by key: a settled row of an open
+    // receipt settles nothing (`settle` leaves it), so it may come back too.
+    let receipts: Vec<ReceiptId> = reads
+        .receipts
+        .iter()
+        .chain(reads.open_receipts)
+        .cloned()
+        .collect();
+    let (locked, reservations, leases, open_lots) = tokio::join!(
+        cards::lock_sorted(c, keys, in_push),
+        escrow::reservations(c, reads.terminal, &receipts, in_push),
+        escrow::leases(c, reads.leases),
+        cards::open_lots(c, reads.consuming, in_push),
+    );
+    Ok(CardState {
+        locked: Locked {
+            cards: locked?,
+            created: HashSet::new(),
+        },
+        reservations: reservations?,
+        leases: leases?,
+        open_lots: open_lots?,
+    })
+}
+
 impl PushRows for PgSession<'_> {
     async fn push_head(&mut self, reads: HeadReads<'_>) -> Result<Head> {
         let start = self.take_begin();
         let c = self.client();
         let key = reads.terminal;
-        let statements = [
+        // The card reads, when asked for, come after the terminal's lock in the same
+        // flight: the server runs a flight's statements in the order sent.
+        let card_keys = reads.cards.map(|r| cards::sorted_keys(r.cards));
+        let mut statements = vec![
             terminals::LOCK_TERMINAL,
             terminals::HELD,
             rules::RULES_VERSION,
             RULES_BODIES,
         ];
-        let (began, terminal, held, rules_version, bodies) = sql::flight(c, &statements, async {
-            tokio::join!(
-                begin_push(c, start),
-                terminals::lock_terminal(c, key),
-                async {
-                    match reads.range {
-                        Some((from, to)) => terminals::held(c, key, from, to).await,
-                        None => Ok(Vec::new()),
-                    }
-                },
-                rules::rules_version(c),
-                rules_bodies(c, reads.rules),
-            )
-        })
-        .await?;
+        if reads.cards.is_some() {
+            statements.extend(card_read_statements());
+        }
+        let (began, terminal, held, rules_version, bodies, cards) =
+            sql::flight(c, &statements, async {
+                tokio::join!(
+                    begin_push(c, start),
+                    terminals::lock_terminal(c, key),
+                    async {
+                        match reads.range {
+                            Some((from, to)) => terminals::held(c, key, from, to).await,
+                            None => Ok(Vec::new()),
+                        }
+                    },
+                    rules::rules_version(c),
+                    rules_bodies(c, reads.rules),
+                    async {
+                        match (reads.cards, &card_keys) {
+                            (Some(r), Some(keys)) => card_reads(c, keys, r).await.map(Some),
+                            _ => Ok(None),
+                        }
+                    },
+                )
+            })
+            .await?;
         began?;
         Ok(Head {
             terminal: terminal?,
             held: held?,
             rules_version: rules_version?,
             rules: bodies?,
+            cards: cards?,
         })
     }
 
     async fn lock_and_read_cards(&mut self, reads: CardReads<'_>) -> Result<CardState> {
         let keys = cards::sorted_keys(reads.cards);
-        // One read for both kinds of receipt, each by key: a settled row of an open
-        // receipt settles nothing (`settle` leaves it), so it may come back too.
-        let receipts: Vec<ReceiptId> = reads
-            .receipts
-            .iter()
-            .chain(reads.open_receipts)
-            .cloned()
-            .collect();
         let c = self.conn().await?;
-        // Cached, under the push's settings (`push_settings`, sent in the first flight).
-        let statements: [&str; 4] = [
-            &cards::LOCK_CARDS,
-            &escrow::RESERVATIONS,
-            &escrow::LEASES,
-            &cards::OPEN_LOTS,
-        ];
-        let in_push = sql::Plan::InPush;
-        let (locked, reservations, leases, open_lots) = sql::flight(c, &statements, async {
-            tokio::join!(
-                cards::lock_sorted(c, &keys, in_push),
-                escrow::reservations(c, reads.terminal, &receipts, in_push),
-                escrow::leases(c, reads.leases),
-                cards::open_lots(c, reads.consuming, in_push),
-            )
-        })
-        .await?;
-        Ok(CardState {
-            locked: Locked {
-                cards: locked?,
-                created: HashSet::new(),
-            },
-            reservations: reservations?,
-            leases: leases?,
-            open_lots: open_lots?,
-        })
+        sql::flight(c, &card_read_statements(), card_reads(c, &keys, reads)).await?
     }
 
     async fn write_push(&mut self, w: &PushWrites<'_>) -> Result<Written> {

@@ -27,6 +27,11 @@ pub struct HeadReads<'a> {
     pub range: Option<(Seq, Seq)>,
     /// Rules versions whose stored JSON to read (those the cache lacks).
     pub rules: &'a [u64],
+    /// The card locks and reads of the whole batch, for a backend that can take
+    /// them in the same round trip, after the terminal's lock (PostgreSQL): on the
+    /// bet, true but for a retried batch, that every entry of the batch is new. The
+    /// flow uses them only when it is; a backend may ignore them ([`Head::cards`]).
+    pub cards: Option<CardReads<'a>>,
 }
 
 /// What [`PushRows::push_head`] read.
@@ -40,9 +45,11 @@ pub struct Head {
     pub rules_version: u64,
     /// `(version, JSON)` of the stored versions among those asked for.
     pub rules: Vec<(u64, String)>,
+    /// What [`HeadReads::cards`] locked and read, if the backend took them.
+    pub cards: Option<CardState>,
 }
 
-/// What a push locks and reads of its cards.
+/// What a push locks and reads of its cards ([`CardReads::of`]).
 #[derive(Debug, Clone, Copy)]
 pub struct CardReads<'a> {
     /// The touched cards, locked in card-id order; those HQ holds no row for are
@@ -136,6 +143,8 @@ pub trait PushRows:
     + QuarantineRows
 {
     /// Locks the terminal's row, then reads what HQ holds of the range and the rules.
+    /// The default takes no card locks ([`Head::cards`] is `None`): one statement
+    /// after another, it has no round trip to save.
     fn push_head(&mut self, reads: HeadReads<'_>) -> impl Fut<Head> {
         async move {
             let terminal = self.lock_terminal(reads.terminal).await?;
@@ -155,6 +164,7 @@ pub trait PushRows:
                 held,
                 rules_version,
                 rules,
+                cards: None,
             })
         }
     }
