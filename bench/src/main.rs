@@ -14,9 +14,11 @@ mod offline_replay;
 mod probe_till;
 mod push_load;
 mod push_runs;
+mod push_tills;
 mod round_trips;
 mod scan_latency;
 mod sqlite_limit;
+mod timeline;
 mod store_load;
 
 use anyhow::Context;
