@@ -18,8 +18,8 @@ mod push_tills;
 mod round_trips;
 mod scan_latency;
 mod sqlite_limit;
-mod timeline;
 mod store_load;
+mod timeline;
 
 use anyhow::Context;
 use clap::Parser;

@@ -13,8 +13,8 @@ use crate::hq::HqDb;
 use crate::latency::quantile_ms;
 use crate::probe_till::{ProbeTill, Probed};
 use crate::push_tills::{Connected, Sent, Till};
-use crate::timeline;
 use crate::store_load::Target;
+use crate::timeline;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
@@ -193,17 +193,16 @@ pub fn measure(
     let started = Instant::now();
     let running = tills.start();
     let stop = AtomicBool::new(false);
-    let (generated, (open_sale, live_balance)) =
-        std::thread::scope(|s| -> anyhow::Result<_> {
-            let probing = s.spawn(|| probe.run(&stop));
-            let generated = running.join();
-            // Stopped before any error returns: the probe would otherwise never end.
-            stop.store(true, Ordering::Relaxed);
-            let probed = probing
-                .join()
-                .map_err(|_| anyhow::anyhow!("the probe till panicked"))??;
-            Ok((generated?, probed))
-        })?;
+    let (generated, (open_sale, live_balance)) = std::thread::scope(|s| -> anyhow::Result<_> {
+        let probing = s.spawn(|| probe.run(&stop));
+        let generated = running.join();
+        // Stopped before any error returns: the probe would otherwise never end.
+        stop.store(true, Ordering::Relaxed);
+        let probed = probing
+            .join()
+            .map_err(|_| anyhow::anyhow!("the probe till panicked"))??;
+        Ok((generated?, probed))
+    })?;
     let secs = started.elapsed().as_secs_f64();
     let hq_cpu_s = hq_cpu()? - hq_cpu_before;
     let pg_cpu_s = pg_cpu()?

@@ -88,9 +88,10 @@ impl Connected {
             Ok(Ok(())) => Ok(connected),
             Ok(Err(e)) => Err(e),
             // The thread ended without a word: its own error says why.
-            Err(_) => Err(connected.join().err().unwrap_or_else(|| {
-                anyhow::anyhow!("the push generator ended before connecting")
-            })),
+            Err(_) => Err(connected
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the push generator ended before connecting"))),
         }
     }
 
@@ -154,8 +155,7 @@ fn run(
     };
     let _ = ready.send(Ok(()));
     // Outside the runtime: the idle connections need no polling meanwhile.
-    go.recv()
-        .context("the push load was never started")?;
+    go.recv().context("the push load was never started")?;
     let cpu_before = crate::cpu::thread_seconds()?;
     let started_at = std::time::SystemTime::now();
     let pushes = rt.block_on(async {
@@ -451,7 +451,12 @@ mod tests {
     fn an_answer_other_than_success_fails_the_load() {
         let (base, _) = server(Duration::ZERO, 503);
         let tills = vec![till(&base, "a", vec![None])];
-        let err = Connected::open(tills).unwrap().start().join().err().unwrap();
+        let err = Connected::open(tills)
+            .unwrap()
+            .start()
+            .join()
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("503"), "{err}");
     }
 }
