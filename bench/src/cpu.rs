@@ -14,6 +14,13 @@ pub fn process_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(stat_times(&stat)?.1)
 }
 
+/// CPU seconds (user + system) used so far by the calling thread.
+pub fn thread_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")
+        .context("reading /proc/thread-self/stat")?;
+    Ok(stat_times(&stat)?.1)
+}
+
 /// CPU seconds used so far by every process named `postgres` on this machine: the
 /// PostgreSQL server's backends, writers and checkpointer. A backend that exited
 /// during a measurement takes its time with it, so measure while the pool is open.
@@ -70,6 +77,11 @@ mod tests {
     #[test]
     fn this_machine_s_proc_reads() {
         process_seconds(std::process::id()).unwrap();
+        // A thread's own time: a spin of this one shows in it, not a sleep.
+        let before = thread_seconds().unwrap();
+        let spun = std::time::Instant::now();
+        while spun.elapsed() < std::time::Duration::from_millis(50) {}
+        assert!(thread_seconds().unwrap() > before);
         postgres_seconds().unwrap();
         assert!(process_seconds(u32::MAX).is_err());
     }

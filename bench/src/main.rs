@@ -14,10 +14,12 @@ mod offline_replay;
 mod probe_till;
 mod push_load;
 mod push_runs;
+mod push_tills;
 mod round_trips;
 mod scan_latency;
 mod sqlite_limit;
 mod store_load;
+mod timeline;
 
 use anyhow::Context;
 use clap::Parser;

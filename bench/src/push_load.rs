@@ -12,12 +12,13 @@ use crate::cpu;
 use crate::hq::HqDb;
 use crate::latency::quantile_ms;
 use crate::probe_till::{ProbeTill, Probed};
+use crate::push_tills::{Connected, Sent, Till};
 use crate::store_load::Target;
+use crate::timeline;
 use protocol::wire::{PROTOCOL_VERSION, PushRequest};
 use protocol::{StoreId, TerminalId};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// The figures.
@@ -45,6 +46,9 @@ pub struct PushFigures {
     pub hq_cpu_s: f64,
     /// CPU seconds PostgreSQL's processes used during the run (`None` on SQLite).
     pub pg_cpu_s: Option<f64>,
+    /// CPU seconds the load generator (the simulated tills' thread) used during the
+    /// run: taken from the cores the servers had.
+    pub generator_cpu_s: f64,
 }
 
 impl PushFigures {
@@ -52,6 +56,11 @@ impl PushFigures {
     /// HQ core handles.
     pub fn entries_per_hq_core(&self) -> f64 {
         self.entries as f64 / self.hq_cpu_s.max(f64::MIN_POSITIVE)
+    }
+
+    /// The generator's CPU per push, in microseconds.
+    pub fn generator_cpu_us_per_push(&self) -> f64 {
+        self.generator_cpu_s * 1e6 / self.pushes.max(1) as f64
     }
 
     /// Entries acknowledged per CPU-second of PostgreSQL (`None` on SQLite).
@@ -137,70 +146,36 @@ pub fn measure(
         &format!("till-{terminals}"),
         &probe_token,
     );
-    let barrier = Arc::new(Barrier::new(terminals + 1));
-    let mut threads = Vec::new();
-    for (i, (store, token)) in tokens.into_iter().enumerate() {
-        let base = &servers[i % servers.len()].base;
-        let url = format!("{base}/v1/sync/push");
-        let health = format!("{base}/v1/health");
-        let barrier = barrier.clone();
-        let schedule = load.schedule(i, terminals, batch);
-        threads.push(std::thread::spawn(
-            move || -> anyhow::Result<Vec<Duration>> {
-                let terminal = format!("till-{i}");
-                let now = time::OffsetDateTime::now_utc();
-                let bodies: Vec<String> = (0..schedule.len() as u64)
-                    .map(|r| {
-                        let entries = (1..=batch)
-                            .map(|k| crate::store_load::sale(&terminal, r * batch + k, now))
-                            .collect();
-                        Ok(serde_json::to_string(&PushRequest {
-                            protocol: PROTOCOL_VERSION,
-                            store_id: StoreId::parse(&store)?,
-                            terminal_id: TerminalId::parse(&terminal)?,
-                            entries,
-                        })?)
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                let client = ureq::Agent::new_with_config(
-                    ureq::Agent::config_builder()
-                        .timeout_global(Some(Duration::from_secs(120)))
-                        .build(),
-                );
-                // The till's keep-alive connection is open before the load starts, as
-                // a fleet's tills, each pushing every few seconds, keep theirs: else a
-                // short run's first pushes (29 % of a `--quick` run's at 50 %) pay the
-                // connection, all 500 of them in its first second
-                // (docs/performance.md, *The 50 % tail*).
-                client.get(&health).call()?.body_mut().read_to_vec()?;
-                barrier.wait();
-                let start = Instant::now();
-                let mut latencies = Vec::with_capacity(bodies.len());
-                for (due, body) in schedule.into_iter().zip(bodies) {
-                    let from = match due {
-                        Some(due) => {
-                            let due = start + due;
-                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                            due
-                        }
-                        None => Instant::now(),
-                    };
-                    // The answer is read to its end, as a till's client does: ureq
-                    // keeps a connection only then, and otherwise every push would
-                    // open a new one.
-                    client
-                        .post(&url)
-                        .header("authorization", &format!("Bearer {token}"))
-                        .header("content-type", "application/json")
-                        .send(body.as_bytes())?
-                        .body_mut()
-                        .read_to_vec()?;
-                    latencies.push(from.elapsed());
-                }
-                Ok(latencies)
-            },
-        ));
-    }
+    let now = time::OffsetDateTime::now_utc();
+    let tills = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, (store, token))| {
+            let terminal = format!("till-{i}");
+            let schedule = load.schedule(i, terminals, batch);
+            let bodies = (0..schedule.len() as u64)
+                .map(|r| {
+                    let entries = (1..=batch)
+                        .map(|k| crate::store_load::sale(&terminal, r * batch + k, now))
+                        .collect();
+                    Ok(serde_json::to_vec(&PushRequest {
+                        protocol: PROTOCOL_VERSION,
+                        store_id: StoreId::parse(&store)?,
+                        terminal_id: TerminalId::parse(&terminal)?,
+                        entries,
+                    })?
+                    .into())
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(Till {
+                base: servers[i % servers.len()].base.clone(),
+                token,
+                bodies,
+                schedule,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tills = Connected::open(tills)?;
     // Every sync-server's CPU and PostgreSQL's (the probe till's requests included:
     // they are HQ's work too).
     let hq_cpu = || -> anyhow::Result<f64> {
@@ -215,37 +190,27 @@ pub fn measure(
         HqDb::Sqlite => Ok(None),
     };
     let (hq_cpu_before, pg_cpu_before) = (hq_cpu()?, pg_cpu()?);
-    barrier.wait();
     let started = Instant::now();
+    let running = tills.start();
     let stop = AtomicBool::new(false);
-    let (all, (open_sale, live_balance)) = std::thread::scope(|s| -> anyhow::Result<_> {
+    let (generated, (open_sale, live_balance)) = std::thread::scope(|s| -> anyhow::Result<_> {
         let probing = s.spawn(|| probe.run(&stop));
-        let mut all = Vec::new();
-        let mut failed = None;
-        for t in threads {
-            match t.join() {
-                Ok(Ok(latencies)) => all.extend(latencies),
-                Ok(Err(e)) => failed = failed.or(Some(e)),
-                Err(_) => failed = failed.or(Some(anyhow::anyhow!("a terminal thread panicked"))),
-            }
-        }
+        let generated = running.join();
         // Stopped before any error returns: the probe would otherwise never end.
         stop.store(true, Ordering::Relaxed);
         let probed = probing
             .join()
             .map_err(|_| anyhow::anyhow!("the probe till panicked"))??;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok((all, probed)),
-        }
+        Ok((generated?, probed))
     })?;
     let secs = started.elapsed().as_secs_f64();
     let hq_cpu_s = hq_cpu()? - hq_cpu_before;
     let pg_cpu_s = pg_cpu()?
         .zip(pg_cpu_before)
         .map(|(after, before)| after - before);
-    let mut all = all;
     servers[0].assert_verify();
+    timeline::write_if_asked(dir, &generated)?;
+    let mut all: Vec<Duration> = generated.pushes.iter().map(Sent::latency).collect();
     all.sort();
     Ok(PushFigures {
         offered_entries_per_s: load.offered_entries_per_s(),
@@ -257,6 +222,7 @@ pub fn measure(
         entries: all.len() as u64 * batch,
         hq_cpu_s,
         pg_cpu_s,
+        generator_cpu_s: generated.cpu_s,
         open_sale,
         live_balance,
     })

@@ -9,7 +9,9 @@
 //! `server_push_entries_per_hq_cpu_s` (and on PostgreSQL `_per_pg_cpu_s`); per fraction (`paced50`,
 //! `paced80`) `server_push_paced50_offered_entries_per_s`, `_entries_per_s` (achieved),
 //! `_p50_ms`/`_p99_ms`/`_p999_ms`, `_pushes`; `server_push_paced_p50_ms`/`_p99_ms` are
-//! the 50 % run's (their name from when the paced run was a fixed grid). The probe
+//! the 50 % run's (their name from when the paced run was a fixed grid). The load
+//! generator's own CPU per push: `push_generator_cpu_us_per_push` (back to back) and
+//! `push_paced50_generator_cpu_us_per_push`, `push_paced80_…`. The probe
 //! till's figures are under `open_sale_with_points_*` and `live_balance_*`.
 
 use crate::arrivals::Load;
@@ -89,6 +91,10 @@ pub fn measure(
     );
     insert_latencies(figures, &key("server_push"), &push);
     figures.insert(key("server_pushes"), json!(push.pushes));
+    figures.insert(
+        key("push_generator_cpu_us_per_push"),
+        json!(round(push.generator_cpu_us_per_push())),
+    );
     table.push(row(
         &format!("{terminals} terminals, {name} ({instances} inst.): entries/s"),
         push.entries_per_s,
@@ -163,6 +169,10 @@ pub fn measure(
         figures.insert(
             key(&format!("server_push_{label}_pushes")),
             json!(run.pushes),
+        );
+        figures.insert(
+            key(&format!("push_{label}_generator_cpu_us_per_push")),
+            json!(round(run.generator_cpu_us_per_push())),
         );
         let goal = (label == "paced50").then_some(GOAL_PACED50_PUSH_P99_MS);
         table.push(row(
