@@ -189,8 +189,8 @@ const GENERATOR_NICE: i32 = -15;
 /// waited for a core behind the SQLite writer (nice -10) and HQ's other threads:
 /// in a 50 % run on a loaded machine, 285 of 2,141 pushes were sent more than 5 ms
 /// after they fell due while their till was idle, up to 100 ms, and each such wait
-/// counts in the push's latency (docs/performance.md, *The 50 % tail with the
-/// event-loop generator*). 500 threads got a core sooner: the scheduler shares by
+/// counts in the push's latency (docs/performance.md, *The event-loop
+/// generator rebuilt, and the 50 % tail with it*). 500 threads got a core sooner: the scheduler shares by
 /// thread. The thread uses a few % of a core, so its priority takes little from HQ.
 /// Without `root` or `CAP_SYS_NICE` it keeps the process's priority, said on stderr.
 fn raise_priority() {
