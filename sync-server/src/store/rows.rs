@@ -253,8 +253,6 @@ pub fn member_purchase(r: &impl Columns) -> Result<(CardId, OffsetDateTime, Mone
     Ok((r.card(0)?, r.time(1)?, Money(r.int(2)?)))
 }
 
-/// `day, member, receipts, revenue_minor, items, discount_minor, points_accrued,
-/// points_redeemed` of summed KPI aggregate rows.
 /// One cell of the cohort table: (cohort month, month, members).
 pub fn cohort_cell(r: &impl Columns) -> Result<(i32, i32, i64)> {
     let month = |i: usize| -> Result<i32> {
@@ -283,6 +281,8 @@ pub fn member_activity(r: &impl Columns) -> Result<MemberActivity> {
     })
 }
 
+/// `day, member, receipts, revenue_minor, items, discount_minor, points_accrued,
+/// points_redeemed` of summed KPI aggregate rows.
 pub fn kpi_day(r: &impl Columns) -> Result<(i32, bool, DailyTotals)> {
     let day = i32::try_from(r.int(0)?).map_err(|_| StoreError::corrupt("kpi day out of range"))?;
     Ok((

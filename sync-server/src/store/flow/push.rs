@@ -182,7 +182,7 @@ impl Op for Push {
                 terminal: terminal.key,
                 range: batch.seq_range(),
                 rules: &uncached,
-                cards: Some(whole.reads(terminal.key)),
+                cards: whole.reads(terminal.key),
             })
             .await?;
         let acked = match head.terminal {
@@ -208,13 +208,20 @@ impl Op for Push {
                 quarantined: Vec::new(),
             }));
         };
+        let every_entry_new = new.len() == batch.entries().len();
         let mut to_apply = New {
             entries: new,
             from: classified.new_from,
             acked,
             acked_after: last.seq,
-            // Locked and read for exactly these entries, or to be.
-            locked: head.cards.filter(|_| new.len() == batch.entries().len()),
+            // The whole batch's keys and what the first flight took for them serve
+            // when every entry is new; else the new entries' own.
+            keys: if every_entry_new {
+                whole
+            } else {
+                CardKeys::of(new)
+            },
+            locked: head.cards.filter(|_| every_entry_new),
         };
         let rules = Rules {
             current: head.rules_version,
@@ -263,7 +270,9 @@ struct New<'a> {
     acked: Seq,
     /// The last entry's seq: what HQ holds once they are stored.
     acked_after: Seq,
-    /// Their card locks and reads ([`CardKeys`]), if taken already.
+    /// The keys of their card locks and reads.
+    keys: CardKeys<'a>,
+    /// Their card locks and reads, if taken already.
     locked: Option<CardState>,
 }
 
@@ -346,11 +355,10 @@ async fn apply_new<C: Statements>(
     // them holds the card's lock. Every stored entry settles them once, a
     // quarantined one included: HQ holds it, so the till's hold has ended (its
     // points move when a retry applies it).
-    let keys = CardKeys::of(new.entries);
-    let touched = &keys.touched;
+    let touched = &new.keys.touched;
     let state = match new.locked.take() {
         Some(state) => state,
-        None => c.lock_and_read_cards(keys.reads(terminal.key)).await?,
+        None => c.lock_and_read_cards(new.keys.reads(terminal.key)).await?,
     };
     let mut cards = state.locked.cards;
     // Absent from the locked rows: the plan starts them from `CardRecord::new`.

@@ -160,18 +160,16 @@ impl PushRows for PgSession<'_> {
         let start = self.take_begin();
         let c = self.client();
         let key = reads.terminal;
-        // The card reads, when asked for, come after the terminal's lock in the same
-        // flight: the server runs a flight's statements in the order sent.
-        let card_keys = reads.cards.map(|r| cards::sorted_keys(r.cards));
+        // The card reads come after the terminal's lock in the same flight: the
+        // server runs a flight's statements in the order sent.
+        let card_keys = cards::sorted_keys(reads.cards.cards);
         let mut statements = vec![
             terminals::LOCK_TERMINAL,
             terminals::HELD,
             rules::RULES_VERSION,
             RULES_BODIES,
         ];
-        if reads.cards.is_some() {
-            statements.extend(card_read_statements());
-        }
+        statements.extend(card_read_statements());
         let (began, terminal, held, rules_version, bodies, cards) =
             sql::flight(c, &statements, async {
                 tokio::join!(
@@ -185,12 +183,7 @@ impl PushRows for PgSession<'_> {
                     },
                     rules::rules_version(c),
                     rules_bodies(c, reads.rules),
-                    async {
-                        match (reads.cards, &card_keys) {
-                            (Some(r), Some(keys)) => card_reads(c, keys, r).await.map(Some),
-                            _ => Ok(None),
-                        }
-                    },
+                    async { card_reads(c, &card_keys, reads.cards).await.map(Some) },
                 )
             })
             .await?;

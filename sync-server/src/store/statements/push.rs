@@ -31,7 +31,7 @@ pub struct HeadReads<'a> {
     /// them in the same round trip, after the terminal's lock (PostgreSQL): on the
     /// bet, true but for a retried batch, that every entry of the batch is new. The
     /// flow uses them only when it is; a backend may ignore them ([`Head::cards`]).
-    pub cards: Option<CardReads<'a>>,
+    pub cards: CardReads<'a>,
 }
 
 /// What [`PushRows::push_head`] read.
