@@ -306,6 +306,24 @@ mod tests {
         }
     }
 
+    /// A database whose writer's watch has no checkpointer behind it, woken past
+    /// 100 frames and then every `every`, restarting as the other two limits say.
+    fn unwatched_database(
+        every: i64,
+        restart_at: i64,
+        restart_anyway_at: i64,
+    ) -> (tempfile::TempDir, WalWatch, Connection, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = unwatched(Limits {
+            checkpoint_at: 100,
+            checkpoint_every: every,
+            restart_at,
+            restart_anyway_at,
+        });
+        let (conn, path) = database(&dir, &watch);
+        (dir, watch, conn, path)
+    }
+
     #[test]
     fn the_writer_does_not_checkpoint_below_the_restart_limit() {
         let dir = tempfile::tempdir().unwrap();
@@ -328,15 +346,7 @@ mod tests {
     /// more per group.
     #[test]
     fn the_checkpointer_is_woken_again_only_once_enough_frames_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            checkpoint_at: 100,
-            checkpoint_every: 100,
-            restart_at: 1_000_000,
-            restart_anyway_at: 1_000_000,
-        };
-        let watch = unwatched(limits);
-        let (conn, path) = database(&dir, &watch);
+        let (_dir, watch, conn, path) = unwatched_database(100, 1_000_000, 1_000_000);
         let due = |watch: &WalWatch| std::mem::take(&mut watch.shared.lock().due);
         grow(&conn, 150);
         watch.committed(&conn, false).unwrap();
@@ -354,7 +364,7 @@ mod tests {
             grow(&conn, 10);
             let wal = watch.committed(&conn, false).unwrap();
             waiting = wal.log - wal.checkpointed;
-            assert!(wal.log >= limits.checkpoint_at, "{wal:?}");
+            assert!(wal.log >= watch.limits.checkpoint_at, "{wal:?}");
             assert!(!due(&watch), "woken with {waiting} frames to copy");
         }
         grow(&conn, 20);
@@ -365,15 +375,8 @@ mod tests {
 
     #[test]
     fn past_the_restart_limit_the_writer_starts_the_wal_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            checkpoint_at: 100,
-            checkpoint_every: 1,
-            restart_at: 400,
-            restart_anyway_at: 100_000,
-        };
-        let watch = unwatched(limits);
-        let (conn, _path) = database(&dir, &watch);
+        let (_dir, watch, conn, _path) = unwatched_database(1, 400, 100_000);
+        let limits = watch.limits;
         let mut largest = 0;
         for _ in 0..40 {
             grow(&conn, 50);
@@ -390,15 +393,7 @@ mod tests {
 
     #[test]
     fn while_operations_wait_the_writer_restarts_the_wal_only_far_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            checkpoint_at: 100,
-            checkpoint_every: 1,
-            restart_at: 400,
-            restart_anyway_at: 1_000,
-        };
-        let watch = unwatched(limits);
-        let (conn, _path) = database(&dir, &watch);
+        let (_dir, watch, conn, _path) = unwatched_database(1, 400, 1_000);
         let mut sizes = Vec::new();
         for _ in 0..30 {
             grow(&conn, 50);
