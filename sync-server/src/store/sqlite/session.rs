@@ -549,6 +549,29 @@ mod tests {
         }
     }
 
+    /// A few keys are listed as they are (a power of two), not padded to 8 with
+    /// `NULL`s: one key is `IN (?1)`, which SQLite runs as `= ?1`.
+    #[test]
+    fn a_few_keys_make_a_short_in_list() {
+        let template = "SELECT k FROM t WHERE k IN ({keys}) -- short lists";
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER)").unwrap();
+        let caches = Caches::default();
+        let session = SqliteSession::new(&mut conn, &caches);
+        for n in [1_i64, 2, 3] {
+            let keys: Vec<Param<'_>> = (0..n).map(int).collect();
+            session.query_in(template, &keys, &[], |_| Ok(())).unwrap();
+        }
+        let made: Vec<String> = MADE.with_borrow(|made| {
+            made.iter()
+                .filter(|m| m.a == template)
+                .map(|m| m.sql.to_string())
+                .collect()
+        });
+        let list = |n| template.replace("{keys}", &placeholders(1, n));
+        assert_eq!(made, vec![list(1), list(2), list(4)]);
+    }
+
     #[test]
     fn a_failed_multi_row_insert_leaves_its_rows_to_the_savepoint_rollback() {
         let mut conn = Connection::open_in_memory().unwrap();
