@@ -291,7 +291,7 @@ pub(super) fn member_day_rows(delta: &KpiDelta) -> sql::Owned<'_> {
 }
 
 /// The statement of [`kpi_member_days`]: the rows not stored yet, by a plain
-/// `INSERT` ([`crate::store::postgres::cards::ASSOCIATE`] says why no `ON CONFLICT`).
+/// `INSERT` ([`super::cards::ASSOCIATE`] says why no `ON CONFLICT`).
 /// Every writer of a member-day holds its card's row lock, so none can appear
 /// between this statement's snapshot and its insert.
 pub(super) const KPI_MEMBER_DAYS: &str = "INSERT INTO kpi_member_days (day, card, store)

@@ -507,8 +507,9 @@ pub(super) const INSERT_FLAGS: &str = "INSERT INTO flags (entry_id, card, kind, 
 
 /// The statement of [`associate`]: the pairs not stored yet, by a plain `INSERT`.
 /// `ON CONFLICT` inserts each new row speculatively and then confirms it, one more
-/// WAL record per row than a plain insert (about one in fifteen of a backlog push's
-/// records, with [`super::analytics::KPI_MEMBER_DAYS`]), and guards against a race
+/// WAL record per row than a plain insert (with the member-days and first days, 2.6
+/// of 24 records per entry of 10-entry pushes: docs/performance.md), and guards
+/// against a race
 /// that cannot happen here: every writer of a card's `store_cards` rows holds the
 /// card's row lock (a push, a quarantine retry), taken in an earlier statement, so
 /// this statement's snapshot sees every pair committed for the card, and none can
