@@ -13,6 +13,20 @@ use deadpool_postgres::Client;
 use protocol::{CardId, ReceiptId, StoreId, TerminalId};
 use testkit::pg::TestDatabase;
 
+/// A till `t1` of store `s1` on `store`, as its pushes authenticate.
+async fn till(store: &PgStore) -> TerminalIdentity {
+    let token = TerminalToken::generate().unwrap();
+    let (s, t) = (
+        StoreId::parse("s1").unwrap(),
+        TerminalId::parse("t1").unwrap(),
+    );
+    store
+        .add_terminal(&s, &t, &token.hash(), false, T0)
+        .await
+        .unwrap();
+    store.authenticate(&token.hash()).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn a_push_caches_its_card_locks_open_lots_and_reservations() {
     let Some(db) = TestDatabase::create()
@@ -25,16 +39,7 @@ async fn a_push_caches_its_card_locks_open_lots_and_reservations() {
     let store = PgStore::open(&format!("{}?pool_max_size=1", db.url()))
         .await
         .unwrap();
-    let token = TerminalToken::generate().unwrap();
-    let (s, t) = (
-        StoreId::parse("s1").unwrap(),
-        TerminalId::parse("t1").unwrap(),
-    );
-    store
-        .add_terminal(&s, &t, &token.hash(), false, T0)
-        .await
-        .unwrap();
-    let t: TerminalIdentity = store.authenticate(&token.hash()).await.unwrap().unwrap();
+    let t = till(&store).await;
     // The second push redeems: it reads the card's open lots.
     for entry in [sale(1, CARD, 0, 20), sale(2, CARD, 5, 3)] {
         let batch = Batch::new(vec![entry]).unwrap();
@@ -321,16 +326,7 @@ async fn a_push_inserts_its_new_member_days_and_memberships_without_speculation(
     c.batch_execute("CREATE EXTENSION pg_walinspect")
         .await
         .unwrap();
-    let token = TerminalToken::generate().unwrap();
-    let (s, t) = (
-        StoreId::parse("s1").unwrap(),
-        TerminalId::parse("t1").unwrap(),
-    );
-    store
-        .add_terminal(&s, &t, &token.hash(), false, T0)
-        .await
-        .unwrap();
-    let t: TerminalIdentity = store.authenticate(&token.hash()).await.unwrap().unwrap();
+    let t = till(&store).await;
     const CARDS: [&str; 3] = [CARD, "4000000000017", "4000000000025"];
     let from = wal_position(&c).await;
     let sales = (1..=3).map(|seq| sale(seq, CARDS[seq as usize - 1], 0, 5));
