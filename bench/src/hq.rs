@@ -4,8 +4,9 @@
 //! `POS_BENCH_PG_COMMIT_DELAY=µs` (and optionally `POS_BENCH_PG_COMMIT_SIBLINGS=n`)
 //! sets PostgreSQL's group commit on each such database (`ALTER DATABASE … SET
 //! commit_delay`, a superuser setting: the bench's maintenance user must be one), to
-//! measure what it does to the push loads (docs/performance.md, *Group commit*). Off
-//! by default: the bench measures the server as PostgreSQL ships.
+//! measure what it does to the push loads (docs/performance.md, *The live balance's
+//! tail, the card lock waits, and group commit*). Off by default: the bench measures
+//! the server as PostgreSQL ships.
 
 use crate::store_load::Target;
 use std::path::Path;
