@@ -288,6 +288,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A migrated file passes SQLite's integrity check and breaks no foreign key.
+    fn assert_intact(conn: &Connection) {
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let violations: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(violations, 0);
+    }
+
     #[test]
     fn a_journal_of_version_6_drops_the_indexes_a_sale_wrote_for_nothing_and_reads_the_same() {
         use crate::journal::{JournalError, JournalFile};
@@ -491,16 +505,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(through, 2, "entries before the migration are in the seed");
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
-        let violations: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(violations, 0);
+        assert_intact(&conn);
         let sales: i64 = conn
             .query_row("SELECT count(*) FROM sales", [], |r| r.get(0))
             .unwrap();
@@ -554,16 +559,7 @@ mod tests {
             indexes(&conn, "entries"),
             ["entries_offline_redemptions", "entries_pending_by_card"]
         );
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
-        let violations: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(violations, 0);
+        assert_intact(&conn);
         let enforced: bool = conn
             .pragma_query_value(None, "foreign_keys", |r| r.get(0))
             .unwrap();
