@@ -1,5 +1,6 @@
 //! Till sale throughput of the real agent, and its idle memory.
 
+use crate::cpu;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +14,11 @@ pub struct SalesFigures {
     pub commits_per_s: f64,
     /// Resident memory after start-up and the sales, idle, in MB.
     pub rss_mb_idle: f64,
+    /// The agent's CPU (user + system, all threads) per pair, in µs.
+    pub agent_cpu_us_per_pair: f64,
+    /// The bench client's own CPU (its one thread) per pair, in µs: the loop is
+    /// sequential, so this time adds to every pair's wall time.
+    pub client_cpu_us_per_pair: f64,
 }
 
 /// Runs `sales` sequential sales against a fresh standalone agent in `dir`.
@@ -27,9 +33,11 @@ pub fn measure(dir: &Path, sales: u32) -> anyhow::Result<SalesFigures> {
     );
     let warmup = 20;
     let mut started = Instant::now();
+    let mut cpu_before = (0.0, 0.0);
     for i in 0..(sales + warmup) {
         if i == warmup {
             started = Instant::now();
+            cpu_before = (cpu::process_seconds(agent.pid())?, cpu::thread_seconds()?);
         }
         let receipt = format!("B-{i}");
         // Each answer is read to its end, as a till does: ureq returns a connection to
@@ -51,6 +59,9 @@ pub fn measure(dir: &Path, sales: u32) -> anyhow::Result<SalesFigures> {
             .read_to_vec()?;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let per_pair_us = |s: f64| s * 1e6 / f64::from(sales);
+    let agent_cpu_us_per_pair = per_pair_us(cpu::process_seconds(agent.pid())? - cpu_before.0);
+    let client_cpu_us_per_pair = per_pair_us(cpu::thread_seconds()? - cpu_before.1);
     std::thread::sleep(Duration::from_secs(2));
     let rss_mb_idle = rss_mb(agent.pid())?;
     agent.stop();
@@ -59,6 +70,8 @@ pub fn measure(dir: &Path, sales: u32) -> anyhow::Result<SalesFigures> {
         sales_per_s,
         commits_per_s: sales_per_s * 2.0,
         rss_mb_idle,
+        agent_cpu_us_per_pair,
+        client_cpu_us_per_pair,
     })
 }
 

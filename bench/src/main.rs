@@ -123,6 +123,14 @@ fn main() -> anyhow::Result<()> {
             json!(round(agent.commits_per_s)),
         );
         figures.insert("agent_rss_mb_idle".into(), json!(round(agent.rss_mb_idle)));
+        figures.insert(
+            "till_agent_cpu_us_per_pair".into(),
+            json!(round(agent.agent_cpu_us_per_pair)),
+        );
+        figures.insert(
+            "till_client_cpu_us_per_pair".into(),
+            json!(round(agent.client_cpu_us_per_pair)),
+        );
         table.push(row(
             "till sale+commit pairs/s",
             agent.sales_per_s,

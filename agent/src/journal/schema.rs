@@ -30,12 +30,13 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             sale_state_check_without_in_list,
         ),
         M::up(include_str!("migrations/009_recent_cards_folded.sql")),
+        M::up(include_str!("migrations/010_entries_without_id_index.sql")).foreign_key_check(),
     ])
 });
 
 /// Number of migrations: the schema version of a journal this build writes.
 pub fn latest_version() -> usize {
-    9
+    10
 }
 
 /// The check of a sale's state as migration 1 declared it, and as migration 8 rewrites it.
@@ -96,12 +97,20 @@ pub(super) fn open(
         conn.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(|e| JournalError::open(path, e))?;
     }
+    // Foreign keys off while migrating: a migration that rebuilds a table other tables
+    // refer to (10) is SQLite's documented procedure only so, and the switch is a no-op
+    // inside the migration's own transaction. Such a migration checks the keys itself
+    // before it commits (`foreign_key_check`); they are enforced again right after.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(|e| JournalError::open(path, e))?;
     MIGRATIONS
         .to_latest(&mut conn)
         .map_err(|e| JournalError::Migration {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| JournalError::open(path, e))?;
     claim_terminal(&conn, path, store, terminal)?;
     Ok(conn)
 }
@@ -279,6 +288,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A migrated file passes SQLite's integrity check and breaks no foreign key.
+    fn assert_intact(conn: &Connection) {
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let violations: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(violations, 0);
+    }
+
     #[test]
     fn a_journal_of_version_6_drops_the_indexes_a_sale_wrote_for_nothing_and_reads_the_same() {
         use crate::journal::{JournalError, JournalFile};
@@ -322,11 +345,7 @@ mod tests {
         let conn = open(&path, &s, &t).unwrap();
         assert_eq!(
             indexes(&conn, "entries"),
-            [
-                "entries_offline_redemptions",
-                "entries_pending_by_card",
-                "sqlite_autoindex_entries_1"
-            ]
+            ["entries_offline_redemptions", "entries_pending_by_card"]
         );
         assert_eq!(
             indexes(&conn, "sales"),
@@ -486,16 +505,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(through, 2, "entries before the migration are in the seed");
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
-        let violations: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(violations, 0);
+        assert_intact(&conn);
         let sales: i64 = conn
             .query_row("SELECT count(*) FROM sales", [], |r| r.get(0))
             .unwrap();
@@ -506,5 +516,81 @@ mod tests {
         let recent = file.write(|tx| tx.recent_cards(900, 10)).unwrap();
         let recent: Vec<&str> = recent.iter().map(protocol::CardId::as_str).collect();
         assert_eq!(recent, ["4006381333931", "96385074", "12345670"]);
+    }
+
+    #[test]
+    fn a_journal_of_version_9_loses_the_index_of_entry_ids_and_keeps_its_sales_working() {
+        use crate::journal::JournalFile;
+        use crate::sales::commit::commit;
+        use protocol::ReceiptId;
+        use time::macros::datetime;
+
+        let priced = r#"{"lines":[{"sku":"a","category":"g","amount_minor":1000,"qty":1,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}],"total_minor":1000,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v9.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            MIGRATIONS.to_version(&mut c, 9).unwrap();
+            // A committed sale (its entry, running total and stored answer), a return of
+            // it, and an open hold of the same card.
+            c.execute_batch(&format!(
+                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
+                 INSERT INTO entries (seq, id, kind, card, at_unix, delta_balance, body)
+                 VALUES (1, '01900000-0000-7000-8000-000000000001', 'sale', '12345670', 1795514400, 10,
+                         '{{\"at\":\"2026-11-24T10:00:00Z\"}}'),
+                        (2, '01900000-0000-7000-8000-000000000002', 'return', '12345670', 1795514500, -4,
+                         '{{\"at\":\"2026-11-24T10:01:40Z\"}}');
+                 INSERT INTO card_running (card, seq, running) VALUES ('12345670', 1, 10), ('12345670', 2, 6);
+                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
+                                    rules_version, priced, hold_response, entry_seq, commit_response)
+                 VALUES ('R-1', 'h', 'returned', '12345670', 0, 0, 1795514300, 0, '{priced}', '{{}}', 1, '{{\"stored\":1}}'),
+                        ('R-2', 'h', 'held', '12345670', 0, 0, 1795514600, 0, '{priced}', '{{}}', NULL, NULL);
+                 INSERT INTO returns (return_id, receipt_id, request_hash, entry_seq, response)
+                 VALUES ('RT-1', 'R-1', 'h', 2, '{{}}');"
+            ))
+            .unwrap();
+            assert!(indexes(&c, "entries").contains(&"sqlite_autoindex_entries_1".to_owned()));
+        }
+        let (s, t) = ids();
+        let conn = open(&path, &s, &t).unwrap();
+        assert_eq!(
+            indexes(&conn, "entries"),
+            ["entries_offline_redemptions", "entries_pending_by_card"]
+        );
+        assert_intact(&conn);
+        let enforced: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert!(enforced, "foreign keys are enforced again after migrating");
+        // Entries are still facts: never edited, never deleted.
+        for refused in ["UPDATE entries SET kind = 'x'", "DELETE FROM entries"] {
+            let e = conn.execute(refused, []).unwrap_err().to_string();
+            assert!(e.contains("journal entries are"), "{refused}: {e}");
+        }
+        drop(conn);
+        let mut file = JournalFile::open(&path, &s, &t).unwrap();
+        let now = datetime!(2026-11-24 11:00 UTC);
+        let committed = ReceiptId::parse("R-1").unwrap();
+        let again = file.write(|tx| commit(tx, &committed, now, None)).unwrap();
+        assert_eq!(
+            (again.json.as_str(), again.replayed),
+            ("{\"stored\":1}", true)
+        );
+        let held = ReceiptId::parse("R-2").unwrap();
+        let first = file.write(|tx| commit(tx, &held, now, None)).unwrap();
+        let seq = file
+            .read(|tx| tx.sale(&held))
+            .unwrap()
+            .unwrap()
+            .entry_seq
+            .unwrap();
+        assert_eq!(seq.get(), 3, "the entry after the kept ones");
+        let retried = file.write(|tx| commit(tx, &held, now, None)).unwrap();
+        assert_eq!((retried.json, retried.replayed), (first.json, true));
+        let card = protocol::CardId::parse("12345670").unwrap();
+        let figures = file.read(|tx| tx.card_figures(&card, now)).unwrap();
+        assert_eq!(figures.local_balance.get(), 16);
     }
 }

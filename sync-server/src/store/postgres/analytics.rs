@@ -290,46 +290,59 @@ pub(super) fn member_day_rows(delta: &KpiDelta) -> sql::Owned<'_> {
     vec![Box::new(day), Box::new(card), Box::new(store)]
 }
 
-/// The statement of [`kpi_member_days`].
+/// The statement of [`kpi_member_days`]: the rows not stored yet, by a plain
+/// `INSERT` ([`super::cards::ASSOCIATE`] says why no `ON CONFLICT`).
+/// Every writer of a member-day holds its card's row lock, so none can appear
+/// between this statement's snapshot and its insert.
 pub(super) const KPI_MEMBER_DAYS: &str = "INSERT INTO kpi_member_days (day, card, store)
-     SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
-     ON CONFLICT DO NOTHING";
+     SELECT * FROM unnest($1::int[], $2::text[], $3::text[]) AS u(day, card, store)
+     WHERE (SELECT TRUE FROM kpi_member_days d
+            WHERE d.day = u.day AND d.card = u.card AND d.store = u.store) IS NULL
+     ORDER BY 1, 2, 3";
 
-/// Records the members' first receipt days (rows in key order).
+/// Records the members' first receipt days (rows in key order): an earlier day for
+/// the members stored, the new members' rows.
 pub(super) async fn kpi_members(c: &Client, delta: &KpiDelta) -> Result<()> {
     if delta.first_days.is_empty() {
         return Ok(());
     }
-    // A cached statement: its lookup of stored first days is a key probe whatever
-    // plan the connection caches (see `KPI_MEMBERS`), so it needs no planning per run.
-    sql::execute(c, KPI_MEMBERS, &sql::refs(&first_day_rows(delta))).await?;
+    // Cached statements: their lookups of stored first days are key probes whatever
+    // plan the connection caches (see `KPI_MEMBERS`), so they need no planning per run.
+    let rows = first_day_rows(delta);
+    sql::execute(c, EARLIER_FIRST_DAYS, &sql::refs(&rows)).await?;
+    sql::execute(c, KPI_MEMBERS, &sql::refs(&rows)).await?;
     Ok(())
 }
 
-/// The parameters of [`KPI_MEMBERS`].
+/// The parameters of [`KPI_MEMBERS`] and [`EARLIER_FIRST_DAYS`].
 pub(super) fn first_day_rows(delta: &KpiDelta) -> sql::Owned<'_> {
     let card: Vec<&str> = delta.first_days.iter().map(|(c, _)| c.as_str()).collect();
     let day: Vec<i32> = delta.first_days.iter().map(|(_, d)| *d).collect();
     vec![Box::new(card), Box::new(day)]
 }
 
-/// The statement of [`kpi_members`]. Almost every push names members whose first day
-/// is already stored and no later: those rows are left alone (not even locked), where
-/// an unconditional `DO UPDATE` wrote a new version of each (heap, WAL, both indexes).
-/// `ON CONFLICT … WHERE` still settles a row another push inserted meanwhile.
+/// The members' first days that a receipt of the batch comes before. Almost every
+/// push names members whose first day is already stored and no later: those rows are
+/// left alone (not even locked), where an unconditional upsert wrote a new version of
+/// each (heap, WAL, both indexes). The key twice, as the cards' update
+/// (`cards::WRITE_CARDS`): a generic plan finds each member by key.
+pub(super) const EARLIER_FIRST_DAYS: &str = "UPDATE kpi_members AS m SET first_day = u.day
+     FROM unnest($1::text[], $2::int[]) AS u(card, day)
+     WHERE m.card = u.card AND m.card = ANY($1) AND u.day < m.first_day";
+
+/// The statement of [`kpi_members`] for the members not stored yet: a plain `INSERT`,
+/// as the member-days' ([`KPI_MEMBER_DAYS`]; every writer of a member's row holds
+/// its card's row lock).
 ///
-/// The stored day is looked up per member by a scalar subquery, which PostgreSQL
+/// The stored row is looked up per member by a scalar subquery, which PostgreSQL
 /// never turns into a join: it stays one probe of the primary key per member of the
-/// push. The `NOT EXISTS` it replaces became an anti-join, and its cached generic plan
-/// (which guesses ten members) hashed the whole table on every push: 6 ms of a
-/// 500-entry push at 20,000 members, growing with the chain's membership.
-pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members AS m (card, first_day)
+/// push. A `NOT EXISTS` became an anti-join, and its cached generic plan (which
+/// guesses ten members) hashed the whole table on every push: 6 ms of a 500-entry
+/// push at 20,000 members, growing with the chain's membership.
+pub(super) const KPI_MEMBERS: &str = "INSERT INTO kpi_members (card, first_day)
      SELECT * FROM unnest($1::text[], $2::int[]) AS u(card, day)
-     WHERE COALESCE((SELECT k.first_day FROM kpi_members k WHERE k.card = u.card),
-                    2147483647) > u.day
-     ORDER BY 1
-     ON CONFLICT (card) DO UPDATE SET first_day = EXCLUDED.first_day
-         WHERE EXCLUDED.first_day < m.first_day";
+     WHERE (SELECT TRUE FROM kpi_members k WHERE k.card = u.card) IS NULL
+     ORDER BY 1";
 
 /// Adds the delta's revenue and items per category (rows in key order).
 pub(super) async fn kpi_categories(c: &Client, delta: &KpiDelta) -> Result<()> {
@@ -394,18 +407,21 @@ mod tests {
             "INSERT INTO kpi_members (card, first_day)
                  SELECT (4000000000000 + g)::text, 2460000 FROM generate_series(1, 2000) g;
              SET plan_cache_mode = force_generic_plan;
-             PREPARE members(text[], int[]) AS {KPI_MEMBERS}"
+             PREPARE members(text[], int[]) AS {KPI_MEMBERS};
+             PREPARE earlier(text[], int[]) AS {EARLIER_FIRST_DAYS}"
         ))
         .await
         .unwrap();
-        let plan = texts(
-            &c,
-            "EXPLAIN EXECUTE members('{4000000000017}', '{2460000}')",
-        )
-        .await;
-        let plan = plan.join("\n");
-        assert!(!plan.contains("Seq Scan on kpi_members"), "{plan}");
-        assert!(plan.contains("kpi_members_pkey"), "{plan}");
+        for statement in ["members", "earlier"] {
+            let plan = texts(
+                &c,
+                &format!("EXPLAIN EXECUTE {statement}('{{4000000000017}}', '{{2450000}}')"),
+            )
+            .await;
+            let plan = plan.join("\n");
+            assert!(!plan.contains("Seq Scan on kpi_members"), "{plan}");
+            assert!(plan.contains("kpi_members_pkey"), "{plan}");
+        }
     }
 
     /// Every ledger row of a push pays an entry in each ledger index: there are only

@@ -11,6 +11,13 @@
 //! still needs and waits for nobody. It never begins a transaction, so it is never a
 //! writer.
 //!
+//! The checkpointer is woken only once [`Limits::checkpoint_every`] frames wait to be
+//! copied, not after every commit: each checkpoint syncs the WAL and the database
+//! file (two `fsync`s on the disk the next `COMMIT` syncs on, besides its locks and
+//! the reading of the WAL's index), and with small groups (a push or two each, as at
+//! half the writer's capacity) a checkpoint per commit made three `fsync`s of every
+//! group's one.
+//!
 //! SQLite starts the WAL over (and so keeps it bounded) at the first write
 //! transaction that finds it wholly copied. Under a steady stream of groups a passive
 //! checkpoint may stay a group behind for a long time, so past
@@ -40,6 +47,11 @@ pub struct Limits {
     /// The checkpointer is woken once the WAL holds this many frames: SQLite's own
     /// default for its automatic checkpoint.
     pub checkpoint_at: i64,
+    /// ... and then again each time this many frames wait to be copied (1 MB of 4 KB
+    /// pages: a few groups' worth at half the writer's capacity, less than one group
+    /// at its saturation). Small enough that a restart of the WAL by the writer
+    /// finds little left to copy.
+    pub checkpoint_every: i64,
     /// The writer restarts the WAL itself past this many (40 MB of 4 KB pages), at
     /// a commit after which no operation waits for it.
     pub restart_at: i64,
@@ -51,6 +63,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             checkpoint_at: 1_000,
+            checkpoint_every: 256,
             restart_at: 10_000,
             restart_anyway_at: 30_000,
         }
@@ -240,7 +253,7 @@ impl WalWatch {
     }
 
     /// After a commit on the writer's `conn`: wakes the checkpointer past the
-    /// threshold, and restarts the WAL itself when it has grown far past it and no
+    /// threshold when enough frames wait to be copied, and restarts the WAL itself when it has grown far past it and no
     /// operation is `waiting` for the writer (or it has grown very far past it).
     pub fn committed(&self, conn: &Connection, waiting: bool) -> rusqlite::Result<Wal> {
         let wal = checkpoint(conn, Mode::Noop)?;
@@ -252,7 +265,9 @@ impl WalWatch {
         if wal.log >= limit {
             return checkpoint(conn, Mode::Restart);
         }
-        if wal.log >= self.limits.checkpoint_at && !wal.caught_up() {
+        if wal.log >= self.limits.checkpoint_at
+            && wal.log - wal.checkpointed >= self.limits.checkpoint_every
+        {
             self.shared.lock().due = true;
             self.shared.wake.notify_one();
         }
@@ -291,6 +306,24 @@ mod tests {
         }
     }
 
+    /// A database whose writer's watch has no checkpointer behind it, woken past
+    /// 100 frames and then every `every`, restarting as the other two limits say.
+    fn unwatched_database(
+        every: i64,
+        restart_at: i64,
+        restart_anyway_at: i64,
+    ) -> (tempfile::TempDir, WalWatch, Connection, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = unwatched(Limits {
+            checkpoint_at: 100,
+            checkpoint_every: every,
+            restart_at,
+            restart_anyway_at,
+        });
+        let (conn, path) = database(&dir, &watch);
+        (dir, watch, conn, path)
+    }
+
     #[test]
     fn the_writer_does_not_checkpoint_below_the_restart_limit() {
         let dir = tempfile::tempdir().unwrap();
@@ -308,16 +341,42 @@ mod tests {
         assert!(watch.shared.lock().due);
     }
 
+    /// Past the threshold, a commit wakes the checkpointer only once enough frames
+    /// wait to be copied: a checkpoint per small group would sync the disk twice
+    /// more per group.
+    #[test]
+    fn the_checkpointer_is_woken_again_only_once_enough_frames_wait() {
+        let (_dir, watch, conn, path) = unwatched_database(100, 1_000_000, 1_000_000);
+        let due = |watch: &WalWatch| std::mem::take(&mut watch.shared.lock().due);
+        grow(&conn, 150);
+        watch.committed(&conn, false).unwrap();
+        assert!(due(&watch), "past both thresholds");
+        // A reader inside the WAL keeps SQLite from starting it over once it is
+        // copied, so the WAL goes on growing past the copied frames.
+        let reader = super::super::connect(&path).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .unwrap();
+        let copied = checkpoint(&super::super::connect(&path).unwrap(), Mode::Passive).unwrap();
+        assert!(copied.caught_up(), "{copied:?}");
+        let mut waiting = 0;
+        while waiting < 90 {
+            grow(&conn, 10);
+            let wal = watch.committed(&conn, false).unwrap();
+            waiting = wal.log - wal.checkpointed;
+            assert!(wal.log >= watch.limits.checkpoint_at, "{wal:?}");
+            assert!(!due(&watch), "woken with {waiting} frames to copy");
+        }
+        grow(&conn, 20);
+        watch.committed(&conn, false).unwrap();
+        assert!(due(&watch), "not woken with over 100 frames to copy");
+        reader.execute_batch("COMMIT").unwrap();
+    }
+
     #[test]
     fn past_the_restart_limit_the_writer_starts_the_wal_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            checkpoint_at: 100,
-            restart_at: 400,
-            restart_anyway_at: 100_000,
-        };
-        let watch = unwatched(limits);
-        let (conn, _path) = database(&dir, &watch);
+        let (_dir, watch, conn, _path) = unwatched_database(1, 400, 100_000);
+        let limits = watch.limits;
         let mut largest = 0;
         for _ in 0..40 {
             grow(&conn, 50);
@@ -334,14 +393,7 @@ mod tests {
 
     #[test]
     fn while_operations_wait_the_writer_restarts_the_wal_only_far_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            checkpoint_at: 100,
-            restart_at: 400,
-            restart_anyway_at: 1_000,
-        };
-        let watch = unwatched(limits);
-        let (conn, _path) = database(&dir, &watch);
+        let (_dir, watch, conn, _path) = unwatched_database(1, 400, 1_000);
         let mut sizes = Vec::new();
         for _ in 0..30 {
             grow(&conn, 50);
@@ -365,6 +417,7 @@ mod tests {
         let path = dir.path().join("hq.db");
         let limits = Limits {
             checkpoint_at: 100,
+            checkpoint_every: 1,
             restart_at: 1_000_000,
             restart_anyway_at: 1_000_000,
         };

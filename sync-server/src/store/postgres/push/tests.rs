@@ -13,6 +13,20 @@ use deadpool_postgres::Client;
 use protocol::{CardId, ReceiptId, StoreId, TerminalId};
 use testkit::pg::TestDatabase;
 
+/// A till `t1` of store `s1` on `store`, as its pushes authenticate.
+async fn till(store: &PgStore) -> TerminalIdentity {
+    let token = TerminalToken::generate().unwrap();
+    let (s, t) = (
+        StoreId::parse("s1").unwrap(),
+        TerminalId::parse("t1").unwrap(),
+    );
+    store
+        .add_terminal(&s, &t, &token.hash(), false, T0)
+        .await
+        .unwrap();
+    store.authenticate(&token.hash()).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn a_push_caches_its_card_locks_open_lots_and_reservations() {
     let Some(db) = TestDatabase::create()
@@ -25,16 +39,7 @@ async fn a_push_caches_its_card_locks_open_lots_and_reservations() {
     let store = PgStore::open(&format!("{}?pool_max_size=1", db.url()))
         .await
         .unwrap();
-    let token = TerminalToken::generate().unwrap();
-    let (s, t) = (
-        StoreId::parse("s1").unwrap(),
-        TerminalId::parse("t1").unwrap(),
-    );
-    store
-        .add_terminal(&s, &t, &token.hash(), false, T0)
-        .await
-        .unwrap();
-    let t: TerminalIdentity = store.authenticate(&token.hash()).await.unwrap().unwrap();
+    let t = till(&store).await;
     // The second push redeems: it reads the card's open lots.
     for entry in [sale(1, CARD, 0, 20), sale(2, CARD, 5, 3)] {
         let batch = Batch::new(vec![entry]).unwrap();
@@ -264,4 +269,97 @@ async fn push_updates(c: &Client, keys: &[&str]) -> (i64, i64) {
     let after = reads(c).await;
     c.batch_execute("ROLLBACK").await.unwrap();
     (after.0 - before.0, after.1 - before.1)
+}
+
+/// WAL records of `relation` in this database between the LSNs `from` and `to`, by
+/// type (`pg_walinspect`).
+async fn wal_records(c: &Client, relation: &str, from: &str, to: &str) -> Vec<(String, i64)> {
+    c.query(
+        "SELECT record_type, count(*) FROM pg_get_wal_records_info($2::text::pg_lsn, $3::text::pg_lsn)
+         WHERE block_ref LIKE '%/' || (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
+                              || '/' || pg_relation_filenode($1::text::regclass) || ' fork %'
+         GROUP BY 1 ORDER BY 1",
+        &[&relation, &from, &to],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// The server's WAL position flushed (a committed push's records are before it).
+async fn wal_position(c: &Client) -> String {
+    c.query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A push's new member-days and store memberships are plain inserts, one heap and
+/// one key record each: with `ON CONFLICT` each new row was inserted speculatively
+/// and then confirmed (a third record). Rows stored already are left out, and the
+/// push that finds them is not refused.
+#[tokio::test]
+async fn a_push_inserts_its_new_member_days_and_memberships_without_speculation() {
+    let Some(db) = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    else {
+        return;
+    };
+    let store = PgStore::open(db.url()).await.unwrap();
+    let c = store.connection().await.unwrap();
+    let available: bool = c
+        .query_one(
+            "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'pg_walinspect'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if !available {
+        eprintln!("skipped: pg_walinspect is not installed");
+        return;
+    }
+    c.batch_execute("CREATE EXTENSION pg_walinspect")
+        .await
+        .unwrap();
+    let t = till(&store).await;
+    const CARDS: [&str; 3] = [CARD, "4000000000017", "4000000000025"];
+    let from = wal_position(&c).await;
+    let sales = (1..=3).map(|seq| sale(seq, CARDS[seq as usize - 1], 0, 5));
+    store
+        .push(&t, Batch::new(sales.collect()).unwrap(), T0)
+        .await
+        .unwrap();
+    // The same cards on the same day again, through an instance that has not seen
+    // them associated: their rows are there already.
+    let other = PgStore::open(db.url()).await.unwrap();
+    let more = (4..=6).map(|seq| sale(seq, CARDS[seq as usize - 4], 0, 5));
+    other
+        .push(&t, Batch::new(more.collect()).unwrap(), T0)
+        .await
+        .unwrap();
+    let to = wal_position(&c).await;
+    for table in ["kpi_member_days", "kpi_members", "store_cards"] {
+        let rows: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 3, "{table}");
+        let heap = wal_records(&c, table, &from, &to).await;
+        let inserts: i64 = heap
+            .iter()
+            .filter(|(kind, _)| kind.starts_with("INSERT"))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(inserts, 3, "{table}: {heap:?}");
+        assert!(
+            heap.iter().all(|(kind, _)| kind.starts_with("INSERT")),
+            "{table}: {heap:?}"
+        );
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 /// The sub-statements, in the order they run; [`params`] builds their parameters in
 /// the same order.
-fn parts() -> [&'static str; 17] {
+fn parts() -> [&'static str; 18] {
     [
         terminals::INSERT_ENTRIES,
         cards::WRITE_CARDS,
@@ -35,6 +35,7 @@ fn parts() -> [&'static str; 17] {
         &escrow::WRITE_LEASES,
         admin::INSERT_ANOMALIES,
         analytics::KPI_MEMBER_DAYS,
+        analytics::EARLIER_FIRST_DAYS,
         analytics::KPI_MEMBERS,
         cards::ASSOCIATE,
         terminals::ACK,
@@ -49,7 +50,7 @@ const ENTRIES: usize = 0;
 const CARDS: usize = 1;
 
 /// The parameters of each of [`parts`], in its order.
-fn params<'a>(w: &PushWrites<'a>) -> Result<[sql::Owned<'a>; 17]> {
+fn params<'a>(w: &PushWrites<'a>) -> Result<[sql::Owned<'a>; 18]> {
     let (store, associated) = w.associate;
     Ok([
         terminals::entry_rows(&w.entries)?,
@@ -64,6 +65,7 @@ fn params<'a>(w: &PushWrites<'a>) -> Result<[sql::Owned<'a>; 17]> {
         escrow::lease_rows(w.leases),
         admin::anomaly_rows(w.anomalies),
         analytics::member_day_rows(w.kpi),
+        analytics::first_day_rows(w.kpi),
         analytics::first_day_rows(w.kpi),
         cards::store_card_rows(store, associated),
         terminals::ack_row(w.entries.terminal, w.acked_through, w.now)?,
@@ -106,7 +108,7 @@ pub(super) fn write_params<'a>(w: &PushWrites<'a>) -> Result<sql::Owned<'a>> {
 }
 
 /// The placeholders of each of [`parts`], counted once rather than at every push.
-static PLACEHOLDERS: LazyLock<[usize; 17]> = LazyLock::new(|| parts().map(placeholders));
+static PLACEHOLDERS: LazyLock<[usize; 18]> = LazyLock::new(|| parts().map(placeholders));
 
 /// Runs [`WRITE_PUSH`] with `params` ([`write_params`] of `w`): `Refused` when the
 /// entry rows clash with the uniqueness constraints, `CardTaken` when another
@@ -192,7 +194,7 @@ mod tests {
             "SELECT $12, $21, $13::int[] FROM t WHERE a = $12"
         );
         assert_eq!(placeholders("SELECT 1"), 0);
-        assert!(WRITE_PUSH.contains("$107"), "{}", *WRITE_PUSH);
-        assert!(!WRITE_PUSH.contains("$108"));
+        assert!(WRITE_PUSH.contains("$109"), "{}", *WRITE_PUSH);
+        assert!(!WRITE_PUSH.contains("$110"));
     }
 }
