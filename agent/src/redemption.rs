@@ -85,7 +85,8 @@ pub struct LiveBalance {
 
 impl LiveBalance {
     /// Puts HQ's figures in the card cache and records that HQ answered, in the
-    /// caller's transaction (before the card is read in it).
+    /// caller's transaction (before the card is read in it). Cache only: a lookup
+    /// commits it with `Journal::refresh`, a hold with its own durable commit.
     pub fn record(&self, tx: &Tx<'_>, now: OffsetDateTime) -> Result<(), JournalError> {
         tx.apply_hq_balance(&self.balance, self.acked_through)?;
         tx.record_contact(now)

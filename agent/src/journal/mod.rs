@@ -5,7 +5,9 @@
 //! runs closures on it through [`Journal::write`] and [`Journal::read`], off the async
 //! scheduler (`block_in_place` or the blocking pool); each runs in its own
 //! transaction, a write in `BEGIN IMMEDIATE`, committed before the caller (and so the
-//! till) gets an answer. The closures get a [`Tx`]: the typed operations of the schema, grouped by
+//! till) gets an answer, durably (`synchronous=FULL`). [`Journal::refresh`] is a
+//! write whose commit skips the fsync, for HQ's cached figures only (never a till
+//! operation or an entry). The closures get a [`Tx`]: the typed operations of the schema, grouped by
 //! table, so a function that must run inside a transaction says so in its signature.
 //!
 //! Submodules: [`schema`] (open, identity checks, migrations), [`entries`] (append with
@@ -146,6 +148,10 @@ pub struct Tx<'c> {
 /// prepare a journal (tests, benchmarks).
 pub struct JournalFile {
     conn: Connection,
+    /// True from the moment [`Self::refresh`] lowers `synchronous` until `FULL` is
+    /// back: a refresh that failed to restore it (or panicked) leaves it set, and the
+    /// next [`Self::write`] restores `FULL` before it begins, or refuses to write.
+    relaxed: bool,
 }
 
 impl JournalFile {
@@ -154,16 +160,60 @@ impl JournalFile {
     pub fn open(path: &Path, store: &StoreId, terminal: &TerminalId) -> Result<Self, JournalError> {
         Ok(Self {
             conn: schema::open(path, store, terminal)?,
+            relaxed: false,
         })
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed when `f` returns `Ok`,
-    /// rolled back (nothing written) otherwise.
+    /// rolled back (nothing written) otherwise. The commit is durable
+    /// (`synchronous=FULL`: the WAL is fsynced before this returns).
     pub fn write<R, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E>
     where
         E: From<JournalError>,
     {
+        if self.relaxed {
+            self.set_synchronous(Synchronous::Full)
+                .map_err(|e| E::from(JournalError::from(e)))?;
+        }
         self.run("BEGIN IMMEDIATE", f)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction like [`Self::write`], but its
+    /// commit does not wait for the disk (`synchronous=NORMAL` for this transaction
+    /// only; `FULL` again before this returns, whether `f` succeeded or not).
+    ///
+    /// Only for transactions that write nothing but HQ's figures as the agent caches
+    /// them (card balances, blocked cards, rules, keys, the pull cursor, HQ contact):
+    /// **never a till operation or an entry**, whose 2xx promises it survives a power
+    /// cut (DESIGN.md invariant 1). Why losing such a commit is safe:
+    /// - a kill -9 loses nothing: the WAL frames are written (in the OS) at commit;
+    /// - a power cut can lose only the last refreshes, never a durable commit: the
+    ///   WAL is appended in order and the next `FULL` commit fsyncs it up to and
+    ///   including the refresh's frames, so any till operation that may have relied
+    ///   on the refreshed figures (an offline redemption under the caps) makes them
+    ///   durable with itself;
+    /// - what is lost is only HQ's news, older figures the agent already shows "as
+    ///   of" their time, and the next live lookup or pull (from the cursor, which
+    ///   is lost with them) brings it again.
+    ///
+    /// It saves the fsync of a live balance lookup (docs/performance.md, *Till
+    /// sales*), which otherwise held the journal's one lock, and every till request
+    /// behind it, for the length of the disk flush.
+    pub fn refresh<R, E>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<JournalError>,
+    {
+        self.relaxed = true;
+        let out = self
+            .set_synchronous(Synchronous::Normal)
+            .map_err(|e| E::from(JournalError::from(e)))
+            .and_then(|()| self.run("BEGIN IMMEDIATE", f));
+        let restored = self
+            .set_synchronous(Synchronous::Full)
+            .map_err(|e| E::from(JournalError::from(e)));
+        let out = out?;
+        restored?;
+        Ok(out)
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot).
@@ -172,6 +222,18 @@ impl JournalFile {
         E: From<JournalError>,
     {
         self.run("BEGIN DEFERRED", f)
+    }
+
+    /// Sets the connection's `synchronous` level; restoring `FULL` clears
+    /// [`Self::relaxed`].
+    fn set_synchronous(&mut self, level: Synchronous) -> rusqlite::Result<()> {
+        let sql = match level {
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+        };
+        self.conn.prepare_cached(sql)?.execute([])?;
+        self.relaxed = level == Synchronous::Normal;
+        Ok(())
     }
 
     fn run<R, E>(
@@ -189,6 +251,15 @@ impl JournalFile {
         open.commit().map_err(|e| E::from(JournalError::from(e)))?;
         Ok(out)
     }
+}
+
+/// The `synchronous` levels the journal commits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    /// WAL written at commit, fsynced at the next `FULL` commit or checkpoint.
+    Normal,
+    /// WAL fsynced at every commit (the journal's setting, `schema::apply_pragmas`).
+    Full,
 }
 
 /// A transaction begun and committed with cached statements: rusqlite's
@@ -264,6 +335,18 @@ impl Journal {
         F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
     {
         self.with_file(move |file| file.write(f)).await
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction whose commit does not wait
+    /// for the disk: only for HQ's cached figures, never a till operation or an entry
+    /// ([`JournalFile::refresh`] says why that is safe).
+    pub async fn refresh<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<JournalError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<R, E> + Send + 'static,
+    {
+        self.with_file(move |file| file.refresh(f)).await
     }
 
     /// Runs `f` inside one read transaction.
@@ -400,6 +483,85 @@ mod tests {
         // No runtime: every journal call runs on this thread, so one poll finishes.
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(std::future::Future::poll(work, &mut cx).is_ready());
+    }
+
+    /// The `synchronous` level of the journal's connection, read inside `tx`.
+    fn synchronous(tx: &Tx<'_>) -> Result<i64, JournalError> {
+        Ok(tx
+            .inner
+            .pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
+    const NORMAL: i64 = 1;
+    const FULL: i64 = 2;
+
+    fn open_file(dir: &tempfile::TempDir) -> JournalFile {
+        JournalFile::open(
+            &dir.path().join("j.db"),
+            &StoreId::parse("s").unwrap(),
+            &TerminalId::parse("t").unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_refresh_commits_without_an_fsync_and_every_write_after_it_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = open_file(&dir);
+        let at = datetime!(2026-11-24 10:00 UTC);
+        assert_eq!(file.write(synchronous).unwrap(), FULL);
+        assert_eq!(
+            file.refresh(|tx| {
+                tx.record_contact(at)?;
+                synchronous(tx)
+            })
+            .unwrap(),
+            NORMAL
+        );
+        assert_eq!(file.write(synchronous).unwrap(), FULL);
+        // A refresh that fails rolls back and restores FULL all the same.
+        let refused = file.refresh(|tx| -> Result<(), Refused> {
+            tx.record_contact(at + time::Duration::HOUR)?;
+            Err(Refused::Refused)
+        });
+        assert!(matches!(refused, Err(Refused::Refused)));
+        assert!(!file.relaxed);
+        assert_eq!(file.read(synchronous).unwrap(), FULL);
+        assert_eq!(file.write(synchronous).unwrap(), FULL);
+        assert_eq!(
+            file.read(|tx| tx.last_contact()).unwrap(),
+            Some(at.unix_timestamp())
+        );
+    }
+
+    #[test]
+    fn a_write_after_a_refresh_that_panicked_restores_full_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = open_file(&dir);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            file.refresh(|_| -> Result<(), JournalError> { panic!("a bug in a refresh") })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(file.read(synchronous).unwrap(), NORMAL);
+        assert_eq!(file.write(synchronous).unwrap(), FULL);
+        assert!(!file.relaxed);
+    }
+
+    #[test]
+    fn a_refresh_then_a_write_are_both_in_the_journal_after_it_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = datetime!(2026-11-24 10:00 UTC);
+        let mut file = open_file(&dir);
+        file.refresh(|tx| tx.record_contact(at)).unwrap();
+        file.write(|tx| tx.append(welcome(), at, 0)).unwrap();
+        drop(file);
+        let mut file = open_file(&dir);
+        assert_eq!(file.read(|tx| tx.last_seq()).unwrap(), Seq(1));
+        assert_eq!(
+            file.read(|tx| tx.last_contact()).unwrap(),
+            Some(at.unix_timestamp())
+        );
+        assert_eq!(file.read(synchronous).unwrap(), FULL);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

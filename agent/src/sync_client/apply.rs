@@ -16,7 +16,10 @@ pub struct Applied {
     pub balances: usize,
 }
 
-/// Applies one pull page: rules, blocked cards, keys, balances, cursor.
+/// Applies one pull page: rules, blocked cards, keys, balances, cursor. It writes
+/// only HQ's news and where the feed stands, which a pull from the previous cursor
+/// brings again, so it runs in a `Journal::refresh` (a commit without an fsync); it
+/// must never write a till operation or an entry.
 pub fn apply_page(
     tx: &Tx<'_>,
     page: &PullResponse,

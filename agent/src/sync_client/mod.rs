@@ -387,7 +387,7 @@ impl SyncClient {
             let now = self.clock.now();
             let applied = self
                 .journal
-                .write(move |tx| apply::apply_page(tx, &page, now))
+                .refresh(move |tx| apply::apply_page(tx, &page, now))
                 .await?;
             if let Some(rules) = applied.rules {
                 tracing::info!(version = rules.version, "new program rules from HQ");

@@ -37,9 +37,11 @@ pub async fn card(
     let live = state.redemption.live_balance(&card).await;
     let offline = !state.redemption.standalone() && live.is_none();
     let now = state.clock.now();
+    // A lookup writes nothing but HQ's figures and contact: its commit need not wait
+    // for the disk (`JournalFile::refresh` says why that is safe).
     let view = state
         .journal
-        .write(move |tx| -> Result<_, JournalError> {
+        .refresh(move |tx| -> Result<_, JournalError> {
             if let Some(live) = &live {
                 live.record(tx, now)?;
             }
