@@ -203,7 +203,8 @@ impl JournalFile {
     where
         E: From<JournalError>,
     {
-        self.relaxed = true;
+        // `set_synchronous` marks the file relaxed once NORMAL is set, so a panic in
+        // `f` leaves the mark for the next write.
         let out = self
             .set_synchronous(Synchronous::Normal)
             .map_err(|e| E::from(JournalError::from(e)))

@@ -284,8 +284,9 @@ impl WalWatch {
     }
 
     /// After a commit on the writer's `conn`: wakes the checkpointer past the
-    /// threshold when enough frames wait to be copied, and restarts the WAL itself when it has grown far past it and no
-    /// operation is `waiting` for the writer (or it has grown very far past it).
+    /// threshold when enough frames wait to be copied, and restarts the WAL itself
+    /// when it has grown far past it and no operation is `waiting` for the writer
+    /// (or it has grown very far past it).
     pub fn committed(&self, conn: &Connection, waiting: bool) -> rusqlite::Result<Wal> {
         // A commit that wrote nothing left no size from the hook: read it then.
         let wal = match COMMITTED.take() {
