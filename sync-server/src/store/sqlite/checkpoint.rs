@@ -49,10 +49,14 @@ pub struct Limits {
     /// The checkpointer is woken once the WAL holds this many frames: SQLite's own
     /// default for its automatic checkpoint.
     pub checkpoint_at: i64,
-    /// ... and then again each time this many frames wait to be copied (1 MB of 4 KB
-    /// pages: a few groups' worth at half the writer's capacity, less than one group
-    /// at its saturation). Small enough that a restart of the WAL by the writer
-    /// finds little left to copy.
+    /// ... and then again each time this many frames wait to be copied (4 MB of 4 KB
+    /// pages: about 23 pushes of 10 entries, several groups at half the writer's
+    /// capacity, a few at its saturation). A page that several pushes change
+    /// between two checkpoints is copied once, and each checkpoint syncs the WAL (and
+    /// the database file when it copies everything), so fewer checkpoints write and
+    /// sync less (docs/performance.md, *The SQLite HQ's write volume per push*).
+    /// Small enough that a restart of the WAL by the writer finds little left to
+    /// copy.
     pub checkpoint_every: i64,
     /// The writer restarts the WAL itself past this many (40 MB of 4 KB pages), at
     /// a commit after which no operation waits for it.
@@ -65,7 +69,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             checkpoint_at: 1_000,
-            checkpoint_every: 256,
+            checkpoint_every: 1_024,
             restart_at: 10_000,
             restart_anyway_at: 30_000,
         }
@@ -433,6 +437,38 @@ mod tests {
         grow(&conn, 20);
         watch.committed(&conn, false).unwrap();
         assert!(due(&watch), "not woken with over 100 frames to copy");
+        reader.execute_batch("COMMIT").unwrap();
+    }
+
+    /// By default the checkpointer is woken once 1,024 frames wait, not 256: at half
+    /// the writer's capacity a checkpoint per 256 frames synced the disk about 0.2
+    /// times per push, and copied a page again each time another push changed it.
+    #[test]
+    fn by_default_the_checkpointer_waits_for_4_mb_of_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = unwatched(Limits::default());
+        let (conn, path) = database(&dir, &watch);
+        let due = |watch: &WalWatch| std::mem::take(&mut watch.shared.lock().due);
+        grow(&conn, 1_100);
+        let wal = watch.committed(&conn, false).unwrap();
+        assert!(due(&watch), "past both thresholds: {wal:?}");
+        // A reader inside the WAL keeps SQLite from starting it over once copied.
+        let reader = super::super::connect(&path).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .unwrap();
+        let copied = checkpoint(&super::super::connect(&path).unwrap(), Mode::Passive).unwrap();
+        assert!(copied.caught_up(), "{copied:?}");
+        let mut waiting = 0;
+        while waiting < 1_000 {
+            grow(&conn, 50);
+            let wal = watch.committed(&conn, false).unwrap();
+            waiting = wal.log - wal.checkpointed;
+            assert!(!due(&watch), "woken with {waiting} frames to copy");
+        }
+        grow(&conn, 50);
+        watch.committed(&conn, false).unwrap();
+        assert!(due(&watch), "not woken with over 1,024 frames to copy");
         reader.execute_batch("COMMIT").unwrap();
     }
 
