@@ -408,18 +408,20 @@ mod tests {
         assert!(watch.shared.lock().due);
     }
 
-    /// Past the threshold, a commit wakes the checkpointer only once enough frames
-    /// wait to be copied: a checkpoint per small group would sync the disk twice
-    /// more per group.
-    #[test]
-    fn the_checkpointer_is_woken_again_only_once_enough_frames_wait() {
-        let (_dir, watch, conn, path) = unwatched_database(100, 1_000_000, 1_000_000);
-        let due = |watch: &WalWatch| std::mem::take(&mut watch.shared.lock().due);
-        grow(&conn, 150);
+    /// Commits past both thresholds (a wake-up), then holds a reader inside the WAL,
+    /// which keeps SQLite from starting it over once copied, copies it and commits
+    /// `step` pages at a time: no wake-up until `checkpoint_every` frames wait to be
+    /// copied (`every`, which the test expects of them), one once they do.
+    fn woken_again_only_once_enough_frames_wait(watch: &WalWatch, every: i64, step: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, path) = database(&dir, watch);
+        let limits = watch.limits;
+        let due = || std::mem::take(&mut watch.shared.lock().due);
+        let step_frames = i64::try_from(step).unwrap();
+        let first = limits.checkpoint_at.max(every) + step_frames;
+        grow(&conn, usize::try_from(first).unwrap());
         watch.committed(&conn, false).unwrap();
-        assert!(due(&watch), "past both thresholds");
-        // A reader inside the WAL keeps SQLite from starting it over once it is
-        // copied, so the WAL goes on growing past the copied frames.
+        assert!(due(), "past both thresholds");
         let reader = super::super::connect(&path).unwrap();
         reader
             .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
@@ -427,17 +429,34 @@ mod tests {
         let copied = checkpoint(&super::super::connect(&path).unwrap(), Mode::Passive).unwrap();
         assert!(copied.caught_up(), "{copied:?}");
         let mut waiting = 0;
-        while waiting < 90 {
-            grow(&conn, 10);
+        while waiting + step_frames < every {
+            grow(&conn, step);
             let wal = watch.committed(&conn, false).unwrap();
             waiting = wal.log - wal.checkpointed;
-            assert!(wal.log >= watch.limits.checkpoint_at, "{wal:?}");
-            assert!(!due(&watch), "woken with {waiting} frames to copy");
+            assert!(wal.log >= limits.checkpoint_at, "{wal:?}");
+            assert!(!due(), "woken with {waiting} frames to copy");
         }
-        grow(&conn, 20);
+        grow(&conn, 2 * step);
         watch.committed(&conn, false).unwrap();
-        assert!(due(&watch), "not woken with over 100 frames to copy");
+        assert!(due(), "not woken with over {every} frames to copy");
         reader.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Past the threshold, a commit wakes the checkpointer only once enough frames
+    /// wait to be copied: a checkpoint per small group would sync the disk twice
+    /// more per group.
+    #[test]
+    fn the_checkpointer_is_woken_again_only_once_enough_frames_wait() {
+        woken_again_only_once_enough_frames_wait(
+            &unwatched(Limits {
+                checkpoint_at: 100,
+                checkpoint_every: 100,
+                restart_at: 1_000_000,
+                restart_anyway_at: 1_000_000,
+            }),
+            100,
+            10,
+        );
     }
 
     /// By default the checkpointer is woken once 1,024 frames wait, not 256: at half
@@ -445,31 +464,7 @@ mod tests {
     /// times per push, and copied a page again each time another push changed it.
     #[test]
     fn by_default_the_checkpointer_waits_for_4_mb_of_frames() {
-        let dir = tempfile::tempdir().unwrap();
-        let watch = unwatched(Limits::default());
-        let (conn, path) = database(&dir, &watch);
-        let due = |watch: &WalWatch| std::mem::take(&mut watch.shared.lock().due);
-        grow(&conn, 1_100);
-        let wal = watch.committed(&conn, false).unwrap();
-        assert!(due(&watch), "past both thresholds: {wal:?}");
-        // A reader inside the WAL keeps SQLite from starting it over once copied.
-        let reader = super::super::connect(&path).unwrap();
-        reader
-            .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
-            .unwrap();
-        let copied = checkpoint(&super::super::connect(&path).unwrap(), Mode::Passive).unwrap();
-        assert!(copied.caught_up(), "{copied:?}");
-        let mut waiting = 0;
-        while waiting < 1_000 {
-            grow(&conn, 50);
-            let wal = watch.committed(&conn, false).unwrap();
-            waiting = wal.log - wal.checkpointed;
-            assert!(!due(&watch), "woken with {waiting} frames to copy");
-        }
-        grow(&conn, 50);
-        watch.committed(&conn, false).unwrap();
-        assert!(due(&watch), "not woken with over 1,024 frames to copy");
-        reader.execute_batch("COMMIT").unwrap();
+        woken_again_only_once_enough_frames_wait(&unwatched(Limits::default()), 1_024, 50);
     }
 
     #[test]
