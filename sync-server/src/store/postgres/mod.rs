@@ -36,6 +36,7 @@ use super::caches::Caches;
 use crate::metrics::PoolMetrics;
 use crate::store::Result;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use feed::FeedWatch;
 use retry::{Next, Retry};
 use session::PgSession;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ struct Inner {
     pool: Pool,
     pool_metrics: PoolMetrics,
     caches: Caches,
+    feed: FeedWatch,
     redacted_url: String,
 }
 
@@ -77,11 +79,16 @@ impl PgStore {
             .wait_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}").into()))?;
+        let feed = FeedWatch::default();
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
-                pool_metrics: PoolMetrics::default(),
+                pool_metrics: PoolMetrics {
+                    feed_held_back_seconds: feed.gauge(),
+                    ..PoolMetrics::default()
+                },
                 caches: Caches::default(),
+                feed,
                 redacted_url: options.redacted,
             }),
         };
@@ -129,7 +136,11 @@ impl Backend for PgStore {
     async fn run<O: Op>(&self, mut op: O) -> Result<O::Out> {
         let mut retry = Retry::default();
         loop {
-            let mut session = PgSession::new(self.connection().await?, &self.inner.caches);
+            let mut session = PgSession::new(
+                self.connection().await?,
+                &self.inner.caches,
+                &self.inner.feed,
+            );
             let result = drive(&mut session, &mut op).await;
             // Back to the pool before the wait.
             drop(session);
