@@ -712,9 +712,13 @@ mod bound_tests {
         .await
         .expect("the feed is never bound by the open transaction");
         operator.batch_execute("COMMIT").await.unwrap();
-        let (next, mut cards) = pull_until(&store, &watch, &head, |_, cards| !cards.is_empty())
-            .await
-            .expect("nothing pulled once the transaction committed");
+        // Card 1's transaction is older than card 2's: never the second alone.
+        let (next, mut cards) = pull_until(&store, &watch, &head, |_, cards| {
+            assert!(!cards.contains(&2) || cards.contains(&1), "{cards:?}");
+            cards.len() == 2
+        })
+        .await
+        .expect("not both pulled once the transaction committed");
         cards.sort_unstable();
         assert_eq!(cards, [1, 2], "from {head} to {next}");
     }
@@ -733,7 +737,8 @@ mod bound_tests {
     }
 
     /// The rule on its own, on snapshots written out: an id in progress that no list
-    /// places (here one that ended long ago) bounds; one running in another database
+    /// places (here one that ended long ago, as if it ended since the snapshot)
+    /// bounds; one running in another database
     /// does not; one running in this database does.
     #[tokio::test]
     async fn only_ids_placed_in_another_database_are_passed_over() {
@@ -749,7 +754,8 @@ mod bound_tests {
         let here = store.connection().await.unwrap();
         here.batch_execute("BEGIN").await.unwrap();
         let mine = xid(&here).await;
-        let ended = elsewhere - 1;
+        // The cluster's first transaction id, of `initdb`: it ended long ago.
+        let ended = 3;
         let after = mine + 1;
         for (snapshot, bound) in [
             (format!("{ended}:{after}:{ended}"), ended),
