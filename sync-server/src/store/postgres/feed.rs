@@ -280,7 +280,7 @@ impl Bound {
 }
 
 /// The feed's bound in the snapshot `s` (see the module documentation), its xmin
-/// and its xmax. The lists of backends and prepared transactions cost about 70 µs
+/// and its xmax. The lists of backends and prepared transactions cost about 85 µs
 /// with 46 backends (docs/performance.md), so they are read only when the xmin is at
 /// or below `$1`, an xid the [`FeedWatch`] has seen hold the xmin for a while (the
 /// xmin itself is always a safe bound), and only when the snapshot lists a
@@ -615,9 +615,9 @@ mod bound_tests {
         (head, cards)
     }
 
-    /// A connection to another database of the same cluster, and that database
-    /// (dropped after the connection).
-    async fn other_database() -> (tokio_postgres::Client, TestDatabase) {
+    /// A connection to another database of the same cluster, inside a transaction
+    /// that took an id (returned, with that database, dropped after the connection).
+    async fn open_elsewhere() -> (tokio_postgres::Client, TestDatabase, i64) {
         let db = TestDatabase::create()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
@@ -626,7 +626,11 @@ mod bound_tests {
             .await
             .unwrap();
         tokio::spawn(connection);
-        (c, db)
+        c.batch_execute("BEGIN; CREATE TEMP TABLE held (x int)")
+            .await
+            .unwrap();
+        let held = xid(&c).await;
+        (c, db, held)
     }
 
     /// The id of the transaction `c` is in, taking one.
@@ -664,12 +668,7 @@ mod bound_tests {
         let Some((_db, store, c)) = new_hq().await else {
             return;
         };
-        let (other, _other_db) = other_database().await;
-        other
-            .batch_execute("BEGIN; CREATE TEMP TABLE held (x int)")
-            .await
-            .unwrap();
-        let held = xid(&other).await;
+        let (other, _other_db, held) = open_elsewhere().await;
         change_card(&c, 1).await;
         let watch = impatient();
         // The first pull to see it is bound by the xmin: a push usually holds it.
@@ -738,19 +737,14 @@ mod bound_tests {
 
     /// The rule on its own, on snapshots written out: an id in progress that no list
     /// places (here one that ended long ago, as if it ended since the snapshot)
-    /// bounds; one running in another database
-    /// does not; one running in this database does.
+    /// bounds; one running in another database does not; one running in this
+    /// database does.
     #[tokio::test]
     async fn only_ids_placed_in_another_database_are_passed_over() {
         let Some((_db, store, c)) = new_hq().await else {
             return;
         };
-        let (other, _other_db) = other_database().await;
-        other
-            .batch_execute("BEGIN; CREATE TEMP TABLE held (x int)")
-            .await
-            .unwrap();
-        let elsewhere = xid(&other).await;
+        let (other, _other_db, elsewhere) = open_elsewhere().await;
         let here = store.connection().await.unwrap();
         here.batch_execute("BEGIN").await.unwrap();
         let mine = xid(&here).await;
