@@ -12,6 +12,7 @@
 
 mod admin;
 mod analytics;
+mod bound;
 mod cards;
 mod escrow;
 mod feed;
@@ -35,8 +36,8 @@ use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
 use crate::metrics::PoolMetrics;
 use crate::store::Result;
+use bound::FeedWatch;
 use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use feed::FeedWatch;
 use retry::{Next, Retry};
 use session::PgSession;
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //! and closes it: the server rolls the transaction back, and no later request ever
 //! finds itself inside it.
 
-use super::feed::FeedWatch;
+use super::bound::FeedWatch;
 use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
 use crate::store::rows::{Columns, Raw};
