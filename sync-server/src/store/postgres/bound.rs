@@ -379,6 +379,34 @@ mod tests {
         assert_eq!(cards, [1, 2], "from {head} to {next}");
     }
 
+    async fn idle_timeout(c: &tokio_postgres::Client) -> String {
+        c.query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// HQ's own connections end a transaction left idle a minute, so that a stuck
+    /// instance cannot hold the feed for ever; a timeout set for the database (or the
+    /// role) is kept.
+    #[tokio::test]
+    async fn hq_s_connections_end_a_transaction_left_idle_unless_told_otherwise() {
+        let Some((db, _store, c)) = new_hq().await else {
+            return;
+        };
+        assert_eq!(idle_timeout(&c).await, "1min");
+        c.batch_execute(
+            "DO $$ BEGIN EXECUTE format(
+               'ALTER DATABASE %I SET idle_in_transaction_session_timeout = ''5min''',
+               current_database()); END $$",
+        )
+        .await
+        .unwrap();
+        let store = PgStore::open(db.url()).await.unwrap();
+        let c = store.connection().await.unwrap();
+        assert_eq!(idle_timeout(&c).await, "5min");
+    }
+
     /// The bound of a snapshot given as text, looking for other databases'
     /// transactions: its xid, its xmax.
     async fn bound_of(c: &Client, snapshot: &str) -> (i64, i64) {

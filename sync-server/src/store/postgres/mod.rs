@@ -37,11 +37,22 @@ use super::caches::Caches;
 use crate::metrics::PoolMetrics;
 use crate::store::Result;
 use bound::FeedWatch;
-use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Client, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+};
 use retry::{Next, Retry};
 use session::PgSession;
 use std::sync::Arc;
 use tokio_postgres::NoTls;
+
+/// Run on each new connection: a transaction HQ leaves idle for a minute ends, so an
+/// instance stuck inside one (it would hold every till's balance feed, `bound.rs`, and
+/// its row locks) cannot hold it for ever. No operation of HQ's waits that long
+/// between two statements of a transaction. A timeout the operator set for the role
+/// or the database is kept.
+const IDLE_IN_TRANSACTION: &str =
+    "SELECT set_config('idle_in_transaction_session_timeout', '60s', false)
+     WHERE current_setting('idle_in_transaction_session_timeout') = '0'";
 
 /// How long a request waits for a free pooled connection before it is answered 503.
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -78,6 +89,14 @@ impl PgStore {
             .max_size(options.pool_max_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(IDLE_IN_TRANSACTION)
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}").into()))?;
         let feed = FeedWatch::default();
