@@ -530,14 +530,16 @@ mod tests {
         let on_a_worker = journal.clone();
         runtime
             .block_on(runtime.spawn(async move {
-                nothing_written_then_one_entry(&on_a_worker, datetime!(2026-11-24 10:00 UTC))
-                    .await;
+                nothing_written_then_one_entry(&on_a_worker, datetime!(2026-11-24 10:00 UTC)).await;
             }))
             .unwrap();
         // No worker handed its core to a thread of the blocking pool for the
         // transactions (`block_in_place` starts one to take the worker's place).
         assert_eq!(threads_named("journal-inline"), 2);
-        assert_eq!(runtime.block_on(journal.read(|tx| tx.last_seq())).unwrap(), Seq(1));
+        assert_eq!(
+            runtime.block_on(journal.read(|tx| tx.last_seq())).unwrap(),
+            Seq(1)
+        );
         journal.close();
     }
 

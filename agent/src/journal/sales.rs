@@ -468,7 +468,11 @@ mod tests {
         assert_eq!(newest_open_back(&mut file), 0);
         // Three sales after it, each cancelled before the next is opened.
         for n in 2..=4 {
-            let later = hold(&mut file, &format!("R-{n}"), datetime!(2026-11-24 10:00 UTC));
+            let later = hold(
+                &mut file,
+                &format!("R-{n}"),
+                datetime!(2026-11-24 10:00 UTC),
+            );
             assert_eq!(newest_open_back(&mut file), n - 1, "back to R-1");
             file.write(|tx| tx.cancel_hold(&later, CancelReason::Till))
                 .unwrap();
