@@ -481,7 +481,7 @@ mod tests {
         let now = datetime!(2026-11-24 10:05 UTC);
         let expired = file.read(|tx| tx.expired_holds(now.unix_timestamp() - 600));
         let expired: Vec<ReceiptId> = expired.unwrap().into_iter().map(|h| h.receipt_id).collect();
-        assert_eq!(expired, [forgotten.clone()]);
+        assert_eq!(expired, [forgotten]);
         let expire = |tx: &Tx<'_>| crate::sales::expiry::expire(tx, now, 600);
         assert_eq!(file.write(expire).unwrap(), 1);
         assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points::ZERO);
