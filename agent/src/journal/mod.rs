@@ -43,7 +43,7 @@ pub mod used_tokens;
 use protocol::{StoreId, TerminalId};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 /// Why the journal could not do what was asked.
@@ -371,44 +371,27 @@ impl Journal {
         self.with_file(move |file| file.read(f)).await
     }
 
-    /// Runs `f` on the connection, one caller at a time.
+    /// Runs `f` on the connection, one caller at a time, off the async scheduler.
     ///
     /// On the daemon's multi-threaded runtime the transaction runs on the calling
-    /// task's own thread: the request is answered without a hand-off to another
+    /// task's own thread, which hands its other tasks to a fresh worker first
+    /// (`block_in_place`): the request is answered without a hand-off to another
     /// thread and back, which cost more than the commit itself (docs/performance.md,
-    /// *Till sales*). When the connection is free it runs right there, holding the
-    /// worker for one transaction (its statements and one fsync) while the runtime's
-    /// other worker serves the rest: handing the worker's core to a fresh thread
-    /// first (`block_in_place`) cost a till sale a third of its context switches and
-    /// most of its futex calls. When another transaction holds the connection the
-    /// caller waits for it under `block_in_place`, so that no worker is ever parked on
-    /// the lock and at most one is busy with the journal. Elsewhere (current-thread
-    /// runtimes: one-shot commands, tests) it runs on the blocking pool; polled outside
-    /// tokio, on the caller's thread. Either way `f` runs to its end even when the
-    /// caller is cancelled: the work is committed or rolled back, never cut in the
-    /// middle.
+    /// *Till sales*). Elsewhere (current-thread runtimes: one-shot commands, tests) it
+    /// runs on the blocking pool; polled outside tokio, on the caller's thread. Either way
+    /// `f` runs to its end even when the caller is cancelled: the work is committed
+    /// or rolled back, never cut in the middle.
     async fn with_file<R, E, F>(&self, f: F) -> Result<R, E>
     where
         R: Send + 'static,
         E: From<JournalError> + Send + 'static,
         F: FnOnce(&mut JournalFile) -> Result<R, E> + Send + 'static,
     {
-        // A panic inside a transaction rolled it back (rusqlite's transaction rolls
-        // back when dropped), so the connection behind a poisoned lock is as the last
-        // commit left it.
-        let multi_thread = matches!(
-            Handle::try_current().map(|h| h.runtime_flavor()),
-            Ok(RuntimeFlavor::MultiThread)
-        );
-        if multi_thread {
-            match self.file.try_lock() {
-                Ok(mut file) => return f(&mut file),
-                Err(TryLockError::Poisoned(poisoned)) => return f(&mut poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
         let file = Arc::clone(&self.file);
         let run = move || {
+            // A panic inside a transaction rolled it back (rusqlite's transaction
+            // rolls back when dropped), so the connection behind a poisoned lock is
+            // as the last commit left it.
             let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut file)
         };
@@ -503,44 +486,6 @@ mod tests {
     async fn on_the_daemons_runtime_a_write_commits_on_ok_and_writes_nothing_on_err() {
         let dir = tempfile::tempdir().unwrap();
         a_write_commits_on_ok_and_writes_nothing_on_err(open(&dir)).await;
-    }
-
-    /// Threads of this process whose name is `name`.
-    #[cfg(target_os = "linux")]
-    fn threads_named(name: &str) -> usize {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .filter(|comm| comm.trim_end() == name)
-            .count()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn on_the_daemons_runtime_a_free_journal_runs_the_transaction_on_the_callers_worker() {
-        let dir = tempfile::tempdir().unwrap();
-        // A thread name of this test's own: other tests run their runtimes beside it.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("journal-inline")
-            .enable_all()
-            .build()
-            .unwrap();
-        let journal = open(&dir);
-        let on_a_worker = journal.clone();
-        runtime
-            .block_on(runtime.spawn(async move {
-                nothing_written_then_one_entry(&on_a_worker, datetime!(2026-11-24 10:00 UTC)).await;
-            }))
-            .unwrap();
-        // No worker handed its core to a thread of the blocking pool for the
-        // transactions (`block_in_place` starts one to take the worker's place).
-        assert_eq!(threads_named("journal-inline"), 2);
-        assert_eq!(
-            runtime.block_on(journal.read(|tx| tx.last_seq())).unwrap(),
-            Seq(1)
-        );
-        journal.close();
     }
 
     #[test]
