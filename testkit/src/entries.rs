@@ -33,11 +33,12 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Entry `seq` made now with a random id, as an agent makes it; receipt `R-<seq>`,
-    /// rules version 0 (the defaults).
+    /// Entry `seq` made now with a time-ordered id (UUIDv7, increasing within the
+    /// process), as the agent's journal makes it; receipt `R-<seq>`, rules version 0
+    /// (the defaults).
     pub fn new(seq: u64) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             seq,
             at: OffsetDateTime::now_utc(),
             rules_version: 0,

@@ -78,7 +78,10 @@ impl Target {
 
 /// The `n`-th sale of a terminal on one of 20,000 cards, one line of 10.00 to
 /// 106.00, one sale in seven redeeming 3 points; priced by the agent's own code. The
-/// id is random (v4), as real agents make them.
+/// id is time-ordered (UUIDv7), as the agent's journal makes it (`journal/entries.rs`):
+/// with random ids HQ's index of entry ids took a leaf page per entry, which no till
+/// causes, and the raw baselines paid that while the backlog beside them, written by
+/// the agent's journal, did not.
 pub fn sale(terminal: &str, seq: u64, at: OffsetDateTime) -> JournalEntry {
     // Each till starts at its own place among the 20,000 cards: tills that push at
     // the same moment serve different customers, as in a chain. (When every till's
