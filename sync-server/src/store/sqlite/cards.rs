@@ -326,6 +326,63 @@ mod tests {
         })
     }
 
+    /// The card read and the open lots look each key up in turn (a `VALUES` list
+    /// joined to the table), and find what the `IN (…)` lists found: no temporary
+    /// index of the keys is built at each run.
+    #[test]
+    fn cards_and_open_lots_are_read_without_a_temporary_index_of_the_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrations()
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                change_pos, updated_at)
+             VALUES ('4000000000001', 5, 0, 0, 1, 1, 1, 0),
+                    ('4000000000003', 6, 0, 0, 1, 1, 2, 0);
+             INSERT INTO lots (card, kind, earned_at, matured, amount, remaining)
+             VALUES ('4000000000001', 'accrual', 0, 1, 5, 5),
+                    ('4000000000001', 'accrual', 0, 1, 5, 0),
+                    ('4000000000003', 'accrual', 0, 1, 6, 6);",
+        )
+        .unwrap();
+        let caches = Caches::default();
+        let mut session = SqliteSession::new(&mut conn, &caches);
+        let keys: Vec<CardId> = (1..4).map(card).collect();
+        let keys: Vec<&CardId> = keys.iter().collect();
+        let (cards, lots) = block_on(async {
+            let cards = session.lock_existing_cards(&keys).await?;
+            let lots = session.open_lots(&keys).await?;
+            Ok::<_, crate::store::StoreError>((cards, lots))
+        })
+        .unwrap();
+        drop(session);
+        let mut found: Vec<(&str, i64)> = cards
+            .values()
+            .map(|c| (c.card.as_str(), c.balance.get()))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found, [("4000000000001", 5), ("4000000000003", 6)]);
+        let mut open: Vec<(&str, i64)> = lots
+            .iter()
+            .map(|l| (l.card.as_str(), l.remaining.get()))
+            .collect();
+        open.sort_unstable();
+        assert_eq!(open, [("4000000000001", 5), ("4000000000003", 6)]);
+        let reads: Vec<String> = made_statements()
+            .into_iter()
+            .filter(|sql| sql.starts_with("SELECT"))
+            .collect();
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        for sql in reads {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let mut rows = explain.raw_query();
+            while let Some(r) = rows.next().unwrap() {
+                assert_ne!(r.get::<_, String>(1).unwrap(), "OpenEphemeral", "{sql}");
+            }
+        }
+    }
+
     fn card(n: u32) -> CardId {
         CardId::parse(&format!("400000000{n:04}")).unwrap()
     }
