@@ -1,6 +1,7 @@
 //! Prometheus metrics of HQ, served at `GET /metrics` (see `http::metrics` for who
 //! may read them): pushes and their entries, refusals, quarantined entries, push
-//! latency, live-balance lookups, and the PostgreSQL pool's waits and errors. Label
+//! latency, live-balance lookups, the PostgreSQL pool's waits and errors, and how
+//! long an open transaction has held the PostgreSQL balance feed back. Label
 //! values come from enums and fixed strings, never from request text, so no card or
 //! token can reach a scrape.
 
@@ -8,6 +9,7 @@ use crate::ledger::AnomalyKind;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -23,8 +25,8 @@ fn wait_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
-/// The connection pool's share, kept by the store that has a pool (PostgreSQL); on
-/// SQLite (one writer, no pool) it stays at zero.
+/// The PostgreSQL store's share (its connection pool and its change feed); on SQLite
+/// (one writer, no pool, a feed no other transaction holds back) it stays at zero.
 #[derive(Debug, Clone)]
 pub struct PoolMetrics {
     /// Requests that found no free connection and had to wait for one.
@@ -33,6 +35,9 @@ pub struct PoolMetrics {
     pub wait_seconds: Histogram,
     /// Requests that got no connection (pool timeout, database unreachable).
     pub errors: Counter,
+    /// How long one open transaction has held the balance feed back, as of the last
+    /// pull (0 when none does).
+    pub feed_held_back_seconds: Gauge,
 }
 
 impl Default for PoolMetrics {
@@ -41,6 +46,7 @@ impl Default for PoolMetrics {
             waits: Counter::default(),
             wait_seconds: wait_histogram(),
             errors: Counter::default(),
+            feed_held_back_seconds: Gauge::default(),
         }
     }
 }
@@ -159,6 +165,11 @@ impl Metrics {
             "Requests that got no database connection",
             pool.errors,
         );
+        registry.register(
+            "feed_held_back_seconds",
+            "How long one open transaction has held the balance feed back, as of the last pull",
+            pool.feed_held_back_seconds,
+        );
         for result in ["ok", "error"] {
             let _ = m.live_balances.get_or_create(&vec![("result", result)]);
         }
@@ -230,6 +241,7 @@ mod tests {
             "sync_server_live_balance_lookups_total{result=\"ok\"} 1",
             "sync_server_db_pool_waits_total 1",
             "sync_server_push_duration_seconds_count 1",
+            "sync_server_feed_held_back_seconds 0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -141,15 +141,16 @@ impl Tx<'_> {
         self.inner
             .prepare_cached("DELETE FROM recent_cards WHERE last_seen_unix < ?1")?
             .execute([since_unix])?;
-        let mut stmt = self.inner.prepare_cached(
+        let mut stmt = self.inner.prepare_cached(concat!(
             "SELECT card FROM (
                  SELECT card, last_seen_unix AS seen FROM recent_cards WHERE last_seen_unix >= ?1
                  UNION ALL
-                 SELECT card, held_at_unix FROM sales INDEXED BY sales_open_holds
-                 WHERE state = 'held' AND card IS NOT NULL AND held_at_unix >= ?1
+                 SELECT card, held_at_unix FROM sales WHERE ",
+            maybe_held!(),
+            " AND state = 'held' AND card IS NOT NULL AND held_at_unix >= ?1
              )
-             GROUP BY card ORDER BY MAX(seen) DESC, card LIMIT ?2",
-        )?;
+             GROUP BY card ORDER BY MAX(seen) DESC, card LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![since_unix, limit], |r| r.get::<_, String>(0))?;
         rows.map(|c| CardId::parse(&c?).map_err(JournalError::data))
             .collect()

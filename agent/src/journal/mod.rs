@@ -18,6 +18,17 @@
 //! blocked cards, rules, signing keys), [`used_tokens`] (app tokens seen here),
 //! [`sync_state`] (acks, HQ contact, the pull cursor).
 
+/// The condition on `sales` that keeps the rows that may still be held: every hold
+/// still open is at most the newest sale's `open_back` rows before it (journal
+/// migration 11, [`sales`]), so a read of open holds scans only those rows, the
+/// last one or two at a till that commits what it holds. A literal, for `concat!`
+/// into the statements that read open holds.
+macro_rules! maybe_held {
+    () => {
+        "rowid >= (SELECT rowid - COALESCE(open_back, rowid) FROM sales ORDER BY rowid DESC LIMIT 1)"
+    };
+}
+
 pub mod card_views;
 pub mod entries;
 pub mod hq_cache;

@@ -27,21 +27,33 @@ impl Tx<'_> {
             "SELECT COALESCE(SUM(redeemed), 0) FROM entries WHERE offline = 1 AND redeemed > 0 AND card = ?1 AND at_unix >= ?2",
             &[&card.as_str(), &day_start_unix],
         )? + sum(
-            "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE state = 'held' AND offline = 1 AND card = ?1",
+            concat!(
+                "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE ",
+                maybe_held!(),
+                " AND state = 'held' AND offline = 1 AND card = ?1"
+            ),
             &[&card.as_str()],
         )?;
         let terminal_today = sum(
             "SELECT COALESCE(SUM(redeemed), 0) FROM entries WHERE offline = 1 AND redeemed > 0 AND at_unix >= ?1",
             &[&day_start_unix],
         )? + sum(
-            "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE state = 'held' AND offline = 1",
+            concat!(
+                "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE ",
+                maybe_held!(),
+                " AND state = 'held' AND offline = 1"
+            ),
             &[],
         )?;
         let consecutive = sum(
             "SELECT COUNT(*) FROM entries WHERE offline = 1 AND redeemed > 0 AND card = ?1 AND at_unix > ?2",
             &[&card.as_str(), &since_contact],
         )? + sum(
-            "SELECT COUNT(*) FROM sales WHERE state = 'held' AND offline = 1 AND card = ?1",
+            concat!(
+                "SELECT COUNT(*) FROM sales WHERE ",
+                maybe_held!(),
+                " AND state = 'held' AND offline = 1 AND card = ?1"
+            ),
             &[&card.as_str()],
         )?;
         Ok(OfflineUsage {

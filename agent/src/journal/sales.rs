@@ -11,12 +11,15 @@ use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
 /// Points reserved by open holds at this terminal for the card `?1`. Open holds are
-/// few (a till has one sale open at a time; expiry releases forgotten ones), so they
-/// are all read from their index and filtered by card: one index less to write with
-/// every hold and commit. Also a part of a card's figures (`card_views`).
-pub(super) const HELD_POINTS_OF_CARD: &str =
-    "SELECT COALESCE(SUM(redeem_points), 0) FROM sales INDEXED BY sales_open_holds
-     WHERE state = 'held' AND card = ?1";
+/// few (a till has one sale open at a time; expiry releases forgotten ones) and all
+/// among the newest sales (`maybe_held!`), so they are read from there and filtered
+/// by card: no index to write with every hold and commit. Also a part of a card's
+/// figures (`card_views`).
+pub(super) const HELD_POINTS_OF_CARD: &str = concat!(
+    "SELECT COALESCE(SUM(redeem_points), 0) FROM sales WHERE ",
+    maybe_held!(),
+    " AND state = 'held' AND card = ?1"
+);
 
 impl SaleState {
     /// The state's name: in the journal's `sales.state` column, in the till's JSON
@@ -229,15 +232,31 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// Records a new hold.
+    /// Records a new hold, the newest sale: with its rowid, the one after the newest
+    /// so far, and the distance back to the oldest hold still open (itself when no
+    /// other is), which the reads of open holds start from (`maybe_held!`).
     pub fn insert_hold(&self, hold: &NewHold<'_>) -> Result<(), JournalError> {
         let priced = serde_json::to_string(hold.priced).map_err(JournalError::data)?;
+        let (newest, oldest_held): (Option<i64>, Option<i64>) = self
+            .inner
+            .prepare_cached(concat!(
+                "SELECT (SELECT MAX(rowid) FROM sales),
+                        (SELECT MIN(rowid) FROM sales WHERE ",
+                maybe_held!(),
+                " AND state = 'held')"
+            ))?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rowid = newest
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| JournalError::data("the sales table has no rowid left"))?;
+        let open_back = rowid - oldest_held.unwrap_or(rowid);
         self.inner
             .prepare_cached(
                 "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
                                     rules_version, matures_at_unix, priced, hold_response,
-                                    reserved_points, lease_id, lease_points)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                    reserved_points, lease_id, lease_points, rowid, open_back)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 hold.receipt_id.as_str(),
@@ -254,6 +273,8 @@ impl Tx<'_> {
                 hold.reserved_points.get(),
                 hold.lease.map(|l| l.lease_id.to_string()),
                 hold.lease.map_or(0, |l| l.points.get()),
+                rowid,
+                open_back,
             ])?;
         Ok(())
     }
@@ -301,10 +322,11 @@ impl Tx<'_> {
     /// Holds opened before `held_before_unix` (the hold timeout): what expiry
     /// releases, with the points HQ reserved for each.
     pub fn expired_holds(&self, held_before_unix: i64) -> Result<Vec<HoldToRelease>, JournalError> {
-        let mut stmt = self.inner.prepare_cached(
-            "SELECT receipt_id, card, reserved_points, rules_version FROM sales WHERE state = 'held' AND held_at_unix < ?1
-             ORDER BY held_at_unix, receipt_id",
-        )?;
+        let mut stmt = self.inner.prepare_cached(concat!(
+            "SELECT receipt_id, card, reserved_points, rules_version FROM sales WHERE ",
+            maybe_held!(),
+            " AND state = 'held' AND held_at_unix < ?1 ORDER BY held_at_unix, receipt_id"
+        ))?;
         let rows = stmt.query_map([held_before_unix], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -423,6 +445,50 @@ mod tests {
             state(&mut file, &cancelled),
             SaleState::Cancelled(CancelReason::Till)
         );
+    }
+
+    /// The distance back to the oldest open hold recorded with the newest sale.
+    fn newest_open_back(file: &mut JournalFile) -> i64 {
+        file.read(|tx| -> Result<i64, JournalError> {
+            Ok(tx.inner.query_row(
+                "SELECT open_back FROM sales ORDER BY rowid DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_hold_left_open_behind_newer_sales_is_still_held_and_expires() {
+        let (_dir, mut file) = journal();
+        let card = CardId::parse(crate::sales::fixtures::CARD).unwrap();
+        let points = sale_record(SaleState::Held, true).redeem_points;
+        let forgotten = hold(&mut file, "R-1", datetime!(2026-11-24 09:00 UTC));
+        assert_eq!(newest_open_back(&mut file), 0);
+        // Three sales after it, each cancelled before the next is opened.
+        for n in 2..=4 {
+            let later = hold(
+                &mut file,
+                &format!("R-{n}"),
+                datetime!(2026-11-24 10:00 UTC),
+            );
+            assert_eq!(newest_open_back(&mut file), n - 1, "back to R-1");
+            file.write(|tx| tx.cancel_hold(&later, CancelReason::Till))
+                .unwrap();
+        }
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), points);
+        let now = datetime!(2026-11-24 10:05 UTC);
+        let expired = file.read(|tx| tx.expired_holds(now.unix_timestamp() - 600));
+        let expired: Vec<ReceiptId> = expired.unwrap().into_iter().map(|h| h.receipt_id).collect();
+        assert_eq!(expired, [forgotten]);
+        let expire = |tx: &Tx<'_>| crate::sales::expiry::expire(tx, now, 600);
+        assert_eq!(file.write(expire).unwrap(), 1);
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points::ZERO);
+        // The next sale finds no other hold open: it starts the reads at itself.
+        hold(&mut file, "R-5", now);
+        assert_eq!(newest_open_back(&mut file), 0);
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), points);
     }
 
     #[test]

@@ -31,12 +31,15 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         ),
         M::up(include_str!("migrations/009_recent_cards_folded.sql")),
         M::up(include_str!("migrations/010_entries_without_id_index.sql")).foreign_key_check(),
+        M::up(include_str!(
+            "migrations/011_open_holds_from_the_newest_sale.sql"
+        )),
     ])
 });
 
 /// Number of migrations: the schema version of a journal this build writes.
 pub fn latest_version() -> usize {
-    10
+    11
 }
 
 /// The check of a sale's state as migration 1 declared it, and as migration 8 rewrites it.
@@ -288,6 +291,39 @@ mod tests {
             .unwrap()
     }
 
+    /// A sale's priced receipt of one line, as a journal stores it.
+    const ONE_LINE_PRICED: &str = r#"{"lines":[{"sku":"a","category":"g","amount_minor":1000,"qty":1,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}],"total_minor":1000,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}"#;
+
+    /// A journal file at `path` migrated to `version` only, for rows of that schema.
+    fn journal_of_version(path: &Path, version: usize) -> Connection {
+        let mut c = Connection::open(path).unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        MIGRATIONS.to_version(&mut c, version).unwrap();
+        c
+    }
+
+    /// Rows of a journal of version 9 or later: this terminal, a sale of card 12345670
+    /// committed with entry 1 (its running total and stored answer), and a return of
+    /// it, entry 2.
+    fn a_returned_sale() -> String {
+        format!(
+            "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
+             INSERT INTO entries (seq, id, kind, card, at_unix, delta_balance, body)
+             VALUES (1, '01900000-0000-7000-8000-000000000001', 'sale', '12345670', 1795514400, 10,
+                     '{{\"at\":\"2026-11-24T10:00:00Z\"}}'),
+                    (2, '01900000-0000-7000-8000-000000000002', 'return', '12345670', 1795514500, -4,
+                     '{{\"at\":\"2026-11-24T10:01:40Z\"}}');
+             INSERT INTO card_running (card, seq, running) VALUES ('12345670', 1, 10), ('12345670', 2, 6);
+             INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
+                                rules_version, priced, hold_response, entry_seq, commit_response)
+             VALUES ('R-1', 'h', 'returned', '12345670', 0, 0, 1795514300, 0, '{ONE_LINE_PRICED}', '{{}}', 1,
+                     '{{\"stored\":1}}');
+             INSERT INTO returns (return_id, receipt_id, request_hash, entry_seq, response)
+             VALUES ('RT-1', 'R-1', 'h', 2, '{{}}');"
+        )
+    }
+
     /// A migrated file passes SQLite's integrity check and breaks no foreign key.
     fn assert_intact(conn: &Connection) {
         let check: String = conn
@@ -349,11 +385,7 @@ mod tests {
         );
         assert_eq!(
             indexes(&conn, "sales"),
-            [
-                "sales_by_lease",
-                "sales_open_holds",
-                "sqlite_autoindex_sales_1"
-            ]
+            ["sales_by_lease", "sqlite_autoindex_sales_1"]
         );
     }
 
@@ -525,30 +557,18 @@ mod tests {
         use protocol::ReceiptId;
         use time::macros::datetime;
 
-        let priced = r#"{"lines":[{"sku":"a","category":"g","amount_minor":1000,"qty":1,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}],"total_minor":1000,"discount_minor":0,"paid_minor":1000,"redeemed_points":0,"accrued_points":10}"#;
+        let priced = ONE_LINE_PRICED;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v9.db");
         {
-            let mut c = Connection::open(&path).unwrap();
-            c.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            MIGRATIONS.to_version(&mut c, 9).unwrap();
+            let c = journal_of_version(&path, 9);
             // A committed sale (its entry, running total and stored answer), a return of
             // it, and an open hold of the same card.
+            c.execute_batch(&a_returned_sale()).unwrap();
             c.execute_batch(&format!(
-                "INSERT INTO meta (key, value) VALUES ('store_id', 's1'), ('terminal_id', 't1');
-                 INSERT INTO entries (seq, id, kind, card, at_unix, delta_balance, body)
-                 VALUES (1, '01900000-0000-7000-8000-000000000001', 'sale', '12345670', 1795514400, 10,
-                         '{{\"at\":\"2026-11-24T10:00:00Z\"}}'),
-                        (2, '01900000-0000-7000-8000-000000000002', 'return', '12345670', 1795514500, -4,
-                         '{{\"at\":\"2026-11-24T10:01:40Z\"}}');
-                 INSERT INTO card_running (card, seq, running) VALUES ('12345670', 1, 10), ('12345670', 2, 6);
-                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
+                "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
                                     rules_version, priced, hold_response, entry_seq, commit_response)
-                 VALUES ('R-1', 'h', 'returned', '12345670', 0, 0, 1795514300, 0, '{priced}', '{{}}', 1, '{{\"stored\":1}}'),
-                        ('R-2', 'h', 'held', '12345670', 0, 0, 1795514600, 0, '{priced}', '{{}}', NULL, NULL);
-                 INSERT INTO returns (return_id, receipt_id, request_hash, entry_seq, response)
-                 VALUES ('RT-1', 'R-1', 'h', 2, '{{}}');"
+                 VALUES ('R-2', 'h', 'held', '12345670', 0, 0, 1795514600, 0, '{priced}', '{{}}', NULL, NULL);"
             ))
             .unwrap();
             assert!(indexes(&c, "entries").contains(&"sqlite_autoindex_entries_1".to_owned()));
@@ -592,5 +612,100 @@ mod tests {
         let card = protocol::CardId::parse("12345670").unwrap();
         let figures = file.read(|tx| tx.card_figures(&card, now)).unwrap();
         assert_eq!(figures.local_balance.get(), 16);
+    }
+
+    #[test]
+    fn a_journal_of_version_10_finds_its_open_holds_from_the_newest_sale_without_their_index() {
+        use crate::journal::JournalFile;
+        use crate::journal::sales::NewHold;
+        use crate::sales::commit::commit;
+        use protocol::evaluate::PricedSale;
+        use protocol::{CardId, Points, ReceiptId};
+        use time::macros::datetime;
+
+        let priced = ONE_LINE_PRICED;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v10.db");
+        {
+            let c = journal_of_version(&path, 10);
+            // A committed sale and a return of it, an open hold of the same card
+            // (3 points), then a committed sale after the hold: the open hold is not
+            // the newest sale.
+            c.execute_batch(&a_returned_sale()).unwrap();
+            c.execute_batch(&format!(
+                "INSERT INTO entries (seq, id, kind, card, at_unix, delta_balance, body)
+                 VALUES (3, '01900000-0000-7000-8000-000000000003', 'sale', '12345670', 1795514700, 10,
+                         '{{\"at\":\"2026-11-24T10:05:00Z\"}}');
+                 INSERT INTO card_running (card, seq, running) VALUES ('12345670', 3, 16);
+                 INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
+                                    rules_version, priced, hold_response, entry_seq, commit_response)
+                 VALUES ('R-2', 'h', 'held', '12345670', 3, 0, 1795514600, 0, '{priced}', '{{}}', NULL, NULL),
+                        ('R-3', 'h', 'committed', '12345670', 0, 0, 1795514650, 0, '{priced}', '{{}}', 3, '{{}}');"
+            ))
+            .unwrap();
+            assert!(indexes(&c, "sales").contains(&"sales_open_holds".to_owned()));
+        }
+        let (s, t) = ids();
+        let conn = open(&path, &s, &t).unwrap();
+        assert_eq!(
+            indexes(&conn, "sales"),
+            ["sales_by_lease", "sqlite_autoindex_sales_1"]
+        );
+        let open_back: Vec<Option<i64>> = conn
+            .prepare("SELECT open_back FROM sales ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            open_back,
+            [None, None, Some(1)],
+            "R-3 is one sale after R-2"
+        );
+        assert_intact(&conn);
+        drop(conn);
+
+        let mut file = JournalFile::open(&path, &s, &t).unwrap();
+        let card = CardId::parse("12345670").unwrap();
+        let now = datetime!(2026-11-24 11:00 UTC);
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points(3));
+        let expired = file
+            .read(|tx| tx.expired_holds(now.unix_timestamp()))
+            .unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].receipt_id.as_str(), "R-2");
+        // A new hold records the distance back to R-2; committing R-2 leaves it held.
+        let priced: PricedSale = serde_json::from_str(priced).unwrap();
+        let r4 = ReceiptId::parse("R-4").unwrap();
+        file.write(|tx| {
+            tx.insert_hold(&NewHold {
+                receipt_id: &r4,
+                request_hash: "h",
+                card: Some(&card),
+                redeem_points: Points(5),
+                offline: false,
+                reserved_points: Points::ZERO,
+                lease: None,
+                held_at: now,
+                rules_version: 0,
+                matures_at: None,
+                priced: &priced,
+                answer: "{}",
+            })
+        })
+        .unwrap();
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points(8));
+        let r2 = ReceiptId::parse("R-2").unwrap();
+        file.write(|tx| commit(tx, &r2, now, None)).unwrap();
+        assert_eq!(file.read(|tx| tx.held_points(&card)).unwrap(), Points(5));
+        let r1 = ReceiptId::parse("R-1").unwrap();
+        let again = file.write(|tx| commit(tx, &r1, now, None)).unwrap();
+        assert_eq!(
+            (again.json.as_str(), again.replayed),
+            ("{\"stored\":1}", true)
+        );
+        let figures = file.read(|tx| tx.card_figures(&card, now)).unwrap();
+        assert_eq!((figures.local_balance.get(), figures.held), (26, Points(5)));
     }
 }

@@ -307,9 +307,11 @@ pub trait RulesRows: Send {
 pub trait FeedRows: Send {
     /// A position in this backend's feed.
     type Position: FeedPosition;
-    /// Everything committed that a pull may answer now. On PostgreSQL this is the
-    /// first statement of the pull's snapshot: its xmin bounds the page.
-    fn feed_head(&mut self) -> impl Fut<Self::Position>;
+    /// Everything committed that a pull from `after` may answer now. On PostgreSQL
+    /// this is the first statement of the pull's snapshot, whose bound bounds the
+    /// page; a cursor a previous pull left past that bound (it looked past a
+    /// transaction this one did not) is the head itself.
+    fn feed_head(&mut self, after: &Self::Position) -> impl Fut<Self::Position>;
     /// Up to `page` cards of `store`'s feed changed after `after` and not after
     /// `head`, in feed order, each with its position.
     fn changed_cards(

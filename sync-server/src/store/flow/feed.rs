@@ -49,7 +49,7 @@ impl Op for Pull {
     async fn run<C: Statements>(&mut self, c: &mut C) -> Result<Attempt<PullResponse>> {
         let cursor = <C as FeedRows>::Position::parse(self.cursor.as_deref())?;
         let page = i64::from(self.page_size.max(1));
-        let head = c.feed_head().await?;
+        let head = c.feed_head(&cursor).await?;
         let acked = acked_through(c, &self.terminal).await?;
         // A cursor from the future (HQ restored from a backup, or another database)
         // cannot be trusted: the agent gets everything again.

@@ -5,23 +5,29 @@
 //! Transactions commit out of order here, so "everything after counter N" would
 //! skip a change whose transaction drew a lower number but committed after the pull.
 //! Instead every card change and block event records the 64-bit id of its
-//! transaction (`loyalty_xid()`), and a pull answers only changes whose transaction
-//! id is below the xmin of its own snapshot: every transaction below xmin has
-//! finished, and every later writer gets a larger id, so nothing can still commit
-//! into the range a pull has answered. A cursor is a position `(xid, card)`:
+//! transaction (`loyalty_xid()`, the top-level id), and a pull answers only changes
+//! whose transaction id is below the bound of its own snapshot ([`super::bound`]): no
+//! transaction below the bound can still write a card, and every later writer gets a
+//! larger id, so nothing can still commit into the range a pull has answered. A
+//! cursor is a position `(xid, card)`:
 //!
 //! * `x<xid>`: every change with a transaction id below `xid` was delivered (the
-//!   usual cursor, `xid` being the xmin of the last pull's snapshot);
+//!   usual cursor, `xid` being the bound of the last pull's snapshot);
 //! * `x<xid>:<card>`: a full page stopped inside transaction `xid`; cards up to
 //!   `(xid, card)` were delivered.
 //!
 //! The next pull answers cards with `(xid, card)` past the cursor and `xid` below its
-//! own snapshot's xmin, in that order. A card changed again later comes again with
+//! own snapshot's bound, in that order. A card changed again later comes again with
 //! its newer state. Block events are answered by transaction id only, once their
 //! whole transaction is behind the cursor; each carries the card's current state in
 //! the snapshot, so events that arrive out of their commit order still leave the
 //! agent with HQ's latest word.
+//!
+//! The bound is the smallest transaction id in progress in the snapshot that may
+//! write this database: transactions of the cluster's other databases do not hold
+//! it back ([`super::bound`]).
 
+use super::bound::{Bound, HEAD};
 use super::session::{self, PgSession};
 use super::{escrow, push, sql, terminals};
 use crate::keys::TokenHash;
@@ -34,6 +40,7 @@ use deadpool_postgres::Client;
 use protocol::wire::BlockChange;
 use protocol::{CardId, StoreId};
 use std::sync::LazyLock;
+use std::time::Instant;
 
 /// A feed position; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +92,7 @@ impl FeedPosition for Cursor {
         })
     }
 
-    /// By transaction id only: a page cut inside a transaction is below its xmin.
+    /// By transaction id only: a page cut inside a transaction is below its bound.
     fn is_past(&self, head: &Self) -> bool {
         self.xid > head.xid
     }
@@ -104,20 +111,30 @@ impl std::fmt::Display for Cursor {
 impl FeedRows for PgSession<'_> {
     type Position = Cursor;
 
-    /// The first statement takes the transaction's snapshot; its xmin bounds the page.
-    async fn feed_head(&mut self) -> Result<Cursor> {
-        sql::one(
-            self.conn().await?,
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            &[],
-            |r| {
-                Ok(Cursor {
-                    xid: r.try_get(0)?,
-                    card: String::new(),
-                })
-            },
-        )
-        .await
+    /// The first statement takes the transaction's snapshot; its [`Bound`] bounds the
+    /// page, and is shown to the [`FeedWatch`]. A cursor `after` past the bound and
+    /// not past the snapshot's xmax is the head: a previous pull looked past a
+    /// transaction of another database that this one did not (yet), and what it
+    /// delivered stays delivered.
+    async fn feed_head(&mut self, after: &Cursor) -> Result<Cursor> {
+        let started = Instant::now();
+        let pass_over = self.feed_watch().pass_over(started);
+        let bound = sql::one(self.conn().await?, &HEAD, &[&pass_over], |r| {
+            Ok(Bound {
+                xid: r.try_get(0)?,
+                xmin: r.try_get(1)?,
+                xmax: r.try_get(2)?,
+            })
+        })
+        .await?;
+        self.feed_watch().saw(bound, started);
+        if after.xid > bound.xid && after.xid <= bound.xmax {
+            return Ok(after.clone());
+        }
+        Ok(Cursor {
+            xid: bound.xid,
+            card: String::new(),
+        })
     }
 
     async fn changed_cards(

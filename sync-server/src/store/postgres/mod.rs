@@ -12,6 +12,7 @@
 
 mod admin;
 mod analytics;
+mod bound;
 mod cards;
 mod escrow;
 mod feed;
@@ -35,11 +36,23 @@ use super::backend::{Backend, Op, drive};
 use super::caches::Caches;
 use crate::metrics::PoolMetrics;
 use crate::store::Result;
-use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use bound::FeedWatch;
+use deadpool_postgres::{
+    Client, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+};
 use retry::{Next, Retry};
 use session::PgSession;
 use std::sync::Arc;
 use tokio_postgres::NoTls;
+
+/// Run on each new connection: a transaction HQ leaves idle for a minute ends, so an
+/// instance stuck inside one (it would hold every till's balance feed, `bound.rs`, and
+/// its row locks) cannot hold it for ever. No operation of HQ's waits that long
+/// between two statements of a transaction. A timeout the operator set for the role
+/// or the database is kept.
+const IDLE_IN_TRANSACTION: &str =
+    "SELECT set_config('idle_in_transaction_session_timeout', '60s', false)
+     WHERE current_setting('idle_in_transaction_session_timeout') = '0'";
 
 /// How long a request waits for a free pooled connection before it is answered 503.
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -54,6 +67,7 @@ struct Inner {
     pool: Pool,
     pool_metrics: PoolMetrics,
     caches: Caches,
+    feed: FeedWatch,
     redacted_url: String,
 }
 
@@ -75,13 +89,26 @@ impl PgStore {
             .max_size(options.pool_max_size)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(POOL_WAIT))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(IDLE_IN_TRANSACTION)
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}").into()))?;
+        let feed = FeedWatch::default();
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
-                pool_metrics: PoolMetrics::default(),
+                pool_metrics: PoolMetrics {
+                    feed_held_back_seconds: feed.gauge(),
+                    ..PoolMetrics::default()
+                },
                 caches: Caches::default(),
+                feed,
                 redacted_url: options.redacted,
             }),
         };
@@ -129,7 +156,11 @@ impl Backend for PgStore {
     async fn run<O: Op>(&self, mut op: O) -> Result<O::Out> {
         let mut retry = Retry::default();
         loop {
-            let mut session = PgSession::new(self.connection().await?, &self.inner.caches);
+            let mut session = PgSession::new(
+                self.connection().await?,
+                &self.inner.caches,
+                &self.inner.feed,
+            );
             let result = drive(&mut session, &mut op).await;
             // Back to the pool before the wait.
             drop(session);

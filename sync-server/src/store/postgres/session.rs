@@ -14,6 +14,7 @@
 //! and closes it: the server rolls the transaction back, and no later request ever
 //! finds itself inside it.
 
+use super::bound::FeedWatch;
 use crate::store::backend::{Session, TxKind};
 use crate::store::caches::Caches;
 use crate::store::rows::{Columns, Raw};
@@ -29,6 +30,7 @@ pub struct PgSession<'c> {
     /// Always `Some` until the session is dropped.
     client: Option<Client>,
     caches: &'c Caches,
+    feed: &'c FeedWatch,
     /// A transaction was begun on the server (or its `START TRANSACTION` sent).
     open: bool,
     /// The `START TRANSACTION` not sent yet.
@@ -37,13 +39,19 @@ pub struct PgSession<'c> {
 
 impl<'c> PgSession<'c> {
     /// A session on `client`.
-    pub fn new(client: Client, caches: &'c Caches) -> Self {
+    pub fn new(client: Client, caches: &'c Caches, feed: &'c FeedWatch) -> Self {
         Self {
             client: Some(client),
             caches,
+            feed,
             open: false,
             pending: None,
         }
+    }
+
+    /// What watches the change feed's bound across this store's pulls.
+    pub fn feed_watch(&self) -> &FeedWatch {
+        self.feed
     }
 
     /// The connection, as it is: a held-back `START TRANSACTION` is not sent. Only

@@ -28,6 +28,20 @@
 //! the restart return at once (SQLite does not wait for the checkpoint lock); the
 //! writer tries again after its next commit.
 //!
+//! The restart waits for readers through the connection's busy handler, and a long
+//! reader (a report, the dashboard, `sync-server verify`, a big feed page) would hold
+//! the one writer, and every push of every till behind it, for the whole busy timeout
+//! (15 s), again after each commit while it lasted. So the restart runs with a busy
+//! handler of its own ([`restart_busy`]), set for that call only and the connection's
+//! restored after it, also when it failed: it waits [`RESTART_TRIES`] milliseconds at
+//! most, then the restart answers `busy`. Having waited for a reader in vain, the
+//! writer lets [`RESTART_PAUSE`] pass before it tries again, so a reader of minutes
+//! costs the pushes 10 ms a second, not 10 ms a commit (a busy checkpointer, which
+//! SQLite does not wait for, only makes it try at the next commit). Readers that
+//! begin once the WAL is wholly copied read the database file, not the WAL, so once
+//! the long reader ends the next restart finds nobody to wait for and the WAL starts
+//! over, grown by a second's writes at most.
+//!
 //! A restart costs the writer milliseconds (7–30 ms measured under the push
 //! benchmark's load: the copy, the database file's sync and the readers' waits), and
 //! every push queued behind it waits as long. So the writer restarts only when no
@@ -41,7 +55,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// When the WAL is checkpointed, in pages (frames).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +85,16 @@ impl Default for Limits {
         }
     }
 }
+
+/// How many times (a millisecond each) a restart of the WAL waits for readers still
+/// inside it: long enough for the short transactions of pulls and live balances to
+/// end, short enough that the pushes queued behind the writer hardly notice a long
+/// reader.
+const RESTART_TRIES: i32 = 10;
+
+/// How long the writer waits before trying a restart again after one waited for a
+/// reader in vain.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long the checkpointer waits before trying again when readers kept it from
 /// copying the whole WAL and no commit woke it meanwhile.
@@ -149,6 +173,37 @@ fn checkpoint(conn: &Connection, mode: Mode) -> rusqlite::Result<Wal> {
     })
 }
 
+thread_local! {
+    /// Whether [`restart_busy`] was called during the restart on this thread.
+    static RESTART_WAITED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The busy handler of a restart: SQLite calls it only while readers keep the
+/// restart from finishing (never for the checkpoint lock). Waits a millisecond,
+/// [`RESTART_TRIES`] times at most.
+fn restart_busy(calls: i32) -> bool {
+    RESTART_WAITED.set(true);
+    if calls >= RESTART_TRIES {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
+/// `wal_checkpoint(RESTART)` on the writer's `conn`, waiting for readers through
+/// [`restart_busy`] only; the connection's own busy timeout ([`super::BUSY_TIMEOUT`],
+/// for another process's write lock) is restored after it, whatever the restart's
+/// outcome. Also returns whether it waited for a reader.
+fn restart(conn: &Connection) -> rusqlite::Result<(Wal, bool)> {
+    RESTART_WAITED.set(false);
+    conn.busy_handler(Some(restart_busy))?;
+    let restarted = checkpoint(conn, Mode::Restart);
+    let restored = conn.busy_timeout(super::BUSY_TIMEOUT);
+    let wal = restarted?;
+    restored?;
+    Ok((wal, RESTART_WAITED.take()))
+}
+
 /// What the checkpointer and the writer share.
 #[derive(Default)]
 struct Shared {
@@ -202,6 +257,8 @@ impl Checkpointer {
         WalWatch {
             shared: Arc::clone(&self.shared),
             limits: self.limits,
+            pause: RESTART_PAUSE,
+            paused_until: Cell::new(None),
         }
     }
 
@@ -271,6 +328,11 @@ fn serve(conn: &Connection, shared: &Shared) {
 pub struct WalWatch {
     shared: Arc<Shared>,
     limits: Limits,
+    /// How long restarts pause after one waited for a reader in vain
+    /// ([`RESTART_PAUSE`]).
+    pause: Duration,
+    /// No restart before then: the last one waited for a reader in vain.
+    paused_until: Cell<Option<Instant>>,
 }
 
 impl WalWatch {
@@ -286,7 +348,8 @@ impl WalWatch {
     /// After a commit on the writer's `conn`: wakes the checkpointer past the
     /// threshold when enough frames wait to be copied, and restarts the WAL itself
     /// when it has grown far past it and no operation is `waiting` for the writer
-    /// (or it has grown very far past it).
+    /// (or it has grown very far past it), unless a restart waited for a reader in
+    /// vain less than a pause ([`RESTART_PAUSE`]) ago.
     pub fn committed(&self, conn: &Connection, waiting: bool) -> rusqlite::Result<Wal> {
         // A commit that wrote nothing left no size from the hook: read it then.
         let wal = match COMMITTED.take() {
@@ -299,7 +362,13 @@ impl WalWatch {
             self.limits.restart_at
         };
         if wal.log >= limit {
-            return checkpoint(conn, Mode::Restart);
+            let now = Instant::now();
+            if self.paused_until.get().is_none_or(|until| now >= until) {
+                let (wal, waited) = restart(conn)?;
+                self.paused_until
+                    .set((wal.busy && waited).then(|| now + self.pause));
+                return Ok(wal);
+            }
         }
         if wal.log >= self.limits.checkpoint_at
             && wal.log - wal.checkpointed >= self.limits.checkpoint_every
@@ -339,6 +408,8 @@ mod tests {
         WalWatch {
             shared: Arc::default(),
             limits,
+            pause: RESTART_PAUSE,
+            paused_until: Cell::new(None),
         }
     }
 
@@ -452,6 +523,59 @@ mod tests {
             largest >= limits.restart_at,
             "the WAL never reached the limit"
         );
+    }
+
+    /// Calls of [`count_busy`]: the busy handler of one test's connection only.
+    static BUSY_CALLS: AtomicU64 = AtomicU64::new(0);
+
+    /// A busy handler that counts its calls and waits a millisecond each, giving up
+    /// after a thousand (where the connection's own handler would wait 15 s).
+    fn count_busy(calls: i32) -> bool {
+        BUSY_CALLS.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(1));
+        calls < 1_000
+    }
+
+    /// A report holding a read transaction open inside the WAL: the restart past the
+    /// limit answers `busy` without going through the connection's busy handler (its
+    /// own few milliseconds only), then is not tried again for a while; the commits
+    /// go on, and once the reader is gone the next restart starts the WAL over.
+    #[test]
+    fn a_long_reader_does_not_hold_the_writer_s_restart() {
+        let (_dir, watch, conn, path) = unwatched_database(1, 400, 100_000);
+        // A pause no test run outlasts, set back by hand below.
+        let watch = WalWatch {
+            pause: Duration::from_secs(3_600),
+            ..watch
+        };
+        let reader = super::super::connect(&path).unwrap();
+        grow(&conn, 10);
+        watch.committed(&conn, false).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM t;")
+            .unwrap();
+        conn.busy_handler(Some(count_busy)).unwrap();
+        let mut busy = 0;
+        let mut largest = 0;
+        for _ in 0..20 {
+            grow(&conn, 50);
+            let wal = watch.committed(&conn, false).unwrap();
+            busy += usize::from(wal.busy);
+            largest = largest.max(wal.log);
+        }
+        assert!(largest >= 2 * watch.limits.restart_at, "{largest}");
+        // Commits go on well past the limit; no second restart waits meanwhile.
+        assert_eq!(busy, 1, "restarts tried while the reader lasted");
+        assert_eq!(BUSY_CALLS.load(Ordering::Relaxed), 0, "the restart waited");
+        // The pause over and the reader gone, the next commit past the limit starts
+        // the WAL over.
+        reader.execute_batch("COMMIT").unwrap();
+        watch.paused_until.set(None);
+        grow(&conn, 50);
+        let wal = watch.committed(&conn, false).unwrap();
+        assert!(!wal.busy && wal.caught_up(), "{wal:?}");
+        grow(&conn, 1);
+        assert!(watch.committed(&conn, false).unwrap().log < 10);
     }
 
     #[test]

@@ -64,7 +64,8 @@ fn is_postgres_cursor(s: &str) -> bool {
 impl FeedRows for SqliteSession<'_> {
     type Position = ChangePos;
 
-    async fn feed_head(&mut self) -> Result<ChangePos> {
+    /// The counter: every position up to it is committed (one writer).
+    async fn feed_head(&mut self, _after: &ChangePos) -> Result<ChangePos> {
         self.one("SELECT pos FROM change_counter WHERE id = 1", [], |r| {
             Ok(ChangePos(r.get(0)?))
         })
