@@ -331,11 +331,7 @@ mod tests {
     /// index of the keys is built at each run.
     #[test]
     fn cards_and_open_lots_are_read_without_a_temporary_index_of_the_keys() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrations()
-            .to_latest(&mut conn)
-            .unwrap();
-        conn.execute_batch(
+        let mut conn = migrated(
             "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
                                 change_pos, updated_at)
              VALUES ('4000000000001', 5, 0, 0, 1, 1, 1, 0),
@@ -344,8 +340,7 @@ mod tests {
              VALUES ('4000000000001', 'accrual', 0, 1, 5, 5),
                     ('4000000000001', 'accrual', 0, 1, 5, 0),
                     ('4000000000003', 'accrual', 0, 1, 6, 6);",
-        )
-        .unwrap();
+        );
         let caches = Caches::default();
         let mut session = SqliteSession::new(&mut conn, &caches);
         let keys: Vec<CardId> = (1..4).map(card).collect();
@@ -383,6 +378,16 @@ mod tests {
         }
     }
 
+    /// A migrated database in memory holding the rows `sql` inserts.
+    fn migrated(sql: &str) -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrations()
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn
+    }
+
     fn card(n: u32) -> CardId {
         CardId::parse(&format!("400000000{n:04}")).unwrap()
     }
@@ -396,19 +401,14 @@ mod tests {
     /// to stored aggregates, first days kept or moved earlier.
     #[test]
     fn a_push_writes_cards_and_aggregates_without_statement_journals() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrations()
-            .to_latest(&mut conn)
-            .unwrap();
-        conn.execute_batch(
+        let mut conn = migrated(
             "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
                                 change_pos, updated_at)
              VALUES ('4000000000001', 5, 0, 0, 1, 1, 0, 0);
              INSERT INTO kpi_daily VALUES (10, 's-1', 1, 1, 100, 1, 0, 5, 0);
              INSERT INTO kpi_category_daily VALUES (10, 's-1', 1, 'dairy', 100, 1);
              INSERT INTO kpi_members VALUES ('4000000000001', 12);",
-        )
-        .unwrap();
+        );
         let caches = Caches::default();
         let mut session = SqliteSession::new(&mut conn, &caches);
         let now = datetime!(2026-01-01 0:00 UTC);
