@@ -203,7 +203,7 @@ impl CardRows for SqliteSession<'_> {
             if updated != 1 {
                 return Err(StoreError::corrupt(format!(
                     "card {} was read in this transaction and has no row",
-                    s.card.as_str()
+                    s.card.masked()
                 )));
             }
         }
