@@ -51,9 +51,9 @@ for line in open(bodies):
     if r.status != 200: sys.exit(f"push answered {r.status}: {b[:300]!r}")
 PY
     kill -TERM "$pid"; wait "$pid" || true
-    # The writer: the thread file that holds the group commit's loop.
+    # The writer: the thread file that runs the groups (`group::run_and_answer`).
     local f
-    f=$(grep -l 'group::serve' "$dir"/cg.out-* | head -n1)
+    f=$(grep -l 'group::run_and_answer' "$dir"/cg.out-* | head -n1)
     grep -m1 '^summary:' "$f" | awk '{print $2}'
     echo "$f" > "$dir/writer"
 }
