@@ -190,6 +190,33 @@ pub fn welcome(seq: u64, card: &str, points: i64) -> JournalEntry {
     Entry::new(seq).welcome(card, points)
 }
 
+/// The `n`-th sale of a terminal on one of `cards` cards (pos-bench's sales, on
+/// 20,000), one line of 10.00 to 106.00, one sale in seven redeeming 3 points; priced
+/// by the agent's own code. The id is time-ordered ([`Entry::new`]), as the agent's journal
+/// makes it: with random ids HQ's index of entry ids took a leaf page per entry, which
+/// no till causes, and the raw baselines paid that while the backlog beside them,
+/// written by the agent's journal, did not.
+pub fn chain_sale(terminal: &str, seq: u64, cards: u64, at: OffsetDateTime) -> JournalEntry {
+    // Each till starts at its own place among the cards: tills that push at the same
+    // moment serve different customers, as in a chain. (When every till's n-th sale
+    // went to the same card, 500 tills queued on the same 10 card locks.)
+    let offset = terminal.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let card = format!(
+        "{:013}",
+        4_000_000_000_000u64 + (offset.wrapping_add(seq)) % cards.max(1)
+    );
+    let cents = 1_000 + i64::try_from(seq % 97).unwrap_or(0) * 100;
+    let lines = [line(&format!("sku-{}", seq % 500), "grocery", cents)];
+    let redeem = if seq.is_multiple_of(7) { 3 } else { 0 };
+    Entry::new(seq)
+        .at(at)
+        .receipt(&format!("{terminal}-R{seq}"))
+        .offline()
+        .sale(Some(&card), priced(&lines, redeem, at.date()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,6 @@ use sync_server::ledger::batch::BatchError;
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
 use sync_server::store::{Store, StoreError, TerminalIdentity};
-use testkit::entries::{Entry, line, priced};
 use time::OffsetDateTime;
 
 /// Why a benchmark could not run.
@@ -76,31 +75,9 @@ impl Target {
     }
 }
 
-/// The `n`-th sale of a terminal on one of 20,000 cards, one line of 10.00 to
-/// 106.00, one sale in seven redeeming 3 points; priced by the agent's own code. The
-/// id is time-ordered (UUIDv7), as the agent's journal makes it (`journal/entries.rs`):
-/// with random ids HQ's index of entry ids took a leaf page per entry, which no till
-/// causes, and the raw baselines paid that while the backlog beside them, written by
-/// the agent's journal, did not.
+/// The `n`-th sale of a terminal on one of 20,000 cards ([`testkit::entries::chain_sale`]).
 pub fn sale(terminal: &str, seq: u64, at: OffsetDateTime) -> JournalEntry {
-    // Each till starts at its own place among the 20,000 cards: tills that push at
-    // the same moment serve different customers, as in a chain. (When every till's
-    // n-th sale went to the same card, 500 tills queued on the same 10 card locks.)
-    let offset = terminal.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let card = format!(
-        "{:013}",
-        4_000_000_000_000u64 + (offset.wrapping_add(seq)) % 20_000
-    );
-    let cents = 1_000 + i64::try_from(seq % 97).unwrap_or(0) * 100;
-    let lines = [line(&format!("sku-{}", seq % 500), "grocery", cents)];
-    let redeem = if seq.is_multiple_of(7) { 3 } else { 0 };
-    Entry::new(seq)
-        .at(at)
-        .receipt(&format!("{terminal}-R{seq}"))
-        .offline()
-        .sale(Some(&card), priced(&lines, redeem, at.date()))
+    testkit::entries::chain_sale(terminal, seq, 20_000, at)
 }
 
 /// `count` consecutive sales of `terminal` from seq 1.

@@ -264,6 +264,21 @@ pub trait CardRows: Send {
     /// Stores card states under a fresh feed position, inserting cards HQ did not
     /// hold. `blocked` belongs to the admin commands and is never written here.
     fn write_cards(&mut self, cards: &[&CardRecord], now: OffsetDateTime) -> impl Fut<()>;
+    /// [`Self::write_cards`] of a push's cards, `existing` then `new`: `existing`
+    /// have a row (read in this transaction), `new` had none. By default
+    /// [`Self::write_cards`] of both; a backend that can write each kind cheaper
+    /// on its own does.
+    fn write_push_cards(
+        &mut self,
+        existing: &[&CardRecord],
+        new: &[&CardRecord],
+        now: OffsetDateTime,
+    ) -> impl Fut<()> {
+        async move {
+            let cards: Vec<&CardRecord> = existing.iter().chain(new).copied().collect();
+            self.write_cards(&cards, now).await
+        }
+    }
     /// Inserts new lots.
     fn insert_lots(&mut self, lots: &[Lot]) -> impl Fut<()>;
     /// Stores the remaining points and maturity of stored lots.

@@ -243,7 +243,9 @@ impl SqliteSession<'_> {
             // numbered as the template says.
             let listed = chunk.len().next_power_of_two();
             let sql = made_once(template, "", listed, 0, || {
-                template.replace("{keys}", &placeholders(1, listed))
+                template
+                    .replace("{keys}", &placeholders(1, listed))
+                    .replace("{rows}", &value_rows(listed))
             });
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut params = chunk.to_vec();
@@ -276,6 +278,17 @@ impl SqliteSession<'_> {
         tail: &str,
         rows: &[[Param<'_>; N]],
     ) -> Result<()> {
+        self.insert_counted(head, tail, rows).map(drop)
+    }
+
+    /// [`Self::insert_many`], answering how many rows the statements changed (with
+    /// `ON CONFLICT DO NOTHING`, the rows inserted).
+    pub fn insert_counted<const N: usize>(
+        &self,
+        head: &str,
+        tail: &str,
+        rows: &[[Param<'_>; N]],
+    ) -> Result<usize> {
         self.insert_rows(head, tail, rows)
             .map_err(|failed| failed.error.into())
     }
@@ -286,8 +299,8 @@ impl SqliteSession<'_> {
         head: &str,
         tail: &str,
         rows: &[[Param<'_>; N]],
-    ) -> std::result::Result<(), FailedRow> {
-        let mut done = 0;
+    ) -> std::result::Result<usize, FailedRow> {
+        let (mut done, mut changed) = (0, 0);
         while done < rows.len() {
             let chunk = &rows[done..done + insert_chunk(rows.len() - done)];
             let sql = multi_insert_sql(head, tail, N, chunk.len());
@@ -295,18 +308,21 @@ impl SqliteSession<'_> {
                 .conn
                 .prepare_cached(&sql)
                 .map_err(|error| FailedRow { row: done, error })?;
-            if let Err(error) = stmt.execute(params_from_iter(chunk.iter().flatten())) {
-                // `OR FAIL` keeps the rows before the one that failed, and SQLite
-                // counts them as the statement's changes: the failed row is next.
-                let written = usize::try_from(self.conn.changes()).unwrap_or(0);
-                return Err(FailedRow {
-                    row: done + written.min(chunk.len()),
-                    error,
-                });
+            match stmt.execute(params_from_iter(chunk.iter().flatten())) {
+                Ok(n) => changed += n,
+                Err(error) => {
+                    // `OR FAIL` keeps the rows before the one that failed, and SQLite
+                    // counts them as the statement's changes: the failed row is next.
+                    let written = usize::try_from(self.conn.changes()).unwrap_or(0);
+                    return Err(FailedRow {
+                        row: done + written.min(chunk.len()),
+                        error,
+                    });
+                }
             }
             done += chunk.len();
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -339,6 +355,20 @@ fn insert_chunk(left: usize) -> usize {
 pub fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The SQL of every multi-row statement [`made_once`] wrote on this thread.
+#[cfg(test)]
+pub fn made_statements() -> Vec<String> {
+    MADE.with_borrow(|made| made.iter().map(|m| m.sql.to_string()).collect())
+}
+
+/// `(?1), (?2), …`: `n` one-column rows of a `VALUES` list.
+fn value_rows(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("(?{i})"))
         .collect::<Vec<_>>()
         .join(", ")
 }

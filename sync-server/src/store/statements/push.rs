@@ -194,14 +194,13 @@ pub trait PushRows:
     /// Writes everything, the terminal's ack last, or answers why not.
     ///
     /// The default has one writer at a time (SQLite), so no other transaction can
-    /// insert a card meanwhile, and its `write_cards` inserts absent cards.
+    /// insert a card meanwhile, and its `write_push_cards` inserts the absent cards.
     fn write_push(&mut self, w: &PushWrites<'_>) -> impl Fut<Written> {
         async move {
             if let Some(clash) = self.insert_entries(&w.entries).await? {
                 return Ok(Written::Refused(clash));
             }
-            let cards: Vec<&CardRecord> = w.cards.iter().chain(&w.new_cards).copied().collect();
-            self.write_cards(&cards, w.now).await?;
+            self.write_push_cards(&w.cards, &w.new_cards, w.now).await?;
             self.insert_lots(w.new_lots).await?;
             self.update_lots(w.changed_lots).await?;
             self.insert_ledger(w.ledger).await?;
