@@ -234,30 +234,23 @@ impl Tx<'_> {
 
     /// Records a new hold, the newest sale: with its rowid, the one after the newest
     /// so far, and the distance back to the oldest hold still open (itself when no
-    /// other is), which the reads of open holds start from (`maybe_held!`).
+    /// other is), which the reads of open holds start from (`maybe_held!`). Both are
+    /// read by the insert itself: one statement per hold. (A rowid past the largest
+    /// integer, 9.2 × 10^18 sales, is not an integer and the insert fails.)
     pub fn insert_hold(&self, hold: &NewHold<'_>) -> Result<(), JournalError> {
         let priced = serde_json::to_string(hold.priced).map_err(JournalError::data)?;
-        let (newest, oldest_held): (Option<i64>, Option<i64>) = self
-            .inner
-            .prepare_cached(concat!(
-                "SELECT (SELECT MAX(rowid) FROM sales),
-                        (SELECT MIN(rowid) FROM sales WHERE ",
-                maybe_held!(),
-                " AND state = 'held')"
-            ))?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let rowid = newest
-            .unwrap_or(0)
-            .checked_add(1)
-            .ok_or_else(|| JournalError::data("the sales table has no rowid left"))?;
-        let open_back = rowid - oldest_held.unwrap_or(rowid);
         self.inner
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "INSERT INTO sales (receipt_id, request_hash, state, card, redeem_points, offline, held_at_unix,
                                     rules_version, matures_at_unix, priced, hold_response,
                                     reserved_points, lease_id, lease_points, rowid, open_back)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )?
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                        n.id, n.id - COALESCE(h.oldest, n.id)
+                 FROM (SELECT COALESCE(MAX(rowid), 0) + 1 AS id FROM sales) AS n,
+                      (SELECT MIN(rowid) AS oldest FROM sales WHERE ",
+                maybe_held!(),
+                " AND state = 'held') AS h"
+            ))?
             .execute(params![
                 hold.receipt_id.as_str(),
                 hold.request_hash,
@@ -273,8 +266,6 @@ impl Tx<'_> {
                 hold.reserved_points.get(),
                 hold.lease.map(|l| l.lease_id.to_string()),
                 hold.lease.map_or(0, |l| l.points.get()),
-                rowid,
-                open_back,
             ])?;
         Ok(())
     }
