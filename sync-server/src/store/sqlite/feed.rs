@@ -94,11 +94,9 @@ impl FeedRows for SqliteSession<'_> {
         _head: &ChangePos,
         page: i64,
     ) -> Result<Vec<(ChangePos, CardRecord)>> {
-        self.all(
-            &changed_cards_sql(),
-            (store.as_str(), after.0, page),
-            |r| Ok((ChangePos(r.get(0)?), rows::card_record(r, 1)?)),
-        )
+        self.all(&changed_cards_sql(), (store.as_str(), after.0, page), |r| {
+            Ok((ChangePos(r.get(0)?), rows::card_record(r, 1)?))
+        })
     }
 
     async fn block_changes(
@@ -193,7 +191,6 @@ mod tests {
         .unwrap();
         let (page, busy) = pull(&mut conn);
         assert_eq!(page, [(2002, "4000000000000".to_owned())]);
-        eprintln!("STEPS quiet {quiet} busy {busy}");
         assert_eq!(busy, quiet, "store a read store b's changes");
         // Store b's own page comes from its positions, in order.
         let mut session = SqliteSession::new(&mut conn, &caches);
@@ -219,7 +216,10 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(plan.len(), 2, "{plan:?}");
-        assert!(plan[0].contains("store_feed (store=? AND change_pos>?)"), "{plan:?}");
+        assert!(
+            plan[0].contains("store_feed (store=? AND change_pos>?)"),
+            "{plan:?}"
+        );
         // By its key, whichever (a rowid table's unique index or a WITHOUT ROWID key).
         assert!(
             plan[1].starts_with("SEARCH cards USING") && plan[1].ends_with("(card=?)"),
