@@ -26,7 +26,6 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V10_DEFERRED_ENTRY_TERMINAL, deferred_entry_terminal),
         M::up_with_hook(V11_NO_PUSH_TABLE_KEYS, no_push_table_keys),
         M::up(V12_PUSH_INDEXES),
-        M::up(V13_CARDS_WITHOUT_ROWID),
     ])
 }
 
@@ -539,67 +538,6 @@ DROP INDEX kpi_member_days_card;
 CREATE INDEX reservations_open_terminal ON reservations (terminal_ref) WHERE status = 'open';
 ";
 
-/// `cards` keyed by its card alone (`WITHOUT ROWID`).
-///
-/// As a rowid table with `card TEXT PRIMARY KEY`, every card read by key was two
-/// B-tree descents (the key's automatic index, then the table by rowid) and every new
-/// card two B-tree inserts besides its change position's; keyed by the card, a read
-/// is one descent and a new card one insert (docs/performance.md). A card's row is
-/// a few dozen bytes, far under the size past which SQLite advises against
-/// `WITHOUT ROWID`. Nothing reads a card's rowid, and no table's foreign key names
-/// `cards` since migration 11.
-///
-/// SQLite cannot change a table into `WITHOUT ROWID` in place: the table is rebuilt
-/// as "Making Other Kinds Of Table Schema Changes" (sqlite.org/lang_altertable.html)
-/// says, with every column, default and check migrations 1 and 2 gave it, in key
-/// order (each page filled as it is appended). Dropping the old table drops its
-/// index and its tier triggers, recreated as migrations 1 and 5 wrote them; the
-/// copy itself runs before they exist, so it records no tier move. A key without
-/// rowid cannot be `NULL`: a row with a `NULL` card (which no code writes) would
-/// fail the migration, and roll it back, rather than be lost.
-const V13_CARDS_WITHOUT_ROWID: &str = r#"
-CREATE TABLE cards_new (
-    card          TEXT PRIMARY KEY,
-    balance       INTEGER NOT NULL,
-    pending       INTEGER NOT NULL,
-    tier          TEXT,
-    spend_12m     INTEGER NOT NULL,
-    spend_drops_at INTEGER,
-    welcome_given INTEGER NOT NULL,
-    seen          INTEGER NOT NULL,
-    blocked       INTEGER NOT NULL DEFAULT 0,
-    block_reason  TEXT,
-    flags         INTEGER NOT NULL DEFAULT 0,
-    change_pos    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL,
-    reserved      INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
-    leased        INTEGER NOT NULL DEFAULT 0 CHECK (leased >= 0)
-) WITHOUT ROWID;
-INSERT INTO cards_new (card, balance, pending, tier, spend_12m, spend_drops_at,
-                       welcome_given, seen, blocked, block_reason, flags, change_pos,
-                       updated_at, reserved, leased)
-SELECT card, balance, pending, tier, spend_12m, spend_drops_at, welcome_given, seen,
-       blocked, block_reason, flags, change_pos, updated_at, reserved, leased
-FROM cards ORDER BY card;
-DROP TABLE cards;
-ALTER TABLE cards_new RENAME TO cards;
-CREATE INDEX cards_change_pos ON cards (change_pos);
-
-CREATE TRIGGER cards_tier_moved AFTER UPDATE OF tier ON cards
-WHEN OLD.tier IS NOT NEW.tier
-BEGIN
-    INSERT INTO kpi_tier_moves (day, card, from_tier, to_tier)
-    VALUES (2440588 + NEW.updated_at / 86400000000, NEW.card, OLD.tier, NEW.tier);
-END;
-
-CREATE TRIGGER cards_tier_set AFTER INSERT ON cards
-WHEN NEW.tier IS NOT NULL
-BEGIN
-    INSERT INTO kpi_tier_moves (day, card, from_tier, to_tier)
-    VALUES (2440588 + NEW.updated_at / 86400000000, NEW.card, NULL, NEW.tier);
-END;
-"#;
-
 /// Fails, and so rolls the migration back, if any row's foreign key matches nothing.
 fn check_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
     let broken: Option<String> = tx
@@ -884,109 +822,6 @@ mod tests {
              COMMIT;",
         )
         .unwrap();
-    }
-
-    /// A version-12 database's cards, tiers and tier moves come through migration 13
-    /// unchanged (the copy records no tier move), `cards` is then keyed by its card
-    /// alone (`WITHOUT ROWID`) with the same columns, defaults and checks, no table's
-    /// foreign key names it, and its tier triggers still fire.
-    #[test]
-    fn a_version_12_database_keeps_its_cards_and_tier_triggers_keyed_by_card_alone() {
-        let fill = "INSERT INTO cards (card, balance, pending, tier, spend_12m, spend_drops_at,
-                                      welcome_given, seen, blocked, block_reason, flags,
-                                      change_pos, updated_at, reserved, leased)
-                    VALUES ('99999997', 5, 3, 'gold', 12000, 86400000000, 1, 1, 1, 'lost',
-                            2, 2, 86400000000, 4, 1),
-                           ('00000000', 0, 0, NULL, 0, NULL, 0, 1, 0, NULL, 0, 3, 2, 0, 0);
-                    UPDATE cards SET tier = 'silver', updated_at = 172800000000
-                    WHERE card = '12345670';";
-        let cards = |c: &rusqlite::Connection| -> Vec<Vec<rusqlite::types::Value>> {
-            let mut s = c.prepare("SELECT * FROM cards ORDER BY card").unwrap();
-            let n = s.column_count();
-            s.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
-        let moves = |c: &rusqlite::Connection| -> Vec<(i64, String, Option<String>)> {
-            c.prepare("SELECT day, card, to_tier FROM kpi_tier_moves ORDER BY id")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
-        let columns = |c: &rusqlite::Connection| -> Vec<(String, String, bool, Option<String>)> {
-            c.prepare("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('cards')")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap()
-        };
-        let before = seeded(12, fill);
-        let mut c = seeded(12, fill);
-        super::migrations().to_latest(&mut c).unwrap();
-        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-        assert_eq!(
-            c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-                .unwrap(),
-            "ok"
-        );
-        assert_eq!(cards(&c), cards(&before));
-        assert_eq!(moves(&c), moves(&before));
-        assert_eq!(moves(&c).len(), 2, "{:?}", moves(&c));
-        // The same columns; the key, without a rowid, refuses `NULL` (which no code
-        // writes) as the declaration alone never did.
-        let mut expected = columns(&before);
-        expected[0].2 = true;
-        assert_eq!(columns(&c), expected);
-        let without_rowid: bool = c
-            .query_row(
-                "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = 'cards'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert!(without_rowid);
-        assert_eq!(indexes(&c, "cards"), ["cards_change_pos"]);
-        let naming_cards: i64 = c
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema t, pragma_foreign_key_list(t.name) k
-                 WHERE t.type = 'table' AND k.\"table\" = 'cards'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(naming_cards, 0);
-        // The checks and the key still refuse what they refused.
-        for refused in [
-            "UPDATE cards SET reserved = -1 WHERE card = '12345670'",
-            "UPDATE cards SET leased = -1 WHERE card = '12345670'",
-            "UPDATE cards SET balance = NULL WHERE card = '12345670'",
-            "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
-                                change_pos, updated_at)
-             VALUES ('12345670', 1, 0, 0, 1, 1, 9, 9)",
-        ] {
-            assert!(c.execute(refused, []).is_err(), "{refused}");
-        }
-        // Both triggers: a tier changed, and a new card with a tier.
-        c.execute_batch(
-            "UPDATE cards SET tier = 'gold', updated_at = 259200000000 WHERE card = '12345670';
-             UPDATE cards SET balance = 6 WHERE card = '99999997';
-             INSERT INTO cards (card, balance, pending, tier, spend_12m, welcome_given, seen,
-                                change_pos, updated_at)
-             VALUES ('11111115', 1, 0, 'silver', 0, 1, 1, 4, 345600000000);",
-        )
-        .unwrap();
-        let recorded = moves(&c);
-        assert_eq!(
-            recorded[2..],
-            [
-                (2440591, "12345670".to_owned(), Some("gold".to_owned())),
-                (2440592, "11111115".to_owned(), Some("silver".to_owned())),
-            ]
-        );
     }
 
     /// The tables `table`'s foreign keys name, in the declaration's order.
