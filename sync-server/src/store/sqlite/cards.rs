@@ -285,7 +285,7 @@ impl CardRows for SqliteSession<'_> {
     }
 
     /// Each new membership takes its card's change position (the feed's invariant,
-    /// schema migration 14): the push and the quarantine retry write every card they
+    /// schema migration 13): the push and the quarantine retry write every card they
     /// associate before this, so the card's first change reaches the store. A card
     /// with no row (none should be) is associated at position 0, as a membership
     /// naming no card was kept before, for `verify` to report. `OR FAIL`, as

@@ -62,7 +62,7 @@ fn is_postgres_cursor(s: &str) -> bool {
 }
 
 /// A page of the store's (`?1`) cards past position `?2`, at most `?3`, in position
-/// order: each membership carries its card's position (schema migration 14), so the
+/// order: each membership carries its card's position (schema migration 13), so the
 /// page is a range scan of `store_feed` and a read of each card by key, in that order
 /// (`CROSS JOIN`).
 fn changed_cards_sql() -> String {
@@ -85,7 +85,7 @@ impl FeedRows for SqliteSession<'_> {
     }
 
     /// Every position up to the head is committed (one writer), so `head` bounds
-    /// nothing here. A range scan of the store's own positions (schema migration 14):
+    /// nothing here. A range scan of the store's own positions (schema migration 13):
     /// a quiet store reads its page, not every card the chain changed since its cursor.
     async fn changed_cards(
         &mut self,

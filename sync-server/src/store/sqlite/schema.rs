@@ -26,7 +26,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V10_DEFERRED_ENTRY_TERMINAL, deferred_entry_terminal),
         M::up_with_hook(V11_NO_PUSH_TABLE_KEYS, no_push_table_keys),
         M::up(V12_PUSH_INDEXES),
-        M::up(V14_STORE_FEED_POSITIONS),
+        M::up(V13_STORE_FEED_POSITIONS),
     ])
 }
 
@@ -559,22 +559,19 @@ CREATE INDEX reservations_open_terminal ON reservations (terminal_ref) WHERE sta
 /// naming no card (`verify` reports them) take position 0: in no feed until their
 /// card changes. `cards_change_pos` had no other reader: dropped, a card write
 /// updates one index less.
-///
-/// Numbered 14: migration 13 rebuilds `cards` (and recreates its triggers) on another
-/// branch; until it lands this is the 13th entry.
-const V14_STORE_FEED_POSITIONS: &str = "
-CREATE TABLE store_cards_v14 (
+const V13_STORE_FEED_POSITIONS: &str = "
+CREATE TABLE store_cards_v13 (
     store      TEXT NOT NULL,
     card       TEXT NOT NULL,
     change_pos INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (card, store)
 ) WITHOUT ROWID;
-INSERT INTO store_cards_v14 (store, card, change_pos)
+INSERT INTO store_cards_v13 (store, card, change_pos)
 SELECT s.store, s.card, coalesce(c.change_pos, 0)
 FROM store_cards s LEFT JOIN cards c ON c.card = s.card
 ORDER BY s.card, s.store;
 DROP TABLE store_cards;
-ALTER TABLE store_cards_v14 RENAME TO store_cards;
+ALTER TABLE store_cards_v13 RENAME TO store_cards;
 CREATE INDEX store_feed ON store_cards (store, change_pos);
 
 CREATE TRIGGER cards_feed_moved AFTER UPDATE OF change_pos ON cards
@@ -660,7 +657,7 @@ mod tests {
     }
 
     /// Every card write of a push pays an entry in each index of `cards`: there is
-    /// only its key (the feed reads the stores' own positions, migration 14), and a
+    /// only its key (the feed reads the stores' own positions, migration 13), and a
     /// membership pays its key and the feed's.
     #[test]
     fn cards_are_indexed_by_their_key_alone_and_memberships_by_feed_position() {
