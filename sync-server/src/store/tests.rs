@@ -17,7 +17,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{PullRequest, Store, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
-use protocol::wire::LiveBalanceResponse;
+use protocol::wire::{LiveBalanceResponse, PullResponse};
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -444,20 +444,7 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
     let pull = |cursor: Option<String>| {
         let store = Arc::clone(&store.store);
         let t1 = t1.clone();
-        async move {
-            store
-                .pull(
-                    &t1,
-                    PullRequest {
-                        cursor: cursor.as_deref(),
-                        rules_version: 0,
-                        page_size: 2,
-                    },
-                    T0,
-                )
-                .await
-                .unwrap()
-        }
+        async move { pull_page(&*store, &t1, cursor.as_deref()).await }
     };
     let first = pull(None).await;
     assert!(first.more);
@@ -505,6 +492,22 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
     ));
 }
 
+/// `t`'s pull of a 2-card page from `cursor`.
+async fn pull_page(store: &dyn Store, t: &TerminalIdentity, cursor: Option<&str>) -> PullResponse {
+    store
+        .pull(
+            t,
+            PullRequest {
+                cursor,
+                rules_version: 0,
+                page_size: 2,
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+}
+
 /// What `t`'s pull from `cursor` answers, each page pulled at once until no more:
 /// each card's (card, balance, pending, blocked), and the next cursor.
 async fn pulled(
@@ -515,18 +518,7 @@ async fn pulled(
     store.settle().await;
     let (mut cards, mut cursor) = (Vec::new(), cursor);
     loop {
-        let page = store
-            .pull(
-                t,
-                PullRequest {
-                    cursor: cursor.as_deref(),
-                    rules_version: 0,
-                    page_size: 2,
-                },
-                T0,
-            )
-            .await
-            .unwrap();
+        let page = pull_page(&**store, t, cursor.as_deref()).await;
         cards.extend(page.balances.iter().map(|b| {
             (
                 b.card.to_string(),
