@@ -17,7 +17,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{PullRequest, Store, StoreError, TerminalIdentity};
 use protocol::journal::JournalEntry;
 use protocol::rules::ProgramRules;
-use protocol::wire::LiveBalanceResponse;
+use protocol::wire::{LiveBalanceResponse, PullResponse};
 use protocol::{CardId, Points, Seq, StoreId, TerminalId};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -112,6 +112,7 @@ testkit::on_every_backend!(
     an_id_reused_deep_in_a_large_batch_is_the_one_named,
     a_batch_that_fails_midway_applies_nothing,
     pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through,
+    a_card_s_changes_reach_every_store_that_holds_it_whoever_writes_them,
     rules_are_pulled_only_when_newer_and_versions_only_go_up,
     the_job_matures_and_expires_lots_once_per_instant,
     tiers_follow_the_spend_window_and_new_rules_through_the_job,
@@ -443,20 +444,7 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
     let pull = |cursor: Option<String>| {
         let store = Arc::clone(&store.store);
         let t1 = t1.clone();
-        async move {
-            store
-                .pull(
-                    &t1,
-                    PullRequest {
-                        cursor: cursor.as_deref(),
-                        rules_version: 0,
-                        page_size: 2,
-                    },
-                    T0,
-                )
-                .await
-                .unwrap()
-        }
+        async move { pull_page(&*store, &t1, cursor.as_deref()).await }
     };
     let first = pull(None).await;
     assert!(first.more);
@@ -502,6 +490,104 @@ async fn pull_pages_through_the_store_cards_and_carries_blocks_and_acked_through
             .await,
         Err(StoreError::BadCursor(_))
     ));
+}
+
+/// `t`'s pull of a 2-card page from `cursor`.
+async fn pull_page(store: &dyn Store, t: &TerminalIdentity, cursor: Option<&str>) -> PullResponse {
+    store
+        .pull(
+            t,
+            PullRequest {
+                cursor,
+                rules_version: 0,
+                page_size: 2,
+            },
+            T0,
+        )
+        .await
+        .unwrap()
+}
+
+/// What `t`'s pull from `cursor` answers, each page pulled at once until no more:
+/// each card's (card, balance, pending, blocked), and the next cursor.
+async fn pulled(
+    store: &Db,
+    t: &TestTerminal,
+    cursor: Option<String>,
+) -> (Vec<(String, i64, i64, bool)>, String) {
+    store.settle().await;
+    let (mut cards, mut cursor) = (Vec::new(), cursor);
+    loop {
+        let page = pull_page(&**store, t, cursor.as_deref()).await;
+        cards.extend(page.balances.iter().map(|b| {
+            (
+                b.card.to_string(),
+                b.balance.get(),
+                b.pending.get(),
+                b.blocked,
+            )
+        }));
+        cursor = Some(page.cursor);
+        if !page.more {
+            return (cards, cursor.unwrap_or_default());
+        }
+    }
+}
+
+/// Every change of a card reaches the feed of every store that holds it, whoever
+/// writes it (a push at another store, an admin's block, the ledger job), and a
+/// store's first push of a card HQ already holds brings the store the card's state.
+async fn a_card_s_changes_reach_every_store_that_holds_it_whoever_writes_them(store: Db) {
+    let t1 = terminal(&*store, "s1", "t1").await;
+    let t2 = terminal(&*store, "s2", "t1").await;
+    let matures = T0 + Duration::days(5);
+    store
+        .push(
+            &t1,
+            batch(vec![
+                sale(1, CARD, 0, 10),
+                pending_sale(2, OTHER_CARD, 20, matures),
+            ]),
+            T0,
+        )
+        .await
+        .unwrap();
+    let card_state = |c: &str, balance, pending, blocked| (c.to_owned(), balance, pending, blocked);
+    let (mut s1, c1) = pulled(&store, &t1, None).await;
+    s1.sort();
+    assert_eq!(
+        s1,
+        [
+            card_state(CARD, 10, 0, false),
+            card_state(OTHER_CARD, 20, 20, false)
+        ]
+    );
+    // Store s2's first push of the card: the new membership brings s2 its state.
+    store
+        .push(&t2, batch(vec![other_terminal(sale(1, CARD, 0, 5))]), T0)
+        .await
+        .unwrap();
+    let (s2, c2) = pulled(&store, &t2, None).await;
+    assert_eq!(s2, [card_state(CARD, 15, 0, false)]);
+    // The push at s2 reaches s1.
+    let (s1, c1) = pulled(&store, &t1, Some(c1)).await;
+    assert_eq!(s1, [card_state(CARD, 15, 0, false)]);
+    // An admin's block reaches both stores.
+    store
+        .set_blocked(&card(CARD), true, Some("fraud"), T0)
+        .await
+        .unwrap();
+    let (s1, c1) = pulled(&store, &t1, Some(c1)).await;
+    assert_eq!(s1, [card_state(CARD, 15, 0, true)]);
+    let (s2, c2) = pulled(&store, &t2, Some(c2)).await;
+    assert_eq!(s2, [card_state(CARD, 15, 0, true)]);
+    // The job matures the other card's points: s1 holds it, s2 does not.
+    store.run_jobs(matures).await.unwrap();
+    let (s1, _) = pulled(&store, &t1, Some(c1)).await;
+    assert_eq!(s1, [card_state(OTHER_CARD, 20, 0, false)]);
+    let (s2, _) = pulled(&store, &t2, Some(c2)).await;
+    assert!(s2.is_empty(), "{s2:?}");
+    assert!(verify_ok(&*store).await);
 }
 
 async fn rules_are_pulled_only_when_newer_and_versions_only_go_up(store: Db) {

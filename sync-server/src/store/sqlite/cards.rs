@@ -284,16 +284,28 @@ impl CardRows for SqliteSession<'_> {
         Ok(())
     }
 
+    /// Each new membership takes its card's change position (the feed's invariant,
+    /// schema migration 13): the push and the quarantine retry write every card they
+    /// associate before this, so the card's first change reaches the store. A card
+    /// with no row (none should be) is associated at position 0, as a membership
+    /// naming no card was kept before, for `verify` to report. `OR FAIL`, as
+    /// [`SqliteSession::insert_many`]'s: no statement journal.
     async fn associate(&mut self, store: &StoreId, cards: &[String]) -> Result<()> {
-        let values: Vec<_> = cards
-            .iter()
-            .map(|c| [text(store.as_str()), text(c)])
-            .collect();
-        self.insert_many(
-            "INSERT INTO store_cards (store, card)",
-            "ON CONFLICT DO NOTHING",
-            &values,
+        let keys: Vec<Param<'_>> = cards.iter().map(|c| text(c)).collect();
+        self.query_in(
+            &format!(
+                "INSERT OR FAIL INTO store_cards (store, card, change_pos)
+                 SELECT ?{}, k.column1, coalesce(c.change_pos, 0)
+                 FROM (VALUES {{rows}}) AS k LEFT JOIN cards c ON c.card = k.column1
+                 WHERE k.column1 IS NOT NULL
+                 ON CONFLICT DO NOTHING",
+                CHUNK + 1
+            ),
+            &keys,
+            &[text(store.as_str())],
+            |_| Ok(()),
         )
+        .map(drop)
     }
 }
 

@@ -26,6 +26,7 @@ pub fn migrations() -> Migrations<'static> {
         M::up_with_hook(V10_DEFERRED_ENTRY_TERMINAL, deferred_entry_terminal),
         M::up_with_hook(V11_NO_PUSH_TABLE_KEYS, no_push_table_keys),
         M::up(V12_PUSH_INDEXES),
+        M::up(V13_STORE_FEED_POSITIONS),
     ])
 }
 
@@ -538,6 +539,49 @@ DROP INDEX kpi_member_days_card;
 CREATE INDEX reservations_open_terminal ON reservations (terminal_ref) WHERE status = 'open';
 ";
 
+/// Each store's feed read from its own cards' positions (docs/performance.md, *Per-store
+/// feed positions*). The feed page was a range scan of `cards_change_pos`, every card
+/// changed anywhere in the chain since the cursor probed for a membership of the
+/// pulling store: every till read every change of the chain. Now each membership
+/// carries its card's change position, and a page is a range scan of the store's own
+/// positions (`store_feed`, which carries the key's `card`).
+///
+/// The invariant that makes the feed answer exactly what it did (the cards of the
+/// store past the cursor, in position order, each at its card's position, so the
+/// agents' cursors stay valid): a membership's position is its card's. The trigger
+/// keeps it for every writer of a card (push, ledger job, block, reservations,
+/// leases, quarantine retry), and a new membership takes its card's position (the push
+/// and the retry write the card before it, `cards.rs`).
+///
+/// The table is rebuilt keyed `(card, store)`, so the trigger finds a card's
+/// memberships by the key's prefix (keyed `(store, card)`, it would need an index on
+/// `card`: three B-trees written per new membership instead of two). Memberships
+/// naming no card (`verify` reports them) take position 0: in no feed until their
+/// card changes. `cards_change_pos` had no other reader: dropped, a card write
+/// updates one index less.
+const V13_STORE_FEED_POSITIONS: &str = "
+CREATE TABLE store_cards_v13 (
+    store      TEXT NOT NULL,
+    card       TEXT NOT NULL,
+    change_pos INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (card, store)
+) WITHOUT ROWID;
+INSERT INTO store_cards_v13 (store, card, change_pos)
+SELECT s.store, s.card, coalesce(c.change_pos, 0)
+FROM store_cards s LEFT JOIN cards c ON c.card = s.card
+ORDER BY s.card, s.store;
+DROP TABLE store_cards;
+ALTER TABLE store_cards_v13 RENAME TO store_cards;
+CREATE INDEX store_feed ON store_cards (store, change_pos);
+
+CREATE TRIGGER cards_feed_moved AFTER UPDATE OF change_pos ON cards
+BEGIN
+    UPDATE store_cards SET change_pos = NEW.change_pos WHERE card = NEW.card;
+END;
+
+DROP INDEX cards_change_pos;
+";
+
 /// Fails, and so rolls the migration back, if any row's foreign key matches nothing.
 fn check_keys(tx: &rusqlite::Transaction<'_>) -> HookResult {
     let broken: Option<String> = tx
@@ -612,11 +656,70 @@ mod tests {
         assert!(plan.join("\n").contains("ledger_expiry_at"), "{plan:?}");
     }
 
-    /// Every card write of a push pays an entry in each index of `cards`: beside its
-    /// key there is only the feed's.
+    /// Every card write of a push pays an entry in each index of `cards`: there is
+    /// only its key (the feed reads the stores' own positions, migration 13), and a
+    /// membership pays its key and the feed's.
     #[test]
-    fn cards_are_indexed_by_feed_position_alone() {
-        assert_eq!(indexes(&migrated(), "cards"), ["cards_change_pos"]);
+    fn cards_are_indexed_by_their_key_alone_and_memberships_by_feed_position() {
+        let c = migrated();
+        assert_eq!(indexes(&c, "cards"), Vec::<String>::new());
+        assert_eq!(indexes(&c, "store_cards"), ["store_feed"]);
+    }
+
+    /// A version-12 database's store memberships take their card's position (a
+    /// membership naming no card, 0), and from then on every change of a card moves
+    /// all its memberships, whatever writes it.
+    #[test]
+    fn a_version_12_database_s_memberships_take_their_card_s_position_and_follow_it() {
+        let c = migrated_from(
+            12,
+            "UPDATE cards SET change_pos = 7;
+             INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                change_pos, updated_at)
+             VALUES ('4006381333931', 0, 0, 0, 1, 1, 9, 1);
+             INSERT INTO store_cards (store, card)
+             VALUES ('s1', '12345670'), ('s2', '12345670'), ('s1', '4006381333931'),
+                    ('s2', '99999997');",
+        );
+        let memberships = |c: &rusqlite::Connection| -> Vec<(String, String, i64)> {
+            c.prepare("SELECT store, card, change_pos FROM store_cards ORDER BY store, card")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let row = |s: &str, card: &str, pos| (s.to_owned(), card.to_owned(), pos);
+        assert_eq!(
+            memberships(&c),
+            [
+                row("s1", "12345670", 7),
+                row("s1", "4006381333931", 9),
+                row("s2", "12345670", 7),
+                row("s2", "99999997", 0),
+            ]
+        );
+        c.execute_batch(
+            "UPDATE cards SET balance = 3, change_pos = 10 WHERE card = '12345670';
+             INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
+                                change_pos, updated_at)
+             VALUES ('4006381333931', 0, 0, 0, 1, 1, 11, 1)
+             ON CONFLICT (card) DO UPDATE SET change_pos = excluded.change_pos;",
+        )
+        .unwrap();
+        assert_eq!(
+            memberships(&c),
+            [
+                row("s1", "12345670", 10),
+                row("s1", "4006381333931", 11),
+                row("s2", "12345670", 10),
+                row("s2", "99999997", 0),
+            ]
+        );
+        // A write that leaves the position alone moves no membership.
+        c.execute_batch("UPDATE cards SET balance = 4 WHERE card = '12345670'")
+            .unwrap();
+        assert_eq!(memberships(&c)[0], row("s1", "12345670", 10));
     }
 
     /// No statement that checks a kind or status builds a temporary table for it (as
