@@ -17,15 +17,17 @@ pub async fn new_hq() -> Option<(TestDatabase, PgStore, Client)> {
     Some((db, store, c))
 }
 
-/// Blank cards `from..to` (13-digit numbers) of `store-1`, 500 to a feed position.
+/// Blank cards `from..to` (13-digit numbers) of `store-1`, 500 to a feed position
+/// (the cards' and their memberships').
 pub async fn add_cards(c: &Client, from: u32, to: u32) {
     c.batch_execute(&format!(
         "INSERT INTO cards (card, balance, pending, spend_12m, welcome_given, seen,
                             change_xid, updated_at)
          SELECT lpad(n::text, 13, '0'), 0, 0, 0, FALSE, FALSE, 1 + n / 500, 0
          FROM generate_series({from}, {to} - 1) AS n;
-         INSERT INTO store_cards (store, card)
-         SELECT 'store-1', lpad(n::text, 13, '0') FROM generate_series({from}, {to} - 1) AS n"
+         INSERT INTO store_cards (store, card, change_xid)
+         SELECT 'store-1', lpad(n::text, 13, '0'), 1 + n / 500
+         FROM generate_series({from}, {to} - 1) AS n"
     ))
     .await
     .unwrap();

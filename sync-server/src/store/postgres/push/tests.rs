@@ -357,8 +357,12 @@ async fn a_push_inserts_its_new_member_days_and_memberships_without_speculation(
             .map(|(_, n)| n)
             .sum();
         assert_eq!(inserts, 3, "{table}: {heap:?}");
+        // The second push's cards move their memberships' feed positions (the
+        // triggers on `cards`, migration 9): updates, not inserts.
+        let moved = |kind: &str| table == "store_cards" && kind == "UPDATE";
         assert!(
-            heap.iter().all(|(kind, _)| kind.starts_with("INSERT")),
+            heap.iter()
+                .all(|(kind, _)| kind.starts_with("INSERT") || moved(kind)),
             "{table}: {heap:?}"
         );
     }
