@@ -262,7 +262,10 @@ async fn the_triggers_probe_memberships_by_card_whatever_the_first_batch() {
         .unwrap();
         let row = c.query_one(reads, &[]).await.unwrap();
         let moved: i64 = c
-            .query_one("SELECT count(*) FROM store_cards WHERE change_xid = loyalty_xid()", &[])
+            .query_one(
+                "SELECT count(*) FROM store_cards WHERE change_xid = loyalty_xid()",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -323,7 +326,12 @@ async fn an_upgraded_hq_s_memberships_take_their_card_s_position() {
     let row = |s: &str, n: u64, xid: i64| (s.to_owned(), card(n), xid);
     assert_eq!(
         positions().await,
-        [row("s1", 1, 700), row("s1", 2, 900), row("s2", 2, 900), row("s2", 3, 0)]
+        [
+            row("s1", 1, 700),
+            row("s1", 2, 900),
+            row("s2", 2, 900),
+            row("s2", 3, 0)
+        ]
     );
     let (cards, _) = page_reads(&c, "s1", 800, 10).await;
     assert_eq!(cards, 1);
