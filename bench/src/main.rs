@@ -7,6 +7,7 @@ mod agent_sales;
 mod arrivals;
 mod backlog;
 mod cpu;
+mod feed_pull;
 mod hq;
 mod kpi_report;
 mod latency;
@@ -67,6 +68,8 @@ enum Section {
     Kpi,
     /// 500 tills pushing: saturation, then 50 % and 80 % of it.
     Push,
+    /// A quiet store's pull while the rest of the chain changes cards.
+    Feed,
 }
 
 /// An HQ backend, for `--backend`.
@@ -335,6 +338,31 @@ fn main() -> anyhow::Result<()> {
                 2.0,
                 None,
                 "one of 20 stores",
+            ));
+        }
+        if args.runs(Section::Feed) {
+            let db = fresh()?;
+            std::fs::create_dir_all(&dir)?;
+            let behind = if q { 20_000 } else { 100_000 };
+            let feed = feed_pull::measure(&db.target(&dir.join("feed.db")), behind, 200)?;
+            figures.insert(
+                format!("{prefix}feed_chain_changes_behind"),
+                json!(feed.behind),
+            );
+            for (key, value) in [
+                ("feed_quiet_pull_p50_ms", feed.quiet_p50_ms),
+                ("feed_quiet_pull_p99_ms", feed.quiet_p99_ms),
+                ("feed_empty_pull_p50_ms", feed.empty_p50_ms),
+            ] {
+                figures.insert(format!("{prefix}{key}"), json!(round3(value)));
+            }
+            table.push(row(
+                &format!("a store's pull, {behind} chain changes behind it, p50 ({name}, ms)"),
+                feed.quiet_p50_ms,
+                "pull with none behind",
+                feed.empty_p50_ms,
+                Some(feed.quiet_p50_ms / feed.empty_p50_ms),
+                "answers its own 10 changed cards",
             ));
         }
         if args.runs(Section::Push) {
