@@ -2,7 +2,11 @@
 //! cached plans: a new HQ with one pooled connection, and blank cards to grow with.
 
 use super::PgStore;
+use crate::keys::TerminalToken;
+use crate::ledger::apply::tests::T0;
+use crate::store::{Store, TerminalIdentity};
 use deadpool_postgres::Client;
+use protocol::{StoreId, TerminalId};
 use testkit::pg::TestDatabase;
 
 /// A new HQ's database, its store and one of its pooled connections (dropped in
@@ -31,4 +35,15 @@ pub async fn add_cards(c: &Client, from: u32, to: u32) {
     ))
     .await
     .unwrap();
+}
+
+/// A till `t1` of store `s` on `store`, as its pushes authenticate.
+pub async fn till(store: &PgStore, s: &str) -> TerminalIdentity {
+    let token = TerminalToken::generate().unwrap();
+    let (s, t) = (StoreId::parse(s).unwrap(), TerminalId::parse("t1").unwrap());
+    store
+        .add_terminal(&s, &t, &token.hash(), false, T0)
+        .await
+        .unwrap();
+    store.authenticate(&token.hash()).await.unwrap().unwrap()
 }

@@ -3,28 +3,18 @@
 //! said when they were made.
 
 use super::{KEYS_ONLY, begin_push, with_push_settings};
-use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::{CARD, T0, sale};
 use crate::ledger::batch::Batch;
-use crate::store::postgres::test_hq::{add_cards, new_hq};
+use crate::store::postgres::test_hq::{self, add_cards, new_hq};
 use crate::store::postgres::{PgStore, cards, escrow, sql};
 use crate::store::{Store, TerminalIdentity};
 use deadpool_postgres::Client;
-use protocol::{CardId, ReceiptId, StoreId, TerminalId};
+use protocol::{CardId, ReceiptId};
 use testkit::pg::TestDatabase;
 
 /// A till `t1` of store `s1` on `store`, as its pushes authenticate.
 async fn till(store: &PgStore) -> TerminalIdentity {
-    let token = TerminalToken::generate().unwrap();
-    let (s, t) = (
-        StoreId::parse("s1").unwrap(),
-        TerminalId::parse("t1").unwrap(),
-    );
-    store
-        .add_terminal(&s, &t, &token.hash(), false, T0)
-        .await
-        .unwrap();
-    store.authenticate(&token.hash()).await.unwrap().unwrap()
+    test_hq::till(store, "s1").await
 }
 
 #[tokio::test]
