@@ -515,8 +515,15 @@ pub(super) const INSERT_FLAGS: &str = "INSERT INTO flags (entry_id, card, kind, 
 /// this statement's snapshot sees every pair committed for the card, and none can
 /// be inserted meanwhile. The scalar subquery stays one probe of the key per card
 /// (PostgreSQL never turns it into a join that could read the whole table).
-pub(super) const ASSOCIATE: &str = "INSERT INTO store_cards (store, card)
-         SELECT $1::text, u.card FROM unnest($2::text[]) AS u(card)
+///
+/// A new membership takes this transaction's feed position (migration 9): the
+/// card's own when this transaction wrote the card (a push writes its cards in the
+/// same statement, a quarantine retry before), otherwise above the card's, which
+/// only sends the store the card once more. So a card's first change reaches the
+/// store's feed, and the triggers on `cards` find nothing to raise.
+pub(super) const ASSOCIATE: &str = "INSERT INTO store_cards (store, card, change_xid)
+         SELECT $1::text, u.card, x.xid
+         FROM unnest($2::text[]) AS u(card), (SELECT loyalty_xid() AS xid) AS x
          WHERE (SELECT TRUE FROM store_cards s WHERE s.store = $1 AND s.card = u.card)
                IS NULL";
 

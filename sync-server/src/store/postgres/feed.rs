@@ -23,6 +23,14 @@
 //! the snapshot, so events that arrive out of their commit order still leave the
 //! agent with HQ's latest word.
 //!
+//! A store's page is read from its own memberships (`store_cards.change_xid`,
+//! migration 9), not from the chain's cards: each membership carries its card's
+//! position, set by the triggers on `cards` in the transaction that changed the card
+//! (or, for a new membership, its own transaction's, at or above the card's). So a
+//! position is still the `loyalty_xid()` of the transaction that wrote it, and the
+//! bound's reasoning holds for memberships as it did for cards: the cursor, its
+//! meaning and the agents' stored cursors are unchanged.
+//!
 //! The bound is the smallest transaction id in progress in the snapshot that may
 //! write this database: transactions of the cluster's other databases do not hold
 //! it back ([`super::bound`]).
@@ -214,22 +222,24 @@ impl FeedRows for PgSession<'_> {
     }
 }
 
-/// The statement of [`FeedRows::changed_cards`]: a range scan of `cards_change` from
-/// the cursor, each card's membership in the store probed by key, stopping at the
-/// page's end.
+/// The statement of [`FeedRows::changed_cards`]: a range scan of the store's own
+/// positions (`store_cards_feed`, migration 9) from the cursor, each card read by key,
+/// stopping at the page's end. A membership's position is its card's (or, for a
+/// membership newer than the card's last change, its own transaction's, above it):
+/// the triggers on `cards` set it in the transaction that changed the card, so a
+/// position is still the `loyalty_xid()` of the transaction that wrote it and the
+/// snapshot bound `$4` ([`super::bound`]) holds as it did for `cards_change`. A page
+/// reads the store's changes only, whatever the rest of the chain changed.
 ///
-/// The membership is a scalar subquery, not `EXISTS`: PostgreSQL turns an `EXISTS`
-/// into a join, and with an estimate of the store's cards made while `store_cards` was
-/// small (or of a range it thinks nearly empty) it drove that join from every card of
-/// the store, probed each in `cards` and sorted them all for one page: 100–225 ms a
-/// page at 20,000 cards during a backlog, growing with the store. A scalar subquery
-/// stays a per-row filter, so the only way to the page's order is the index.
+/// The card is a `LATERAL` subquery kept apart (`OFFSET 0`), so it can only be
+/// probed per membership: a join could be planned (a generic plan, guessing the
+/// page's size) as a hash of every card of the chain.
 static CHANGED_CARDS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT c.change_xid, {} FROM cards c
-         WHERE (c.change_xid, c.card) > ($2, $3) AND c.change_xid < $4
-           AND (SELECT TRUE FROM store_cards s WHERE s.store = $1 AND s.card = c.card)
-         ORDER BY c.change_xid, c.card LIMIT $5",
+        "SELECT s.change_xid, {} FROM store_cards s,
+                LATERAL (SELECT {CARD_COLUMNS} FROM cards WHERE card = s.card OFFSET 0) c
+         WHERE s.store = $1 AND (s.change_xid, s.card) > ($2, $3) AND s.change_xid < $4
+         ORDER BY s.change_xid, s.card LIMIT $5",
         prefixed(CARD_COLUMNS, "c.")
     )
 });
@@ -292,62 +302,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod plan_tests {
-    use super::CHANGED_CARDS;
-    use crate::store::postgres::test_hq::{add_cards, new_hq};
-    use deadpool_postgres::Client;
-
-    /// Index entries of `store_cards` one page of the feed (10 cards) read, and
-    /// scans of `cards_change`, after cursor `(after, "")`.
-    async fn page_reads(c: &Client, after: i64) -> (i64, i64) {
-        const READS: &str = "SELECT pg_stat_get_xact_tuples_returned('store_cards_pkey'::regclass),
-                                    pg_stat_get_xact_numscans('cards_change'::regclass)";
-        c.batch_execute("START TRANSACTION").await.unwrap();
-        let before = c.query_one(READS, &[]).await.unwrap();
-        let stmt = c.prepare_cached(&CHANGED_CARDS).await.unwrap();
-        let rows = c
-            .query(&stmt, &[&"store-1", &after, &"", &i64::MAX, &10_i64])
-            .await
-            .unwrap();
-        assert_eq!(rows.len(), 10);
-        let after = c.query_one(READS, &[]).await.unwrap();
-        c.batch_execute("ROLLBACK").await.unwrap();
-        let delta = |i| after.get::<_, i64>(i) - before.get::<_, i64>(i);
-        (delta(0), delta(1))
-    }
-
-    /// A page of the store feed reads about a page of the store's cards, whatever the
-    /// statistics say: those of a new HQ (the connection's plan made on a few cards),
-    /// and fresh ones once the chain's cards arrived.
-    #[tokio::test]
-    async fn a_feed_page_reads_a_page_of_the_store_s_cards() {
-        let Some((_db, _store, c)) = new_hq().await else {
-            return;
-        };
-        // A new HQ: a few cards, never analyzed yet, and more pages than PostgreSQL
-        // plans for their values before it settles on a generic plan (five).
-        add_cards(&c, 0, 50).await;
-        for _ in 0..10 {
-            page_reads(&c, 0).await;
-        }
-        add_cards(&c, 50, 20_050).await;
-        assert_pages_read_a_page(&c, "stale statistics").await;
-        c.batch_execute("ANALYZE cards; ANALYZE store_cards")
-            .await
-            .unwrap();
-        assert_pages_read_a_page(&c, "fresh statistics").await;
-    }
-
-    /// Pages from the start and from a later cursor each read at most a page's worth
-    /// of `store_cards` and scan `cards_change` once.
-    async fn assert_pages_read_a_page(c: &Client, statistics: &str) {
-        for after in [0, 20] {
-            let (store_cards, range_scans) = page_reads(c, after).await;
-            assert!(
-                store_cards <= 20,
-                "{statistics}, after {after}: {store_cards}"
-            );
-            assert_eq!(range_scans, 1, "{statistics}, after {after}");
-        }
-    }
-}
+mod positions;

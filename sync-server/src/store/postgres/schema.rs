@@ -69,6 +69,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "member days indexed by their key alone",
         sql: V8_MEMBER_DAYS_KEY_ONLY,
     },
+    Migration {
+        version: 9,
+        name: "per-store feed positions",
+        sql: V9_STORE_FEED,
+    },
 ];
 
 /// Entries HQ stored without effect (`ledger::quarantine`): one record per entry,
@@ -92,6 +97,12 @@ pub fn latest() -> i32 {
 
 /// Brings the database's schema up to date; safe to run from many instances at once.
 pub async fn migrate(client: &mut Client) -> Result<()> {
+    migrate_to(client, latest()).await
+}
+
+/// Brings the database's schema up to version `target` (tests make a database of an
+/// earlier version with it, to upgrade it).
+pub(super) async fn migrate_to(client: &mut Client, target: i32) -> Result<()> {
     let tx = client.transaction().await?;
     sql::execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
@@ -110,7 +121,10 @@ pub async fn migrate(client: &mut Client) -> Result<()> {
              ({known}); run a newer sync-server"
         )));
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > applied && m.version <= target)
+    {
         tracing::info!(
             version = m.version,
             name = m.name,
@@ -457,3 +471,66 @@ const V7_NO_SPEND_DROPS_INDEX: &str = "DROP INDEX cards_spend_drops;";
 /// ANALYZE` at 1,000,000 member-days, custom and generic plans): they read a
 /// period, which the key's leading `day` serves (see `analytics.rs`).
 const V8_MEMBER_DAYS_KEY_ONLY: &str = "DROP INDEX kpi_member_days_card;";
+
+/// Each store's feed read from its own positions (`feed.rs`): a pull used to walk the
+/// chain-wide `cards_change` from its cursor and keep its store's cards, so every
+/// change anywhere in the chain was read once by every till. A membership now carries
+/// its card's feed position (never below it), kept by two statement triggers on
+/// `cards`, so that every writer of a card (a push, the ledger job, an admin's block,
+/// reservations and leases, a quarantine retry) is covered by one rule: the
+/// memberships of the cards a statement inserted or updated take the card's position
+/// where theirs is lower. Every writer sets a card's `change_xid` to its own
+/// `loyalty_xid()`, so a membership's position is the id of the transaction that
+/// wrote it (or, for the copy below, of a transaction committed before any pull),
+/// and the feed's snapshot bound (`bound.rs`) holds for memberships as it did for
+/// cards. A new membership defaults to its transaction's position: at or above its
+/// card's (the store gets the card once more at worst).
+///
+/// The triggers' update may only probe the memberships by card: a plan made on a
+/// large transition table (the job's chunk) would otherwise hash-join it with the
+/// whole table, and PL/pgSQL keeps that plan for the connection's life, every push
+/// included. Transition tables forbid a column list and more than one event per
+/// trigger, hence two triggers, fired also by a statement that changed no row.
+///
+/// `store_cards` is rebuilt rather than updated in place (one bulk write, indexes
+/// built once, no dead version per row); a membership whose card has no row (which
+/// `verify` reports) gets position 0, raised if the card is ever inserted. Its key
+/// becomes `(card, store)` for the triggers' probe (a push's probe of a pair serves
+/// either way), and `store_cards_feed` orders a store's positions. `cards_change` had
+/// no other reader: a card's write now updates one index less (and can be HOT when
+/// its page has room).
+const V9_STORE_FEED: &str = r#"
+CREATE TABLE store_cards_v9 (
+    store      TEXT NOT NULL,
+    card       TEXT COLLATE "C" NOT NULL,
+    change_xid BIGINT NOT NULL DEFAULT loyalty_xid()
+);
+INSERT INTO store_cards_v9 (store, card, change_xid)
+SELECT s.store, s.card, COALESCE(c.change_xid, 0)
+FROM store_cards s LEFT JOIN cards c ON c.card = s.card;
+DROP TABLE store_cards;
+ALTER TABLE store_cards_v9 RENAME TO store_cards;
+ALTER TABLE store_cards ADD CONSTRAINT store_cards_pkey PRIMARY KEY (card, store);
+CREATE INDEX store_cards_feed ON store_cards (store, change_xid, card);
+
+CREATE FUNCTION store_cards_follow() RETURNS trigger LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+AS $$
+BEGIN
+    UPDATE store_cards s SET change_xid = n.change_xid
+    FROM changed n
+    WHERE s.card = n.card AND s.change_xid < n.change_xid;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER cards_updated_feed AFTER UPDATE ON cards
+REFERENCING NEW TABLE AS changed
+FOR EACH STATEMENT EXECUTE FUNCTION store_cards_follow();
+
+CREATE TRIGGER cards_inserted_feed AFTER INSERT ON cards
+REFERENCING NEW TABLE AS changed
+FOR EACH STATEMENT EXECUTE FUNCTION store_cards_follow();
+
+DROP INDEX cards_change;
+"#;

@@ -3,28 +3,18 @@
 //! said when they were made.
 
 use super::{KEYS_ONLY, begin_push, with_push_settings};
-use crate::keys::TerminalToken;
 use crate::ledger::apply::tests::{CARD, T0, sale};
 use crate::ledger::batch::Batch;
-use crate::store::postgres::test_hq::{add_cards, new_hq};
+use crate::store::postgres::test_hq::{self, add_cards, new_hq};
 use crate::store::postgres::{PgStore, cards, escrow, sql};
 use crate::store::{Store, TerminalIdentity};
 use deadpool_postgres::Client;
-use protocol::{CardId, ReceiptId, StoreId, TerminalId};
+use protocol::{CardId, ReceiptId};
 use testkit::pg::TestDatabase;
 
 /// A till `t1` of store `s1` on `store`, as its pushes authenticate.
 async fn till(store: &PgStore) -> TerminalIdentity {
-    let token = TerminalToken::generate().unwrap();
-    let (s, t) = (
-        StoreId::parse("s1").unwrap(),
-        TerminalId::parse("t1").unwrap(),
-    );
-    store
-        .add_terminal(&s, &t, &token.hash(), false, T0)
-        .await
-        .unwrap();
-    store.authenticate(&token.hash()).await.unwrap().unwrap()
+    test_hq::till(store, "s1").await
 }
 
 #[tokio::test]
@@ -357,8 +347,12 @@ async fn a_push_inserts_its_new_member_days_and_memberships_without_speculation(
             .map(|(_, n)| n)
             .sum();
         assert_eq!(inserts, 3, "{table}: {heap:?}");
+        // The second push's cards move their memberships' feed positions (the
+        // triggers on `cards`, migration 9): updates, not inserts.
+        let moved = |kind: &str| table == "store_cards" && kind == "UPDATE";
         assert!(
-            heap.iter().all(|(kind, _)| kind.starts_with("INSERT")),
+            heap.iter()
+                .all(|(kind, _)| kind.starts_with("INSERT") || moved(kind)),
             "{table}: {heap:?}"
         );
     }
